@@ -1,0 +1,245 @@
+//! Pools, XCom, scheduler jobs and the audit log.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Row, Transaction};
+
+use super::{micros, time, Store};
+use crate::spec::DEFAULT_POOL;
+use crate::{Error, Result};
+
+/// A pool with its slot usage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolRow {
+    pub name: String,
+    pub slots: i64,
+    pub description: Option<String>,
+    pub include_deferred: bool,
+    pub running_slots: i64,
+    pub queued_slots: i64,
+    pub scheduled_slots: i64,
+}
+
+impl PoolRow {
+    pub fn occupied_slots(&self) -> i64 {
+        self.running_slots + self.queued_slots
+    }
+
+    pub fn open_slots(&self) -> i64 {
+        self.slots - self.occupied_slots()
+    }
+}
+
+/// A scheduler process as recorded in the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SchedulerJobRow {
+    pub id: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts: DateTime<Utc>,
+    pub event: String,
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    pub owner: Option<String>,
+    pub extra: Option<String>,
+}
+
+/// Appends an audit entry inside the caller's transaction, so the change and its record land together.
+pub(crate) async fn log_event(
+    tx: &mut Transaction<'static, Any>,
+    event: &str,
+    dag_id: Option<&str>,
+    run_id: Option<&str>,
+    task_id: Option<&str>,
+    owner: Option<&str>,
+    extra: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO event_log (ts, event, dag_id, run_id, task_id, owner, extra) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(micros(Utc::now()))
+        .bind(event)
+        .bind(dag_id.map(str::to_string))
+        .bind(run_id.map(str::to_string))
+        .bind(task_id.map(str::to_string))
+        .bind(owner.map(str::to_string))
+        .bind(extra.map(str::to_string))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn list_pools(&self) -> Result<Vec<PoolRow>> {
+        let usage = sqlx::query("SELECT pool, state, CAST(SUM(pool_slots) AS BIGINT) FROM task_instance WHERE state IN ('scheduled', 'queued', 'running', 'restarting') GROUP BY pool, state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_pool: HashMap<String, (i64, i64, i64)> = HashMap::new();
+        for row in usage {
+            let pool: String = row.try_get(0)?;
+            let state: String = row.try_get(1)?;
+            let slots: i64 = row.try_get::<Option<i64>, _>(2)?.unwrap_or(0);
+            let entry = by_pool.entry(pool).or_default();
+            match state.as_str() {
+                "running" | "restarting" => entry.0 += slots,
+                "queued" => entry.1 += slots,
+                _ => entry.2 += slots,
+            }
+        }
+        let rows = sqlx::query("SELECT name, slots, description, include_deferred FROM pool ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0)?;
+                let (running, queued, scheduled) = by_pool.get(&name).copied().unwrap_or_default();
+                Ok(PoolRow {
+                    name,
+                    slots: row.try_get(1)?,
+                    description: row.try_get(2)?,
+                    include_deferred: row.try_get::<i64, _>(3)? != 0,
+                    running_slots: running,
+                    queued_slots: queued,
+                    scheduled_slots: scheduled,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates or updates a pool.
+    pub async fn put_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        if name.trim().is_empty() || name.len() > 256 {
+            return Err(Error::invalid("pool name must be 1 to 256 characters"));
+        }
+        if slots < 0 {
+            return Err(Error::invalid("pool slots must be >= 0"));
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO pool (name, slots, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, description = excluded.description",
+        )
+        .bind(name)
+        .bind(slots)
+        .bind(description.map(str::to_string))
+        .execute(&mut *tx)
+        .await?;
+        log_event(&mut tx, "pool_put", None, None, None, None, Some(name)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_pool(&self, name: &str) -> Result<()> {
+        if name == DEFAULT_POOL {
+            return Err(Error::invalid("the default pool cannot be deleted"));
+        }
+        let mut tx = self.begin().await?;
+        let result = sqlx::query("DELETE FROM pool WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("pool `{name}`")));
+        }
+        log_event(&mut tx, "pool_delete", None, None, None, None, Some(name)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// All XCom values of a run, by (task id, key).
+    pub async fn xcoms_of_run(&self, run_pk: i64) -> Result<HashMap<(String, String), serde_json::Value>> {
+        let rows = sqlx::query("SELECT task_id, key_name, value FROM xcom WHERE run_pk = $1").bind(run_pk).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let value: String = row.try_get(2)?;
+                Ok(((row.try_get(0)?, row.try_get(1)?), serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value))))
+            })
+            .collect()
+    }
+
+    /// Registers a scheduler process.
+    pub async fn register_job(&self, id: &str, hostname: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("INSERT INTO scheduler_job (id, hostname, pid, state, started_at, heartbeat_at) VALUES ($1, $2, $3, 'running', $4, $4)")
+            .bind(id)
+            .bind(hostname)
+            .bind(i64::from(pid))
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn heartbeat_job(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1 WHERE id = $2").bind(micros(now)).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn set_job_state(&self, id: &str, state: &str) -> Result<()> {
+        sqlx::query("UPDATE scheduler_job SET state = $1 WHERE id = $2").bind(state).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Scheduler jobs still marked running.
+    pub async fn running_jobs(&self) -> Result<Vec<SchedulerJobRow>> {
+        let rows = sqlx::query("SELECT id, hostname, pid, state, started_at, heartbeat_at FROM scheduler_job WHERE state = 'running' ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SchedulerJobRow {
+                    id: row.try_get(0)?,
+                    hostname: row.try_get(1)?,
+                    pid: row.try_get(2)?,
+                    state: row.try_get(3)?,
+                    started_at: time(row, "started_at")?,
+                    heartbeat_at: time(row, "heartbeat_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Latest heartbeat of any scheduler.
+    pub async fn latest_scheduler_heartbeat(&self) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT MAX(heartbeat_at) FROM scheduler_job").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(super::from_micros))
+    }
+
+    /// Appends an audit entry on its own.
+    pub async fn audit(&self, event: &str, dag_id: Option<&str>, run_id: Option<&str>, owner: Option<&str>, extra: Option<&str>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        log_event(&mut tx, event, dag_id, run_id, None, owner, extra).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Newest audit entries first.
+    pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query("SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRow {
+                    id: row.try_get("id")?,
+                    ts: time(row, "ts")?,
+                    event: row.try_get("event")?,
+                    dag_id: row.try_get("dag_id")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                    owner: row.try_get("owner")?,
+                    extra: row.try_get("extra")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A quick query that proves the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+}

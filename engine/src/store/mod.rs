@@ -1,0 +1,193 @@
+//! The store: every durable fact of dagctl, in SQLite (embedded default) or PostgreSQL (production, several
+//! schedulers). One code path through sqlx's `Any` driver; the few places where SQL must differ branch on
+//! [`Backend`]. Times are stored as microseconds since the Unix epoch (UTC) so both databases compare them
+//! the same way.
+//!
+//! Architecture invariant: callers see domain types and [`crate::Error`], never `sqlx::Error`; every state
+//! change is a compare-and-set on the state it was decided from.
+
+mod dags;
+mod misc;
+mod runs;
+mod tis;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use misc::{EventRow, PoolRow, SchedulerJobRow};
+pub use runs::{NewRun, RunFilter, RunRow, RunType};
+pub use tis::{FinishedTry, TiRow, TryRow};
+
+use crate::{Error, Result};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::invalid(format!(
+                "unsupported database URL `{}`; expected sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(url)
+            )));
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                options
+                    .max_connections(4)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 30000",
+                                "PRAGMA foreign_keys = ON",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await
+            }
+            Backend::Postgres => options.max_connections(10).connect(url).await,
+        }
+        .map_err(|err| Error::Database(format!("cannot connect to {}: {err}", redact_url(url))))?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Several schedulers may start at once: one migrates, the others wait.
+            sqlx::query("SELECT pg_advisory_xact_lock(4242001)").execute(&mut *tx).await?;
+        }
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (version, sqlite, postgres) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let script = if self.backend == Backend::Sqlite { sqlite } else { postgres };
+            for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(micros(Utc::now()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Begins a write transaction (SQLite takes the write lock at once, so two writers queue instead of
+    /// failing on upgrade).
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; nothing on SQLite, whose write lock already serializes writers.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+/// Hides the password of a database URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Microseconds since the epoch.
+pub fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// The instant `micros` microseconds after the epoch.
+pub fn from_micros(value: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(value).single().unwrap_or_default()
+}
+
+fn opt_time(row: &AnyRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(from_micros))
+}
+
+fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>> {
+    Ok(from_micros(row.try_get::<i64, _>(column)?))
+}
+
+/// `$first, $first+1, ...` placeholders for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows are changed in chunks so no statement has more parameters than either database allows.
+const CHUNK: usize = 500;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! The store test suite, run against SQLite and against a real PostgreSQL (a fresh database per test).
+
+use super::*;
+use crate::operators::OperatorRegistry;
+use crate::parse::parse_text;
+use crate::state::{RunState, TaskEvent, TaskState};
+use crate::store::runs::{NewRun, RunType};
+
+use crate::each_backend;
+use crate::testing::TestDb;
+
+fn spec(text: &str) -> crate::spec::DagSpec {
+    let parsed = parse_text("t.yml", text, &[], &OperatorRegistry::builtin());
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    parsed.dags.into_iter().next().unwrap()
+}
+
+fn manual<'a>(spec: &'a crate::spec::DagSpec, run_id: &str) -> NewRun<'a> {
+    NewRun {
+        spec,
+        run_id: Some(run_id.to_string()),
+        run_type: RunType::Manual,
+        logical_date: None,
+        data_interval: None,
+        run_after: Utc::now(),
+        conf: Default::default(),
+        triggered_by: "test".into(),
+        triggering_user: None,
+        note: None,
+    }
+}
+
+async fn dag_versions_and_pause(db: TestDb) {
+    let store = &db.store;
+    let v1 = spec("d:\n  tasks: {a: {operator: empty}}\n");
+    let hash1 = store.put_dag(&v1, true).await.unwrap();
+    assert_eq!(store.put_dag(&v1, true).await.unwrap(), hash1, "same content, same version");
+    let v2 = spec("d:\n  description: two\n  tasks: {a: {operator: empty}}\n");
+    let hash2 = store.put_dag(&v2, true).await.unwrap();
+    assert_ne!(hash1, hash2);
+    let dag = store.get_dag("d").await.unwrap();
+    assert_eq!((dag.version_hash.as_str(), dag.version_number, dag.is_paused), (hash2.as_str(), 2, true));
+    store.set_paused("d", false).await.unwrap();
+    assert!(!store.get_dag("d").await.unwrap().is_paused);
+    assert!(matches!(store.set_paused("nope", true).await, Err(Error::NotFound(_))));
+    let (old, number, _) = store.dag_version(&hash1).await.unwrap();
+    assert_eq!((old.description, number), (None, 1));
+    assert!(store.events(10).await.unwrap().iter().any(|e| e.event == "unpaused"));
+}
+
+async fn runs_with_their_task_instances(db: TestDb) {
+    let store = &db.store;
+    let mut text = String::from("big:\n  tasks:\n");
+    for i in 0..120 {
+        text.push_str(&format!("    t{i}: {{operator: empty}}\n"));
+    }
+    let dag = spec(&text);
+    store.put_dag(&dag, false).await.unwrap();
+    let run = store.create_run(manual(&dag, "r1")).await.unwrap();
+    assert_eq!(run.state, RunState::Queued);
+    let tis = store.tis_of_run(run.id).await.unwrap();
+    assert_eq!(tis.len(), 120);
+    assert!(tis.iter().all(|ti| ti.state == TaskState::None && ti.try_number == 0));
+    // A duplicate id is a conflict and writes nothing.
+    assert!(matches!(store.create_run(manual(&dag, "r1")).await, Err(Error::Conflict(_))));
+    let (runs, total) = store.list_runs(&RunFilter { dag_id: Some("big".into()), ..Default::default() }).await.unwrap();
+    assert_eq!((runs.len(), total), (1, 1));
+    assert_eq!(store.start_runs(&[run.id], Utc::now()).await.unwrap(), vec![run.id]);
+    assert!(store.start_runs(&[run.id], Utc::now()).await.unwrap().is_empty(), "start is compare-and-set");
+}
+
+async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
+    let store = &db.store;
+    let dag = spec("p:\n  tasks:\n    a: {operator: bash, bash_command: 'true', pool: small, priority_weight: 1}\n    b: {operator: bash, bash_command: 'true', pool: small, priority_weight: 5}\n    c: {operator: bash, bash_command: 'true', pool: missing}\n");
+    store.put_dag(&dag, false).await.unwrap();
+    store.put_pool("small", 1, Some("one slot")).await.unwrap();
+    let run = store.create_run(manual(&dag, "r")).await.unwrap();
+    store.start_runs(&[run.id], Utc::now()).await.unwrap();
+    let batch = store.lock_runs_for_eval(Utc::now(), 10, None).await.unwrap();
+    let plans: Vec<runs::RunPlan> = batch
+        .runs
+        .iter()
+        .map(|(run, tis)| runs::RunPlan {
+            run_pk: run.id,
+            changes: tis.iter().map(|ti| runs::TiChange { ti_id: ti.id, from: TaskState::None, to: TaskState::Scheduled, message: None }).collect(),
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(batch.apply(&plans, Utc::now()).await.unwrap(), 3);
+    let claim = store.claim_scheduled("s1", 10, &Default::default(), None, Utc::now()).await.unwrap();
+    let claimed: Vec<&str> = claim.queued.iter().map(|ti| ti.task_id.as_str()).collect();
+    assert_eq!(claimed, vec!["b"], "one slot in `small`, highest priority first");
+    assert_eq!(claim.missing_pool.len(), 1);
+    let again = store.claim_scheduled("s2", 10, &Default::default(), None, Utc::now()).await.unwrap();
+    assert!(again.queued.is_empty(), "the pool is full and b is taken");
+    let started = store.start_tis(&[claim.queued[0].id], "host", Utc::now()).await.unwrap();
+    assert_eq!(started, vec![(claim.queued[0].id, 1)]);
+    assert!(store.start_tis(&[claim.queued[0].id], "host", Utc::now()).await.unwrap().is_empty());
+    let done = FinishedTry {
+        ti_id: claim.queued[0].id,
+        run_pk: run.id,
+        try_number: 1,
+        event: TaskEvent::Succeed,
+        message: None,
+        xcoms: vec![("return_value".into(), serde_json::json!({"ok": true}))],
+        next_retry_at: None,
+        ended_at: Utc::now(),
+    };
+    assert_eq!(store.finish_tries(&[done.clone()]).await.unwrap(), vec![(done.ti_id, TaskState::Success)]);
+    assert!(store.finish_tries(&[done]).await.unwrap().is_empty(), "a try is recorded once");
+    let xcoms = store.xcoms_of_run(run.id).await.unwrap();
+    assert_eq!(xcoms[&("b".to_string(), "return_value".to_string())]["ok"], true);
+    let b = store.get_ti("p", "r", "b").await.unwrap();
+    assert_eq!(store.tries(b.id).await.unwrap().len(), 1);
+    let pools = store.list_pools().await.unwrap();
+    let small = pools.iter().find(|p| p.name == "small").unwrap();
+    assert_eq!(small.open_slots(), 1);
+    assert!(store.delete_pool("default_pool").await.is_err());
+}
+
+async fn clear_restarts_and_requeues_the_run(db: TestDb) {
+    let store = &db.store;
+    let dag = spec("c:\n  tasks:\n    a: {operator: bash, bash_command: 'true', retries: 1}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n");
+    store.put_dag(&dag, false).await.unwrap();
+    let run = store.create_run(manual(&dag, "r")).await.unwrap();
+    let a = store.get_ti("c", "r", "a").await.unwrap();
+    store.mark_ti("c", "r", "a", TaskState::Failed, Some("alice")).await.unwrap();
+    store.mark_run("c", "r", RunState::Failed, None).await.unwrap();
+    let cleared = store.clear_tis("c", "r", None, true, Some("alice")).await.unwrap();
+    assert_eq!(cleared, vec!["a"]);
+    assert_eq!(store.get_ti_by_id(a.id).await.unwrap().state, TaskState::None);
+    assert_eq!(store.get_run_by_pk(run.id).await.unwrap().state, RunState::Queued);
+    assert!(matches!(store.clear_tis("c", "r", Some(&["zzz".to_string()]), false, None).await, Err(Error::NotFound(_))));
+    let events: Vec<String> = store.events(20).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert!(events.contains(&"clear".to_string()) && events.contains(&"mark_task".to_string()), "{events:?}");
+}
+
+async fn sync_tracks_import_errors_and_stale_dags(db: TestDb) {
+    let store = &db.store;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yml"), "a:\n  tasks: {x: {operator: empty}}\n").unwrap();
+    std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: empty}}\n").unwrap();
+    let registry = OperatorRegistry::builtin();
+    let files = crate::parse::load_folder(dir.path(), &registry);
+    let report = store.sync_dags(&files, true, Utc::now()).await.unwrap();
+    assert_eq!(report.new_versions.len(), 2);
+    // b breaks: it keeps its last version and is not stale; a's file goes away: a is stale.
+    std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: nope}}\n").unwrap();
+    std::fs::remove_file(dir.path().join("a.yml")).unwrap();
+    let files = crate::parse::load_folder(dir.path(), &registry);
+    let report = store.sync_dags(&files, true, Utc::now()).await.unwrap();
+    assert_eq!(report.stale, vec!["a"]);
+    assert_eq!(report.import_errors, 1);
+    let errors = store.import_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].line, Some(2));
+    assert!(store.list_dags(false).await.unwrap().iter().any(|d| d.dag_id == "b"));
+    assert!(!store.list_dags(false).await.unwrap().iter().any(|d| d.dag_id == "a"));
+    // Fixed again: errors go away.
+    std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: empty}}\n").unwrap();
+    let files = crate::parse::load_folder(dir.path(), &registry);
+    store.sync_dags(&files, true, Utc::now()).await.unwrap();
+    assert!(store.import_errors().await.unwrap().is_empty());
+}
+
+each_backend!(dag_versions_and_pause);
+each_backend!(runs_with_their_task_instances);
+each_backend!(claim_respects_pools_and_compare_and_set);
+each_backend!(clear_restarts_and_requeues_the_run);
+each_backend!(sync_tracks_import_errors_and_stale_dags);

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(render("{{ ti.xcom_pull(task_ids='deploy').rpc }}"), "http://127.0.0.1:8545");
         assert_eq!(render("{{ ti.xcom_pull('deploy')['rpc'] }}"), "http://127.0.0.1:8545");
         assert_eq!(render("{{ ti.xcom_pull(task_ids='deploy', key='nodes') }}"), "4");
-        assert_eq!(render("{% set both = ti.xcom_pull(task_ids=['other', 'missing']) %}{{ both[0] }} {{ both[1] is none }}"), "x true");
+        assert_eq!(render("{% set both = ti.xcom_pull(task_ids=['other', 'missing']) %}{{ both[0] }} {{ both[1] is none }}"), "x True");
     }
 
     #[test]

@@ -1,1 +1,267 @@
-fn main() {}
+//! `dagctl`: the command line of the dagctl workflow engine.
+
+mod cmd;
+mod config;
+mod output;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::GlobalFlags;
+use crate::output::Format;
+
+#[derive(Parser)]
+#[command(name = "dagctl", version, about = "A workflow engine that speaks Airflow's language, for testing private blockchain networks")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scheduler, executor and HTTP server in one process
+    Standalone {
+        /// Port of the HTTP server (/health, /metrics)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on (default 127.0.0.1)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// The scheduler with its local executor (several may share a PostgreSQL database)
+    Scheduler {
+        /// Also serve /health and /metrics on this port
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Work with DAGs
+    #[command(subcommand)]
+    Dags(DagsCommand),
+    /// Trigger a DAG run (short for `dags trigger`)
+    Trigger(TriggerArgs),
+    /// Work with task instances
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Work with pools
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+    /// Measure the engine
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DagsCommand {
+    /// List DAGs
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show one DAG: schedule, tasks and their dependencies
+    Show {
+        dag_id: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Check DAG files without running anything (the DAGs folder, or the given files/folders)
+    Validate {
+        paths: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// List DAG files that failed to load
+    ListImportErrors {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Pause a DAG: no new runs start
+    Pause { dag_id: String },
+    /// Unpause a DAG
+    Unpause { dag_id: String },
+    /// Trigger a DAG run
+    Trigger(TriggerArgs),
+    /// Run one DAG run in this process, without a scheduler, printing task logs
+    Test {
+        dag_id: String,
+        /// Logical date (default: now)
+        logical_date: Option<String>,
+        /// JSON object of run parameters
+        #[arg(long)]
+        conf: Option<String>,
+    },
+    /// Create runs for every schedule interval between two dates
+    Backfill {
+        dag_id: String,
+        #[arg(short = 's', long)]
+        start_date: String,
+        #[arg(short = 'e', long)]
+        end_date: String,
+        /// Run them in this process and wait (otherwise the scheduler runs them)
+        #[arg(long)]
+        local: bool,
+    },
+    /// List runs of a DAG
+    ListRuns {
+        dag_id: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct TriggerArgs {
+    pub dag_id: String,
+    /// JSON object of run parameters (overrides the DAG's params)
+    #[arg(short, long)]
+    pub conf: Option<String>,
+    /// Run id (default manual__<time>)
+    #[arg(short, long)]
+    pub run_id: Option<String>,
+    /// Logical date of the run (default: none, like Airflow 3)
+    #[arg(short, long)]
+    pub logical_date: Option<String>,
+    /// Wait for the run to end, showing progress; exit 0 only on success
+    #[arg(short, long)]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 30m)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// List the tasks of a DAG
+    List {
+        dag_id: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Print a task's log
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Try number (default: the latest)
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+        /// Keep printing while the task runs
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Clear task instances so they run again
+    Clear {
+        dag_id: String,
+        /// Run to clear (default: the latest run)
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Only these tasks
+        #[arg(short, long)]
+        task_id: Vec<String>,
+        /// Only failed and upstream-failed tasks
+        #[arg(long)]
+        only_failed: bool,
+    },
+    /// States of the task instances of a run
+    StatesForDagRun {
+        dag_id: String,
+        run_id: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolsCommand {
+    /// List pools with their slots
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Create or update a pool
+    Set { name: String, slots: i64, description: Option<String> },
+    /// Delete a pool
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Scheduler throughput and latency: 1,000 independent tasks and a chain of 40, with empty and bash
+    Scheduler {
+        #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
+        database: cmd::bench::Database,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // The task supervisor starts before anything else, so a task's overhead stays small.
+    if args.get(1).map(String::as_str) == Some(worker::supervise::SUBCOMMAND) {
+        let code = worker::supervise::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let mut message = err.to_string();
+            for cause in err.chain().skip(1) {
+                message.push_str(&format!(": {cause}"));
+            }
+            eprintln!("error: {}", message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = config::Config::load(&cli.global)?;
+    match cli.command {
+        Command::Standalone { port, host } => cmd::serve::standalone(config, host, port).await,
+        Command::Scheduler { port } => cmd::serve::scheduler(config, port).await,
+        Command::Trigger(args) => cmd::dags::trigger(&config, args).await,
+        Command::Dags(command) => match command {
+            DagsCommand::List { output } => cmd::dags::list(&config, output).await,
+            DagsCommand::Show { dag_id, output } => cmd::dags::show(&config, &dag_id, output).await,
+            DagsCommand::Validate { paths, output } => cmd::dags::validate(&config, &paths, output),
+            DagsCommand::ListImportErrors { output } => cmd::dags::import_errors(&config, output).await,
+            DagsCommand::Pause { dag_id } => cmd::dags::pause(&config, &dag_id, true).await,
+            DagsCommand::Unpause { dag_id } => cmd::dags::pause(&config, &dag_id, false).await,
+            DagsCommand::Trigger(args) => cmd::dags::trigger(&config, args).await,
+            DagsCommand::Test { dag_id, logical_date, conf } => cmd::dags::test(&config, &dag_id, logical_date, conf).await,
+            DagsCommand::Backfill { dag_id, start_date, end_date, local } => cmd::dags::backfill(&config, &dag_id, &start_date, &end_date, local).await,
+            DagsCommand::ListRuns { dag_id, state, limit, output } => cmd::dags::list_runs(&config, &dag_id, state, limit, output).await,
+        },
+        Command::Tasks(command) => match command {
+            TasksCommand::List { dag_id, output } => cmd::tasks::list(&config, &dag_id, output).await,
+            TasksCommand::Logs { dag_id, run_id, task_id, try_number, follow } => cmd::tasks::logs(&config, &dag_id, &run_id, &task_id, try_number, follow).await,
+            TasksCommand::Clear { dag_id, run_id, task_id, only_failed } => cmd::tasks::clear(&config, &dag_id, run_id, task_id, only_failed).await,
+            TasksCommand::StatesForDagRun { dag_id, run_id, output } => cmd::tasks::states(&config, &dag_id, &run_id, output).await,
+        },
+        Command::Pools(command) => match command {
+            PoolsCommand::List { output } => cmd::tasks::pools(&config, output).await,
+            PoolsCommand::Set { name, slots, description } => cmd::tasks::pool_set(&config, &name, slots, description).await,
+            PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
+        },
+        Command::Bench(BenchCommand::Scheduler { database, output }) => cmd::bench::scheduler(&config, database, output).await,
+    }
+}

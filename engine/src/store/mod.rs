@@ -8,8 +8,8 @@
 
 mod dags;
 mod misc;
-mod runs;
-mod tis;
+pub mod runs;
+pub mod tis;
 
 use std::time::Duration;
 

@@ -1,0 +1,194 @@
+//! `dagctl bench scheduler`: wall time, task instances per second and per-hop latency for 1,000 independent
+//! tasks and a chain of 40, each with `empty` and with `bash true`, against a baseline measured in the same
+//! run (the bare cost of what each task must do anyway: a supervised `bash -c true`, or one store round trip).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use chrono::Utc;
+use engine::operators::OperatorRegistry;
+use engine::parse::parse_text;
+use engine::state::RunState;
+use engine::store::runs::NewRun;
+use engine::store::{RunType, Store};
+use engine::testing::TestDb;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::output::{print_rows, Format};
+use crate::runtime::{build_scheduler, scheduler_options};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+struct Scenario {
+    name: &'static str,
+    tasks: usize,
+    chain: bool,
+    operator: &'static str,
+}
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario { name: "independent-1000-empty", tasks: 1000, chain: false, operator: "empty" },
+    Scenario { name: "independent-1000-bash", tasks: 1000, chain: false, operator: "bash" },
+    Scenario { name: "chain-40-empty", tasks: 40, chain: true, operator: "empty" },
+    Scenario { name: "chain-40-bash", tasks: 40, chain: true, operator: "bash" },
+];
+
+fn dag_yaml(scenario: &Scenario) -> String {
+    let mut text = format!("bench_{}:\n  max_active_tasks: 100000\n  tasks:\n", scenario.name.replace('-', "_"));
+    for i in 0..scenario.tasks {
+        let op = if scenario.operator == "bash" { "{operator: bash, bash_command: 'true', do_xcom_push: false" } else { "{operator: empty" };
+        let deps = if scenario.chain && i > 0 { format!(", dependencies: [t{}]", i - 1) } else { String::new() };
+        text.push_str(&format!("    t{i}: {op}{deps}}}\n"));
+    }
+    text
+}
+
+pub async fn scheduler(config: &Config, database: Database, output: Format) -> Result<ExitCode> {
+    let db = match database {
+        Database::Sqlite => TestDb::sqlite().await,
+        Database::Postgres => {
+            if config.database_url.starts_with("postgres") && std::env::var("DAGCTL_TEST_PG_URL").is_err() {
+                std::env::set_var("DAGCTL_TEST_PG_URL", &config.database_url);
+            }
+            TestDb::postgres().await
+        }
+    };
+    let logs = tempfile_dir()?;
+    let mut bench_config = config.clone();
+    bench_config.home = logs.clone();
+    bench_config.parallelism = config.parallelism.max(16);
+    let database_name = format!("{database:?}").to_lowercase();
+    eprintln!("measuring baselines ...");
+    let spawn_baseline = supervised_spawn_seconds(&logs, 40)?;
+    let roundtrip_baseline = store_roundtrip_seconds(&db.store, 200).await?;
+    let mut rows = Vec::new();
+    for scenario in &SCENARIOS {
+        eprintln!("running {} on {database_name} ...", scenario.name);
+        let measured = run_scenario(&bench_config, &db.store, scenario).await?;
+        let baseline_per_task = if scenario.operator == "bash" { spawn_baseline } else { roundtrip_baseline };
+        let baseline = if scenario.chain { baseline_per_task * scenario.tasks as f64 } else { baseline_per_task * scenario.tasks as f64 / bench_config.parallelism.min(2) as f64 };
+        rows.push(json!({
+            "scenario": scenario.name,
+            "database": database_name,
+            "tasks": scenario.tasks,
+            "wall_s": round(measured.wall, 3),
+            "ti_per_s": round(scenario.tasks as f64 / measured.wall, 1),
+            "mean_hop_ms": measured.mean_hop.map(|h| round(h * 1000.0, 2)),
+            "baseline": if scenario.operator == "bash" { "supervised bash -c true" } else { "store round trip" },
+            "baseline_s": round(baseline, 3),
+            "ratio_to_baseline": round(measured.wall / baseline.max(1e-9), 2),
+            "state": measured.state,
+        }));
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+    print_rows(output, &["scenario", "database", "tasks", "wall_s", "ti_per_s", "mean_hop_ms", "baseline_s", "ratio_to_baseline", "state"], &rows);
+    if output == Format::Table {
+        println!("baselines: supervised `bash -c true` {:.2} ms per task; store round trip {:.3} ms", spawn_baseline * 1000.0, roundtrip_baseline * 1000.0);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let factor = 10f64.powi(digits);
+    (value * factor).round() / factor
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dagctl-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+struct Measured {
+    wall: f64,
+    mean_hop: Option<f64>,
+    state: String,
+}
+
+async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Result<Measured> {
+    let parsed = parse_text("bench.yml", &dag_yaml(scenario), &[], &OperatorRegistry::builtin());
+    let Some(spec) = parsed.dags.into_iter().next() else { bail!("bench DAG did not parse: {:?}", parsed.errors) };
+    store.put_dag(&spec, false).await?;
+    let run = store
+        .create_run(NewRun {
+            spec: &spec,
+            run_id: Some(format!("bench__{}", uuid::Uuid::new_v4().simple())),
+            run_type: RunType::Manual,
+            logical_date: None,
+            data_interval: None,
+            run_after: Utc::now(),
+            conf: Default::default(),
+            triggered_by: "bench".into(),
+            triggering_user: None,
+            note: None,
+        })
+        .await?;
+    let mut options = scheduler_options(config);
+    options.dags_folder = None;
+    options.scope = Some(vec![run.id]);
+    options.create_scheduled_runs = false;
+    let scheduler = build_scheduler(config, store, options, Arc::new(scheduler::Metrics::default()))?;
+    let started = Instant::now();
+    scheduler.run(CancellationToken::new()).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let run_row = store.get_run_by_pk(run.id).await?;
+    let mean_hop = if scenario.chain {
+        let tis = store.tis_of_run(run.id).await?;
+        let position = |id: &str| spec.tasks.iter().position(|t| t.task_id == id).unwrap_or(0);
+        let mut ordered = tis.clone();
+        ordered.sort_by_key(|ti| position(&ti.task_id));
+        let hops: Vec<f64> = ordered
+            .windows(2)
+            .filter_map(|pair| match (pair[0].end_date, pair[1].start_date) {
+                (Some(end), Some(start)) => Some((start - end).num_microseconds().unwrap_or(0) as f64 / 1e6),
+                _ => None,
+            })
+            .collect();
+        (!hops.is_empty()).then(|| hops.iter().sum::<f64>() / hops.len() as f64)
+    } else {
+        None
+    };
+    if run_row.state != RunState::Success {
+        eprintln!("warning: {} ended {}", scenario.name, run_row.state);
+    }
+    Ok(Measured { wall, mean_hop, state: run_row.state.to_string() })
+}
+
+/// Mean seconds of one supervised `bash -c true`, run one after another.
+fn supervised_spawn_seconds(dir: &std::path::Path, count: usize) -> Result<f64> {
+    let exe = std::env::current_exe()?;
+    let log = dir.join("baseline.log");
+    let started = Instant::now();
+    for _ in 0..count {
+        let status = std::process::Command::new(&exe)
+            .args([worker::supervise::SUBCOMMAND, "--log"])
+            .arg(&log)
+            .arg("--result")
+            .arg(dir.join("baseline.result"))
+            .arg("--pidfile")
+            .arg(dir.join("baseline.pid"))
+            .args(["--", "/bin/bash", "-c", "true"])
+            .status()?;
+        if !status.success() {
+            bail!("baseline spawn failed: {status}");
+        }
+    }
+    Ok(started.elapsed().as_secs_f64() / count as f64)
+}
+
+/// Mean seconds of one store round trip.
+async fn store_roundtrip_seconds(store: &Store, count: usize) -> Result<f64> {
+    let started = Instant::now();
+    for _ in 0..count {
+        store.ping().await?;
+    }
+    Ok((started.elapsed().as_secs_f64() / count as f64).max(Duration::from_micros(1).as_secs_f64()))
+}

@@ -1,0 +1,414 @@
+//! `dagctl dags ...` and `dagctl trigger`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{SecondsFormat, Utc};
+use engine::parse::{load_folder, parse_path};
+use engine::state::{RunState, TaskState};
+use engine::store::runs::NewRun;
+use engine::store::{DagRow, RunFilter, RunRow, RunType, Store};
+use engine::timetable::{parse_datetime, Timetable};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::output::{print_rows, Format};
+use crate::runtime::{build_scheduler, open_store, scheduler_options, sync_folder};
+use crate::TriggerArgs;
+
+fn time(value: Option<chrono::DateTime<Utc>>) -> Value {
+    value.map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Secs, true))).unwrap_or(Value::Null)
+}
+
+pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Map<String, Value>> {
+    match conf {
+        None => Ok(Default::default()),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => bail!("--conf must be a JSON object like '{{\"nodes\": 4}}'"),
+            Err(err) => bail!("--conf is not valid JSON: {err}"),
+        },
+    }
+}
+
+/// A DAG by id, with a helpful error when it is missing.
+pub async fn find_dag(store: &Store, dag_id: &str) -> Result<DagRow> {
+    match store.get_dag(dag_id).await {
+        Ok(dag) if dag.is_stale => bail!("dag `{dag_id}` is no longer defined by any file in the DAGs folder"),
+        Ok(dag) => Ok(dag),
+        Err(engine::Error::NotFound(_)) => {
+            let errors = store.import_errors().await?;
+            match errors.iter().find(|e| e.dag_id.as_deref() == Some(dag_id)) {
+                Some(error) => bail!("dag `{dag_id}` failed to load: {}", error.message),
+                None => bail!("dag `{dag_id}` not found; `dagctl dags list` shows the DAGs that loaded"),
+            }
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn dag_json(dag: &DagRow) -> Value {
+    json!({
+        "dag_id": dag.dag_id,
+        "fileloc": dag.fileloc,
+        "is_paused": dag.is_paused,
+        "schedule": dag.spec.schedule.summary(),
+        "owners": dag.spec.owner,
+        "tags": dag.spec.tags.join(","),
+        "description": dag.spec.description,
+        "next_dagrun": time(dag.next_dagrun),
+        "version": dag.version_number,
+    })
+}
+
+pub async fn list(config: &Config, output: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let rows: Vec<Value> = store.list_dags(false).await?.iter().map(dag_json).collect();
+    print_rows(output, &["dag_id", "fileloc", "owners", "is_paused", "schedule", "next_dagrun", "tags"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(config: &Config, dag_id: &str, output: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let dag = find_dag(&store, dag_id).await?;
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"dag": dag_json(&dag), "spec": dag.spec}))?),
+        Format::Table => {
+            println!("dag_id:      {}", dag.dag_id);
+            println!("file:        {}", dag.fileloc);
+            println!("description: {}", dag.spec.description.clone().unwrap_or_default());
+            println!("schedule:    {} ({})", dag.spec.schedule.summary().unwrap_or_else(|| "manual only".into()), dag.spec.timezone);
+            println!("paused:      {}", dag.is_paused);
+            println!("version:     {} ({})", dag.version_number, &dag.version_hash[..12]);
+            println!();
+            let rows: Vec<Value> = dag
+                .spec
+                .tasks
+                .iter()
+                .map(|t| json!({"task_id": t.task_id, "operator": t.operator, "upstream": t.upstream.join(","), "trigger_rule": t.trigger_rule.as_str(), "retries": t.retries, "pool": t.pool}))
+                .collect();
+            print_rows(Format::Table, &["task_id", "operator", "upstream", "trigger_rule", "retries", "pool"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<ExitCode> {
+    let registry = crate::runtime::registry();
+    let targets: Vec<PathBuf> = if paths.is_empty() { vec![config.dags_folder.clone()] } else { paths.to_vec() };
+    let mut files = Vec::new();
+    for target in &targets {
+        if target.is_dir() {
+            files.extend(load_folder(target, &registry));
+        } else if target.is_file() {
+            let root = target.parent().map(PathBuf::from).unwrap_or_default();
+            files.push(parse_path(&root, target, &registry));
+        } else {
+            bail!("{} does not exist", target.display());
+        }
+    }
+    let mut rows = Vec::new();
+    let mut bad = 0;
+    for file in &files {
+        for error in &file.errors {
+            bad += 1;
+            rows.push(json!({"file": file.path, "line": error.location.line, "level": "error", "message": error.to_string()}));
+        }
+        for warning in &file.warnings {
+            rows.push(json!({"file": file.path, "line": warning.location.line, "level": "warning", "message": warning.to_string()}));
+        }
+    }
+    let dags: usize = files.iter().map(|f| f.dags.len()).sum();
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"files": files.len(), "dags": dags, "problems": rows}))?),
+        Format::Table => {
+            for row in &rows {
+                let prefix = if row["level"] == "error" { "error" } else { "warning" };
+                eprintln!("{prefix}: {}", row["message"].as_str().unwrap_or_default());
+            }
+            println!("{} file(s), {dags} DAG(s), {bad} error(s)", files.len());
+        }
+    }
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn import_errors(config: &Config, output: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let rows: Vec<Value> = store
+        .import_errors()
+        .await?
+        .iter()
+        .map(|e| json!({"filepath": e.filename, "line": e.line, "dag_id": e.dag_id, "task_id": e.task_id, "key": e.key, "error": e.message}))
+        .collect();
+    print_rows(output, &["filepath", "line", "error"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    find_dag(&store, dag_id).await?;
+    store.set_paused(dag_id, paused).await?;
+    println!("dag `{dag_id}` is {}", if paused { "paused" } else { "unpaused" });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
+    let conf = parse_conf(args.conf.as_deref())?;
+    let timeout = args.timeout.as_deref().map(engine::duration::parse_duration_str).transpose().map_err(|e| anyhow!("--timeout: {e}"))?;
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let dag = find_dag(&store, &args.dag_id).await?;
+    let logical_date = args.logical_date.as_deref().map(|text| parse_datetime(text, &dag.spec.timezone)).transpose().map_err(|e| anyhow!("--logical-date: {e}"))?;
+    let data_interval = match (logical_date, Timetable::new(&dag.spec.schedule, &dag.spec.timezone)) {
+        (Some(date), Ok(timetable)) => Some(timetable.interval_for_logical_date(date)),
+        _ => None,
+    };
+    let run = store
+        .create_run(NewRun {
+            spec: &dag.spec,
+            run_id: args.run_id.clone(),
+            run_type: RunType::Manual,
+            logical_date,
+            data_interval,
+            run_after: Utc::now(),
+            conf,
+            triggered_by: "cli".into(),
+            triggering_user: std::env::var("USER").ok(),
+            note: None,
+        })
+        .await?;
+    match args.output {
+        Format::Json if !args.wait => println!("{}", serde_json::to_string_pretty(&run_json(&run))?),
+        _ => println!("triggered run {} of dag {}", run.run_id, run.dag_id),
+    }
+    if dag.is_paused {
+        eprintln!("warning: dag `{}` is paused: the run starts when you unpause it (dagctl dags unpause {})", dag.dag_id, dag.dag_id);
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let state = wait_for_run(&store, &run, timeout).await?;
+    if args.output == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&store.get_run_by_pk(run.id).await?))?);
+    }
+    Ok(if state == RunState::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_json(run: &RunRow) -> Value {
+    json!({
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "state": run.state.as_str(),
+        "run_type": run.run_type.as_str(),
+        "logical_date": time(run.logical_date),
+        "start_date": time(run.start_date),
+        "end_date": time(run.end_date),
+        "conf": run.conf,
+    })
+}
+
+/// Waits until a run ends, showing a live line of progress. Returns its final state.
+pub async fn wait_for_run(store: &Store, run: &RunRow, timeout: Option<Duration>) -> Result<RunState> {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = String::new();
+    let mut warned = false;
+    loop {
+        let (state, tis) = store.run_progress(run.id).await?;
+        let count = |wanted: &[TaskState]| tis.iter().filter(|(_, s)| wanted.contains(s)).count();
+        let done = tis.iter().filter(|(_, s)| s.is_finished()).count();
+        let line = format!(
+            "{} {}: {}/{} tasks done ({} success, {} failed, {} skipped, {} running, {} up for retry)",
+            run.run_id,
+            state,
+            done,
+            tis.len(),
+            count(&[TaskState::Success]),
+            count(&[TaskState::Failed, TaskState::UpstreamFailed]),
+            count(&[TaskState::Skipped]),
+            count(&[TaskState::Running, TaskState::Queued, TaskState::Scheduled]),
+            count(&[TaskState::UpForRetry]),
+        );
+        if line != last_line {
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            last_line = line;
+        }
+        if state.is_finished() {
+            if tty {
+                eprintln!();
+            }
+            let failed: Vec<&str> = tis.iter().filter(|(_, s)| *s == TaskState::Failed).map(|(t, _)| t.as_str()).collect();
+            if !failed.is_empty() {
+                eprintln!("failed tasks: {} (see: dagctl tasks logs {} {} TASK)", failed.join(", "), run.dag_id, run.run_id);
+            }
+            return Ok(state);
+        }
+        if !warned && state == RunState::Queued && started.elapsed() > Duration::from_secs(5) {
+            let alive = store.latest_scheduler_heartbeat().await?.map(|hb| Utc::now() - hb < chrono::Duration::seconds(30)).unwrap_or(false);
+            if !alive {
+                eprintln!("{}note: no scheduler is running; start one with `dagctl standalone` or `dagctl scheduler`", if tty { "\n" } else { "" });
+                warned = true;
+            }
+        }
+        if let Some(limit) = timeout {
+            if started.elapsed() > limit {
+                bail!("run {} did not end within {}", run.run_id, engine::duration::format_duration(limit));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the given runs in this process with a scheduler scoped to them, printing each task's log as it ends.
+async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_logs: bool) -> Result<()> {
+    let metrics = Arc::new(scheduler::Metrics::default());
+    let mut options = scheduler_options(config);
+    options.dags_folder = None;
+    options.scope = Some(run_pks);
+    options.create_scheduled_runs = false;
+    options.idle_interval = Duration::from_millis(100);
+    let mut scheduler = build_scheduler(config, store, options, metrics)?;
+    let mut notices = scheduler.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            if !print_logs {
+                continue;
+            }
+            println!("--- {}.{} try {}: {} ---", notice.dag_id, notice.task_id, notice.try_number, notice.state);
+            if let Ok(lines) = worker::log::read_log(&notice.log_path) {
+                for line in lines {
+                    println!("{}", line.to_text());
+                }
+            }
+        }
+    });
+    let shutdown = CancellationToken::new();
+    let ctrl_c = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            ctrl_c.cancel();
+        }
+    });
+    scheduler.run(shutdown).await?;
+    let _ = printer.await;
+    Ok(())
+}
+
+pub async fn test(config: &Config, dag_id: &str, logical_date: Option<String>, conf: Option<String>) -> Result<ExitCode> {
+    let conf = parse_conf(conf.as_deref())?;
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let dag = find_dag(&store, dag_id).await?;
+    let date = match logical_date {
+        Some(text) => parse_datetime(&text, &dag.spec.timezone).map_err(|e| anyhow!("logical date: {e}"))?,
+        None => Utc::now(),
+    };
+    let interval = Timetable::new(&dag.spec.schedule, &dag.spec.timezone).ok().map(|t| t.interval_for_logical_date(date));
+    let run = store
+        .create_run(NewRun {
+            spec: &dag.spec,
+            run_id: Some(format!("test__{}", Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true))),
+            run_type: RunType::Manual,
+            logical_date: Some(date),
+            data_interval: interval,
+            run_after: date,
+            conf,
+            triggered_by: "test".into(),
+            triggering_user: std::env::var("USER").ok(),
+            note: None,
+        })
+        .await?;
+    println!("testing dag {} with run {}", dag.dag_id, run.run_id);
+    run_locally(config, &store, vec![run.id], true).await?;
+    let run = store.get_run_by_pk(run.id).await?;
+    let tis = store.tis_of_run(run.id).await?;
+    println!("--- run {}: {} ---", run.run_id, run.state);
+    for ti in &tis {
+        println!("{:<40} {}", ti.task_id, ti.state);
+    }
+    Ok(if run.state == RunState::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, local: bool) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    sync_folder(config, &store).await?;
+    let dag = find_dag(&store, dag_id).await?;
+    let start = parse_datetime(start, &dag.spec.timezone).map_err(|e| anyhow!("--start-date: {e}"))?;
+    let end = parse_datetime(end, &dag.spec.timezone).map_err(|e| anyhow!("--end-date: {e}"))?;
+    if end < start {
+        bail!("--end-date is before --start-date");
+    }
+    if matches!(dag.spec.schedule, engine::timetable::Schedule::None) {
+        bail!("dag `{dag_id}` has no schedule: backfill needs one (trigger it with a logical date instead)");
+    }
+    let timetable = Timetable::new(&dag.spec.schedule, &dag.spec.timezone).map_err(|e| anyhow!(e))?;
+    let intervals = timetable.intervals_between(start, end, 10_000);
+    let mut created = Vec::new();
+    for interval in intervals {
+        let run_id = RunType::Backfill.run_id(interval.start);
+        let result = store
+            .create_run(NewRun {
+                spec: &dag.spec,
+                run_id: Some(run_id.clone()),
+                run_type: RunType::Backfill,
+                logical_date: Some(interval.start),
+                data_interval: Some(interval),
+                run_after: interval.end,
+                conf: Default::default(),
+                triggered_by: "backfill".into(),
+                triggering_user: std::env::var("USER").ok(),
+                note: None,
+            })
+            .await;
+        match result {
+            Ok(run) => {
+                println!("created {}", run.run_id);
+                created.push(run.id);
+            }
+            Err(engine::Error::Conflict(_)) => println!("exists  run for {}", interval.start.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    println!("{} backfill run(s) created", created.len());
+    if !local || created.is_empty() {
+        if !created.is_empty() && dag.is_paused {
+            eprintln!("warning: dag `{dag_id}` is paused: the scheduler runs these when you unpause it, or rerun with --local");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_locally(config, &store, created.clone(), false).await?;
+    let mut failed = 0;
+    for pk in created {
+        let run = store.get_run_by_pk(pk).await?;
+        println!("{:<50} {}", run.run_id, run.state);
+        failed += usize::from(run.state != RunState::Success);
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn list_runs(config: &Config, dag_id: &str, state: Option<String>, limit: i64, output: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    let states = match state {
+        Some(text) => vec![text.parse::<RunState>()?],
+        None => vec![],
+    };
+    store.get_dag(dag_id).await.map_err(|_| anyhow!("dag `{dag_id}` not found"))?;
+    let filter = RunFilter { dag_id: Some(dag_id.to_string()), states, limit, descending: true, ..Default::default() };
+    let (runs, _) = store.list_runs(&filter).await?;
+    let rows: Vec<Value> = runs.iter().map(run_json).collect();
+    print_rows(output, &["dag_id", "run_id", "state", "run_type", "logical_date", "start_date", "end_date"], &rows);
+    Ok(ExitCode::SUCCESS)
+}

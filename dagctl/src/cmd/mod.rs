@@ -1,0 +1,4 @@
+pub mod bench;
+pub mod dags;
+pub mod serve;
+pub mod tasks;

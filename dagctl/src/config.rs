@@ -1,0 +1,151 @@
+//! Configuration: flags > environment (`DAGCTL_*`) > `dagctl.toml` in the data dir > defaults, built once.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Settings that may come from the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalFlags {
+    /// Data dir: database, logs, dagctl.toml [env: DAGCTL_HOME; default ~/.dagctl]
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+    /// Folder of DAG files [env: DAGCTL_DAGS_FOLDER; default <home>/dags]
+    #[arg(long, global = true)]
+    pub dags_folder: Option<PathBuf>,
+    /// sqlite://PATH or postgres://... [env: DAGCTL_DATABASE_URL; default sqlite in <home>]
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Most task tries running at once [env: DAGCTL_PARALLELISM; default 32]
+    #[arg(long, global = true)]
+    pub parallelism: Option<usize>,
+}
+
+/// `dagctl.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dags_folder: Option<PathBuf>,
+    database_url: Option<String>,
+    parallelism: Option<usize>,
+    dags_are_paused_at_creation: Option<bool>,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    pub dags_folder: PathBuf,
+    pub database_url: String,
+    pub parallelism: usize,
+    pub paused_at_creation: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Config {
+    pub fn logs_dir(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+
+    /// Builds the configuration from flags, the environment and the config file.
+    pub fn load(flags: &GlobalFlags) -> Result<Config> {
+        Self::load_from(flags, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_from(flags: &GlobalFlags, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let home = match flags.home.clone().or_else(|| env("DAGCTL_HOME").map(PathBuf::from)) {
+            Some(home) => home,
+            None => match env("HOME") {
+                Some(user_home) => Path::new(&user_home).join(".dagctl"),
+                None => bail!("cannot tell where the data dir is: set DAGCTL_HOME or --home"),
+            },
+        };
+        let file_path = home.join("dagctl.toml");
+        let file: FileConfig = match std::fs::read_to_string(&file_path) {
+            Ok(text) => toml::from_str(&text).map_err(|err| anyhow::anyhow!("{}: {}", file_path.display(), err.to_string().trim()))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", file_path.display())),
+        };
+        let dags_folder = flags
+            .dags_folder
+            .clone()
+            .or_else(|| env("DAGCTL_DAGS_FOLDER").map(PathBuf::from))
+            .or(file.dags_folder)
+            .unwrap_or_else(|| home.join("dags"));
+        let database_url = flags
+            .database_url
+            .clone()
+            .or_else(|| env("DAGCTL_DATABASE_URL"))
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", home.join("dagctl.db").display()));
+        let parallelism = match flags.parallelism {
+            Some(n) => n,
+            None => match env("DAGCTL_PARALLELISM") {
+                Some(text) => text.trim().parse().map_err(|_| anyhow::anyhow!("DAGCTL_PARALLELISM must be a whole number, got `{text}`"))?,
+                None => file.parallelism.unwrap_or(32),
+            },
+        };
+        if parallelism == 0 {
+            bail!("parallelism must be at least 1");
+        }
+        let paused_at_creation = match env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION") {
+            Some(text) => match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => bail!("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION must be true or false, got `{text}`"),
+            },
+            None => file.dags_are_paused_at_creation.unwrap_or(true),
+        };
+        Ok(Config {
+            home,
+            dags_folder,
+            database_url,
+            parallelism,
+            paused_at_creation,
+            host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: file.port.unwrap_or(8080),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dagctl.toml"), "parallelism = 3\ndags_folder = \"/from/file\"\n").unwrap();
+        let home = dir.path().display().to_string();
+        let env = |name: &str| match name {
+            "DAGCTL_HOME" => Some(home.clone()),
+            "DAGCTL_PARALLELISM" => Some("7".to_string()),
+            _ => None,
+        };
+        let config = Config::load_from(&GlobalFlags::default(), env).unwrap();
+        assert_eq!(config.parallelism, 7);
+        assert_eq!(config.dags_folder, PathBuf::from("/from/file"));
+        assert!(config.database_url.starts_with("sqlite://"));
+        let flags = GlobalFlags { parallelism: Some(9), ..Default::default() };
+        assert_eq!(Config::load_from(&flags, env).unwrap().parallelism, 9);
+    }
+
+    #[test]
+    fn bad_values_are_one_readable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dagctl.toml"), "paralelism = 3\n").unwrap();
+        let home = dir.path().display().to_string();
+        let err = Config::load_from(&GlobalFlags::default(), |n| (n == "DAGCTL_HOME").then(|| home.clone())).unwrap_err().to_string();
+        assert!(err.contains("dagctl.toml") && err.contains("paralelism"), "{err}");
+        let err = Config::load_from(&GlobalFlags::default(), |n| match n {
+            "DAGCTL_HOME" => Some(home.clone()),
+            "DAGCTL_PARALLELISM" => Some("lots".into()),
+            _ => None,
+        });
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! Deciding what happens next in one DAG run, as a pure function of its DAG, its task instances and the time.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use engine::operators::OperatorRegistry;
+use engine::spec::DagSpec;
+use engine::state::{next_task_state, RunEvent, RunState, TaskEvent, TaskState};
+use engine::store::runs::{RunPlan, TiChange};
+use engine::store::{RunRow, TiRow};
+use engine::trigger::{evaluate, Decision, TriggerRule, UpstreamCounts};
+
+/// Plans one run: schedules tasks whose trigger rules are met (completing scheduler-only operators such as
+/// `empty` at once), skips or upstream-fails the others by their rules, reschedules retries that are due,
+/// times the run out, and finishes it when every task is done.
+pub fn plan_run(dag: &DagSpec, run: &RunRow, tis: &[TiRow], registry: &OperatorRegistry, now: DateTime<Utc>) -> RunPlan {
+    let mut plan = RunPlan { run_pk: run.id, ..Default::default() };
+    let mut states: HashMap<&str, TaskState> = tis.iter().map(|ti| (ti.task_id.as_str(), ti.state)).collect();
+    let by_task: HashMap<&str, &TiRow> = tis.iter().map(|ti| (ti.task_id.as_str(), ti)).collect();
+    let change = |ti: &TiRow, from: TaskState, event_chain: &[TaskEvent], message: Option<String>, plan: &mut RunPlan| -> Option<TaskState> {
+        let mut state = from;
+        for event in event_chain {
+            state = next_task_state(state, *event).ok()?;
+        }
+        plan.changes.push(TiChange { ti_id: ti.id, from, to: state, message });
+        Some(state)
+    };
+
+    // A run past its dagrun_timeout ends now: unfinished tasks are terminated.
+    if let (Some(timeout), Some(started)) = (dag.dagrun_timeout, run.start_date) {
+        let deadline = started + chrono::Duration::from_std(timeout).unwrap_or_default();
+        if now >= deadline {
+            for ti in tis.iter().filter(|ti| !ti.state.is_finished()) {
+                change(ti, ti.state, &[TaskEvent::Terminate], Some("dag run timed out".into()), &mut plan);
+            }
+            plan.run_event = Some((run.state, RunEvent::TimedOut));
+            return plan;
+        }
+        plan.next_eval_at = Some(deadline);
+    }
+
+    for task in &dag.tasks {
+        let Some(ti) = by_task.get(task.task_id.as_str()) else { continue };
+        let state = states[task.task_id.as_str()];
+        match state {
+            TaskState::None => {
+                let counts = UpstreamCounts::from_states(task.upstream.iter().filter_map(|up| states.get(up.as_str()).copied()));
+                let new_state = match evaluate(task.trigger_rule, counts) {
+                    Decision::Wait => None,
+                    Decision::Run => {
+                        let in_scheduler = registry.resolve(&task.operator).map(|def| def.completes_in_scheduler).unwrap_or(false);
+                        if in_scheduler {
+                            change(ti, state, &[TaskEvent::Schedule, TaskEvent::Queue, TaskEvent::Succeed], None, &mut plan)
+                        } else {
+                            change(ti, state, &[TaskEvent::Schedule], None, &mut plan)
+                        }
+                    }
+                    Decision::Skip => change(ti, state, &[TaskEvent::SkipByRule], Some(format!("skipped by trigger rule {}", task.trigger_rule)), &mut plan),
+                    Decision::UpstreamFailed => change(ti, state, &[TaskEvent::UpstreamFailed], None, &mut plan),
+                };
+                if let Some(new_state) = new_state {
+                    states.insert(task.task_id.as_str(), new_state);
+                }
+            }
+            TaskState::UpForRetry => match ti.next_retry_at {
+                Some(at) if at > now => {
+                    plan.next_eval_at = Some(plan.next_eval_at.map_or(at, |current| current.min(at)));
+                }
+                _ => {
+                    if let Some(new_state) = change(ti, state, &[TaskEvent::Schedule], None, &mut plan) {
+                        states.insert(task.task_id.as_str(), new_state);
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+
+    let all_finished = tis.iter().all(|ti| states.get(ti.task_id.as_str()).map(|s| s.is_finished()).unwrap_or(true));
+    if all_finished && run.state == RunState::Running {
+        plan.run_event = Some((run.state, RunEvent::Finish { success: run_succeeded(dag, &states) }));
+    }
+    plan
+}
+
+/// A run succeeds when none of its deciding leaves failed. Leaves are tasks with no downstream; a leaf whose
+/// trigger rule is `all_done` (a teardown such as `chain.teardown`) does not decide by itself: its upstream
+/// tasks do, as Airflow's teardown tasks do.
+pub fn run_succeeded(dag: &DagSpec, states: &HashMap<&str, TaskState>) -> bool {
+    let mut deciding: Vec<&str> = dag
+        .tasks
+        .iter()
+        .filter(|task| dag.downstream_of(&task.task_id).next().is_none())
+        .map(|task| task.task_id.as_str())
+        .collect();
+    let mut checked = std::collections::HashSet::new();
+    while let Some(task_id) = deciding.pop() {
+        if !checked.insert(task_id) {
+            continue;
+        }
+        let Some(task) = dag.task(task_id) else { continue };
+        if task.trigger_rule == TriggerRule::AllDone && !task.upstream.is_empty() && states.get(task_id) != Some(&TaskState::Failed) {
+            deciding.extend(task.upstream.iter().map(String::as_str));
+            continue;
+        }
+        if matches!(states.get(task_id), Some(TaskState::Failed | TaskState::UpstreamFailed)) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::parse::parse_text;
+    use engine::store::RunType;
+
+    fn dag(text: &str) -> DagSpec {
+        let parsed = parse_text("t.yml", text, &[], &OperatorRegistry::builtin());
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        parsed.dags.into_iter().next().unwrap()
+    }
+
+    fn run(state: RunState) -> RunRow {
+        RunRow {
+            id: 1,
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            run_type: RunType::Manual,
+            state,
+            logical_date: None,
+            data_interval_start: None,
+            data_interval_end: None,
+            run_after: Utc::now(),
+            queued_at: None,
+            start_date: Some(Utc::now()),
+            end_date: None,
+            conf: Default::default(),
+            version_hash: String::new(),
+            triggered_by: "test".into(),
+            triggering_user: None,
+            note: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn tis(dag: &DagSpec, states: &[(&str, TaskState)]) -> Vec<TiRow> {
+        dag.tasks
+            .iter()
+            .enumerate()
+            .map(|(i, task)| TiRow {
+                id: i as i64 + 1,
+                uuid: String::new(),
+                run_pk: 1,
+                dag_id: "d".into(),
+                run_id: "r".into(),
+                task_id: task.task_id.clone(),
+                state: states.iter().find(|(id, _)| *id == task.task_id).map(|(_, s)| *s).unwrap_or(TaskState::None),
+                try_number: 0,
+                max_tries: 0,
+                operator: task.operator.clone(),
+                pool: task.pool.clone(),
+                pool_slots: 1,
+                priority_weight: 1,
+                queued_at: None,
+                start_date: None,
+                end_date: None,
+                hostname: None,
+                pid: None,
+                scheduler_id: None,
+                heartbeat_at: None,
+                next_retry_at: None,
+                message: None,
+                updated_at: Utc::now(),
+            })
+            .collect()
+    }
+
+    fn after(plan: &RunPlan, tis: &[TiRow]) -> HashMap<String, TaskState> {
+        let mut out: HashMap<String, TaskState> = tis.iter().map(|ti| (ti.task_id.clone(), ti.state)).collect();
+        for change in &plan.changes {
+            let ti = tis.iter().find(|ti| ti.id == change.ti_id).unwrap();
+            out.insert(ti.task_id.clone(), change.to);
+        }
+        out
+    }
+
+    #[test]
+    fn chain_of_empty_tasks_completes_in_one_pass() {
+        let d = dag("d:\n  tasks:\n    a: {operator: empty}\n    b: {operator: empty, dependencies: [a]}\n    c: {operator: empty, dependencies: [b]}\n");
+        let t = tis(&d, &[]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        assert!(after(&plan, &t).values().all(|s| *s == TaskState::Success));
+        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: true })));
+    }
+
+    #[test]
+    fn failure_propagates_and_teardown_still_runs_but_the_run_fails() {
+        let d = dag(
+            "d:\n  tasks:\n    deploy: {operator: bash, bash_command: x}\n    load: {operator: bash, bash_command: x, dependencies: [deploy]}\n    teardown: {operator: bash, bash_command: x, dependencies: [load], trigger_rule: all_done}\n",
+        );
+        let t = tis(&d, &[("deploy", TaskState::Failed)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        let states = after(&plan, &t);
+        assert_eq!(states["load"], TaskState::UpstreamFailed);
+        assert_eq!(states["teardown"], TaskState::Scheduled);
+        assert!(plan.run_event.is_none());
+        let t = tis(&d, &[("deploy", TaskState::Failed), ("load", TaskState::UpstreamFailed), ("teardown", TaskState::Success)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: false })));
+    }
+
+    #[test]
+    fn retries_wait_for_their_time_and_runs_time_out() {
+        let d = dag("d:\n  dagrun_timeout: 60\n  tasks:\n    a: {operator: bash, bash_command: x}\n");
+        let mut t = tis(&d, &[("a", TaskState::UpForRetry)]);
+        let now = Utc::now();
+        t[0].next_retry_at = Some(now + chrono::Duration::seconds(5));
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now);
+        assert!(plan.changes.is_empty());
+        assert_eq!(plan.next_eval_at, Some(now + chrono::Duration::seconds(5)));
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now + chrono::Duration::seconds(6));
+        assert_eq!(after(&plan, &t)["a"], TaskState::Scheduled);
+        let t = tis(&d, &[("a", TaskState::Running)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now + chrono::Duration::seconds(61));
+        assert_eq!(after(&plan, &t)["a"], TaskState::Failed);
+        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::TimedOut)));
+    }
+
+    #[test]
+    fn skips_cascade_by_rule() {
+        let d = dag("d:\n  tasks:\n    a: {operator: bash, bash_command: x}\n    b: {operator: empty, dependencies: [a]}\n    c: {operator: empty, dependencies: [b], trigger_rule: none_failed}\n    d: {operator: empty, dependencies: [b], trigger_rule: all_skipped}\n");
+        let t = tis(&d, &[("a", TaskState::Skipped)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        let states = after(&plan, &t);
+        assert_eq!((states["b"], states["c"], states["d"]), (TaskState::Skipped, TaskState::Success, TaskState::Success));
+        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: true })));
+    }
+}

@@ -190,7 +190,16 @@ pub(crate) async fn apply_changes(tx: &mut Transaction<'static, Any>, changes: &
     let mut changed = 0;
     for ((from, to, message), ids) in groups {
         for chunk in ids.chunks(CHUNK) {
-            let end = if to.is_finished() { ", end_date = COALESCE(end_date, $1)" } else if to == TaskState::None { ", end_date = NULL, start_date = NULL" } else { "" };
+            let end = if to == TaskState::Success && matches!(from, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+                // Completed by the scheduler itself (e.g. `empty`): it started and ended now, in one try.
+                ", start_date = COALESCE(start_date, $1), end_date = COALESCE(end_date, $1), try_number = CASE WHEN try_number < 1 THEN 1 ELSE try_number END"
+            } else if to.is_finished() {
+                ", end_date = COALESCE(end_date, $1)"
+            } else if to == TaskState::None {
+                ", end_date = NULL, start_date = NULL"
+            } else {
+                ""
+            };
             let sql = format!(
                 "UPDATE task_instance SET state = $2, updated_at = $1, message = COALESCE($3, message){end} WHERE state = $4 AND id IN ({})",
                 placeholders(5, chunk.len())

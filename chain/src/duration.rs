@@ -161,9 +161,15 @@ mod tests {
         let negative = parse_json("-1").unwrap_err();
         assert!(negative.contains("must not be negative"), "{negative}");
         let negative_str = parse_json("\"-2s\"").unwrap_err();
-        assert!(negative_str.contains("must not be negative"), "{negative_str}");
+        assert!(
+            negative_str.contains("must not be negative"),
+            "{negative_str}"
+        );
         let negative_float = parse_json("-0.5").unwrap_err();
-        assert!(negative_float.contains("must not be negative"), "{negative_float}");
+        assert!(
+            negative_float.contains("must not be negative"),
+            "{negative_float}"
+        );
         let garbage = parse_json("\"fast\"").unwrap_err();
         assert!(garbage.contains("expected a number"), "{garbage}");
         let empty = parse_json("\"ms\"").unwrap_err();

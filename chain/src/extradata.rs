@@ -170,7 +170,9 @@ mod tests {
         expected.extend_from_slice(&[0u8; 32]);
         expected.extend_from_slice(&[0xc0, 0xc0, 0x80, 0xc0]);
         assert_eq!(qbft.to_vec(), expected);
-        assert!(decode_validators(ExtraDataFormat::Qbft, &qbft).unwrap().is_empty());
+        assert!(decode_validators(ExtraDataFormat::Qbft, &qbft)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -7,9 +7,7 @@ use crate::clients;
 use crate::error::{Error, Result};
 use crate::extradata::ExtraDataFormat;
 use crate::keys::{KeySource, NodeKey};
-use crate::output::{
-    CommandSpec, GeneratedFile, GeneratedNetwork, NodeConfig, NodeParams,
-};
+use crate::output::{CommandSpec, GeneratedFile, GeneratedNetwork, NodeConfig, NodeParams};
 use crate::spec::{Balance, Client, Consensus, NetworkSpec, NodeSlot, Role, Settings};
 
 /// Generates keys (seeded from `spec.key_seed`, random otherwise) and every node's configuration.
@@ -120,7 +118,12 @@ pub fn extra_data_format(client: Client, consensus: Consensus) -> Option<ExtraDa
     }
 }
 
-fn check_params(client: Client, consensus: Consensus, slot: &NodeSlot, params: &NodeParams) -> Result<()> {
+fn check_params(
+    client: Client,
+    consensus: Consensus,
+    slot: &NodeSlot,
+    params: &NodeParams,
+) -> Result<()> {
     let host_ok = !params.host.is_empty()
         && params
             .host
@@ -171,7 +174,11 @@ pub(crate) struct PlannedNode<'a> {
 impl PlannedNode<'_> {
     /// Absolute path of `relative` inside this node's data dir, as a command argument.
     pub fn path(&self, relative: &str) -> String {
-        self.params.data_dir.join(relative).to_string_lossy().into_owned()
+        self.params
+            .data_dir
+            .join(relative)
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// The data dir as a command argument.
@@ -281,7 +288,10 @@ impl Plan<'_> {
 
     /// Block time in whole seconds (validation guarantees it is whole where this is used).
     pub fn block_time_secs(&self) -> u64 {
-        self.settings.block_time.map(|d| d.as_secs()).unwrap_or_default()
+        self.settings
+            .block_time
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
     }
 
     /// Block time in milliseconds.

@@ -458,9 +458,7 @@ impl NetworkSpec {
         if !(MIN_GAS_LIMIT..=MAX_GAS_LIMIT).contains(&gas_limit) {
             return Err(Error::InvalidField {
                 field: "gas_limit",
-                reason: format!(
-                    "{gas_limit} is out of range {MIN_GAS_LIMIT}..={MAX_GAS_LIMIT}"
-                ),
+                reason: format!("{gas_limit} is out of range {MIN_GAS_LIMIT}..={MAX_GAS_LIMIT}"),
             });
         }
         let chain_id = self.chain_id.unwrap_or(DEFAULT_CHAIN_ID);

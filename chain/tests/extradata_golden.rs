@@ -59,8 +59,8 @@ fn golden_extra_data_decodes_to_its_validators() {
     for case in golden_cases() {
         let format = format_named(&case.format);
         let bytes = alloy_hex(&case.extra_data).expect("hex");
-        let decoded = decode_validators(format, &bytes)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let decoded =
+            decode_validators(format, &bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(decoded, case.validators, "{}", case.name);
     }
 }

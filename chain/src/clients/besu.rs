@@ -83,7 +83,10 @@ fn bft_section(plan: &Plan<'_>) -> Value {
 
 fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<NodeOutput> {
     let files = vec![
-        GeneratedFile::public("static-nodes.json", static_nodes_json(&plan.peer_enodes(index))?),
+        GeneratedFile::public(
+            "static-nodes.json",
+            static_nodes_json(&plan.peer_enodes(index))?,
+        ),
         // Besu's key file: the 0x-prefixed private key; it signs blocks for validators.
         GeneratedFile::secret("key", format!("0x{}", node.key.secret_hex())),
     ];

@@ -14,11 +14,19 @@ use crate::spec::{Balance, Client, Consensus, NetworkSpec, NodeSlot, Role, Setti
 ///
 /// `params` holds one entry per node of [`NetworkSpec::layout`], in layout order.
 pub fn generate(spec: &NetworkSpec, params: &[NodeParams]) -> Result<GeneratedNetwork> {
-    let source = KeySource::from_seed(spec.key_seed.as_deref());
-    let count = u32::try_from(params.len()).map_err(|_| Error::NodeParamsCount {
-        expected: spec.layout().map(|l| l.len()).unwrap_or_default(),
-        got: params.len(),
+    // Validate and count before making keys, so a bad request costs nothing.
+    let slots = spec.layout()?;
+    if params.len() != slots.len() {
+        return Err(Error::NodeParamsCount {
+            expected: slots.len(),
+            got: params.len(),
+        });
+    }
+    let count = u32::try_from(slots.len()).map_err(|_| Error::InvalidField {
+        field: "nodes",
+        reason: format!("{} nodes do not fit in u32", slots.len()),
     })?;
+    let source = KeySource::from_seed(spec.key_seed.as_deref());
     let keys = NodeKey::generate_many(&source, count)?;
     generate_with_keys(spec, params, keys)
 }

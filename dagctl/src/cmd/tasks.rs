@@ -100,7 +100,7 @@ pub async fn states(config: &Config, dag_id: &str, run_id: &str, output: Format)
         .map(|ti| {
             json!({
                 "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "state": ti.state.as_str(),
-                "try_number": ti.try_number, "start_date": fmt(ti.start_date), "end_date": fmt(ti.end_date), "message": ti.message,
+                "try_number": ti.try_number, "start_date": fmt(ti.start_date), "end_date": fmt(ti.end_date), "message": ti.message, "scheduler_id": ti.scheduler_id, "hostname": ti.hostname, "pid": ti.pid,
             })
         })
         .collect();

@@ -1,0 +1,208 @@
+//! Helpers for tests that drive the real `dagctl` binary: a private data dir, a DAGs folder, free ports, and
+//! processes stopped by PID.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dagctl");
+
+/// A data dir and DAGs folder of one test, optionally on a PostgreSQL database of its own.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+    pg_name: Option<String>,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+        Home { dir, database_url: None, pg_name: None }
+    }
+
+    /// A home whose store is a fresh PostgreSQL database.
+    pub fn postgres() -> Home {
+        let mut home = Home::new();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (url, name) = rt.block_on(engine::testing::create_pg_database());
+        home.database_url = Some(url);
+        home.pg_name = Some(name);
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn dags(&self) -> PathBuf {
+        self.dir.path().join("dags")
+    }
+
+    pub fn write_dag(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dags().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command.env("DAGCTL_HOME", self.path()).env("DAGCTL_DAGS_FOLDER", self.dags()).env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", "false").env_remove("DAGCTL_PARALLELISM");
+        match &self.database_url {
+            Some(url) => command.env("DAGCTL_DATABASE_URL", url),
+            None => command.env_remove("DAGCTL_DATABASE_URL"),
+        };
+        command
+    }
+
+    /// Runs `dagctl ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = self.command().args(args).stdin(Stdio::null()).output().expect("run dagctl");
+        output
+    }
+
+    /// Runs `dagctl ARGS`, which must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "dagctl {args:?} failed: {}\nstdout: {}", stderr(&output), stdout(&output));
+        stdout(&output)
+    }
+
+    /// Runs `dagctl ARGS -o json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+    }
+
+    /// Starts a long-running `dagctl ARGS` (standalone, scheduler); stopped by PID when dropped.
+    pub fn spawn(&self, args: &[&str]) -> Proc {
+        let log = self.path().join(format!("proc-{}.log", uuid_like()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = self.command().args(args).stdin(Stdio::null()).stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn dagctl");
+        Proc { child: Some(child), log }
+    }
+
+    /// The states of a run's task instances, by task id.
+    pub fn states(&self, dag_id: &str, run_id: &str) -> Vec<serde_json::Value> {
+        self.json(&["tasks", "states-for-dag-run", dag_id, run_id]).as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(engine::testing::drop_pg_database(&name));
+            }
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A background dagctl process.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn output(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded), then SIGKILL.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns Some, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal HTTP GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// True when a process with this pid exists (and is not a zombie).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(true),
+        Err(_) => false,
+    }
+}

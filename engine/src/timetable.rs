@@ -106,15 +106,20 @@ impl Timetable {
     /// The first cron occurrence strictly after `after` (or at it, when `inclusive`).
     pub fn next_fire(&self, after: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
-        let local = after.with_timezone(&self.tz);
-        cron.find_next_occurrence(&local, inclusive).ok().map(|dt| dt.with_timezone(&Utc))
+        // Cron works in whole seconds; a fraction would leak into every occurrence found from it.
+        let whole = truncate_seconds(after);
+        let inclusive = inclusive && whole == after;
+        let local = whole.with_timezone(&self.tz);
+        cron.find_next_occurrence(&local, inclusive).ok().map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
     }
 
     /// The last cron occurrence strictly before `before` (or at it, when `inclusive`).
     pub fn prev_fire(&self, before: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
-        let local = before.with_timezone(&self.tz);
-        cron.find_previous_occurrence(&local, inclusive).ok().map(|dt| dt.with_timezone(&Utc))
+        let whole = truncate_seconds(before);
+        let inclusive = inclusive || whole != before;
+        let local = whole.with_timezone(&self.tz);
+        cron.find_previous_occurrence(&local, inclusive).ok().map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
     }
 
     /// The interval that starts at a cron occurrence `start`.
@@ -210,6 +215,11 @@ impl Timetable {
         }
         out
     }
+}
+
+fn truncate_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    at.with_nanosecond(0).unwrap_or(at)
 }
 
 /// Inputs of [`Timetable::next_run`].
@@ -356,6 +366,18 @@ mod tests {
         assert_eq!(run.interval.start, run.interval.end);
         assert!(once.next_run(NextRunParams { last: Some(run.interval), ..params }).is_none());
         assert!(Timetable::new(&Schedule::None, "UTC").unwrap().next_run(params).is_none());
+    }
+
+    /// Regression: a `now` with a fraction of a second leaked into interval bounds and skipped one too many.
+    #[test]
+    fn fractions_of_a_second_do_not_leak_into_intervals() {
+        let t = cron("@hourly", "UTC");
+        let now = utc("2026-11-22T18:53:25.690703");
+        let run = t.next_run(NextRunParams { last: None, start_date: Some(utc("2026-11-22T15:00:00")), end_date: None, catchup: false, now }).unwrap();
+        assert_eq!(run.interval, DataInterval { start: utc("2026-11-22T17:00:00"), end: utc("2026-11-22T18:00:00") });
+        assert_eq!(run.skipped, 2);
+        assert_eq!(t.next_fire(utc("2026-11-22T18:00:00.5"), true), Some(utc("2026-11-22T19:00:00")));
+        assert_eq!(t.prev_fire(utc("2026-11-22T18:00:00.5"), false), Some(utc("2026-11-22T18:00:00")));
     }
 
     #[test]

@@ -79,6 +79,17 @@ impl Home {
         serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
     }
 
+    /// Like [`Home::json`], but None when the command fails (e.g. a DAG not loaded yet).
+    pub fn try_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-o", "json"]);
+        let output = self.run(&all);
+        if !output.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
     /// Starts a long-running `dagctl ARGS` (standalone, scheduler); stopped by PID when dropped.
     pub fn spawn(&self, args: &[&str]) -> Proc {
         let log = self.path().join(format!("proc-{}.log", uuid_like()));

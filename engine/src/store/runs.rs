@@ -40,7 +40,7 @@ impl RunType {
 
     /// Airflow's run id for a run of this type at `at`.
     pub fn run_id(self, at: DateTime<Utc>) -> String {
-        format!("{}__{}", self.as_str(), at.to_rfc3339_opts(SecondsFormat::Micros, false))
+        format!("{}__{}", self.as_str(), at.to_rfc3339_opts(SecondsFormat::AutoSi, false))
     }
 }
 

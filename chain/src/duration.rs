@@ -66,7 +66,9 @@ impl FromStr for SpecDuration {
             return Err(format!("invalid duration `{input}`: missing number"));
         }
         let value: f64 = number.parse().map_err(|_| {
-            format!("invalid duration `{input}`: expected a number with an optional unit ms, s or m, like `2s` or `500ms`")
+            format!(
+                "invalid duration `{input}`: expected a number with an optional unit ms, s or m, like `2s` or `500ms`"
+            )
         })?;
         Self::from_seconds_f64(value * scale, input)
     }
@@ -106,9 +108,7 @@ impl<'de> Deserialize<'de> for SpecDuration {
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 if v < 0 {
-                    return Err(E::custom(format!(
-                        "invalid duration `{v}`: must not be negative"
-                    )));
+                    return Err(E::custom(format!("invalid duration `{v}`: must not be negative")));
                 }
                 Ok(SpecDuration(Duration::from_secs(v.unsigned_abs())))
             }
@@ -144,14 +144,8 @@ mod tests {
     #[test]
     fn parses_strings_with_units() {
         assert_eq!(parse_json("\"2s\"").unwrap(), SpecDuration::from_secs(2));
-        assert_eq!(
-            parse_json("\"500ms\"").unwrap(),
-            SpecDuration::from_millis(500)
-        );
-        assert_eq!(
-            parse_json("\"1.5s\"").unwrap(),
-            SpecDuration::from_millis(1500)
-        );
+        assert_eq!(parse_json("\"500ms\"").unwrap(), SpecDuration::from_millis(500));
+        assert_eq!(parse_json("\"1.5s\"").unwrap(), SpecDuration::from_millis(1500));
         assert_eq!(parse_json("\"1m\"").unwrap(), SpecDuration::from_secs(60));
         assert_eq!(parse_json("\"7\"").unwrap(), SpecDuration::from_secs(7));
     }
@@ -161,15 +155,9 @@ mod tests {
         let negative = parse_json("-1").unwrap_err();
         assert!(negative.contains("must not be negative"), "{negative}");
         let negative_str = parse_json("\"-2s\"").unwrap_err();
-        assert!(
-            negative_str.contains("must not be negative"),
-            "{negative_str}"
-        );
+        assert!(negative_str.contains("must not be negative"), "{negative_str}");
         let negative_float = parse_json("-0.5").unwrap_err();
-        assert!(
-            negative_float.contains("must not be negative"),
-            "{negative_float}"
-        );
+        assert!(negative_float.contains("must not be negative"), "{negative_float}");
         let garbage = parse_json("\"fast\"").unwrap_err();
         assert!(garbage.contains("expected a number"), "{garbage}");
         let empty = parse_json("\"ms\"").unwrap_err();

@@ -8,9 +8,7 @@ use crate::spec::{Client, Consensus};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// The client cannot run the requested consensus engine.
-    #[error(
-        "consensus `{consensus}` is not supported by client `{client}`; supported: {supported}"
-    )]
+    #[error("consensus `{consensus}` is not supported by client `{client}`; supported: {supported}")]
     UnsupportedConsensus {
         client: Client,
         consensus: Consensus,

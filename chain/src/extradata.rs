@@ -125,8 +125,7 @@ pub fn decode_validators(format: ExtraDataFormat, data: &[u8]) -> Result<Vec<Add
                     data.len()
                 )));
             }
-            let extra: IstanbulExtra =
-                alloy_rlp::decode_exact(&data[VANITY_LEN..]).map_err(rlp_error)?;
+            let extra: IstanbulExtra = alloy_rlp::decode_exact(&data[VANITY_LEN..]).map_err(rlp_error)?;
             Ok(extra.validators)
         }
         ExtraDataFormat::Qbft => {
@@ -170,9 +169,7 @@ mod tests {
         expected.extend_from_slice(&[0u8; 32]);
         expected.extend_from_slice(&[0xc0, 0xc0, 0x80, 0xc0]);
         assert_eq!(qbft.to_vec(), expected);
-        assert!(decode_validators(ExtraDataFormat::Qbft, &qbft)
-            .unwrap()
-            .is_empty());
+        assert!(decode_validators(ExtraDataFormat::Qbft, &qbft).unwrap().is_empty());
     }
 
     #[test]

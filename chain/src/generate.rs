@@ -32,11 +32,7 @@ pub fn generate(spec: &NetworkSpec, params: &[NodeParams]) -> Result<GeneratedNe
 }
 
 /// Like [`generate`], with caller-supplied node keys (one per node, in layout order).
-pub fn generate_with_keys(
-    spec: &NetworkSpec,
-    params: &[NodeParams],
-    keys: Vec<NodeKey>,
-) -> Result<GeneratedNetwork> {
+pub fn generate_with_keys(spec: &NetworkSpec, params: &[NodeParams], keys: Vec<NodeKey>) -> Result<GeneratedNetwork> {
     let settings = spec.settings()?;
     let slots = spec.layout_with(&settings)?;
     if params.len() != slots.len() {
@@ -126,12 +122,7 @@ pub fn extra_data_format(client: Client, consensus: Consensus) -> Option<ExtraDa
     }
 }
 
-fn check_params(
-    client: Client,
-    consensus: Consensus,
-    slot: &NodeSlot,
-    params: &NodeParams,
-) -> Result<()> {
+fn check_params(client: Client, consensus: Consensus, slot: &NodeSlot, params: &NodeParams) -> Result<()> {
     let host_ok = !params.host.is_empty()
         && params
             .host
@@ -182,11 +173,7 @@ pub(crate) struct PlannedNode<'a> {
 impl PlannedNode<'_> {
     /// Absolute path of `relative` inside this node's data dir, as a command argument.
     pub fn path(&self, relative: &str) -> String {
-        self.params
-            .data_dir
-            .join(relative)
-            .to_string_lossy()
-            .into_owned()
+        self.params.data_dir.join(relative).to_string_lossy().into_owned()
     }
 
     /// The data dir as a command argument.
@@ -296,10 +283,7 @@ impl Plan<'_> {
 
     /// Block time in whole seconds (validation guarantees it is whole where this is used).
     pub fn block_time_secs(&self) -> u64 {
-        self.settings
-            .block_time
-            .map(|d| d.as_secs())
-            .unwrap_or_default()
+        self.settings.block_time.map(|d| d.as_secs()).unwrap_or_default()
     }
 
     /// Block time in milliseconds.
@@ -312,10 +296,7 @@ impl Plan<'_> {
 
     /// Request timeout in whole seconds.
     pub fn request_timeout_secs(&self) -> u64 {
-        self.settings
-            .request_timeout
-            .map(|d| d.as_secs())
-            .unwrap_or_default()
+        self.settings.request_timeout.map(|d| d.as_secs()).unwrap_or_default()
     }
 
     /// The epoch, or the default where the engine has one.

@@ -38,8 +38,7 @@ impl KeySource {
                 Ok(bytes)
             }
             KeySource::Seeded(seed) => {
-                let mut input =
-                    Vec::with_capacity(KEY_DOMAIN.len() + seed.len() + label.len() + 16);
+                let mut input = Vec::with_capacity(KEY_DOMAIN.len() + seed.len() + label.len() + 16);
                 input.extend_from_slice(KEY_DOMAIN);
                 // Length prefixes keep ("ab","c") and ("a","bc") apart.
                 input.extend_from_slice(&(seed.len() as u64).to_be_bytes());
@@ -80,13 +79,9 @@ impl NodeKey {
 
     /// The key from a hex private key, with or without `0x`.
     pub fn from_hex(text: &str) -> Result<Self> {
-        let bytes =
-            hex::decode(text.trim()).map_err(|e| Error::InvalidKey(format!("not hex: {e}")))?;
+        let bytes = hex::decode(text.trim()).map_err(|e| Error::InvalidKey(format!("not hex: {e}")))?;
         if bytes.len() != 32 {
-            return Err(Error::InvalidKey(format!(
-                "expected 32 bytes, got {}",
-                bytes.len()
-            )));
+            return Err(Error::InvalidKey(format!("expected 32 bytes, got {}", bytes.len())));
         }
         Self::from_bytes(&bytes)
     }
@@ -198,15 +193,9 @@ mod tests {
             .and_then(|rest| rest.split('@').next())
             .unwrap();
         assert_eq!(id.len(), 128);
-        assert_eq!(
-            Address::from_raw_public_key(&hex::decode(id).unwrap()),
-            key.address()
-        );
+        assert_eq!(Address::from_raw_public_key(&hex::decode(id).unwrap()), key.address());
         assert!(enode.ends_with("@127.0.0.1:30303?discport=0"), "{enode}");
-        assert_eq!(
-            key.enode_plain("10.0.0.1", 1),
-            format!("enode://{id}@10.0.0.1:1")
-        );
+        assert_eq!(key.enode_plain("10.0.0.1", 1), format!("enode://{id}@10.0.0.1:1"));
     }
 
     #[test]

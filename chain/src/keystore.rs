@@ -83,13 +83,7 @@ impl Keystore {
         let iv_bytes = source.bytes32("keystore-iv", index, 0)?;
         let id_bytes = source.bytes32("keystore-id", index, 0)?;
         let iv = &iv_bytes[..16];
-        let derived = derive_key(
-            password,
-            &salt,
-            LIGHT_SCRYPT_LOG_N,
-            SCRYPT_R,
-            LIGHT_SCRYPT_P,
-        )?;
+        let derived = derive_key(password, &salt, LIGHT_SCRYPT_LOG_N, SCRYPT_R, LIGHT_SCRYPT_P)?;
 
         let mut ciphertext = key.secret_bytes().to_vec();
         let mut cipher = Aes128Ctr::new_from_slices(&derived[..16], iv)
@@ -102,9 +96,7 @@ impl Keystore {
             crypto: KeystoreCrypto {
                 cipher: "aes-128-ctr".into(),
                 ciphertext: hex::encode(&ciphertext),
-                cipherparams: CipherParams {
-                    iv: hex::encode(iv),
-                },
+                cipherparams: CipherParams { iv: hex::encode(iv) },
                 kdf: "scrypt".into(),
                 kdfparams: ScryptParams {
                     dklen: DERIVED_KEY_LEN,
@@ -123,10 +115,7 @@ impl Keystore {
     /// Decrypts the key with `password`; fails on a wrong password (MAC mismatch).
     pub fn decrypt(&self, password: &str) -> Result<NodeKey> {
         if self.version != 3 {
-            return Err(Error::Keystore(format!(
-                "version {} is not 3",
-                self.version
-            )));
+            return Err(Error::Keystore(format!("version {} is not 3", self.version)));
         }
         if self.crypto.kdf != "scrypt" || self.crypto.cipher != "aes-128-ctr" {
             return Err(Error::Keystore(format!(
@@ -149,9 +138,7 @@ impl Keystore {
 
         let derived = derive_key(password, &salt, log_n, params.r, params.p)?;
         if mac(&derived, &plaintext).as_slice() != expected_mac.as_slice() {
-            return Err(Error::Keystore(
-                "MAC mismatch: wrong password or corrupt file".into(),
-            ));
+            return Err(Error::Keystore("MAC mismatch: wrong password or corrupt file".into()));
         }
         let mut cipher = Aes128Ctr::new_from_slices(&derived[..16], &iv)
             .map_err(|e| Error::Keystore(format!("cipher setup: {e}")))?;
@@ -275,9 +262,7 @@ mod tests {
         let key = keystore.decrypt("").unwrap();
         assert_eq!(
             key.address(),
-            "0x45dea0fb0bba44f4fcf290bba71fd57d7117cbb8"
-                .parse::<Address>()
-                .unwrap()
+            "0x45dea0fb0bba44f4fcf290bba71fd57d7117cbb8".parse::<Address>().unwrap()
         );
         assert!(keystore.decrypt("bad").is_err());
     }

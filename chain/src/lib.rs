@@ -35,9 +35,8 @@ pub use keys::{KeySource, NodeKey};
 pub use keystore::{CipherParams, Keystore, KeystoreCrypto, ScryptParams};
 pub use output::{CommandSpec, GeneratedFile, GeneratedNetwork, NodeConfig, NodeParams, NodePorts};
 pub use spec::{
-    Account, Balance, Client, Consensus, NetworkSpec, NodeSlot, Region, Role, Settings,
-    DEFAULT_CHAIN_ID, DEFAULT_EPOCH, DEFAULT_GAS_LIMIT, DEFAULT_REGION, MAX_GAS_LIMIT, MAX_NODES,
-    MIN_GAS_LIMIT,
+    Account, Balance, Client, Consensus, NetworkSpec, NodeSlot, Region, Role, Settings, DEFAULT_CHAIN_ID,
+    DEFAULT_EPOCH, DEFAULT_GAS_LIMIT, DEFAULT_REGION, MAX_GAS_LIMIT, MAX_NODES, MIN_GAS_LIMIT,
 };
 pub use version::Version;
 

@@ -106,9 +106,7 @@ impl CommandSpec {
     /// Whether `flag` is present, alone or as `flag=value`.
     pub fn has_flag(&self, flag: &str) -> bool {
         let prefix = format!("{flag}=");
-        self.args
-            .iter()
-            .any(|arg| arg == flag || arg.starts_with(&prefix))
+        self.args.iter().any(|arg| arg == flag || arg.starts_with(&prefix))
     }
 }
 
@@ -181,9 +179,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The generated file at `path` (relative to the data directory), if any.
     pub fn file(&self, path: &str) -> Option<&GeneratedFile> {
-        self.files
-            .iter()
-            .find(|f| f.path == std::path::Path::new(path))
+        self.files.iter().find(|f| f.path == std::path::Path::new(path))
     }
 }
 

@@ -13,21 +13,14 @@ pub struct Version {
 impl Version {
     /// A version from its three parts.
     pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
-        Self {
-            major,
-            minor,
-            patch,
-        }
+        Self { major, minor, patch }
     }
 
     /// Parses `1.13.15`, `v1.13.15`, `24.4.1`, `1.13.15-stable` (the suffix is ignored).
     pub fn parse(text: &str) -> Option<Self> {
         let trimmed = text.trim();
         let without_v = trimmed.strip_prefix('v').unwrap_or(trimmed);
-        let core = without_v
-            .split(['-', '+'])
-            .next()
-            .filter(|core| !core.is_empty())?;
+        let core = without_v.split(['-', '+']).next().filter(|core| !core.is_empty())?;
         let mut parts = core.split('.');
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next().map_or(Some(0), |p| p.parse().ok())?;
@@ -53,10 +46,7 @@ mod tests {
     fn parses_common_shapes() {
         assert_eq!(Version::parse("1.13.15"), Some(Version::new(1, 13, 15)));
         assert_eq!(Version::parse("v1.13.15"), Some(Version::new(1, 13, 15)));
-        assert_eq!(
-            Version::parse("1.13.15-stable"),
-            Some(Version::new(1, 13, 15))
-        );
+        assert_eq!(Version::parse("1.13.15-stable"), Some(Version::new(1, 13, 15)));
         assert_eq!(Version::parse("24.4"), Some(Version::new(24, 4, 0)));
         assert_eq!(Version::parse("25"), Some(Version::new(25, 0, 0)));
     }

@@ -43,9 +43,8 @@ fn encoding_matches_every_golden_case_byte_for_byte() {
     for case in golden_cases() {
         let format = format_named(&case.format);
         let ours = encode(format, &case.validators);
-        let theirs = chain::Bytes::from(
-            alloy_hex(&case.extra_data).unwrap_or_else(|| panic!("{}: bad hex", case.name)),
-        );
+        let theirs =
+            chain::Bytes::from(alloy_hex(&case.extra_data).unwrap_or_else(|| panic!("{}: bad hex", case.name)));
         assert_eq!(
             ours, theirs,
             "{} ({}): extraData differs from {}",
@@ -59,8 +58,7 @@ fn golden_extra_data_decodes_to_its_validators() {
     for case in golden_cases() {
         let format = format_named(&case.format);
         let bytes = alloy_hex(&case.extra_data).expect("hex");
-        let decoded =
-            decode_validators(format, &bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let decoded = decode_validators(format, &bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(decoded, case.validators, "{}", case.name);
     }
 }

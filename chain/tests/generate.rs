@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use chain::extradata::{decode_validators, ExtraDataFormat};
 use chain::{
-    extra_data_format, generate, generate_with_keys, Address, Balance, Client, Consensus, Error,
-    GeneratedNetwork, Keystore, NetworkSpec, NodeKey, NodeParams, NodePorts, Role,
+    extra_data_format, generate, generate_with_keys, Address, Balance, Client, Consensus, Error, GeneratedNetwork,
+    Keystore, NetworkSpec, NodeKey, NodeParams, NodePorts, Role,
 };
 use common::{at, params_for};
 use serde_json::Value;
@@ -38,12 +38,8 @@ fn assert_golden(name: &str, actual: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create)",
-            path.display()
-        )
-    });
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create)", path.display()));
     assert_eq!(
         actual, expected,
         "{name} changed; rerun with UPDATE_GOLDEN=1 if intended"
@@ -60,10 +56,7 @@ fn geth_clique_four_signers_golden_genesis_and_command() {
     let genesis = net.genesis_json.clone().unwrap();
     assert_golden("geth-clique-4.genesis.json", &format!("{genesis}\n"));
     let command = serde_json::to_string_pretty(&net.nodes[0].command).unwrap();
-    assert_golden(
-        "geth-clique-4.validator-1.command.json",
-        &format!("{command}\n"),
-    );
+    assert_golden("geth-clique-4.validator-1.command.json", &format!("{command}\n"));
 }
 
 #[test]
@@ -74,9 +67,7 @@ fn geth_clique_signers_are_in_extra_data_and_unlocked() {
     let extra = chain::Bytes::from(
         (2..genesis["extraData"].as_str().unwrap().len())
             .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(&genesis["extraData"].as_str().unwrap()[i..i + 2], 16).unwrap()
-            })
+            .map(|i| u8::from_str_radix(&genesis["extraData"].as_str().unwrap()[i..i + 2], 16).unwrap())
             .collect::<Vec<u8>>(),
     );
     assert_eq!(Some(&extra), net.extra_data.as_ref());
@@ -102,26 +93,17 @@ fn geth_clique_signers_are_in_extra_data_and_unlocked() {
         }
         assert_eq!(c.flag_value("--syncmode"), Some("full"));
         assert_eq!(c.flag_value("--http.addr"), Some("127.0.0.1"));
-        assert_eq!(
-            c.flag_value("--http.port"),
-            Some(node.ports.rpc.to_string().as_str())
-        );
+        assert_eq!(c.flag_value("--http.port"), Some(node.ports.rpc.to_string().as_str()));
         let apis = c.flag_value("--http.api").unwrap();
         for api in ["eth", "net", "web3", "txpool", "clique"] {
             assert!(apis.split(',').any(|a| a == api), "{apis} lacks {api}");
         }
-        assert_eq!(
-            c.flag_value("--port"),
-            Some(node.ports.p2p.to_string().as_str())
-        );
+        assert_eq!(c.flag_value("--port"), Some(node.ports.p2p.to_string().as_str()));
         assert_eq!(
             c.flag_value("--authrpc.port"),
             Some(node.ports.authrpc.unwrap().to_string().as_str())
         );
-        assert_eq!(
-            c.flag_value("--datadir"),
-            Some(node.data_dir.to_str().unwrap())
-        );
+        assert_eq!(c.flag_value("--datadir"), Some(node.data_dir.to_str().unwrap()));
         assert_eq!(node.init.len(), 1);
         assert_eq!(
             node.init[0].args,
@@ -137,10 +119,7 @@ fn geth_clique_signers_are_in_extra_data_and_unlocked() {
             let path = PathBuf::from(c.flag_value(flag).unwrap());
             assert!(path.starts_with(&node.data_dir), "{flag} {path:?}");
             let rel = path.strip_prefix(&node.data_dir).unwrap().to_str().unwrap();
-            assert!(
-                node.file(rel).is_some(),
-                "{flag} points at ungenerated {rel}"
-            );
+            assert!(node.file(rel).is_some(), "{flag} points at ungenerated {rel}");
         }
         assert_eq!(text(&net, node.index, "nodekey"), node.key.secret_hex());
         assert!(node.file("nodekey").unwrap().secret);
@@ -196,11 +175,7 @@ fn geth_static_peers_are_every_other_node_in_config_toml() {
         let own = node.enode.as_deref().unwrap();
         assert_eq!(
             own,
-            format!(
-                "enode://{}@127.0.0.1:{}?discport=0",
-                node.key.node_id(),
-                node.ports.p2p
-            )
+            format!("enode://{}@127.0.0.1:{}?discport=0", node.key.node_id(), node.ports.p2p)
         );
         assert!(!toml.contains(own));
     }
@@ -258,10 +233,7 @@ fn bft_extra_data_holds_the_sorted_validators_only() {
         let mut validators: Vec<Address> = net.nodes[..4].iter().map(|n| n.address).collect();
         validators.sort();
         assert_eq!(decoded, validators, "{client} {consensus}");
-        assert_eq!(
-            net.nodes.iter().filter(|n| n.role == Role::Member).count(),
-            2
-        );
+        assert_eq!(net.nodes.iter().filter(|n| n.role == Role::Member).count(), 2);
     }
 }
 
@@ -270,17 +242,12 @@ fn quorum_static_nodes_list_everyone_with_raft_ports() {
     let spec = seeded(Client::Quorum, Consensus::Raft, 3, 0);
     let net = generate(&spec, &params_for(&spec, false)).unwrap();
     for node in &net.nodes {
-        let listed: Vec<String> =
-            serde_json::from_str(&text(&net, node.index, "geth/static-nodes.json")).unwrap();
+        let listed: Vec<String> = serde_json::from_str(&text(&net, node.index, "geth/static-nodes.json")).unwrap();
         assert_eq!(listed.len(), 3, "raft peers include the node itself");
         for (i, enode) in listed.iter().enumerate() {
             assert_eq!(
                 enode,
-                &format!(
-                    "{}&raftport={}",
-                    net.static_nodes[i],
-                    net.nodes[i].ports.raft.unwrap()
-                )
+                &format!("{}&raftport={}", net.static_nodes[i], net.nodes[i].ports.raft.unwrap())
             );
         }
         assert_eq!(
@@ -321,10 +288,7 @@ fn besu_files_and_flags() {
         assert_eq!(c.program, "besu");
         assert!(node.init.is_empty());
         assert_eq!(c.flag_value("--discovery-enabled"), Some("false"));
-        assert_eq!(
-            c.flag_value("--p2p-port"),
-            Some(node.ports.p2p.to_string().as_str())
-        );
+        assert_eq!(c.flag_value("--p2p-port"), Some(node.ports.p2p.to_string().as_str()));
         assert_eq!(
             c.flag_value("--rpc-http-port"),
             Some(node.ports.rpc.to_string().as_str())
@@ -337,18 +301,11 @@ fn besu_files_and_flags() {
             c.flag_value("--metrics-port"),
             Some(node.ports.metrics.unwrap().to_string().as_str())
         );
-        assert_eq!(
-            text(&net, node.index, "key"),
-            format!("0x{}", node.key.secret_hex())
-        );
-        let peers: Vec<String> =
-            serde_json::from_str(&text(&net, node.index, "static-nodes.json")).unwrap();
+        assert_eq!(text(&net, node.index, "key"), format!("0x{}", node.key.secret_hex()));
+        let peers: Vec<String> = serde_json::from_str(&text(&net, node.index, "static-nodes.json")).unwrap();
         assert_eq!(peers.len(), 3);
         assert!(!peers.contains(node.enode.as_ref().unwrap()));
-        assert_eq!(
-            node.metrics_url.as_deref().map(|u| u.ends_with("/metrics")),
-            Some(true)
-        );
+        assert_eq!(node.metrics_url.as_deref().map(|u| u.ends_with("/metrics")), Some(true));
     }
 }
 
@@ -370,15 +327,10 @@ fn openethereum_signers_and_reserved_peers() {
         let peers = text(&net, node.index, "reserved-peers.txt");
         let lines: Vec<&str> = peers.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines
-            .iter()
-            .all(|l| l.starts_with("enode://") && !l.contains('?')));
+        assert!(lines.iter().all(|l| l.starts_with("enode://") && !l.contains('?')));
         let c = &node.command;
         assert!(c.has_flag("--no-discovery"));
-        assert_eq!(
-            c.flag_value("--node-key"),
-            Some(node.key.secret_hex().as_str())
-        );
+        assert_eq!(c.flag_value("--node-key"), Some(node.key.secret_hex().as_str()));
         let is_validator = node.role == Role::Validator;
         assert_eq!(c.has_flag("--engine-signer"), is_validator);
         assert_eq!(c.has_flag("--force-sealing"), is_validator);
@@ -398,9 +350,7 @@ fn openethereum_signers_and_reserved_peers() {
 #[test]
 fn anvil_prefunding_uses_an_init_genesis() {
     let mut spec = seeded(Client::Anvil, Consensus::Interval, 2, 0);
-    let funded: Address = "0xfe3b557e8fb62b89f4916b721be55ceb828dbd73"
-        .parse()
-        .unwrap();
+    let funded: Address = "0xfe3b557e8fb62b89f4916b721be55ceb828dbd73".parse().unwrap();
     spec.accounts = vec![chain::Account {
         address: funded,
         balance: Balance::parse("0x130EE8E7179044400000").unwrap(),
@@ -408,10 +358,7 @@ fn anvil_prefunding_uses_an_init_genesis() {
     let net = generate(&spec, &params_for(&spec, false)).unwrap();
     let genesis: Value = serde_json::from_str(net.genesis_json.as_deref().unwrap()).unwrap();
     assert_eq!(
-        at(
-            &genesis,
-            "alloc/0xfe3b557e8fb62b89f4916b721be55ceb828dbd73/balance"
-        ),
+        at(&genesis, "alloc/0xfe3b557e8fb62b89f4916b721be55ceb828dbd73/balance"),
         "0x130ee8e7179044400000"
     );
     for node in &net.nodes {
@@ -456,13 +403,10 @@ fn alloc_funds_nodes_and_accounts_with_explicit_accounts_winning() {
 #[test]
 fn caller_keys_are_used_as_given() {
     // quorum-dev-quickstart's well-known dev account (alloc entry with its private key).
-    let key = NodeKey::from_hex("8f2a55949038a9610f50fb23b5883af3b4ecb3c3bb792cbcefbd1542c692be63")
-        .unwrap();
+    let key = NodeKey::from_hex("8f2a55949038a9610f50fb23b5883af3b4ecb3c3bb792cbcefbd1542c692be63").unwrap();
     assert_eq!(
         key.address(),
-        "0xfe3b557e8fb62b89f4916b721be55ceb828dbd73"
-            .parse::<Address>()
-            .unwrap()
+        "0xfe3b557e8fb62b89f4916b721be55ceb828dbd73".parse::<Address>().unwrap()
     );
     let spec = NetworkSpec::new("own", Client::Besu, Consensus::Qbft, 1);
     let net = generate_with_keys(&spec, &params_for(&spec, false), vec![key.clone()]).unwrap();
@@ -476,10 +420,7 @@ fn bad_node_params_are_rejected_with_the_node_named() {
     let mut params = params_for(&spec, false);
     assert_eq!(
         generate(&spec, &params[..1]).unwrap_err(),
-        Error::NodeParamsCount {
-            expected: 2,
-            got: 1
-        }
+        Error::NodeParamsCount { expected: 2, got: 1 }
     );
     params[1].ports.authrpc = None;
     assert_eq!(

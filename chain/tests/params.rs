@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use chain::{
-    generate, Client, CommandSpec, Consensus, GeneratedNetwork, NetworkSpec, SpecDuration,
-};
+use chain::{generate, Client, CommandSpec, Consensus, GeneratedNetwork, NetworkSpec, SpecDuration};
 use common::{at, params_for};
 use serde_json::Value;
 
@@ -15,11 +13,7 @@ const GAS: u64 = 12_345_678;
 const CHAIN_ID: u64 = 4242;
 const EPOCH: u64 = 1234;
 
-fn network(
-    client: Client,
-    consensus: Consensus,
-    block_time: SpecDuration,
-) -> (GeneratedNetwork, Value) {
+fn network(client: Client, consensus: Consensus, block_time: SpecDuration) -> (GeneratedNetwork, Value) {
     let mut spec = NetworkSpec::new("params", client, consensus, 3);
     spec.block_time = Some(block_time);
     spec.gas_limit = Some(GAS);
@@ -32,8 +26,7 @@ fn network(
         spec.request_timeout = Some(SpecDuration::from_secs(7));
     }
     let params = params_for(&spec, false);
-    let generated =
-        generate(&spec, &params).unwrap_or_else(|e| panic!("{client} {consensus}: {e}"));
+    let generated = generate(&spec, &params).unwrap_or_else(|e| panic!("{client} {consensus}: {e}"));
     let genesis: Value = generated
         .genesis_json
         .as_deref()
@@ -102,11 +95,7 @@ fn quorum_qbft() {
 
 #[test]
 fn quorum_raft_block_time_is_milliseconds() {
-    let (net, genesis) = network(
-        Client::Quorum,
-        Consensus::Raft,
-        SpecDuration::from_millis(300),
-    );
+    let (net, genesis) = network(Client::Quorum, Consensus::Raft, SpecDuration::from_millis(300));
     assert!(genesis["config"].get("clique").is_none());
     assert!(genesis["config"].get("ibft").is_none());
     assert_eq!(at(&genesis, "difficulty"), "0x0");
@@ -129,11 +118,7 @@ fn quorum_raft_block_time_is_milliseconds() {
 
 #[test]
 fn quorum_clique() {
-    let (net, genesis) = network(
-        Client::Quorum,
-        Consensus::Clique,
-        SpecDuration::from_secs(2),
-    );
+    let (net, genesis) = network(Client::Quorum, Consensus::Clique, SpecDuration::from_secs(2));
     assert_eq!(at(&genesis, "config/clique/period"), 2);
     assert_eq!(at(&genesis, "config/clique/epoch"), EPOCH);
     assert_eq!(at(&genesis, "config/chainId"), CHAIN_ID);
@@ -167,9 +152,7 @@ fn besu_qbft() {
     assert_eq!(at(&genesis, "config/qbft/epochlength"), EPOCH);
     assert_eq!(at(&genesis, "config/qbft/requesttimeoutseconds"), 7);
     assert_eq!(at(&genesis, "gasLimit"), "0xbc614e");
-    assert_each_node(&net, |c| {
-        assert_eq!(flag(c, "--target-gas-limit"), GAS.to_string())
-    });
+    assert_each_node(&net, |c| assert_eq!(flag(c, "--target-gas-limit"), GAS.to_string()));
 }
 
 #[test]
@@ -179,26 +162,17 @@ fn besu_clique() {
     assert_eq!(at(&genesis, "config/clique/epochlength"), EPOCH);
     assert_eq!(at(&genesis, "config/chainId"), CHAIN_ID);
     assert_eq!(at(&genesis, "gasLimit"), "0xbc614e");
-    assert_each_node(&net, |c| {
-        assert_eq!(flag(c, "--target-gas-limit"), GAS.to_string())
-    });
+    assert_each_node(&net, |c| assert_eq!(flag(c, "--target-gas-limit"), GAS.to_string()));
 }
 
 #[test]
 fn openethereum_aura() {
-    let (net, spec) = network(
-        Client::Openethereum,
-        Consensus::Aura,
-        SpecDuration::from_secs(5),
-    );
+    let (net, spec) = network(Client::Openethereum, Consensus::Aura, SpecDuration::from_secs(5));
     let params = at(&spec, "engine/authorityRound/params");
     assert_eq!(params["stepDuration"], 5);
     let list = params["validators"]["list"].as_array().unwrap();
     let expected: Vec<String> = net.validators.iter().map(|a| format!("{a:#x}")).collect();
-    let listed: Vec<String> = list
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let listed: Vec<String> = list.iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert_eq!(listed, expected);
     assert_eq!(at(&spec, "params/chainID"), "0x1092");
     assert_eq!(at(&spec, "params/networkID"), "0x1092");
@@ -216,29 +190,19 @@ fn openethereum_aura() {
 
 #[test]
 fn openethereum_clique() {
-    let (net, spec) = network(
-        Client::Openethereum,
-        Consensus::Clique,
-        SpecDuration::from_secs(4),
-    );
+    let (net, spec) = network(Client::Openethereum, Consensus::Clique, SpecDuration::from_secs(4));
     assert_eq!(at(&spec, "engine/clique/params/period"), 4);
     assert_eq!(at(&spec, "engine/clique/params/epoch"), EPOCH);
     assert_eq!(at(&spec, "params/chainID"), "0x1092");
     assert_eq!(at(&spec, "genesis/gasLimit"), "0xbc614e");
     let extra = at(&spec, "genesis/extraData").as_str().unwrap();
     assert_eq!(extra.len(), 2 + 2 * (32 + 3 * 20 + 65));
-    assert_each_node(&net, |c| {
-        assert_eq!(flag(c, "--gas-floor-target"), GAS.to_string())
-    });
+    assert_each_node(&net, |c| assert_eq!(flag(c, "--gas-floor-target"), GAS.to_string()));
 }
 
 #[test]
 fn anvil_interval() {
-    let (net, genesis) = network(
-        Client::Anvil,
-        Consensus::Interval,
-        SpecDuration::from_millis(1500),
-    );
+    let (net, genesis) = network(Client::Anvil, Consensus::Interval, SpecDuration::from_millis(1500));
     assert!(genesis.is_null(), "no prefunding, so no --init genesis");
     assert_each_node(&net, |c| {
         assert_eq!(flag(c, "--block-time"), "1.5");
@@ -254,10 +218,7 @@ fn anvil_instant_has_no_block_time() {
     spec.chain_id = Some(CHAIN_ID);
     let net = generate(&spec, &params_for(&spec, false)).unwrap();
     assert!(!net.nodes[0].command.has_flag("--block-time"));
-    assert_eq!(
-        flag(&net.nodes[0].command, "--chain-id"),
-        CHAIN_ID.to_string()
-    );
+    assert_eq!(flag(&net.nodes[0].command, "--chain-id"), CHAIN_ID.to_string());
     assert_eq!(net.settings.block_time, None::<Duration>);
 }
 

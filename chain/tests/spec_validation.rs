@@ -10,9 +10,7 @@ fn parse(json: &str) -> Result<NetworkSpec, String> {
 
 fn validate(json: &str) -> String {
     let spec = parse(json).expect("spec parses");
-    spec.validate()
-        .expect_err("spec must be rejected")
-        .to_string()
+    spec.validate().expect_err("spec must be rejected").to_string()
 }
 
 #[test]
@@ -38,15 +36,9 @@ fn block_time_accepts_numbers_and_unit_strings() {
         (r#"0.25"#, Duration::from_millis(250)),
     ];
     for (text, expected) in cases {
-        let json = format!(
-            r#"{{"name":"r","client":"quorum","consensus":"raft","nodes":3,"block_time":{text}}}"#
-        );
+        let json = format!(r#"{{"name":"r","client":"quorum","consensus":"raft","nodes":3,"block_time":{text}}}"#);
         let spec = parse(&json).unwrap();
-        assert_eq!(
-            spec.settings().unwrap().block_time,
-            Some(expected),
-            "{text}"
-        );
+        assert_eq!(spec.settings().unwrap().block_time, Some(expected), "{text}");
     }
 }
 
@@ -79,42 +71,33 @@ fn every_supported_pair_validates() {
     for client in Client::ALL {
         for consensus in client.supported_consensus() {
             let spec = NetworkSpec::new("ok", client, *consensus, 2);
-            spec.validate()
-                .unwrap_or_else(|e| panic!("{client} {consensus}: {e}"));
+            spec.validate().unwrap_or_else(|e| panic!("{client} {consensus}: {e}"));
         }
     }
 }
 
 #[test]
 fn unknown_client_consensus_and_fields_fail_to_parse() {
-    let unknown_client =
-        parse(r#"{"name":"n","client":"nethermind","consensus":"aura","nodes":1}"#).unwrap_err();
+    let unknown_client = parse(r#"{"name":"n","client":"nethermind","consensus":"aura","nodes":1}"#).unwrap_err();
     assert!(
         unknown_client.contains("unknown variant `nethermind`"),
         "{unknown_client}"
     );
     assert!(unknown_client.contains("`geth`"), "{unknown_client}");
-    let unknown_consensus =
-        parse(r#"{"name":"n","client":"geth","consensus":"pow","nodes":1}"#).unwrap_err();
+    let unknown_consensus = parse(r#"{"name":"n","client":"geth","consensus":"pow","nodes":1}"#).unwrap_err();
     assert!(
         unknown_consensus.contains("unknown variant `pow`"),
         "{unknown_consensus}"
     );
-    let unknown_field =
-        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"period":5}"#)
-            .unwrap_err();
-    assert!(
-        unknown_field.contains("unknown field `period`"),
-        "{unknown_field}"
-    );
+    let unknown_field = parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"period":5}"#).unwrap_err();
+    assert!(unknown_field.contains("unknown field `period`"), "{unknown_field}");
 }
 
 #[test]
 fn aliases_of_renamed_clients_are_accepted() {
     let parity = parse(r#"{"name":"n","client":"parity","consensus":"aura","nodes":1}"#).unwrap();
     assert_eq!(parity.client, Client::Openethereum);
-    let pantheon =
-        parse(r#"{"name":"n","client":"pantheon","consensus":"ibft2","nodes":1}"#).unwrap();
+    let pantheon = parse(r#"{"name":"n","client":"pantheon","consensus":"ibft2","nodes":1}"#).unwrap();
     assert_eq!(pantheon.client, Client::Besu);
 }
 
@@ -124,12 +107,8 @@ fn zero_nodes_is_rejected() {
         validate(r#"{"name":"n","client":"geth","consensus":"clique","nodes":0}"#),
         "invalid `nodes`: must be at least 1"
     );
-    let negative =
-        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":-1}"#).unwrap_err();
-    assert!(
-        negative.contains("invalid value: integer `-1`"),
-        "{negative}"
-    );
+    let negative = parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":-1}"#).unwrap_err();
+    assert!(negative.contains("invalid value: integer `-1`"), "{negative}");
 }
 
 #[test]
@@ -142,28 +121,20 @@ fn too_many_nodes_is_rejected() {
 
 #[test]
 fn negative_and_zero_block_times_are_rejected() {
-    let negative =
-        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"block_time":-1}"#)
-            .unwrap_err();
+    let negative = parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"block_time":-1}"#).unwrap_err();
     assert!(
         negative.contains("invalid duration `-1`: must not be negative"),
         "{negative}"
     );
     let negative_str =
-        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"block_time":"-2s"}"#)
-            .unwrap_err();
-    assert!(
-        negative_str.contains("must not be negative"),
-        "{negative_str}"
-    );
+        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"block_time":"-2s"}"#).unwrap_err();
+    assert!(negative_str.contains("must not be negative"), "{negative_str}");
     assert_eq!(
         validate(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"block_time":0}"#),
         "invalid `block_time`: must be greater than zero"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"quorum","consensus":"raft","nodes":1,"block_time":"0ms"}"#
-        ),
+        validate(r#"{"name":"n","client":"quorum","consensus":"raft","nodes":1,"block_time":"0ms"}"#),
         "invalid `block_time`: must be greater than zero"
     );
 }
@@ -216,9 +187,7 @@ fn epoch_and_request_timeout_bounds() {
         "invalid `epoch`: must be greater than zero"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"besu","consensus":"ibft2","nodes":4,"request_timeout":0}"#
-        ),
+        validate(r#"{"name":"n","client":"besu","consensus":"ibft2","nodes":4,"request_timeout":0}"#),
         "invalid `request_timeout`: must be greater than zero"
     );
     assert_eq!(
@@ -226,44 +195,27 @@ fn epoch_and_request_timeout_bounds() {
         "invalid `request_timeout`: 2.5s is not a whole number of seconds; besu ibft2 reads requesttimeoutseconds"
     );
     // Default: twice the block time, at least 10 s.
-    let slow = parse(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":4,"block_time":8}"#)
-        .unwrap();
-    assert_eq!(
-        slow.settings().unwrap().request_timeout,
-        Some(Duration::from_secs(16))
-    );
-    let fast = parse(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":4,"block_time":2}"#)
-        .unwrap();
-    assert_eq!(
-        fast.settings().unwrap().request_timeout,
-        Some(Duration::from_secs(10))
-    );
+    let slow = parse(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":4,"block_time":8}"#).unwrap();
+    assert_eq!(slow.settings().unwrap().request_timeout, Some(Duration::from_secs(16)));
+    let fast = parse(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":4,"block_time":2}"#).unwrap();
+    assert_eq!(fast.settings().unwrap().request_timeout, Some(Duration::from_secs(10)));
 }
 
 #[test]
 fn gas_limit_out_of_range_is_rejected() {
     for bad in ["0", "4999", "9223372036854775808"] {
-        let json = format!(
-            r#"{{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":{bad}}}"#
-        );
+        let json = format!(r#"{{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":{bad}}}"#);
         assert_eq!(
             validate(&json),
             format!("invalid `gas_limit`: {bad} is out of range 5000..=9223372036854775807")
         );
     }
     for good in ["5000", "9223372036854775807"] {
-        let json = format!(
-            r#"{{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":{good}}}"#
-        );
+        let json = format!(r#"{{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":{good}}}"#);
         parse(&json).unwrap().validate().unwrap();
     }
-    let negative =
-        parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":-5}"#)
-            .unwrap_err();
-    assert!(
-        negative.contains("invalid value: integer `-5`"),
-        "{negative}"
-    );
+    let negative = parse(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"gas_limit":-5}"#).unwrap_err();
+    assert!(negative.contains("invalid value: integer `-5`"), "{negative}");
 }
 
 #[test]
@@ -289,15 +241,11 @@ fn version_pins_respect_chains_md_section_0() {
         "besu version `25.12.0` cannot run clique: Besu 25.12.0 and later cannot create or validate Clique networks (besu-docs clique.md); pin an earlier release, e.g. 23.4.1"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"openethereum","consensus":"aura","nodes":1,"version":"3.4.0"}"#
-        ),
+        validate(r#"{"name":"n","client":"openethereum","consensus":"aura","nodes":1,"version":"3.4.0"}"#),
         "openethereum version `3.4.0` cannot run aura: OpenEthereum's last release is 3.3.5"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"version":"latest"}"#
-        ),
+        validate(r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"version":"latest"}"#),
         "invalid `version`: `latest` is not a version like 1.13.15"
     );
     // Besu 25.12 is fine for QBFT; geth v-prefixed 1.13 pins are fine.
@@ -329,19 +277,13 @@ fn accounts_must_be_unique_and_well_formed() {
         r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"accounts":[{"address":"0xfe3b557e8fb62b89f4916b721be55ceb828dbd73","balance":"lots"}]}"#,
     )
     .unwrap_err();
-    assert!(
-        bad_balance.contains("invalid balance `lots`"),
-        "{bad_balance}"
-    );
+    assert!(bad_balance.contains("invalid balance `lots`"), "{bad_balance}");
     let spec = parse(
         r#"{"name":"n","client":"geth","consensus":"clique","nodes":1,"accounts":[{"address":"0xfe3b557e8fb62b89f4916b721be55ceb828dbd73","balance":"90000000000000000000000"},{"address":"0x627306090abaB3A6e1400e9345bC60c78a8BEf57","balance":"0x130EE8E7179044400000"}]}"#,
     )
     .unwrap();
     spec.validate().unwrap();
-    assert_eq!(
-        spec.accounts[1].balance.to_string(),
-        "90000000000000000000000"
-    );
+    assert_eq!(spec.accounts[1].balance.to_string(), "90000000000000000000000");
 }
 
 #[test]
@@ -388,15 +330,11 @@ fn placement_overrides_and_unknown_regions() {
         "node `validator-2` is placed in unknown region `asia`; regions: eu, us"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"besu","consensus":"qbft","nodes":2,"placement":{"validator-9":"local"}}"#
-        ),
+        validate(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":2,"placement":{"validator-9":"local"}}"#),
         "placement names unknown node `validator-9`; nodes: validator-1, validator-2"
     );
     assert_eq!(
-        validate(
-            r#"{"name":"n","client":"besu","consensus":"qbft","nodes":2,"regions":["eu","eu"]}"#
-        ),
+        validate(r#"{"name":"n","client":"besu","consensus":"qbft","nodes":2,"regions":["eu","eu"]}"#),
         "invalid `regions`: region `eu` is declared twice"
     );
 }

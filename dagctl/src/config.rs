@@ -66,7 +66,8 @@ impl Config {
         };
         let file_path = home.join("dagctl.toml");
         let file: FileConfig = match std::fs::read_to_string(&file_path) {
-            Ok(text) => toml::from_str(&text).map_err(|err| anyhow::anyhow!("{}: {}", file_path.display(), err.to_string().trim()))?,
+            Ok(text) => toml::from_str(&text)
+                .map_err(|err| anyhow::anyhow!("{}: {}", file_path.display(), err.to_string().trim()))?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", file_path.display())),
         };
@@ -85,7 +86,10 @@ impl Config {
         let parallelism = match flags.parallelism {
             Some(n) => n,
             None => match env("DAGCTL_PARALLELISM") {
-                Some(text) => text.trim().parse().map_err(|_| anyhow::anyhow!("DAGCTL_PARALLELISM must be a whole number, got `{text}`"))?,
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("DAGCTL_PARALLELISM must be a whole number, got `{text}`"))?,
                 None => file.parallelism.unwrap_or(32),
             },
         };
@@ -96,7 +100,9 @@ impl Config {
             Some(text) => match text.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => true,
                 "false" | "0" | "no" => false,
-                _ => bail!("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION must be true or false, got `{text}`"),
+                _ => {
+                    bail!("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION must be true or false, got `{text}`")
+                }
             },
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
@@ -119,7 +125,11 @@ mod tests {
     #[test]
     fn flags_beat_env_beat_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("dagctl.toml"), "parallelism = 3\ndags_folder = \"/from/file\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("dagctl.toml"),
+            "parallelism = 3\ndags_folder = \"/from/file\"\n",
+        )
+        .unwrap();
         let home = dir.path().display().to_string();
         let env = |name: &str| match name {
             "DAGCTL_HOME" => Some(home.clone()),
@@ -130,7 +140,10 @@ mod tests {
         assert_eq!(config.parallelism, 7);
         assert_eq!(config.dags_folder, PathBuf::from("/from/file"));
         assert!(config.database_url.starts_with("sqlite://"));
-        let flags = GlobalFlags { parallelism: Some(9), ..Default::default() };
+        let flags = GlobalFlags {
+            parallelism: Some(9),
+            ..Default::default()
+        };
         assert_eq!(Config::load_from(&flags, env).unwrap().parallelism, 9);
     }
 
@@ -139,7 +152,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dagctl.toml"), "paralelism = 3\n").unwrap();
         let home = dir.path().display().to_string();
-        let err = Config::load_from(&GlobalFlags::default(), |n| (n == "DAGCTL_HOME").then(|| home.clone())).unwrap_err().to_string();
+        let err = Config::load_from(&GlobalFlags::default(), |n| (n == "DAGCTL_HOME").then(|| home.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("dagctl.toml") && err.contains("paralelism"), "{err}");
         let err = Config::load_from(&GlobalFlags::default(), |n| match n {
             "DAGCTL_HOME" => Some(home.clone()),

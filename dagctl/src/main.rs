@@ -14,7 +14,11 @@ use crate::config::GlobalFlags;
 use crate::output::Format;
 
 #[derive(Parser)]
-#[command(name = "dagctl", version, about = "A workflow engine that speaks Airflow's language, for testing private blockchain networks")]
+#[command(
+    name = "dagctl",
+    version,
+    about = "A workflow engine that speaks Airflow's language, for testing private blockchain networks"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalFlags,
@@ -189,7 +193,11 @@ enum PoolsCommand {
         output: Format,
     },
     /// Create or update a pool
-    Set { name: String, slots: i64, description: Option<String> },
+    Set {
+        name: String,
+        slots: i64,
+        description: Option<String>,
+    },
     /// Delete a pool
     Delete { name: String },
 }
@@ -247,21 +255,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             DagsCommand::Pause { dag_id } => cmd::dags::pause(&config, &dag_id, true).await,
             DagsCommand::Unpause { dag_id } => cmd::dags::pause(&config, &dag_id, false).await,
             DagsCommand::Trigger(args) => cmd::dags::trigger(&config, args).await,
-            DagsCommand::Test { dag_id, logical_date, conf } => cmd::dags::test(&config, &dag_id, logical_date, conf).await,
-            DagsCommand::Backfill { dag_id, start_date, end_date, local } => cmd::dags::backfill(&config, &dag_id, &start_date, &end_date, local).await,
-            DagsCommand::ListRuns { dag_id, state, limit, output } => cmd::dags::list_runs(&config, &dag_id, state, limit, output).await,
+            DagsCommand::Test {
+                dag_id,
+                logical_date,
+                conf,
+            } => cmd::dags::test(&config, &dag_id, logical_date, conf).await,
+            DagsCommand::Backfill {
+                dag_id,
+                start_date,
+                end_date,
+                local,
+            } => cmd::dags::backfill(&config, &dag_id, &start_date, &end_date, local).await,
+            DagsCommand::ListRuns {
+                dag_id,
+                state,
+                limit,
+                output,
+            } => cmd::dags::list_runs(&config, &dag_id, state, limit, output).await,
         },
         Command::Tasks(command) => match command {
             TasksCommand::List { dag_id, output } => cmd::tasks::list(&config, &dag_id, output).await,
-            TasksCommand::Logs { dag_id, run_id, task_id, try_number, follow } => cmd::tasks::logs(&config, &dag_id, &run_id, &task_id, try_number, follow).await,
-            TasksCommand::Clear { dag_id, run_id, task_id, only_failed } => cmd::tasks::clear(&config, &dag_id, run_id, task_id, only_failed).await,
-            TasksCommand::StatesForDagRun { dag_id, run_id, output } => cmd::tasks::states(&config, &dag_id, &run_id, output).await,
+            TasksCommand::Logs {
+                dag_id,
+                run_id,
+                task_id,
+                try_number,
+                follow,
+            } => cmd::tasks::logs(&config, &dag_id, &run_id, &task_id, try_number, follow).await,
+            TasksCommand::Clear {
+                dag_id,
+                run_id,
+                task_id,
+                only_failed,
+            } => cmd::tasks::clear(&config, &dag_id, run_id, task_id, only_failed).await,
+            TasksCommand::StatesForDagRun { dag_id, run_id, output } => {
+                cmd::tasks::states(&config, &dag_id, &run_id, output).await
+            }
         },
         Command::Pools(command) => match command {
             PoolsCommand::List { output } => cmd::tasks::pools(&config, output).await,
-            PoolsCommand::Set { name, slots, description } => cmd::tasks::pool_set(&config, &name, slots, description).await,
+            PoolsCommand::Set {
+                name,
+                slots,
+                description,
+            } => cmd::tasks::pool_set(&config, &name, slots, description).await,
             PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
         },
-        Command::Bench(BenchCommand::Scheduler { database, output }) => cmd::bench::scheduler(&config, database, output).await,
+        Command::Bench(BenchCommand::Scheduler { database, output }) => {
+            cmd::bench::scheduler(&config, database, output).await
+        }
     }
 }

@@ -16,7 +16,8 @@ use crate::config::Config;
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 pub async fn open_store(config: &Config) -> Result<Store> {
-    std::fs::create_dir_all(&config.home).with_context(|| format!("cannot create data dir {}", config.home.display()))?;
+    std::fs::create_dir_all(&config.home)
+        .with_context(|| format!("cannot create data dir {}", config.home.display()))?;
     Ok(Store::connect(&config.database_url).await?)
 }
 
@@ -49,7 +50,12 @@ pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFil
 }
 
 /// A scheduler and its executor.
-pub fn build_scheduler(config: &Config, store: &Store, mut options: SchedulerOptions, metrics: Arc<Metrics>) -> Result<Scheduler> {
+pub fn build_scheduler(
+    config: &Config,
+    store: &Store,
+    mut options: SchedulerOptions,
+    metrics: Arc<Metrics>,
+) -> Result<Scheduler> {
     let supervisor_exe = std::env::current_exe().context("cannot find the dagctl binary to supervise tasks")?;
     let executor_options = ExecutorOptions {
         parallelism: config.parallelism,
@@ -60,12 +66,27 @@ pub fn build_scheduler(config: &Config, store: &Store, mut options: SchedulerOpt
     };
     let (executor, events) = LocalExecutor::new(executor_options, store.clone(), operator_runtime());
     options.paused_at_creation = config.paused_at_creation;
-    Ok(Scheduler::new(store.clone(), options, registry(), executor, events, metrics))
+    Ok(Scheduler::new(
+        store.clone(),
+        options,
+        registry(),
+        executor,
+        events,
+        metrics,
+    ))
 }
 
 /// Options for a scheduler of this process.
 pub fn scheduler_options(config: &Config) -> SchedulerOptions {
-    let mut options = SchedulerOptions::new(format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]), hostname());
+    let mut options = SchedulerOptions::new(
+        format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
+        hostname(),
+    );
     options.dags_folder = Some(config.dags_folder.clone());
     options
 }

@@ -10,11 +10,17 @@ use common::*;
 fn validate_reports_file_line_and_key_and_exits_non_zero() {
     let home = Home::new();
     home.write_dag("good.yml", "good:\n  tasks:\n    a: {operator: empty}\n");
-    let bad = home.write_dag("bad.yml", "bad:\n  tasks:\n    a:\n      operator: bash\n      bash_command: echo\n      retries: lots\n");
+    let bad = home.write_dag(
+        "bad.yml",
+        "bad:\n  tasks:\n    a:\n      operator: bash\n      bash_command: echo\n      retries: lots\n",
+    );
     let output = home.run(&["dags", "validate"]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains(&format!("{}:6: dag `bad`, task `a`, key `retries`", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:6: dag `bad`, task `a`, key `retries`", bad.display())),
+        "{err}"
+    );
     assert!(stdout(&output).contains("2 file(s), 1 DAG(s), 1 error(s)"));
     // The good file still loads, and the broken one is listed as an import error with its line.
     let dags = home.json(&["dags", "list"]);
@@ -59,7 +65,10 @@ hello:
 #[test]
 fn failing_dag_test_exits_non_zero_and_template_errors_name_the_field() {
     let home = Home::new();
-    home.write_dag("f.yml", "f:\n  tasks:\n    t:\n      operator: bash\n      bash_command: 'echo {{ params.nope }}'\n");
+    home.write_dag(
+        "f.yml",
+        "f:\n  tasks:\n    t:\n      operator: bash\n      bash_command: 'echo {{ params.nope }}'\n",
+    );
     let output = home.run(&["dags", "test", "f"]);
     assert_eq!(output.status.code(), Some(1));
     let out = stdout(&output);
@@ -71,13 +80,28 @@ fn bad_input_gives_one_readable_line_and_writes_nothing() {
     let home = Home::new();
     home.write_dag("d.yml", "d:\n  tasks:\n    a: {operator: empty}\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["dags", "trigger", "d", "--conf", "{not json"], "--conf is not valid JSON"),
-        (vec!["dags", "trigger", "d", "--conf", "[1, 2]"], "--conf must be a JSON object"),
+        (
+            vec!["dags", "trigger", "d", "--conf", "{not json"],
+            "--conf is not valid JSON",
+        ),
+        (
+            vec!["dags", "trigger", "d", "--conf", "[1, 2]"],
+            "--conf must be a JSON object",
+        ),
         (vec!["dags", "trigger", "nope"], "dag `nope` not found"),
-        (vec!["dags", "trigger", "d", "--logical-date", "someday"], "--logical-date"),
-        (vec!["dags", "list-runs", "d", "--state", "sleeping"], "unknown run state `sleeping`"),
+        (
+            vec!["dags", "trigger", "d", "--logical-date", "someday"],
+            "--logical-date",
+        ),
+        (
+            vec!["dags", "list-runs", "d", "--state", "sleeping"],
+            "unknown run state `sleeping`",
+        ),
         (vec!["tasks", "logs", "d", "no-run", "a"], "not found"),
-        (vec!["dags", "backfill", "d", "-s", "2026-01-01", "-e", "2026-01-02"], "has no schedule"),
+        (
+            vec!["dags", "backfill", "d", "-s", "2026-01-01", "-e", "2026-01-02"],
+            "has no schedule",
+        ),
     ];
     for (args, expected) in cases {
         let output = home.run(&args);
@@ -89,13 +113,22 @@ fn bad_input_gives_one_readable_line_and_writes_nothing() {
     // Nothing was written by the failed triggers.
     assert_eq!(home.json(&["dags", "list-runs", "d"]).as_array().unwrap().len(), 0);
     // A bad environment or config file is one line too.
-    let output = home.command().args(["dags", "list"]).env("DAGCTL_PARALLELISM", "many").output().unwrap();
+    let output = home
+        .command()
+        .args(["dags", "list"])
+        .env("DAGCTL_PARALLELISM", "many")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("DAGCTL_PARALLELISM"));
     std::fs::write(home.path().join("dagctl.toml"), "paralelism = 2\n").unwrap();
     let output = home.run(&["dags", "list"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("unknown field `paralelism`"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unknown field `paralelism`"),
+        "{}",
+        stderr(&output)
+    );
     std::fs::remove_file(home.path().join("dagctl.toml")).unwrap();
     // Unknown verbs are usage errors (exit 2).
     assert_eq!(home.run(&["dags", "explode"]).status.code(), Some(2));
@@ -144,7 +177,9 @@ fn execution_timeout_kills_the_whole_process_group() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(stdout(&output).contains("timed out after 1s"), "{}", stdout(&output));
     let child: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-    wait_for(Duration::from_secs(10), "the background child to die", || (!pid_alive(child)).then_some(()));
+    wait_for(Duration::from_secs(10), "the background child to die", || {
+        (!pid_alive(child)).then_some(())
+    });
 }
 
 #[test]
@@ -165,11 +200,20 @@ rules:
 "#,
     );
     let output = home.run(&["dags", "test", "rules"]);
-    assert_eq!(output.status.code(), Some(1), "the run fails: boom failed upstream of the teardown");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the run fails: boom failed upstream of the teardown"
+    );
     let runs = home.json(&["dags", "list-runs", "rules"]);
     assert_eq!(runs[0]["state"], "failed");
     let states = home.states("rules", runs[0]["run_id"].as_str().unwrap());
-    let state = |task: &str| states.iter().find(|s| s["task_id"] == task).unwrap()["state"].as_str().unwrap().to_string();
+    let state = |task: &str| {
+        states.iter().find(|s| s["task_id"] == task).unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(state("skipper"), "skipped");
     assert_eq!(state("after_skip"), "skipped");
     assert_eq!(state("boom"), "failed");
@@ -205,11 +249,23 @@ fn pools_limit_concurrency() {
     home.ok(&["dags", "test", "p"]);
     let runs = home.json(&["dags", "list-runs", "p"]);
     let states = home.states("p", runs[0]["run_id"].as_str().unwrap());
-    let mut spans: Vec<(String, String)> = states.iter().map(|s| (s["start_date"].as_str().unwrap().to_string(), s["end_date"].as_str().unwrap().to_string())).collect();
+    let mut spans: Vec<(String, String)> = states
+        .iter()
+        .map(|s| {
+            (
+                s["start_date"].as_str().unwrap().to_string(),
+                s["end_date"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     spans.sort();
     for pair in spans.windows(2) {
         assert!(pair[1].0 >= pair[0].1, "tasks in a one-slot pool overlapped: {pair:?}");
     }
     let pools = home.json(&["pools", "list"]);
-    assert!(pools.as_array().unwrap().iter().any(|p| p["pool"] == "single" && p["slots"] == 1));
+    assert!(pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["pool"] == "single" && p["slots"] == 1));
 }

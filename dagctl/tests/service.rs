@@ -10,24 +10,45 @@ use common::*;
 
 fn run_state(home: &Home, dag_id: &str, run_id: &str) -> Option<String> {
     let runs = home.try_json(&["dags", "list-runs", dag_id, "--limit", "1000"])?;
-    runs.as_array()?.iter().find(|r| r["run_id"] == run_id).map(|r| r["state"].as_str().unwrap_or_default().to_string())
+    runs.as_array()?
+        .iter()
+        .find(|r| r["run_id"] == run_id)
+        .map(|r| r["state"].as_str().unwrap_or_default().to_string())
 }
 
 #[test]
 fn standalone_runs_triggers_and_serves_health_and_metrics() {
     let home = Home::new();
     home.write_dag("ok.yml", "ok:\n  tasks:\n    a: {operator: bash, bash_command: 'echo one'}\n    b: {operator: bash, bash_command: 'echo two', dependencies: [a]}\n");
-    home.write_dag("bad.yml", "bad:\n  tasks:\n    a: {operator: bash, bash_command: 'exit 1'}\n");
+    home.write_dag(
+        "bad.yml",
+        "bad:\n  tasks:\n    a: {operator: bash, bash_command: 'exit 1'}\n",
+    );
     let port = free_port();
     let standalone = home.spawn(&["standalone", "--port", &port.to_string()]);
-    let (status, body) = wait_for(Duration::from_secs(30), "standalone to answer /health", || http_get(port, "/health"));
+    let (status, body) = wait_for(Duration::from_secs(30), "standalone to answer /health", || {
+        http_get(port, "/health")
+    });
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["metadatabase"]["status"], "healthy");
 
-    let output = home.run(&["dags", "trigger", "ok", "--conf", r#"{"x": 1}"#, "--wait", "--timeout", "60s"]);
+    let output = home.run(&[
+        "dags",
+        "trigger",
+        "ok",
+        "--conf",
+        r#"{"x": 1}"#,
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
     assert!(output.status.success(), "{}\n{}", stderr(&output), standalone.output());
-    assert!(stderr(&output).contains("2/2 tasks done (2 success"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("2/2 tasks done (2 success"),
+        "{}",
+        stderr(&output)
+    );
     let output = home.run(&["trigger", "bad", "--wait", "--timeout", "60s"]);
     assert_eq!(output.status.code(), Some(1), "a failed run exits non-zero");
     assert!(stderr(&output).contains("failed tasks: a"), "{}", stderr(&output));
@@ -36,7 +57,10 @@ fn standalone_runs_triggers_and_serves_health_and_metrics() {
     assert_eq!(status, 200);
     assert!(metrics.contains("dagctl_ti_successes 2"), "{metrics}");
     assert!(metrics.contains("dagctl_ti_failures 1"), "{metrics}");
-    assert!(metrics.contains("dagctl_pool_open_slots{pool=\"default_pool\"} 128"), "{metrics}");
+    assert!(
+        metrics.contains("dagctl_pool_open_slots{pool=\"default_pool\"} 128"),
+        "{metrics}"
+    );
     let (_, version) = http_get(port, "/api/v2/version").unwrap();
     assert!(version.contains("\"version\""));
     let (status, _) = http_get(port, "/no/such/page").unwrap();
@@ -54,24 +78,39 @@ fn dag_files_are_picked_up_changed_and_removed_without_restart() {
     home.write_dag("cron.yml", &format!("cron:\n  schedule: '@hourly'\n  start_date: '{start}'\n  catchup: true\n  tasks:\n    a: {{operator: empty}}\n"));
     let runs = wait_for(Duration::from_secs(20), "3 scheduled runs", || {
         let runs = home.try_json(&["dags", "list-runs", "cron"])?;
-        (runs.as_array().map(|r| r.iter().filter(|r| r["state"] == "success").count()).unwrap_or(0) >= 3).then_some(runs)
+        (runs
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["state"] == "success").count())
+            .unwrap_or(0)
+            >= 3)
+            .then_some(runs)
     });
     assert!(runs.as_array().unwrap().iter().all(|r| r["run_type"] == "scheduled"));
     // Catchup off: one run for the latest interval, the skipped ones reported.
-    home.write_dag("nocatch.yml", &format!("nocatch:\n  schedule: '@hourly'\n  start_date: '{start}'\n  tasks:\n    a: {{operator: empty}}\n"));
+    home.write_dag(
+        "nocatch.yml",
+        &format!("nocatch:\n  schedule: '@hourly'\n  start_date: '{start}'\n  tasks:\n    a: {{operator: empty}}\n"),
+    );
     wait_for(Duration::from_secs(20), "the latest run of nocatch", || {
         let runs = home.try_json(&["dags", "list-runs", "nocatch"])?;
         (runs.as_array().map(|r| r.len()).unwrap_or(0) == 1).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(home.json(&["dags", "list-runs", "nocatch"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        home.json(&["dags", "list-runs", "nocatch"]).as_array().unwrap().len(),
+        1
+    );
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(metrics.contains("dagctl_dagrun_missed_schedules 2"), "{metrics}");
     // An edit makes a new version; a deletion makes the DAG disappear.
     home.write_dag("cron.yml", &format!("cron:\n  description: edited\n  schedule: '@hourly'\n  start_date: '{start}'\n  catchup: true\n  tasks:\n    a: {{operator: empty}}\n"));
     wait_for(Duration::from_secs(20), "version 2", || {
         let dags = home.json(&["dags", "list"]);
-        dags.as_array().unwrap().iter().any(|d| d["dag_id"] == "cron" && d["description"] == "edited").then_some(())
+        dags.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["dag_id"] == "cron" && d["description"] == "edited")
+            .then_some(())
     });
     std::fs::remove_file(home.dags().join("nocatch.yml")).unwrap();
     wait_for(Duration::from_secs(20), "nocatch to go", || {
@@ -103,13 +142,17 @@ crash:
     wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
     let out = home.ok(&["dags", "trigger", "crash", "--run-id", "crash-1"]);
     assert!(out.contains("crash-1"));
-    wait_for(Duration::from_secs(20), "both tasks to start", || (marks.join("long").exists() && marks.join("short").exists()).then_some(()));
+    wait_for(Duration::from_secs(20), "both tasks to start", || {
+        (marks.join("long").exists() && marks.join("short").exists()).then_some(())
+    });
     first.kill9();
     // `short` ends while no scheduler runs; `long` is still running when the next one starts.
     std::thread::sleep(Duration::from_millis(1500));
     let port = free_port();
     let second = home.spawn(&["standalone", "--port", &port.to_string()]);
-    let state = wait_for(Duration::from_secs(40), "the run to finish", || run_state(&home, "crash", "crash-1").filter(|s| s == "success" || s == "failed"));
+    let state = wait_for(Duration::from_secs(40), "the run to finish", || {
+        run_state(&home, "crash", "crash-1").filter(|s| s == "success" || s == "failed")
+    });
     assert_eq!(state, "success", "{}", second.output());
     for task in ["long", "short", "after"] {
         let starts = std::fs::read_to_string(marks.join(task)).unwrap().lines().count();
@@ -118,7 +161,10 @@ crash:
     let states = home.states("crash", "crash-1");
     assert!(states.iter().all(|s| s["try_number"] == 1), "{states:?}");
     let log = home.ok(&["tasks", "logs", "crash", "crash-1", "long"]);
-    assert!(log.contains("adopted by a new scheduler") && log.contains("done"), "{log}");
+    assert!(
+        log.contains("adopted by a new scheduler") && log.contains("done"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -133,14 +179,23 @@ fn a_killed_task_process_is_failed_and_retried_by_policy() {
     let mut first = home.spawn(&["standalone", "--port", &port.to_string()]);
     wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
     home.ok(&["dags", "trigger", "lost", "--run-id", "lost-1"]);
-    wait_for(Duration::from_secs(20), "the first try", || marks.exists().then_some(()));
-    let pid = wait_for(Duration::from_secs(10), "its pid", || home.states("lost", "lost-1")[0]["pid"].as_i64());
+    wait_for(Duration::from_secs(20), "the first try", || {
+        marks.exists().then_some(())
+    });
+    let pid = wait_for(Duration::from_secs(10), "its pid", || {
+        home.states("lost", "lost-1")[0]["pid"].as_i64()
+    });
     first.kill9();
     // The task dies too (say the machine's OOM killer took it): the next scheduler fails it and retries.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let port = free_port();
     let _second = home.spawn(&["standalone", "--port", &port.to_string()]);
-    let state = wait_for(Duration::from_secs(40), "the run to finish", || run_state(&home, "lost", "lost-1").filter(|s| s == "success" || s == "failed"));
+    let state = wait_for(Duration::from_secs(40), "the run to finish", || {
+        run_state(&home, "lost", "lost-1").filter(|s| s == "success" || s == "failed")
+    });
     assert_eq!(state, "success");
     assert_eq!(home.states("lost", "lost-1")[0]["try_number"], 2);
 }
@@ -160,7 +215,9 @@ fn two_schedulers_on_postgres_never_run_a_task_twice() {
     let mut first = home.spawn(&["scheduler"]);
     let mut second = home.spawn(&["scheduler"]);
     home.ok(&["dags", "trigger", "many", "--run-id", "many-1"]);
-    let state = wait_for(Duration::from_secs(300), "2000 tasks", || run_state(&home, "many", "many-1").filter(|s| s == "success" || s == "failed"));
+    let state = wait_for(Duration::from_secs(300), "2000 tasks", || {
+        run_state(&home, "many", "many-1").filter(|s| s == "success" || s == "failed")
+    });
     first.stop();
     second.stop();
     assert_eq!(state, "success", "{}\n{}", first.output(), second.output());

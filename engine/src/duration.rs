@@ -18,9 +18,13 @@ pub fn parse_duration_str(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = trimmed;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if number_len == 0 {
-            return Err(format!("`{text}` is not a duration (expected e.g. 30s, 5m, 1h30m or a number of seconds)"));
+            return Err(format!(
+                "`{text}` is not a duration (expected e.g. 30s, 5m, 1h30m or a number of seconds)"
+            ));
         }
         let number: f64 = rest[..number_len]
             .parse()
@@ -49,7 +53,9 @@ pub fn parse_duration_str(text: &str) -> Result<Duration, String> {
 
 fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("duration must be a non-negative number of seconds, got {seconds}"));
+        return Err(format!(
+            "duration must be a non-negative number of seconds, got {seconds}"
+        ));
     }
     if seconds > 1e12 {
         return Err(format!("duration of {seconds} seconds is too large"));
@@ -107,7 +113,7 @@ pub fn format_duration(duration: Duration) -> String {
     if total_ms == 0 {
         return "0s".into();
     }
-    if total_ms % 1000 != 0 && total_ms < 60_000 {
+    if !total_ms.is_multiple_of(1000) && total_ms < 60_000 {
         return format!("{}ms", total_ms);
     }
     let mut seconds = duration.as_secs();

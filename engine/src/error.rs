@@ -55,7 +55,11 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     #[error("illegal transition of {what} from `{from}` on {event}")]
-    IllegalTransition { what: &'static str, from: String, event: String },
+    IllegalTransition {
+        what: &'static str,
+        from: String,
+        event: String,
+    },
     #[error("template error in `{field}`: {message}")]
     Template { field: String, message: String },
     #[error("database error: {0}")]
@@ -70,7 +74,10 @@ impl Error {
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -50,7 +50,9 @@ fn find_cycle(tasks: &[(String, Vec<String>)], index: &HashMap<&str, usize>) -> 
                 if let Some(top) = stack.last_mut() {
                     top.1 += 1;
                 }
-                let Some(&u) = index.get(up.as_str()) else { continue };
+                let Some(&u) = index.get(up.as_str()) else {
+                    continue;
+                };
                 if colour[u] == 1 {
                     let start = stack.iter().position(|(n, _)| *n == u).unwrap_or(0);
                     let mut cycle: Vec<String> = stack[start..].iter().map(|(n, _)| tasks[*n].0.clone()).collect();
@@ -72,7 +74,11 @@ fn find_cycle(tasks: &[(String, Vec<String>)], index: &HashMap<&str, usize>) -> 
 
 /// Own weight plus the weights of every task downstream (each counted once), per task id.
 pub fn downstream_weights(tasks: &[(String, Vec<String>, i64)]) -> BTreeMap<String, i64> {
-    let index: HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, (id, _, _))| (id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _, _))| (id.as_str(), i))
+        .collect();
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (i, (_, upstream, _)) in tasks.iter().enumerate() {
         for up in upstream {

@@ -33,7 +33,11 @@ impl<'a> Args<'a> {
     pub fn only(&self, operator: &str, allowed: &[&str]) -> Result<(), ArgError> {
         for (key, node) in &self.entries {
             if !allowed.contains(&key.as_str()) {
-                let expected = if allowed.is_empty() { "it takes no arguments".to_string() } else { format!("expected one of {}", allowed.join(", ")) };
+                let expected = if allowed.is_empty() {
+                    "it takes no arguments".to_string()
+                } else {
+                    format!("expected one of {}", allowed.join(", "))
+                };
                 return Err(ArgError {
                     key: key.clone(),
                     line: node.line,
@@ -53,12 +57,18 @@ impl<'a> Args<'a> {
     }
 
     pub fn error(&self, key: &str, node: &Node, message: impl Into<String>) -> ArgError {
-        ArgError { key: key.to_string(), line: node.line, message: message.into() }
+        ArgError {
+            key: key.to_string(),
+            line: node.line,
+            message: message.into(),
+        }
     }
 
     /// A string (templates allowed).
     pub fn string(&self, key: &str) -> Result<Option<String>, ArgError> {
-        let Some(node) = self.get(key) else { return Ok(None) };
+        let Some(node) = self.get(key) else {
+            return Ok(None);
+        };
         match &node.value {
             Value::Str(text) => Ok(Some(text.clone())),
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => Ok(node.key_text()),
@@ -67,7 +77,9 @@ impl<'a> Args<'a> {
     }
 
     pub fn boolean(&self, key: &str) -> Result<Option<bool>, ArgError> {
-        let Some(node) = self.get(key) else { return Ok(None) };
+        let Some(node) = self.get(key) else {
+            return Ok(None);
+        };
         match &node.value {
             Value::Bool(b) => Ok(Some(*b)),
             Value::Str(text) if is_template(text) => Ok(None),
@@ -77,7 +89,9 @@ impl<'a> Args<'a> {
 
     /// A mapping whose values are scalars (e.g. environment variables).
     pub fn string_map(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, ArgError> {
-        let Some(node) = self.get(key) else { return Ok(None) };
+        let Some(node) = self.get(key) else {
+            return Ok(None);
+        };
         let Some(entries) = node.as_map() else {
             if let Value::Str(text) = &node.value {
                 if is_template(text) {
@@ -169,7 +183,9 @@ impl OperatorRegistry {
 
     /// Finds an operator by canonical name or Airflow path.
     pub fn resolve(&self, name: &str) -> Option<&OperatorDef> {
-        self.operators.iter().find(|def| def.name == name || def.aliases.contains(&name))
+        self.operators
+            .iter()
+            .find(|def| def.name == name || def.aliases.contains(&name))
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -178,7 +194,17 @@ impl OperatorRegistry {
 }
 
 fn validate_bash(args: &Args<'_>) -> Result<(), ArgError> {
-    args.only("bash", &["bash_command", "env", "append_env", "cwd", "skip_on_exit_code", "output_encoding"])?;
+    args.only(
+        "bash",
+        &[
+            "bash_command",
+            "env",
+            "append_env",
+            "cwd",
+            "skip_on_exit_code",
+            "output_encoding",
+        ],
+    )?;
     let command = args.require("bash_command")?;
     match &command.value {
         Value::Str(text) if !text.trim().is_empty() => {}
@@ -192,7 +218,9 @@ fn validate_bash(args: &Args<'_>) -> Result<(), ArgError> {
         let valid = match &node.value {
             Value::Null => true,
             Value::Int(code) => (0..=255).contains(code),
-            Value::Seq(items) => items.iter().all(|item| matches!(item.value, Value::Int(code) if (0..=255).contains(&code))),
+            Value::Seq(items) => items
+                .iter()
+                .all(|item| matches!(item.value, Value::Int(code) if (0..=255).contains(&code))),
             Value::Str(text) => is_template(text),
             _ => false,
         };

@@ -89,7 +89,13 @@ const TASK_KEYS: &[&str] = &[
     "depends_on_past",
 ];
 
-const GROUP_KEYS: &[&str] = &["group_name", "tooltip", "dependencies", "parent_group_name", "prefix_group_id"];
+const GROUP_KEYS: &[&str] = &[
+    "group_name",
+    "tooltip",
+    "dependencies",
+    "parent_group_name",
+    "prefix_group_id",
+];
 
 /// The outcome of reading one DAG file.
 #[derive(Debug, Clone, Default)]
@@ -113,7 +119,11 @@ pub fn load_folder(folder: &Path, registry: &OperatorRegistry) -> Vec<ParsedFile
         for dag in &parsed.dags {
             if let Some(first) = seen.get(&dag.dag_id) {
                 duplicates.push(DagFileError {
-                    location: Location { file: parsed.path.clone(), dag_id: Some(dag.dag_id.clone()), ..Default::default() },
+                    location: Location {
+                        file: parsed.path.clone(),
+                        dag_id: Some(dag.dag_id.clone()),
+                        ..Default::default()
+                    },
                     message: format!("dag `{}` is already defined in {first}", dag.dag_id),
                 });
             } else {
@@ -129,7 +139,9 @@ pub fn load_folder(folder: &Path, registry: &OperatorRegistry) -> Vec<ParsedFile
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
@@ -138,7 +150,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
         if path.is_dir() {
             collect_files(&path, out);
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "defaults.yml" && name != "defaults.yaml" {
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && name != "defaults.yml"
+            && name != "defaults.yaml"
+        {
             out.push(path);
         }
     }
@@ -160,9 +175,10 @@ pub fn parse_path(root: &Path, path: &Path, registry: &OperatorRegistry) -> Pars
     let mut layers = Vec::new();
     let mut errors = Vec::new();
     for defaults in defaults_files(root, path) {
-        match std::fs::read_to_string(&defaults).map_err(|err| err.to_string()).and_then(|t| {
-            yaml::parse_str(&t).map_err(|err| format!("line {}: {}", err.line, err.message))
-        }) {
+        match std::fs::read_to_string(&defaults)
+            .map_err(|err| err.to_string())
+            .and_then(|t| yaml::parse_str(&t).map_err(|err| format!("line {}: {}", err.line, err.message)))
+        {
             Ok(docs) => layers.extend(docs.into_iter().map(|node| (defaults.display().to_string(), node))),
             Err(message) => errors.push(file_error(&defaults.display().to_string(), None, message)),
         }
@@ -193,16 +209,30 @@ fn defaults_files(root: &Path, path: &Path) -> Vec<PathBuf> {
 }
 
 fn file_error(file: &str, line: Option<usize>, message: impl Into<String>) -> DagFileError {
-    DagFileError { location: Location { file: file.to_string(), line, ..Default::default() }, message: message.into() }
+    DagFileError {
+        location: Location {
+            file: file.to_string(),
+            line,
+            ..Default::default()
+        },
+        message: message.into(),
+    }
 }
 
 /// Reads DAGs from the text of one file. `layers` are `defaults.yml` documents (lowest first) with their paths.
 pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &OperatorRegistry) -> ParsedFile {
-    let mut parsed = ParsedFile { path: file.to_string(), ..Default::default() };
+    let mut parsed = ParsedFile {
+        path: file.to_string(),
+        ..Default::default()
+    };
     let docs = match yaml::parse_str(text) {
         Ok(docs) => docs,
         Err(err) => {
-            parsed.errors.push(file_error(file, Some(err.line), format!("invalid YAML: {}", err.message)));
+            parsed.errors.push(file_error(
+                file,
+                Some(err.line),
+                format!("invalid YAML: {}", err.message),
+            ));
             return parsed;
         }
     };
@@ -210,7 +240,7 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
     for (layer_file, node) in layers {
         match layer_entries(layer_file, node) {
             Ok(entries) => base.push(entries),
-            Err(err) => parsed.errors.push(err),
+            Err(err) => parsed.errors.push(*err),
         }
     }
     for doc in &docs {
@@ -218,19 +248,25 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
             continue;
         }
         let Some(entries) = doc.as_map() else {
-            parsed.errors.push(file_error(file, Some(doc.line), format!("expected a mapping of dag ids to DAGs, got {}", doc.kind())));
+            parsed.errors.push(file_error(
+                file,
+                Some(doc.line),
+                format!("expected a mapping of dag ids to DAGs, got {}", doc.kind()),
+            ));
             continue;
         };
         let mut file_default: Option<Layer> = None;
         if let Some(default) = doc.get("default") {
             match layer_entries(file, default) {
                 Ok(entries) => file_default = Some(entries),
-                Err(err) => parsed.errors.push(err),
+                Err(err) => parsed.errors.push(*err),
             }
         }
         for (key, value) in entries {
             let Some(dag_id) = key.key_text() else {
-                parsed.errors.push(file_error(file, Some(key.line), "a dag id must be a string"));
+                parsed
+                    .errors
+                    .push(file_error(file, Some(key.line), "a dag id must be a string"));
                 continue;
             };
             if dag_id == "default" {
@@ -244,12 +280,18 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
                 Ok(entries) => entries,
                 Err(mut err) => {
                     err.location.dag_id = Some(dag_id.clone());
-                    parsed.errors.push(err);
+                    parsed.errors.push(*err);
                     continue;
                 }
             };
             stack.push(&own);
-            let mut ctx = DagCtx { file, dag_id: dag_id.clone(), errors: Vec::new(), warnings: Vec::new(), registry };
+            let mut ctx = DagCtx {
+                file,
+                dag_id: dag_id.clone(),
+                errors: Vec::new(),
+                warnings: Vec::new(),
+                registry,
+            };
             if let Some(dag) = ctx.build(&stack, key.line) {
                 if ctx.errors.is_empty() {
                     parsed.dags.push(dag);
@@ -265,11 +307,18 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
 /// One layer of DAG-level keys, and the file each key came from.
 type Layer = Vec<(String, Node, String)>;
 
-fn layer_entries(file: &str, node: &Node) -> Result<Layer, DagFileError> {
+fn layer_entries(file: &str, node: &Node) -> Result<Layer, Box<DagFileError>> {
     let Some(entries) = node.as_map() else {
-        return Err(file_error(file, Some(node.line), format!("expected a mapping, got {}", node.kind())));
+        return Err(Box::new(file_error(
+            file,
+            Some(node.line),
+            format!("expected a mapping, got {}", node.kind()),
+        )));
     };
-    Ok(entries.iter().map(|(k, v)| (k.key_text().unwrap_or_default(), v.clone(), file.to_string())).collect())
+    Ok(entries
+        .iter()
+        .map(|(k, v)| (k.key_text().unwrap_or_default(), v.clone(), file.to_string()))
+        .collect())
 }
 
 struct DagCtx<'a> {
@@ -315,8 +364,19 @@ impl DagCtx<'_> {
     }
 
     fn build(&mut self, layers: &[&Layer], dag_line: usize) -> Option<DagSpec> {
-        if self.dag_id.is_empty() || !self.dag_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            self.error(self.file, dag_line, None, None, "dag id may only contain letters, digits, `-`, `_` and `.`");
+        if self.dag_id.is_empty()
+            || !self
+                .dag_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.error(
+                self.file,
+                dag_line,
+                None,
+                None,
+                "dag id may only contain letters, digits, `-`, `_` and `.`",
+            );
             return None;
         }
         // Merge the layers: plain keys override, default_args merge key by key.
@@ -325,7 +385,13 @@ impl DagCtx<'_> {
         for layer in layers {
             for (key, node, file) in layer.iter() {
                 if !DAG_KEYS.contains(&key.as_str()) {
-                    self.error(file, node.line, None, Some(key), format!("unknown DAG key `{key}`; expected one of {}", DAG_KEYS.join(", ")));
+                    self.error(
+                        file,
+                        node.line,
+                        None,
+                        Some(key),
+                        format!("unknown DAG key `{key}`; expected one of {}", DAG_KEYS.join(", ")),
+                    );
                     continue;
                 }
                 if key == "default_args" {
@@ -336,16 +402,34 @@ impl DagCtx<'_> {
                     for (k, v) in entries {
                         let name = k.key_text().unwrap_or_default();
                         if !DEFAULT_ARG_KEYS.contains(&name.as_str()) {
-                            self.error(file, k.line, None, Some(&format!("default_args.{name}")), format!(
-                                "unknown default_args key `{name}`; expected one of {}",
-                                DEFAULT_ARG_KEYS.join(", ")
-                            ));
+                            self.error(
+                                file,
+                                k.line,
+                                None,
+                                Some(&format!("default_args.{name}")),
+                                format!(
+                                    "unknown default_args key `{name}`; expected one of {}",
+                                    DEFAULT_ARG_KEYS.join(", ")
+                                ),
+                            );
                             continue;
                         }
-                        default_args.insert(name, Sourced { node: v.clone(), file: file.clone() });
+                        default_args.insert(
+                            name,
+                            Sourced {
+                                node: v.clone(),
+                                file: file.clone(),
+                            },
+                        );
                     }
                 } else {
-                    keys.insert(key.clone(), Sourced { node: node.clone(), file: file.clone() });
+                    keys.insert(
+                        key.clone(),
+                        Sourced {
+                            node: node.clone(),
+                            file: file.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -354,14 +438,24 @@ impl DagCtx<'_> {
         let arg = |key: &str| default_args.get(key).cloned();
 
         let timezone = match get("timezone").or_else(|| arg("timezone")) {
-            Some(src) => match src.node.as_str().map(|name| parse_timezone(name).map(|_| name.to_string())) {
+            Some(src) => match src
+                .node
+                .as_str()
+                .map(|name| parse_timezone(name).map(|_| name.to_string()))
+            {
                 Some(Ok(name)) => name,
                 Some(Err(message)) => {
                     self.error(&src.file, src.node.line, None, Some("timezone"), message);
                     "UTC".into()
                 }
                 None => {
-                    self.error(&src.file, src.node.line, None, Some("timezone"), "`timezone` must be a string");
+                    self.error(
+                        &src.file,
+                        src.node.line,
+                        None,
+                        Some("timezone"),
+                        "`timezone` must be a string",
+                    );
                     "UTC".into()
                 }
             },
@@ -370,51 +464,92 @@ impl DagCtx<'_> {
 
         let schedule = match (get("schedule"), get("schedule_interval")) {
             (Some(_), Some(old)) => {
-                self.error(&old.file, old.node.line, None, Some("schedule_interval"), "use either `schedule` or `schedule_interval`, not both");
+                self.error(
+                    &old.file,
+                    old.node.line,
+                    None,
+                    Some("schedule_interval"),
+                    "use either `schedule` or `schedule_interval`, not both",
+                );
                 Schedule::None
             }
             (Some(src), None) => self.schedule(&src, "schedule"),
             (None, Some(src)) => {
-                self.warn(&src.file, src.node.line, "schedule_interval", "`schedule_interval` is deprecated; use `schedule`");
+                self.warn(
+                    &src.file,
+                    src.node.line,
+                    "schedule_interval",
+                    "`schedule_interval` is deprecated; use `schedule`",
+                );
                 self.schedule(&src, "schedule_interval")
             }
             (None, None) => Schedule::None,
         };
 
-        let start_date = get("start_date").or_else(|| arg("start_date")).and_then(|src| self.date(&src, "start_date", &timezone));
-        let end_date = get("end_date").or_else(|| arg("end_date")).and_then(|src| self.date(&src, "end_date", &timezone));
+        let start_date = get("start_date")
+            .or_else(|| arg("start_date"))
+            .and_then(|src| self.date(&src, "start_date", &timezone));
+        let end_date = get("end_date")
+            .or_else(|| arg("end_date"))
+            .and_then(|src| self.date(&src, "end_date", &timezone));
         if let (Some(start), Some(end)) = (start_date, end_date) {
             if end < start {
                 if let Some(src) = get("end_date").or_else(|| arg("end_date")) {
-                    self.error(&src.file, src.node.line, None, Some("end_date"), "`end_date` is before `start_date`");
+                    self.error(
+                        &src.file,
+                        src.node.line,
+                        None,
+                        Some("end_date"),
+                        "`end_date` is before `start_date`",
+                    );
                 }
             }
         }
         if matches!(schedule, Schedule::Once | Schedule::Cron { .. }) && start_date.is_none() {
-            let line = get("schedule").or_else(|| get("schedule_interval")).map(|s| s.node.line).unwrap_or(dag_line);
-            self.error(&file, line, None, Some("start_date"), "a scheduled DAG needs a `start_date` (in the DAG or its default_args)");
+            let line = get("schedule")
+                .or_else(|| get("schedule_interval"))
+                .map(|s| s.node.line)
+                .unwrap_or(dag_line);
+            self.error(
+                &file,
+                line,
+                None,
+                Some("start_date"),
+                "a scheduled DAG needs a `start_date` (in the DAG or its default_args)",
+            );
         }
 
         let description = get("description").and_then(|src| self.string(&src, "description", None));
         let doc_md = get("doc_md").and_then(|src| self.string(&src, "doc_md", None));
-        let catchup = get("catchup").and_then(|src| self.boolean(&src, "catchup", None)).unwrap_or(false);
+        let catchup = get("catchup")
+            .and_then(|src| self.boolean(&src, "catchup", None))
+            .unwrap_or(false);
         let render_native = get("render_template_as_native_obj")
             .and_then(|src| self.boolean(&src, "render_template_as_native_obj", None))
             .unwrap_or(false);
-        let max_active_runs = get("max_active_runs").and_then(|src| self.count(&src, "max_active_runs", None, 1)).unwrap_or(16);
+        let max_active_runs = get("max_active_runs")
+            .and_then(|src| self.count(&src, "max_active_runs", None, 1))
+            .unwrap_or(16);
         let max_active_tasks = get("max_active_tasks")
             .map(|src| (src, "max_active_tasks"))
             .or_else(|| get("concurrency").map(|src| (src, "concurrency")))
             .and_then(|(src, key)| self.count(&src, key, None, 1))
             .unwrap_or(16);
         let dagrun_timeout = get("dagrun_timeout").and_then(|src| self.duration(&src, "dagrun_timeout", None));
-        let is_paused_upon_creation = get("is_paused_upon_creation").and_then(|src| self.boolean(&src, "is_paused_upon_creation", None));
+        let is_paused_upon_creation =
+            get("is_paused_upon_creation").and_then(|src| self.boolean(&src, "is_paused_upon_creation", None));
         let tags = match get("tags") {
             None => Vec::new(),
             Some(src) => match &src.node.value {
                 Value::Seq(items) => items.iter().filter_map(|item| item.key_text()).collect(),
                 _ => {
-                    self.error(&src.file, src.node.line, None, Some("tags"), "`tags` must be a list of strings");
+                    self.error(
+                        &src.file,
+                        src.node.line,
+                        None,
+                        Some("tags"),
+                        "`tags` must be a list of strings",
+                    );
                     Vec::new()
                 }
             },
@@ -424,7 +559,13 @@ impl DagCtx<'_> {
             Some(src) => match src.node.to_json() {
                 serde_json::Value::Object(map) => map,
                 _ => {
-                    self.error(&src.file, src.node.line, None, Some("params"), "`params` must be a mapping");
+                    self.error(
+                        &src.file,
+                        src.node.line,
+                        None,
+                        Some("params"),
+                        "`params` must be a mapping",
+                    );
                     serde_json::Map::new()
                 }
             },
@@ -436,10 +577,18 @@ impl DagCtx<'_> {
         }
         if let Some(src) = arg("depends_on_past") {
             if src.node.value != Value::Bool(false) {
-                self.error(&src.file, src.node.line, None, Some("default_args.depends_on_past"), "`depends_on_past` is not supported by dagctl (only `false`)");
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some("default_args.depends_on_past"),
+                    "`depends_on_past` is not supported by dagctl (only `false`)",
+                );
             }
         }
-        let owner = arg("owner").and_then(|src| self.string(&src, "owner", None)).unwrap_or_else(|| "airflow".into());
+        let owner = arg("owner")
+            .and_then(|src| self.string(&src, "owner", None))
+            .unwrap_or_else(|| "airflow".into());
         let defaults = TaskDefaults::read(self, &default_args);
 
         let groups = match get("task_groups") {
@@ -452,8 +601,10 @@ impl DagCtx<'_> {
         };
         let tasks = self.tasks(&tasks_src, &defaults, &groups, &owner);
 
-        let default_args_json: serde_json::Map<String, serde_json::Value> =
-            default_args.iter().map(|(k, v)| (k.clone(), v.node.to_json())).collect();
+        let default_args_json: serde_json::Map<String, serde_json::Value> = default_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.node.to_json()))
+            .collect();
         Some(DagSpec {
             dag_id: self.dag_id.clone(),
             fileloc: file,
@@ -482,7 +633,13 @@ impl DagCtx<'_> {
             Value::Null => None,
             Value::Str(text) => Some(text.as_str()),
             _ => {
-                self.error(&src.file, src.node.line, None, Some(key), format!("`{key}` must be a cron string, a preset like @daily, or null"));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some(key),
+                    format!("`{key}` must be a cron string, a preset like @daily, or null"),
+                );
                 return Schedule::None;
             }
         };
@@ -496,11 +653,19 @@ impl DagCtx<'_> {
         let text = match &src.node.value {
             Value::Str(text) => text.clone(),
             _ => {
-                self.error(&src.file, src.node.line, None, Some(key), format!("`{key}` must be a date like 2026-11-01, got {}", src.node.kind()));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some(key),
+                    format!("`{key}` must be a date like 2026-11-01, got {}", src.node.kind()),
+                );
                 return None;
             }
         };
-        parse_datetime(&text, tz).map_err(|message| self.error(&src.file, src.node.line, None, Some(key), message)).ok()
+        parse_datetime(&text, tz)
+            .map_err(|message| self.error(&src.file, src.node.line, None, Some(key), message))
+            .ok()
     }
 
     fn string(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<String> {
@@ -509,7 +674,13 @@ impl DagCtx<'_> {
             Value::Null => None,
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => src.node.key_text(),
             _ => {
-                self.error(&src.file, src.node.line, task, Some(key), format!("`{key}` must be a string, got {}", src.node.kind()));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some(key),
+                    format!("`{key}` must be a string, got {}", src.node.kind()),
+                );
                 None
             }
         }
@@ -519,7 +690,13 @@ impl DagCtx<'_> {
         match &src.node.value {
             Value::Bool(b) => Some(*b),
             _ => {
-                self.error(&src.file, src.node.line, task, Some(key), format!("`{key}` must be true or false, got {}", src.node.kind()));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some(key),
+                    format!("`{key}` must be true or false, got {}", src.node.kind()),
+                );
                 None
             }
         }
@@ -529,7 +706,13 @@ impl DagCtx<'_> {
         match &src.node.value {
             Value::Int(n) if *n >= min && *n <= i64::from(u32::MAX) => Some(*n as u32),
             _ => {
-                self.error(&src.file, src.node.line, task, Some(key), format!("`{key}` must be a whole number >= {min}"));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some(key),
+                    format!("`{key}` must be a whole number >= {min}"),
+                );
                 None
             }
         }
@@ -539,19 +722,33 @@ impl DagCtx<'_> {
         match &src.node.value {
             Value::Int(n) => Some(*n),
             _ => {
-                self.error(&src.file, src.node.line, task, Some(key), format!("`{key}` must be a whole number"));
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some(key),
+                    format!("`{key}` must be a whole number"),
+                );
                 None
             }
         }
     }
 
     fn duration(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<Duration> {
-        duration_from_node(&src.node).map_err(|message| self.error(&src.file, src.node.line, task, Some(key), message)).ok()
+        duration_from_node(&src.node)
+            .map_err(|message| self.error(&src.file, src.node.line, task, Some(key), message))
+            .ok()
     }
 
     fn trigger_rule(&mut self, src: &Sourced, task: Option<&str>) -> Option<TriggerRule> {
         let Some(text) = src.node.as_str() else {
-            self.error(&src.file, src.node.line, task, Some("trigger_rule"), "`trigger_rule` must be a string");
+            self.error(
+                &src.file,
+                src.node.line,
+                task,
+                Some("trigger_rule"),
+                "`trigger_rule` must be a string",
+            );
             return None;
         };
         text.parse::<TriggerRule>()
@@ -565,40 +762,87 @@ impl DagCtx<'_> {
             Value::Seq(items) => items.iter().map(|item| (None, item)).collect(),
             Value::Map(entries) => entries.iter().map(|(k, v)| (k.key_text(), v)).collect(),
             _ => {
-                self.error(&src.file, src.node.line, None, Some("task_groups"), "`task_groups` must be a list or a mapping");
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some("task_groups"),
+                    "`task_groups` must be a list or a mapping",
+                );
                 return out;
             }
         };
         for (key_name, node) in items {
             let Some(entries) = node.as_map() else {
-                self.error(&src.file, node.line, None, Some("task_groups"), "a task group must be a mapping");
+                self.error(
+                    &src.file,
+                    node.line,
+                    None,
+                    Some("task_groups"),
+                    "a task group must be a mapping",
+                );
                 continue;
             };
             for (k, _) in entries {
                 let name = k.key_text().unwrap_or_default();
                 if !GROUP_KEYS.contains(&name.as_str()) {
-                    self.error(&src.file, k.line, None, Some(&name), format!("unknown task group key `{name}`; expected one of {}", GROUP_KEYS.join(", ")));
+                    self.error(
+                        &src.file,
+                        k.line,
+                        None,
+                        Some(&name),
+                        format!(
+                            "unknown task group key `{name}`; expected one of {}",
+                            GROUP_KEYS.join(", ")
+                        ),
+                    );
                 }
             }
             let name = node.get("group_name").and_then(Node::key_text).or(key_name);
             let Some(name) = name else {
-                self.error(&src.file, node.line, None, Some("group_name"), "a task group needs `group_name`");
+                self.error(
+                    &src.file,
+                    node.line,
+                    None,
+                    Some("group_name"),
+                    "a task group needs `group_name`",
+                );
                 continue;
             };
             let dependencies = self.name_list(&src.file, node.get("dependencies"), None);
             let parent = node.get("parent_group_name").and_then(Node::key_text);
             let prefix = !matches!(node.get("prefix_group_id").map(|n| &n.value), Some(Value::Bool(false)));
             if out.contains_key(&name) {
-                self.error(&src.file, node.line, None, Some("group_name"), format!("task group `{name}` is defined twice"));
+                self.error(
+                    &src.file,
+                    node.line,
+                    None,
+                    Some("group_name"),
+                    format!("task group `{name}` is defined twice"),
+                );
             }
-            out.insert(name, Group { line: node.line, dependencies, parent, prefix });
+            out.insert(
+                name,
+                Group {
+                    line: node.line,
+                    dependencies,
+                    parent,
+                    prefix,
+                },
+            );
         }
         let names: Vec<String> = out.keys().cloned().collect();
         for name in names {
             let (line, parent) = (out[&name].line, out[&name].parent.clone());
             if let Some(parent) = parent {
                 if !out.contains_key(&parent) {
-                    self.error(&src.file, line, None, Some("parent_group_name"), format!("unknown parent task group `{parent}`"));
+                    self.error(
+                        &src.file,
+                        line,
+                        None,
+                        Some("parent_group_name"),
+                        format!("unknown parent task group `{parent}`"),
+                    );
                     if let Some(group) = out.get_mut(&name) {
                         group.parent = None;
                     }
@@ -617,49 +861,99 @@ impl DagCtx<'_> {
                 .filter_map(|item| match item.key_text() {
                     Some(name) if !matches!(item.value, Value::Seq(_) | Value::Map(_)) => Some((name, item.line)),
                     _ => {
-                        self.error(file, item.line, task, Some("dependencies"), "a dependency must be a task or task group name");
+                        self.error(
+                            file,
+                            item.line,
+                            task,
+                            Some("dependencies"),
+                            "a dependency must be a task or task group name",
+                        );
                         None
                     }
                 })
                 .collect(),
             Value::Str(name) => vec![(name.clone(), node.line)],
             _ => {
-                self.error(file, node.line, task, Some("dependencies"), "`dependencies` must be a list of task names");
+                self.error(
+                    file,
+                    node.line,
+                    task,
+                    Some("dependencies"),
+                    "`dependencies` must be a list of task names",
+                );
                 Vec::new()
             }
         }
     }
 
-    fn tasks(&mut self, src: &Sourced, defaults: &TaskDefaults, groups: &BTreeMap<String, Group>, owner: &str) -> Vec<TaskSpec> {
+    fn tasks(
+        &mut self,
+        src: &Sourced,
+        defaults: &TaskDefaults,
+        groups: &BTreeMap<String, Group>,
+        owner: &str,
+    ) -> Vec<TaskSpec> {
         let file = src.file.clone();
         let items: Vec<(Option<String>, &Node)> = match &src.node.value {
             Value::Seq(items) => items.iter().map(|item| (None, item)).collect(),
             Value::Map(entries) => entries.iter().map(|(k, v)| (k.key_text(), v)).collect(),
             _ => {
-                self.error(&file, src.node.line, None, Some("tasks"), "`tasks` must be a list or a mapping of task ids to tasks");
+                self.error(
+                    &file,
+                    src.node.line,
+                    None,
+                    Some("tasks"),
+                    "`tasks` must be a list or a mapping of task ids to tasks",
+                );
                 return Vec::new();
             }
         };
         if items.is_empty() {
-            self.error(&file, src.node.line, None, Some("tasks"), "a DAG needs at least one task");
+            self.error(
+                &file,
+                src.node.line,
+                None,
+                Some("tasks"),
+                "a DAG needs at least one task",
+            );
         }
         // First pass: each task as written.
         let mut written: Vec<WrittenTask> = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         for (key_name, node) in items {
-            let Some(task) = self.task(&file, key_name, node, defaults, owner) else { continue };
+            let Some(task) = self.task(&file, key_name, node, defaults, owner) else {
+                continue;
+            };
             if let Some(group) = &task.group {
                 if !groups.contains_key(group) {
-                    self.error(&file, node.line, Some(&task.name), Some("task_group_name"), format!("unknown task group `{group}`"));
+                    self.error(
+                        &file,
+                        node.line,
+                        Some(&task.name),
+                        Some("task_group_name"),
+                        format!("unknown task group `{group}`"),
+                    );
                 }
             }
             if let Some(first) = names.get(&task.name) {
                 let first_line = written[*first].line;
-                self.error(&file, node.line, Some(&task.name), Some("task_id"), format!("task `{}` is defined twice (first at line {first_line})", task.name));
+                self.error(
+                    &file,
+                    node.line,
+                    Some(&task.name),
+                    Some("task_id"),
+                    format!("task `{}` is defined twice (first at line {first_line})", task.name),
+                );
                 continue;
             }
             if groups.contains_key(&task.name) {
-                self.error(&file, node.line, Some(&task.name), Some("task_id"), format!("`{}` names both a task and a task group", task.name));
+                self.error(
+                    &file,
+                    node.line,
+                    Some(&task.name),
+                    Some("task_id"),
+                    format!("`{}` names both a task and a task group", task.name),
+                );
             }
             names.insert(task.name.clone(), written.len());
             written.push(task);
@@ -712,7 +1006,12 @@ impl DagCtx<'_> {
         };
         let members: BTreeMap<&str, Vec<usize>> = groups
             .keys()
-            .map(|group| (group.as_str(), (0..written.len()).filter(|&i| in_group(&written[i], group)).collect()))
+            .map(|group| {
+                (
+                    group.as_str(),
+                    (0..written.len()).filter(|&i| in_group(&written[i], group)).collect(),
+                )
+            })
             .collect();
         // Upstream names as written, per task; then expand groups.
         let mut upstream: Vec<Vec<(String, usize)>> = written.iter().map(|task| task.dependencies.clone()).collect();
@@ -721,7 +1020,10 @@ impl DagCtx<'_> {
             for &i in inside {
                 let has_upstream_inside = upstream[i].iter().any(|(name, _)| {
                     names.get(name).map(|j| inside.contains(j)).unwrap_or(false)
-                        || members.get(name.as_str()).map(|m| m.iter().all(|j| inside.contains(j)) && !m.is_empty()).unwrap_or(false)
+                        || members
+                            .get(name.as_str())
+                            .map(|m| m.iter().all(|j| inside.contains(j)) && !m.is_empty())
+                            .unwrap_or(false)
                 });
                 if !has_upstream_inside {
                     upstream[i].extend(spec.dependencies.iter().cloned());
@@ -737,17 +1039,22 @@ impl DagCtx<'_> {
                 } else if let Some(inside) = members.get(name.as_str()) {
                     // A group as upstream means its leaves: members no other member depends on.
                     for &j in inside {
-                        let is_leaf = !inside.iter().any(|&k| written[k].dependencies.iter().any(|(dep, _)| dep == &written[j].name));
+                        let is_leaf = !inside
+                            .iter()
+                            .any(|&k| written[k].dependencies.iter().any(|(dep, _)| dep == &written[j].name));
                         if is_leaf && j != i {
                             ids.push(final_ids[j].clone());
                         }
                     }
                 } else {
                     let known: Vec<&str> = written.iter().map(|t| t.name.as_str()).collect();
-                    self.error(&file, *line, Some(&written[i].name), Some("dependencies"), format!(
-                        "unknown dependency `{name}`; tasks in this DAG: {}",
-                        known.join(", ")
-                    ));
+                    self.error(
+                        &file,
+                        *line,
+                        Some(&written[i].name),
+                        Some("dependencies"),
+                        format!("unknown dependency `{name}`; tasks in this DAG: {}", known.join(", ")),
+                    );
                 }
             }
             ids.sort();
@@ -758,17 +1065,32 @@ impl DagCtx<'_> {
         let order = match graph::topological_order(&edges) {
             Ok(order) => order,
             Err(cycle) => {
-                let line = cycle.first().and_then(|id| final_ids.iter().position(|f| f == id)).map(|i| written[i].line).unwrap_or(src.node.line);
+                let line = cycle
+                    .first()
+                    .and_then(|id| final_ids.iter().position(|f| f == id))
+                    .map(|i| written[i].line)
+                    .unwrap_or(src.node.line);
                 let mut path = cycle.clone();
                 if let Some(first) = cycle.first() {
                     path.push(first.clone());
                 }
-                self.error(&file, line, cycle.first().map(String::as_str), Some("dependencies"), format!("dependency cycle: {}", path.join(" -> ")));
+                self.error(
+                    &file,
+                    line,
+                    cycle.first().map(String::as_str),
+                    Some("dependencies"),
+                    format!("dependency cycle: {}", path.join(" -> ")),
+                );
                 return Vec::new();
             }
         };
         let weights = graph::downstream_weights(
-            &final_ids.iter().zip(&resolved).zip(&written).map(|((id, up), task)| (id.clone(), up.clone(), task.priority_weight)).collect::<Vec<_>>(),
+            &final_ids
+                .iter()
+                .zip(&resolved)
+                .zip(&written)
+                .map(|((id, up), task)| (id.clone(), up.clone(), task.priority_weight))
+                .collect::<Vec<_>>(),
         );
         let position: HashMap<&String, usize> = final_ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
         order
@@ -799,24 +1121,55 @@ impl DagCtx<'_> {
             .collect()
     }
 
-    fn task(&mut self, file: &str, key_name: Option<String>, node: &Node, defaults: &TaskDefaults, owner: &str) -> Option<WrittenTask> {
+    fn task(
+        &mut self,
+        file: &str,
+        key_name: Option<String>,
+        node: &Node,
+        defaults: &TaskDefaults,
+        owner: &str,
+    ) -> Option<WrittenTask> {
         let Some(entries) = node.as_map() else {
-            self.error(file, node.line, key_name.as_deref(), None, format!("a task must be a mapping, got {}", node.kind()));
+            self.error(
+                file,
+                node.line,
+                key_name.as_deref(),
+                None,
+                format!("a task must be a mapping, got {}", node.kind()),
+            );
             return None;
         };
         let name = match (node.get("task_id").and_then(Node::key_text), key_name) {
             (Some(id), Some(key)) if id != key => {
-                self.error(file, node.line, Some(&key), Some("task_id"), format!("`task_id: {id}` differs from its key `{key}`"));
+                self.error(
+                    file,
+                    node.line,
+                    Some(&key),
+                    Some("task_id"),
+                    format!("`task_id: {id}` differs from its key `{key}`"),
+                );
                 return None;
             }
             (Some(id), _) | (None, Some(id)) => id,
             (None, None) => {
-                self.error(file, node.line, None, Some("task_id"), "a task in a list needs `task_id`");
+                self.error(
+                    file,
+                    node.line,
+                    None,
+                    Some("task_id"),
+                    "a task in a list needs `task_id`",
+                );
                 return None;
             }
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-            self.error(file, node.line, Some(&name), Some("task_id"), "task id may only contain letters, digits, `-` and `_`");
+            self.error(
+                file,
+                node.line,
+                Some(&name),
+                Some("task_id"),
+                "task id may only contain letters, digits, `-` and `_`",
+            );
             return None;
         }
         let task = Some(name.as_str());
@@ -826,10 +1179,16 @@ impl DagCtx<'_> {
         };
         let operator_name = operator_node.key_text().unwrap_or_default();
         let Some(def) = self.registry.resolve(&operator_name) else {
-            self.error(file, operator_node.line, task, Some("operator"), format!(
-                "unknown operator `{operator_name}`; available: {}",
-                self.registry.names().join(", ")
-            ));
+            self.error(
+                file,
+                operator_node.line,
+                task,
+                Some("operator"),
+                format!(
+                    "unknown operator `{operator_name}`; available: {}",
+                    self.registry.names().join(", ")
+                ),
+            );
             return None;
         };
         let canonical = def.name.to_string();
@@ -839,37 +1198,78 @@ impl DagCtx<'_> {
         for (k, v) in entries {
             let key = k.key_text().unwrap_or_default();
             if TASK_KEYS.contains(&key.as_str()) {
-                common.insert(key, Sourced { node: v.clone(), file: file.to_string() });
+                common.insert(
+                    key,
+                    Sourced {
+                        node: v.clone(),
+                        file: file.to_string(),
+                    },
+                );
             } else {
                 args_entries.push((key, v));
             }
         }
-        let args = Args { entries: args_entries, task_line: node.line };
+        let args = Args {
+            entries: args_entries,
+            task_line: node.line,
+        };
         if let Err(err) = validate(&args) {
             self.error(file, err.line, task, Some(&err.key), err.message);
         }
-        let args_json: serde_json::Map<String, serde_json::Value> = args.entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let args_json: serde_json::Map<String, serde_json::Value> =
+            args.entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let pick = |key: &str| common.get(key).cloned().or_else(|| defaults.sources.get(key).cloned());
 
-        let trigger_rule = pick("trigger_rule").and_then(|src| self.trigger_rule(&src, task)).unwrap_or_default();
-        let retries = pick("retries").and_then(|src| self.count(&src, "retries", task, 0)).unwrap_or(0);
-        let retry_delay = pick("retry_delay").and_then(|src| self.duration(&src, "retry_delay", task)).unwrap_or(Duration::from_secs(300));
-        let retry_exponential_backoff = pick("retry_exponential_backoff").and_then(|src| self.boolean(&src, "retry_exponential_backoff", task)).unwrap_or(false);
+        let trigger_rule = pick("trigger_rule")
+            .and_then(|src| self.trigger_rule(&src, task))
+            .unwrap_or_default();
+        let retries = pick("retries")
+            .and_then(|src| self.count(&src, "retries", task, 0))
+            .unwrap_or(0);
+        let retry_delay = pick("retry_delay")
+            .and_then(|src| self.duration(&src, "retry_delay", task))
+            .unwrap_or(Duration::from_secs(300));
+        let retry_exponential_backoff = pick("retry_exponential_backoff")
+            .and_then(|src| self.boolean(&src, "retry_exponential_backoff", task))
+            .unwrap_or(false);
         let max_retry_delay = pick("max_retry_delay").and_then(|src| self.duration(&src, "max_retry_delay", task));
-        let execution_timeout = pick("execution_timeout").and_then(|src| self.duration(&src, "execution_timeout", task));
+        let execution_timeout =
+            pick("execution_timeout").and_then(|src| self.duration(&src, "execution_timeout", task));
         if execution_timeout == Some(Duration::ZERO) {
             if let Some(src) = pick("execution_timeout") {
-                self.error(&src.file, src.node.line, task, Some("execution_timeout"), "`execution_timeout` must be longer than 0");
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some("execution_timeout"),
+                    "`execution_timeout` must be longer than 0",
+                );
             }
         }
-        let pool = pick("pool").and_then(|src| self.string(&src, "pool", task)).unwrap_or_else(|| DEFAULT_POOL.to_string());
-        let pool_slots = pick("pool_slots").and_then(|src| self.count(&src, "pool_slots", task, 1)).unwrap_or(1);
-        let priority_weight = pick("priority_weight").and_then(|src| self.integer(&src, "priority_weight", task)).unwrap_or(1);
-        let do_xcom_push = pick("do_xcom_push").and_then(|src| self.boolean(&src, "do_xcom_push", task)).unwrap_or(true);
-        let task_owner = pick("owner").and_then(|src| self.string(&src, "owner", task)).unwrap_or_else(|| owner.to_string());
+        let pool = pick("pool")
+            .and_then(|src| self.string(&src, "pool", task))
+            .unwrap_or_else(|| DEFAULT_POOL.to_string());
+        let pool_slots = pick("pool_slots")
+            .and_then(|src| self.count(&src, "pool_slots", task, 1))
+            .unwrap_or(1);
+        let priority_weight = pick("priority_weight")
+            .and_then(|src| self.integer(&src, "priority_weight", task))
+            .unwrap_or(1);
+        let do_xcom_push = pick("do_xcom_push")
+            .and_then(|src| self.boolean(&src, "do_xcom_push", task))
+            .unwrap_or(true);
+        let task_owner = pick("owner")
+            .and_then(|src| self.string(&src, "owner", task))
+            .unwrap_or_else(|| owner.to_string());
         if let Some(src) = pick("depends_on_past") {
             if src.node.value != Value::Bool(false) {
-                self.error(&src.file, src.node.line, task, Some("depends_on_past"), "`depends_on_past` is not supported by dagctl (only `false`)");
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some("depends_on_past"),
+                    "`depends_on_past` is not supported by dagctl (only `false`)",
+                );
             }
         }
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
@@ -955,7 +1355,10 @@ impl TaskDefaults {
 
 /// Ids of the DAGs in a set of parsed files, to tell which stored DAGs lost their file.
 pub fn dag_ids(files: &[ParsedFile]) -> HashSet<String> {
-    files.iter().flat_map(|f| f.dags.iter().map(|d| d.dag_id.clone())).collect()
+    files
+        .iter()
+        .flat_map(|f| f.dags.iter().map(|d| d.dag_id.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -47,7 +47,9 @@ impl DagSpec {
 
     /// Ids of the tasks that list `task_id` as upstream.
     pub fn downstream_of<'a>(&'a self, task_id: &'a str) -> impl Iterator<Item = &'a TaskSpec> + 'a {
-        self.tasks.iter().filter(move |task| task.upstream.iter().any(|up| up == task_id))
+        self.tasks
+            .iter()
+            .filter(move |task| task.upstream.iter().any(|up| up == task_id))
     }
 }
 

@@ -65,13 +65,20 @@ impl TaskState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpstreamFailed | TaskState::Removed
+            TaskState::Success
+                | TaskState::Failed
+                | TaskState::Skipped
+                | TaskState::UpstreamFailed
+                | TaskState::Removed
         )
     }
 
     /// Counts as "done" for trigger rules of downstream tasks.
     pub fn is_done_for_downstream(self) -> bool {
-        matches!(self, TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpstreamFailed)
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpstreamFailed
+        )
     }
 
     /// Has a process (or an in-process operator) that may be executing.
@@ -157,9 +164,10 @@ pub fn next_task_state(from: TaskState, event: TaskEvent) -> Result<TaskState> {
         (S::Running | S::Restarting, E::Terminate) => S::Failed,
         (S::None | S::Scheduled | S::Queued | S::UpForRetry, E::Terminate) => S::Skipped,
         (_, E::Mark(target)) if target.is_finished() && target != S::Removed => target,
-        (S::None | S::Scheduled | S::UpForRetry | S::Success | S::Failed | S::Skipped | S::UpstreamFailed, E::Remove) => {
-            S::Removed
-        }
+        (
+            S::None | S::Scheduled | S::UpForRetry | S::Success | S::Failed | S::Skipped | S::UpstreamFailed,
+            E::Remove,
+        ) => S::Removed,
         _ => {
             return Err(Error::IllegalTransition {
                 what: "task instance",
@@ -211,7 +219,11 @@ impl FromStr for RunState {
         RunState::ALL
             .into_iter()
             .find(|state| state.as_str() == text)
-            .ok_or_else(|| Error::invalid(format!("unknown run state `{text}`; expected queued, running, success or failed")))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown run state `{text}`; expected queued, running, success or failed"
+                ))
+            })
     }
 }
 
@@ -248,7 +260,11 @@ pub fn next_run_state(from: RunState, event: RunEvent) -> Result<RunState> {
         (_, E::Clear) => S::Queued,
         (_, E::Mark(target)) => target,
         _ => {
-            return Err(Error::IllegalTransition { what: "dag run", from: from.to_string(), event: event.to_string() })
+            return Err(Error::IllegalTransition {
+                what: "dag run",
+                from: from.to_string(),
+                event: event.to_string(),
+            })
         }
     };
     Ok(to)
@@ -313,7 +329,9 @@ mod tests {
         match event {
             E::Clear if matches!(from, S::Running | S::Restarting) => Some(S::Restarting),
             E::Clear => Some(S::None),
-            E::Mark(target) if matches!(target, S::Success | S::Failed | S::Skipped | S::UpstreamFailed) => Some(target),
+            E::Mark(target) if matches!(target, S::Success | S::Failed | S::Skipped | S::UpstreamFailed) => {
+                Some(target)
+            }
             E::Remove if !matches!(from, S::Queued | S::Running | S::Restarting | S::Removed) => Some(S::Removed),
             _ => None,
         }
@@ -336,7 +354,10 @@ mod tests {
     fn run_transition_table() {
         for from in RunState::ALL {
             assert_eq!(next_run_state(from, RunEvent::Start).is_ok(), from == RunState::Queued);
-            assert_eq!(next_run_state(from, RunEvent::Finish { success: true }).is_ok(), from == RunState::Running);
+            assert_eq!(
+                next_run_state(from, RunEvent::Finish { success: true }).is_ok(),
+                from == RunState::Running
+            );
             assert_eq!(next_run_state(from, RunEvent::TimedOut).is_ok(), !from.is_finished());
             assert_eq!(next_run_state(from, RunEvent::Clear).unwrap(), RunState::Queued);
             for target in RunState::ALL {

@@ -42,45 +42,70 @@ impl TemplateContext {
         let ts = date.to_rfc3339_opts(SecondsFormat::Secs, false);
         let iso = |dt: Option<DateTime<Utc>>| dt.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, false));
         let xcoms = Arc::new(self.xcoms.clone());
-        let xcom_pull = Value::from_function(move |task_ids: Option<Value>, kwargs: Kwargs| -> std::result::Result<Value, minijinja::Error> {
-            let task_ids = match task_ids {
-                Some(value) => Some(value),
-                None => kwargs.get::<Option<Value>>("task_ids")?,
-            };
-            let key: Option<String> = kwargs.get("key")?;
-            let _: Option<Value> = kwargs.get("dag_id")?;
-            let _: Option<Value> = kwargs.get("include_prior_dates")?;
-            kwargs.assert_all_used()?;
-            let key = key.unwrap_or_else(|| "return_value".to_string());
-            let lookup = |task: &str| -> Value {
-                xcoms.get(&(task.to_string(), key.clone())).map(Value::from_serialize).unwrap_or(Value::from(()))
-            };
-            match task_ids {
-                None => Ok(Value::from(())),
-                Some(ids) => {
-                    if let Some(single) = ids.as_str() {
-                        Ok(lookup(single))
-                    } else if ids.kind() == minijinja::value::ValueKind::Seq {
-                        let values: Vec<Value> = ids.try_iter()?.map(|id| lookup(id.as_str().unwrap_or_default())).collect();
-                        Ok(Value::from(values))
-                    } else {
-                        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "task_ids must be a task id or a list of them"))
+        let xcom_pull = Value::from_function(
+            move |task_ids: Option<Value>, kwargs: Kwargs| -> std::result::Result<Value, minijinja::Error> {
+                let task_ids = match task_ids {
+                    Some(value) => Some(value),
+                    None => kwargs.get::<Option<Value>>("task_ids")?,
+                };
+                let key: Option<String> = kwargs.get("key")?;
+                let _: Option<Value> = kwargs.get("dag_id")?;
+                let _: Option<Value> = kwargs.get("include_prior_dates")?;
+                kwargs.assert_all_used()?;
+                let key = key.unwrap_or_else(|| "return_value".to_string());
+                let lookup = |task: &str| -> Value {
+                    xcoms
+                        .get(&(task.to_string(), key.clone()))
+                        .map(Value::from_serialize)
+                        .unwrap_or(Value::from(()))
+                };
+                match task_ids {
+                    None => Ok(Value::from(())),
+                    Some(ids) => {
+                        if let Some(single) = ids.as_str() {
+                            Ok(lookup(single))
+                        } else if ids.kind() == minijinja::value::ValueKind::Seq {
+                            let values: Vec<Value> = ids
+                                .try_iter()?
+                                .map(|id| lookup(id.as_str().unwrap_or_default()))
+                                .collect();
+                            Ok(Value::from(values))
+                        } else {
+                            Err(minijinja::Error::new(
+                                minijinja::ErrorKind::InvalidOperation,
+                                "task_ids must be a task id or a list of them",
+                            ))
+                        }
                     }
                 }
-            }
-        });
-        let ds_add = Value::from_function(|ds: String, days: i64| -> std::result::Result<String, minijinja::Error> {
-            let date = NaiveDate::parse_from_str(&ds, "%Y-%m-%d").map_err(|_| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("ds_add needs a YYYY-MM-DD date, got `{ds}`"))
-            })?;
-            Ok((date + ChronoDuration::days(days)).format("%Y-%m-%d").to_string())
-        });
-        let ds_format = Value::from_function(|ds: String, input: String, output: String| -> std::result::Result<String, minijinja::Error> {
-            let date = chrono::NaiveDateTime::parse_from_str(&ds, &input)
-                .or_else(|_| NaiveDate::parse_from_str(&ds, &input).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
-                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("`{ds}` does not match `{input}`")))?;
-            Ok(date.format(&output).to_string())
-        });
+            },
+        );
+        let ds_add = Value::from_function(
+            |ds: String, days: i64| -> std::result::Result<String, minijinja::Error> {
+                let date = NaiveDate::parse_from_str(&ds, "%Y-%m-%d").map_err(|_| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("ds_add needs a YYYY-MM-DD date, got `{ds}`"),
+                    )
+                })?;
+                Ok((date + ChronoDuration::days(days)).format("%Y-%m-%d").to_string())
+            },
+        );
+        let ds_format = Value::from_function(
+            |ds: String, input: String, output: String| -> std::result::Result<String, minijinja::Error> {
+                let date = chrono::NaiveDateTime::parse_from_str(&ds, &input)
+                    .or_else(|_| {
+                        NaiveDate::parse_from_str(&ds, &input).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                    })
+                    .map_err(|_| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("`{ds}` does not match `{input}`"),
+                        )
+                    })?;
+                Ok(date.format(&output).to_string())
+            },
+        );
         let mut ti = serde_json::Map::new();
         ti.insert("task_id".into(), Json::from(self.task_id.clone()));
         ti.insert("dag_id".into(), Json::from(self.dag_id.clone()));
@@ -96,7 +121,10 @@ impl TemplateContext {
         dag_run.insert("conf".to_string(), Value::from_serialize(&self.conf));
         dag_run.insert("run_id".to_string(), Value::from(self.run_id.clone()));
         dag_run.insert("dag_id".to_string(), Value::from(self.dag_id.clone()));
-        dag_run.insert("logical_date".to_string(), Value::from_serialize(iso(self.logical_date)));
+        dag_run.insert(
+            "logical_date".to_string(),
+            Value::from_serialize(iso(self.logical_date)),
+        );
         let mut dag = std::collections::BTreeMap::new();
         dag.insert("dag_id".to_string(), Value::from(self.dag_id.clone()));
         let mut task = std::collections::BTreeMap::new();
@@ -105,11 +133,23 @@ impl TemplateContext {
         ctx.insert("ds".to_string(), Value::from(ds.clone()));
         ctx.insert("ds_nodash".to_string(), Value::from(ds.replace('-', "")));
         ctx.insert("ts".to_string(), Value::from(ts.clone()));
-        ctx.insert("ts_nodash".to_string(), Value::from(date.format("%Y%m%dT%H%M%S").to_string()));
-        ctx.insert("ts_nodash_with_tz".to_string(), Value::from(format!("{}+0000", date.format("%Y%m%dT%H%M%S"))));
+        ctx.insert(
+            "ts_nodash".to_string(),
+            Value::from(date.format("%Y%m%dT%H%M%S").to_string()),
+        );
+        ctx.insert(
+            "ts_nodash_with_tz".to_string(),
+            Value::from(format!("{}+0000", date.format("%Y%m%dT%H%M%S"))),
+        );
         ctx.insert("logical_date".to_string(), Value::from(ts));
-        ctx.insert("data_interval_start".to_string(), Value::from_serialize(iso(self.data_interval_start.or(Some(date)))));
-        ctx.insert("data_interval_end".to_string(), Value::from_serialize(iso(self.data_interval_end.or(Some(date)))));
+        ctx.insert(
+            "data_interval_start".to_string(),
+            Value::from_serialize(iso(self.data_interval_start.or(Some(date)))),
+        );
+        ctx.insert(
+            "data_interval_end".to_string(),
+            Value::from_serialize(iso(self.data_interval_end.or(Some(date)))),
+        );
         ctx.insert("run_id".to_string(), Value::from(self.run_id.clone()));
         ctx.insert("params".to_string(), Value::from_serialize(&self.params));
         ctx.insert("dag_run".to_string(), Value::from(dag_run));
@@ -130,7 +170,10 @@ fn environment() -> Environment<'static> {
 }
 
 /// Renders every string in `args` (recursively); an error names the field, e.g. `env.TARGET`.
-pub fn render_args(args: &serde_json::Map<String, Json>, ctx: &TemplateContext) -> Result<serde_json::Map<String, Json>> {
+pub fn render_args(
+    args: &serde_json::Map<String, Json>,
+    ctx: &TemplateContext,
+) -> Result<serde_json::Map<String, Json>> {
     let env = environment();
     let value = ctx.to_value();
     let mut out = serde_json::Map::new();
@@ -143,7 +186,8 @@ pub fn render_args(args: &serde_json::Map<String, Json>, ctx: &TemplateContext) 
 /// Renders one template string.
 pub fn render_str(template: &str, ctx: &TemplateContext) -> Result<String> {
     let env = environment();
-    env.render_str(template, ctx.to_value()).map_err(|err| template_error("template", &err))
+    env.render_str(template, ctx.to_value())
+        .map_err(|err| template_error("template", &err))
 }
 
 fn template_error(field: &str, err: &minijinja::Error) -> Error {
@@ -153,7 +197,10 @@ fn template_error(field: &str, err: &minijinja::Error) -> Error {
         message.push_str(&format!(": {inner}"));
         source = inner.source();
     }
-    Error::Template { field: field.to_string(), message }
+    Error::Template {
+        field: field.to_string(),
+        message,
+    }
 }
 
 fn render_value(env: &Environment<'static>, ctx: &Value, arg: &Json, path: &str, native: bool) -> Result<Json> {
@@ -166,13 +213,21 @@ fn render_value(env: &Environment<'static>, ctx: &Value, arg: &Json, path: &str,
                         let compiled = env.compile_expression(expr).map_err(|err| template_error(path, &err))?;
                         let result = compiled.eval(ctx).map_err(|err| template_error(path, &err))?;
                         if result.is_undefined() {
-                            return Err(Error::Template { field: path.to_string(), message: format!("`{}` is undefined", expr.trim()) });
+                            return Err(Error::Template {
+                                field: path.to_string(),
+                                message: format!("`{}` is undefined", expr.trim()),
+                            });
                         }
-                        return serde_json::to_value(&result).map_err(|err| Error::Template { field: path.to_string(), message: err.to_string() });
+                        return serde_json::to_value(&result).map_err(|err| Error::Template {
+                            field: path.to_string(),
+                            message: err.to_string(),
+                        });
                     }
                 }
             }
-            env.render_str(text, ctx).map(Json::String).map_err(|err| template_error(path, &err))
+            env.render_str(text, ctx)
+                .map(Json::String)
+                .map_err(|err| template_error(path, &err))
         }
         Json::Array(items) => items
             .iter()
@@ -183,7 +238,10 @@ fn render_value(env: &Environment<'static>, ctx: &Value, arg: &Json, path: &str,
         Json::Object(map) => {
             let mut out = serde_json::Map::new();
             for (key, item) in map {
-                out.insert(key.clone(), render_value(env, ctx, item, &format!("{path}.{key}"), native)?);
+                out.insert(
+                    key.clone(),
+                    render_value(env, ctx, item, &format!("{path}.{key}"), native)?,
+                );
             }
             Ok(Json::Object(out))
         }
@@ -198,7 +256,10 @@ mod tests {
 
     fn ctx() -> TemplateContext {
         let mut xcoms = HashMap::new();
-        xcoms.insert(("deploy".to_string(), "return_value".to_string()), json!({"rpc": "http://127.0.0.1:8545"}));
+        xcoms.insert(
+            ("deploy".to_string(), "return_value".to_string()),
+            json!({"rpc": "http://127.0.0.1:8545"}),
+        );
         xcoms.insert(("deploy".to_string(), "nodes".to_string()), json!(4));
         xcoms.insert(("other".to_string(), "return_value".to_string()), json!("x"));
         TemplateContext {
@@ -235,10 +296,16 @@ mod tests {
 
     #[test]
     fn xcom_pull_forms() {
-        assert_eq!(render("{{ ti.xcom_pull(task_ids='deploy').rpc }}"), "http://127.0.0.1:8545");
+        assert_eq!(
+            render("{{ ti.xcom_pull(task_ids='deploy').rpc }}"),
+            "http://127.0.0.1:8545"
+        );
         assert_eq!(render("{{ ti.xcom_pull('deploy')['rpc'] }}"), "http://127.0.0.1:8545");
         assert_eq!(render("{{ ti.xcom_pull(task_ids='deploy', key='nodes') }}"), "4");
-        assert_eq!(render("{% set both = ti.xcom_pull(task_ids=['other', 'missing']) %}{{ both[0] }} {{ both[1] is none }}"), "x True");
+        assert_eq!(
+            render("{% set both = ti.xcom_pull(task_ids=['other', 'missing']) %}{{ both[0] }} {{ both[1] is none }}"),
+            "x True"
+        );
     }
 
     #[test]
@@ -258,7 +325,13 @@ mod tests {
         assert_eq!(out["cmd"], "echo 2026-11-01");
         assert_eq!(out["list"], json!(["7", 3]));
         let native = TemplateContext { native: true, ..ctx() };
-        let out = render_args(json!({"nodes": "{{ params.nodes }}", "text": "n={{ params.nodes }}"}).as_object().unwrap(), &native).unwrap();
+        let out = render_args(
+            json!({"nodes": "{{ params.nodes }}", "text": "n={{ params.nodes }}"})
+                .as_object()
+                .unwrap(),
+            &native,
+        )
+        .unwrap();
         assert_eq!(out["nodes"], json!(7));
         assert_eq!(out["text"], json!("n=7"));
     }

@@ -12,7 +12,8 @@ pub struct TestDb {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("DAGCTL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("DAGCTL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 impl TestDb {
@@ -20,13 +21,23 @@ impl TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("dagctl.db").display());
         let store = Store::connect(&url).await.unwrap();
-        TestDb { store, url, _dir: Some(dir), pg_name: None }
+        TestDb {
+            store,
+            url,
+            _dir: Some(dir),
+            pg_name: None,
+        }
     }
 
     pub async fn postgres() -> TestDb {
         let (url, name) = create_pg_database().await;
         let store = Store::connect(&url).await.unwrap();
-        TestDb { store, url, _dir: None, pg_name: Some(name) }
+        TestDb {
+            store,
+            url,
+            _dir: None,
+            pg_name: Some(name),
+        }
     }
 }
 
@@ -36,11 +47,17 @@ pub async fn create_pg_database() -> (String, String) {
     sqlx::any::install_default_drivers();
     let admin = pg_admin_url();
     let name = format!("dagctl_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&admin)
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap_or_else(|err| {
+        panic!("PostgreSQL must answer at {admin} for the store tests (.ci/run starts it): {err}")
+    });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
         .await
-        .unwrap_or_else(|err| panic!("PostgreSQL must answer at {admin} for the store tests (.ci/run starts it): {err}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let base = admin.rsplit_once('/').map(|(base, _)| base.to_string()).unwrap_or(admin);
+        .unwrap();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_string())
+        .unwrap_or(admin);
     (format!("{base}/{name}"), name)
 }
 
@@ -48,7 +65,9 @@ pub async fn create_pg_database() -> (String, String) {
 pub async fn drop_pg_database(name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::AnyConnection::connect(&pg_admin_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
     }
 }
 

@@ -39,7 +39,9 @@ pub struct NextRun {
 impl Schedule {
     /// Parses `schedule` as written in a DAG file (`None` for null).
     pub fn parse(text: Option<&str>) -> Result<Schedule, String> {
-        let Some(raw) = text else { return Ok(Schedule::None) };
+        let Some(raw) = text else {
+            return Ok(Schedule::None);
+        };
         let trimmed = raw.trim();
         let expr = match trimmed {
             "" | "None" | "none" | "null" => return Ok(Schedule::None),
@@ -64,7 +66,10 @@ impl Schedule {
             ));
         }
         compile(expr).map_err(|err| format!("`{trimmed}` is not a valid cron expression: {err}"))?;
-        Ok(Schedule::Cron { expr: expr.to_string(), display: trimmed.to_string() })
+        Ok(Schedule::Cron {
+            expr: expr.to_string(),
+            display: trimmed.to_string(),
+        })
     }
 
     /// Text for display (`null` for manual-only).
@@ -83,7 +88,8 @@ fn compile(expr: &str) -> Result<Cron, String> {
 
 /// Parses a time zone name like `UTC` or `Europe/Berlin`.
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>().map_err(|_| format!("unknown time zone `{name}` (expected an IANA name like Europe/Berlin)"))
+    name.parse::<Tz>()
+        .map_err(|_| format!("unknown time zone `{name}` (expected an IANA name like Europe/Berlin)"))
 }
 
 /// A compiled timetable for one DAG.
@@ -100,7 +106,11 @@ impl Timetable {
             Schedule::Cron { expr, .. } => Some(compile(expr)?),
             _ => None,
         };
-        Ok(Timetable { schedule: schedule.clone(), cron, tz })
+        Ok(Timetable {
+            schedule: schedule.clone(),
+            cron,
+            tz,
+        })
     }
 
     /// The first cron occurrence strictly after `after` (or at it, when `inclusive`).
@@ -110,7 +120,9 @@ impl Timetable {
         let whole = truncate_seconds(after);
         let inclusive = inclusive && whole == after;
         let local = whole.with_timezone(&self.tz);
-        cron.find_next_occurrence(&local, inclusive).ok().map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
+        cron.find_next_occurrence(&local, inclusive)
+            .ok()
+            .map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
     }
 
     /// The last cron occurrence strictly before `before` (or at it, when `inclusive`).
@@ -119,12 +131,17 @@ impl Timetable {
         let whole = truncate_seconds(before);
         let inclusive = inclusive || whole != before;
         let local = whole.with_timezone(&self.tz);
-        cron.find_previous_occurrence(&local, inclusive).ok().map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
+        cron.find_previous_occurrence(&local, inclusive)
+            .ok()
+            .map(|dt| truncate_seconds(dt.with_timezone(&Utc)))
     }
 
     /// The interval that starts at a cron occurrence `start`.
     pub fn interval_starting(&self, start: DateTime<Utc>) -> Option<DataInterval> {
-        Some(DataInterval { start, end: self.next_fire(start, false)? })
+        Some(DataInterval {
+            start,
+            end: self.next_fire(start, false)?,
+        })
     }
 
     /// The interval a run with this logical date covers (the logical date is aligned to the schedule).
@@ -132,9 +149,15 @@ impl Timetable {
         match &self.schedule {
             Schedule::Cron { .. } => {
                 let start = self.prev_fire(logical_date, true).unwrap_or(logical_date);
-                self.interval_starting(start).unwrap_or(DataInterval { start: logical_date, end: logical_date })
+                self.interval_starting(start).unwrap_or(DataInterval {
+                    start: logical_date,
+                    end: logical_date,
+                })
             }
-            _ => DataInterval { start: logical_date, end: logical_date },
+            _ => DataInterval {
+                start: logical_date,
+                end: logical_date,
+            },
         }
     }
 
@@ -155,7 +178,10 @@ impl Timetable {
                     return None;
                 }
                 let start = params.start_date?;
-                Some(NextRun { interval: DataInterval { start, end: start }, skipped: 0 })
+                Some(NextRun {
+                    interval: DataInterval { start, end: start },
+                    skipped: 0,
+                })
             }
             Schedule::Cron { .. } => {
                 let proposed = match params.last {
@@ -177,7 +203,10 @@ impl Timetable {
                         return None;
                     }
                 }
-                Some(NextRun { interval: self.interval_starting(start)?, skipped })
+                Some(NextRun {
+                    interval: self.interval_starting(start)?,
+                    skipped,
+                })
             }
         }
     }
@@ -206,7 +235,9 @@ impl Timetable {
                     if start > to || out.len() >= limit {
                         break;
                     }
-                    let Some(interval) = self.interval_starting(start) else { break };
+                    let Some(interval) = self.interval_starting(start) else {
+                        break;
+                    };
                     out.push(interval);
                     cursor = Some(interval.end);
                 }
@@ -240,18 +271,29 @@ pub fn parse_datetime(text: &str, tz: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(with_offset) = DateTime::parse_from_rfc3339(trimmed) {
         return Ok(with_offset.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%:z"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%:z",
+    ] {
         if let Ok(with_offset) = DateTime::parse_from_str(trimmed, format) {
             return Ok(with_offset.with_timezone(&Utc));
         }
     }
-    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| chrono::NaiveDateTime::parse_from_str(trimmed, format).ok())
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").ok().and_then(|date| date.and_hms_opt(0, 0, 0))
-        })
-        .ok_or_else(|| format!("`{trimmed}` is not a date (expected YYYY-MM-DD or an ISO 8601 date-time)"))?;
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| chrono::NaiveDateTime::parse_from_str(trimmed, format).ok())
+    .or_else(|| {
+        chrono::NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
+            .ok()
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+    })
+    .ok_or_else(|| format!("`{trimmed}` is not a date (expected YYYY-MM-DD or an ISO 8601 date-time)"))?;
     zone.from_local_datetime(&naive)
         .earliest()
         .map(|dt| dt.with_timezone(&Utc))
@@ -275,7 +317,9 @@ mod tests {
     fn presets_and_errors() {
         assert_eq!(Schedule::parse(None).unwrap(), Schedule::None);
         assert_eq!(Schedule::parse(Some("@once")).unwrap(), Schedule::Once);
-        let Schedule::Cron { expr, display } = Schedule::parse(Some("@daily")).unwrap() else { panic!() };
+        let Schedule::Cron { expr, display } = Schedule::parse(Some("@daily")).unwrap() else {
+            panic!()
+        };
         assert_eq!((expr.as_str(), display.as_str()), ("0 0 * * *", "@daily"));
         assert!(Schedule::parse(Some("0 0 * * * *")).unwrap_err().contains("5 fields"));
         assert!(Schedule::parse(Some("61 * * * *")).is_err());
@@ -286,11 +330,20 @@ mod tests {
     fn names_and_both_sundays() {
         let t = cron("30 4 * * SUN", "UTC");
         // 2026-11-22 is a Sunday.
-        assert_eq!(t.next_fire(utc("2026-11-20"), false).unwrap(), utc("2026-11-22T04:30:00"));
+        assert_eq!(
+            t.next_fire(utc("2026-11-20"), false).unwrap(),
+            utc("2026-11-22T04:30:00")
+        );
         for expr in ["30 4 * * 0", "30 4 * * 7"] {
-            assert_eq!(cron(expr, "UTC").next_fire(utc("2026-11-20"), false).unwrap(), utc("2026-11-22T04:30:00"));
+            assert_eq!(
+                cron(expr, "UTC").next_fire(utc("2026-11-20"), false).unwrap(),
+                utc("2026-11-22T04:30:00")
+            );
         }
-        assert_eq!(cron("0 0 1 JAN *", "UTC").next_fire(utc("2026-11-20"), false).unwrap(), utc("2027-01-01"));
+        assert_eq!(
+            cron("0 0 1 JAN *", "UTC").next_fire(utc("2026-11-20"), false).unwrap(),
+            utc("2027-01-01")
+        );
     }
 
     #[test]
@@ -311,15 +364,27 @@ mod tests {
     fn daylight_saving_in_a_local_zone() {
         // Berlin springs forward on 2026-03-29 (02:00 -> 03:00) and falls back on 2026-10-25.
         let t = cron("0 1 * * *", "Europe/Berlin");
-        assert_eq!(t.next_fire(utc("2026-03-28T12:00:00"), false).unwrap(), utc("2026-03-29T00:00:00"));
-        assert_eq!(t.next_fire(utc("2026-03-29T12:00:00"), false).unwrap(), utc("2026-03-29T23:00:00"));
-        assert_eq!(t.next_fire(utc("2026-10-25T12:00:00"), false).unwrap(), utc("2026-10-26T00:00:00"));
+        assert_eq!(
+            t.next_fire(utc("2026-03-28T12:00:00"), false).unwrap(),
+            utc("2026-03-29T00:00:00")
+        );
+        assert_eq!(
+            t.next_fire(utc("2026-03-29T12:00:00"), false).unwrap(),
+            utc("2026-03-29T23:00:00")
+        );
+        assert_eq!(
+            t.next_fire(utc("2026-10-25T12:00:00"), false).unwrap(),
+            utc("2026-10-26T00:00:00")
+        );
         // 02:30 does not exist on the spring-forward day: that day is not fired twice and the next days are.
         let t = cron("30 2 * * *", "Europe/Berlin");
         let first = t.next_fire(utc("2026-03-28T12:00:00"), false).unwrap();
         let second = t.next_fire(first, false).unwrap();
         assert!(second > first);
-        assert_eq!(t.next_fire(utc("2026-03-30T00:00:00"), false).unwrap(), utc("2026-03-30T00:30:00"));
+        assert_eq!(
+            t.next_fire(utc("2026-03-30T00:00:00"), false).unwrap(),
+            utc("2026-03-30T00:30:00")
+        );
     }
 
     #[test]
@@ -327,14 +392,47 @@ mod tests {
         let t = cron("@daily", "UTC");
         let start_date = Some(utc("2026-11-01"));
         let now = utc("2026-11-04T12:00:00");
-        let first = t.next_run(NextRunParams { last: None, start_date, end_date: None, catchup: true, now }).unwrap();
-        assert_eq!(first.interval, DataInterval { start: utc("2026-11-01"), end: utc("2026-11-02") });
-        let second =
-            t.next_run(NextRunParams { last: Some(first.interval), start_date, end_date: None, catchup: true, now });
+        let first = t
+            .next_run(NextRunParams {
+                last: None,
+                start_date,
+                end_date: None,
+                catchup: true,
+                now,
+            })
+            .unwrap();
+        assert_eq!(
+            first.interval,
+            DataInterval {
+                start: utc("2026-11-01"),
+                end: utc("2026-11-02")
+            }
+        );
+        let second = t.next_run(NextRunParams {
+            last: Some(first.interval),
+            start_date,
+            end_date: None,
+            catchup: true,
+            now,
+        });
         assert_eq!(second.unwrap().interval.start, utc("2026-11-02"));
         // Without catchup: the latest complete interval, [11-03, 11-04), with two skipped and reported.
-        let latest = t.next_run(NextRunParams { last: None, start_date, end_date: None, catchup: false, now }).unwrap();
-        assert_eq!(latest.interval, DataInterval { start: utc("2026-11-03"), end: utc("2026-11-04") });
+        let latest = t
+            .next_run(NextRunParams {
+                last: None,
+                start_date,
+                end_date: None,
+                catchup: false,
+                now,
+            })
+            .unwrap();
+        assert_eq!(
+            latest.interval,
+            DataInterval {
+                start: utc("2026-11-03"),
+                end: utc("2026-11-04")
+            }
+        );
         assert_eq!(latest.skipped, 2);
         // A start date between occurrences aligns to the next one.
         let aligned = t
@@ -349,7 +447,10 @@ mod tests {
         assert_eq!(aligned.interval.start, utc("2026-11-02"));
         // end_date stops the runs.
         let ended = t.next_run(NextRunParams {
-            last: Some(DataInterval { start: utc("2026-11-02"), end: utc("2026-11-03") }),
+            last: Some(DataInterval {
+                start: utc("2026-11-02"),
+                end: utc("2026-11-03"),
+            }),
             start_date,
             end_date: Some(utc("2026-11-02T12:00:00")),
             catchup: true,
@@ -361,11 +462,25 @@ mod tests {
     #[test]
     fn once_and_none() {
         let once = Timetable::new(&Schedule::Once, "UTC").unwrap();
-        let params = NextRunParams { last: None, start_date: Some(utc("2026-11-01")), end_date: None, catchup: true, now: utc("2026-11-02") };
+        let params = NextRunParams {
+            last: None,
+            start_date: Some(utc("2026-11-01")),
+            end_date: None,
+            catchup: true,
+            now: utc("2026-11-02"),
+        };
         let run = once.next_run(params).unwrap();
         assert_eq!(run.interval.start, run.interval.end);
-        assert!(once.next_run(NextRunParams { last: Some(run.interval), ..params }).is_none());
-        assert!(Timetable::new(&Schedule::None, "UTC").unwrap().next_run(params).is_none());
+        assert!(once
+            .next_run(NextRunParams {
+                last: Some(run.interval),
+                ..params
+            })
+            .is_none());
+        assert!(Timetable::new(&Schedule::None, "UTC")
+            .unwrap()
+            .next_run(params)
+            .is_none());
     }
 
     /// Regression: a `now` with a fraction of a second leaked into interval bounds and skipped one too many.
@@ -373,11 +488,31 @@ mod tests {
     fn fractions_of_a_second_do_not_leak_into_intervals() {
         let t = cron("@hourly", "UTC");
         let now = utc("2026-11-22T18:53:25.690703");
-        let run = t.next_run(NextRunParams { last: None, start_date: Some(utc("2026-11-22T15:00:00")), end_date: None, catchup: false, now }).unwrap();
-        assert_eq!(run.interval, DataInterval { start: utc("2026-11-22T17:00:00"), end: utc("2026-11-22T18:00:00") });
+        let run = t
+            .next_run(NextRunParams {
+                last: None,
+                start_date: Some(utc("2026-11-22T15:00:00")),
+                end_date: None,
+                catchup: false,
+                now,
+            })
+            .unwrap();
+        assert_eq!(
+            run.interval,
+            DataInterval {
+                start: utc("2026-11-22T17:00:00"),
+                end: utc("2026-11-22T18:00:00")
+            }
+        );
         assert_eq!(run.skipped, 2);
-        assert_eq!(t.next_fire(utc("2026-11-22T18:00:00.5"), true), Some(utc("2026-11-22T19:00:00")));
-        assert_eq!(t.prev_fire(utc("2026-11-22T18:00:00.5"), false), Some(utc("2026-11-22T18:00:00")));
+        assert_eq!(
+            t.next_fire(utc("2026-11-22T18:00:00.5"), true),
+            Some(utc("2026-11-22T19:00:00"))
+        );
+        assert_eq!(
+            t.prev_fire(utc("2026-11-22T18:00:00.5"), false),
+            Some(utc("2026-11-22T18:00:00"))
+        );
     }
 
     #[test]
@@ -390,8 +525,14 @@ mod tests {
 
     #[test]
     fn parses_dates() {
-        assert_eq!(parse_datetime("2026-11-01", "Europe/Berlin").unwrap(), utc("2026-10-31T23:00:00"));
-        assert_eq!(parse_datetime("2026-11-01T05:00:00+02:00", "UTC").unwrap(), utc("2026-11-01T03:00:00"));
+        assert_eq!(
+            parse_datetime("2026-11-01", "Europe/Berlin").unwrap(),
+            utc("2026-10-31T23:00:00")
+        );
+        assert_eq!(
+            parse_datetime("2026-11-01T05:00:00+02:00", "UTC").unwrap(),
+            utc("2026-11-01T03:00:00")
+        );
         assert!(parse_datetime("yesterday", "UTC").is_err());
     }
 

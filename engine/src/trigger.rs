@@ -76,11 +76,21 @@ impl FromStr for TriggerRule {
 
     fn from_str(text: &str) -> Result<Self> {
         // Airflow 2 spelled one rule differently before it was renamed.
-        let text = if text == "none_failed_or_skipped" { "none_failed_min_one_success" } else { text };
-        TriggerRule::ALL.into_iter().find(|rule| rule.as_str() == text).ok_or_else(|| {
-            let names: Vec<&str> = TriggerRule::ALL.iter().map(|rule| rule.as_str()).collect();
-            Error::invalid(format!("unknown trigger rule `{text}`; expected one of {}", names.join(", ")))
-        })
+        let text = if text == "none_failed_or_skipped" {
+            "none_failed_min_one_success"
+        } else {
+            text
+        };
+        TriggerRule::ALL
+            .into_iter()
+            .find(|rule| rule.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TriggerRule::ALL.iter().map(|rule| rule.as_str()).collect();
+                Error::invalid(format!(
+                    "unknown trigger rule `{text}`; expected one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 

@@ -45,7 +45,10 @@ impl Node {
 
     /// Looks up a key in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.key_text().as_deref() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.key_text().as_deref() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// The text of a scalar used as a mapping key (numbers and booleans become their text).
@@ -116,8 +119,16 @@ pub fn parse_str(text: &str) -> Result<Vec<Node>, SyntaxError> {
 }
 
 enum Frame {
-    Seq { node: Node, anchor: usize },
-    Map { node: Node, anchor: usize, pending_key: Option<Node>, merged: Vec<(Node, Node)> },
+    Seq {
+        node: Node,
+        anchor: usize,
+    },
+    Map {
+        node: Node,
+        anchor: usize,
+        pending_key: Option<Node>,
+        merged: Vec<(Node, Node)>,
+    },
 }
 
 #[derive(Default)]
@@ -137,7 +148,12 @@ impl Builder {
                     items.push(node);
                 }
             }
-            Some(Frame::Map { node: map, pending_key, merged, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                node: map,
+                pending_key,
+                merged,
+                ..
+            }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
                     if let Value::Map(entries) = &mut map.value {
@@ -203,7 +219,9 @@ fn resolve_plain(text: &str) -> Value {
         }
     }
     let looks_numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
         && digits.bytes().any(|b| b.is_ascii_digit());
     if looks_numeric && !digits.contains("--") {
         if let Ok(f) = text.parse::<f64>() {
@@ -219,7 +237,11 @@ impl MarkedEventReceiver for Builder {
         let col = mark.col() + 1;
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
-                let value = if style == TScalarStyle::Plain { resolve_plain(&text) } else { Value::Str(text) };
+                let value = if style == TScalarStyle::Plain {
+                    resolve_plain(&text)
+                } else {
+                    Value::Str(text)
+                };
                 let node = Node { value, line, col };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -227,11 +249,22 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(node);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { node: Node { value: Value::Seq(Vec::new()), line, col }, anchor });
+                self.stack.push(Frame::Seq {
+                    node: Node {
+                        value: Value::Seq(Vec::new()),
+                        line,
+                        col,
+                    },
+                    anchor,
+                });
             }
             Event::MappingStart(anchor, _) => {
                 self.stack.push(Frame::Map {
-                    node: Node { value: Value::Map(Vec::new()), line, col },
+                    node: Node {
+                        value: Value::Map(Vec::new()),
+                        line,
+                        col,
+                    },
                     anchor,
                     pending_key: None,
                     merged: Vec::new(),
@@ -241,7 +274,12 @@ impl MarkedEventReceiver for Builder {
                 if let Some(frame) = self.stack.pop() {
                     let (node, anchor) = match frame {
                         Frame::Seq { node, anchor } => (node, anchor),
-                        Frame::Map { mut node, anchor, merged, .. } => {
+                        Frame::Map {
+                            mut node,
+                            anchor,
+                            merged,
+                            ..
+                        } => {
                             if let Value::Map(entries) = &mut node.value {
                                 for (k, v) in merged {
                                     if !entries.iter().any(|(existing, _)| existing.value == k.value) {
@@ -260,8 +298,16 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => {
                 let node = match self.anchors.get(&id) {
-                    Some(found) => Node { value: found.value.clone(), line, col },
-                    None => Node { value: Value::Null, line, col },
+                    Some(found) => Node {
+                        value: found.value.clone(),
+                        line,
+                        col,
+                    },
+                    None => Node {
+                        value: Value::Null,
+                        line,
+                        col,
+                    },
                 };
                 self.push_value(node);
             }
@@ -281,7 +327,9 @@ mod tests {
         assert_eq!(root.get("a").unwrap().value, Value::Int(1));
         let b = root.get("b").unwrap();
         assert_eq!(b.line, 3);
-        let Value::Seq(items) = &b.value else { panic!("not a seq") };
+        let Value::Seq(items) = &b.value else {
+            panic!("not a seq")
+        };
         assert_eq!(items[1].value, Value::Str("true".into()));
         assert_eq!(items[2].value, Value::Bool(true));
         assert_eq!(items[2].line, 5);

@@ -33,7 +33,12 @@ pub struct ProcessReport {
 
 impl DagProcessor {
     pub fn new(folder: &Path, registry: OperatorRegistry, paused_at_creation: bool) -> DagProcessor {
-        DagProcessor { folder: folder.to_path_buf(), registry, paused_at_creation, fingerprint: None }
+        DagProcessor {
+            folder: folder.to_path_buf(),
+            registry,
+            paused_at_creation,
+            fingerprint: None,
+        }
     }
 
     /// Re-reads the folder if anything in it changed and records the result in the store.
@@ -45,7 +50,9 @@ impl DagProcessor {
         let started = Instant::now();
         let folder = self.folder.clone();
         let registry = self.registry.clone();
-        let files = tokio::task::spawn_blocking(move || load_folder(&folder, &registry)).await.unwrap_or_default();
+        let files = tokio::task::spawn_blocking(move || load_folder(&folder, &registry))
+            .await
+            .unwrap_or_default();
         let parse_time = started.elapsed();
         for file in &files {
             for warning in &file.warnings {
@@ -63,7 +70,12 @@ impl DagProcessor {
             info!(dags = ?sync.stale, "dags no longer defined by any file");
         }
         self.fingerprint = Some(fingerprint);
-        Ok(ProcessReport { changed: true, files, sync, parse_time })
+        Ok(ProcessReport {
+            changed: true,
+            files,
+            sync,
+            parse_time,
+        })
     }
 }
 
@@ -71,7 +83,9 @@ fn fingerprint(folder: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![folder.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(meta) = entry.metadata() else { continue };

@@ -13,16 +13,35 @@ use engine::trigger::{evaluate, Decision, TriggerRule, UpstreamCounts};
 /// Plans one run: schedules tasks whose trigger rules are met (completing scheduler-only operators such as
 /// `empty` at once), skips or upstream-fails the others by their rules, reschedules retries that are due,
 /// times the run out, and finishes it when every task is done.
-pub fn plan_run(dag: &DagSpec, run: &RunRow, tis: &[TiRow], registry: &OperatorRegistry, now: DateTime<Utc>) -> RunPlan {
-    let mut plan = RunPlan { run_pk: run.id, ..Default::default() };
+pub fn plan_run(
+    dag: &DagSpec,
+    run: &RunRow,
+    tis: &[TiRow],
+    registry: &OperatorRegistry,
+    now: DateTime<Utc>,
+) -> RunPlan {
+    let mut plan = RunPlan {
+        run_pk: run.id,
+        ..Default::default()
+    };
     let mut states: HashMap<&str, TaskState> = tis.iter().map(|ti| (ti.task_id.as_str(), ti.state)).collect();
     let by_task: HashMap<&str, &TiRow> = tis.iter().map(|ti| (ti.task_id.as_str(), ti)).collect();
-    let change = |ti: &TiRow, from: TaskState, event_chain: &[TaskEvent], message: Option<String>, plan: &mut RunPlan| -> Option<TaskState> {
+    let change = |ti: &TiRow,
+                  from: TaskState,
+                  event_chain: &[TaskEvent],
+                  message: Option<String>,
+                  plan: &mut RunPlan|
+     -> Option<TaskState> {
         let mut state = from;
         for event in event_chain {
             state = next_task_state(state, *event).ok()?;
         }
-        plan.changes.push(TiChange { ti_id: ti.id, from, to: state, message });
+        plan.changes.push(TiChange {
+            ti_id: ti.id,
+            from,
+            to: state,
+            message,
+        });
         Some(state)
     };
 
@@ -31,7 +50,13 @@ pub fn plan_run(dag: &DagSpec, run: &RunRow, tis: &[TiRow], registry: &OperatorR
         let deadline = started + chrono::Duration::from_std(timeout).unwrap_or_default();
         if now >= deadline {
             for ti in tis.iter().filter(|ti| !ti.state.is_finished()) {
-                change(ti, ti.state, &[TaskEvent::Terminate], Some("dag run timed out".into()), &mut plan);
+                change(
+                    ti,
+                    ti.state,
+                    &[TaskEvent::Terminate],
+                    Some("dag run timed out".into()),
+                    &mut plan,
+                );
             }
             plan.run_event = Some((run.state, RunEvent::TimedOut));
             return plan;
@@ -40,22 +65,40 @@ pub fn plan_run(dag: &DagSpec, run: &RunRow, tis: &[TiRow], registry: &OperatorR
     }
 
     for task in &dag.tasks {
-        let Some(ti) = by_task.get(task.task_id.as_str()) else { continue };
+        let Some(ti) = by_task.get(task.task_id.as_str()) else {
+            continue;
+        };
         let state = states[task.task_id.as_str()];
         match state {
             TaskState::None => {
-                let counts = UpstreamCounts::from_states(task.upstream.iter().filter_map(|up| states.get(up.as_str()).copied()));
+                let counts =
+                    UpstreamCounts::from_states(task.upstream.iter().filter_map(|up| states.get(up.as_str()).copied()));
                 let new_state = match evaluate(task.trigger_rule, counts) {
                     Decision::Wait => None,
                     Decision::Run => {
-                        let in_scheduler = registry.resolve(&task.operator).map(|def| def.completes_in_scheduler).unwrap_or(false);
+                        let in_scheduler = registry
+                            .resolve(&task.operator)
+                            .map(|def| def.completes_in_scheduler)
+                            .unwrap_or(false);
                         if in_scheduler {
-                            change(ti, state, &[TaskEvent::Schedule, TaskEvent::Queue, TaskEvent::Succeed], None, &mut plan)
+                            change(
+                                ti,
+                                state,
+                                &[TaskEvent::Schedule, TaskEvent::Queue, TaskEvent::Succeed],
+                                None,
+                                &mut plan,
+                            )
                         } else {
                             change(ti, state, &[TaskEvent::Schedule], None, &mut plan)
                         }
                     }
-                    Decision::Skip => change(ti, state, &[TaskEvent::SkipByRule], Some(format!("skipped by trigger rule {}", task.trigger_rule)), &mut plan),
+                    Decision::Skip => change(
+                        ti,
+                        state,
+                        &[TaskEvent::SkipByRule],
+                        Some(format!("skipped by trigger rule {}", task.trigger_rule)),
+                        &mut plan,
+                    ),
                     Decision::UpstreamFailed => change(ti, state, &[TaskEvent::UpstreamFailed], None, &mut plan),
                 };
                 if let Some(new_state) = new_state {
@@ -76,9 +119,16 @@ pub fn plan_run(dag: &DagSpec, run: &RunRow, tis: &[TiRow], registry: &OperatorR
         }
     }
 
-    let all_finished = tis.iter().all(|ti| states.get(ti.task_id.as_str()).map(|s| s.is_finished()).unwrap_or(true));
+    let all_finished = tis
+        .iter()
+        .all(|ti| states.get(ti.task_id.as_str()).map(|s| s.is_finished()).unwrap_or(true));
     if all_finished && run.state == RunState::Running {
-        plan.run_event = Some((run.state, RunEvent::Finish { success: run_succeeded(dag, &states) }));
+        plan.run_event = Some((
+            run.state,
+            RunEvent::Finish {
+                success: run_succeeded(dag, &states),
+            },
+        ));
     }
     plan
 }
@@ -98,8 +148,13 @@ pub fn run_succeeded(dag: &DagSpec, states: &HashMap<&str, TaskState>) -> bool {
         if !checked.insert(task_id) {
             continue;
         }
-        let Some(task) = dag.task(task_id) else { continue };
-        if task.trigger_rule == TriggerRule::AllDone && !task.upstream.is_empty() && states.get(task_id) != Some(&TaskState::Failed) {
+        let Some(task) = dag.task(task_id) else {
+            continue;
+        };
+        if task.trigger_rule == TriggerRule::AllDone
+            && !task.upstream.is_empty()
+            && states.get(task_id) != Some(&TaskState::Failed)
+        {
             deciding.extend(task.upstream.iter().map(String::as_str));
             continue;
         }
@@ -156,7 +211,11 @@ mod tests {
                 dag_id: "d".into(),
                 run_id: "r".into(),
                 task_id: task.task_id.clone(),
-                state: states.iter().find(|(id, _)| *id == task.task_id).map(|(_, s)| *s).unwrap_or(TaskState::None),
+                state: states
+                    .iter()
+                    .find(|(id, _)| *id == task.task_id)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(TaskState::None),
                 try_number: 0,
                 max_tries: 0,
                 operator: task.operator.clone(),
@@ -190,9 +249,18 @@ mod tests {
     fn chain_of_empty_tasks_completes_in_one_pass() {
         let d = dag("d:\n  tasks:\n    a: {operator: empty}\n    b: {operator: empty, dependencies: [a]}\n    c: {operator: empty, dependencies: [b]}\n");
         let t = tis(&d, &[]);
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            Utc::now(),
+        );
         assert!(after(&plan, &t).values().all(|s| *s == TaskState::Success));
-        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: true })));
+        assert_eq!(
+            plan.run_event,
+            Some((RunState::Running, RunEvent::Finish { success: true }))
+        );
     }
 
     #[test]
@@ -201,14 +269,36 @@ mod tests {
             "d:\n  tasks:\n    deploy: {operator: bash, bash_command: x}\n    load: {operator: bash, bash_command: x, dependencies: [deploy]}\n    teardown: {operator: bash, bash_command: x, dependencies: [load], trigger_rule: all_done}\n",
         );
         let t = tis(&d, &[("deploy", TaskState::Failed)]);
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            Utc::now(),
+        );
         let states = after(&plan, &t);
         assert_eq!(states["load"], TaskState::UpstreamFailed);
         assert_eq!(states["teardown"], TaskState::Scheduled);
         assert!(plan.run_event.is_none());
-        let t = tis(&d, &[("deploy", TaskState::Failed), ("load", TaskState::UpstreamFailed), ("teardown", TaskState::Success)]);
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
-        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: false })));
+        let t = tis(
+            &d,
+            &[
+                ("deploy", TaskState::Failed),
+                ("load", TaskState::UpstreamFailed),
+                ("teardown", TaskState::Success),
+            ],
+        );
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            Utc::now(),
+        );
+        assert_eq!(
+            plan.run_event,
+            Some((RunState::Running, RunEvent::Finish { success: false }))
+        );
     }
 
     #[test]
@@ -220,10 +310,22 @@ mod tests {
         let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now);
         assert!(plan.changes.is_empty());
         assert_eq!(plan.next_eval_at, Some(now + chrono::Duration::seconds(5)));
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now + chrono::Duration::seconds(6));
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            now + chrono::Duration::seconds(6),
+        );
         assert_eq!(after(&plan, &t)["a"], TaskState::Scheduled);
         let t = tis(&d, &[("a", TaskState::Running)]);
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), now + chrono::Duration::seconds(61));
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            now + chrono::Duration::seconds(61),
+        );
         assert_eq!(after(&plan, &t)["a"], TaskState::Failed);
         assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::TimedOut)));
     }
@@ -232,9 +334,21 @@ mod tests {
     fn skips_cascade_by_rule() {
         let d = dag("d:\n  tasks:\n    a: {operator: bash, bash_command: x}\n    b: {operator: empty, dependencies: [a]}\n    c: {operator: empty, dependencies: [b], trigger_rule: none_failed}\n    d: {operator: empty, dependencies: [b], trigger_rule: all_skipped}\n");
         let t = tis(&d, &[("a", TaskState::Skipped)]);
-        let plan = plan_run(&d, &run(RunState::Running), &t, &OperatorRegistry::builtin(), Utc::now());
+        let plan = plan_run(
+            &d,
+            &run(RunState::Running),
+            &t,
+            &OperatorRegistry::builtin(),
+            Utc::now(),
+        );
         let states = after(&plan, &t);
-        assert_eq!((states["b"], states["c"], states["d"]), (TaskState::Skipped, TaskState::Success, TaskState::Success));
-        assert_eq!(plan.run_event, Some((RunState::Running, RunEvent::Finish { success: true })));
+        assert_eq!(
+            (states["b"], states["c"], states["d"]),
+            (TaskState::Skipped, TaskState::Success, TaskState::Success)
+        );
+        assert_eq!(
+            plan.run_event,
+            Some((RunState::Running, RunEvent::Finish { success: true }))
+        );
     }
 }

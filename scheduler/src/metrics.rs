@@ -56,39 +56,156 @@ impl Metrics {
     pub fn render(&self, pools: &[(String, i64, i64, i64)], ti_states: &[(String, i64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP dagctl_{name} {help}\n# TYPE dagctl_{name} counter\ndagctl_{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP dagctl_{name} {help}\n# TYPE dagctl_{name} counter\ndagctl_{name} {value}"
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
-            let _ = writeln!(out, "# HELP dagctl_{name} {help}\n# TYPE dagctl_{name} gauge\ndagctl_{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP dagctl_{name} {help}\n# TYPE dagctl_{name} gauge\ndagctl_{name} {value}"
+            );
         };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let loadi = |a: &AtomicI64| a.load(Ordering::Relaxed) as f64;
-        counter(&mut out, "scheduler_heartbeat", "Scheduler loop iterations.", load(&self.scheduler_heartbeat));
-        gauge(&mut out, "scheduler_scheduler_loop_duration_seconds", "Duration of the last scheduler loop.", load(&self.loop_duration_us) as f64 / 1e6);
-        gauge(&mut out, "scheduler_critical_section_duration_seconds", "Duration of the last claim of task instances.", load(&self.critical_section_duration_us) as f64 / 1e6);
-        gauge(&mut out, "scheduler_tasks_executable", "Task instances claimed in the last loop.", loadi(&self.tasks_executable));
-        gauge(&mut out, "scheduler_tasks_starving", "Task instances that could not run for lack of a pool.", loadi(&self.tasks_starving));
-        gauge(&mut out, "executor_open_slots", "Free executor slots.", loadi(&self.executor_open_slots));
-        gauge(&mut out, "executor_running_tasks", "Tries the executor is running.", loadi(&self.executor_running_tasks));
-        gauge(&mut out, "executor_queued_tasks", "Tries handed to the executor and not yet started.", loadi(&self.executor_queued_tasks));
+        counter(
+            &mut out,
+            "scheduler_heartbeat",
+            "Scheduler loop iterations.",
+            load(&self.scheduler_heartbeat),
+        );
+        gauge(
+            &mut out,
+            "scheduler_scheduler_loop_duration_seconds",
+            "Duration of the last scheduler loop.",
+            load(&self.loop_duration_us) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "scheduler_critical_section_duration_seconds",
+            "Duration of the last claim of task instances.",
+            load(&self.critical_section_duration_us) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "scheduler_tasks_executable",
+            "Task instances claimed in the last loop.",
+            loadi(&self.tasks_executable),
+        );
+        gauge(
+            &mut out,
+            "scheduler_tasks_starving",
+            "Task instances that could not run for lack of a pool.",
+            loadi(&self.tasks_starving),
+        );
+        gauge(
+            &mut out,
+            "executor_open_slots",
+            "Free executor slots.",
+            loadi(&self.executor_open_slots),
+        );
+        gauge(
+            &mut out,
+            "executor_running_tasks",
+            "Tries the executor is running.",
+            loadi(&self.executor_running_tasks),
+        );
+        gauge(
+            &mut out,
+            "executor_queued_tasks",
+            "Tries handed to the executor and not yet started.",
+            loadi(&self.executor_queued_tasks),
+        );
         counter(&mut out, "ti_start", "Task tries started.", load(&self.ti_start));
         counter(&mut out, "ti_finish", "Task tries finished.", load(&self.ti_finish));
-        counter(&mut out, "ti_successes", "Task instances that succeeded.", load(&self.ti_successes));
-        counter(&mut out, "ti_failures", "Task instances that failed for good.", load(&self.ti_failures));
-        counter(&mut out, "ti_skipped", "Task instances that skipped themselves.", load(&self.ti_skipped));
-        counter(&mut out, "ti_retries", "Task tries that failed and will retry.", load(&self.ti_retries));
-        counter(&mut out, "ti_adopted", "Running tries adopted from a scheduler that died.", load(&self.ti_adopted));
-        counter(&mut out, "task_instances_without_heartbeats_killed", "Orphaned tries failed because their process was gone.", load(&self.ti_orphans_failed));
-        counter(&mut out, "dagrun_success", "DAG runs that succeeded.", load(&self.dagrun_success));
-        counter(&mut out, "dagrun_failed", "DAG runs that failed.", load(&self.dagrun_failed));
-        counter(&mut out, "dagrun_created", "DAG runs created by the scheduler.", load(&self.dagrun_created));
-        counter(&mut out, "dagrun_missed_schedules", "Cron intervals skipped because catchup is off.", load(&self.dagrun_missed_schedules));
-        gauge(&mut out, "dag_processing_import_errors", "DAG files with errors.", loadi(&self.dag_processing_import_errors));
-        gauge(&mut out, "dag_processing_total_parse_time_seconds", "Time to read the DAGs folder.", load(&self.dag_processing_total_parse_time_us) as f64 / 1e6);
-        gauge(&mut out, "dag_processing_dags", "DAGs loaded.", loadi(&self.dag_processing_dags));
-        for (name, lock) in [("task_duration_seconds", &self.task_duration), ("task_queued_duration_seconds", &self.queued_duration)] {
+        counter(
+            &mut out,
+            "ti_successes",
+            "Task instances that succeeded.",
+            load(&self.ti_successes),
+        );
+        counter(
+            &mut out,
+            "ti_failures",
+            "Task instances that failed for good.",
+            load(&self.ti_failures),
+        );
+        counter(
+            &mut out,
+            "ti_skipped",
+            "Task instances that skipped themselves.",
+            load(&self.ti_skipped),
+        );
+        counter(
+            &mut out,
+            "ti_retries",
+            "Task tries that failed and will retry.",
+            load(&self.ti_retries),
+        );
+        counter(
+            &mut out,
+            "ti_adopted",
+            "Running tries adopted from a scheduler that died.",
+            load(&self.ti_adopted),
+        );
+        counter(
+            &mut out,
+            "task_instances_without_heartbeats_killed",
+            "Orphaned tries failed because their process was gone.",
+            load(&self.ti_orphans_failed),
+        );
+        counter(
+            &mut out,
+            "dagrun_success",
+            "DAG runs that succeeded.",
+            load(&self.dagrun_success),
+        );
+        counter(
+            &mut out,
+            "dagrun_failed",
+            "DAG runs that failed.",
+            load(&self.dagrun_failed),
+        );
+        counter(
+            &mut out,
+            "dagrun_created",
+            "DAG runs created by the scheduler.",
+            load(&self.dagrun_created),
+        );
+        counter(
+            &mut out,
+            "dagrun_missed_schedules",
+            "Cron intervals skipped because catchup is off.",
+            load(&self.dagrun_missed_schedules),
+        );
+        gauge(
+            &mut out,
+            "dag_processing_import_errors",
+            "DAG files with errors.",
+            loadi(&self.dag_processing_import_errors),
+        );
+        gauge(
+            &mut out,
+            "dag_processing_total_parse_time_seconds",
+            "Time to read the DAGs folder.",
+            load(&self.dag_processing_total_parse_time_us) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "dag_processing_dags",
+            "DAGs loaded.",
+            loadi(&self.dag_processing_dags),
+        );
+        for (name, lock) in [
+            ("task_duration_seconds", &self.task_duration),
+            ("task_queued_duration_seconds", &self.queued_duration),
+        ] {
             let (sum, count) = lock.lock().map(|d| *d).unwrap_or_default();
-            let _ = writeln!(out, "# TYPE dagctl_{name} summary\ndagctl_{name}_sum {sum}\ndagctl_{name}_count {count}");
+            let _ = writeln!(
+                out,
+                "# TYPE dagctl_{name} summary\ndagctl_{name}_sum {sum}\ndagctl_{name}_count {count}"
+            );
         }
         if !pools.is_empty() {
             let _ = writeln!(out, "# TYPE dagctl_pool_open_slots gauge");

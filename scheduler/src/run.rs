@@ -114,7 +114,10 @@ impl Scheduler {
         events: mpsc::UnboundedReceiver<ExecutorEvent>,
         metrics: Arc<Metrics>,
     ) -> Scheduler {
-        let processor = options.dags_folder.as_ref().map(|folder| DagProcessor::new(folder, registry.clone(), options.paused_at_creation));
+        let processor = options
+            .dags_folder
+            .as_ref()
+            .map(|folder| DagProcessor::new(folder, registry.clone(), options.paused_at_creation));
         Scheduler {
             store,
             options,
@@ -148,7 +151,9 @@ impl Scheduler {
     /// Runs until `shutdown` is cancelled (or, with a scope, until the scoped runs have finished).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let now = Utc::now();
-        self.store.register_job(&self.options.id, &self.options.hostname, std::process::id(), now).await?;
+        self.store
+            .register_job(&self.options.id, &self.options.hostname, std::process::id(), now)
+            .await?;
         info!(scheduler_id = %self.options.id, "scheduler started");
         let full = self.options.scope.is_none();
         if full {
@@ -161,7 +166,9 @@ impl Scheduler {
             let started = Instant::now();
             let step = self.step(&mut next_parse, &mut next_heartbeat, &mut next_orphans).await;
             self.metrics.scheduler_heartbeat.fetch_add(1, Ordering::Relaxed);
-            self.metrics.loop_duration_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.metrics
+                .loop_duration_us
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             let busy = match step {
                 Ok(busy) => busy,
                 Err(err) => {
@@ -171,7 +178,10 @@ impl Scheduler {
                 }
             };
             if let Some(scope) = &self.options.scope {
-                if self.executor.running_count() == 0 && self.pending_events.is_empty() && self.store.runs_unfinished(scope).await? == 0 {
+                if self.executor.running_count() == 0
+                    && self.pending_events.is_empty()
+                    && self.store.runs_unfinished(scope).await? == 0
+                {
                     break Ok(());
                 }
             }
@@ -202,7 +212,12 @@ impl Scheduler {
         result
     }
 
-    async fn step(&mut self, next_parse: &mut Instant, next_heartbeat: &mut Instant, next_orphans: &mut Instant) -> Result<bool> {
+    async fn step(
+        &mut self,
+        next_parse: &mut Instant,
+        next_heartbeat: &mut Instant,
+        next_orphans: &mut Instant,
+    ) -> Result<bool> {
         let full = self.options.scope.is_none();
         if full && Instant::now() >= *next_parse {
             self.process_dags().await?;
@@ -224,8 +239,12 @@ impl Scheduler {
             self.handle_orphans(Utc::now()).await?;
             *next_orphans = Instant::now() + self.options.orphan_interval;
         }
-        self.metrics.executor_open_slots.store(self.executor.open_slots() as i64, Ordering::Relaxed);
-        self.metrics.executor_running_tasks.store(self.executor.running_count() as i64, Ordering::Relaxed);
+        self.metrics
+            .executor_open_slots
+            .store(self.executor.open_slots() as i64, Ordering::Relaxed);
+        self.metrics
+            .executor_running_tasks
+            .store(self.executor.running_count() as i64, Ordering::Relaxed);
         Ok(busy)
     }
 
@@ -234,12 +253,24 @@ impl Scheduler {
             let report = processor.process(&self.store).await?;
             if report.changed {
                 let errors = report.files.iter().filter(|f| !f.errors.is_empty()).count();
-                self.metrics.dag_processing_import_errors.store(errors as i64, Ordering::Relaxed);
-                self.metrics.dag_processing_total_parse_time_us.store(report.parse_time.as_micros() as u64, Ordering::Relaxed);
+                self.metrics
+                    .dag_processing_import_errors
+                    .store(errors as i64, Ordering::Relaxed);
+                self.metrics
+                    .dag_processing_total_parse_time_us
+                    .store(report.parse_time.as_micros() as u64, Ordering::Relaxed);
             }
         }
-        self.dags = self.store.list_dags(false).await?.into_iter().map(|dag| (dag.dag_id.clone(), dag)).collect();
-        self.metrics.dag_processing_dags.store(self.dags.len() as i64, Ordering::Relaxed);
+        self.dags = self
+            .store
+            .list_dags(false)
+            .await?
+            .into_iter()
+            .map(|dag| (dag.dag_id.clone(), dag))
+            .collect();
+        self.metrics
+            .dag_processing_dags
+            .store(self.dags.len() as i64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -298,7 +329,8 @@ impl Scheduler {
                 _ => 0,
             };
             if let Some(flight) = self.in_flight.get(ti_id) {
-                self.metrics.observe_task_duration(flight.started.elapsed().as_secs_f64());
+                self.metrics
+                    .observe_task_duration(flight.started.elapsed().as_secs_f64());
             }
             if *state == TaskState::UpForRetry {
                 if let Some(flight) = self.in_flight.get(ti_id) {
@@ -307,10 +339,18 @@ impl Scheduler {
             }
         }
         for report in &reports {
-            let Some(flight) = self.in_flight.remove(&report.ti_id) else { continue };
-            let state = results.iter().find(|(id, _)| *id == report.ti_id).map(|(_, s)| *s).unwrap_or(TaskState::None);
+            let Some(flight) = self.in_flight.remove(&report.ti_id) else {
+                continue;
+            };
+            let state = results
+                .iter()
+                .find(|(id, _)| *id == report.ti_id)
+                .map(|(_, s)| *s)
+                .unwrap_or(TaskState::None);
             self.notify(FinishedNotice {
-                log_path: self.executor.log_path(&flight.dag_id, &flight.run_id, &flight.task_id, report.try_number),
+                log_path: self
+                    .executor
+                    .log_path(&flight.dag_id, &flight.run_id, &flight.task_id, report.try_number),
                 dag_id: flight.dag_id,
                 run_id: flight.run_id,
                 task_id: flight.task_id,
@@ -351,7 +391,11 @@ impl Scheduler {
             try_number: report.try_number,
             event,
             message: report.message.clone(),
-            xcoms: report.xcom.clone().map(|value| vec![("return_value".to_string(), value)]).unwrap_or_default(),
+            xcoms: report
+                .xcom
+                .clone()
+                .map(|value| vec![("return_value".to_string(), value)])
+                .unwrap_or_default(),
             next_retry_at,
             ended_at: report.ended_at,
         })
@@ -360,7 +404,12 @@ impl Scheduler {
     async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<()> {
         let mut active: HashMap<String, i64> = HashMap::new();
         let mut counted = false;
-        let dags: Vec<DagRow> = self.dags.values().filter(|d| !d.is_paused && !d.is_stale && d.spec.schedule != Schedule::None).cloned().collect();
+        let dags: Vec<DagRow> = self
+            .dags
+            .values()
+            .filter(|d| !d.is_paused && !d.is_stale && d.spec.schedule != Schedule::None)
+            .cloned()
+            .collect();
         for dag in dags {
             if let Some((hash, due)) = self.next_due.get(&dag.dag_id) {
                 if *hash == dag.version_hash && due.map(|d| now < d).unwrap_or(true) {
@@ -378,7 +427,8 @@ impl Scheduler {
                 Ok(timetable) => timetable,
                 Err(message) => {
                     warn!(dag_id = %dag.dag_id, "cannot schedule: {message}");
-                    self.next_due.insert(dag.dag_id.clone(), (dag.version_hash.clone(), None));
+                    self.next_due
+                        .insert(dag.dag_id.clone(), (dag.version_hash.clone(), None));
                     continue;
                 }
             };
@@ -391,7 +441,13 @@ impl Scheduler {
                     break;
                 }
                 let last = self.store.latest_scheduled_interval(&dag.dag_id).await?;
-                let params = NextRunParams { last, start_date: spec.start_date, end_date: spec.end_date, catchup: spec.catchup, now };
+                let params = NextRunParams {
+                    last,
+                    start_date: spec.start_date,
+                    end_date: spec.end_date,
+                    catchup: spec.catchup,
+                    now,
+                };
                 let Some(next) = timetable.next_run(params) else {
                     self.store.set_next_dagrun(&dag.dag_id, None).await?;
                     due = None;
@@ -404,9 +460,17 @@ impl Scheduler {
                 }
                 if next.skipped > 0 {
                     warn!(dag_id = %dag.dag_id, skipped = next.skipped, "catchup is off: skipping missed schedule intervals");
-                    self.metrics.dagrun_missed_schedules.fetch_add(next.skipped, Ordering::Relaxed);
+                    self.metrics
+                        .dagrun_missed_schedules
+                        .fetch_add(next.skipped, Ordering::Relaxed);
                     self.store
-                        .audit("missed_schedules", Some(&dag.dag_id), None, Some("scheduler"), Some(&format!("{} intervals skipped (catchup is off)", next.skipped)))
+                        .audit(
+                            "missed_schedules",
+                            Some(&dag.dag_id),
+                            None,
+                            Some("scheduler"),
+                            Some(&format!("{} intervals skipped (catchup is off)", next.skipped)),
+                        )
                         .await?;
                 }
                 let created = self
@@ -433,7 +497,8 @@ impl Scheduler {
                     continue;
                 }
             }
-            self.next_due.insert(dag.dag_id.clone(), (dag.version_hash.clone(), due));
+            self.next_due
+                .insert(dag.dag_id.clone(), (dag.version_hash.clone(), due));
         }
         Ok(())
     }
@@ -466,7 +531,10 @@ impl Scheduler {
     async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let mut total = 0;
         for _ in 0..20 {
-            let batch = self.store.lock_runs_for_eval(now, 50, self.options.scope.as_deref()).await?;
+            let batch = self
+                .store
+                .lock_runs_for_eval(now, 50, self.options.scope.as_deref())
+                .await?;
             if batch.runs.is_empty() {
                 break;
             }
@@ -478,7 +546,11 @@ impl Scheduler {
                     Ok(spec) => spec,
                     Err(err) => {
                         warn!(dag_id = %run.dag_id, run_id = %run.run_id, error = %err, "run has no readable DAG version; failing it");
-                        plans.push(engine::store::runs::RunPlan { run_pk: run.id, run_event: Some((run.state, RunEvent::Mark(RunState::Failed))), ..Default::default() });
+                        plans.push(engine::store::runs::RunPlan {
+                            run_pk: run.id,
+                            run_event: Some((run.state, RunEvent::Mark(RunState::Failed))),
+                            ..Default::default()
+                        });
                         continue;
                     }
                 };
@@ -525,12 +597,25 @@ impl Scheduler {
         if open == 0 {
             return Ok(0);
         }
-        let limits: HashMap<String, u32> = self.dags.values().map(|d| (d.dag_id.clone(), d.spec.max_active_tasks)).collect();
+        let limits: HashMap<String, u32> = self
+            .dags
+            .values()
+            .map(|d| (d.dag_id.clone(), d.spec.max_active_tasks))
+            .collect();
         let started_claim = Instant::now();
-        let claim = self.store.claim_scheduled(&self.options.id, open, &limits, self.options.scope.as_deref(), now).await?;
-        self.metrics.critical_section_duration_us.store(started_claim.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.metrics.tasks_executable.store(claim.queued.len() as i64, Ordering::Relaxed);
-        self.metrics.tasks_starving.store(claim.missing_pool.len() as i64, Ordering::Relaxed);
+        let claim = self
+            .store
+            .claim_scheduled(&self.options.id, open, &limits, self.options.scope.as_deref(), now)
+            .await?;
+        self.metrics
+            .critical_section_duration_us
+            .store(started_claim.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.metrics
+            .tasks_executable
+            .store(claim.queued.len() as i64, Ordering::Relaxed);
+        self.metrics
+            .tasks_starving
+            .store(claim.missing_pool.len() as i64, Ordering::Relaxed);
         if !claim.missing_pool.is_empty() {
             let tries: Vec<FinishedTry> = claim
                 .missing_pool
@@ -540,7 +625,10 @@ impl Scheduler {
                     run_pk: ti.run_pk,
                     try_number: ti.try_number,
                     event: TaskEvent::Fail { can_retry: false },
-                    message: Some(format!("pool `{}` does not exist; create it (dagctl pools set) and clear the task", ti.pool)),
+                    message: Some(format!(
+                        "pool `{}` does not exist; create it (dagctl pools set) and clear the task",
+                        ti.pool
+                    )),
                     xcoms: vec![],
                     next_retry_at: None,
                     ended_at: now,
@@ -558,9 +646,12 @@ impl Scheduler {
         let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
         let mut runs: HashMap<i64, RunRow> = HashMap::new();
         for ti in claim.queued {
-            let Some((_, try_number)) = started.iter().find(|(id, _)| *id == ti.id) else { continue };
+            let Some((_, try_number)) = started.iter().find(|(id, _)| *id == ti.id) else {
+                continue;
+            };
             if let Some(queued_at) = ti.queued_at {
-                self.metrics.observe_queued_duration((now - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                self.metrics
+                    .observe_queued_duration((now - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
             }
             let run = match runs.get(&ti.run_pk) {
                 Some(run) => run.clone(),
@@ -571,14 +662,23 @@ impl Scheduler {
                 }
             };
             let dag = self.spec(&run.version_hash).await?;
-            let Some(task) = dag.task(&ti.task_id).cloned() else { continue };
+            let Some(task) = dag.task(&ti.task_id).cloned() else {
+                continue;
+            };
             let mut ti = ti;
             ti.try_number = *try_number;
             ti.state = TaskState::Running;
             ti.start_date = Some(now);
             self.in_flight.insert(
                 ti.id,
-                InFlight { dag_id: ti.dag_id.clone(), run_id: ti.run_id.clone(), task_id: ti.task_id.clone(), max_tries: ti.max_tries, task: task.clone(), started: Instant::now() },
+                InFlight {
+                    dag_id: ti.dag_id.clone(),
+                    run_id: ti.run_id.clone(),
+                    task_id: ti.task_id.clone(),
+                    max_tries: ti.max_tries,
+                    task: task.clone(),
+                    started: Instant::now(),
+                },
             );
             self.executor.launch(LaunchRequest { ti, run, dag, task });
         }
@@ -604,8 +704,12 @@ impl Scheduler {
             if job.id == self.options.id {
                 continue;
             }
-            let stale = (now - job.heartbeat_at).to_std().map(|age| age > self.options.job_timeout).unwrap_or(false);
-            let gone_here = job.hostname == self.options.hostname && !std::path::Path::new(&format!("/proc/{}", job.pid)).exists();
+            let stale = (now - job.heartbeat_at)
+                .to_std()
+                .map(|age| age > self.options.job_timeout)
+                .unwrap_or(false);
+            let gone_here =
+                job.hostname == self.options.hostname && !std::path::Path::new(&format!("/proc/{}", job.pid)).exists();
             if stale || gone_here {
                 info!(scheduler_id = %job.id, "scheduler is dead; taking over its tasks");
                 self.store.set_job_state(&job.id, "dead").await?;
@@ -629,24 +733,49 @@ impl Scheduler {
         }
         let here = ti.hostname.as_deref() == Some(self.options.hostname.as_str());
         if !here {
-            let silent = ti.heartbeat_at.map(|hb| (now - hb).to_std().map(|age| age > self.options.ti_heartbeat_timeout).unwrap_or(false)).unwrap_or(true);
+            let silent = ti
+                .heartbeat_at
+                .map(|hb| {
+                    (now - hb)
+                        .to_std()
+                        .map(|age| age > self.options.ti_heartbeat_timeout)
+                        .unwrap_or(false)
+                })
+                .unwrap_or(true);
             if !silent {
                 return Ok(());
             }
         }
-        if !self.store.adopt_ti(ti.id, ti.scheduler_id.as_deref(), &self.options.id).await? {
+        if !self
+            .store
+            .adopt_ti(ti.id, ti.scheduler_id.as_deref(), &self.options.id)
+            .await?
+        {
             return Ok(());
         }
         let run = self.store.get_run_by_pk(ti.run_pk).await?;
         let dag = self.spec(&run.version_hash).await?;
-        let Some(task) = dag.task(&ti.task_id).cloned() else { return Ok(()) };
+        let Some(task) = dag.task(&ti.task_id).cloned() else {
+            return Ok(());
+        };
         self.in_flight.insert(
             ti.id,
-            InFlight { dag_id: ti.dag_id.clone(), run_id: ti.run_id.clone(), task_id: ti.task_id.clone(), max_tries: ti.max_tries, task: task.clone(), started: Instant::now() },
+            InFlight {
+                dag_id: ti.dag_id.clone(),
+                run_id: ti.run_id.clone(),
+                task_id: ti.task_id.clone(),
+                max_tries: ti.max_tries,
+                task: task.clone(),
+                started: Instant::now(),
+            },
         );
         if here {
             let logs = self.executor.options().logs_dir.clone();
-            let pid = ti.pid.map(|p| p as u32).or_else(|| recorded_pid(&logs, &ti)).filter(|pid| process_alive(*pid));
+            let pid = ti
+                .pid
+                .map(|p| p as u32)
+                .or_else(|| recorded_pid(&logs, &ti))
+                .filter(|pid| process_alive(*pid));
             match pid {
                 Some(pid) => {
                     info!(dag_id = %ti.dag_id, task_id = %ti.task_id, pid, "adopted a running task");

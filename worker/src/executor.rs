@@ -89,9 +89,19 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    pub fn new(options: ExecutorOptions, store: Store, runtime: OperatorRuntime) -> (Arc<LocalExecutor>, mpsc::UnboundedReceiver<ExecutorEvent>) {
+    pub fn new(
+        options: ExecutorOptions,
+        store: Store,
+        runtime: OperatorRuntime,
+    ) -> (Arc<LocalExecutor>, mpsc::UnboundedReceiver<ExecutorEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
-        let executor = LocalExecutor { options, store, runtime, events, running: Arc::new(Mutex::new(HashMap::new())) };
+        let executor = LocalExecutor {
+            options,
+            store,
+            runtime,
+            events,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        };
         (Arc::new(executor), receiver)
     }
 
@@ -110,7 +120,10 @@ impl LocalExecutor {
 
     /// Ids of the task instances this executor is running.
     pub fn running_ids(&self) -> Vec<i64> {
-        self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default()
+        self.running
+            .lock()
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Path of a try's log.
@@ -121,7 +134,13 @@ impl LocalExecutor {
     /// Starts one try (the task instance is already `running` with its try number).
     pub fn launch(self: &Arc<Self>, request: LaunchRequest) {
         if let Ok(mut running) = self.running.lock() {
-            running.insert(request.ti.id, Running { handle: Handle::Pending, killed: false });
+            running.insert(
+                request.ti.id,
+                Running {
+                    handle: Handle::Pending,
+                    killed: false,
+                },
+            );
         }
         let executor = Arc::clone(self);
         tokio::spawn(async move {
@@ -136,8 +155,12 @@ impl LocalExecutor {
 
     /// Stops a try: SIGTERM to its process group, SIGKILL after the grace period; cancels in-process ones.
     pub fn kill(&self, ti_id: i64) {
-        let Ok(mut running) = self.running.lock() else { return };
-        let Some(entry) = running.get_mut(&ti_id) else { return };
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        let Some(entry) = running.get_mut(&ti_id) else {
+            return;
+        };
         entry.killed = true;
         match &entry.handle {
             Handle::Process { pgid } => {
@@ -162,7 +185,9 @@ impl LocalExecutor {
     }
 
     fn set_handle(&self, ti_id: i64, handle: Handle) -> bool {
-        let Ok(mut running) = self.running.lock() else { return false };
+        let Ok(mut running) = self.running.lock() else {
+            return false;
+        };
         match running.get_mut(&ti_id) {
             Some(entry) => {
                 entry.handle = handle;
@@ -173,7 +198,10 @@ impl LocalExecutor {
     }
 
     fn was_killed(&self, ti_id: i64) -> bool {
-        self.running.lock().map(|r| r.get(&ti_id).map(|e| e.killed).unwrap_or(false)).unwrap_or(false)
+        self.running
+            .lock()
+            .map(|r| r.get(&ti_id).map(|e| e.killed).unwrap_or(false))
+            .unwrap_or(false)
     }
 
     async fn run_try(self: &Arc<Self>, request: LaunchRequest) -> TaskReport {
@@ -191,7 +219,13 @@ impl LocalExecutor {
         };
         let writer = match LogWriter::open(&log_path) {
             Ok(writer) => writer,
-            Err(err) => return report(Outcome::Failed, Some(format!("cannot open log {}: {err}", log_path.display())), None),
+            Err(err) => {
+                return report(
+                    Outcome::Failed,
+                    Some(format!("cannot open log {}: {err}", log_path.display())),
+                    None,
+                )
+            }
         };
         writer.info(&format!(
             "starting try {} of {} for {}.{} in run {} on {}",
@@ -274,7 +308,10 @@ impl LocalExecutor {
                     env.extend(std::env::vars());
                 }
                 for (key, value) in custom {
-                    env.push((key.clone(), value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())));
+                    env.push((
+                        key.clone(),
+                        value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
+                    ));
                 }
             }
             None => env.extend(std::env::vars()),
@@ -323,14 +360,23 @@ impl LocalExecutor {
         }
         let mut child = match process.spawn() {
             Ok(child) => child,
-            Err(err) => return (Outcome::Failed, Some(format!("cannot start the task supervisor: {err}")), None),
+            Err(err) => {
+                return (
+                    Outcome::Failed,
+                    Some(format!("cannot start the task supervisor: {err}")),
+                    None,
+                )
+            }
         };
         let pid = child.id();
         if let Some(pid) = pid {
             if !self.set_handle(ti.id, Handle::Process { pgid: pid as i32 }) {
                 let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
-            let _ = self.events.send(ExecutorEvent::Started { ti_id: ti.id, pid: Some(pid) });
+            let _ = self.events.send(ExecutorEvent::Started {
+                ti_id: ti.id,
+                pid: Some(pid),
+            });
         }
         let timeout = request.task.execution_timeout;
         let wait = child.wait();
@@ -338,10 +384,16 @@ impl LocalExecutor {
             Some(limit) => match tokio::time::timeout(limit, wait).await {
                 Ok(_) => false,
                 Err(_) => {
-                    writer.error(&format!("timed out after {}: killing the process group", engine::duration::format_duration(limit)));
+                    writer.error(&format!(
+                        "timed out after {}: killing the process group",
+                        engine::duration::format_duration(limit)
+                    ));
                     if let Some(pid) = pid {
                         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                        if tokio::time::timeout(self.options.kill_grace, child.wait()).await.is_err() {
+                        if tokio::time::timeout(self.options.kill_grace, child.wait())
+                            .await
+                            .is_err()
+                        {
                             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
                             let _ = child.wait().await;
                         }
@@ -355,7 +407,14 @@ impl LocalExecutor {
             }
         };
         if timed_out {
-            return (Outcome::Failed, Some(format!("timed out after {}", engine::duration::format_duration(timeout.unwrap_or_default()))), None);
+            return (
+                Outcome::Failed,
+                Some(format!(
+                    "timed out after {}",
+                    engine::duration::format_duration(timeout.unwrap_or_default())
+                )),
+                None,
+            );
         }
         let result = read_result(&files.result).unwrap_or_default();
         let killed = self.was_killed(ti.id);
@@ -374,7 +433,10 @@ impl LocalExecutor {
         if !self.set_handle(ti.id, Handle::InProcess { cancel: cancel.clone() }) {
             return (Outcome::Failed, Some("killed before it started".into()), None);
         }
-        let _ = self.events.send(ExecutorEvent::Started { ti_id: ti.id, pid: None });
+        let _ = self.events.send(ExecutorEvent::Started {
+            ti_id: ti.id,
+            pid: None,
+        });
         let ctx = OperatorContext {
             dag_id: ti.dag_id.clone(),
             task_id: ti.task_id.clone(),
@@ -397,7 +459,11 @@ impl LocalExecutor {
             None => future.await,
         };
         match result {
-            OperatorResult::Success(value) => (Outcome::Success, None, if request.task.do_xcom_push { value } else { None }),
+            OperatorResult::Success(value) => (
+                Outcome::Success,
+                None,
+                if request.task.do_xcom_push { value } else { None },
+            ),
             OperatorResult::Skipped(message) => (Outcome::Skipped, Some(message), None),
             OperatorResult::Failed(message) => (Outcome::Failed, Some(message), None),
         }
@@ -420,9 +486,15 @@ impl LocalExecutor {
             let files = TryFiles::for_log(&log_path);
             let writer = LogWriter::open(&log_path).ok();
             if let Some(writer) = &writer {
-                writer.info(&format!("adopted by a new scheduler on {} (supervisor pid {:?})", executor.options.hostname, pid));
+                writer.info(&format!(
+                    "adopted by a new scheduler on {} (supervisor pid {:?})",
+                    executor.options.hostname, pid
+                ));
             }
-            let deadline = request.task.execution_timeout.and_then(|limit| ti.start_date.map(|start| start + chrono::Duration::from_std(limit).unwrap_or_default()));
+            let deadline = request.task.execution_timeout.and_then(|limit| {
+                ti.start_date
+                    .map(|start| start + chrono::Duration::from_std(limit).unwrap_or_default())
+            });
             let mut timed_out = false;
             if let Some(pid) = pid {
                 while process_alive(pid) {
@@ -450,7 +522,11 @@ impl LocalExecutor {
                         let killed = executor.was_killed(ti.id);
                         interpret_bash(&result, &skip, request.task.do_xcom_push, &files.xcom, killed)
                     }
-                    None => (Outcome::Failed, Some("the task's process was lost while no scheduler watched it".to_string()), None),
+                    None => (
+                        Outcome::Failed,
+                        Some("the task's process was lost while no scheduler watched it".to_string()),
+                        None,
+                    ),
                 }
             };
             if let Some(writer) = &writer {
@@ -476,49 +552,84 @@ impl LocalExecutor {
 }
 
 /// Turns a supervisor result into an outcome: exit 0 succeeds, a skip code skips, anything else fails.
-fn interpret_bash(result: &SupervisorResult, skip_codes: &[i64], do_xcom_push: bool, xcom_file: &std::path::Path, killed: bool) -> (Outcome, Option<String>, Option<Json>) {
+fn interpret_bash(
+    result: &SupervisorResult,
+    skip_codes: &[i64],
+    do_xcom_push: bool,
+    xcom_file: &std::path::Path,
+    killed: bool,
+) -> (Outcome, Option<String>, Option<Json>) {
     if let Some(error) = &result.spawn_error {
         return (Outcome::Failed, Some(error.clone()), None);
     }
     match (result.exit_code, result.signal) {
         (Some(0), _) => {
             let xcom = match std::fs::read_to_string(xcom_file) {
-                Ok(text) if !text.trim().is_empty() => Some(serde_json::from_str(&text).unwrap_or(Json::String(text.trim().to_string()))),
+                Ok(text) if !text.trim().is_empty() => {
+                    Some(serde_json::from_str(&text).unwrap_or(Json::String(text.trim().to_string())))
+                }
                 _ if do_xcom_push => result.last_stdout_line.clone().map(Json::String),
                 _ => None,
             };
             (Outcome::Success, None, xcom)
         }
-        (Some(code), _) if skip_codes.contains(&i64::from(code)) => (Outcome::Skipped, Some(format!("exit code {code} means skip")), None),
+        (Some(code), _) if skip_codes.contains(&i64::from(code)) => {
+            (Outcome::Skipped, Some(format!("exit code {code} means skip")), None)
+        }
         (Some(code), _) if killed => (Outcome::Failed, Some(format!("killed (exit code {code})")), None),
-        (Some(code), _) => (Outcome::Failed, Some(format!("bash command failed with exit code {code}")), None),
+        (Some(code), _) => (
+            Outcome::Failed,
+            Some(format!("bash command failed with exit code {code}")),
+            None,
+        ),
         (None, Some(signal)) => (Outcome::Failed, Some(format!("killed by signal {signal}")), None),
-        (None, None) => (Outcome::Failed, Some("the task ended without an exit status".into()), None),
+        (None, None) => (
+            Outcome::Failed,
+            Some("the task ended without an exit status".into()),
+            None,
+        ),
     }
 }
 
 /// True when `pid` is a live supervisor (not a zombie, not a reused pid running something else).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     if !String::from_utf8_lossy(&cmdline).contains(SUBCOMMAND) {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
 /// Reads the supervisor pid a try recorded, if any.
 pub fn recorded_pid(logs_dir: &std::path::Path, ti: &TiRow) -> Option<u32> {
-    let files = TryFiles::for_log(&try_log_path(logs_dir, &ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number));
+    let files = TryFiles::for_log(&try_log_path(
+        logs_dir,
+        &ti.dag_id,
+        &ti.run_id,
+        &ti.task_id,
+        ti.try_number,
+    ));
     std::fs::read_to_string(files.pid).ok()?.trim().parse().ok()
 }
 
 /// Ids of tries whose supervisor still runs, among `tis`.
 pub fn alive_among(logs_dir: &std::path::Path, tis: &[TiRow]) -> HashSet<i64> {
     tis.iter()
-        .filter(|ti| ti.pid.map(|p| p as u32).or_else(|| recorded_pid(logs_dir, ti)).map(process_alive).unwrap_or(false))
+        .filter(|ti| {
+            ti.pid
+                .map(|p| p as u32)
+                .or_else(|| recorded_pid(logs_dir, ti))
+                .map(process_alive)
+                .unwrap_or(false)
+        })
         .map(|ti| ti.id)
         .collect()
 }

@@ -21,7 +21,13 @@ pub struct LogLine {
 impl LogLine {
     /// Human form: `[2026-11-22T18:00:00.123Z] {task.stdout} INFO - text`.
     pub fn to_text(&self) -> String {
-        format!("[{}] {{{}}} {} - {}", self.timestamp, self.logger, self.level.to_uppercase(), self.event)
+        format!(
+            "[{}] {{{}}} {} - {}",
+            self.timestamp,
+            self.logger,
+            self.level.to_uppercase(),
+            self.event
+        )
     }
 }
 
@@ -36,7 +42,10 @@ pub fn try_log_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, 
 
 /// Keeps path components to safe characters (run ids hold `:` and `+`, which are fine; `/` is not).
 fn sanitize(part: &str) -> String {
-    part.chars().map(|c| if c == '/' || c == '\\' || c == '\0' { '_' } else { c }).collect::<String>().replace("..", "__")
+    part.chars()
+        .map(|c| if c == '/' || c == '\\' || c == '\0' { '_' } else { c })
+        .collect::<String>()
+        .replace("..", "__")
 }
 
 /// Appends lines to a task log; cheap to clone and safe to share between threads.
@@ -51,7 +60,9 @@ impl LogWriter {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(LogWriter { file: Arc::new(Mutex::new(file)) })
+        Ok(LogWriter {
+            file: Arc::new(Mutex::new(file)),
+        })
     }
 
     pub fn line(&self, level: &str, logger: &str, event: &str) {

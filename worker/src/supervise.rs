@@ -44,7 +44,12 @@ impl TryFiles {
             name.push(suffix);
             PathBuf::from(name)
         };
-        TryFiles { log: log.to_path_buf(), result: with(".result.json"), pid: with(".pid"), xcom: with(".xcom.json") }
+        TryFiles {
+            log: log.to_path_buf(),
+            result: with(".result.json"),
+            pid: with(".pid"),
+            xcom: with(".xcom.json"),
+        }
     }
 }
 
@@ -96,19 +101,34 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(writer: &LogWriter, program: &str, args: &[String]) -> SupervisorResult {
-    let child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
     let mut child = match child {
         Ok(child) => child,
         Err(err) => {
             let message = format!("cannot start `{program}`: {err}");
             writer.error(&message);
-            return SupervisorResult { exit_code: Some(127), spawn_error: Some(message), ..Default::default() };
+            return SupervisorResult {
+                exit_code: Some(127),
+                spawn_error: Some(message),
+                ..Default::default()
+            };
         }
     };
     let last_line: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let mut threads = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        threads.push(copy_lines(stdout, writer.clone(), "task.stdout", "info", Some(last_line.clone())));
+        threads.push(copy_lines(
+            stdout,
+            writer.clone(),
+            "task.stdout",
+            "info",
+            Some(last_line.clone()),
+        ));
     }
     if let Some(stderr) = child.stderr.take() {
         threads.push(copy_lines(stderr, writer.clone(), "task.stderr", "error", None));
@@ -119,8 +139,18 @@ fn run(writer: &LogWriter, program: &str, args: &[String]) -> SupervisorResult {
     }
     let last = last_line.lock().ok().and_then(|guard| guard.clone());
     match status {
-        Ok(status) => SupervisorResult { exit_code: status.code(), signal: status.signal(), last_stdout_line: last, spawn_error: None },
-        Err(err) => SupervisorResult { exit_code: Some(1), spawn_error: Some(format!("wait failed: {err}")), last_stdout_line: last, signal: None },
+        Ok(status) => SupervisorResult {
+            exit_code: status.code(),
+            signal: status.signal(),
+            last_stdout_line: last,
+            spawn_error: None,
+        },
+        Err(err) => SupervisorResult {
+            exit_code: Some(1),
+            spawn_error: Some(format!("wait failed: {err}")),
+            last_stdout_line: last,
+            signal: None,
+        },
     }
 }
 

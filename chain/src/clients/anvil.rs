@@ -37,10 +37,7 @@ pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
             plan.settings.gas_limit.to_string(),
         ]);
         if let Some(block_time) = plan.settings.block_time {
-            command.args([
-                "--block-time".to_string(),
-                seconds_decimal(block_time.as_millis()),
-            ]);
+            command.args(["--block-time".to_string(), seconds_decimal(block_time.as_millis())]);
         }
         if prefunded {
             command.args(["--init".to_string(), node.path("genesis.json")]);

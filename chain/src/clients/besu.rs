@@ -4,9 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::{forks_at_genesis, geth_alloc, ISTANBUL_MIX_HASH, ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
-use crate::generate::{
-    hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode,
-};
+use crate::generate::{hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::output::{CommandSpec, GeneratedFile};
 use crate::spec::Consensus;
 
@@ -83,10 +81,7 @@ fn bft_section(plan: &Plan<'_>) -> Value {
 
 fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<NodeOutput> {
     let files = vec![
-        GeneratedFile::public(
-            "static-nodes.json",
-            static_nodes_json(&plan.peer_enodes(index))?,
-        ),
+        GeneratedFile::public("static-nodes.json", static_nodes_json(&plan.peer_enodes(index))?),
         // Besu's key file: the 0x-prefixed private key; it signs blocks for validators.
         GeneratedFile::secret("key", format!("0x{}", node.key.secret_hex())),
     ];

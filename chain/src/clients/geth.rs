@@ -70,12 +70,7 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
         GeneratedFile::secret("nodekey", node.key.secret_hex()),
     ];
     let mut init = CommandSpec::new("geth");
-    init.args([
-        "init",
-        "--datadir",
-        &node.data_dir(),
-        &node.path("genesis.json"),
-    ]);
+    init.args(["init", "--datadir", &node.data_dir(), &node.path("genesis.json")]);
 
     let ports = node.params.ports;
     let host = node.params.host.as_str();
@@ -138,12 +133,7 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
         ]);
     }
     if node.is_validator() {
-        let keystore = Keystore::encrypt(
-            &node.key,
-            &node.password,
-            &plan.source,
-            node.slot.index as u32,
-        )?;
+        let keystore = Keystore::encrypt(&node.key, &node.password, &plan.source, node.slot.index as u32)?;
         files.push(GeneratedFile::secret(
             format!("keystore/{}", keystore.file_name()),
             keystore.to_json()?,
@@ -170,10 +160,7 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
 
 /// geth ≥1.12 ignores `static-nodes.json`; static peers live in `[Node.P2P] StaticNodes`.
 pub(crate) fn config_toml(peers: &[String]) -> String {
-    let quoted: Vec<String> = peers
-        .iter()
-        .map(|enode| format!("  \"{enode}\","))
-        .collect();
+    let quoted: Vec<String> = peers.iter().map(|enode| format!("  \"{enode}\",")).collect();
     if quoted.is_empty() {
         return "[Node.P2P]\nStaticNodes = []\n".to_string();
     }

@@ -16,8 +16,7 @@ use crate::generate::{bare_address, ClientOutput, Plan};
 use crate::spec::Client;
 
 /// ASCII "ctical byzantine fault tolerance": the Istanbul block digest every IBFT/QBFT genesis uses.
-pub const ISTANBUL_MIX_HASH: &str =
-    "0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365";
+pub const ISTANBUL_MIX_HASH: &str = "0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365";
 /// A zero 32-byte hash.
 pub const ZERO_HASH: &str = "0x0000000000000000000000000000000000000000000000000000000000000000";
 /// The zero address.

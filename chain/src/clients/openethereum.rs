@@ -5,9 +5,7 @@ use serde_json::{json, Map, Value};
 use super::{ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
 use crate::extradata::SEAL_LEN;
-use crate::generate::{
-    bare_address, hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode,
-};
+use crate::generate::{bare_address, hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::keystore::Keystore;
 use crate::output::{CommandSpec, GeneratedFile};
 use crate::spec::{Consensus, MIN_GAS_LIMIT};
@@ -78,11 +76,7 @@ pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
     genesis.insert("seal".into(), seal);
     genesis.insert(
         "difficulty".into(),
-        json!(if consensus == Consensus::Aura {
-            "0x20000"
-        } else {
-            "0x1"
-        }),
+        json!(if consensus == Consensus::Aura { "0x20000" } else { "0x1" }),
     );
     genesis.insert("author".into(), json!(ZERO_ADDRESS));
     genesis.insert("timestamp".into(), json!("0x0"));
@@ -236,12 +230,7 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
         ]);
     }
     if node.is_validator() {
-        let keystore = Keystore::encrypt(
-            &node.key,
-            &node.password,
-            &plan.source,
-            node.slot.index as u32,
-        )?;
+        let keystore = Keystore::encrypt(&node.key, &node.password, &plan.source, node.slot.index as u32)?;
         files.push(GeneratedFile::secret(
             format!("keys/{}/{}", plan.spec.name, keystore.file_name()),
             keystore.to_json()?,

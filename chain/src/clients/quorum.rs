@@ -4,9 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::{forks_at_genesis, geth_alloc, ISTANBUL_MIX_HASH, ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
-use crate::generate::{
-    hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode,
-};
+use crate::generate::{hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::keystore::Keystore;
 use crate::output::{CommandSpec, GeneratedFile};
 use crate::spec::Consensus;
@@ -45,11 +43,7 @@ pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
                 "policy": 0,
                 "ceil2Nby3Block": 0,
             });
-            let key = if consensus == Consensus::Ibft {
-                "ibft"
-            } else {
-                "qbft"
-            };
+            let key = if consensus == Consensus::Ibft { "ibft" } else { "qbft" };
             config.insert(key.into(), bft);
             if consensus == Consensus::Qbft {
                 forks_at_genesis(&mut config, QUORUM_QBFT_FORKS);
@@ -65,10 +59,7 @@ pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
     }
     config.insert("isQuorum".into(), Value::Bool(true));
     config.insert("txnSizeLimit".into(), Value::from(64));
-    config.insert(
-        "maxCodeSizeConfig".into(),
-        json!([{ "block": 0, "size": 64 }]),
-    );
+    config.insert("maxCodeSizeConfig".into(), json!([{ "block": 0, "size": 64 }]));
     let (difficulty, mix_hash) = match consensus {
         Consensus::Ibft | Consensus::Qbft => ("0x1", ISTANBUL_MIX_HASH),
         Consensus::Raft => ("0x0", ZERO_HASH),
@@ -115,11 +106,7 @@ fn static_nodes_for(plan: &Plan<'_>) -> Vec<String> {
         .collect()
 }
 
-fn node_output(
-    plan: &Plan<'_>,
-    node: &PlannedNode<'_>,
-    static_nodes: &[String],
-) -> Result<NodeOutput> {
+fn node_output(plan: &Plan<'_>, node: &PlannedNode<'_>, static_nodes: &[String]) -> Result<NodeOutput> {
     let consensus = plan.spec.consensus;
     let mut files = vec![
         // quorum 1.10 still reads <datadir>/geth/static-nodes.json (raft requires it).
@@ -127,12 +114,7 @@ fn node_output(
         GeneratedFile::secret("nodekey", node.key.secret_hex()),
     ];
     let mut init = CommandSpec::new("geth");
-    init.args([
-        "init",
-        "--datadir",
-        &node.data_dir(),
-        &node.path("genesis.json"),
-    ]);
+    init.args(["init", "--datadir", &node.data_dir(), &node.path("genesis.json")]);
     init.env("PRIVATE_CONFIG", "ignore");
 
     let apis = match consensus {
@@ -221,12 +203,7 @@ fn node_output(
             ]);
         }
         Consensus::Clique if node.is_validator() => {
-            let keystore = Keystore::encrypt(
-                &node.key,
-                &node.password,
-                &plan.source,
-                node.slot.index as u32,
-            )?;
+            let keystore = Keystore::encrypt(&node.key, &node.password, &plan.source, node.slot.index as u32)?;
             files.push(GeneratedFile::secret(
                 format!("keystore/{}", keystore.file_name()),
                 keystore.to_json()?,

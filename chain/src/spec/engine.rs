@@ -39,12 +39,7 @@ impl Client {
     pub fn supported_consensus(self) -> &'static [Consensus] {
         match self {
             Client::Geth => &[Consensus::Clique],
-            Client::Quorum => &[
-                Consensus::Ibft,
-                Consensus::Qbft,
-                Consensus::Raft,
-                Consensus::Clique,
-            ],
+            Client::Quorum => &[Consensus::Ibft, Consensus::Qbft, Consensus::Raft, Consensus::Clique],
             Client::Besu => &[Consensus::Ibft2, Consensus::Qbft, Consensus::Clique],
             Client::Openethereum => &[Consensus::Aura, Consensus::Clique],
             Client::Anvil => &[Consensus::Interval, Consensus::Instant],
@@ -132,11 +127,9 @@ impl Consensus {
         match self {
             // Client defaults: clique period 5 (geth testdata), IBFT/QBFT 5 (quickstart),
             // stepDuration 5, raft 50 ms (quorum flags.go), anvil 1 s.
-            Consensus::Clique
-            | Consensus::Ibft
-            | Consensus::Qbft
-            | Consensus::Ibft2
-            | Consensus::Aura => Some(Duration::from_secs(5)),
+            Consensus::Clique | Consensus::Ibft | Consensus::Qbft | Consensus::Ibft2 | Consensus::Aura => {
+                Some(Duration::from_secs(5))
+            }
             Consensus::Raft => Some(Duration::from_millis(50)),
             Consensus::Interval => Some(Duration::from_secs(1)),
             Consensus::Instant => None,

@@ -237,12 +237,10 @@ impl NetworkSpec {
         }
         if self.members > 0 {
             match self.consensus {
-                Consensus::Raft => {
-                    return Err(invalid(
-                        "members",
-                        "raft has no non-voting members at genesis: every node is a raft peer, so count them in `nodes`",
-                    ))
-                }
+                Consensus::Raft => return Err(invalid(
+                    "members",
+                    "raft has no non-voting members at genesis: every node is a raft peer, so count them in `nodes`",
+                )),
                 Consensus::Interval | Consensus::Instant => {
                     return Err(invalid(
                         "members",
@@ -284,11 +282,7 @@ impl NetworkSpec {
         let whole_seconds = block_time.subsec_nanos() == 0;
         let whole_millis = block_time.subsec_nanos() % 1_000_000 == 0;
         match self.consensus {
-            Consensus::Clique
-            | Consensus::Ibft
-            | Consensus::Qbft
-            | Consensus::Ibft2
-            | Consensus::Aura
+            Consensus::Clique | Consensus::Ibft | Consensus::Qbft | Consensus::Ibft2 | Consensus::Aura
                 if !whole_seconds =>
             {
                 Err(Error::BlockTimeUnit {
@@ -435,11 +429,7 @@ fn invalid(field: &'static str, reason: &str) -> Error {
 }
 
 fn join(consensus: &[Consensus]) -> String {
-    consensus
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    consensus.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Names become directory names and kube object names: keep them DNS-label shaped.
@@ -456,8 +446,6 @@ fn validate_name(field: &'static str, name: &str) -> Result<()> {
     }
     Err(Error::InvalidField {
         field,
-        reason: format!(
-            "`{name}` must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'"
-        ),
+        reason: format!("`{name}` must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'"),
     })
 }

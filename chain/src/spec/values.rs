@@ -14,10 +14,7 @@ impl Balance {
     /// Parses a decimal or `0x`-prefixed hex amount of wei.
     pub fn parse(text: &str) -> Option<Self> {
         let trimmed = text.trim();
-        let parsed = match trimmed
-            .strip_prefix("0x")
-            .or_else(|| trimmed.strip_prefix("0X"))
-        {
+        let parsed = match trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")) {
             Some(hex) if !hex.is_empty() => U256::from_str_radix(hex, 16).ok(),
             Some(_) => None,
             None if trimmed.is_empty() => None,
@@ -125,9 +122,9 @@ impl<'de> Deserialize<'de> for Region {
             Full(Full),
         }
 
-        match Shape::deserialize(deserializer).map_err(|_| {
-            de::Error::custom("a region is a name or a map with `name` and optional `context`")
-        })? {
+        match Shape::deserialize(deserializer)
+            .map_err(|_| de::Error::custom("a region is a name or a map with `name` and optional `context`"))?
+        {
             Shape::Name(name) => Ok(Region::named(name)),
             Shape::Full(full) => Ok(Region {
                 name: full.name,

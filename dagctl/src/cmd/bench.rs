@@ -35,17 +35,48 @@ struct Scenario {
 }
 
 const SCENARIOS: [Scenario; 4] = [
-    Scenario { name: "independent-1000-empty", tasks: 1000, chain: false, operator: "empty" },
-    Scenario { name: "independent-1000-bash", tasks: 1000, chain: false, operator: "bash" },
-    Scenario { name: "chain-40-empty", tasks: 40, chain: true, operator: "empty" },
-    Scenario { name: "chain-40-bash", tasks: 40, chain: true, operator: "bash" },
+    Scenario {
+        name: "independent-1000-empty",
+        tasks: 1000,
+        chain: false,
+        operator: "empty",
+    },
+    Scenario {
+        name: "independent-1000-bash",
+        tasks: 1000,
+        chain: false,
+        operator: "bash",
+    },
+    Scenario {
+        name: "chain-40-empty",
+        tasks: 40,
+        chain: true,
+        operator: "empty",
+    },
+    Scenario {
+        name: "chain-40-bash",
+        tasks: 40,
+        chain: true,
+        operator: "bash",
+    },
 ];
 
 fn dag_yaml(scenario: &Scenario) -> String {
-    let mut text = format!("bench_{}:\n  max_active_tasks: 100000\n  tasks:\n", scenario.name.replace('-', "_"));
+    let mut text = format!(
+        "bench_{}:\n  max_active_tasks: 100000\n  tasks:\n",
+        scenario.name.replace('-', "_")
+    );
     for i in 0..scenario.tasks {
-        let op = if scenario.operator == "bash" { "{operator: bash, bash_command: 'true', do_xcom_push: false" } else { "{operator: empty" };
-        let deps = if scenario.chain && i > 0 { format!(", dependencies: [t{}]", i - 1) } else { String::new() };
+        let op = if scenario.operator == "bash" {
+            "{operator: bash, bash_command: 'true', do_xcom_push: false"
+        } else {
+            "{operator: empty"
+        };
+        let deps = if scenario.chain && i > 0 {
+            format!(", dependencies: [t{}]", i - 1)
+        } else {
+            String::new()
+        };
         text.push_str(&format!("    t{i}: {op}{deps}}}\n"));
     }
     text
@@ -73,8 +104,16 @@ pub async fn scheduler(config: &Config, database: Database, output: Format) -> R
     for scenario in &SCENARIOS {
         eprintln!("running {} on {database_name} ...", scenario.name);
         let measured = run_scenario(&bench_config, &db.store, scenario).await?;
-        let baseline_per_task = if scenario.operator == "bash" { spawn_baseline } else { roundtrip_baseline };
-        let baseline = if scenario.chain { baseline_per_task * scenario.tasks as f64 } else { baseline_per_task * scenario.tasks as f64 / bench_config.parallelism.min(2) as f64 };
+        let baseline_per_task = if scenario.operator == "bash" {
+            spawn_baseline
+        } else {
+            roundtrip_baseline
+        };
+        let baseline = if scenario.chain {
+            baseline_per_task * scenario.tasks as f64
+        } else {
+            baseline_per_task * scenario.tasks as f64 / bench_config.parallelism.min(2) as f64
+        };
         rows.push(json!({
             "scenario": scenario.name,
             "database": database_name,
@@ -89,9 +128,27 @@ pub async fn scheduler(config: &Config, database: Database, output: Format) -> R
         }));
     }
     let _ = std::fs::remove_dir_all(&logs);
-    print_rows(output, &["scenario", "database", "tasks", "wall_s", "ti_per_s", "mean_hop_ms", "baseline_s", "ratio_to_baseline", "state"], &rows);
+    print_rows(
+        output,
+        &[
+            "scenario",
+            "database",
+            "tasks",
+            "wall_s",
+            "ti_per_s",
+            "mean_hop_ms",
+            "baseline_s",
+            "ratio_to_baseline",
+            "state",
+        ],
+        &rows,
+    );
     if output == Format::Table {
-        println!("baselines: supervised `bash -c true` {:.2} ms per task; store round trip {:.3} ms", spawn_baseline * 1000.0, roundtrip_baseline * 1000.0);
+        println!(
+            "baselines: supervised `bash -c true` {:.2} ms per task; store round trip {:.3} ms",
+            spawn_baseline * 1000.0,
+            roundtrip_baseline * 1000.0
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -115,7 +172,9 @@ struct Measured {
 
 async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Result<Measured> {
     let parsed = parse_text("bench.yml", &dag_yaml(scenario), &[], &OperatorRegistry::builtin());
-    let Some(spec) = parsed.dags.into_iter().next() else { bail!("bench DAG did not parse: {:?}", parsed.errors) };
+    let Some(spec) = parsed.dags.into_iter().next() else {
+        bail!("bench DAG did not parse: {:?}", parsed.errors)
+    };
     store.put_dag(&spec, false).await?;
     let run = store
         .create_run(NewRun {
@@ -159,7 +218,11 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     if run_row.state != RunState::Success {
         eprintln!("warning: {} ended {}", scenario.name, run_row.state);
     }
-    Ok(Measured { wall, mean_hop, state: run_row.state.to_string() })
+    Ok(Measured {
+        wall,
+        mean_hop,
+        state: run_row.state.to_string(),
+    })
 }
 
 /// Mean seconds of one supervised `bash -c true`, run one after another.

@@ -22,7 +22,9 @@ use crate::runtime::{build_scheduler, open_store, scheduler_options, sync_folder
 use crate::TriggerArgs;
 
 fn time(value: Option<chrono::DateTime<Utc>>) -> Value {
-    value.map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Secs, true))).unwrap_or(Value::Null)
+    value
+        .map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Secs, true)))
+        .unwrap_or(Value::Null)
 }
 
 pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Map<String, Value>> {
@@ -39,13 +41,17 @@ pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Map<String, Value>> 
 /// A DAG by id, with a helpful error when it is missing.
 pub async fn find_dag(store: &Store, dag_id: &str) -> Result<DagRow> {
     match store.get_dag(dag_id).await {
-        Ok(dag) if dag.is_stale => bail!("dag `{dag_id}` is no longer defined by any file in the DAGs folder"),
+        Ok(dag) if dag.is_stale => {
+            bail!("dag `{dag_id}` is no longer defined by any file in the DAGs folder")
+        }
         Ok(dag) => Ok(dag),
         Err(engine::Error::NotFound(_)) => {
             let errors = store.import_errors().await?;
             match errors.iter().find(|e| e.dag_id.as_deref() == Some(dag_id)) {
                 Some(error) => bail!("dag `{dag_id}` failed to load: {}", error.message),
-                None => bail!("dag `{dag_id}` not found; `dagctl dags list` shows the DAGs that loaded"),
+                None => {
+                    bail!("dag `{dag_id}` not found; `dagctl dags list` shows the DAGs that loaded")
+                }
             }
         }
         Err(err) => Err(err.into()),
@@ -70,7 +76,19 @@ pub async fn list(config: &Config, output: Format) -> Result<ExitCode> {
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
     let rows: Vec<Value> = store.list_dags(false).await?.iter().map(dag_json).collect();
-    print_rows(output, &["dag_id", "fileloc", "owners", "is_paused", "schedule", "next_dagrun", "tags"], &rows);
+    print_rows(
+        output,
+        &[
+            "dag_id",
+            "fileloc",
+            "owners",
+            "is_paused",
+            "schedule",
+            "next_dagrun",
+            "tags",
+        ],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -79,12 +97,19 @@ pub async fn show(config: &Config, dag_id: &str, output: Format) -> Result<ExitC
     sync_folder(config, &store).await?;
     let dag = find_dag(&store, dag_id).await?;
     match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"dag": dag_json(&dag), "spec": dag.spec}))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"dag": dag_json(&dag), "spec": dag.spec}))?
+        ),
         Format::Table => {
             println!("dag_id:      {}", dag.dag_id);
             println!("file:        {}", dag.fileloc);
             println!("description: {}", dag.spec.description.clone().unwrap_or_default());
-            println!("schedule:    {} ({})", dag.spec.schedule.summary().unwrap_or_else(|| "manual only".into()), dag.spec.timezone);
+            println!(
+                "schedule:    {} ({})",
+                dag.spec.schedule.summary().unwrap_or_else(|| "manual only".into()),
+                dag.spec.timezone
+            );
             println!("paused:      {}", dag.is_paused);
             println!("version:     {} ({})", dag.version_number, &dag.version_hash[..12]);
             println!();
@@ -94,7 +119,11 @@ pub async fn show(config: &Config, dag_id: &str, output: Format) -> Result<ExitC
                 .iter()
                 .map(|t| json!({"task_id": t.task_id, "operator": t.operator, "upstream": t.upstream.join(","), "trigger_rule": t.trigger_rule.as_str(), "retries": t.retries, "pool": t.pool}))
                 .collect();
-            print_rows(Format::Table, &["task_id", "operator", "upstream", "trigger_rule", "retries", "pool"], &rows);
+            print_rows(
+                Format::Table,
+                &["task_id", "operator", "upstream", "trigger_rule", "retries", "pool"],
+                &rows,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -102,7 +131,11 @@ pub async fn show(config: &Config, dag_id: &str, output: Format) -> Result<ExitC
 
 pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<ExitCode> {
     let registry = crate::runtime::registry();
-    let targets: Vec<PathBuf> = if paths.is_empty() { vec![config.dags_folder.clone()] } else { paths.to_vec() };
+    let targets: Vec<PathBuf> = if paths.is_empty() {
+        vec![config.dags_folder.clone()]
+    } else {
+        paths.to_vec()
+    };
     let mut files = Vec::new();
     for target in &targets {
         if target.is_dir() {
@@ -119,7 +152,9 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
     for file in &files {
         for error in &file.errors {
             bad += 1;
-            rows.push(json!({"file": file.path, "line": error.location.line, "level": "error", "message": error.to_string()}));
+            rows.push(
+                json!({"file": file.path, "line": error.location.line, "level": "error", "message": error.to_string()}),
+            );
         }
         for warning in &file.warnings {
             rows.push(json!({"file": file.path, "line": warning.location.line, "level": "warning", "message": warning.to_string()}));
@@ -127,7 +162,10 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
     }
     let dags: usize = files.iter().map(|f| f.dags.len()).sum();
     match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"files": files.len(), "dags": dags, "problems": rows}))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": files.len(), "dags": dags, "problems": rows}))?
+        ),
         Format::Table => {
             for row in &rows {
                 let prefix = if row["level"] == "error" { "error" } else { "warning" };
@@ -163,11 +201,21 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
 
 pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
     let conf = parse_conf(args.conf.as_deref())?;
-    let timeout = args.timeout.as_deref().map(engine::duration::parse_duration_str).transpose().map_err(|e| anyhow!("--timeout: {e}"))?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(engine::duration::parse_duration_str)
+        .transpose()
+        .map_err(|e| anyhow!("--timeout: {e}"))?;
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
     let dag = find_dag(&store, &args.dag_id).await?;
-    let logical_date = args.logical_date.as_deref().map(|text| parse_datetime(text, &dag.spec.timezone)).transpose().map_err(|e| anyhow!("--logical-date: {e}"))?;
+    let logical_date = args
+        .logical_date
+        .as_deref()
+        .map(|text| parse_datetime(text, &dag.spec.timezone))
+        .transpose()
+        .map_err(|e| anyhow!("--logical-date: {e}"))?;
     let data_interval = match (logical_date, Timetable::new(&dag.spec.schedule, &dag.spec.timezone)) {
         (Some(date), Ok(timetable)) => Some(timetable.interval_for_logical_date(date)),
         _ => None,
@@ -187,20 +235,32 @@ pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
         })
         .await?;
     match args.output {
-        Format::Json if !args.wait => println!("{}", serde_json::to_string_pretty(&run_json(&run))?),
+        Format::Json if !args.wait => {
+            println!("{}", serde_json::to_string_pretty(&run_json(&run))?)
+        }
         _ => println!("triggered run {} of dag {}", run.run_id, run.dag_id),
     }
     if dag.is_paused {
-        eprintln!("warning: dag `{}` is paused: the run starts when you unpause it (dagctl dags unpause {})", dag.dag_id, dag.dag_id);
+        eprintln!(
+            "warning: dag `{}` is paused: the run starts when you unpause it (dagctl dags unpause {})",
+            dag.dag_id, dag.dag_id
+        );
     }
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
     let state = wait_for_run(&store, &run, timeout).await?;
     if args.output == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&run_json(&store.get_run_by_pk(run.id).await?))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(&store.get_run_by_pk(run.id).await?))?
+        );
     }
-    Ok(if state == RunState::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_json(run: &RunRow) -> Value {
@@ -250,22 +310,42 @@ pub async fn wait_for_run(store: &Store, run: &RunRow, timeout: Option<Duration>
             if tty {
                 eprintln!();
             }
-            let failed: Vec<&str> = tis.iter().filter(|(_, s)| *s == TaskState::Failed).map(|(t, _)| t.as_str()).collect();
+            let failed: Vec<&str> = tis
+                .iter()
+                .filter(|(_, s)| *s == TaskState::Failed)
+                .map(|(t, _)| t.as_str())
+                .collect();
             if !failed.is_empty() {
-                eprintln!("failed tasks: {} (see: dagctl tasks logs {} {} TASK)", failed.join(", "), run.dag_id, run.run_id);
+                eprintln!(
+                    "failed tasks: {} (see: dagctl tasks logs {} {} TASK)",
+                    failed.join(", "),
+                    run.dag_id,
+                    run.run_id
+                );
             }
             return Ok(state);
         }
         if !warned && state == RunState::Queued && started.elapsed() > Duration::from_secs(5) {
-            let alive = store.latest_scheduler_heartbeat().await?.map(|hb| Utc::now() - hb < chrono::Duration::seconds(30)).unwrap_or(false);
+            let alive = store
+                .latest_scheduler_heartbeat()
+                .await?
+                .map(|hb| Utc::now() - hb < chrono::Duration::seconds(30))
+                .unwrap_or(false);
             if !alive {
-                eprintln!("{}note: no scheduler is running; start one with `dagctl standalone` or `dagctl scheduler`", if tty { "\n" } else { "" });
+                eprintln!(
+                    "{}note: no scheduler is running; start one with `dagctl standalone` or `dagctl scheduler`",
+                    if tty { "\n" } else { "" }
+                );
                 warned = true;
             }
         }
         if let Some(limit) = timeout {
             if started.elapsed() > limit {
-                bail!("run {} did not end within {}", run.run_id, engine::duration::format_duration(limit));
+                bail!(
+                    "run {} did not end within {}",
+                    run.run_id,
+                    engine::duration::format_duration(limit)
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -287,7 +367,10 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
             if !print_logs {
                 continue;
             }
-            println!("--- {}.{} try {}: {} ---", notice.dag_id, notice.task_id, notice.try_number, notice.state);
+            println!(
+                "--- {}.{} try {}: {} ---",
+                notice.dag_id, notice.task_id, notice.try_number, notice.state
+            );
             if let Ok(lines) = worker::log::read_log(&notice.log_path) {
                 for line in lines {
                     println!("{}", line.to_text());
@@ -307,7 +390,12 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
     Ok(())
 }
 
-pub async fn test(config: &Config, dag_id: &str, logical_date: Option<String>, conf: Option<String>) -> Result<ExitCode> {
+pub async fn test(
+    config: &Config,
+    dag_id: &str,
+    logical_date: Option<String>,
+    conf: Option<String>,
+) -> Result<ExitCode> {
     let conf = parse_conf(conf.as_deref())?;
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
@@ -316,11 +404,16 @@ pub async fn test(config: &Config, dag_id: &str, logical_date: Option<String>, c
         Some(text) => parse_datetime(&text, &dag.spec.timezone).map_err(|e| anyhow!("logical date: {e}"))?,
         None => Utc::now(),
     };
-    let interval = Timetable::new(&dag.spec.schedule, &dag.spec.timezone).ok().map(|t| t.interval_for_logical_date(date));
+    let interval = Timetable::new(&dag.spec.schedule, &dag.spec.timezone)
+        .ok()
+        .map(|t| t.interval_for_logical_date(date));
     let run = store
         .create_run(NewRun {
             spec: &dag.spec,
-            run_id: Some(format!("test__{}", Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true))),
+            run_id: Some(format!(
+                "test__{}",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+            )),
             run_type: RunType::Manual,
             logical_date: Some(date),
             data_interval: interval,
@@ -339,7 +432,11 @@ pub async fn test(config: &Config, dag_id: &str, logical_date: Option<String>, c
     for ti in &tis {
         println!("{:<40} {}", ti.task_id, ti.state);
     }
-    Ok(if run.state == RunState::Success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if run.state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, local: bool) -> Result<ExitCode> {
@@ -378,7 +475,10 @@ pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, loc
                 println!("created {}", run.run_id);
                 created.push(run.id);
             }
-            Err(engine::Error::Conflict(_)) => println!("exists  run for {}", interval.start.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            Err(engine::Error::Conflict(_)) => println!(
+                "exists  run for {}",
+                interval.start.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
             Err(err) => return Err(err.into()),
         }
     }
@@ -396,19 +496,50 @@ pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, loc
         println!("{:<50} {}", run.run_id, run.state);
         failed += usize::from(run.state != RunState::Success);
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-pub async fn list_runs(config: &Config, dag_id: &str, state: Option<String>, limit: i64, output: Format) -> Result<ExitCode> {
+pub async fn list_runs(
+    config: &Config,
+    dag_id: &str,
+    state: Option<String>,
+    limit: i64,
+    output: Format,
+) -> Result<ExitCode> {
     let store = open_store(config).await?;
     let states = match state {
         Some(text) => vec![text.parse::<RunState>()?],
         None => vec![],
     };
-    store.get_dag(dag_id).await.map_err(|_| anyhow!("dag `{dag_id}` not found"))?;
-    let filter = RunFilter { dag_id: Some(dag_id.to_string()), states, limit, descending: true, ..Default::default() };
+    store
+        .get_dag(dag_id)
+        .await
+        .map_err(|_| anyhow!("dag `{dag_id}` not found"))?;
+    let filter = RunFilter {
+        dag_id: Some(dag_id.to_string()),
+        states,
+        limit,
+        descending: true,
+        ..Default::default()
+    };
     let (runs, _) = store.list_runs(&filter).await?;
     let rows: Vec<Value> = runs.iter().map(run_json).collect();
-    print_rows(output, &["dag_id", "run_id", "state", "run_type", "logical_date", "start_date", "end_date"], &rows);
+    print_rows(
+        output,
+        &[
+            "dag_id",
+            "run_id",
+            "state",
+            "run_type",
+            "logical_date",
+            "start_date",
+            "end_date",
+        ],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -27,8 +27,12 @@ struct AppState {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DAGCTL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAGCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn shutdown_token() -> CancellationToken {
@@ -56,21 +60,34 @@ pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
 async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalone: bool) -> Result<ExitCode> {
     init_tracing();
     let store = open_store(&config).await?;
-    std::fs::create_dir_all(&config.dags_folder).with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
+    std::fs::create_dir_all(&config.dags_folder)
+        .with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_token();
     let mut http = None;
     if let Some(port) = port.or(if standalone { Some(config.port) } else { None }) {
         let host = host.unwrap_or_else(|| config.host.clone());
-        let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let addr: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
         info!(address = %bound, "http server listening");
-        println!("dagctl {} listening on http://{bound} (health: /health, metrics: /metrics)", if standalone { "standalone" } else { "scheduler" });
-        let app = router(AppState { store: store.clone(), metrics: Arc::clone(&metrics) });
+        println!(
+            "dagctl {} listening on http://{bound} (health: /health, metrics: /metrics)",
+            if standalone { "standalone" } else { "scheduler" }
+        );
+        let app = router(AppState {
+            store: store.clone(),
+            metrics: Arc::clone(&metrics),
+        });
         let token = shutdown.clone();
         http = Some(tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
         }));
     }
     println!("dags folder: {}", config.dags_folder.display());
@@ -96,7 +113,9 @@ fn router(state: AppState) -> Router {
 async fn health(State(state): State<AppState>) -> Response {
     let db_ok = state.store.ping().await.is_ok();
     let heartbeat = state.store.latest_scheduler_heartbeat().await.ok().flatten();
-    let scheduler_ok = heartbeat.map(|hb| Utc::now() - hb < chrono::Duration::seconds(30)).unwrap_or(false);
+    let scheduler_ok = heartbeat
+        .map(|hb| Utc::now() - hb < chrono::Duration::seconds(30))
+        .unwrap_or(false);
     let status = |ok: bool| if ok { "healthy" } else { "unhealthy" };
     let body = json!({
         "metadatabase": {"status": status(db_ok)},
@@ -104,7 +123,11 @@ async fn health(State(state): State<AppState>) -> Response {
         "triggerer": {"status": null, "latest_triggerer_heartbeat": null},
         "dag_processor": {"status": status(scheduler_ok), "latest_dag_processor_heartbeat": heartbeat.map(|hb| hb.to_rfc3339_opts(SecondsFormat::Micros, true))},
     });
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -121,7 +144,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|p| (p.name.clone(), p.open_slots(), p.running_slots, p.queued_slots))
         .collect();
-    let states: Vec<(String, i64)> = state.store.ti_state_counts().await.unwrap_or_default().into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+    let states: Vec<(String, i64)> = state
+        .store
+        .ti_state_counts()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
     let body = state.metrics.render(&pools, &states);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

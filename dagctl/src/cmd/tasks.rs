@@ -24,22 +24,40 @@ pub async fn list(config: &Config, dag_id: &str, output: Format) -> Result<ExitC
             }
         }
         Format::Json => {
-            let rows: Vec<Value> = dag.spec.tasks.iter().map(|t| json!({"task_id": t.task_id, "operator": t.operator, "upstream": t.upstream})).collect();
+            let rows: Vec<Value> = dag
+                .spec
+                .tasks
+                .iter()
+                .map(|t| json!({"task_id": t.task_id, "operator": t.operator, "upstream": t.upstream}))
+                .collect();
             print_rows(Format::Json, &[], &rows);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn logs(config: &Config, dag_id: &str, run_id: &str, task_id: &str, try_number: Option<i64>, follow: bool) -> Result<ExitCode> {
+pub async fn logs(
+    config: &Config,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<i64>,
+    follow: bool,
+) -> Result<ExitCode> {
     let store = open_store(config).await?;
     let ti = store.get_ti(dag_id, run_id, task_id).await?;
     let try_number = try_number.unwrap_or(ti.try_number);
     if try_number < 1 {
-        bail!("task `{task_id}` has not run yet in run `{run_id}` (state {})", ti.state);
+        bail!(
+            "task `{task_id}` has not run yet in run `{run_id}` (state {})",
+            ti.state
+        );
     }
     if try_number > ti.try_number {
-        bail!("task `{task_id}` has made {} tries; there is no try {try_number}", ti.try_number);
+        bail!(
+            "task `{task_id}` has made {} tries; there is no try {try_number}",
+            ti.try_number
+        );
     }
     let path = worker::log::try_log_path(&config.logs_dir(), dag_id, run_id, task_id, try_number);
     let mut printed = 0;
@@ -51,7 +69,9 @@ pub async fn logs(config: &Config, dag_id: &str, run_id: &str, task_id: &str, tr
                 }
                 printed = lines.len();
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !follow => bail!("no log for try {try_number} at {}", path.display()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !follow => {
+                bail!("no log for try {try_number} at {}", path.display())
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(anyhow!("cannot read {}: {err}", path.display())),
         }
@@ -73,19 +93,43 @@ pub async fn logs(config: &Config, dag_id: &str, run_id: &str, task_id: &str, tr
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn clear(config: &Config, dag_id: &str, run_id: Option<String>, task_ids: Vec<String>, only_failed: bool) -> Result<ExitCode> {
+pub async fn clear(
+    config: &Config,
+    dag_id: &str,
+    run_id: Option<String>,
+    task_ids: Vec<String>,
+    only_failed: bool,
+) -> Result<ExitCode> {
     let store = open_store(config).await?;
     let run_id = match run_id {
         Some(run_id) => run_id,
         None => {
-            let filter = RunFilter { dag_id: Some(dag_id.to_string()), limit: 1, descending: true, ..Default::default() };
+            let filter = RunFilter {
+                dag_id: Some(dag_id.to_string()),
+                limit: 1,
+                descending: true,
+                ..Default::default()
+            };
             let (runs, _) = store.list_runs(&filter).await?;
-            runs.into_iter().next().map(|r| r.run_id).ok_or_else(|| anyhow!("dag `{dag_id}` has no runs to clear"))?
+            runs.into_iter()
+                .next()
+                .map(|r| r.run_id)
+                .ok_or_else(|| anyhow!("dag `{dag_id}` has no runs to clear"))?
         }
     };
-    let ids = if task_ids.is_empty() { None } else { Some(task_ids.as_slice()) };
-    let cleared = store.clear_tis(dag_id, &run_id, ids, only_failed, std::env::var("USER").ok().as_deref()).await?;
-    println!("cleared {} task instance(s) of run {run_id}: {}", cleared.len(), cleared.join(", "));
+    let ids = if task_ids.is_empty() {
+        None
+    } else {
+        Some(task_ids.as_slice())
+    };
+    let cleared = store
+        .clear_tis(dag_id, &run_id, ids, only_failed, std::env::var("USER").ok().as_deref())
+        .await?;
+    println!(
+        "cleared {} task instance(s) of run {run_id}: {}",
+        cleared.len(),
+        cleared.join(", ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,7 +148,11 @@ pub async fn states(config: &Config, dag_id: &str, run_id: &str, output: Format)
             })
         })
         .collect();
-    print_rows(output, &["task_id", "state", "try_number", "start_date", "end_date", "message"], &rows);
+    print_rows(
+        output,
+        &["task_id", "state", "try_number", "start_date", "end_date", "message"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,7 +164,11 @@ pub async fn pools(config: &Config, output: Format) -> Result<ExitCode> {
         .iter()
         .map(|p| json!({"pool": p.name, "slots": p.slots, "running": p.running_slots, "queued": p.queued_slots, "open": p.open_slots(), "description": p.description}))
         .collect();
-    print_rows(output, &["pool", "slots", "running", "queued", "open", "description"], &rows);
+    print_rows(
+        output,
+        &["pool", "slots", "running", "queued", "open", "description"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,13 +21,20 @@ impl Home {
     pub fn new() -> Home {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("dags")).unwrap();
-        Home { dir, database_url: None, pg_name: None }
+        Home {
+            dir,
+            database_url: None,
+            pg_name: None,
+        }
     }
 
     /// A home whose store is a fresh PostgreSQL database.
     pub fn postgres() -> Home {
         let mut home = Home::new();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let (url, name) = rt.block_on(engine::testing::create_pg_database());
         home.database_url = Some(url);
         home.pg_name = Some(name);
@@ -50,7 +57,11 @@ impl Home {
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(BIN);
-        command.env("DAGCTL_HOME", self.path()).env("DAGCTL_DAGS_FOLDER", self.dags()).env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", "false").env_remove("DAGCTL_PARALLELISM");
+        command
+            .env("DAGCTL_HOME", self.path())
+            .env("DAGCTL_DAGS_FOLDER", self.dags())
+            .env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", "false")
+            .env_remove("DAGCTL_PARALLELISM");
         match &self.database_url {
             Some(url) => command.env("DAGCTL_DATABASE_URL", url),
             None => command.env_remove("DAGCTL_DATABASE_URL"),
@@ -60,14 +71,24 @@ impl Home {
 
     /// Runs `dagctl ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        let output = self.command().args(args).stdin(Stdio::null()).output().expect("run dagctl");
+        let output = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dagctl");
         output
     }
 
     /// Runs `dagctl ARGS`, which must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
-        assert!(output.status.success(), "dagctl {args:?} failed: {}\nstdout: {}", stderr(&output), stdout(&output));
+        assert!(
+            output.status.success(),
+            "dagctl {args:?} failed: {}\nstdout: {}",
+            stderr(&output),
+            stdout(&output)
+        );
         stdout(&output)
     }
 
@@ -94,13 +115,26 @@ impl Home {
     pub fn spawn(&self, args: &[&str]) -> Proc {
         let log = self.path().join(format!("proc-{}.log", uuid_like()));
         let file = std::fs::File::create(&log).unwrap();
-        let child = self.command().args(args).stdin(Stdio::null()).stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn dagctl");
-        Proc { child: Some(child), log }
+        let child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn dagctl");
+        Proc {
+            child: Some(child),
+            log,
+        }
     }
 
     /// The states of a run's task instances, by task id.
     pub fn states(&self, dag_id: &str, run_id: &str) -> Vec<serde_json::Value> {
-        self.json(&["tasks", "states-for-dag-run", dag_id, run_id]).as_array().cloned().unwrap_or_default()
+        self.json(&["tasks", "states-for-dag-run", dag_id, run_id])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -150,7 +184,10 @@ impl Proc {
     /// SIGTERM and wait (bounded), then SIGKILL.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -202,18 +239,28 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
 /// True when a process with this pid exists (and is not a zombie).
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(true),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
         Err(_) => false,
     }
 }

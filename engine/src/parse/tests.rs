@@ -7,7 +7,11 @@ fn parse(text: &str) -> ParsedFile {
 
 fn only_error(text: &str) -> DagFileError {
     let parsed = parse(text);
-    assert!(parsed.dags.is_empty(), "expected no DAGs, got {:?}", parsed.dags.iter().map(|d| &d.dag_id).collect::<Vec<_>>());
+    assert!(
+        parsed.dags.is_empty(),
+        "expected no DAGs, got {:?}",
+        parsed.dags.iter().map(|d| &d.dag_id).collect::<Vec<_>>()
+    );
     assert_eq!(parsed.errors.len(), 1, "{:#?}", parsed.errors);
     parsed.errors[0].clone()
 }
@@ -50,7 +54,13 @@ fn reads_dag_factory_example_as_is() {
     let dag = &parsed.dags[0];
     assert_eq!(dag.dag_id, "basic_example_dag");
     assert_eq!(dag.owner, "custom_owner");
-    assert_eq!(dag.schedule, Schedule::Cron { expr: "0 3 * * *".into(), display: "0 3 * * *".into() });
+    assert_eq!(
+        dag.schedule,
+        Schedule::Cron {
+            expr: "0 3 * * *".into(),
+            display: "0 3 * * *".into()
+        }
+    );
     assert_eq!(dag.start_date.unwrap().to_rfc3339(), "2024-11-11T00:00:00+00:00");
     assert!(dag.render_template_as_native_obj);
     let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
@@ -89,16 +99,23 @@ etl:
     assert_eq!(dag.params["nodes"], 4);
     assert_eq!(dag.tags, vec!["chain", "nightly"]);
     let extract = dag.task("extract").unwrap();
-    assert_eq!((extract.retries, extract.retry_delay, extract.pool.as_str()), (2, Duration::from_secs(30), "chain"));
+    assert_eq!(
+        (extract.retries, extract.retry_delay, extract.pool.as_str()),
+        (2, Duration::from_secs(30), "chain")
+    );
     assert_eq!(extract.max_retry_delay, Some(Duration::from_secs(300)));
     assert_eq!(extract.execution_timeout, Some(Duration::from_secs(90)));
     let load = dag.task("load").unwrap();
-    assert_eq!((load.retries, load.trigger_rule, load.operator.as_str()), (0, TriggerRule::AllDone, "empty"));
+    assert_eq!(
+        (load.retries, load.trigger_rule, load.operator.as_str()),
+        (0, TriggerRule::AllDone, "empty")
+    );
 }
 
 #[test]
 fn schedule_interval_is_accepted_with_a_warning() {
-    let parsed = parse("old:\n  schedule_interval: '@hourly'\n  start_date: 2026-01-01\n  tasks: {a: {operator: empty}}\n");
+    let parsed =
+        parse("old:\n  schedule_interval: '@hourly'\n  start_date: 2026-01-01\n  tasks: {a: {operator: empty}}\n");
     assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
     assert_eq!(parsed.warnings.len(), 1);
     assert_eq!(parsed.warnings[0].location.line, Some(2));
@@ -107,34 +124,60 @@ fn schedule_interval_is_accepted_with_a_warning() {
 
 #[test]
 fn errors_name_file_line_dag_task_and_key() {
-    let err = only_error("d:\n  tasks:\n    a: {operator: bash, bash_command: x}\n    b:\n      operator: SparkOperator\n");
+    let err =
+        only_error("d:\n  tasks:\n    a: {operator: bash, bash_command: x}\n    b:\n      operator: SparkOperator\n");
     assert_eq!(err.location.line, Some(5));
     assert_eq!(err.location.task_id.as_deref(), Some("b"));
     assert_eq!(err.location.key.as_deref(), Some("operator"));
-    assert!(err.message.contains("unknown operator `SparkOperator`"), "{}", err.message);
-    assert!(err.to_string().starts_with("dags/test.yml:5: dag `d`, task `b`, key `operator`:"), "{err}");
+    assert!(
+        err.message.contains("unknown operator `SparkOperator`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.to_string()
+            .starts_with("dags/test.yml:5: dag `d`, task `b`, key `operator`:"),
+        "{err}"
+    );
 
     let err = only_error("d:\n  tasks:\n    a:\n      operator: bash\n      bash_command: x\n      bash_comand: y\n");
-    assert_eq!((err.location.line, err.location.key.as_deref()), (Some(6), Some("bash_comand")));
+    assert_eq!(
+        (err.location.line, err.location.key.as_deref()),
+        (Some(6), Some("bash_comand"))
+    );
 
     let err = only_error("d:\n  shedule: '@daily'\n  tasks: {a: {operator: empty}}\n");
-    assert_eq!((err.location.line, err.location.key.as_deref()), (Some(2), Some("shedule")));
+    assert_eq!(
+        (err.location.line, err.location.key.as_deref()),
+        (Some(2), Some("shedule"))
+    );
 
     let err = only_error("d:\n  schedule: '0 25 * * *'\n  start_date: 2026-01-01\n  tasks: {a: {operator: empty}}\n");
-    assert_eq!((err.location.line, err.location.key.as_deref()), (Some(2), Some("schedule")));
+    assert_eq!(
+        (err.location.line, err.location.key.as_deref()),
+        (Some(2), Some("schedule"))
+    );
 
     let err = only_error("d:\n  tasks:\n    a: {operator: empty, dependencies: [c]}\n    b: {operator: empty}\n");
-    assert_eq!((err.location.line, err.location.task_id.as_deref()), (Some(3), Some("a")));
+    assert_eq!(
+        (err.location.line, err.location.task_id.as_deref()),
+        (Some(3), Some("a"))
+    );
     assert!(err.message.contains("unknown dependency `c`"));
 
-    let err = only_error("d:\n  tasks:\n    a: {operator: empty, dependencies: [b]}\n    b: {operator: empty, dependencies: [a]}\n");
+    let err = only_error(
+        "d:\n  tasks:\n    a: {operator: empty, dependencies: [b]}\n    b: {operator: empty, dependencies: [a]}\n",
+    );
     assert!(err.message.contains("dependency cycle"), "{}", err.message);
 
     let err = only_error("d:\n  tasks:\n    a: {operator: bash}\n");
     assert!(err.message.contains("missing required argument `bash_command`"));
 
     let err = only_error("d:\n  default_args: {retries: many}\n  tasks:\n    a: {operator: empty}\n");
-    assert_eq!((err.location.line, err.location.key.as_deref()), (Some(2), Some("retries")));
+    assert_eq!(
+        (err.location.line, err.location.key.as_deref()),
+        (Some(2), Some("retries"))
+    );
 
     let err = only_error("d:\n  tasks:\n    a: {operator: empty, retry_delay: 5 parsecs}\n");
     assert_eq!(err.location.key.as_deref(), Some("retry_delay"));
@@ -156,11 +199,27 @@ fn errors_name_file_line_dag_task_and_key() {
 fn one_bad_dag_voids_its_file_only() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("good.yml"), "good:\n  tasks: {a: {operator: empty}}\n").unwrap();
-    std::fs::write(dir.path().join("bad.yml"), "bad:\n  tasks: {a: {operator: nope}}\nalso:\n  tasks: {a: {operator: empty}}\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "bad:\n  tasks: {a: {operator: nope}}\nalso:\n  tasks: {a: {operator: empty}}\n",
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("team")).unwrap();
-    std::fs::write(dir.path().join("defaults.yml"), "default_args: {owner: global_owner, retries: 3}\n").unwrap();
-    std::fs::write(dir.path().join("team/defaults.yml"), "default_args: {owner: team_owner}\n").unwrap();
-    std::fs::write(dir.path().join("team/nested.yaml"), "nested:\n  tasks: {a: {operator: empty}}\n").unwrap();
+    std::fs::write(
+        dir.path().join("defaults.yml"),
+        "default_args: {owner: global_owner, retries: 3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("team/defaults.yml"),
+        "default_args: {owner: team_owner}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("team/nested.yaml"),
+        "nested:\n  tasks: {a: {operator: empty}}\n",
+    )
+    .unwrap();
     let files = load_folder(dir.path(), &OperatorRegistry::builtin());
     assert_eq!(files.len(), 3);
     let by_name = |suffix: &str| files.iter().find(|f| f.path.ends_with(suffix)).unwrap();
@@ -205,7 +264,20 @@ g:
 
 #[test]
 fn never_panics_on_odd_input() {
-    for text in ["", "~", "- 1\n- 2", "d: ~", "d: {tasks: ~}", "d: {tasks: []}", "d: {tasks: [1]}", "d: {tasks: {a: 1}}", "? [a]\n: 1", "d: {default_args: [1], tasks: {}}", "d: {task_groups: 5, tasks: {}}", "&a [*a]"] {
+    for text in [
+        "",
+        "~",
+        "- 1\n- 2",
+        "d: ~",
+        "d: {tasks: ~}",
+        "d: {tasks: []}",
+        "d: {tasks: [1]}",
+        "d: {tasks: {a: 1}}",
+        "? [a]\n: 1",
+        "d: {default_args: [1], tasks: {}}",
+        "d: {task_groups: 5, tasks: {}}",
+        "&a [*a]",
+    ] {
         let _ = parse(text);
     }
 }

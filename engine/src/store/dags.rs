@@ -64,7 +64,8 @@ const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_paused, d.is_stale, d.versi
 
 fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
     let spec_json: String = row.try_get("spec_json")?;
-    let spec: DagSpec = serde_json::from_str(&spec_json).map_err(|err| Error::Database(format!("stored DAG spec is unreadable: {err}")))?;
+    let spec: DagSpec = serde_json::from_str(&spec_json)
+        .map_err(|err| Error::Database(format!("stored DAG spec is unreadable: {err}")))?;
     Ok(DagRow {
         dag_id: row.try_get("dag_id")?,
         fileloc: row.try_get("fileloc")?,
@@ -85,13 +86,25 @@ impl Store {
     /// Records the result of reading the DAGs folder: new versions, import errors per file (replacing the
     /// file's old ones), and DAGs whose file no longer defines them (stale). A DAG in a file that now fails to
     /// parse keeps its last good version.
-    pub async fn sync_dags(&self, files: &[ParsedFile], paused_at_creation: bool, now: DateTime<Utc>) -> Result<SyncReport> {
+    pub async fn sync_dags(
+        &self,
+        files: &[ParsedFile],
+        paused_at_creation: bool,
+        now: DateTime<Utc>,
+    ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let mut tx = self.begin().await?;
         let mut defined: HashSet<String> = HashSet::new();
-        let broken_files: HashSet<&str> = files.iter().filter(|f| !f.errors.is_empty()).map(|f| f.path.as_str()).collect();
+        let broken_files: HashSet<&str> = files
+            .iter()
+            .filter(|f| !f.errors.is_empty())
+            .map(|f| f.path.as_str())
+            .collect();
         for file in files {
-            sqlx::query("DELETE FROM import_error WHERE filename = $1").bind(&file.path).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM import_error WHERE filename = $1")
+                .bind(&file.path)
+                .execute(&mut *tx)
+                .await?;
             for error in &file.errors {
                 insert_import_error(&mut tx, &file.path, error, now).await?;
                 report.import_errors += 1;
@@ -112,17 +125,26 @@ impl Store {
             .map(|row| row.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
         for filename in stored.iter().filter(|f| !paths.contains(&f.as_str())) {
-            sqlx::query("DELETE FROM import_error WHERE filename = $1").bind(filename).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM import_error WHERE filename = $1")
+                .bind(filename)
+                .execute(&mut *tx)
+                .await?;
         }
         // DAGs no longer defined by any readable file.
-        let rows = sqlx::query("SELECT dag_id, fileloc, is_stale FROM dag").fetch_all(&mut *tx).await?;
+        let rows = sqlx::query("SELECT dag_id, fileloc, is_stale FROM dag")
+            .fetch_all(&mut *tx)
+            .await?;
         for row in rows {
             let dag_id: String = row.try_get(0)?;
             let fileloc: String = row.try_get(1)?;
             let was_stale = row.try_get::<i64, _>(2)? != 0;
             let stale = !defined.contains(&dag_id) && !broken_files.contains(fileloc.as_str());
             if stale != was_stale {
-                sqlx::query("UPDATE dag SET is_stale = $1 WHERE dag_id = $2").bind(i64::from(stale)).bind(&dag_id).execute(&mut *tx).await?;
+                sqlx::query("UPDATE dag SET is_stale = $1 WHERE dag_id = $2")
+                    .bind(i64::from(stale))
+                    .bind(&dag_id)
+                    .execute(&mut *tx)
+                    .await?;
                 if stale {
                     report.stale.push(dag_id);
                 }
@@ -145,11 +167,18 @@ impl Store {
             "SELECT {DAG_COLUMNS} FROM dag d JOIN dag_version v ON v.version_hash = d.version_hash {} ORDER BY d.dag_id",
             if include_stale { "" } else { "WHERE d.is_stale = 0" }
         );
-        sqlx::query(&sql).fetch_all(&self.pool).await?.iter().map(dag_from_row).collect()
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(dag_from_row)
+            .collect()
     }
 
     pub async fn get_dag(&self, dag_id: &str) -> Result<DagRow> {
-        let sql = format!("SELECT {DAG_COLUMNS} FROM dag d JOIN dag_version v ON v.version_hash = d.version_hash WHERE d.dag_id = $1");
+        let sql = format!(
+            "SELECT {DAG_COLUMNS} FROM dag d JOIN dag_version v ON v.version_hash = d.version_hash WHERE d.dag_id = $1"
+        );
         let row = sqlx::query(&sql).bind(dag_id).fetch_optional(&self.pool).await?;
         match row {
             Some(row) => dag_from_row(&row),
@@ -172,11 +201,24 @@ impl Store {
     /// Pauses or unpauses a DAG.
     pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
         let mut tx = self.begin().await?;
-        let result = sqlx::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2").bind(i64::from(paused)).bind(dag_id).execute(&mut *tx).await?;
+        let result = sqlx::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
+            .bind(i64::from(paused))
+            .bind(dag_id)
+            .execute(&mut *tx)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!("dag `{dag_id}`")));
         }
-        super::misc::log_event(&mut tx, if paused { "paused" } else { "unpaused" }, Some(dag_id), None, None, None, None).await?;
+        super::misc::log_event(
+            &mut tx,
+            if paused { "paused" } else { "unpaused" },
+            Some(dag_id),
+            None,
+            None,
+            None,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -213,7 +255,12 @@ impl Store {
     }
 }
 
-async fn insert_import_error(tx: &mut sqlx::Transaction<'static, sqlx::Any>, path: &str, error: &DagFileError, now: DateTime<Utc>) -> Result<()> {
+async fn insert_import_error(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    path: &str,
+    error: &DagFileError,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let loc = &error.location;
     sqlx::query("INSERT INTO import_error (filename, line, dag_id, task_id, key_name, message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(path)
@@ -229,9 +276,18 @@ async fn insert_import_error(tx: &mut sqlx::Transaction<'static, sqlx::Any>, pat
 }
 
 /// Inserts the version if new and points the DAG at it. Returns true when a new version was created.
-async fn upsert_dag(tx: &mut sqlx::Transaction<'static, sqlx::Any>, spec: &DagSpec, paused_at_creation: bool, now: DateTime<Utc>) -> Result<bool> {
+async fn upsert_dag(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    spec: &DagSpec,
+    paused_at_creation: bool,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let hash = spec_hash(spec);
-    let exists = sqlx::query("SELECT 1 FROM dag_version WHERE version_hash = $1").bind(&hash).fetch_optional(&mut **tx).await?.is_some();
+    let exists = sqlx::query("SELECT 1 FROM dag_version WHERE version_hash = $1")
+        .bind(&hash)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
     if !exists {
         let number: i64 = sqlx::query("SELECT COALESCE(MAX(version_number), 0) + 1 FROM dag_version WHERE dag_id = $1")
             .bind(&spec.dag_id)

@@ -65,16 +65,18 @@ pub(crate) async fn log_event(
     owner: Option<&str>,
     extra: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO event_log (ts, event, dag_id, run_id, task_id, owner, extra) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(micros(Utc::now()))
-        .bind(event)
-        .bind(dag_id.map(str::to_string))
-        .bind(run_id.map(str::to_string))
-        .bind(task_id.map(str::to_string))
-        .bind(owner.map(str::to_string))
-        .bind(extra.map(str::to_string))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO event_log (ts, event, dag_id, run_id, task_id, owner, extra) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(micros(Utc::now()))
+    .bind(event)
+    .bind(dag_id.map(str::to_string))
+    .bind(run_id.map(str::to_string))
+    .bind(task_id.map(str::to_string))
+    .bind(owner.map(str::to_string))
+    .bind(extra.map(str::to_string))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -95,7 +97,9 @@ impl Store {
                 _ => entry.2 += slots,
             }
         }
-        let rows = sqlx::query("SELECT name, slots, description, include_deferred FROM pool ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, slots, description, include_deferred FROM pool ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let name: String = row.try_get(0)?;
@@ -140,7 +144,10 @@ impl Store {
             return Err(Error::invalid("the default pool cannot be deleted"));
         }
         let mut tx = self.begin().await?;
-        let result = sqlx::query("DELETE FROM pool WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        let result = sqlx::query("DELETE FROM pool WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!("pool `{name}`")));
         }
@@ -151,11 +158,17 @@ impl Store {
 
     /// All XCom values of a run, by (task id, key).
     pub async fn xcoms_of_run(&self, run_pk: i64) -> Result<HashMap<(String, String), serde_json::Value>> {
-        let rows = sqlx::query("SELECT task_id, key_name, value FROM xcom WHERE run_pk = $1").bind(run_pk).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT task_id, key_name, value FROM xcom WHERE run_pk = $1")
+            .bind(run_pk)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let value: String = row.try_get(2)?;
-                Ok(((row.try_get(0)?, row.try_get(1)?), serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value))))
+                Ok((
+                    (row.try_get(0)?, row.try_get(1)?),
+                    serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value)),
+                ))
             })
             .collect()
     }
@@ -173,12 +186,20 @@ impl Store {
     }
 
     pub async fn heartbeat_job(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1 WHERE id = $2").bind(micros(now)).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1 WHERE id = $2")
+            .bind(micros(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn set_job_state(&self, id: &str, state: &str) -> Result<()> {
-        sqlx::query("UPDATE scheduler_job SET state = $1 WHERE id = $2").bind(state).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE scheduler_job SET state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -203,12 +224,21 @@ impl Store {
 
     /// Latest heartbeat of any scheduler.
     pub async fn latest_scheduler_heartbeat(&self) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT MAX(heartbeat_at) FROM scheduler_job").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT MAX(heartbeat_at) FROM scheduler_job")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.map(super::from_micros))
     }
 
     /// Appends an audit entry on its own.
-    pub async fn audit(&self, event: &str, dag_id: Option<&str>, run_id: Option<&str>, owner: Option<&str>, extra: Option<&str>) -> Result<()> {
+    pub async fn audit(
+        &self,
+        event: &str,
+        dag_id: Option<&str>,
+        run_id: Option<&str>,
+        owner: Option<&str>,
+        extra: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         log_event(&mut tx, event, dag_id, run_id, None, owner, extra).await?;
         tx.commit().await?;
@@ -217,10 +247,12 @@ impl Store {
 
     /// Newest audit entries first.
     pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query("SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(EventRow {

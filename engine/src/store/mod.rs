@@ -61,7 +61,11 @@ impl Store {
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let pool = match backend {
             Backend::Sqlite => {
-                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                let url = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
                 options
                     .max_connections(4)
                     .after_connect(|conn, _meta| {
@@ -101,11 +105,15 @@ impl Store {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several schedulers may start at once: one migrates, the others wait.
-            sqlx::query("SELECT pg_advisory_xact_lock(4242001)").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(4242001)")
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
         let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
             .fetch_all(&mut *tx)
             .await?
@@ -116,7 +124,11 @@ impl Store {
             if applied.contains(version) {
                 continue;
             }
-            let script = if self.backend == Backend::Sqlite { sqlite } else { postgres };
+            let script = if self.backend == Backend::Sqlite {
+                sqlite
+            } else {
+                postgres
+            };
             for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
@@ -183,7 +195,10 @@ fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>> {
 
 /// `$first, $first+1, ...` placeholders for `count` values.
 fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Rows are changed in chunks so no statement has more parameters than either database allows.

@@ -40,7 +40,11 @@ impl RunType {
 
     /// Airflow's run id for a run of this type at `at`.
     pub fn run_id(self, at: DateTime<Utc>) -> String {
-        format!("{}__{}", self.as_str(), at.to_rfc3339_opts(SecondsFormat::AutoSi, false))
+        format!(
+            "{}__{}",
+            self.as_str(),
+            at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        )
     }
 }
 
@@ -67,7 +71,8 @@ pub struct RunRow {
     pub updated_at: DateTime<Utc>,
 }
 
-pub(crate) const RUN_COLUMNS: &str = "id, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
+pub(crate) const RUN_COLUMNS: &str =
+    "id, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
      run_after, queued_at, start_date, end_date, conf, version_hash, triggered_by, triggering_user, note, updated_at";
 
 pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRow> {
@@ -178,8 +183,13 @@ impl EvalBatch {
 }
 
 /// Applies CAS state changes grouped by (from, to); `end_date` is set when a state is final.
-pub(crate) async fn apply_changes(tx: &mut Transaction<'static, Any>, changes: &[TiChange], now: DateTime<Utc>) -> Result<usize> {
-    let mut groups: Vec<((TaskState, TaskState, Option<String>), Vec<i64>)> = Vec::new();
+pub(crate) async fn apply_changes(
+    tx: &mut Transaction<'static, Any>,
+    changes: &[TiChange],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    type Group = (TaskState, TaskState, Option<String>);
+    let mut groups: Vec<(Group, Vec<i64>)> = Vec::new();
     for change in changes {
         let key = (change.from, change.to, change.message.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -190,7 +200,9 @@ pub(crate) async fn apply_changes(tx: &mut Transaction<'static, Any>, changes: &
     let mut changed = 0;
     for ((from, to, message), ids) in groups {
         for chunk in ids.chunks(CHUNK) {
-            let end = if to == TaskState::Success && matches!(from, TaskState::None | TaskState::Scheduled | TaskState::Queued) {
+            let end = if to == TaskState::Success
+                && matches!(from, TaskState::None | TaskState::Scheduled | TaskState::Queued)
+            {
                 // Completed by the scheduler itself (e.g. `empty`): it started and ended now, in one try.
                 ", start_date = COALESCE(start_date, $1), end_date = COALESCE(end_date, $1), try_number = CASE WHEN try_number < 1 THEN 1 ELSE try_number END"
             } else if to.is_finished() {
@@ -204,7 +216,11 @@ pub(crate) async fn apply_changes(tx: &mut Transaction<'static, Any>, changes: &
                 "UPDATE task_instance SET state = $2, updated_at = $1, message = COALESCE($3, message){end} WHERE state = $4 AND id IN ({})",
                 placeholders(5, chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(micros(now)).bind(to.as_str()).bind(message.clone()).bind(from.as_str());
+            let mut query = sqlx::query(&sql)
+                .bind(micros(now))
+                .bind(to.as_str())
+                .bind(message.clone())
+                .bind(from.as_str());
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -220,7 +236,16 @@ impl Store {
     pub async fn create_run(&self, new: NewRun<'_>) -> Result<RunRow> {
         let mut tx = self.begin().await?;
         let run = insert_run(&mut tx, &new).await?;
-        super::misc::log_event(&mut tx, "trigger", Some(&run.dag_id), Some(&run.run_id), None, new.triggering_user.as_deref(), Some(&new.triggered_by)).await?;
+        super::misc::log_event(
+            &mut tx,
+            "trigger",
+            Some(&run.dag_id),
+            Some(&run.run_id),
+            None,
+            new.triggering_user.as_deref(),
+            Some(&new.triggered_by),
+        )
+        .await?;
         tx.commit().await?;
         Ok(run)
     }
@@ -250,14 +275,22 @@ impl Store {
 
     pub async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<RunRow> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM dag_run WHERE dag_id = $1 AND run_id = $2");
-        let row = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_optional(&self.pool).await?;
-        row.map(|r| run_from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(format!("dag run `{run_id}` of dag `{dag_id}`")))
+        let row = sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| run_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("dag run `{run_id}` of dag `{dag_id}`")))
     }
 
     pub async fn get_run_by_pk(&self, pk: i64) -> Result<RunRow> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM dag_run WHERE id = $1");
         let row = sqlx::query(&sql).bind(pk).fetch_optional(&self.pool).await?;
-        row.map(|r| run_from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(format!("dag run #{pk}")))
+        row.map(|r| run_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("dag run #{pk}")))
     }
 
     /// Runs matching a filter, and how many match in all.
@@ -277,7 +310,11 @@ impl Store {
             binds.push(run_type.as_str().to_string());
             conditions.push(format!("run_type = ${}", binds.len()));
         }
-        let where_clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
         let order = if filter.descending { "DESC" } else { "ASC" };
         let limit = if filter.limit <= 0 { 100 } else { filter.limit };
         let sql = format!("SELECT {RUN_COLUMNS} FROM dag_run {where_clause} ORDER BY run_after {order}, id {order} LIMIT {limit} OFFSET {}", filter.offset.max(0));
@@ -285,7 +322,12 @@ impl Store {
         for bind in &binds {
             query = query.bind(bind.clone());
         }
-        let runs = query.fetch_all(&self.pool).await?.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
+        let runs = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>>>()?;
         let count_sql = format!("SELECT COUNT(*) FROM dag_run {where_clause}");
         let mut count_query = sqlx::query(&count_sql);
         for bind in &binds {
@@ -305,7 +347,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
-            Some(row) => match (opt_time(&row, "data_interval_start")?, opt_time(&row, "data_interval_end")?) {
+            Some(row) => match (
+                opt_time(&row, "data_interval_start")?,
+                opt_time(&row, "data_interval_end")?,
+            ) {
                 (Some(start), Some(end)) => Some(DataInterval { start, end }),
                 _ => None,
             },
@@ -315,24 +360,40 @@ impl Store {
 
     /// Number of queued and running runs per DAG.
     pub async fn active_run_counts(&self) -> Result<Vec<(String, RunState, i64)>> {
-        let rows = sqlx::query("SELECT dag_id, state, COUNT(*) FROM dag_run WHERE state IN ('queued', 'running') GROUP BY dag_id, state")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get::<String, _>(1)?.parse()?, row.try_get(2)?))).collect()
+        let rows = sqlx::query(
+            "SELECT dag_id, state, COUNT(*) FROM dag_run WHERE state IN ('queued', 'running') GROUP BY dag_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<String, _>(1)?.parse()?, row.try_get(2)?)))
+            .collect()
     }
 
     /// Queued runs of unpaused DAGs, oldest first (optionally only those in `scope`).
     pub async fn queued_runs(&self, scope: Option<&[i64]>) -> Result<Vec<RunRow>> {
         let scope_clause = match scope {
-            Some(ids) if !ids.is_empty() => format!("AND r.id IN ({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+            Some(ids) if !ids.is_empty() => format!(
+                "AND r.id IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
             Some(_) => return Ok(Vec::new()),
             None => "AND d.is_paused = 0".to_string(),
         };
-        let columns = RUN_COLUMNS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ");
+        let columns = RUN_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT {columns} FROM dag_run r JOIN dag d ON d.dag_id = r.dag_id WHERE r.state = 'queued' {scope_clause} ORDER BY r.run_after, r.id LIMIT 1000"
         );
-        sqlx::query(&sql).fetch_all(&self.pool).await?.iter().map(run_from_row).collect()
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
     }
 
     /// Moves queued runs to running (compare-and-set). Returns the ids that started.
@@ -363,7 +424,10 @@ impl Store {
     pub async fn lock_runs_for_eval(&self, now: DateTime<Utc>, limit: i64, scope: Option<&[i64]>) -> Result<EvalBatch> {
         let mut tx = self.begin().await?;
         let scope_clause = match scope {
-            Some(ids) if !ids.is_empty() => format!(" AND id IN ({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+            Some(ids) if !ids.is_empty() => format!(
+                " AND id IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
             Some(_) => " AND 1 = 0".to_string(),
             None => String::new(),
         };
@@ -371,11 +435,23 @@ impl Store {
             "SELECT {RUN_COLUMNS} FROM dag_run WHERE state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){scope_clause} ORDER BY id LIMIT {limit}{}",
             self.skip_locked()
         );
-        let runs: Vec<RunRow> = sqlx::query(&sql).bind(micros(now)).fetch_all(&mut *tx).await?.iter().map(run_from_row).collect::<Result<_>>()?;
+        let runs: Vec<RunRow> = sqlx::query(&sql)
+            .bind(micros(now))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {
             let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1");
-            let tis = sqlx::query(&sql).bind(run.id).fetch_all(&mut *tx).await?.iter().map(ti_from_row).collect::<Result<Vec<_>>>()?;
+            let tis = sqlx::query(&sql)
+                .bind(run.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(ti_from_row)
+                .collect::<Result<Vec<_>>>()?;
             out.push((run, tis));
         }
         Ok(EvalBatch { tx, runs: out })
@@ -386,7 +462,11 @@ impl Store {
         let run = self.get_run(dag_id, run_id).await?;
         let to = next_run_state(run.state, RunEvent::Mark(state))?;
         let mut tx = self.begin().await?;
-        let end = if to.is_finished() { Some(micros(Utc::now())) } else { None };
+        let end = if to.is_finished() {
+            Some(micros(Utc::now()))
+        } else {
+            None
+        };
         sqlx::query("UPDATE dag_run SET state = $1, end_date = $2, needs_eval = 1, updated_at = $3 WHERE id = $4")
             .bind(to.as_str())
             .bind(end)
@@ -394,7 +474,16 @@ impl Store {
             .bind(run.id)
             .execute(&mut *tx)
             .await?;
-        super::misc::log_event(&mut tx, "mark_run", Some(dag_id), Some(run_id), None, user, Some(to.as_str())).await?;
+        super::misc::log_event(
+            &mut tx,
+            "mark_run",
+            Some(dag_id),
+            Some(run_id),
+            None,
+            user,
+            Some(to.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         self.get_run(dag_id, run_id).await
     }
@@ -402,7 +491,10 @@ impl Store {
 
 async fn insert_run(tx: &mut Transaction<'static, Any>, new: &NewRun<'_>) -> Result<RunRow> {
     let now = Utc::now();
-    let run_id = new.run_id.clone().unwrap_or_else(|| new.run_type.run_id(new.logical_date.unwrap_or(new.run_after)));
+    let run_id = new
+        .run_id
+        .clone()
+        .unwrap_or_else(|| new.run_type.run_id(new.logical_date.unwrap_or(new.run_after)));
     if run_id.is_empty() || run_id.len() > 250 {
         return Err(Error::invalid("run id must be 1 to 250 characters"));
     }
@@ -447,7 +539,17 @@ async fn insert_run(tx: &mut Transaction<'static, Any>, new: &NewRun<'_>) -> Res
             let b = i * 10;
             values.push(format!(
                 "(${}, ${}, ${}, ${}, ${}, 'none', 0, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, chunk.len() * 10 + 1
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9,
+                b + 10,
+                chunk.len() * 10 + 1
             ));
         }
         let sql = format!(

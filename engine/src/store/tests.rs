@@ -34,12 +34,19 @@ async fn dag_versions_and_pause(db: TestDb) {
     let store = &db.store;
     let v1 = spec("d:\n  tasks: {a: {operator: empty}}\n");
     let hash1 = store.put_dag(&v1, true).await.unwrap();
-    assert_eq!(store.put_dag(&v1, true).await.unwrap(), hash1, "same content, same version");
+    assert_eq!(
+        store.put_dag(&v1, true).await.unwrap(),
+        hash1,
+        "same content, same version"
+    );
     let v2 = spec("d:\n  description: two\n  tasks: {a: {operator: empty}}\n");
     let hash2 = store.put_dag(&v2, true).await.unwrap();
     assert_ne!(hash1, hash2);
     let dag = store.get_dag("d").await.unwrap();
-    assert_eq!((dag.version_hash.as_str(), dag.version_number, dag.is_paused), (hash2.as_str(), 2, true));
+    assert_eq!(
+        (dag.version_hash.as_str(), dag.version_number, dag.is_paused),
+        (hash2.as_str(), 2, true)
+    );
     store.set_paused("d", false).await.unwrap();
     assert!(!store.get_dag("d").await.unwrap().is_paused);
     assert!(matches!(store.set_paused("nope", true).await, Err(Error::NotFound(_))));
@@ -62,11 +69,23 @@ async fn runs_with_their_task_instances(db: TestDb) {
     assert_eq!(tis.len(), 120);
     assert!(tis.iter().all(|ti| ti.state == TaskState::None && ti.try_number == 0));
     // A duplicate id is a conflict and writes nothing.
-    assert!(matches!(store.create_run(manual(&dag, "r1")).await, Err(Error::Conflict(_))));
-    let (runs, total) = store.list_runs(&RunFilter { dag_id: Some("big".into()), ..Default::default() }).await.unwrap();
+    assert!(matches!(
+        store.create_run(manual(&dag, "r1")).await,
+        Err(Error::Conflict(_))
+    ));
+    let (runs, total) = store
+        .list_runs(&RunFilter {
+            dag_id: Some("big".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((runs.len(), total), (1, 1));
     assert_eq!(store.start_runs(&[run.id], Utc::now()).await.unwrap(), vec![run.id]);
-    assert!(store.start_runs(&[run.id], Utc::now()).await.unwrap().is_empty(), "start is compare-and-set");
+    assert!(
+        store.start_runs(&[run.id], Utc::now()).await.unwrap().is_empty(),
+        "start is compare-and-set"
+    );
 }
 
 async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
@@ -82,20 +101,41 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
         .iter()
         .map(|(run, tis)| runs::RunPlan {
             run_pk: run.id,
-            changes: tis.iter().map(|ti| runs::TiChange { ti_id: ti.id, from: TaskState::None, to: TaskState::Scheduled, message: None }).collect(),
+            changes: tis
+                .iter()
+                .map(|ti| runs::TiChange {
+                    ti_id: ti.id,
+                    from: TaskState::None,
+                    to: TaskState::Scheduled,
+                    message: None,
+                })
+                .collect(),
             ..Default::default()
         })
         .collect();
     assert_eq!(batch.apply(&plans, Utc::now()).await.unwrap(), 3);
-    let claim = store.claim_scheduled("s1", 10, &Default::default(), None, Utc::now()).await.unwrap();
+    let claim = store
+        .claim_scheduled("s1", 10, &Default::default(), None, Utc::now())
+        .await
+        .unwrap();
     let claimed: Vec<&str> = claim.queued.iter().map(|ti| ti.task_id.as_str()).collect();
     assert_eq!(claimed, vec!["b"], "one slot in `small`, highest priority first");
     assert_eq!(claim.missing_pool.len(), 1);
-    let again = store.claim_scheduled("s2", 10, &Default::default(), None, Utc::now()).await.unwrap();
+    let again = store
+        .claim_scheduled("s2", 10, &Default::default(), None, Utc::now())
+        .await
+        .unwrap();
     assert!(again.queued.is_empty(), "the pool is full and b is taken");
-    let started = store.start_tis(&[claim.queued[0].id], "host", Utc::now()).await.unwrap();
+    let started = store
+        .start_tis(&[claim.queued[0].id], "host", Utc::now())
+        .await
+        .unwrap();
     assert_eq!(started, vec![(claim.queued[0].id, 1)]);
-    assert!(store.start_tis(&[claim.queued[0].id], "host", Utc::now()).await.unwrap().is_empty());
+    assert!(store
+        .start_tis(&[claim.queued[0].id], "host", Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
     let done = FinishedTry {
         ti_id: claim.queued[0].id,
         run_pk: run.id,
@@ -106,8 +146,14 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
         next_retry_at: None,
         ended_at: Utc::now(),
     };
-    assert_eq!(store.finish_tries(&[done.clone()]).await.unwrap(), vec![(done.ti_id, TaskState::Success)]);
-    assert!(store.finish_tries(&[done]).await.unwrap().is_empty(), "a try is recorded once");
+    assert_eq!(
+        store.finish_tries(std::slice::from_ref(&done)).await.unwrap(),
+        vec![(done.ti_id, TaskState::Success)]
+    );
+    assert!(
+        store.finish_tries(&[done]).await.unwrap().is_empty(),
+        "a try is recorded once"
+    );
     let xcoms = store.xcoms_of_run(run.id).await.unwrap();
     assert_eq!(xcoms[&("b".to_string(), "return_value".to_string())]["ok"], true);
     let b = store.get_ti("p", "r", "b").await.unwrap();
@@ -124,15 +170,24 @@ async fn clear_restarts_and_requeues_the_run(db: TestDb) {
     store.put_dag(&dag, false).await.unwrap();
     let run = store.create_run(manual(&dag, "r")).await.unwrap();
     let a = store.get_ti("c", "r", "a").await.unwrap();
-    store.mark_ti("c", "r", "a", TaskState::Failed, Some("alice")).await.unwrap();
+    store
+        .mark_ti("c", "r", "a", TaskState::Failed, Some("alice"))
+        .await
+        .unwrap();
     store.mark_run("c", "r", RunState::Failed, None).await.unwrap();
     let cleared = store.clear_tis("c", "r", None, true, Some("alice")).await.unwrap();
     assert_eq!(cleared, vec!["a"]);
     assert_eq!(store.get_ti_by_id(a.id).await.unwrap().state, TaskState::None);
     assert_eq!(store.get_run_by_pk(run.id).await.unwrap().state, RunState::Queued);
-    assert!(matches!(store.clear_tis("c", "r", Some(&["zzz".to_string()]), false, None).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.clear_tis("c", "r", Some(&["zzz".to_string()]), false, None).await,
+        Err(Error::NotFound(_))
+    ));
     let events: Vec<String> = store.events(20).await.unwrap().into_iter().map(|e| e.event).collect();
-    assert!(events.contains(&"clear".to_string()) && events.contains(&"mark_task".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"clear".to_string()) && events.contains(&"mark_task".to_string()),
+        "{events:?}"
+    );
 }
 
 async fn sync_tracks_import_errors_and_stale_dags(db: TestDb) {

@@ -123,7 +123,11 @@ impl Store {
             return Ok(claim);
         }
         let mut tx = self.begin().await?;
-        let lock = if self.backend == super::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let lock = if self.backend == super::Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
         let pools: HashMap<String, i64> = sqlx::query(&format!("SELECT name, slots FROM pool{lock}"))
             .fetch_all(&mut *tx)
             .await?
@@ -146,17 +150,29 @@ impl Store {
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect::<Result<_>>()?;
         let scope_clause = match scope {
-            Some(ids) if !ids.is_empty() => format!(" AND ti.run_pk IN ({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+            Some(ids) if !ids.is_empty() => format!(
+                " AND ti.run_pk IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
             Some(_) => " AND 1 = 0".into(),
             None => String::new(),
         };
-        let columns = TI_COLUMNS.split(", ").map(|c| format!("ti.{c}")).collect::<Vec<_>>().join(", ");
+        let columns = TI_COLUMNS
+            .split(", ")
+            .map(|c| format!("ti.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let candidates_limit = (max_count * 4).max(64);
         let sql = format!(
             "SELECT {columns} FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} \
              ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}"
         );
-        let candidates: Vec<TiRow> = sqlx::query(&sql).fetch_all(&mut *tx).await?.iter().map(ti_from_row).collect::<Result<_>>()?;
+        let candidates: Vec<TiRow> = sqlx::query(&sql)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(ti_from_row)
+            .collect::<Result<_>>()?;
         let mut chosen = Vec::new();
         for ti in candidates {
             if chosen.len() + claim.missing_pool.len() >= max_count {
@@ -233,7 +249,11 @@ impl Store {
 
     /// Records the process of a running try.
     pub async fn set_pid(&self, ti_id: i64, pid: u32) -> Result<()> {
-        sqlx::query("UPDATE task_instance SET pid = $1 WHERE id = $2").bind(i64::from(pid)).bind(ti_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE task_instance SET pid = $1 WHERE id = $2")
+            .bind(i64::from(pid))
+            .bind(ti_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -250,7 +270,10 @@ impl Store {
         run_pks.sort_unstable();
         run_pks.dedup();
         for chunk in run_pks.chunks(CHUNK) {
-            let sql = format!("UPDATE dag_run SET needs_eval = 1 WHERE id IN ({})", placeholders(1, chunk.len()));
+            let sql = format!(
+                "UPDATE dag_run SET needs_eval = 1 WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
             let mut query = sqlx::query(&sql);
             for pk in chunk {
                 query = query.bind(*pk);
@@ -259,20 +282,35 @@ impl Store {
         }
         let mut results = Vec::new();
         for done in tries {
-            let row = sqlx::query("SELECT state, try_number, start_date, hostname, pid FROM task_instance WHERE id = $1")
-                .bind(done.ti_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let row =
+                sqlx::query("SELECT state, try_number, start_date, hostname, pid FROM task_instance WHERE id = $1")
+                    .bind(done.ti_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let Some(row) = row else { continue };
             let state: TaskState = row.try_get::<String, _>(0)?.parse()?;
             let try_number: i64 = row.try_get(1)?;
-            if try_number != done.try_number || !matches!(state, TaskState::Running | TaskState::Queued | TaskState::Restarting) {
+            if try_number != done.try_number
+                || !matches!(state, TaskState::Running | TaskState::Queued | TaskState::Restarting)
+            {
                 continue;
             }
-            let event = if state == TaskState::Restarting { TaskEvent::RestartDone } else { done.event };
+            let event = if state == TaskState::Restarting {
+                TaskEvent::RestartDone
+            } else {
+                done.event
+            };
             let to = next_task_state(state, event)?;
-            let retry_at = if to == TaskState::UpForRetry { done.next_retry_at.map(micros) } else { None };
-            let end = if to == TaskState::None { None } else { Some(micros(done.ended_at)) };
+            let retry_at = if to == TaskState::UpForRetry {
+                done.next_retry_at.map(micros)
+            } else {
+                None
+            };
+            let end = if to == TaskState::None {
+                None
+            } else {
+                Some(micros(done.ended_at))
+            };
             let result = sqlx::query(
                 "UPDATE task_instance SET state = $1, end_date = $2, next_retry_at = $3, message = $4, updated_at = $5, \
                  start_date = CASE WHEN $1 = 'none' THEN NULL ELSE start_date END WHERE id = $6 AND state = $7 AND try_number = $8",
@@ -310,7 +348,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if to == TaskState::Success {
-                let task_id: String = sqlx::query("SELECT task_id FROM task_instance WHERE id = $1").bind(done.ti_id).fetch_one(&mut *tx).await?.try_get(0)?;
+                let task_id: String = sqlx::query("SELECT task_id FROM task_instance WHERE id = $1")
+                    .bind(done.ti_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
                 for (key, value) in &done.xcoms {
                     sqlx::query(
                         "INSERT INTO xcom (run_pk, task_id, key_name, value, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -336,13 +378,19 @@ impl Store {
     pub async fn heartbeat_tis(&self, ti_ids: &[i64], now: DateTime<Utc>) -> Result<Vec<(i64, TaskState)>> {
         let mut gone = Vec::new();
         for chunk in ti_ids.chunks(CHUNK) {
-            let sql = format!("UPDATE task_instance SET heartbeat_at = $1 WHERE state = 'running' AND id IN ({})", placeholders(2, chunk.len()));
+            let sql = format!(
+                "UPDATE task_instance SET heartbeat_at = $1 WHERE state = 'running' AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
             let mut query = sqlx::query(&sql).bind(micros(now));
             for id in chunk {
                 query = query.bind(*id);
             }
             query.execute(&self.pool).await?;
-            let sql = format!("SELECT id, state FROM task_instance WHERE state <> 'running' AND id IN ({})", placeholders(1, chunk.len()));
+            let sql = format!(
+                "SELECT id, state FROM task_instance WHERE state <> 'running' AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(*id);
@@ -381,30 +429,46 @@ impl Store {
     /// Puts an orphaned queued task instance back to scheduled.
     pub async fn requeue_ti(&self, ti_id: i64) -> Result<bool> {
         let to = next_task_state(TaskState::Queued, TaskEvent::Requeue)?;
-        let result = sqlx::query("UPDATE task_instance SET state = $1, scheduler_id = NULL WHERE id = $2 AND state = 'queued'")
-            .bind(to.as_str())
-            .bind(ti_id)
-            .execute(&self.pool)
-            .await?;
+        let result =
+            sqlx::query("UPDATE task_instance SET state = $1, scheduler_id = NULL WHERE id = $2 AND state = 'queued'")
+                .bind(to.as_str())
+                .bind(ti_id)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Task instances of a run, in id order.
     pub async fn tis_of_run(&self, run_pk: i64) -> Result<Vec<TiRow>> {
         let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1 ORDER BY id");
-        sqlx::query(&sql).bind(run_pk).fetch_all(&self.pool).await?.iter().map(ti_from_row).collect()
+        sqlx::query(&sql)
+            .bind(run_pk)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ti_from_row)
+            .collect()
     }
 
     pub async fn get_ti(&self, dag_id: &str, run_id: &str, task_id: &str) -> Result<TiRow> {
         let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
-        let row = sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).fetch_optional(&self.pool).await?;
-        row.map(|r| ti_from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(format!("task `{task_id}` in run `{run_id}` of dag `{dag_id}`")))
+        let row = sqlx::query(&sql)
+            .bind(dag_id)
+            .bind(run_id)
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| ti_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("task `{task_id}` in run `{run_id}` of dag `{dag_id}`")))
     }
 
     pub async fn get_ti_by_id(&self, ti_id: i64) -> Result<TiRow> {
         let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE id = $1");
         let row = sqlx::query(&sql).bind(ti_id).fetch_optional(&self.pool).await?;
-        row.map(|r| ti_from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(format!("task instance #{ti_id}")))
+        row.map(|r| ti_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("task instance #{ti_id}")))
     }
 
     /// Past tries of a task instance.
@@ -430,13 +494,24 @@ impl Store {
 
     /// Counts of task instances per state (for metrics).
     pub async fn ti_state_counts(&self) -> Result<Vec<(TaskState, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM task_instance GROUP BY state").fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get::<String, _>(0)?.parse()?, row.try_get(1)?))).collect()
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM task_instance GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?.parse()?, row.try_get(1)?)))
+            .collect()
     }
 
     /// Clears task instances of a run so they run again (running ones restart when their try ends); the
     /// run goes back to queued. `task_ids` None means all; `only_failed` keeps successes.
-    pub async fn clear_tis(&self, dag_id: &str, run_id: &str, task_ids: Option<&[String]>, only_failed: bool, user: Option<&str>) -> Result<Vec<String>> {
+    pub async fn clear_tis(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_ids: Option<&[String]>,
+        only_failed: bool,
+        user: Option<&str>,
+    ) -> Result<Vec<String>> {
         let run = self.get_run(dag_id, run_id).await?;
         let tis = self.tis_of_run(run.id).await?;
         let now = Utc::now();
@@ -452,12 +527,19 @@ impl Store {
                 continue;
             }
             let to = next_task_state(ti.state, TaskEvent::Clear)?;
-            changes.push(TiChange { ti_id: ti.id, from: ti.state, to, message: None });
+            changes.push(TiChange {
+                ti_id: ti.id,
+                from: ti.state,
+                to,
+                message: None,
+            });
             cleared.push(ti.task_id.clone());
         }
         if let Some(ids) = task_ids {
             if let Some(unknown) = ids.iter().find(|id| !tis.iter().any(|ti| &ti.task_id == *id)) {
-                return Err(Error::NotFound(format!("task `{unknown}` in run `{run_id}` of dag `{dag_id}`")));
+                return Err(Error::NotFound(format!(
+                    "task `{unknown}` in run `{run_id}` of dag `{dag_id}`"
+                )));
             }
         }
         let mut tx = self.begin().await?;
@@ -477,19 +559,57 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        super::misc::log_event(&mut tx, "clear", Some(dag_id), Some(run_id), None, user, Some(&cleared.join(","))).await?;
+        super::misc::log_event(
+            &mut tx,
+            "clear",
+            Some(dag_id),
+            Some(run_id),
+            None,
+            user,
+            Some(&cleared.join(",")),
+        )
+        .await?;
         tx.commit().await?;
         Ok(cleared)
     }
 
     /// Sets one task instance's state by hand.
-    pub async fn mark_ti(&self, dag_id: &str, run_id: &str, task_id: &str, state: TaskState, user: Option<&str>) -> Result<TiRow> {
+    pub async fn mark_ti(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        state: TaskState,
+        user: Option<&str>,
+    ) -> Result<TiRow> {
         let ti = self.get_ti(dag_id, run_id, task_id).await?;
         let to = next_task_state(ti.state, TaskEvent::Mark(state))?;
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE dag_run SET needs_eval = 1 WHERE id = $1").bind(ti.run_pk).execute(&mut *tx).await?;
-        apply_changes(&mut tx, &[TiChange { ti_id: ti.id, from: ti.state, to, message: Some(format!("marked {to} by hand")) }], Utc::now()).await?;
-        super::misc::log_event(&mut tx, "mark_task", Some(dag_id), Some(run_id), Some(task_id), user, Some(to.as_str())).await?;
+        sqlx::query("UPDATE dag_run SET needs_eval = 1 WHERE id = $1")
+            .bind(ti.run_pk)
+            .execute(&mut *tx)
+            .await?;
+        apply_changes(
+            &mut tx,
+            &[TiChange {
+                ti_id: ti.id,
+                from: ti.state,
+                to,
+                message: Some(format!("marked {to} by hand")),
+            }],
+            Utc::now(),
+        )
+        .await?;
+        super::misc::log_event(
+            &mut tx,
+            "mark_task",
+            Some(dag_id),
+            Some(run_id),
+            Some(task_id),
+            user,
+            Some(to.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         self.get_ti(dag_id, run_id, task_id).await
     }
@@ -499,7 +619,10 @@ impl Store {
         if run_pks.is_empty() {
             return Ok(0);
         }
-        let sql = format!("SELECT COUNT(*) FROM dag_run WHERE state IN ('queued', 'running') AND id IN ({})", placeholders(1, run_pks.len()));
+        let sql = format!(
+            "SELECT COUNT(*) FROM dag_run WHERE state IN ('queued', 'running') AND id IN ({})",
+            placeholders(1, run_pks.len())
+        );
         let mut query = sqlx::query(&sql);
         for pk in run_pks {
             query = query.bind(*pk);

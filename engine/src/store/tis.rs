@@ -165,7 +165,9 @@ impl Store {
         let candidates_limit = (max_count * 4).max(64);
         let sql = format!(
             "SELECT {columns} FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} \
-             ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}"
+             ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}{}",
+            // Rows another scheduler is changing right now are skipped, not waited for.
+            if self.backend == super::Backend::Postgres { " FOR UPDATE OF ti SKIP LOCKED" } else { "" }
         );
         let candidates: Vec<TiRow> = sqlx::query(&sql)
             .fetch_all(&mut *tx)

@@ -68,6 +68,36 @@ fn standalone_runs_triggers_and_serves_health_and_metrics() {
 }
 
 #[test]
+fn dags_test_runs_its_tasks_itself_while_a_standalone_runs() {
+    let home = Home::new();
+    let mut text = String::from("solo:\n  tasks:\n");
+    for i in 0..4 {
+        text.push_str(&format!(
+            "    t{i}: {{operator: bash, bash_command: 'sleep 0.7; echo mine-{i}'}}\n"
+        ));
+    }
+    home.write_dag("solo.yml", &text);
+    let port = free_port();
+    let _standalone = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    // With one slot, three tasks wait in `scheduled` for seconds: the standalone could take them, and must not.
+    let output = home
+        .command()
+        .args(["dags", "test", "solo"])
+        .env("DAGCTL_PARALLELISM", "1")
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    for i in 0..4 {
+        assert!(
+            out.contains(&format!("{{task.stdout}} INFO - mine-{i}")),
+            "task t{i} ran elsewhere: {out}"
+        );
+    }
+}
+
+#[test]
 fn dag_files_are_picked_up_changed_and_removed_without_restart() {
     let home = Home::new();
     let port = free_port();

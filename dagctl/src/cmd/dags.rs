@@ -357,7 +357,7 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
     let metrics = Arc::new(scheduler::Metrics::default());
     let mut options = scheduler_options(config);
     options.dags_folder = None;
-    options.scope = Some(run_pks);
+    options.scope = Some(run_pks.clone());
     options.create_scheduled_runs = false;
     options.idle_interval = Duration::from_millis(100);
     let mut scheduler = build_scheduler(config, store, options, metrics)?;
@@ -387,6 +387,22 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
     });
     scheduler.run(shutdown).await?;
     let _ = printer.await;
+    // Interrupted (Ctrl-C): what did not finish is failed, so nothing stays `running` without a process.
+    for pk in run_pks {
+        let run = store.get_run_by_pk(pk).await?;
+        if run.state.is_finished() {
+            continue;
+        }
+        for ti in store.tis_of_run(pk).await? {
+            if ti.state.is_executing() {
+                store
+                    .mark_ti(&ti.dag_id, &ti.run_id, &ti.task_id, TaskState::Failed, None)
+                    .await?;
+            }
+        }
+        store.mark_run(&run.dag_id, &run.run_id, RunState::Failed, None).await?;
+        eprintln!("run {} was interrupted and is marked failed", run.run_id);
+    }
     Ok(())
 }
 

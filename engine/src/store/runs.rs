@@ -378,7 +378,7 @@ impl Store {
                 ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
             ),
             Some(_) => return Ok(Vec::new()),
-            None => "AND d.is_paused = 0".to_string(),
+            None => "AND d.is_paused = 0 AND r.triggered_by <> 'test'".to_string(),
         };
         let columns = RUN_COLUMNS
             .split(", ")
@@ -429,7 +429,8 @@ impl Store {
                 ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
             ),
             Some(_) => " AND 1 = 0".to_string(),
-            None => String::new(),
+            // `dags test` runs belong to the process that runs them.
+            None => " AND triggered_by <> 'test'".to_string(),
         };
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM dag_run WHERE state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){scope_clause} ORDER BY id LIMIT {limit}{}",

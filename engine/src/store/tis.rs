@@ -155,7 +155,7 @@ impl Store {
                 ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
             ),
             Some(_) => " AND 1 = 0".into(),
-            None => String::new(),
+            None => " AND r.triggered_by <> 'test'".into(),
         };
         let columns = TI_COLUMNS
             .split(", ")

@@ -35,6 +35,10 @@ pub struct Metrics {
     task_duration: Mutex<(f64, u64)>,
     /// Sum and count of queued durations (queued to start), seconds.
     queued_duration: Mutex<(f64, u64)>,
+    dagrun_duration_success: Mutex<(f64, u64)>,
+    dagrun_duration_failed: Mutex<(f64, u64)>,
+    /// Scheduled runs: start minus the end of their data interval, seconds.
+    dagrun_schedule_delay: Mutex<(f64, u64)>,
 }
 
 impl Metrics {
@@ -47,6 +51,25 @@ impl Metrics {
 
     pub fn observe_queued_duration(&self, seconds: f64) {
         if let Ok(mut d) = self.queued_duration.lock() {
+            d.0 += seconds;
+            d.1 += 1;
+        }
+    }
+
+    pub fn observe_dagrun_duration(&self, success: bool, seconds: f64) {
+        let lock = if success {
+            &self.dagrun_duration_success
+        } else {
+            &self.dagrun_duration_failed
+        };
+        if let Ok(mut d) = lock.lock() {
+            d.0 += seconds;
+            d.1 += 1;
+        }
+    }
+
+    pub fn observe_schedule_delay(&self, seconds: f64) {
+        if let Ok(mut d) = self.dagrun_schedule_delay.lock() {
             d.0 += seconds;
             d.1 += 1;
         }

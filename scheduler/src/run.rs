@@ -524,6 +524,13 @@ impl Scheduler {
             }
         }
         let started = self.store.start_runs(&to_start, now).await?;
+        for run in queued
+            .iter()
+            .filter(|run| run.run_type == RunType::Scheduled && started.contains(&run.id))
+        {
+            self.metrics
+                .observe_schedule_delay((now - run.run_after).num_milliseconds() as f64 / 1000.0);
+        }
         Ok(started.len())
     }
 
@@ -573,7 +580,10 @@ impl Scheduler {
                         _ => {}
                     }
                     if let Some(start) = run.start_date {
-                        debug!(dag_id = %run.dag_id, seconds = (now - start).num_milliseconds() as f64 / 1000.0, "dag run duration");
+                        let seconds = (now - start).num_milliseconds() as f64 / 1000.0;
+                        let success = matches!(event, RunEvent::Finish { success: true });
+                        self.metrics.observe_dagrun_duration(success, seconds);
+                        debug!(dag_id = %run.dag_id, seconds, "dag run duration");
                     }
                 }
                 total += plan.changes.len() + usize::from(plan.run_event.is_some());

@@ -90,6 +90,86 @@ pub enum Error {
     /// A generated document could not be serialized.
     #[error("serializing {what}: {reason}")]
     Serialize { what: &'static str, reason: String },
+
+    /// A file system or process operation failed; `context` names the path or node.
+    #[error("{context}: {message}")]
+    Io { context: String, message: String },
+
+    /// The client binary is not installed where the backend looks.
+    #[error("{client} binary not found: {hint}")]
+    ClientMissing { client: Client, hint: String },
+
+    /// Installing a client failed.
+    #[error("installing {client}: {reason}")]
+    Install { client: Client, reason: String },
+
+    /// An init command (e.g. `geth init`) failed.
+    #[error("node `{node}`: `{command}` failed: {reason}{log_tail}")]
+    InitFailed {
+        node: String,
+        command: String,
+        reason: String,
+        /// The node log's last lines, already formatted (empty when there is none).
+        log_tail: String,
+    },
+
+    /// The network did not become ready; everything it started was stopped and removed.
+    #[error("network `{network}` is not ready: node `{node}` {reason}{log_tail}")]
+    NotReady {
+        network: String,
+        node: String,
+        reason: String,
+        /// The failing node's last log lines, already formatted.
+        log_tail: String,
+    },
+
+    /// A JSON-RPC call failed.
+    #[error("JSON-RPC {method} at {url}: {reason}")]
+    Rpc {
+        url: String,
+        method: String,
+        reason: String,
+    },
+
+    /// The network record is missing or in the wrong state.
+    #[error("network `{name}`: {reason}")]
+    Network { name: String, reason: String },
+
+    /// The store refused a change (e.g. a network name in use).
+    #[error("{0}")]
+    Rejected(String),
+
+    /// A record (e.g. a network) does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+
+    /// The work was cancelled (task killed or timed out).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    /// An IO error with the path or node it concerns.
+    pub fn io(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Error::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<engine::Error> for Error {
+    fn from(err: engine::Error) -> Self {
+        match err {
+            engine::Error::NotFound(what) => Error::NotFound(what),
+            engine::Error::Conflict(message) | engine::Error::Invalid(message) => Error::Rejected(message),
+            other => Error::Store(other.to_string()),
+        }
+    }
 }
 
 /// The crate's result type.

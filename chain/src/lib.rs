@@ -7,9 +7,19 @@
 //! each node needs. It returns plain data ([`GeneratedNetwork`]) for a backend to write
 //! to disk and run.
 //!
-//! Architecture invariant: this crate never spawns a process, opens a socket, touches
-//! the file system or reads the environment. It knows nothing about backends, the store,
-//! operators or the CLI; ports and data directories come in as parameters.
+//! Around that pure core sit the parts that act on the world:
+//! - [`local`]: the local backend, which writes the generated files, runs real client processes
+//!   on this machine, waits until the network is ready and tears it down;
+//! - [`lifecycle`]: a network's record in the engine's store (status, nodes, owner, TTL), reaping
+//!   after the TTL and re-attaching after a restart;
+//! - [`operators`]: `chain.deploy_network` and `chain.teardown`, the only place where the engine
+//!   (argument validation, in-process operators) and this crate meet.
+//!
+//! Architecture invariant: the spec, key and generation modules never spawn a process, open a
+//! socket, touch the file system or read the environment; ports and data directories come in
+//! as parameters. Only `local` starts processes and opens sockets (loopback only), and only
+//! `lifecycle` and `operators` know the store and the worker. No module reads the environment:
+//! binaries, directories and host name come in through [`local::LocalOptions`].
 //!
 //! Typical use:
 //! 1. deserialize a [`NetworkSpec`] and call [`NetworkSpec::validate`] when a DAG is loaded;
@@ -23,6 +33,9 @@ pub mod extradata;
 mod generate;
 mod keys;
 mod keystore;
+pub mod lifecycle;
+pub mod local;
+pub mod operators;
 mod output;
 mod spec;
 mod version;

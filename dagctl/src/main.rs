@@ -57,6 +57,42 @@ enum Command {
     /// Measure the engine
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Deploy, inspect and tear down blockchain networks outside a DAG
+    #[command(subcommand)]
+    Net(NetCommand),
+    /// Install pinned blockchain clients into the data dir
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand)]
+enum NetCommand {
+    /// Deploy a network and wait until it is ready (e.g. --client geth --consensus clique --nodes 4)
+    Up(Box<cmd::net::UpArgs>),
+    /// Stop a network's processes and remove its data
+    Down { name: String },
+    /// List networks
+    Ls {
+        /// Also removed and failed networks
+        #[arg(long)]
+        all: bool,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show one network with its nodes and endpoints
+    Show {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Re-attach to or clean up networks after a restart, and tear down those past their TTL
+    Reap,
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Install geth 1.13.15 (go install) or anvil 1.7.1 (npm) into <home>/clients
+    Install { client: String },
 }
 
 #[derive(Subcommand)]
@@ -304,5 +340,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Scheduler { database, output }) => {
             cmd::bench::scheduler(&config, database, output).await
         }
+        Command::Net(command) => match command {
+            NetCommand::Up(args) => cmd::net::up(&config, *args).await,
+            NetCommand::Down { name } => cmd::net::down(&config, &name).await,
+            NetCommand::Ls { all, output } => cmd::net::list(&config, all, output).await,
+            NetCommand::Show { name, output } => cmd::net::show(&config, &name, output).await,
+            NetCommand::Reap => cmd::net::reap(&config).await,
+        },
+        Command::Clients(ClientsCommand::Install { client }) => cmd::clients::install(&config, &client).await,
     }
 }

@@ -1,5 +1,6 @@
 //! Shared set-up for commands: the store, the operator registry, a scheduler with its executor.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +22,38 @@ pub async fn open_store(config: &Config) -> Result<Store> {
     Ok(Store::connect(&config.database_url).await?)
 }
 
-/// The operators this binary knows.
+/// The operators this binary knows: the built-in ones and the chain operators.
 pub fn registry() -> OperatorRegistry {
-    OperatorRegistry::builtin()
+    let mut registry = OperatorRegistry::builtin();
+    for def in chain::operators::definitions() {
+        registry.register(def);
+    }
+    registry
 }
 
 /// In-process operators this binary runs.
-pub fn operator_runtime() -> OperatorRuntime {
-    OperatorRuntime::default()
+pub fn operator_runtime(config: &Config) -> OperatorRuntime {
+    let mut runtime = OperatorRuntime::default();
+    chain::operators::register(&mut runtime, Arc::new(chain_backend(config)));
+    runtime
+}
+
+/// The local chain backend: networks under `<home>/networks`, clients from `<home>/clients`, then
+/// `DAGCTL_GETH`-style overrides, then PATH.
+pub fn chain_backend(config: &Config) -> chain::local::LocalBackend {
+    use chain::local::{ClientBinaries, LocalOptions};
+    let mut binaries = ClientBinaries {
+        dir: Some(config.home.join("clients")),
+        path: std::env::var_os("PATH"),
+        ..Default::default()
+    };
+    for client in chain::Client::ALL {
+        let variable = format!("DAGCTL_{}", client.to_string().to_ascii_uppercase());
+        if let Some(path) = std::env::var_os(&variable).filter(|p| !p.is_empty()) {
+            binaries.overrides.insert(client, PathBuf::from(path));
+        }
+    }
+    chain::local::LocalBackend::new(LocalOptions::new(config.home.join("networks"), binaries, hostname()))
 }
 
 pub fn hostname() -> String {
@@ -64,7 +89,7 @@ pub fn build_scheduler(
         hostname: options.hostname.clone(),
         kill_grace: Duration::from_secs(3),
     };
-    let (executor, events) = LocalExecutor::new(executor_options, store.clone(), operator_runtime());
+    let (executor, events) = LocalExecutor::new(executor_options, store.clone(), operator_runtime(config));
     options.paused_at_creation = config.paused_at_creation;
     Ok(Scheduler::new(
         store.clone(),

@@ -1,4 +1,6 @@
 pub mod bench;
+pub mod clients;
 pub mod dags;
+pub mod net;
 pub mod serve;
 pub mod tasks;

@@ -8,6 +8,7 @@
 
 mod dags;
 mod misc;
+pub mod networks;
 pub mod runs;
 pub mod tis;
 
@@ -19,6 +20,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use misc::{EventRow, PoolRow, SchedulerJobRow};
+pub use networks::{NetworkRow, NewNetwork};
 pub use runs::{NewRun, RunFilter, RunRow, RunType};
 pub use tis::{FinishedTry, TiRow, TryRow};
 
@@ -38,11 +40,18 @@ pub struct Store {
     backend: Backend,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_networks.sql"),
+        include_str!("../../../migrations/postgres/0002_networks.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies pending migrations.

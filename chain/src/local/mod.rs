@@ -1,0 +1,415 @@
+//! The local backend: real client processes on this machine.
+//!
+//! [`LocalBackend::start`] allocates free loopback ports and a data dir per node, writes the
+//! generated files, runs the init commands and starts every node in its own process group with
+//! its output in `<network>/<node>.log`. [`LocalBackend::wait_ready`] waits until every node
+//! answers RPC, has its expected peers and sees new blocks. [`LocalBackend::teardown`] stops
+//! every process (SIGTERM, SIGKILL after a grace) and removes the network's directory.
+//! How a node process is launched is a [`Launcher`], so a node can later run in its own network
+//! namespace without changing the rest.
+
+pub mod clients;
+pub mod process;
+mod ready;
+pub mod rpc;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION};
+pub use process::{HostLauncher, Launcher};
+pub use ready::ReadyReport;
+
+use crate::error::{Error, Result};
+use crate::output::{GeneratedNetwork, NodeParams, NodePorts};
+use crate::spec::{Client, Consensus, NetworkSpec, Role};
+
+/// A progress callback: one human-readable line at a time (a task log, or stderr for the CLI).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Settings of the local backend, built once by the caller.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Parent of every network's directory (`<home>/networks`).
+    pub networks_dir: PathBuf,
+    /// Where client binaries are found.
+    pub binaries: ClientBinaries,
+    /// Name of this machine, recorded with each network.
+    pub host_id: String,
+    /// How long a node gets between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Longest time one init command (e.g. `geth init`) may take.
+    pub init_timeout: Duration,
+}
+
+impl LocalOptions {
+    /// Options with default timeouts.
+    pub fn new(networks_dir: PathBuf, binaries: ClientBinaries, host_id: String) -> Self {
+        Self {
+            networks_dir,
+            binaries,
+            host_id,
+            kill_grace: Duration::from_secs(10),
+            init_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One running node as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub role: Role,
+    pub region: String,
+    pub rpc: String,
+    pub ws: Option<String>,
+    pub enode: Option<String>,
+    /// The node's own address (its signer address for validators).
+    pub address: String,
+    pub pid: Option<u32>,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub ports: NodePorts,
+}
+
+/// A network started by the local backend: everything needed to probe, re-attach to or stop it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub client: Client,
+    pub consensus: Consensus,
+    pub chain_id: u64,
+    /// The network's directory: node data dirs and logs live under it.
+    pub base_dir: PathBuf,
+    /// The process that deployed it; while it lives and the network is `starting`, leave it alone.
+    pub deployer_pid: u32,
+    pub nodes: Vec<NodeRecord>,
+}
+
+impl NetworkRecord {
+    /// The endpoints pushed as XCom by `chain.deploy_network` and printed by `dagctl net up`.
+    pub fn endpoints(&self) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "rpc": n.rpc,
+                    "ws": n.ws,
+                    "enode": n.enode,
+                    "address": n.address,
+                    "pid": n.pid,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "client": self.client,
+            "consensus": self.consensus,
+            "chain_id": self.chain_id,
+            "rpc": self.nodes.first().map(|n| n.rpc.clone()),
+            "nodes": nodes,
+        })
+    }
+
+    /// `(pid, data_dir)` of every node that has a process.
+    fn processes(&self) -> Vec<(u32, PathBuf)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.pid.map(|pid| (pid, n.data_dir.clone())))
+            .collect()
+    }
+
+    /// Names of nodes whose process is gone.
+    pub fn dead_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.pid.is_some_and(|pid| process::is_node_alive(pid, &n.data_dir)))
+            .map(|n| n.name.clone())
+            .collect()
+    }
+}
+
+/// What a teardown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeardownReport {
+    /// Processes that were running and were stopped.
+    pub stopped: usize,
+    /// Whether the network directory was removed.
+    pub removed_dir: bool,
+}
+
+/// Runs networks as processes on this machine.
+#[derive(Clone)]
+pub struct LocalBackend {
+    options: LocalOptions,
+    launcher: Arc<dyn Launcher>,
+}
+
+impl LocalBackend {
+    /// A backend that runs nodes directly on this host.
+    pub fn new(options: LocalOptions) -> Self {
+        Self::with_launcher(options, Arc::new(HostLauncher))
+    }
+
+    /// A backend with a custom way of launching node processes.
+    pub fn with_launcher(options: LocalOptions, launcher: Arc<dyn Launcher>) -> Self {
+        Self { options, launcher }
+    }
+
+    pub fn options(&self) -> &LocalOptions {
+        &self.options
+    }
+
+    /// Writes files, runs init commands and starts every node. Does not wait for readiness. On
+    /// any failure everything started so far is stopped and the directory removed.
+    pub async fn start(&self, spec: &NetworkSpec, progress: Progress<'_>) -> Result<NetworkRecord> {
+        let slots = spec.layout()?;
+        let program = self.options.binaries.resolve(spec.client, spec.consensus)?;
+        progress(&format!(
+            "using {} for {} {} ({} nodes)",
+            program.display(),
+            spec.client,
+            spec.consensus,
+            slots.len()
+        ));
+        let base_dir = self.options.networks_dir.join(&spec.name);
+        // The store claim guarantees no live network uses this name: a leftover dir is stale.
+        if base_dir.exists() {
+            std::fs::remove_dir_all(&base_dir)
+                .map_err(|e| Error::io(format!("cannot remove stale {}", base_dir.display()), e))?;
+        }
+        std::fs::create_dir_all(&base_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", base_dir.display()), e))?;
+        let base_dir = base_dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("cannot resolve {}", base_dir.display()), e))?;
+        let mut record = NetworkRecord {
+            name: spec.name.clone(),
+            client: spec.client,
+            consensus: spec.consensus,
+            chain_id: spec.settings()?.chain_id,
+            base_dir: base_dir.clone(),
+            deployer_pid: std::process::id(),
+            nodes: Vec::new(),
+        };
+        match self.start_nodes(spec, &program, &mut record, progress).await {
+            Ok(()) => Ok(record),
+            Err(err) => {
+                progress(&format!("start failed, cleaning up: {err}"));
+                self.teardown(&record).await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_nodes(
+        &self,
+        spec: &NetworkSpec,
+        program: &Path,
+        record: &mut NetworkRecord,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let slots = spec.layout()?;
+        let needs_authrpc = matches!(spec.client, Client::Geth | Client::Quorum);
+        let needs_raft = spec.consensus == Consensus::Raft;
+        let has_ws = spec.client != Client::Anvil;
+        let per_node = 2 + usize::from(has_ws) + usize::from(needs_authrpc) + usize::from(needs_raft);
+        let ports = free_ports(slots.len() * per_node)?;
+        let mut params = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.iter().enumerate() {
+            let mut next = ports[i * per_node..(i + 1) * per_node].iter().copied();
+            let mut node_ports = NodePorts::new(next.next().unwrap_or(0), next.next().unwrap_or(0));
+            node_ports.ws = has_ws.then(|| next.next().unwrap_or(0));
+            node_ports.authrpc = needs_authrpc.then(|| next.next().unwrap_or(0));
+            node_ports.raft = needs_raft.then(|| next.next().unwrap_or(0));
+            params.push(NodeParams {
+                data_dir: record.base_dir.join(&slot.name),
+                host: self.launcher.node_host(&slot.name),
+                ports: node_ports,
+            });
+        }
+        let network = crate::generate(spec, &params)?;
+        write_files(&network)?;
+        for node in &network.nodes {
+            record.nodes.push(NodeRecord {
+                name: node.name.clone(),
+                role: node.role,
+                region: node.region.clone(),
+                rpc: node.rpc_url.clone(),
+                ws: node.ws_url.clone(),
+                enode: node.enode.clone(),
+                address: node.address.to_checksum(None),
+                pid: None,
+                data_dir: node.data_dir.clone(),
+                log: record.base_dir.join(format!("{}.log", node.name)),
+                ports: node.ports,
+            });
+        }
+        let client_program = spec.client.program();
+        for (node, node_record) in network.nodes.iter().zip(&record.nodes) {
+            for init in &node.init {
+                let binary = if init.program == client_program {
+                    program.to_path_buf()
+                } else {
+                    PathBuf::from(&init.program)
+                };
+                self.run_init(node_record, &binary, init).await?;
+            }
+        }
+        for (node, node_record) in network.nodes.iter().zip(record.nodes.iter_mut()) {
+            let binary = if node.command.program == client_program {
+                program.to_path_buf()
+            } else {
+                PathBuf::from(&node.command.program)
+            };
+            let command = self.launcher.command(&node.name, &binary, &node.command);
+            let pid = process::spawn(command, &node.data_dir, &node_record.log, &node.name)?;
+            node_record.pid = Some(pid);
+            progress(&format!("started {} (pid {pid}) rpc {}", node.name, node_record.rpc));
+        }
+        Ok(())
+    }
+
+    async fn run_init(&self, node: &NodeRecord, binary: &Path, init: &crate::output::CommandSpec) -> Result<()> {
+        let shown = format!("{} {}", init.program, init.args.join(" "));
+        let mut command = self.launcher.command(&node.name, binary, init);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| Error::io(format!("node `{}`: log {}", node.name, node.log.display()), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::io(format!("node `{}`: log", node.name), e))?;
+        command
+            .current_dir(&node.data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let failed = |reason: String| Error::InitFailed {
+            node: node.name.clone(),
+            command: shown.clone(),
+            reason,
+            log_tail: process::format_tail(&node.log, 20),
+        };
+        let mut child = command.spawn().map_err(|e| failed(e.to_string()))?;
+        let status = tokio::time::timeout(self.options.init_timeout, child.wait())
+            .await
+            .map_err(|_| failed(format!("did not finish within {:?}", self.options.init_timeout)))?
+            .map_err(|e| failed(e.to_string()))?;
+        if !status.success() {
+            return Err(failed(format!("exited with {status}")));
+        }
+        Ok(())
+    }
+
+    /// Waits until every node answers RPC, has its expected peers and sees new blocks. Fails
+    /// early when a node process exits; the error names the node and shows its last log lines.
+    pub async fn wait_ready(
+        &self,
+        record: &NetworkRecord,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        progress: Progress<'_>,
+    ) -> Result<ReadyReport> {
+        ready::wait_ready(record, timeout, cancel, progress).await
+    }
+
+    /// Stops every node of `record` and removes its directory. Safe to call again.
+    pub async fn teardown(&self, record: &NetworkRecord) -> Result<TeardownReport> {
+        let processes = record.processes();
+        let running = processes
+            .iter()
+            .filter(|(pid, dir)| process::is_node_alive(*pid, dir))
+            .count();
+        let grace = self.options.kill_grace;
+        let left = tokio::task::spawn_blocking(move || process::stop_all(&processes, grace))
+            .await
+            .map_err(|e| Error::io(format!("network `{}`: stopping nodes", record.name), e))?;
+        if !left.is_empty() {
+            return Err(Error::Network {
+                name: record.name.clone(),
+                reason: format!("processes {left:?} survived SIGKILL; data dir kept"),
+            });
+        }
+        let removed_dir = record.base_dir.exists();
+        if removed_dir {
+            std::fs::remove_dir_all(&record.base_dir)
+                .map_err(|e| Error::io(format!("cannot remove {}", record.base_dir.display()), e))?;
+        }
+        Ok(TeardownReport {
+            stopped: running,
+            removed_dir,
+        })
+    }
+}
+
+/// `count` distinct free TCP ports on 127.0.0.1. The listeners are held until all are chosen so
+/// no port is handed out twice; another process may still take one before the node binds it.
+pub fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| Error::io("cannot allocate a free port on 127.0.0.1", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read an allocated port", e))?
+            .port();
+        ports.push(port);
+        listeners.push(listener);
+    }
+    Ok(ports)
+}
+
+fn write_files(network: &GeneratedNetwork) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    for node in &network.nodes {
+        std::fs::create_dir_all(&node.data_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", node.data_dir.display()), e))?;
+        for file in &node.files {
+            let path = node.data_dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            if file.secret {
+                options.mode(0o600);
+            }
+            let mut handle = options
+                .open(&path)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            handle
+                .write_all(&file.contents)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(20).unwrap();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 20);
+        assert!(ports.iter().all(|p| *p > 0));
+    }
+}

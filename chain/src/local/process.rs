@@ -1,0 +1,213 @@
+//! Node processes: how one is launched, told apart from an unrelated process that reused its pid,
+//! stopped, and how its log is read back.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::output::CommandSpec;
+
+/// How a node's process is started. The default runs it directly on this host; a later
+/// implementation can run it inside the node's own network namespace (e.g. by prefixing
+/// `ip netns exec <ns>`) and hand out that namespace's address.
+pub trait Launcher: Send + Sync {
+    /// Address the node binds to and its peers dial.
+    fn node_host(&self, node: &str) -> String;
+
+    /// The OS command that runs `program` with `spec`'s arguments and environment for `node`.
+    /// The backend adds working directory, stdio and process group.
+    fn command(&self, node: &str, program: &Path, spec: &CommandSpec) -> Command;
+}
+
+/// Runs nodes as plain processes on this host, bound to 127.0.0.1.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostLauncher;
+
+impl Launcher for HostLauncher {
+    fn node_host(&self, _node: &str) -> String {
+        "127.0.0.1".to_string()
+    }
+
+    fn command(&self, _node: &str, program: &Path, spec: &CommandSpec) -> Command {
+        let mut command = Command::new(program);
+        command.args(&spec.args);
+        for (key, value) in &spec.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
+
+/// Starts a long-running node process in its own process group, working directory `data_dir`,
+/// stdout and stderr appended to `log`. Returns its pid. The child is reaped by a thread so it
+/// never lingers as a zombie while this process lives.
+pub fn spawn(mut command: Command, data_dir: &Path, log: &Path, node: &str) -> Result<u32> {
+    let log_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io(format!("node `{node}`: cannot open log {}", log.display()), e))?;
+    let stderr = log_file
+        .try_clone()
+        .map_err(|e| Error::io(format!("node `{node}`: log {}", log.display()), e))?;
+    command
+        .current_dir(data_dir)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        // Own group: a terminal's Ctrl-C does not reach the node, and teardown signals the group.
+        .process_group(0);
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::io(format!("node `{node}`: cannot start {program}"), e))?;
+    let pid = child.id();
+    std::thread::Builder::new()
+        .name(format!("reap-{pid}"))
+        .spawn(move || {
+            let _ = child.wait();
+        })
+        .map_err(|e| Error::io(format!("node `{node}`: cannot watch pid {pid}"), e))?;
+    Ok(pid)
+}
+
+/// Whether `pid` is a live (not zombie) process whose working directory is `data_dir`: the
+/// working directory tells our node from an unrelated process that got the same pid later.
+pub fn is_node_alive(pid: u32, data_dir: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    match std::fs::read_link(proc_dir.join("cwd")) {
+        Ok(cwd) => cwd == data_dir,
+        // Not allowed to look (another user's process): it is not one of ours.
+        Err(_) => false,
+    }
+}
+
+/// Stops the nodes `(pid, data_dir)`: SIGTERM to each process group, SIGKILL after `grace`, then
+/// waits (bounded) until they are gone. Returns the pids that were still alive at the end.
+pub fn stop_all(nodes: &[(u32, PathBuf)], grace: Duration) -> Vec<u32> {
+    let alive = |list: &[(u32, PathBuf)]| -> Vec<(u32, PathBuf)> {
+        list.iter()
+            .filter(|(pid, dir)| is_node_alive(*pid, dir))
+            .cloned()
+            .collect()
+    };
+    let mut running = alive(nodes);
+    for (pid, _) in &running {
+        signal_group(*pid, Signal::SIGTERM);
+    }
+    running = wait_gone(running, grace);
+    for (pid, _) in &running {
+        signal_group(*pid, Signal::SIGKILL);
+    }
+    running = wait_gone(running, Duration::from_secs(5));
+    running.into_iter().map(|(pid, _)| pid).collect()
+}
+
+fn wait_gone(mut running: Vec<(u32, PathBuf)>, limit: Duration) -> Vec<(u32, PathBuf)> {
+    let deadline = Instant::now() + limit;
+    while !running.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        running.retain(|(pid, dir)| is_node_alive(*pid, dir));
+    }
+    running
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    // The node leads its own group (process_group(0)), so its pgid is its pid.
+    if killpg(Pid::from_raw(raw), signal).is_err() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+    }
+}
+
+/// The last `lines` lines of a log file (reads at most the final 256 KiB).
+pub fn log_tail(path: &Path, lines: usize) -> Vec<String> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(256 * 1024);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// A log tail formatted for an error message: `"\nlast lines of PATH:\n  ..."`, or empty.
+pub fn format_tail(path: &Path, lines: usize) -> String {
+    let tail = log_tail(path, lines);
+    if tail.is_empty() {
+        return format!("\n(log {} is empty)", path.display());
+    }
+    let mut out = format!("\nlast {} lines of {}:", tail.len(), path.display());
+    for line in tail {
+        out.push_str("\n  ");
+        out.push_str(&line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_check_and_stop_a_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().canonicalize().unwrap();
+        let log = data_dir.join("node.log");
+        let mut spec = CommandSpec::new("sh");
+        spec.args(["-c", "echo started; echo oops >&2; exec sleep 30"]);
+        let command = HostLauncher.command("n", Path::new("/bin/sh"), &spec);
+        let pid = spawn(command, &data_dir, &log, "n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log_tail(&log, 5).len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(is_node_alive(pid, &data_dir));
+        assert!(
+            !is_node_alive(pid, Path::new("/")),
+            "another working dir is another process"
+        );
+        assert_eq!(log_tail(&log, 5), vec!["started", "oops"]);
+        assert!(format_tail(&log, 1).ends_with("\n  oops"));
+        let left = stop_all(&[(pid, data_dir.clone())], Duration::from_secs(5));
+        assert!(left.is_empty());
+        assert!(!is_node_alive(pid, &data_dir));
+    }
+
+    #[test]
+    fn missing_processes_and_logs() {
+        assert!(!is_node_alive(u32::MAX - 1, Path::new("/")));
+        assert!(log_tail(Path::new("/nonexistent/x.log"), 3).is_empty());
+        assert!(format_tail(Path::new("/nonexistent/x.log"), 3).contains("empty"));
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs the pinned Ethereum clients the chain tests run: geth 1.13.15 (the last line that
+# seals Clique) and anvil 1.7.1, into the cache dir given as $1. Skips what is already there,
+# so reruns are fast. Prints the bin dir (the only line on stdout).
+#
+#   bin=$(scripts/install-clients.sh "$HOME/.cache/dagctl-clients")
+#   export DAGCTL_GETH=$bin/geth DAGCTL_ANVIL=$bin/anvil
+#
+# geth: `go install` through the Go module proxy (no release archive can be downloaded here).
+# anvil: the npm package @foundry-rs/anvil, which ships the binary in a platform package.
+set -euo pipefail
+
+GETH_VERSION=1.13.15
+ANVIL_VERSION=1.7.1
+
+if [ $# -ne 1 ] || [ -z "$1" ]; then
+    echo "usage: $0 CACHE_DIR" >&2
+    exit 2
+fi
+cache=$1
+bin=$cache/bin
+mkdir -p "$bin"
+cache=$(cd "$cache" && pwd)
+bin=$cache/bin
+
+log() { echo "install-clients: $*" >&2; }
+
+geth_ok() {
+    [ -x "$bin/geth" ] && "$bin/geth" version 2>/dev/null | grep -q "^Version: ${GETH_VERSION}-"
+}
+
+if geth_ok; then
+    log "geth $GETH_VERSION already in $bin"
+else
+    if ! command -v go >/dev/null 2>&1; then
+        log "geth $GETH_VERSION needs a Go toolchain (go install); none on PATH"
+        exit 1
+    fi
+    log "building geth $GETH_VERSION with go install (a few minutes on a cold cache)"
+    # -checklinkname=0: newer Go refuses an old dependency's go:linkname otherwise.
+    GOBIN=$bin GOFLAGS=-mod=mod CGO_ENABLED=${CGO_ENABLED:-1} \
+        go install -ldflags=-checklinkname=0 "github.com/ethereum/go-ethereum/cmd/geth@v${GETH_VERSION}" >&2
+    geth_ok || { log "geth was built but does not report version $GETH_VERSION"; exit 1; }
+fi
+
+anvil_pkg=$cache/anvil
+anvil_real=$anvil_pkg/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+case "$(uname -m)" in
+    aarch64 | arm64) anvil_real=$anvil_pkg/node_modules/@foundry-rs/anvil-linux-arm64/bin/anvil ;;
+esac
+anvil_ok() {
+    [ -x "$bin/anvil" ] && "$bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_VERSION"
+}
+
+if anvil_ok; then
+    log "anvil $ANVIL_VERSION already in $bin"
+else
+    if ! command -v npm >/dev/null 2>&1; then
+        log "anvil $ANVIL_VERSION needs npm; none on PATH"
+        exit 1
+    fi
+    log "installing anvil $ANVIL_VERSION from npm"
+    npm install --silent --no-audit --no-fund --prefix "$anvil_pkg" "@foundry-rs/anvil@${ANVIL_VERSION}" >&2
+    if [ ! -x "$anvil_real" ]; then
+        log "npm installed @foundry-rs/anvil but $anvil_real is missing"
+        exit 1
+    fi
+    ln -sf "$anvil_real" "$bin/anvil"
+    anvil_ok || { log "anvil does not report version $ANVIL_VERSION"; exit 1; }
+fi
+
+echo "$bin"

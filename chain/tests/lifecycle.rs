@@ -51,6 +51,21 @@ fn request(name: &str, owner: Option<Owner>, ttl: Option<Duration>) -> DeployReq
 
 fn quiet(_: &str) {}
 
+/// Stops a network's processes if a test panics half way, so no node outlives the test.
+struct Cleanup(chain::local::NetworkRecord);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let nodes: Vec<(u32, PathBuf)> = self
+            .0
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid.map(|pid| (pid, n.data_dir.clone())))
+            .collect();
+        chain::local::process::stop_all(&nodes, Duration::from_secs(3));
+    }
+}
+
 #[tokio::test]
 async fn networks_past_their_ttl_are_reaped_and_others_kept() {
     let db = TestDb::sqlite().await;
@@ -72,10 +87,12 @@ async fn networks_past_their_ttl_are_reaped_and_others_kept() {
     )
     .await
     .unwrap();
+    let _orphan_cleanup = Cleanup(orphan.record.clone());
     // Deployed from the CLI: no owner, no TTL.
     let kept = lifecycle::deploy(&db.store, &backend, &request("kept", None, None), &cancel, &quiet)
         .await
         .unwrap();
+    let _kept_cleanup = Cleanup(kept.record.clone());
     let reaped = lifecycle::reap(&db.store, &backend, Utc::now(), &quiet).await.unwrap();
     assert_eq!(reaped, vec!["orphan"]);
     let node = &orphan.record.nodes[0];
@@ -104,6 +121,7 @@ async fn recovery_reattaches_live_networks_and_cleans_up_broken_ones() {
     let alive = lifecycle::deploy(&db.store, &backend, &request("alive", None, None), &cancel, &quiet)
         .await
         .unwrap();
+    let _alive_cleanup = Cleanup(alive.record.clone());
     let mut spec = NetworkSpec::new("broken", Client::Anvil, Consensus::Interval, 2);
     spec.block_time = Some(chain::SpecDuration::from_secs(1));
     let broken_request = DeployRequest {
@@ -113,6 +131,7 @@ async fn recovery_reattaches_live_networks_and_cleans_up_broken_ones() {
     let broken = lifecycle::deploy(&db.store, &backend, &broken_request, &cancel, &quiet)
         .await
         .unwrap();
+    let _broken_cleanup = Cleanup(broken.record.clone());
     // One node of `broken` dies while dagctl is away.
     let victim = &broken.record.nodes[1];
     let victim_pid = nix::unistd::Pid::from_raw(victim.pid.unwrap() as i32);

@@ -89,6 +89,32 @@ async fn head(url: &str) -> u64 {
     rpc::quantity(&call(url, "eth_blockNumber", json!([])).await).unwrap()
 }
 
+/// Stops a network's processes when a test panics half way, so no node outlives the test.
+struct Cleanup(NetworkRecord);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let nodes: Vec<(u32, PathBuf)> = self
+            .0
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid.map(|pid| (pid, n.data_dir.clone())))
+            .collect();
+        chain::local::process::stop_all(&nodes, Duration::from_secs(3));
+    }
+}
+
+/// Heads of every node plus each node's last log lines, for a failure message.
+async fn diagnose(record: &NetworkRecord) -> String {
+    let mut out = String::new();
+    for node in &record.nodes {
+        let head = rpc::call(&node.rpc, "eth_blockNumber", json!([]), CALL).await;
+        out.push_str(&format!("\n{} head {:?}", node.name, head.map(|h| rpc::quantity(&h))));
+        out.push_str(&chain::local::process::format_tail(&node.log, 8));
+    }
+    out
+}
+
 /// Asserts that nothing of `record` is left: no process, no listening port, no directory.
 fn assert_gone(record: &NetworkRecord) {
     for node in &record.nodes {
@@ -117,7 +143,8 @@ fn assert_gone(record: &NetworkRecord) {
 async fn geth_clique_four_nodes_seal_peer_and_carry_a_transfer() {
     let fx = fixture(Client::Geth, None).await;
     let mut spec = NetworkSpec::new(unique_name("geth4"), Client::Geth, Consensus::Clique, 4);
-    spec.block_time = Some(SpecDuration::from_secs(1));
+    // 2 s leaves the signers slack on a loaded 2-core CI machine.
+    spec.block_time = Some(SpecDuration::from_secs(2));
     spec.gas_limit = Some(30_000_000);
     spec.chain_id = Some(4242);
     spec.node_balance = Balance::parse("1000000000000000000000");
@@ -133,14 +160,17 @@ async fn geth_clique_four_nodes_seal_peer_and_carry_a_transfer() {
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("4 geth nodes ready in {:.1}s", started.elapsed().as_secs_f64());
     let record = deployed.record.clone();
+    let _cleanup = Cleanup(record.clone());
     assert_eq!(record.nodes.len(), 4);
     assert_eq!(fx.store.get_network(&record.name).await.unwrap().status, "running");
 
     // Block 5 on every node, 3 peers each.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     for node in &record.nodes {
         while head(&node.rpc).await < 5 {
-            assert!(Instant::now() < deadline, "{} did not reach block 5", node.name);
+            if Instant::now() > deadline {
+                panic!("{} did not reach block 5:{}", node.name, diagnose(&record).await);
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let peers = rpc::quantity(&call(&node.rpc, "net_peerCount", json!([])).await).unwrap();
@@ -214,6 +244,7 @@ async fn anvil_answers_rpc_and_leaves_nothing_behind() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let record = deployed.record;
+    let _cleanup = Cleanup(record.clone());
     let rpc_url = record.endpoints()["rpc"].as_str().unwrap().to_string();
     assert_eq!(
         rpc::quantity(&call(&rpc_url, "eth_chainId", json!([])).await),

@@ -88,6 +88,10 @@ pub struct NetworkRecord {
     pub base_dir: PathBuf,
     /// The process that deployed it; while it lives and the network is `starting`, leave it alone.
     pub deployer_pid: u32,
+    /// Clique signers were started without `--mine`; readiness starts sealing over RPC
+    /// (`miner_start`) once every node has its peers. See [`defer_clique_sealing`].
+    #[serde(default)]
+    pub sealing_deferred: bool,
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -197,6 +201,7 @@ impl LocalBackend {
             chain_id: spec.settings()?.chain_id,
             base_dir: base_dir.clone(),
             deployer_pid: std::process::id(),
+            sealing_deferred: false,
             nodes: Vec::new(),
         };
         match self.start_nodes(spec, &program, &mut record, progress).await {
@@ -235,7 +240,8 @@ impl LocalBackend {
                 ports: node_ports,
             });
         }
-        let network = crate::generate(spec, &params)?;
+        let mut network = crate::generate(spec, &params)?;
+        record.sealing_deferred = defer_clique_sealing(&mut network);
         write_files(&network)?;
         for node in &network.nodes {
             record.nodes.push(NodeRecord {
@@ -353,6 +359,36 @@ impl LocalBackend {
     }
 }
 
+/// For geth-family Clique signers: drop `--mine` and serve the `miner` API, so sealing starts only
+/// once every node is peered (`miner_start` from readiness). Signers that seal before they have
+/// peers each make their own block 1 from the old genesis at once; those forks can leave every
+/// signer "recently signed" on a different branch and the chain stalls (seen with 4 signers on a
+/// loaded machine). Returns whether anything was deferred.
+fn defer_clique_sealing(network: &mut GeneratedNetwork) -> bool {
+    let geth_family = matches!(network.client, Client::Geth | Client::Quorum);
+    if !geth_family || network.consensus != Consensus::Clique {
+        return false;
+    }
+    let mut deferred = false;
+    for node in network.nodes.iter_mut().filter(|n| n.role == Role::Validator) {
+        let args = &mut node.command.args;
+        let before = args.len();
+        args.retain(|arg| arg != "--mine");
+        if args.len() == before {
+            continue;
+        }
+        deferred = true;
+        if let Some(i) = args.iter().position(|arg| arg == "--http.api") {
+            if let Some(apis) = args.get_mut(i + 1) {
+                if !apis.split(',').any(|api| api == "miner") {
+                    apis.push_str(",miner");
+                }
+            }
+        }
+    }
+    deferred
+}
+
 /// `count` distinct free TCP ports on 127.0.0.1. The listeners are held until all are chosen so
 /// no port is handed out twice; another process may still take one before the node binds it.
 pub fn free_ports(count: usize) -> Result<Vec<u16>> {
@@ -402,6 +438,44 @@ fn write_files(network: &GeneratedNetwork) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clique_signers_start_without_mine_and_with_the_miner_api() {
+        let spec = NetworkSpec {
+            members: 1,
+            key_seed: Some("t".into()),
+            ..NetworkSpec::new("n", Client::Geth, Consensus::Clique, 2)
+        };
+        let params: Vec<NodeParams> = (0..3u16)
+            .map(|i| NodeParams {
+                data_dir: PathBuf::from(format!("/d/{i}")),
+                host: "127.0.0.1".into(),
+                ports: NodePorts {
+                    authrpc: Some(9000 + i),
+                    ..NodePorts::new(8000 + i, 8100 + i)
+                },
+            })
+            .collect();
+        let mut network = crate::generate(&spec, &params).unwrap();
+        assert!(network.nodes[0].command.has_flag("--mine"));
+        assert!(defer_clique_sealing(&mut network));
+        for node in &network.nodes {
+            assert!(!node.command.has_flag("--mine"));
+        }
+        let apis = network.nodes[0].command.flag_value("--http.api").unwrap();
+        assert!(apis.ends_with(",miner"), "{apis}");
+        assert!(!network.nodes[2]
+            .command
+            .flag_value("--http.api")
+            .unwrap()
+            .contains("miner"));
+        let mut anvil = crate::generate(
+            &NetworkSpec::new("a", Client::Anvil, Consensus::Interval, 1),
+            &params[..1],
+        )
+        .unwrap();
+        assert!(!defer_clique_sealing(&mut anvil));
+    }
 
     #[test]
     fn free_ports_are_distinct() {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{process, rpc, NetworkRecord, NodeRecord, Progress};
 use crate::error::{Error, Result};
-use crate::spec::{Client, Consensus};
+use crate::spec::{Client, Consensus, Role};
 
 /// How often nodes are probed.
 const POLL: Duration = Duration::from_millis(500);
@@ -86,14 +86,41 @@ pub(super) async fn wait_ready(
     let expect = expectation(record);
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut last_progress = started;
-    let mut probes = vec![Probe::default(); record.nodes.len()];
     progress(&format!(
         "waiting up to {timeout:?} for {} nodes: RPC, {} peers each{}",
         record.nodes.len(),
         expect.peers,
         if expect.new_blocks { ", new blocks" } else { "" }
     ));
+    if record.sealing_deferred {
+        // Peers first, then sealing: no signer makes a block alone.
+        let peered = Expectation {
+            new_blocks: false,
+            ..expect
+        };
+        poll_until(record, peered, started, deadline, timeout, cancel, progress).await?;
+        for node in record.nodes.iter().filter(|n| n.role == Role::Validator) {
+            rpc::call(&node.rpc, "miner_start", json!([]), CALL_TIMEOUT)
+                .await
+                .map_err(|e| not_ready(record, node, format!("did not start sealing: {e}")))?;
+        }
+        progress("every node is peered; signers started sealing");
+    }
+    poll_until(record, expect, started, deadline, timeout, cancel, progress).await
+}
+
+/// Probes every node until each meets `expect`, or fails at `deadline`.
+async fn poll_until(
+    record: &NetworkRecord,
+    expect: Expectation,
+    started: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> Result<ReadyReport> {
+    let mut last_progress = Instant::now();
+    let mut probes = vec![Probe::default(); record.nodes.len()];
     loop {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled(format!(

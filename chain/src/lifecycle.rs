@@ -18,6 +18,8 @@ use crate::spec::NetworkSpec;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Default time a network gets to become ready.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a teardown waits for a deploy of the same network that is still starting.
+const STARTING_WAIT: Duration = Duration::from_secs(60);
 /// Backend name recorded for local networks.
 pub const LOCAL_BACKEND: &str = "local";
 
@@ -103,7 +105,7 @@ async fn start_and_wait(
     cancel: &CancellationToken,
     progress: Progress<'_>,
 ) -> Result<Deployed> {
-    let record = backend.start(&request.spec, progress).await?;
+    let record = backend.start(&request.spec, cancel, progress).await?;
     // Record the processes before waiting, so a crash while waiting leaves them findable.
     if let Err(err) = save_record(store, &record).await {
         stop_after_failure(backend, &record, progress).await;
@@ -164,7 +166,17 @@ pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
 
 /// Stops a network by name and marks it `removed`. A network already gone is not an error.
 pub async fn teardown(store: &Store, backend: &LocalBackend, name: &str, progress: Progress<'_>) -> Result<()> {
-    let row = store.get_network(name).await?;
+    let mut row = store.get_network(name).await?;
+    // A deploy still starting (e.g. cancelled by its task's timeout) cleans up after itself:
+    // wait for it to end rather than race it, bounded.
+    let deadline = std::time::Instant::now() + STARTING_WAIT;
+    while row.status == "starting" && std::time::Instant::now() < deadline {
+        progress(&format!(
+            "network `{name}` is still starting; waiting for its deploy to end"
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        row = store.get_network(name).await?;
+    }
     if matches!(row.status.as_str(), "removed" | "failed") {
         progress(&format!("network `{name}` is already {}", row.status));
         return Ok(());
@@ -188,14 +200,23 @@ async fn stop_row(
     why: &str,
     progress: Progress<'_>,
 ) -> Result<()> {
-    if let Some(record) = record_of(row)? {
-        let report = backend.teardown(&record).await?;
-        progress(&format!(
-            "network `{}`: stopped {} processes, removed {}: {why}",
-            row.name,
-            report.stopped,
-            record.base_dir.display()
-        ));
+    match record_of(row)? {
+        Some(record) => {
+            let report = backend.teardown(&record).await?;
+            progress(&format!(
+                "network `{}`: stopped {} processes, removed {}: {why}",
+                row.name,
+                report.stopped,
+                record.base_dir.display()
+            ));
+        }
+        None => {
+            // Interrupted before any node started: at most its directory exists.
+            let dir = backend.options().networks_dir.join(&row.name);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+            }
+        }
     }
     store
         .transition_network(&row.name, &["stopping"], "removed", Some(why), Utc::now())

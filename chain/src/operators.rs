@@ -287,25 +287,33 @@ impl InProcessOperator for DeployNetwork {
                 Ok(request) => request,
                 Err(message) => return OperatorResult::Failed(message),
             };
-            let log = ctx.log.clone();
-            let progress = move |line: &str| log.line("info", "chain", line);
-            match lifecycle::reap(&ctx.store, &backend, Utc::now(), &progress).await {
-                Ok(reaped) if !reaped.is_empty() => {
-                    progress(&format!("reaped expired networks: {}", reaped.join(", ")))
-                }
-                Ok(_) => {}
-                Err(err) => ctx.log.error(&format!("reaping expired networks failed: {err}")),
-            }
-            match lifecycle::deploy(&ctx.store, &backend, &request, &ctx.cancel, &progress).await {
-                Ok(deployed) => OperatorResult::Success(Some(deployed.record.endpoints())),
-                Err(err) => {
-                    for line in err.to_string().lines() {
-                        ctx.log.error(line);
-                    }
-                    OperatorResult::Failed(err.to_string())
-                }
+            // The executor drops this future on `execution_timeout` (and cancels the token): the
+            // deploy runs as its own task so it still sees the cancellation and cleans up.
+            let work = tokio::spawn(deploy_task(ctx, backend, request));
+            match work.await {
+                Ok(result) => result,
+                Err(err) => OperatorResult::Failed(format!("deploy task ended abnormally: {err}")),
             }
         })
+    }
+}
+
+async fn deploy_task(ctx: OperatorContext, backend: Arc<LocalBackend>, request: DeployRequest) -> OperatorResult {
+    let log = ctx.log.clone();
+    let progress = move |line: &str| log.line("info", "chain", line);
+    match lifecycle::reap(&ctx.store, &backend, Utc::now(), &progress).await {
+        Ok(reaped) if !reaped.is_empty() => progress(&format!("reaped expired networks: {}", reaped.join(", "))),
+        Ok(_) => {}
+        Err(err) => ctx.log.error(&format!("reaping expired networks failed: {err}")),
+    }
+    match lifecycle::deploy(&ctx.store, &backend, &request, &ctx.cancel, &progress).await {
+        Ok(deployed) => OperatorResult::Success(Some(deployed.record.endpoints())),
+        Err(err) => {
+            for line in err.to_string().lines() {
+                ctx.log.error(line);
+            }
+            OperatorResult::Failed(err.to_string())
+        }
     }
 }
 
@@ -349,14 +357,23 @@ impl InProcessOperator for Teardown {
                 Err(err) => return OperatorResult::Failed(err.to_string()),
             };
             let log = ctx.log.clone();
-            let progress = move |line: &str| log.line("info", "chain", line);
-            progress(&format!("tearing down network `{name}`"));
-            match lifecycle::teardown(&ctx.store, &backend, &name, &progress).await {
-                Ok(()) => OperatorResult::Success(Some(serde_json::json!({"name": name, "status": "removed"}))),
-                Err(Error::NotFound(what)) => OperatorResult::Failed(format!(
+            let store = ctx.store.clone();
+            // Its own task: a teardown that has begun finishes even if the executor drops this future.
+            let work = tokio::spawn(async move {
+                let progress = move |line: &str| log.line("info", "chain", line);
+                progress(&format!("tearing down network `{name}`"));
+                let result = lifecycle::teardown(&store, &backend, &name, &progress).await;
+                (name, result)
+            });
+            match work.await {
+                Ok((name, Ok(()))) => {
+                    OperatorResult::Success(Some(serde_json::json!({"name": name, "status": "removed"})))
+                }
+                Ok((_, Err(Error::NotFound(what)))) => OperatorResult::Failed(format!(
                     "{what} not found: `{reference}` is neither a network name nor a deploy task of this run"
                 )),
-                Err(err) => OperatorResult::Failed(err.to_string()),
+                Ok((_, Err(err))) => OperatorResult::Failed(err.to_string()),
+                Err(err) => OperatorResult::Failed(format!("teardown task ended abnormally: {err}")),
             }
         })
     }

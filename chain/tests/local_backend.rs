@@ -371,3 +371,30 @@ async fn a_network_without_peers_times_out_with_the_reason_and_cleans_up() {
     assert_eq!(row.status, "failed");
     assert_gone(&lifecycle::record_of(&row).unwrap().unwrap());
 }
+
+#[tokio::test]
+async fn a_cancelled_deploy_stops_and_removes_everything() {
+    let fx = fixture(Client::Geth, Some(Arc::new(NoPeers))).await;
+    let spec = NetworkSpec::new(unique_name("cancelled"), Client::Geth, Consensus::Clique, 2);
+    let request = DeployRequest {
+        spec,
+        ready_timeout: Duration::from_secs(120),
+        ttl: None,
+        owner: None,
+    };
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let err = lifecycle::deploy(&fx.store, &fx.backend, &request, &cancel, &progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, chain::Error::Cancelled(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "cancellation is prompt");
+    let row = fx.store.get_network(&request.spec.name).await.unwrap();
+    assert_eq!(row.status, "failed");
+    assert_gone(&lifecycle::record_of(&row).unwrap().unwrap());
+}

@@ -203,3 +203,53 @@ fn net_up_rejects_an_impossible_network_before_starting_anything() {
     assert!(stderr(&output).contains("nodes"), "{}", stderr(&output));
     assert!(!home.path().join("networks").exists());
 }
+
+/// Processes whose working directory is under `dir` (our nodes run in their data dirs).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cwd = entry.path().join("cwd");
+        if let Ok(target) = std::fs::read_link(&cwd) {
+            if target.starts_with(dir) {
+                found.push(format!(
+                    "{} in {}",
+                    entry.file_name().to_string_lossy(),
+                    target.display()
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_deploy_killed_by_its_execution_timeout_leaves_nothing_running() {
+    let (home, geth, anvil) = home_with_clients();
+    home.write_dag(
+        "slow.yaml",
+        "slow:\n  tasks:\n    deploy:\n      operator: chain.deploy_network\n      client: geth\n      consensus: clique\n      nodes: 4\n      execution_timeout: 1s\n    teardown:\n      operator: chain.teardown\n      network: deploy\n      trigger_rule: all_done\n      dependencies: [deploy]\n",
+    );
+    let output = run_with_clients(&home, &geth, &anvil, &["dags", "test", "slow"]);
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("timed out"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("teardown") && l.trim_end().ends_with("success")),
+        "{text}"
+    );
+    let networks_dir = home.path().join("networks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !processes_under(&networks_dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {:?}",
+            processes_under(&networks_dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let listed = home.json(&["net", "ls", "--all"]);
+    let status = listed[0]["status"].as_str().unwrap().to_string();
+    assert!(status == "removed" || status == "failed", "{listed}");
+    assert_eq!(std::fs::read_dir(&networks_dir).map(|d| d.count()).unwrap_or(0), 0);
+}

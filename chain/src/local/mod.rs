@@ -173,7 +173,12 @@ impl LocalBackend {
 
     /// Writes files, runs init commands and starts every node. Does not wait for readiness. On
     /// any failure everything started so far is stopped and the directory removed.
-    pub async fn start(&self, spec: &NetworkSpec, progress: Progress<'_>) -> Result<NetworkRecord> {
+    pub async fn start(
+        &self,
+        spec: &NetworkSpec,
+        cancel: &CancellationToken,
+        progress: Progress<'_>,
+    ) -> Result<NetworkRecord> {
         let slots = spec.layout()?;
         let program = self.options.binaries.resolve(spec.client, spec.consensus)?;
         progress(&format!(
@@ -204,7 +209,7 @@ impl LocalBackend {
             sealing_deferred: false,
             nodes: Vec::new(),
         };
-        match self.start_nodes(spec, &program, &mut record, progress).await {
+        match self.start_nodes(spec, &program, &mut record, cancel, progress).await {
             Ok(()) => Ok(record),
             Err(err) => {
                 progress(&format!("start failed, cleaning up: {err}"));
@@ -219,6 +224,7 @@ impl LocalBackend {
         spec: &NetworkSpec,
         program: &Path,
         record: &mut NetworkRecord,
+        cancel: &CancellationToken,
         progress: Progress<'_>,
     ) -> Result<()> {
         let slots = spec.layout()?;
@@ -259,8 +265,16 @@ impl LocalBackend {
             });
         }
         let client_program = spec.client.program();
+        let check_cancel = || {
+            if cancel.is_cancelled() {
+                Err(Error::Cancelled(format!("starting network `{}`", spec.name)))
+            } else {
+                Ok(())
+            }
+        };
         for (node, node_record) in network.nodes.iter().zip(&record.nodes) {
             for init in &node.init {
+                check_cancel()?;
                 let binary = if init.program == client_program {
                     program.to_path_buf()
                 } else {
@@ -269,6 +283,7 @@ impl LocalBackend {
                 self.run_init(node_record, &binary, init).await?;
             }
         }
+        check_cancel()?;
         for (node, node_record) in network.nodes.iter().zip(record.nodes.iter_mut()) {
             let binary = if node.command.program == client_program {
                 program.to_path_buf()

@@ -620,11 +620,13 @@ impl Scheduler {
         if open == 0 {
             return Ok(0);
         }
-        let limits: HashMap<String, u32> = self
-            .dags
+        // Versions the runs use (all a scoped scheduler knows), then the latest version of each DAG.
+        let mut limits: HashMap<String, u32> = self
+            .specs
             .values()
-            .map(|d| (d.dag_id.clone(), d.spec.max_active_tasks))
+            .map(|spec| (spec.dag_id.clone(), spec.max_active_tasks))
             .collect();
+        limits.extend(self.dags.values().map(|d| (d.dag_id.clone(), d.spec.max_active_tasks)));
         let started_claim = Instant::now();
         let claim = self
             .store

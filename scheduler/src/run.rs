@@ -87,6 +87,19 @@ struct InFlight {
     started: Instant,
 }
 
+impl InFlight {
+    fn new(ti: &TiRow, task: &engine::spec::TaskSpec) -> InFlight {
+        InFlight {
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.task_id.clone(),
+            max_tries: ti.max_tries,
+            task: task.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
 /// One scheduler: create with [`Scheduler::new`], run with [`Scheduler::run`].
 pub struct Scheduler {
     store: Store,
@@ -607,11 +620,13 @@ impl Scheduler {
         if open == 0 {
             return Ok(0);
         }
-        let limits: HashMap<String, u32> = self
-            .dags
+        // Versions the runs use (all a scoped scheduler knows), then the latest version of each DAG.
+        let mut limits: HashMap<String, u32> = self
+            .specs
             .values()
-            .map(|d| (d.dag_id.clone(), d.spec.max_active_tasks))
+            .map(|spec| (spec.dag_id.clone(), spec.max_active_tasks))
             .collect();
+        limits.extend(self.dags.values().map(|d| (d.dag_id.clone(), d.spec.max_active_tasks)));
         let started_claim = Instant::now();
         let claim = self
             .store
@@ -679,17 +694,7 @@ impl Scheduler {
             ti.try_number = *try_number;
             ti.state = TaskState::Running;
             ti.start_date = Some(now);
-            self.in_flight.insert(
-                ti.id,
-                InFlight {
-                    dag_id: ti.dag_id.clone(),
-                    run_id: ti.run_id.clone(),
-                    task_id: ti.task_id.clone(),
-                    max_tries: ti.max_tries,
-                    task: task.clone(),
-                    started: Instant::now(),
-                },
-            );
+            self.in_flight.insert(ti.id, InFlight::new(&ti, &task));
             self.executor.launch(LaunchRequest { ti, run, dag, task });
         }
         Ok(started.len())
@@ -768,17 +773,7 @@ impl Scheduler {
         let Some(task) = dag.task(&ti.task_id).cloned() else {
             return Ok(());
         };
-        self.in_flight.insert(
-            ti.id,
-            InFlight {
-                dag_id: ti.dag_id.clone(),
-                run_id: ti.run_id.clone(),
-                task_id: ti.task_id.clone(),
-                max_tries: ti.max_tries,
-                task: task.clone(),
-                started: Instant::now(),
-            },
-        );
+        self.in_flight.insert(ti.id, InFlight::new(&ti, &task));
         if here {
             let logs = self.executor.options().logs_dir.clone();
             let pid = ti
@@ -800,15 +795,12 @@ impl Scheduler {
         } else {
             warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, host = ?ti.hostname, "task on another host stopped heartbeating; failing it");
             self.metrics.ti_orphans_failed.fetch_add(1, Ordering::Relaxed);
-            self.pending_events.push(ExecutorEvent::Finished(TaskReport {
-                ti_id: ti.id,
-                run_pk: ti.run_pk,
-                try_number: ti.try_number,
-                outcome: Outcome::Failed,
-                message: Some("no heartbeat from the task's host".into()),
-                xcom: None,
-                ended_at: now,
-            }));
+            self.pending_events.push(ExecutorEvent::Finished(TaskReport::now(
+                &ti,
+                Outcome::Failed,
+                Some("no heartbeat from the task's host".into()),
+                None,
+            )));
         }
         Ok(())
     }

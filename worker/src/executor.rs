@@ -61,6 +61,21 @@ pub struct TaskReport {
     pub ended_at: DateTime<Utc>,
 }
 
+impl TaskReport {
+    /// The end of `ti`'s current try, now.
+    pub fn now(ti: &TiRow, outcome: Outcome, message: Option<String>, xcom: Option<Json>) -> TaskReport {
+        TaskReport {
+            ti_id: ti.id,
+            run_pk: ti.run_pk,
+            try_number: ti.try_number,
+            outcome,
+            message,
+            xcom,
+            ended_at: Utc::now(),
+        }
+    }
+}
+
 /// What the executor tells the scheduler.
 #[derive(Debug, Clone)]
 pub enum ExecutorEvent {
@@ -208,15 +223,8 @@ impl LocalExecutor {
         let ti = &request.ti;
         let log_path = self.log_path(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number);
         let files = TryFiles::for_log(&log_path);
-        let report = |outcome: Outcome, message: Option<String>, xcom: Option<Json>| TaskReport {
-            ti_id: ti.id,
-            run_pk: ti.run_pk,
-            try_number: ti.try_number,
-            outcome,
-            message,
-            xcom,
-            ended_at: Utc::now(),
-        };
+        let report =
+            |outcome: Outcome, message: Option<String>, xcom: Option<Json>| TaskReport::now(ti, outcome, message, xcom);
         let writer = match LogWriter::open(&log_path) {
             Ok(writer) => writer,
             Err(err) => {
@@ -324,14 +332,7 @@ impl LocalExecutor {
         env.push(("AIRFLOW_CTX_TRY_NUMBER".into(), ti.try_number.to_string()));
         env.push(("AIRFLOW_CTX_DAG_OWNER".into(), request.task.owner.clone()));
         env.push(("DAGCTL_XCOM".into(), files.xcom.display().to_string()));
-        let skip_codes: Vec<i64> = match args.get("skip_on_exit_code") {
-            None => vec![99],
-            Some(Json::Null) => vec![],
-            Some(Json::Number(code)) => code.as_i64().into_iter().collect(),
-            Some(Json::Array(codes)) => codes.iter().filter_map(Json::as_i64).collect(),
-            Some(Json::String(text)) => text.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
-            Some(_) => vec![99],
-        };
+        let skip_codes = skip_codes(args);
         let _ = std::fs::remove_file(&files.xcom);
         let _ = std::fs::remove_file(&files.result);
         writer.info(&format!("running command: {command}"));
@@ -513,12 +514,7 @@ impl LocalExecutor {
             } else {
                 match read_result(&files.result) {
                     Some(result) => {
-                        let skip: Vec<i64> = match request.task.args.get("skip_on_exit_code") {
-                            None => vec![99],
-                            Some(Json::Number(code)) => code.as_i64().into_iter().collect(),
-                            Some(Json::Array(codes)) => codes.iter().filter_map(Json::as_i64).collect(),
-                            Some(_) => vec![],
-                        };
+                        let skip = skip_codes(&request.task.args);
                         let killed = executor.was_killed(ti.id);
                         interpret_bash(&result, &skip, request.task.do_xcom_push, &files.xcom, killed)
                     }
@@ -538,16 +534,23 @@ impl LocalExecutor {
             if let Ok(mut running) = executor.running.lock() {
                 running.remove(&ti.id);
             }
-            let _ = executor.events.send(ExecutorEvent::Finished(TaskReport {
-                ti_id: ti.id,
-                run_pk: ti.run_pk,
-                try_number: ti.try_number,
-                outcome,
-                message,
-                xcom,
-                ended_at: Utc::now(),
-            }));
+            let _ = executor
+                .events
+                .send(ExecutorEvent::Finished(TaskReport::now(ti, outcome, message, xcom)));
         });
+    }
+}
+
+/// Exit codes that mean "skipped": `skip_on_exit_code` as a code, a list, a comma-separated string, or null
+/// for none; Airflow's 99 when absent.
+fn skip_codes(args: &serde_json::Map<String, Json>) -> Vec<i64> {
+    match args.get("skip_on_exit_code") {
+        None => vec![99],
+        Some(Json::Null) => vec![],
+        Some(Json::Number(code)) => code.as_i64().into_iter().collect(),
+        Some(Json::Array(codes)) => codes.iter().filter_map(Json::as_i64).collect(),
+        Some(Json::String(text)) => text.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
+        Some(_) => vec![99],
     }
 }
 

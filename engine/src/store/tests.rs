@@ -24,7 +24,7 @@ fn manual<'a>(spec: &'a crate::spec::DagSpec, run_id: &str) -> NewRun<'a> {
         data_interval: None,
         run_after: Utc::now(),
         conf: Default::default(),
-        triggered_by: "test".into(),
+        triggered_by: "cli".into(),
         triggering_user: None,
         note: None,
     }

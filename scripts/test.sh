@@ -12,4 +12,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked --quiet
 fi
 
+# Real Ethereum clients for the chain tests: geth 1.13.15 (go install) and anvil (npm), cached between runs.
+bin=$(./scripts/install-clients.sh "${DAGCTL_CLIENTS_CACHE:-$HOME/.cache/dagctl/clients}")
+export DAGCTL_CLIENTS_BIN="$bin" DAGCTL_GETH="$bin/geth" DAGCTL_ANVIL="$bin/anvil"
+
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -15,7 +15,7 @@ use engine::store::Store;
 use scheduler::Metrics;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::runtime::{build_scheduler, open_store, scheduler_options};
@@ -92,13 +92,40 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
     }
     println!("dags folder: {}", config.dags_folder.display());
     println!("database:    {}", engine::store::redact_url(&config.database_url));
+    let networks = tokio::spawn(watch_networks(config.clone(), store.clone(), shutdown.clone()));
     let scheduler = build_scheduler(&config, &store, scheduler_options(&config), metrics)?;
     scheduler.run(shutdown.clone()).await?;
     shutdown.cancel();
+    let _ = networks.await;
     if let Some(http) = http {
         let _ = http.await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then
+/// tears down networks past their TTL once a minute.
+async fn watch_networks(config: Config, store: Store, shutdown: CancellationToken) {
+    let backend = crate::runtime::chain_backend(&config);
+    let progress = |line: &str| info!("{line}");
+    match chain::lifecycle::recover(&store, &backend, &progress).await {
+        Ok(recovery) if !recovery.attached.is_empty() || !recovery.cleaned.is_empty() => {
+            info!(attached = ?recovery.attached, cleaned = ?recovery.cleaned, "networks recovered after start")
+        }
+        Ok(_) => {}
+        Err(err) => warn!(error = %err, "cannot recover networks"),
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match chain::lifecycle::reap(&store, &backend, Utc::now(), &progress).await {
+            Ok(reaped) if !reaped.is_empty() => info!(networks = ?reaped, "tore down networks past their TTL"),
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "cannot reap networks"),
+        }
+    }
 }
 
 fn router(state: AppState) -> Router {

@@ -98,7 +98,13 @@ fn geth_clique_signers_are_in_extra_data_and_unlocked() {
         for api in ["eth", "net", "web3", "txpool", "clique"] {
             assert!(apis.split(',').any(|a| a == api), "{apis} lacks {api}");
         }
-        assert_eq!(c.flag_value("--port"), Some(node.ports.p2p.to_string().as_str()));
+        // p2p listens on the node's host only: ListenAddr in config.toml, never `--port` (":port" = all interfaces).
+        assert!(!c.has_flag("--port"), "{}", node.name);
+        let toml = text(&net, node.index, "config.toml");
+        assert!(
+            toml.contains(&format!("ListenAddr = \"127.0.0.1:{}\"", node.ports.p2p)),
+            "{toml}"
+        );
         assert_eq!(
             c.flag_value("--authrpc.port"),
             Some(node.ports.authrpc.unwrap().to_string().as_str())
@@ -162,8 +168,12 @@ fn geth_static_peers_are_every_other_node_in_config_toml() {
     assert_eq!(net.static_nodes.len(), 4);
     for node in &net.nodes {
         let toml = text(&net, node.index, "config.toml");
-        assert!(toml.starts_with("[Node.P2P]\nStaticNodes = ["), "{toml}");
-        let listed: Vec<&str> = toml.split('"').skip(1).step_by(2).collect();
+        assert!(toml.starts_with("[Node.P2P]\nListenAddr = \"127.0.0.1:"), "{toml}");
+        let peers = toml
+            .split_once("StaticNodes = [")
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let listed: Vec<&str> = peers.split('"').skip(1).step_by(2).collect();
         let expected: Vec<&str> = net
             .static_nodes
             .iter()

@@ -343,7 +343,13 @@ impl Launcher for NoPeers {
 
     fn command(&self, node: &str, program: &std::path::Path, spec: &CommandSpec) -> std::process::Command {
         if let Some(config) = spec.flag_value("--config") {
-            std::fs::write(config, "[Node.P2P]\nStaticNodes = []\n").unwrap();
+            // Keep the node's own listen address; drop its peers.
+            let text = std::fs::read_to_string(config).unwrap();
+            let listen = text
+                .lines()
+                .find(|line| line.starts_with("ListenAddr"))
+                .unwrap_or_default();
+            std::fs::write(config, format!("[Node.P2P]\n{listen}\nStaticNodes = []\n")).unwrap();
         }
         HostLauncher.command(node, program, spec)
     }

@@ -66,7 +66,13 @@ pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
 
 fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<NodeOutput> {
     let mut files = vec![
-        GeneratedFile::public("config.toml", config_toml(&plan.peer_enodes(index))),
+        GeneratedFile::public(
+            "config.toml",
+            config_toml(
+                &format!("{}:{}", node.params.host, node.params.ports.p2p),
+                &plan.peer_enodes(index),
+            ),
+        ),
         GeneratedFile::secret("nodekey", node.key.secret_hex()),
     ];
     let mut init = CommandSpec::new("geth");
@@ -86,8 +92,7 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
         plan.settings.chain_id.to_string(),
         "--syncmode".to_string(),
         "full".to_string(),
-        "--port".to_string(),
-        ports.p2p.to_string(),
+        // No `--port`: geth 1.13 turns it into ":port" (every interface); config.toml binds p2p to the host.
         "--nodiscover".to_string(),
         "--nat".to_string(),
         "none".to_string(),
@@ -158,11 +163,13 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
     })
 }
 
-/// geth ≥1.12 ignores `static-nodes.json`; static peers live in `[Node.P2P] StaticNodes`.
-pub(crate) fn config_toml(peers: &[String]) -> String {
+/// geth ≥1.12 ignores `static-nodes.json`; static peers live in `[Node.P2P] StaticNodes`. The p2p listener is
+/// bound here too (`ListenAddr`), because the `--port` flag would listen on every interface.
+pub(crate) fn config_toml(listen_addr: &str, peers: &[String]) -> String {
     let quoted: Vec<String> = peers.iter().map(|enode| format!("  \"{enode}\",")).collect();
+    let head = format!("[Node.P2P]\nListenAddr = \"{listen_addr}\"\n");
     if quoted.is_empty() {
-        return "[Node.P2P]\nStaticNodes = []\n".to_string();
+        return format!("{head}StaticNodes = []\n");
     }
-    format!("[Node.P2P]\nStaticNodes = [\n{}\n]\n", quoted.join("\n"))
+    format!("{head}StaticNodes = [\n{}\n]\n", quoted.join("\n"))
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chain::lifecycle::{self, DeployRequest};
 use chain::local::process::{is_node_alive, HostLauncher, Launcher};
 use chain::local::{rpc, ClientBinaries, LocalBackend, LocalOptions, NetworkRecord};
-use chain::{Balance, Client, CommandSpec, Consensus, NetworkSpec, SpecDuration};
+use chain::{Balance, Client, CommandSpec, Consensus, NetworkSpec, Role, SpecDuration};
 use engine::testing::TestDb;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -142,7 +142,10 @@ fn assert_gone(record: &NetworkRecord) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn geth_clique_four_nodes_seal_peer_and_carry_a_transfer() {
     let fx = fixture(Client::Geth, None).await;
-    let mut spec = NetworkSpec::new(unique_name("geth4"), Client::Geth, Consensus::Clique, 4);
+    // Three signers and a member: with four or more geth Clique signers, competing out-of-turn blocks can
+    // leave every branch with only "recently signed" signers and the chain stalls (docs/chain.md).
+    let mut spec = NetworkSpec::new(unique_name("geth4"), Client::Geth, Consensus::Clique, 3);
+    spec.members = 1;
     // 2 s leaves the signers slack on a loaded 2-core CI machine.
     spec.block_time = Some(SpecDuration::from_secs(2));
     spec.gas_limit = Some(30_000_000);
@@ -180,7 +183,12 @@ async fn geth_clique_four_nodes_seal_peer_and_carry_a_transfer() {
     }
 
     // More than one signer sealed blocks 1..=5, all of them validators.
-    let validators: BTreeSet<String> = record.nodes.iter().map(|n| n.address.to_lowercase()).collect();
+    let validators: BTreeSet<String> = record
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Validator)
+        .map(|n| n.address.to_lowercase())
+        .collect();
     let mut signers = BTreeSet::new();
     for number in 1..=5u64 {
         let signer = call(

@@ -401,7 +401,35 @@ fn defer_clique_sealing(network: &mut GeneratedNetwork) -> bool {
             }
         }
     }
+    if deferred {
+        hold_first_block(network, CLIQUE_FIRST_BLOCK_DELAY);
+    }
     deferred
+}
+
+/// How long after generation a Clique network's block 1 may be sealed at the earliest.
+const CLIQUE_FIRST_BLOCK_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Puts the genesis timestamp `delay` ahead, so no signer can seal block 1 before every signer has
+/// been started with `miner_start`. A signer that is not started yet is not "synced" in geth's eyes and
+/// drops propagated blocks; if block 1 came before that, it made its own block 1 and the branches
+/// deadlocked on "signed recently" (seen under load, about one deploy in three).
+fn hold_first_block(network: &mut GeneratedNetwork, delay: std::time::Duration) {
+    let Some(text) = &network.genesis_json else { return };
+    let Ok(mut genesis) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_add(delay)
+        .as_secs();
+    if let Some(object) = genesis.as_object_mut() {
+        object.insert("timestamp".into(), serde_json::Value::String(format!("{at:#x}")));
+    }
+    if let Ok(pretty) = serde_json::to_string_pretty(&genesis) {
+        network.genesis_json = Some(pretty);
+    }
 }
 
 /// `count` distinct free TCP ports on 127.0.0.1. The listeners are held until all are chosen so

@@ -100,6 +100,11 @@ pub(super) async fn wait_ready(
         };
         poll_until(record, peered, started, deadline, timeout, cancel, progress).await?;
         for node in record.nodes.iter().filter(|n| n.role == Role::Validator) {
+            // geth unlocks the signer key after it starts serving RPC; a `miner_start` before that fails its
+            // first seal ("authentication needed") and geth does not retry it.
+            wait_unlocked(record, node, deadline, cancel).await?;
+        }
+        for node in record.nodes.iter().filter(|n| n.role == Role::Validator) {
             rpc::call(&node.rpc, "miner_start", json!([]), CALL_TIMEOUT)
                 .await
                 .map_err(|e| not_ready(record, node, format!("did not start sealing: {e}")))?;
@@ -107,6 +112,36 @@ pub(super) async fn wait_ready(
         progress("every node is peered; signers started sealing");
     }
     poll_until(record, expect, started, deadline, timeout, cancel, progress).await
+}
+
+/// Waits until the node can sign with its own account (its keystore is unlocked).
+async fn wait_unlocked(
+    record: &NetworkRecord,
+    node: &NodeRecord,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    loop {
+        let signed = rpc::call(&node.rpc, "eth_sign", json!([node.address, "0x00"]), CALL_TIMEOUT).await;
+        let last_error = match signed {
+            Ok(_) => return Ok(()),
+            Err(err) => err.to_string(),
+        };
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled(format!(
+                "waiting for network `{}` to be ready",
+                record.name
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(not_ready(
+                record,
+                node,
+                format!("its signer account is still locked: {last_error}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Probes every node until each meets `expect`, or fails at `deadline`.

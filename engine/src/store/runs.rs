@@ -40,11 +40,13 @@ impl RunType {
 
     /// Airflow's run id for a run of this type at `at`.
     pub fn run_id(self, at: DateTime<Utc>) -> String {
-        format!(
-            "{}__{}",
-            self.as_str(),
-            at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
-        )
+        // Whole seconds for interval starts, microseconds for trigger times, as Airflow writes them.
+        let precision = if at.timestamp_subsec_micros() == 0 {
+            SecondsFormat::Secs
+        } else {
+            SecondsFormat::Micros
+        };
+        format!("{}__{}", self.as_str(), at.to_rfc3339_opts(precision, false))
     }
 }
 

@@ -673,64 +673,44 @@ impl DagCtx<'_> {
             Value::Str(text) => Some(text.clone()),
             Value::Null => None,
             Value::Int(_) | Value::Float(_) | Value::Bool(_) => src.node.key_text(),
-            _ => {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    task,
-                    Some(key),
-                    format!("`{key}` must be a string, got {}", src.node.kind()),
-                );
-                None
-            }
+            _ => self.reject(
+                src,
+                task,
+                key,
+                format!("`{key}` must be a string, got {}", src.node.kind()),
+            ),
         }
+    }
+
+    /// Records an error about `key` at `src` and yields nothing.
+    fn reject<T>(&mut self, src: &Sourced, task: Option<&str>, key: &str, message: impl Into<String>) -> Option<T> {
+        self.error(&src.file, src.node.line, task, Some(key), message);
+        None
     }
 
     fn boolean(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<bool> {
         match &src.node.value {
             Value::Bool(b) => Some(*b),
-            _ => {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    task,
-                    Some(key),
-                    format!("`{key}` must be true or false, got {}", src.node.kind()),
-                );
-                None
-            }
+            _ => self.reject(
+                src,
+                task,
+                key,
+                format!("`{key}` must be true or false, got {}", src.node.kind()),
+            ),
         }
     }
 
     fn count(&mut self, src: &Sourced, key: &str, task: Option<&str>, min: i64) -> Option<u32> {
         match &src.node.value {
             Value::Int(n) if *n >= min && *n <= i64::from(u32::MAX) => Some(*n as u32),
-            _ => {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    task,
-                    Some(key),
-                    format!("`{key}` must be a whole number >= {min}"),
-                );
-                None
-            }
+            _ => self.reject(src, task, key, format!("`{key}` must be a whole number >= {min}")),
         }
     }
 
     fn integer(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<i64> {
         match &src.node.value {
             Value::Int(n) => Some(*n),
-            _ => {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    task,
-                    Some(key),
-                    format!("`{key}` must be a whole number"),
-                );
-                None
-            }
+            _ => self.reject(src, task, key, format!("`{key}` must be a whole number")),
         }
     }
 

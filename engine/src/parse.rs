@@ -589,7 +589,7 @@ impl DagCtx<'_> {
         let owner = arg("owner")
             .and_then(|src| self.string(&src, "owner", None))
             .unwrap_or_else(|| "airflow".into());
-        let defaults = TaskDefaults::read(self, &default_args);
+        let defaults = TaskDefaults::read(&default_args);
 
         let groups = match get("task_groups") {
             Some(src) => self.groups(&src),
@@ -1303,30 +1303,16 @@ struct WrittenTask {
     owner: String,
 }
 
-/// `default_args` that tasks inherit.
+/// `default_args` that tasks inherit: those that are also task keys.
 struct TaskDefaults {
     sources: HashMap<String, Sourced>,
 }
 
 impl TaskDefaults {
-    fn read(_ctx: &mut DagCtx<'_>, default_args: &BTreeMap<String, Sourced>) -> Self {
-        let inherited = [
-            "trigger_rule",
-            "retries",
-            "retry_delay",
-            "retry_exponential_backoff",
-            "max_retry_delay",
-            "execution_timeout",
-            "pool",
-            "pool_slots",
-            "priority_weight",
-            "do_xcom_push",
-            "owner",
-            "depends_on_past",
-        ];
+    fn read(default_args: &BTreeMap<String, Sourced>) -> Self {
         let sources = default_args
             .iter()
-            .filter(|(key, _)| inherited.contains(&key.as_str()))
+            .filter(|(key, _)| TASK_KEYS.contains(&key.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         TaskDefaults { sources }

@@ -32,6 +32,8 @@ struct FileConfig {
     dags_are_paused_at_creation: Option<bool>,
     host: Option<String>,
     port: Option<u16>,
+    secret_key: Option<String>,
+    base_url: Option<String>,
 }
 
 /// The resolved configuration.
@@ -44,6 +46,10 @@ pub struct Config {
     pub paused_at_creation: bool,
     pub host: String,
     pub port: u16,
+    /// Signs API tokens and session cookies; None = `jwt_secret` in the data dir.
+    pub secret_key: Option<String>,
+    /// The public URL of the web server (https makes cookies `Secure`; OIDC redirects come back here).
+    pub base_url: Option<String>,
 }
 
 impl Config {
@@ -114,6 +120,8 @@ impl Config {
             paused_at_creation,
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(8080),
+            secret_key: env("DAGCTL_SECRET_KEY").or(file.secret_key),
+            base_url: env("DAGCTL_BASE_URL").or(file.base_url),
         })
     }
 }

@@ -194,7 +194,9 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
     find_dag(&store, dag_id).await?;
-    store.set_paused(dag_id, paused).await?;
+    store
+        .set_paused(dag_id, paused, std::env::var("USER").ok().as_deref())
+        .await?;
     println!("dag `{dag_id}` is {}", if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
 }

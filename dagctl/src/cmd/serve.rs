@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{SecondsFormat, Utc};
+use axum::Router;
+use chrono::Utc;
 use engine::store::Store;
 use scheduler::Metrics;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -79,10 +78,15 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
             "dagctl {} listening on http://{bound} (health: /health, metrics: /metrics)",
             if standalone { "standalone" } else { "scheduler" }
         );
-        let app = router(AppState {
+        let extra = metrics_router(AppState {
             store: store.clone(),
             metrics: Arc::clone(&metrics),
         });
+        let app = if standalone {
+            web::router(web_state(&config, &store).await?, extra)
+        } else {
+            web::health_router(store.clone()).merge(extra)
+        };
         let token = shutdown.clone();
         http = Some(tokio::spawn(async move {
             axum::serve(listener, app)
@@ -101,6 +105,29 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         let _ = http.await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The web server's state; for standalone also makes sure the local `admin` user exists.
+async fn web_state(config: &Config, store: &Store) -> Result<web::WebState> {
+    let keys = web::load_keys(&config.home, config.secret_key.as_deref())?;
+    let env_password = std::env::var("DAGCTL_ADMIN_PASSWORD").ok();
+    match web::ensure_admin(store, &config.home, env_password.as_deref()).await? {
+        web::AdminPassword::Generated(path, password) => {
+            println!("created user `admin` with password: {password}");
+            println!(
+                "(also written to {}; set DAGCTL_ADMIN_PASSWORD to choose it)",
+                path.display()
+            );
+        }
+        web::AdminPassword::FromEnv => println!("user `admin`: password from DAGCTL_ADMIN_PASSWORD"),
+        web::AdminPassword::Existing => println!(
+            "user `admin`: existing password (see {})",
+            config.home.join("standalone_admin_password.txt").display()
+        ),
+    }
+    let mut web_config = web::WebConfig::new(config.home.clone(), config.logs_dir());
+    web_config.secure_cookies = config.base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    Ok(web::WebState::new(store.clone(), keys, web_config))
 }
 
 /// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then
@@ -128,38 +155,8 @@ async fn watch_networks(config: Config, store: Store, shutdown: CancellationToke
     }
 }
 
-fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/v2/monitor/health", get(health))
-        .route("/api/v2/version", get(version))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-}
-
-async fn health(State(state): State<AppState>) -> Response {
-    let db_ok = state.store.ping().await.is_ok();
-    let heartbeat = state.store.latest_scheduler_heartbeat().await.ok().flatten();
-    let scheduler_ok = heartbeat
-        .map(|hb| Utc::now() - hb < chrono::Duration::seconds(30))
-        .unwrap_or(false);
-    let status = |ok: bool| if ok { "healthy" } else { "unhealthy" };
-    let body = json!({
-        "metadatabase": {"status": status(db_ok)},
-        "scheduler": {"status": status(scheduler_ok), "latest_scheduler_heartbeat": heartbeat.map(|hb| hb.to_rfc3339_opts(SecondsFormat::Micros, true))},
-        "triggerer": {"status": null, "latest_triggerer_heartbeat": null},
-        "dag_processor": {"status": status(scheduler_ok), "latest_dag_processor_heartbeat": heartbeat.map(|hb| hb.to_rfc3339_opts(SecondsFormat::Micros, true))},
-    });
-    let code = if db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "git_version": null}))
+fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

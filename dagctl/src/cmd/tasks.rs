@@ -174,14 +174,21 @@ pub async fn pools(config: &Config, output: Format) -> Result<ExitCode> {
 
 pub async fn pool_set(config: &Config, name: &str, slots: i64, description: Option<String>) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    store.put_pool(name, slots, description.as_deref()).await?;
+    store
+        .put_pool(
+            name,
+            slots,
+            description.as_deref(),
+            std::env::var("USER").ok().as_deref(),
+        )
+        .await?;
     println!("pool `{name}` has {slots} slot(s)");
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn pool_delete(config: &Config, name: &str) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    store.delete_pool(name).await?;
+    store.delete_pool(name, std::env::var("USER").ok().as_deref()).await?;
     println!("pool `{name}` deleted");
     Ok(ExitCode::SUCCESS)
 }

@@ -198,8 +198,18 @@ impl Store {
         Ok((spec, row.try_get(1)?, row.try_get(2)?))
     }
 
+    /// Id, number and creation time of a stored version (without its spec).
+    pub async fn version_info(&self, version_hash: &str) -> Result<(String, i64, DateTime<Utc>)> {
+        let row = sqlx::query("SELECT id, version_number, created_at FROM dag_version WHERE version_hash = $1")
+            .bind(version_hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("dag version {version_hash}")))?;
+        Ok((row.try_get(0)?, row.try_get(1)?, time(&row, "created_at")?))
+    }
+
     /// Pauses or unpauses a DAG.
-    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
+    pub async fn set_paused(&self, dag_id: &str, paused: bool, user: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
         let result = sqlx::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
             .bind(i64::from(paused))
@@ -215,7 +225,7 @@ impl Store {
             Some(dag_id),
             None,
             None,
-            None,
+            user,
             None,
         )
         .await?;

@@ -55,6 +55,29 @@ pub struct EventRow {
     pub extra: Option<String>,
 }
 
+/// Filters for reading the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    pub event: Option<String>,
+    pub owner: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+    /// Oldest first when false.
+    pub descending: bool,
+}
+
+/// One XCom value.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct XcomRow {
+    pub task_id: String,
+    pub key: String,
+    pub value: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Appends an audit entry inside the caller's transaction, so the change and its record land together.
 pub(crate) async fn log_event(
     tx: &mut Transaction<'static, Any>,
@@ -118,7 +141,7 @@ impl Store {
     }
 
     /// Creates or updates a pool.
-    pub async fn put_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+    pub async fn put_pool(&self, name: &str, slots: i64, description: Option<&str>, user: Option<&str>) -> Result<()> {
         if name.trim().is_empty() || name.len() > 256 {
             return Err(Error::invalid("pool name must be 1 to 256 characters"));
         }
@@ -134,12 +157,12 @@ impl Store {
         .bind(description.map(str::to_string))
         .execute(&mut *tx)
         .await?;
-        log_event(&mut tx, "pool_put", None, None, None, None, Some(name)).await?;
+        log_event(&mut tx, "pool_put", None, None, None, user, Some(name)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn delete_pool(&self, name: &str) -> Result<()> {
+    pub async fn delete_pool(&self, name: &str, user: Option<&str>) -> Result<()> {
         if name == DEFAULT_POOL {
             return Err(Error::invalid("the default pool cannot be deleted"));
         }
@@ -151,7 +174,7 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!("pool `{name}`")));
         }
-        log_event(&mut tx, "pool_delete", None, None, None, None, Some(name)).await?;
+        log_event(&mut tx, "pool_delete", None, None, None, user, Some(name)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -169,6 +192,28 @@ impl Store {
                     (row.try_get(0)?, row.try_get(1)?),
                     serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value)),
                 ))
+            })
+            .collect()
+    }
+
+    /// XCom values of one task of a run, by key.
+    pub async fn xcom_entries(&self, run_pk: i64, task_id: &str) -> Result<Vec<XcomRow>> {
+        let rows = sqlx::query(
+            "SELECT task_id, key_name, value, created_at FROM xcom WHERE run_pk = $1 AND task_id = $2 ORDER BY key_name",
+        )
+        .bind(run_pk)
+        .bind(task_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let value: String = row.try_get(2)?;
+                Ok(XcomRow {
+                    task_id: row.try_get(0)?,
+                    key: row.try_get(1)?,
+                    value: serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value)),
+                    created_at: time(row, "created_at")?,
+                })
             })
             .collect()
     }
@@ -247,13 +292,54 @@ impl Store {
 
     /// Newest audit entries first.
     pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(
-            "SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
+        let filter = EventFilter {
+            limit,
+            descending: true,
+            ..Default::default()
+        };
+        Ok(self.list_events(&filter).await?.0)
+    }
+
+    /// Audit entries matching a filter (one page), and how many match in all.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<(Vec<EventRow>, i64)> {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("dag_id", &filter.dag_id),
+            ("run_id", &filter.run_id),
+            ("task_id", &filter.task_id),
+            ("event", &filter.event),
+            ("owner", &filter.owner),
+        ] {
+            if let Some(value) = value {
+                binds.push(value.clone());
+                conditions.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let order = if filter.descending { "DESC" } else { "ASC" };
+        let limit = if filter.limit <= 0 { 100 } else { filter.limit };
+        let sql = format!(
+            "SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log {where_clause} ORDER BY id {order} LIMIT {limit} OFFSET {}",
+            filter.offset.max(0)
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let count_sql = format!("SELECT COUNT(*) FROM event_log {where_clause}");
+        let mut count = sqlx::query(&count_sql);
+        for bind in &binds {
+            count = count.bind(bind.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get(0)?;
+        let events = rows
+            .iter()
             .map(|row| {
                 Ok(EventRow {
                     id: row.try_get("id")?,
@@ -266,7 +352,28 @@ impl Store {
                     extra: row.try_get("extra")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((events, total))
+    }
+
+    /// One audit entry.
+    pub async fn get_event(&self, id: i64) -> Result<EventRow> {
+        let sql = "SELECT id, ts, event, dag_id, run_id, task_id, owner, extra FROM event_log WHERE id = $1";
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("event log entry {id}")))?;
+        Ok(EventRow {
+            id: row.try_get("id")?,
+            ts: time(&row, "ts")?,
+            event: row.try_get("event")?,
+            dag_id: row.try_get("dag_id")?,
+            run_id: row.try_get("run_id")?,
+            task_id: row.try_get("task_id")?,
+            owner: row.try_get("owner")?,
+            extra: row.try_get("extra")?,
+        })
     }
 
     /// A quick query that proves the database answers.

@@ -11,6 +11,7 @@ mod misc;
 pub mod networks;
 pub mod runs;
 pub mod tis;
+mod users;
 
 use std::time::Duration;
 
@@ -19,10 +20,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
-pub use misc::{EventRow, PoolRow, SchedulerJobRow};
+pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
 pub use networks::{NetworkRow, NewNetwork};
-pub use runs::{NewRun, RunFilter, RunRow, RunType};
+pub use runs::{CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, TimeRange};
 pub use tis::{FinishedTry, TiRow, TryRow};
+pub use users::UserRow;
 
 use crate::{Error, Result};
 
@@ -50,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_networks.sql"),
         include_str!("../../../migrations/postgres/0002_networks.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_users.sql"),
+        include_str!("../../../migrations/postgres/0003_users.sql"),
     ),
 ];
 

@@ -47,9 +47,12 @@ async fn dag_versions_and_pause(db: TestDb) {
         (dag.version_hash.as_str(), dag.version_number, dag.is_paused),
         (hash2.as_str(), 2, true)
     );
-    store.set_paused("d", false).await.unwrap();
+    store.set_paused("d", false, None).await.unwrap();
     assert!(!store.get_dag("d").await.unwrap().is_paused);
-    assert!(matches!(store.set_paused("nope", true).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.set_paused("nope", true, None).await,
+        Err(Error::NotFound(_))
+    ));
     let (old, number, _) = store.dag_version(&hash1).await.unwrap();
     assert_eq!((old.description, number), (None, 1));
     assert!(store.events(10).await.unwrap().iter().any(|e| e.event == "unpaused"));
@@ -92,7 +95,7 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
     let store = &db.store;
     let dag = spec("p:\n  tasks:\n    a: {operator: bash, bash_command: 'true', pool: small, priority_weight: 1}\n    b: {operator: bash, bash_command: 'true', pool: small, priority_weight: 5}\n    c: {operator: bash, bash_command: 'true', pool: missing}\n");
     store.put_dag(&dag, false).await.unwrap();
-    store.put_pool("small", 1, Some("one slot")).await.unwrap();
+    store.put_pool("small", 1, Some("one slot"), None).await.unwrap();
     let run = store.create_run(manual(&dag, "r")).await.unwrap();
     store.start_runs(&[run.id], Utc::now()).await.unwrap();
     let batch = store.lock_runs_for_eval(Utc::now(), 10, None).await.unwrap();
@@ -161,7 +164,7 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
     let pools = store.list_pools().await.unwrap();
     let small = pools.iter().find(|p| p.name == "small").unwrap();
     assert_eq!(small.open_slots(), 1);
-    assert!(store.delete_pool("default_pool").await.is_err());
+    assert!(store.delete_pool("default_pool", None).await.is_err());
 }
 
 async fn clear_restarts_and_requeues_the_run(db: TestDb) {

@@ -452,6 +452,25 @@ impl Store {
             .collect()
     }
 
+    /// Task instances of several runs at once (for grids), in (run, id) order.
+    pub async fn tis_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
+        let mut out = Vec::new();
+        for chunk in run_pks.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk IN ({}) ORDER BY run_pk, id",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for pk in chunk {
+                query = query.bind(*pk);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(ti_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn get_ti(&self, dag_id: &str, run_id: &str, task_id: &str) -> Result<TiRow> {
         let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
         let row = sqlx::query(&sql)

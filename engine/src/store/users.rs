@@ -1,0 +1,89 @@
+//! Users who sign in: local ones (with a password hash, never the password) and those an OpenID provider
+//! vouched for (no password; role from their groups at each login).
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{micros, opt_time, time, Store};
+use crate::{Error, Result};
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UserRow {
+    pub username: String,
+    /// PHC string of the password hash; None for users who sign in through an OpenID provider.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    pub role: String,
+    /// `local` or `oidc`.
+    pub source: String,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRow> {
+    Ok(UserRow {
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: row.try_get("role")?,
+        source: row.try_get("source")?,
+        email: row.try_get("email")?,
+        created_at: time(row, "created_at")?,
+        last_login_at: opt_time(row, "last_login_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "username, password_hash, role, source, email, created_at, last_login_at";
+
+impl Store {
+    pub async fn get_user(&self, username: &str) -> Result<UserRow> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM app_user WHERE username = $1");
+        let row = sqlx::query(&sql).bind(username).fetch_optional(&self.pool).await?;
+        row.map(|r| user_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("user `{username}`")))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM app_user ORDER BY username");
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// Creates or replaces a user (password hash, role, source, email).
+    pub async fn put_user(&self, user: &UserRow) -> Result<()> {
+        if user.username.trim().is_empty() || user.username.len() > 256 {
+            return Err(Error::invalid("user names are 1 to 256 characters"));
+        }
+        sqlx::query(
+            "INSERT INTO app_user (username, password_hash, role, source, email, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role, \
+             source = excluded.source, email = excluded.email",
+        )
+        .bind(&user.username)
+        .bind(user.password_hash.clone())
+        .bind(&user.role)
+        .bind(&user.source)
+        .bind(user.email.clone())
+        .bind(micros(user.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a sign-in.
+    pub async fn touch_login(&self, username: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE app_user SET last_login_at = $1 WHERE username = $2")
+            .bind(micros(at))
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

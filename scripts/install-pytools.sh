@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs the pinned Python tools the REST API compatibility tests run: the official Airflow
+# client (apache-airflow-client 3.3.2 from PyPI) and schemathesis 4.32.5, into a venv at
+# CACHE_DIR/venv. Skips the install when the venv already holds exactly these pins (a marker file
+# written after a successful install), so reruns are fast. Prints the venv's python (the only
+# line on stdout).
+#
+#   py=$(scripts/install-pytools.sh "$HOME/.cache/dagctl-pytools")
+#   export DAGCTL_PYTHON=$py
+#   "$py" tests/compat/airflow_client_compat.py --url http://127.0.0.1:8080 ...
+#   tests/compat/run_schemathesis.sh http://127.0.0.1:8080 "$TOKEN"
+#
+# schemathesis 4.32.5 requires Python >= 3.11. The base interpreter is $DAGCTL_PYTHON_BASE if set,
+# else the first of python3.13, python3.12, python3.11, python3 on PATH that is >= 3.11.
+set -euo pipefail
+
+AIRFLOW_CLIENT_VERSION=3.3.2
+SCHEMATHESIS_VERSION=4.32.5
+PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION}"
+
+if [ $# -ne 1 ] || [ -z "$1" ]; then
+    echo "usage: $0 CACHE_DIR" >&2
+    exit 2
+fi
+cache=$1
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+venv=$cache/venv
+py=$venv/bin/python
+marker=$venv/.dagctl-pytools-pins
+
+log() { echo "install-pytools: $*" >&2; }
+
+py_ok() { # $1: interpreter; true if it runs and is >= 3.11
+    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
+}
+
+find_base() {
+    if [ -n "${DAGCTL_PYTHON_BASE:-}" ]; then
+        py_ok "$DAGCTL_PYTHON_BASE" || { log "DAGCTL_PYTHON_BASE=$DAGCTL_PYTHON_BASE is not a Python >= 3.11"; return 1; }
+        echo "$DAGCTL_PYTHON_BASE"
+        return 0
+    fi
+    local c
+    for c in python3.13 python3.12 python3.11 python3; do
+        if command -v "$c" >/dev/null 2>&1 && py_ok "$c"; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    log "no Python >= 3.11 on PATH (schemathesis $SCHEMATHESIS_VERSION needs it); set DAGCTL_PYTHON_BASE"
+    return 1
+}
+
+# The marker holds the pins and the venv interpreter's version, so a changed pin or a replaced
+# base interpreter both force a rebuild.
+want_marker() {
+    echo "$PINS"
+    "$py" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo "python-missing"
+}
+
+if [ -x "$py" ] && [ -f "$marker" ] && [ "$(cat "$marker")" = "$(want_marker)" ]; then
+    log "$PINS already in $venv"
+    echo "$py"
+    exit 0
+fi
+
+base=$(find_base)
+log "creating $venv with $base ($("$base" --version 2>&1))"
+rm -rf "$venv"
+"$base" -m venv "$venv" >&2
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+log "installing $PINS"
+# shellcheck disable=SC2086 # PINS is a list of requirement specifiers
+"$py" -m pip install --quiet $PINS >&2
+
+# Check what pip actually installed before writing the marker.
+for spec in $PINS; do
+    name=${spec%%==*}
+    want=${spec#*==}
+    have=$("$py" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+    if [ "$have" != "$want" ]; then
+        log "$name: wanted $want, pip show says '${have:-not installed}'"
+        exit 1
+    fi
+done
+"$py" -c 'import airflow_client.client, schemathesis' >&2 || { log "installed packages do not import"; exit 1; }
+[ -x "$venv/bin/schemathesis" ] || { log "$venv/bin/schemathesis is missing"; exit 1; }
+
+want_marker >"$marker"
+log "installed $PINS into $venv"
+echo "$py"

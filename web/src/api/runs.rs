@@ -1,0 +1,490 @@
+//! DAG runs: trigger, list (offset or cursor paging, `~` for every DAG), get, set state or note, clear.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use engine::state::RunState;
+use engine::store::{CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, TimeRange};
+use engine::timetable::{DataInterval, Timetable};
+use serde_json::{json, Value};
+
+use super::dags::find_dag;
+use super::shapes::{self, Versions};
+use super::MAX_LIMIT;
+use crate::auth::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_time, JsonBody, Params};
+use crate::{AuthVia, Principal, WebState};
+
+pub(crate) async fn find_run(state: &WebState, dag_id: &str, run_id: &str) -> ApiResult<RunRow> {
+    state.store.get_run(dag_id, run_id).await.map_err(|_| {
+        ApiError::not_found(format!(
+            "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
+        ))
+    })
+}
+
+pub(crate) async fn run_json(state: &WebState, versions: &mut Versions, run: &RunRow) -> ApiResult<Value> {
+    let version = versions.get(&state.store, &run.dag_id, &run.version_hash).await?;
+    Ok(shapes::run(run, version))
+}
+
+const LIST_PARAMS: &[&str] = &[
+    "limit",
+    "offset",
+    "cursor",
+    "state",
+    "run_type",
+    "order_by",
+    "run_id_pattern",
+    "run_after_gte",
+    "run_after_gt",
+    "run_after_lte",
+    "run_after_lt",
+    "logical_date_gte",
+    "logical_date_gt",
+    "logical_date_lte",
+    "logical_date_lt",
+    "start_date_gte",
+    "start_date_gt",
+    "start_date_lte",
+    "start_date_lt",
+    "end_date_gte",
+    "end_date_gt",
+    "end_date_lte",
+    "end_date_lt",
+];
+
+fn range(params: &Params, name: &str) -> ApiResult<TimeRange> {
+    Ok(TimeRange {
+        gte: params.time(&format!("{name}_gte"))?,
+        gt: params.time(&format!("{name}_gt"))?,
+        lte: params.time(&format!("{name}_lte"))?,
+        lt: params.time(&format!("{name}_lt"))?,
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    /// Sort column and direction the cursor was made for.
+    o: String,
+    v: CursorValue,
+    id: i64,
+}
+
+fn encode_cursor(order: &str, run: &RunRow, by: RunOrder) -> String {
+    let cursor = Cursor {
+        o: order.to_string(),
+        v: by.value_of(run),
+        id: run.id,
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default())
+}
+
+fn decode_cursor(text: &str, order: &str) -> ApiResult<Cursor> {
+    let cursor: Cursor = URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::validation(
+                &["query", "cursor"],
+                "the cursor is not one this server issued",
+                "value_error",
+            )
+        })?;
+    if cursor.o != order {
+        return Err(ApiError::validation(
+            &["query", "cursor"],
+            format!("the cursor was made for order_by `{}`, not `{order}`", cursor.o),
+            "value_error",
+        ));
+    }
+    Ok(cursor)
+}
+
+/// `GET /api/v2/dags/{dag_id}/dagRuns` (`~` = every DAG).
+pub async fn list(
+    State(state): State<WebState>,
+    who: Principal,
+    Path(dag_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(LIST_PARAMS)?;
+    let dag_filter = if dag_id == "~" {
+        None
+    } else {
+        find_dag(&state, &dag_id).await?;
+        Some(dag_id.clone())
+    };
+    let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let mut states = Vec::new();
+    for name in params.list("state") {
+        states.push(name.parse::<RunState>().map_err(|_| {
+            ApiError::validation(
+                &["query", "state"],
+                format!("`{name}` is not one of queued, running, success, failed"),
+                "enum",
+            )
+        })?);
+    }
+    let run_type = match params.str("run_type") {
+        None => None,
+        Some("manual") => Some(RunType::Manual),
+        Some("scheduled") => Some(RunType::Scheduled),
+        Some("backfill") => Some(RunType::Backfill),
+        Some(other) => {
+            return Err(ApiError::validation(
+                &["query", "run_type"],
+                format!("`{other}` is not one of manual, scheduled, backfill"),
+                "enum",
+            ))
+        }
+    };
+    let order_text = params.str("order_by").unwrap_or("id").to_string();
+    let (descending, column) = match order_text.strip_prefix('-') {
+        Some(c) => (true, c),
+        None => (false, order_text.as_str()),
+    };
+    let order_by = RunOrder::parse(column).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "cannot order runs by `{column}`; use one of {} (prefix - for descending)",
+            RunOrder::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let cursor_text = params.str("cursor");
+    let paging_by_cursor = cursor_text.is_some();
+    if paging_by_cursor && order_by.nullable() {
+        return Err(ApiError::bad_request(format!(
+            "cursor paging cannot order by `{column}`, which can be empty; order by id, run_after, dag_id, run_id, state or run_type"
+        )));
+    }
+    if paging_by_cursor && offset != 0 {
+        return Err(ApiError::bad_request("use either cursor or offset, not both"));
+    }
+    let after = match cursor_text {
+        Some(text) if !text.is_empty() => {
+            let cursor = decode_cursor(text, &order_text)?;
+            Some((cursor.v, cursor.id))
+        }
+        _ => None,
+    };
+    let filter = RunFilter {
+        dag_id: dag_filter,
+        states,
+        run_type,
+        run_id_pattern: params.str("run_id_pattern").map(|p| format!("%{p}%")),
+        run_after: range(&params, "run_after")?,
+        logical_date: range(&params, "logical_date")?,
+        start_date: range(&params, "start_date")?,
+        end_date: range(&params, "end_date")?,
+        // One more than asked for tells whether a next page exists.
+        limit: if paging_by_cursor { limit + 1 } else { limit },
+        offset,
+        order_by: Some(order_by),
+        descending,
+        after,
+    };
+    let (mut runs, total) = if limit == 0 {
+        let (_, total) = state.store.list_runs(&RunFilter { limit: 1, ..filter }).await?;
+        (Vec::new(), total)
+    } else {
+        state.store.list_runs(&filter).await?
+    };
+    let mut next_cursor = Value::Null;
+    if paging_by_cursor && runs.len() as i64 > limit {
+        runs.truncate(limit as usize);
+        if let Some(last) = runs.last() {
+            next_cursor = json!(encode_cursor(&order_text, last, order_by));
+        }
+    }
+    let mut versions = Versions::default();
+    let mut page = Vec::with_capacity(runs.len());
+    for run in &runs {
+        page.push(run_json(&state, &mut versions, run).await?);
+    }
+    let mut body = json!({"dag_runs": page, "total_entries": total});
+    if paging_by_cursor {
+        body["next_cursor"] = next_cursor;
+        body["previous_cursor"] = Value::Null;
+    }
+    Ok(Json(body))
+}
+
+/// `GET /api/v2/dags/{dag_id}/dagRuns/{run_id}`.
+pub async fn get(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    #[serde(default)]
+    dag_run_id: Option<String>,
+    #[serde(default)]
+    logical_date: Option<String>,
+    #[serde(default)]
+    data_interval_start: Option<String>,
+    #[serde(default)]
+    data_interval_end: Option<String>,
+    #[serde(default)]
+    run_after: Option<String>,
+    #[serde(default)]
+    conf: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    partition_key: Option<String>,
+}
+
+fn body_time(name: &str, value: &Option<String>) -> ApiResult<Option<DateTime<Utc>>> {
+    value
+        .as_deref()
+        .map(|text| {
+            parse_time(text).ok_or_else(|| {
+                ApiError::validation(
+                    &["body", name],
+                    format!("`{text}` is not an ISO 8601 date-time"),
+                    "datetime_parsing",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Checks a run id given by a caller.
+pub fn validate_run_id(run_id: &str) -> ApiResult<()> {
+    if run_id.is_empty() || run_id.len() > 250 || run_id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ApiError::validation(
+            &["body", "dag_run_id"],
+            "a run id is 1 to 250 characters, without `/` or control characters",
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a manual run; shared by the API and the UI's trigger form.
+pub async fn create_manual_run(
+    state: &WebState,
+    who: &Principal,
+    dag_id: &str,
+    body: TriggerBody,
+) -> ApiResult<RunRow> {
+    who.require(Role::User)?;
+    let dag = find_dag(state, dag_id).await?;
+    if let Some(run_id) = &body.dag_run_id {
+        validate_run_id(run_id)?;
+    }
+    if body.partition_key.is_some() {
+        return Err(ApiError::bad_request(
+            "partition_key is not supported: dagctl has no partitioned timetables",
+        ));
+    }
+    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return Err(ApiError::validation(
+            &["body", "note"],
+            "a note is at most 1000 characters",
+            "string_too_long",
+        ));
+    }
+    let logical_date = body_time("logical_date", &body.logical_date)?;
+    let start = body_time("data_interval_start", &body.data_interval_start)?;
+    let end = body_time("data_interval_end", &body.data_interval_end)?;
+    let run_after = body_time("run_after", &body.run_after)?.unwrap_or_else(Utc::now);
+    let data_interval = match (start, end) {
+        (Some(start), Some(end)) if start <= end => Some(DataInterval { start, end }),
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("data_interval_start is after data_interval_end")),
+        (None, None) => logical_date.and_then(|date| {
+            Timetable::new(&dag.spec.schedule, &dag.spec.timezone)
+                .ok()
+                .map(|t| t.interval_for_logical_date(date))
+        }),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give both data_interval_start and data_interval_end, or neither",
+            ))
+        }
+    };
+    if data_interval.is_some() && logical_date.is_none() {
+        return Err(ApiError::bad_request("a data interval needs a logical_date"));
+    }
+    let run = state
+        .store
+        .create_run(NewRun {
+            spec: &dag.spec,
+            run_id: body.dag_run_id.clone(),
+            run_type: RunType::Manual,
+            logical_date,
+            data_interval,
+            run_after,
+            conf: body.conf.unwrap_or_default(),
+            triggered_by: if who.via == AuthVia::Session { "ui" } else { "rest_api" }.into(),
+            triggering_user: Some(who.username.clone()),
+            note: body.note,
+        })
+        .await
+        .map_err(|err| match err {
+            engine::Error::Conflict(_) => ApiError::conflict(format!(
+                "A DAG run with dag_run_id `{}` or this logical date already exists for dag `{dag_id}`",
+                body.dag_run_id.as_deref().unwrap_or("(generated)")
+            )),
+            other => other.into(),
+        })?;
+    Ok(run)
+}
+
+/// `POST /api/v2/dags/{dag_id}/dagRuns`: 200 with the new run, 409 when the id is taken.
+pub async fn trigger(
+    State(state): State<WebState>,
+    who: Principal,
+    Path(dag_id): Path<String>,
+    JsonBody(body): JsonBody<TriggerBody>,
+) -> ApiResult<Json<Value>> {
+    let run = create_manual_run(&state, &who, &dag_id, body).await?;
+    Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPatchBody {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`: state (queued clears the run, success/failed mark it)
+/// and note, limited by `update_mask`.
+pub async fn patch(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<RunPatchBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::User)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["update_mask"])?;
+    let mask = params.list("update_mask");
+    if let Some(field) = mask.iter().find(|f| *f != "state" && *f != "note") {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` cannot be updated; use state or note"
+        )));
+    }
+    let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
+    find_run(&state, &dag_id, &run_id).await?;
+    if wants("state") {
+        if let Some(text) = &body.state {
+            let target: RunState = text.parse().map_err(|_| {
+                ApiError::validation(
+                    &["body", "state"],
+                    format!("`{text}` is not one of queued, success, failed"),
+                    "enum",
+                )
+            })?;
+            match target {
+                RunState::Queued => {
+                    state
+                        .store
+                        .clear_tis(&dag_id, &run_id, None, false, Some(&who.username))
+                        .await?;
+                }
+                RunState::Success | RunState::Failed => {
+                    state
+                        .store
+                        .mark_run(&dag_id, &run_id, target, Some(&who.username))
+                        .await?;
+                }
+                RunState::Running => {
+                    return Err(ApiError::validation(
+                        &["body", "state"],
+                        "`running` cannot be set by hand; use queued, success or failed",
+                        "enum",
+                    ))
+                }
+            }
+        }
+    }
+    if wants("note") && (body.note.is_some() || mask.iter().any(|f| f == "note")) {
+        if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
+            return Err(ApiError::validation(
+                &["body", "note"],
+                "a note is at most 1000 characters",
+                "string_too_long",
+            ));
+        }
+        state
+            .store
+            .set_run_note(&dag_id, &run_id, body.note.as_deref(), Some(&who.username))
+            .await?;
+    }
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunClearBody {
+    #[serde(default = "yes")]
+    dry_run: bool,
+    #[serde(default)]
+    only_failed: bool,
+    #[serde(default)]
+    run_on_latest_version: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v2/dags/{dag_id}/dagRuns/{run_id}/clear`: with `dry_run` (the default, as in Airflow) the task
+/// instances that would be cleared; otherwise clears them and answers with the run.
+pub async fn clear(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RunClearBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::User)?;
+    if body.run_on_latest_version {
+        return Err(ApiError::bad_request(
+            "run_on_latest_version is not supported: a cleared run keeps the DAG version it started with",
+        ));
+    }
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    if body.dry_run {
+        let tis = state.store.tis_of_run(run.id).await?;
+        let mut versions = Versions::default();
+        let version = versions.get(&state.store, &dag_id, &run.version_hash).await?;
+        let chosen: Vec<Value> = tis
+            .iter()
+            .filter(|ti| {
+                !body.only_failed
+                    || matches!(
+                        ti.state,
+                        engine::state::TaskState::Failed | engine::state::TaskState::UpstreamFailed
+                    )
+            })
+            .map(|ti| shapes::task_instance(ti, &run, version.clone()))
+            .collect();
+        return Ok(Json(json!({"total_entries": chosen.len(), "task_instances": chosen})));
+    }
+    state
+        .store
+        .clear_tis(&dag_id, &run_id, None, body.only_failed, Some(&who.username))
+        .await?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
+}

@@ -1,0 +1,538 @@
+//! Task instances: list, get, tries, clear; their logs (JSON pages with a continuation token, or NDJSON that
+//! follows a running try) and XCom entries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use engine::state::TaskState;
+use engine::store::{RunFilter, RunRow, TiRow, TimeRange};
+use serde_json::{json, Value};
+
+use super::dags::find_dag;
+use super::runs::find_run;
+use super::shapes::{self, Versions};
+use super::MAX_LIMIT;
+use crate::auth::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_time, JsonBody, Params};
+use crate::{Principal, WebState};
+
+async fn find_ti(state: &WebState, dag_id: &str, run_id: &str, task_id: &str) -> ApiResult<(RunRow, TiRow)> {
+    let run = find_run(state, dag_id, run_id).await?;
+    let ti = state.store.get_ti(dag_id, run_id, task_id).await.map_err(|_| {
+        ApiError::not_found(format!(
+            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `-1` was not found"
+        ))
+    })?;
+    Ok((run, ti))
+}
+
+fn parse_task_state(name: &str) -> ApiResult<TaskState> {
+    match name {
+        "none" | "no_status" | "null" => Ok(TaskState::None),
+        other => TaskState::ALL.into_iter().find(|s| s.as_str() == other).ok_or_else(|| {
+            ApiError::validation(
+                &["query", "state"],
+                format!(
+                    "`{other}` is not a task state; use one of {}",
+                    TaskState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                "enum",
+            )
+        }),
+    }
+}
+
+/// `GET …/dagRuns/{run_id}/taskInstances`.
+pub async fn list(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["limit", "offset", "state", "task_id", "order_by"])?;
+    let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let states = params
+        .list("state")
+        .iter()
+        .map(|s| parse_task_state(s))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let task_id = params.str("task_id");
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    let mut tis: Vec<TiRow> = state
+        .store
+        .tis_of_run(run.id)
+        .await?
+        .into_iter()
+        .filter(|ti| states.is_empty() || states.contains(&ti.state))
+        .filter(|ti| task_id.is_none_or(|t| ti.task_id == t))
+        .collect();
+    let order = params.str("order_by").unwrap_or("map_index");
+    let (descending, column) = match order.strip_prefix('-') {
+        Some(c) => (true, c),
+        None => (false, order),
+    };
+    match column {
+        "map_index" | "id" => {}
+        "task_id" => tis.sort_by(|a, b| a.task_id.cmp(&b.task_id)),
+        "state" => tis.sort_by(|a, b| a.state.as_str().cmp(b.state.as_str())),
+        "start_date" => tis.sort_by_key(|t| t.start_date),
+        "end_date" => tis.sort_by_key(|t| t.end_date),
+        "duration" => tis.sort_by_key(|t| t.start_date.zip(t.end_date).map(|(s, e)| e - s)),
+        "try_number" => tis.sort_by_key(|t| t.try_number),
+        "priority_weight" => tis.sort_by_key(|t| t.priority_weight),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "cannot order task instances by `{other}`; use map_index, task_id, state, start_date, end_date, duration, try_number or priority_weight"
+            )))
+        }
+    }
+    if descending {
+        tis.reverse();
+    }
+    let total = tis.len();
+    let version = Versions::default()
+        .get(&state.store, &dag_id, &run.version_hash)
+        .await?;
+    let page: Vec<Value> = tis
+        .iter()
+        .skip(offset.min(total as i64) as usize)
+        .take(limit as usize)
+        .map(|ti| shapes::task_instance(ti, &run, version.clone()))
+        .collect();
+    Ok(Json(json!({"task_instances": page, "total_entries": total})))
+}
+
+/// `GET …/taskInstances/{task_id}`.
+pub async fn get(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let version = Versions::default()
+        .get(&state.store, &dag_id, &run.version_hash)
+        .await?;
+    Ok(Json(shapes::task_instance(&ti, &run, version)))
+}
+
+/// `GET …/taskInstances/{task_id}/tries`.
+pub async fn tries(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let version = Versions::default()
+        .get(&state.store, &dag_id, &run.version_hash)
+        .await?;
+    let tries: Vec<Value> = state
+        .store
+        .tries(ti.id)
+        .await?
+        .iter()
+        .map(|t| shapes::task_try(&ti, t, version.clone()))
+        .collect();
+    Ok(Json(json!({"total_entries": tries.len(), "task_instances": tries})))
+}
+
+/// At most this much log per JSON page.
+const LOG_PAGE_BYTES: u64 = 4 << 20;
+/// How long an NDJSON stream follows a running try.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(600);
+
+fn decode_token(token: Option<&str>) -> ApiResult<u64> {
+    match token {
+        None | Some("") => Ok(0),
+        Some(text) => URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    &["query", "token"],
+                    "not a continuation token of this server",
+                    "value_error",
+                )
+            }),
+    }
+}
+
+fn encode_token(offset: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+/// Reads whole lines from `offset`, at most `max` bytes; returns them and the offset after the last one.
+fn read_lines(path: &std::path::Path, offset: u64, max: u64) -> std::io::Result<(Vec<String>, u64)> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    if offset >= len {
+        return Ok((Vec::new(), offset.min(len)));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    file.take(max).read_to_end(&mut buf)?;
+    // Only complete lines: a line being written now is read next time.
+    let end = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let lines = String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    Ok((lines, offset + end as u64))
+}
+
+/// A stored log line as Airflow's `StructuredLogMessage` (a plain-text line becomes its event).
+fn structured(line: &str) -> Value {
+    match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(map)) if map.contains_key("event") => Value::Object(map),
+        _ => json!({"event": line}),
+    }
+}
+
+/// `GET …/taskInstances/{task_id}/logs/{try_number}`: JSON `{content, continuation_token}`, or NDJSON when
+/// asked for with `Accept: application/x-ndjson` (following the try while it runs).
+pub async fn logs(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who.require(Role::Viewer)?;
+    let try_number: i64 = try_number.parse().map_err(|_| {
+        ApiError::validation(
+            &["path", "try_number"],
+            format!("`{try_number}` is not an integer"),
+            "int_parsing",
+        )
+    })?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["full_content", "map_index", "token"])?;
+    let full_content = params.bool("full_content")?.unwrap_or(false);
+    let map_index = params.int("map_index", -1, i64::MIN, i64::MAX)?;
+    if map_index != -1 {
+        return Err(ApiError::not_found(
+            "dagctl has no mapped tasks: map_index is always -1",
+        ));
+    }
+    let offset = if full_content {
+        0
+    } else {
+        decode_token(params.str("token"))?
+    };
+    let (_, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    if try_number < 1 || try_number > ti.try_number.max(1) {
+        return Err(ApiError::not_found(format!(
+            "task `{task_id}` has no try {try_number} (it has made {})",
+            ti.try_number
+        )));
+    }
+    let path = worker::log::try_log_path(&state.config.logs_dir, &dag_id, &run_id, &task_id, try_number);
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if accept.contains("application/x-ndjson") {
+        return Ok(ndjson_stream(state, path, offset, ti, try_number));
+    }
+    let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&path, offset, LOG_PAGE_BYTES))
+        .await
+        .map_err(|_| ApiError::bad_request("log read interrupted"))?
+        .map_err(|err| ApiError::not_found(format!("cannot read the log: {err}")))?;
+    let content: Vec<Value> = lines.iter().map(|l| structured(l)).collect();
+    Ok(Json(json!({"content": content, "continuation_token": encode_token(next)})).into_response())
+}
+
+fn ndjson_stream(state: WebState, path: std::path::PathBuf, offset: u64, ti: TiRow, try_number: i64) -> Response {
+    let started = std::time::Instant::now();
+    let stream = futures_util::stream::unfold(Some(offset), move |position| {
+        let path = path.clone();
+        let state = state.clone();
+        let ti_id = ti.id;
+        async move {
+            let mut offset = position?;
+            loop {
+                let p = path.clone();
+                let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&p, offset, LOG_PAGE_BYTES))
+                    .await
+                    .ok()?
+                    .ok()?;
+                offset = next;
+                if !lines.is_empty() {
+                    let mut chunk = String::new();
+                    for line in &lines {
+                        chunk.push_str(&structured(line).to_string());
+                        chunk.push('\n');
+                    }
+                    return Some((Ok::<_, std::io::Error>(chunk), Some(offset)));
+                }
+                // Nothing new: stop once this try is over (or the follow budget is spent), else wait.
+                let current = state.store.get_ti_by_id(ti_id).await.ok()?;
+                let live = current.try_number == try_number && current.state.is_executing();
+                if !live || started.elapsed() > FOLLOW_LIMIT {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
+}
+
+/// `GET …/taskInstances/{task_id}/xcomEntries`.
+pub async fn xcom_list(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["limit", "offset", "xcom_key"])?;
+    let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let key = params.str("xcom_key");
+    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let rows: Vec<_> = state
+        .store
+        .xcom_entries(run.id, &ti.task_id)
+        .await?
+        .into_iter()
+        .filter(|x| key.is_none_or(|k| x.key == k))
+        .collect();
+    let total = rows.len();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset.min(total as i64) as usize)
+        .take(limit as usize)
+        .map(|x| shapes::xcom(x, &run, false))
+        .collect();
+    Ok(Json(json!({"xcom_entries": page, "total_entries": total})))
+}
+
+/// `GET …/taskInstances/{task_id}/xcomEntries/{key}`.
+pub async fn xcom_get(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id, key)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["map_index", "deserialize", "stringify"])?;
+    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let row = state
+        .store
+        .xcom_entries(run.id, &ti.task_id)
+        .await?
+        .into_iter()
+        .find(|x| x.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("XCom entry with key: `{key}` not found")))?;
+    Ok(Json(shapes::xcom(&row, &run, true)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearBody {
+    #[serde(default = "yes")]
+    dry_run: bool,
+    #[serde(default)]
+    dag_run_id: Option<String>,
+    #[serde(default)]
+    start_date: Option<String>,
+    #[serde(default)]
+    end_date: Option<String>,
+    #[serde(default = "yes")]
+    only_failed: bool,
+    #[serde(default)]
+    only_running: bool,
+    #[serde(default = "yes")]
+    reset_dag_runs: bool,
+    #[serde(default)]
+    task_ids: Option<Vec<Value>>,
+    #[serde(default)]
+    include_upstream: bool,
+    #[serde(default)]
+    include_downstream: bool,
+    #[serde(default)]
+    include_future: bool,
+    #[serde(default)]
+    include_past: bool,
+    #[serde(default)]
+    run_on_latest_version: bool,
+    #[serde(default)]
+    prevent_running_task: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v2/dags/{dag_id}/clearTaskInstances`: clears (or, with `dry_run`, lists) the chosen task
+/// instances of one run or of the runs in a date range; upstream/downstream tasks are added on request.
+pub async fn clear(
+    State(state): State<WebState>,
+    who: Principal,
+    Path(dag_id): Path<String>,
+    JsonBody(body): JsonBody<ClearBody>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::User)?;
+    for (flag, name) in [
+        (body.include_future, "include_future"),
+        (body.include_past, "include_past"),
+        (body.run_on_latest_version, "run_on_latest_version"),
+        (!body.reset_dag_runs, "reset_dag_runs=false"),
+    ] {
+        if flag {
+            return Err(ApiError::bad_request(format!("`{name}` is not supported by dagctl")));
+        }
+    }
+    let dag = find_dag(&state, &dag_id).await?;
+    let mut wanted: Option<BTreeSet<String>> = None;
+    if let Some(ids) = &body.task_ids {
+        let mut set = BTreeSet::new();
+        for (i, id) in ids.iter().enumerate() {
+            let name = match id {
+                Value::String(s) => s.clone(),
+                Value::Array(pair) if pair.len() == 2 && pair[0].is_string() && pair[1].as_i64() == Some(-1) => {
+                    pair[0].as_str().unwrap_or_default().to_string()
+                }
+                _ => {
+                    return Err(ApiError::validation(
+                        &["body", "task_ids", &i.to_string()],
+                        "expected a task id, or [task_id, -1]",
+                        "value_error",
+                    ))
+                }
+            };
+            if dag.spec.task(&name).is_none() {
+                return Err(ApiError::not_found(format!("task `{name}` is not in dag `{dag_id}`")));
+            }
+            set.insert(name);
+        }
+        let mut closure = set.clone();
+        if body.include_downstream {
+            expand(&dag.spec, &set, &mut closure, true);
+        }
+        if body.include_upstream {
+            expand(&dag.spec, &set, &mut closure, false);
+        }
+        wanted = Some(closure);
+    }
+    let runs: Vec<RunRow> = match &body.dag_run_id {
+        Some(run_id) => vec![find_run(&state, &dag_id, run_id).await?],
+        None => {
+            let time = |name: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|t| {
+                        parse_time(t).ok_or_else(|| {
+                            ApiError::validation(
+                                &["body", name],
+                                format!("`{t}` is not a date-time"),
+                                "datetime_parsing",
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let start = time("start_date", &body.start_date)?;
+            let end = time("end_date", &body.end_date)?;
+            if start.is_none() && end.is_none() {
+                return Err(ApiError::bad_request(
+                    "give dag_run_id, or start_date and/or end_date to choose runs",
+                ));
+            }
+            state
+                .store
+                .list_runs(&RunFilter {
+                    dag_id: Some(dag_id.clone()),
+                    run_after: TimeRange {
+                        gte: start,
+                        lte: end,
+                        ..Default::default()
+                    },
+                    limit: MAX_LIMIT,
+                    ..Default::default()
+                })
+                .await?
+                .0
+        }
+    };
+    let mut versions = Versions::default();
+    let mut out = Vec::new();
+    for run in &runs {
+        let tis = state.store.tis_of_run(run.id).await?;
+        let chosen: Vec<&TiRow> = tis
+            .iter()
+            .filter(|ti| wanted.as_ref().is_none_or(|w| w.contains(&ti.task_id)))
+            .filter(|ti| !body.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .filter(|ti| !body.only_running || ti.state == TaskState::Running)
+            .filter(|ti| !body.prevent_running_task || !ti.state.is_executing())
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let version = versions.get(&state.store, &dag_id, &run.version_hash).await?;
+        if !body.dry_run {
+            let ids: Vec<String> = chosen.iter().map(|t| t.task_id.clone()).collect();
+            state
+                .store
+                .clear_tis(&dag_id, &run.run_id, Some(&ids), false, Some(&who.username))
+                .await?;
+        }
+        let fresh: HashMap<String, TiRow> = if body.dry_run {
+            HashMap::new()
+        } else {
+            state
+                .store
+                .tis_of_run(run.id)
+                .await?
+                .into_iter()
+                .map(|t| (t.task_id.clone(), t))
+                .collect()
+        };
+        for ti in chosen {
+            let shown = fresh.get(&ti.task_id).unwrap_or(ti);
+            out.push(shapes::task_instance(shown, run, version.clone()));
+        }
+    }
+    Ok(Json(json!({"task_instances": out, "total_entries": out.len()})))
+}
+
+/// Adds every task downstream (or upstream) of `from` to `into`.
+fn expand(spec: &engine::spec::DagSpec, from: &BTreeSet<String>, into: &mut BTreeSet<String>, downstream: bool) {
+    let mut stack: Vec<String> = from.iter().cloned().collect();
+    while let Some(id) = stack.pop() {
+        let next: Vec<String> = if downstream {
+            spec.downstream_of(&id).map(|t| t.task_id.clone()).collect()
+        } else {
+            spec.task(&id).map(|t| t.upstream.clone()).unwrap_or_default()
+        };
+        for n in next {
+            if into.insert(n.clone()) {
+                stack.push(n);
+            }
+        }
+    }
+}

@@ -63,6 +63,28 @@ enum Command {
     /// Install pinned blockchain clients into the data dir
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Local users of the web UI and API (OIDC users appear after their first login)
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create or update a local user; the password is read from stdin (first line)
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Admin, Op, User or Viewer
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users with their roles
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -347,6 +369,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NetCommand::Show { name, output } => cmd::net::show(&config, &name, output).await,
             NetCommand::Reap => cmd::net::reap(&config).await,
         },
+        Command::Users(UsersCommand::Create { username, role, email }) => {
+            cmd::users::create(&config, &username, &role, email).await
+        }
+        Command::Users(UsersCommand::List { output }) => cmd::users::list(&config, output).await,
         Command::Clients(ClientsCommand::Install { client }) => cmd::clients::install(&config, &client).await,
     }
 }

@@ -4,3 +4,4 @@ pub mod dags;
 pub mod net;
 pub mod serve;
 pub mod tasks;
+pub mod users;

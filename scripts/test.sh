@@ -16,4 +16,12 @@ fi
 bin=$(./scripts/install-clients.sh "${DAGCTL_CLIENTS_CACHE:-$HOME/.cache/dagctl/clients}")
 export DAGCTL_CLIENTS_BIN="$bin" DAGCTL_GETH="$bin/geth" DAGCTL_ANVIL="$bin/anvil"
 
+# The web tests' real parts: apache-airflow-client 3.3.2 and schemathesis (PyPI, in a venv), the
+# oidc-provider IdP and playwright-core (npm), and Debian's Chromium.
+cache=${DAGCTL_TOOLS_CACHE:-$HOME/.cache/dagctl}
+DAGCTL_PYTHON=$(./scripts/install-pytools.sh "$cache/py")
+DAGCTL_NODE_TOOLS=$(./scripts/install-node-tools.sh "$cache/node")
+DAGCTL_CHROMIUM=$(./scripts/ensure-chromium.sh)
+export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM
+
 cargo nextest run --workspace --no-fail-fast "$@"

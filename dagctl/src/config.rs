@@ -34,6 +34,45 @@ struct FileConfig {
     port: Option<u16>,
     secret_key: Option<String>,
     base_url: Option<String>,
+    oidc: Option<FileOidc>,
+}
+
+/// `[oidc]` in `dagctl.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scopes: Option<Vec<String>>,
+    groups_claim: Option<String>,
+    /// group = "Role"
+    role_map: Option<std::collections::BTreeMap<String, String>>,
+    display_name: Option<String>,
+}
+
+/// OpenID Connect settings (validated; the redirect URL is made from the base URL when serving).
+#[derive(Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub groups_claim: String,
+    /// `group=Role,...`
+    pub role_map: String,
+    pub display_name: String,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("role_map", &self.role_map)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The resolved configuration.
@@ -50,6 +89,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// The public URL of the web server (https makes cookies `Secure`; OIDC redirects come back here).
     pub base_url: Option<String>,
+    /// OpenID Connect sign-in, when an issuer is configured.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Config {
@@ -112,7 +153,9 @@ impl Config {
             },
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
+        let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         Ok(Config {
+            oidc,
             home,
             dags_folder,
             database_url,
@@ -124,6 +167,54 @@ impl Config {
             base_url: env("DAGCTL_BASE_URL").or(file.base_url),
         })
     }
+}
+
+fn load_oidc(file: FileOidc, env: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcSettings>> {
+    let Some(issuer) = env("DAGCTL_OIDC_ISSUER")
+        .or(file.issuer)
+        .filter(|i| !i.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let client_id = env("DAGCTL_OIDC_CLIENT_ID").or(file.client_id).ok_or_else(|| {
+        anyhow::anyhow!("OIDC issuer `{issuer}` is set but no client id (DAGCTL_OIDC_CLIENT_ID or [oidc] client_id)")
+    })?;
+    let scopes = match env("DAGCTL_OIDC_SCOPES") {
+        Some(text) => text
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => file
+            .scopes
+            .unwrap_or_else(|| vec!["profile".into(), "email".into(), "groups".into()]),
+    };
+    let role_map = match env("DAGCTL_OIDC_ROLE_MAP") {
+        Some(text) => text,
+        None => file
+            .role_map
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(group, role)| format!("{group}={role}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    if role_map.trim().is_empty() {
+        bail!("OIDC needs a role map from groups to roles (DAGCTL_OIDC_ROLE_MAP=group=Admin,... or [oidc.role_map])");
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret: env("DAGCTL_OIDC_CLIENT_SECRET").or(file.client_secret),
+        scopes: scopes.into_iter().filter(|s| s != "openid").collect(),
+        groups_claim: env("DAGCTL_OIDC_GROUPS_CLAIM")
+            .or(file.groups_claim)
+            .unwrap_or_else(|| "groups".into()),
+        role_map,
+        display_name: env("DAGCTL_OIDC_NAME")
+            .or(file.display_name)
+            .unwrap_or_else(|| "single sign-on".into()),
+    }))
 }
 
 #[cfg(test)]

@@ -56,13 +56,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::validation(&["body"], "a JSON body is required", "missing"));
     }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let kind = match err.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "json_invalid",
-            _ => "value_error",
-        };
-        ApiError::validation(&["body"], err.to_string(), kind)
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::validation(&["body"], err.to_string(), "json_invalid"))?;
+    // serde reads a JSON array into a struct by position; Airflow's bodies are objects only.
+    if !value.is_object() {
+        return Err(ApiError::validation(
+            &["body"],
+            "expected a JSON object",
+            "model_attributes_type",
+        ));
+    }
+    serde_json::from_value(value).map_err(|err| ApiError::validation(&["body"], err.to_string(), "value_error"))
 }
 
 /// Query parameters, read by name with typed accessors.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod oidc;
 pub mod ui;
 
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct WebConfig {
     pub token_ttl_secs: i64,
     /// Lifetime of UI sessions.
     pub session_ttl_secs: i64,
+    /// OpenID Connect sign-in, when configured.
+    pub oidc: Option<oidc::OidcConfig>,
 }
 
 impl WebConfig {
@@ -56,6 +59,7 @@ impl WebConfig {
             secure_cookies: false,
             token_ttl_secs: 24 * 3600,
             session_ttl_secs: 12 * 3600,
+            oidc: None,
         }
     }
 }
@@ -66,6 +70,7 @@ pub struct WebState {
     pub store: Store,
     pub keys: Keys,
     pub config: Arc<WebConfig>,
+    pub oidc: Option<Arc<oidc::OidcClient>>,
 }
 
 impl WebState {
@@ -73,6 +78,7 @@ impl WebState {
         WebState {
             store,
             keys,
+            oidc: config.oidc.clone().map(|c| Arc::new(oidc::OidcClient::new(c))),
             config: Arc::new(config),
         }
     }

@@ -83,7 +83,7 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
             metrics: Arc::clone(&metrics),
         });
         let app = if standalone {
-            web::router(web_state(&config, &store).await?, extra)
+            web::router(web_state(&config, &store, bound).await?, extra)
         } else {
             web::health_router(store.clone()).merge(extra)
         };
@@ -108,7 +108,7 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
 }
 
 /// The web server's state; for standalone also makes sure the local `admin` user exists.
-async fn web_state(config: &Config, store: &Store) -> Result<web::WebState> {
+async fn web_state(config: &Config, store: &Store, bound: SocketAddr) -> Result<web::WebState> {
     let keys = web::load_keys(&config.home, config.secret_key.as_deref())?;
     let env_password = std::env::var("DAGCTL_ADMIN_PASSWORD").ok();
     match web::ensure_admin(store, &config.home, env_password.as_deref()).await? {
@@ -126,7 +126,31 @@ async fn web_state(config: &Config, store: &Store) -> Result<web::WebState> {
         ),
     }
     let mut web_config = web::WebConfig::new(config.home.clone(), config.logs_dir());
-    web_config.secure_cookies = config.base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let base_url = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"))
+        .trim_end_matches('/')
+        .to_string();
+    web_config.secure_cookies = base_url.starts_with("https://");
+    if let Some(oidc) = &config.oidc {
+        let role_map =
+            web::oidc::OidcConfig::parse_role_map(&oidc.role_map).map_err(|e| anyhow::anyhow!("OIDC role map: {e}"))?;
+        web_config.oidc = Some(web::oidc::OidcConfig {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            client_secret: oidc.client_secret.clone(),
+            scopes: oidc.scopes.clone(),
+            groups_claim: oidc.groups_claim.clone(),
+            role_map,
+            redirect_url: format!("{base_url}/auth/oidc/callback"),
+            display_name: oidc.display_name.clone(),
+        });
+        println!(
+            "single sign-on: {} (callback {base_url}/auth/oidc/callback)",
+            oidc.issuer
+        );
+    }
     Ok(web::WebState::new(store.clone(), keys, web_config))
 }
 

@@ -264,3 +264,98 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// An HTTP answer: status, headers (lower-case names), body.
+pub type HttpReply = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// One HTTP/1.1 request on loopback with `Connection: close`: (status, headers with lower-case names, body).
+/// A body gets a Content-Length; a chunked answer is decoded. Panics when the server cannot be reached.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> HttpReply {
+    try_http(port, method, path, headers, body).unwrap_or_else(|err| panic!("{method} {path} on port {port}: {err}"))
+}
+
+/// Like [`http`], but an error when the exchange fails.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<HttpReply> {
+    use std::io::{Error, ErrorKind, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(body) = body {
+        // A server may answer (e.g. 413) before reading all of a big body; its answer still counts.
+        let _ = stream.write_all(body);
+    }
+    let mut raw = Vec::new();
+    if let Err(err) = stream.read_to_end(&mut raw) {
+        if raw.is_empty() {
+            return Err(err);
+        }
+    }
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{what}: {}", String::from_utf8_lossy(&raw)),
+        )
+    };
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        decode_chunked(rest).ok_or_else(|| bad("bad chunked body"))?
+    } else {
+        rest.to_vec()
+    };
+    Ok((status, headers, body))
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (trailers ignored).
+pub fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}

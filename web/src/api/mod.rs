@@ -2,9 +2,9 @@
 //! endpoints under `/api/v2/dagctl/...`. The OpenAPI document of exactly this subset is served at
 //! `/api/v2/openapi.json`.
 
-mod dags;
+pub mod dags;
 mod misc;
-mod runs;
+pub mod runs;
 pub mod shapes;
 mod tis;
 

@@ -231,21 +231,21 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
     #[serde(default)]
-    dag_run_id: Option<String>,
+    pub dag_run_id: Option<String>,
     #[serde(default)]
-    logical_date: Option<String>,
+    pub logical_date: Option<String>,
     #[serde(default)]
-    data_interval_start: Option<String>,
+    pub data_interval_start: Option<String>,
     #[serde(default)]
-    data_interval_end: Option<String>,
+    pub data_interval_end: Option<String>,
     #[serde(default)]
-    run_after: Option<String>,
+    pub run_after: Option<String>,
     #[serde(default)]
-    conf: Option<serde_json::Map<String, Value>>,
+    pub conf: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
-    note: Option<String>,
+    pub note: Option<String>,
     #[serde(default)]
-    partition_key: Option<String>,
+    pub partition_key: Option<String>,
 }
 
 fn body_time(name: &str, value: &Option<String>) -> ApiResult<Option<DateTime<Utc>>> {

@@ -270,13 +270,7 @@ pub type HttpReply = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// One HTTP/1.1 request on loopback with `Connection: close`: (status, headers with lower-case names, body).
 /// A body gets a Content-Length; a chunked answer is decoded. Panics when the server cannot be reached.
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> HttpReply {
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> HttpReply {
     try_http(port, method, path, headers, body).unwrap_or_else(|err| panic!("{method} {path} on port {port}: {err}"))
 }
 

@@ -30,7 +30,16 @@ struct Cli {
 enum Command {
     /// Scheduler, executor and HTTP server in one process
     Standalone {
-        /// Port of the HTTP server (/health, /metrics)
+        /// Port of the HTTP server: UI, REST API, /health, /metrics (default 8080)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on (default 127.0.0.1)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// The web UI and REST API alone, beside schedulers that share its (PostgreSQL) database
+    Webserver {
+        /// Port to listen on (default 8080)
         #[arg(long)]
         port: Option<u16>,
         /// Address to listen on (default 127.0.0.1)
@@ -303,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config::Config::load(&cli.global)?;
     match cli.command {
         Command::Standalone { port, host } => cmd::serve::standalone(config, host, port).await,
+        Command::Webserver { port, host } => cmd::serve::webserver(config, host, port).await,
         Command::Scheduler { port } => cmd::serve::scheduler(config, port).await,
         Command::Trigger(args) => cmd::dags::trigger(&config, args).await,
         Command::Dags(command) => match command {

@@ -52,6 +52,30 @@ pub async fn standalone(config: Config, host: Option<String>, port: Option<u16>)
     serve(config, host, port.or(Some(8080)), true).await
 }
 
+/// The web UI and API without a scheduler (for deployments where schedulers run elsewhere).
+pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) -> Result<ExitCode> {
+    init_tracing();
+    let store = open_store(&config).await?;
+    let host = host.unwrap_or_else(|| config.host.clone());
+    let port = port.unwrap_or(config.port);
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let state = web_state(&config, &store, bound).await?;
+    let metrics = Arc::new(Metrics::default());
+    let app = web::router(state, metrics_router(AppState { store, metrics }));
+    println!("dagctl webserver listening on http://{bound}");
+    let shutdown = shutdown_token();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
     serve(config, None, port, false).await
 }

@@ -919,3 +919,224 @@ fn task_logs_json_pages_and_ndjson() {
         )
         .expect(404, "unknown task");
 }
+
+fn wait_run(server: &Server, token: &str, run_id: &str, want: &str) -> Value {
+    let path = format!("/api/v2/dags/{DAG}/dagRuns/{run_id}");
+    wait_for(Duration::from_secs(90), &format!("run {run_id} to be {want}"), || {
+        let run = server.call("GET", &path, Some(token), None).json();
+        (run["state"] == want).then_some(run)
+    })
+}
+
+#[test]
+fn clear_mark_note_and_xcom_through_the_api() {
+    let server = Server::start();
+    let token = server.admin();
+    server.trigger(&token, "c-1");
+    wait_run(&server, &token, "c-1", "success");
+    let ti_path = format!("/api/v2/dags/{DAG}/dagRuns/c-1/taskInstances");
+
+    // XCom pushed by `greet`.
+    let list = server.call("GET", &format!("{ti_path}/greet/xcomEntries"), Some(&token), None);
+    list.expect(200, "xcom list");
+    let entries = list.json();
+    assert_eq!(entries["total_entries"], 1, "{entries}");
+    let key = entries["xcom_entries"][0]["key"].as_str().unwrap().to_string();
+    let one = server.call("GET", &format!("{ti_path}/greet/xcomEntries/{key}"), Some(&token), None);
+    one.expect(200, "xcom entry");
+    assert_eq!(one.json()["value"], json!({"answer": 42}), "{}", one.text());
+    server
+        .call("GET", &format!("{ti_path}/greet/xcomEntries/nope"), Some(&token), None)
+        .expect(404, "unknown xcom key");
+
+    // clearTaskInstances: a dry run lists greet and everything downstream and changes nothing.
+    let clear = format!("/api/v2/dags/{DAG}/clearTaskInstances");
+    let body = json!({"dag_run_id": "c-1", "task_ids": ["greet"], "include_downstream": true, "only_failed": false});
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+    let resp = server.call("POST", &clear, Some(&token), Some(&dry));
+    resp.expect(200, "dry-run clear");
+    let mut ids: Vec<String> = resp.json()["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["checks.context", "checks.read_xcom", "done", "greet"]);
+    let run = server
+        .call("GET", &format!("/api/v2/dags/{DAG}/dagRuns/c-1"), Some(&token), None)
+        .json();
+    assert_eq!(run["state"], "success", "a dry run changes nothing");
+
+    // The real clear: the tasks run again (try 2) and the run succeeds again.
+    let mut real = body.clone();
+    real["dry_run"] = json!(false);
+    server
+        .call("POST", &clear, Some(&token), Some(&real))
+        .expect(200, "clear");
+    wait_run(&server, &token, "c-1", "success");
+    let greet = server
+        .call("GET", &format!("{ti_path}/greet"), Some(&token), None)
+        .json();
+    assert_eq!(greet["try_number"], 2, "{greet}");
+    let tries = server.call("GET", &format!("{ti_path}/greet/tries"), Some(&token), None);
+    tries.expect(200, "tries");
+    assert_eq!(tries.json()["total_entries"], 2, "{}", tries.text());
+    server
+        .call("POST", &clear, Some(&token), Some(&json!({"task_ids": ["greet"]})))
+        .expect(400, "clear without a run or dates");
+    server
+        .call(
+            "POST",
+            &clear,
+            Some(&token),
+            Some(&json!({"dag_run_id": "c-1", "task_ids": ["nope"]})),
+        )
+        .expect(404, "clear of an unknown task");
+
+    // PATCH state and note, audited with the user.
+    let run_path = format!("/api/v2/dags/{DAG}/dagRuns/c-1");
+    let resp = server.call(
+        "PATCH",
+        &format!("{run_path}?update_mask=state"),
+        Some(&token),
+        Some(&json!({"state": "failed"})),
+    );
+    resp.expect(200, "mark failed");
+    assert_eq!(resp.json()["state"], "failed");
+    let resp = server.call(
+        "PATCH",
+        &format!("{run_path}?update_mask=note"),
+        Some(&token),
+        Some(&json!({"note": "checked by hand"})),
+    );
+    resp.expect(200, "note");
+    assert_eq!(resp.json()["note"], "checked by hand");
+    assert_eq!(resp.json()["state"], "failed", "update_mask=note leaves the state");
+    server
+        .call("PATCH", &run_path, Some(&token), Some(&json!({"state": "running"})))
+        .expect(422, "running cannot be set");
+    let events = server
+        .call(
+            "GET",
+            &format!("/api/v2/eventLogs?dag_id={DAG}&event=mark_run"),
+            Some(&token),
+            None,
+        )
+        .json();
+    assert_eq!(events["total_entries"], 1, "{events}");
+    assert_eq!(events["event_logs"][0]["owner"], "admin", "{events}");
+
+    // The run's own clear endpoint: dry run by default, then for real.
+    let resp = server.call("POST", &format!("{run_path}/clear"), Some(&token), Some(&json!({})));
+    resp.expect(200, "run clear dry run");
+    assert_eq!(resp.json()["total_entries"], 4, "{}", resp.text());
+    let resp = server.call(
+        "POST",
+        &format!("{run_path}/clear"),
+        Some(&token),
+        Some(&json!({"dry_run": false})),
+    );
+    resp.expect(200, "run clear");
+    assert!(
+        ["queued", "running"].contains(&resp.json()["state"].as_str().unwrap()),
+        "{}",
+        resp.text()
+    );
+    wait_run(&server, &token, "c-1", "success");
+}
+
+#[test]
+fn pages_without_a_session_redirect_to_login() {
+    let server = Server::start();
+    for path in [
+        "/",
+        "/dags",
+        "/dags/hello-dagctl",
+        "/dags/hello-dagctl?view=graph",
+        "/dags/hello-dagctl/trigger",
+        "/dags/hello-dagctl/runs/r",
+        "/dags/hello-dagctl/runs/r/tasks/greet",
+        "/runs",
+        "/networks",
+        "/audit",
+    ] {
+        let resp = server.raw("GET", path, &[], None);
+        assert!(
+            [302, 303, 307].contains(&resp.status),
+            "GET {path} without a session: HTTP {}",
+            resp.status
+        );
+        let to = resp.header("location").unwrap_or_default();
+        assert!(
+            to.starts_with("/login") || to == "/dags",
+            "GET {path} redirects to {to}"
+        );
+    }
+    for path in [
+        "/dags/hello-dagctl/pause",
+        "/dags/hello-dagctl/trigger",
+        "/dags/hello-dagctl/runs/r/clear",
+        "/logout",
+    ] {
+        let resp = server.raw(
+            "POST",
+            path,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(b"paused=true"),
+        );
+        assert!(
+            [302, 303, 307].contains(&resp.status) && resp.header("location").unwrap_or_default().starts_with("/login"),
+            "POST {path} without a session: HTTP {} to {:?}",
+            resp.status,
+            resp.header("location")
+        );
+    }
+    // A forged session cookie is no session.
+    let resp = server.raw(
+        "GET",
+        "/dags",
+        &[("Cookie", "dagctl_session=eyJhbGciOiJub25lIn0.e30.")],
+        None,
+    );
+    assert!(resp.header("location").unwrap_or_default().starts_with("/login"));
+    // The login page is public (it has to be), and its form carries a login CSRF token.
+    let resp = server.raw("GET", "/login", &[], None);
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().contains("name=\"csrf_token\""));
+    assert!(resp
+        .headers
+        .iter()
+        .any(|(n, v)| n == "set-cookie" && v.starts_with("dagctl_login_csrf=") && v.contains("HttpOnly")));
+    // A login post without the matching CSRF cookie is refused even with the right password.
+    let body = format!("username=admin&password={}&csrf_token=abc", enc(&server.password));
+    let resp = server.raw(
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(resp.status, 403, "login without its CSRF cookie");
+    // With it: a session cookie, HttpOnly and SameSite=Lax (no Secure over plain http).
+    let resp = server.raw(
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", "dagctl_login_csrf=abc"),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(resp.status, 303, "{}", resp.text());
+    let cookie = resp
+        .headers
+        .iter()
+        .find(|(n, v)| n == "set-cookie" && v.starts_with("dagctl_session="))
+        .map(|(_, v)| v.clone())
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+}

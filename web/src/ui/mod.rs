@@ -236,7 +236,13 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 fn cookie_header(state: &WebState, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    cookie_value(state.config.secure_cookies, name, value, max_age)
+}
+
+/// A cookie the page's scripts cannot read, sent on top-level navigations but not on cross-site posts, and
+/// only over https when the server is reached over https.
+fn cookie_value(secure: bool, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
@@ -353,6 +359,14 @@ mod tests {
             assert_eq!(html.contains("/auth/oidc/login?next="), !sso.is_null());
             assert_eq!(html.contains("x%3D1%26y%3D2"), !sso.is_null(), "next is URL-encoded");
         }
+    }
+
+    #[test]
+    fn cookies_are_http_only_lax_and_secure_under_https() {
+        let plain = cookie_value(false, "dagctl_session", "t", 60);
+        assert_eq!(plain, "dagctl_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60");
+        let secure = cookie_value(true, "dagctl_session", "t", 60);
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
     }
 
     #[test]

@@ -278,6 +278,13 @@ enum BenchCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
+    Web {
+        #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
+        database: cmd::bench::Database,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -369,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => cmd::tasks::pool_set(&config, &name, slots, description).await,
             PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
         },
+        Command::Bench(BenchCommand::Web { database, output }) => cmd::bench_web::web(&config, database, output).await,
         Command::Bench(BenchCommand::Scheduler { database, output }) => {
             cmd::bench::scheduler(&config, database, output).await
         }

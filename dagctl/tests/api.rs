@@ -1140,3 +1140,84 @@ fn pages_without_a_session_redirect_to_login() {
         "{cookie}"
     );
 }
+
+#[test]
+fn the_grid_pages_through_runs_newest_first() {
+    let server = Server::start();
+    let token = server.admin();
+    server.set_paused(&token, true);
+    for i in 0..30 {
+        server.trigger(&token, &format!("g-{i:02}"));
+    }
+    let grid = |query: &str| {
+        let resp = server.call(
+            "GET",
+            &format!("/api/v2/dagctl/dags/{DAG}/grid?{query}"),
+            Some(&token),
+            None,
+        );
+        resp.expect(200, "grid");
+        resp.json()
+    };
+    let first = grid("limit=25");
+    assert_eq!(first["total_runs"], 30);
+    assert_eq!(
+        first["tasks"],
+        json!(["greet", "checks.read_xcom", "checks.context", "done"])
+    );
+    let runs = first["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 25);
+    assert_eq!(runs[0]["dag_run_id"], "g-29", "newest first");
+    assert_eq!(runs[0]["task_instances"].as_object().unwrap().len(), 4);
+    let second = grid("limit=25&offset=25");
+    let ids: Vec<&str> = second["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dag_run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["g-04", "g-03", "g-02", "g-01", "g-00"]);
+    server
+        .call(
+            "GET",
+            &format!("/api/v2/dagctl/dags/{DAG}/grid?limit=1000"),
+            Some(&token),
+            None,
+        )
+        .expect(422, "a grid page is at most 100 runs");
+
+    // The page: signed in through the form, page 2 shows runs 26-30 and links back to newer ones.
+    let body = format!("username=admin&password={}&csrf_token=t0", enc(&server.password));
+    let resp = server.raw(
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", "dagctl_login_csrf=t0"),
+        ],
+        Some(body.as_bytes()),
+    );
+    let session = resp
+        .headers
+        .iter()
+        .find_map(|(n, v)| {
+            (n == "set-cookie" && v.starts_with("dagctl_session=")).then(|| v.split(';').next().unwrap().to_string())
+        })
+        .expect("session cookie");
+    let page = server.raw(
+        "GET",
+        &format!("/dags/{DAG}?view=grid&page=1"),
+        &[("Cookie", &session)],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("30 runs · showing 26–30"), "{html}");
+    assert!(html.contains("page=0") && !html.contains("page=2"), "newer link only");
+    assert_eq!(html.matches("class=\"bar ").count(), 5, "five run columns");
+    assert_eq!(
+        html.matches("class=\"cell s-").count(),
+        5 * 4 + 9,
+        "cells plus the legend"
+    );
+}

@@ -22,8 +22,8 @@ pub struct GlobalFlags {
     pub parallelism: Option<usize>,
 }
 
-/// `dagctl.toml`.
-#[derive(Debug, Default, Deserialize)]
+/// `dagctl.toml` (no `Debug`: it holds secrets).
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     dags_folder: Option<PathBuf>,
@@ -37,8 +37,8 @@ struct FileConfig {
     oidc: Option<FileOidc>,
 }
 
-/// `[oidc]` in `dagctl.toml`.
-#[derive(Debug, Default, Deserialize)]
+/// `[oidc]` in `dagctl.toml` (no `Debug`: it holds the client secret).
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileOidc {
     issuer: Option<String>,
@@ -75,8 +75,8 @@ impl std::fmt::Debug for OidcSettings {
     }
 }
 
-/// The resolved configuration.
-#[derive(Debug, Clone)]
+/// The resolved configuration. Its `Debug` hides the secret key and the database password.
+#[derive(Clone)]
 pub struct Config {
     pub home: PathBuf,
     pub dags_folder: PathBuf,
@@ -91,6 +91,22 @@ pub struct Config {
     pub base_url: Option<String>,
     /// OpenID Connect sign-in, when an issuer is configured.
     pub oidc: Option<OidcSettings>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("home", &self.home)
+            .field("dags_folder", &self.dags_folder)
+            .field("database_url", &engine::store::redact_url(&self.database_url))
+            .field("parallelism", &self.parallelism)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<secret>"))
+            .field("base_url", &self.base_url)
+            .field("oidc", &self.oidc)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {

@@ -1221,3 +1221,199 @@ fn the_grid_pages_through_runs_newest_first() {
         "cells plus the legend"
     );
 }
+
+/// Signs in through the login form; returns the session cookie (`dagctl_session=...`).
+fn form_login(server: &Server, username: &str, password: &str) -> String {
+    let body = format!("username={}&password={}&csrf_token=t1", enc(username), enc(password));
+    let resp = server.raw(
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", "dagctl_login_csrf=t1"),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(resp.status, 303, "form login of {username}: {}", resp.text());
+    resp.headers
+        .iter()
+        .find_map(|(n, v)| {
+            (n == "set-cookie" && v.starts_with("dagctl_session=")).then(|| v.split(';').next().unwrap().to_string())
+        })
+        .expect("session cookie")
+}
+
+#[test]
+fn sessions_end_at_sign_out_and_roles_apply_at_once() {
+    let server = Server::start();
+    // Sign-out revokes the session itself, not only the browser's copy.
+    let session = form_login(&server, "admin", &server.password);
+    let page = server.raw("GET", "/dags", &[("Cookie", &session)], None);
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token on the page")
+        .to_string();
+    let body = format!("csrf_token={}", enc(&csrf));
+    let resp = server.raw(
+        "POST",
+        "/logout",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &session),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(resp.status, 303);
+    let again = server.raw("GET", "/dags", &[("Cookie", &session)], None);
+    assert!(
+        again.header("location").unwrap_or_default().starts_with("/login"),
+        "a signed-out session cookie replayed: HTTP {}",
+        again.status
+    );
+    let api = server.raw("GET", "/api/v2/dags", &[("Cookie", &session)], None);
+    api.expect(401, "a signed-out session on the API");
+
+    // A session token is not a bearer token.
+    let fresh = form_login(&server, "admin", &server.password);
+    let jwt = fresh.trim_start_matches("dagctl_session=");
+    server
+        .call("GET", "/api/v2/dags", Some(jwt), None)
+        .expect(401, "a session token used as a bearer token");
+
+    // Roles come from the store on every request: promoting a Viewer works for the token already issued.
+    server.create_user("vic", "Viewer", "vic-password-1");
+    let token = server.token("vic", "vic-password-1");
+    server
+        .call(
+            "PATCH",
+            &format!("/api/v2/dags/{DAG}?update_mask=is_paused"),
+            Some(&token),
+            Some(&json!({"is_paused": true})),
+        )
+        .expect(403, "Viewer pauses");
+    server.create_user("vic", "User", "vic-password-1");
+    server
+        .call(
+            "PATCH",
+            &format!("/api/v2/dags/{DAG}?update_mask=is_paused"),
+            Some(&token),
+            Some(&json!({"is_paused": true})),
+        )
+        .expect(200, "the same token after promotion to User");
+}
+
+#[test]
+fn odd_requests_still_get_json_errors() {
+    let server = Server::start();
+    let token = server.admin();
+    let auth = format!("Bearer {token}");
+    let h: &[(&str, &str)] = &[("Authorization", &auth)];
+    server
+        .raw("GET", "/api/v2/dags/%FF%FE", h, None)
+        .expect(400, "a path that is not UTF-8");
+    server
+        .raw("PUT", "/api/v2/dags", h, None)
+        .expect(405, "a method the route lacks");
+    server
+        .raw("GET", "/api/v2/nothing-here", h, None)
+        .expect(404, "an unknown endpoint");
+    let long = "x".repeat(300);
+    server
+        .call(
+            "GET",
+            &format!("/api/v2/dags?dag_id_pattern={long}"),
+            Some(&token),
+            None,
+        )
+        .expect(422, "a pattern over 250 characters");
+    server
+        .call(
+            "GET",
+            &format!("/api/v2/dags/~/dagRuns?run_id_pattern={long}"),
+            Some(&token),
+            None,
+        )
+        .expect(422, "a run id pattern over 250 characters");
+    server
+        .call(
+            "GET",
+            "/api/v2/dags?order_by=dag_id&order_by=-dag_id",
+            Some(&token),
+            None,
+        )
+        .expect(400, "two order_by columns");
+    server.trigger(&token, "odd-1");
+    let both = server.call(
+        "GET",
+        "/api/v2/dags/~/dagRuns?run_type=manual&run_type=scheduled",
+        Some(&token),
+        None,
+    );
+    both.expect(200, "two run types");
+    assert_eq!(both.json()["total_entries"], 1);
+    let assets = server.call(
+        "GET",
+        "/api/v2/dags/~/dagRuns?run_type=asset_triggered",
+        Some(&token),
+        None,
+    );
+    assets.expect(200, "an asset run type");
+    assert_eq!(assets.json()["total_entries"], 0);
+    // A PATCH with one bad field changes nothing, not even the good one.
+    let run = format!("/api/v2/dags/{DAG}/dagRuns/odd-1");
+    server
+        .call(
+            "PATCH",
+            &run,
+            Some(&token),
+            Some(&json!({"state": "failed", "note": "n".repeat(1001)})),
+        )
+        .expect(422, "an overlong note");
+    let now = server.call("GET", &run, Some(&token), None).json();
+    assert_ne!(now["state"], "failed", "{now}");
+    assert_eq!(now["note"], Value::Null);
+    // The reserved run id prefixes belong to the scheduler.
+    server
+        .call(
+            "POST",
+            &format!("/api/v2/dags/{DAG}/dagRuns"),
+            Some(&token),
+            Some(&json!({"dag_run_id": "scheduled__2030-01-01T00:00:00+00:00"})),
+        )
+        .expect(422, "a scheduled__ run id");
+    server
+        .call(
+            "POST",
+            &format!("/api/v2/dags/{DAG}/dagRuns"),
+            Some(&token),
+            Some(&json!({"dag_run_id": "a\\b"})),
+        )
+        .expect(422, "a backslash in a run id");
+    // Pools: a taken name is a conflict, and the existing pool is untouched.
+    server
+        .call(
+            "POST",
+            "/api/v2/pools",
+            Some(&token),
+            Some(&json!({"name": "p1", "slots": 3})),
+        )
+        .expect(201, "create p1");
+    server
+        .call(
+            "POST",
+            "/api/v2/pools",
+            Some(&token),
+            Some(&json!({"name": "p1", "slots": 9})),
+        )
+        .expect(409, "create p1 again");
+    let pool = server.call("GET", "/api/v2/pools/p1", Some(&token), None).json();
+    assert_eq!(pool["slots"], 3);
+    // Airflow's health endpoint needs no login.
+    server
+        .raw("GET", "/api/v2/monitor/health", &[], None)
+        .expect(200, "monitor health");
+}

@@ -159,3 +159,51 @@ fn trigger_with_a_logical_date_gets_its_interval_and_duplicates_conflict() {
     let dags = home.json(&["dags", "list"]);
     assert_eq!(dags[0]["is_paused"], false);
 }
+
+#[test]
+fn a_manual_run_holding_an_interval_s_date_does_not_stop_the_schedule() {
+    let home = Home::new();
+    // Paused until the manual run exists: 4 missed hourly intervals, the third taken by hand.
+    let start = chrono::Utc::now() - chrono::Duration::hours(4);
+    let start_text = start.format("%Y-%m-%dT%H:00:00+00:00").to_string();
+    home.write_dag(
+        "cron.yml",
+        &format!("cron:\n  schedule: '@hourly'\n  start_date: '{start_text}'\n  catchup: true\n  is_paused_upon_creation: true\n  tasks:\n    a: {{operator: empty}}\n"),
+    );
+    let taken = chrono::DateTime::parse_from_rfc3339(&start_text).unwrap() + chrono::Duration::hours(2);
+    let taken_text = taken.to_rfc3339();
+    home.ok(&[
+        "dags",
+        "trigger",
+        "cron",
+        "--run-id",
+        "by-hand",
+        "--logical-date",
+        &taken_text,
+    ]);
+    let reserved = home.run(&["dags", "trigger", "cron", "--run-id", "scheduled__x"]);
+    assert!(!reserved.status.success(), "scheduled__ ids are the scheduler's");
+    assert!(stderr(&reserved).contains("reserved"), "{}", stderr(&reserved));
+    home.ok(&["dags", "unpause", "cron"]);
+    let port = free_port();
+    let _standalone = home.spawn(&["standalone", "--port", &port.to_string()]);
+    let runs = wait_for(
+        Duration::from_secs(30),
+        "the schedule to go past the taken interval",
+        || {
+            let runs = home.try_json(&["dags", "list-runs", "cron"])?;
+            let rows = runs.as_array()?.clone();
+            (rows.iter().filter(|r| r["run_type"] == "scheduled").count() >= 3
+                && rows.iter().all(|r| r["state"] == "success"))
+            .then_some(rows)
+        },
+    );
+    let scheduled: Vec<&serde_json::Value> = runs.iter().filter(|r| r["run_type"] == "scheduled").collect();
+    assert!(
+        scheduled
+            .iter()
+            .all(|r| r["run_id"] != format!("scheduled__{}", taken.to_rfc3339())),
+        "{runs:?}"
+    );
+    assert!(runs.iter().any(|r| r["run_id"] == "by-hand"), "{runs:?}");
+}

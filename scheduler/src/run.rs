@@ -11,8 +11,8 @@ use engine::operators::OperatorRegistry;
 use engine::spec::DagSpec;
 use engine::state::{RunEvent, RunState, TaskEvent, TaskState};
 use engine::store::runs::NewRun;
-use engine::store::{DagRow, FinishedTry, RunRow, RunType, Store, TiRow};
-use engine::timetable::{NextRunParams, Schedule, Timetable};
+use engine::store::{DagRow, FinishedTry, RunRow, RunType, ScheduledRun, Store, TiRow};
+use engine::timetable::{DataInterval, NextRunParams, Schedule, Timetable};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -446,6 +446,8 @@ impl Scheduler {
                 }
             };
             let mut due = None;
+            // An interval whose logical date a manual or backfill run already holds is done: move past it.
+            let mut taken: Option<DataInterval> = None;
             for _ in 0..100 {
                 let running = active.get(&dag.dag_id).copied().unwrap_or(0);
                 if running >= i64::from(spec.max_active_runs) {
@@ -453,7 +455,12 @@ impl Scheduler {
                     due = Some(now + chrono::Duration::seconds(1));
                     break;
                 }
-                let last = self.store.latest_scheduled_interval(&dag.dag_id).await?;
+                let mut last = self.store.latest_scheduled_interval(&dag.dag_id).await?;
+                if let Some(interval) = taken {
+                    if last.is_none_or(|l| l.start < interval.start) {
+                        last = Some(interval);
+                    }
+                }
                 let params = NextRunParams {
                     last,
                     start_date: spec.start_date,
@@ -501,13 +508,22 @@ impl Scheduler {
                         note: None,
                     })
                     .await?;
-                if let Some(run) = created {
-                    info!(dag_id = %run.dag_id, run_id = %run.run_id, "created scheduled run");
-                    self.metrics.dagrun_created.fetch_add(1, Ordering::Relaxed);
-                    *active.entry(dag.dag_id.clone()).or_default() += 1;
-                } else {
+                match created {
+                    ScheduledRun::Created(run) => {
+                        info!(dag_id = %run.dag_id, run_id = %run.run_id, "created scheduled run");
+                        self.metrics.dagrun_created.fetch_add(1, Ordering::Relaxed);
+                        *active.entry(dag.dag_id.clone()).or_default() += 1;
+                    }
                     // Another scheduler made it; continue from the store's view.
-                    continue;
+                    ScheduledRun::Exists {
+                        run_type: RunType::Scheduled,
+                        ..
+                    } => continue,
+                    ScheduledRun::Exists { run_id, run_type } => {
+                        warn!(dag_id = %dag.dag_id, %run_id, run_type = run_type.as_str(),
+                              "a run already holds this interval's logical date: no scheduled run for it");
+                        taken = Some(next.interval);
+                    }
                 }
             }
             self.next_due

@@ -155,6 +155,85 @@ def auth_token_path():
     }
 
 
+def dagctl_paths():
+    """dagctl's own endpoints (under /api/v2/dagctl), for what the UI needs beyond Airflow's API."""
+    err = {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPExceptionResponse"}}}
+    security = [{"OAuth2PasswordBearer": []}, {"HTTPBearer": []}]
+
+    def errors(*codes):
+        names = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 422: "Validation Error"}
+        return {str(c): {"description": names[c], "content": copy.deepcopy(err)} for c in codes}
+
+    def ok(schema):
+        return {"description": "Successful Response",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+    dag_id = {"name": "dag_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Dag Id"}}
+    return {
+        "/api/v2/dagctl/whoami": {"get": {
+            "tags": ["dagctl"], "summary": "Who Am I", "operationId": "dagctl_whoami",
+            "description": "The caller's name and role, and the CSRF token of a browser session.",
+            "security": security, "responses": {"200": ok("DagctlWhoami"), **errors(401)}}},
+        "/api/v2/dagctl/dags/{dag_id}/grid": {"get": {
+            "tags": ["dagctl"], "summary": "Grid", "operationId": "dagctl_grid",
+            "description": "A page of runs (newest first) with the state of every task; tasks in topological order.",
+            "security": security,
+            "parameters": [dag_id,
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}},
+                           {"name": "offset", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+            "responses": {"200": ok("DagctlGrid"), **errors(401, 403, 404, 422)}}},
+        "/api/v2/dagctl/dags/{dag_id}/graph": {"get": {
+            "tags": ["dagctl"], "summary": "Graph", "operationId": "dagctl_graph",
+            "description": "The DAG's tasks and their dependencies.",
+            "security": security, "parameters": [dag_id],
+            "responses": {"200": ok("DagctlGraph"), **errors(401, 403, 404)}}},
+    }
+
+
+DAGCTL_SCHEMAS = {
+    "DagctlWhoami": {
+        "title": "DagctlWhoami", "type": "object",
+        "properties": {"username": {"type": "string"},
+                       "role": {"type": "string", "enum": ["Viewer", "User", "Op", "Admin"]},
+                       "csrf_token": {"type": "string"}},
+        "required": ["username", "role", "csrf_token"],
+    },
+    "DagctlGrid": {
+        "title": "DagctlGrid", "type": "object",
+        "properties": {
+            "dag_id": {"type": "string"},
+            "tasks": {"type": "array", "items": {"type": "string"}},
+            "total_runs": {"type": "integer"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "dag_run_id": {"type": "string"}, "state": {"type": "string"}, "run_type": {"type": "string"},
+                "run_after": {"type": "string", "format": "date-time"},
+                "logical_date": {"type": ["string", "null"], "format": "date-time"},
+                "start_date": {"type": ["string", "null"], "format": "date-time"},
+                "end_date": {"type": ["string", "null"], "format": "date-time"},
+                "task_instances": {"type": "object", "additionalProperties": {"type": "object"}}},
+                "required": ["dag_run_id", "state", "run_type", "run_after", "task_instances"]}},
+        },
+        "required": ["dag_id", "tasks", "total_runs", "runs"],
+    },
+    "DagctlGraph": {
+        "title": "DagctlGraph", "type": "object",
+        "properties": {
+            "dag_id": {"type": "string"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "operator": {"type": "string"},
+                "task_group": {"type": ["string", "null"]}, "trigger_rule": {"type": "string"},
+                "retries": {"type": "integer"}, "pool": {"type": "string"}}, "required": ["id", "operator"]}},
+            "edges": {"type": "array", "items": {"type": "object", "properties": {
+                "source_id": {"type": "string"}, "target_id": {"type": "string"}},
+                "required": ["source_id", "target_id"]}},
+        },
+        "required": ["dag_id", "nodes", "edges"],
+    },
+}
+
+
 AUTH_SCHEMAS = {
     "LoginBody": {
         "title": "LoginBody",
@@ -278,13 +357,15 @@ def build(spec):
         paths.setdefault(path, {})[method.lower()] = op
 
     paths["/auth/token"] = auth_token_path()
+    paths.update(dagctl_paths())
 
     # Transitive closure of referenced component schemas.
     src_schemas = dict(spec["components"]["schemas"])
-    for name in AUTH_SCHEMAS:
+    for name in list(AUTH_SCHEMAS) + list(DAGCTL_SCHEMAS):
         if name in src_schemas:
             raise SystemExit(f"schema {name} already exists in the input spec")
     src_schemas.update(AUTH_SCHEMAS)
+    src_schemas.update(DAGCTL_SCHEMAS)
     prefix = "#/components/schemas/"
     todo = set()
     collect_refs(paths, todo)

@@ -113,6 +113,38 @@ impl Params {
             .collect()
     }
 
+    /// A `*_pattern` filter (SQL LIKE wildcards), at most 250 characters.
+    pub fn pattern(&self, name: &str) -> ApiResult<Option<String>> {
+        match self.str(name) {
+            Some(p) if p.chars().count() > 250 => Err(ApiError::validation(
+                &["query", name],
+                "a pattern is at most 250 characters",
+                "string_too_long",
+            )),
+            other => Ok(other.map(str::to_string)),
+        }
+    }
+
+    /// A single `order_by` column with an optional `-` for descending (Airflow takes a list; one column is
+    /// what dagctl sorts by).
+    pub fn order_by<'a>(&'a self, default: &'a str) -> ApiResult<(bool, &'a str)> {
+        let values: Vec<&str> = self
+            .pairs
+            .iter()
+            .filter(|(n, _)| n == "order_by")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let text = match values.as_slice() {
+            [] => default,
+            [one] => one,
+            _ => return Err(ApiError::bad_request("give one order_by column")),
+        };
+        Ok(match text.strip_prefix('-') {
+            Some(column) => (true, column),
+            None => (false, text),
+        })
+    }
+
     pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> ApiResult<i64> {
         let Some(text) = self.str(name) else {
             return Ok(default);

@@ -99,6 +99,8 @@ pub struct Principal {
     pub via: AuthVia,
     /// The token id (the session id for cookies).
     pub session_id: String,
+    /// When the token expires (Unix seconds).
+    pub expires_at: i64,
 }
 
 impl Principal {
@@ -127,8 +129,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Who is calling, from a bearer token or the session cookie; None when neither is present.
-pub fn authenticate(parts: &Parts, state: &WebState) -> ApiResult<Option<Principal>> {
+/// Who is calling, from a bearer token or the session cookie; None when neither is present. The token must
+/// be of the right kind (API tokens as bearer, session tokens as cookie), not revoked (signed out), and its
+/// user must still exist; the role is the user's role now, not the one in the token.
+pub async fn authenticate(parts: &Parts, state: &WebState) -> ApiResult<Option<Principal>> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let text = value
             .to_str()
@@ -140,12 +144,10 @@ pub fn authenticate(parts: &Parts, state: &WebState) -> ApiResult<Option<Princip
             .keys
             .decode(token.trim())
             .map_err(|err| ApiError::unauthorized(format!("invalid token: {err}")))?;
-        return Ok(Some(Principal {
-            username: claims.sub,
-            role: claims.role,
-            via: AuthVia::Bearer,
-            session_id: claims.jti,
-        }));
+        if claims.kind != "api" {
+            return Err(ApiError::unauthorized("invalid token: not an API token"));
+        }
+        return current(state, claims, AuthVia::Bearer).await.map(Some);
     }
     let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Ok(None);
@@ -156,12 +158,31 @@ pub fn authenticate(parts: &Parts, state: &WebState) -> ApiResult<Option<Princip
     if claims.kind != "session" {
         return Ok(None);
     }
-    Ok(Some(Principal {
-        username: claims.sub,
-        role: claims.role,
-        via: AuthVia::Session,
+    match current(state, claims, AuthVia::Session).await {
+        Ok(principal) => Ok(Some(principal)),
+        Err(err) if err.status == StatusCode::UNAUTHORIZED => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The principal of verified claims, as the store knows the user now.
+async fn current(state: &WebState, claims: auth::Claims, via: AuthVia) -> ApiResult<Principal> {
+    if state.store.token_revoked(&claims.jti).await? {
+        return Err(ApiError::unauthorized("invalid token: signed out"));
+    }
+    let user = state.store.get_user(&claims.sub).await.map_err(|err| match err {
+        engine::Error::NotFound(_) => {
+            ApiError::unauthorized(format!("invalid token: user `{}` no longer exists", claims.sub))
+        }
+        other => other.into(),
+    })?;
+    Ok(Principal {
+        username: user.username,
+        role: Role::parse(&user.role).unwrap_or(Role::Viewer),
+        via,
         session_id: claims.jti,
-    }))
+        expires_at: claims.exp,
+    })
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -172,7 +193,9 @@ impl FromRequestParts<WebState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
-        let principal = authenticate(parts, state)?.ok_or_else(|| ApiError::unauthorized("Not authenticated"))?;
+        let principal = authenticate(parts, state)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("Not authenticated"))?;
         // A cookie rides along on any request the browser makes, so state changes by cookie also need the
         // session's CSRF token; a bearer token is never sent by the browser on its own.
         if principal.via == AuthVia::Session && !is_safe(&parts.method) {
@@ -200,17 +223,57 @@ pub fn router(state: WebState, extra: Router) -> Router {
         .with_state(state)
         .merge(health)
         .merge(extra)
+        .layer(axum::middleware::map_response_with_state((), json_errors))
+}
+
+/// API errors are JSON even when axum itself answers (a path that is not UTF-8, a method the route does
+/// not have): an empty or plain-text 4xx/5xx under `/api/` or `/auth/token` gets a `{"detail"}` body.
+async fn json_errors(State(()): State<()>, uri: axum::http::Uri, response: Response) -> Response {
+    let status = response.status();
+    let path = uri.path();
+    let is_api = path.starts_with("/api/") || path == "/auth/token";
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut json = (status, Json(json!({"detail": detail}))).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
 }
 
 /// The routes that need no login: `/health`, `/api/v2/monitor/health`, `/api/v2/version`.
 pub fn health_router(store: Store) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/api/v2/monitor/health", get(health))
+        .route("/api/v2/monitor/health", get(monitor_health))
         .route("/api/v2/version", get(version))
         .with_state(store)
 }
 
+/// Airflow's health endpoint answers 200 and reports each part's status in the body.
+async fn monitor_health(state: State<Store>) -> Response {
+    let mut response = health(state).await;
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+/// `/health`: 503 when the database does not answer, for load balancers and probes.
 async fn health(State(store): State<Store>) -> Response {
     let db_ok = store.ping().await.is_ok();
     let heartbeat = store.latest_scheduler_heartbeat().await.ok().flatten();
@@ -290,11 +353,22 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
     Ok((StatusCode::CREATED, Json(json!({"access_token": token}))).into_response())
 }
 
+/// At most this many password hashes at once (each takes ~19 MiB and a core for a moment), so a flood of
+/// login attempts queues instead of exhausting memory and threads.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Checks a local user's password (the same slow hash runs whether or not the user exists).
 pub async fn check_local_login(store: &Store, username: &str, password: &str) -> ApiResult<UserRow> {
-    let user = store.get_user(username).await.ok();
+    if password.len() > 1024 || username.len() > 256 {
+        return Err(ApiError::unauthorized("invalid username or password"));
+    }
+    let user = store.get_user(username).await.ok().filter(|u| u.source == "local");
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let password = password.to_string();
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let ok = tokio::task::spawn_blocking(move || match hash {
         Some(hash) => auth::verify_password(&password, &hash),
         None => {

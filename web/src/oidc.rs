@@ -121,6 +121,12 @@ impl OidcClient {
         self.config.display_name.clone()
     }
 
+    /// Forgets the provider's metadata and keys, so the next sign-in discovers them again (after a key
+    /// rotation, a token that fails verification would otherwise fail until restart).
+    async fn forget(&self) {
+        *self.client.lock().await = None;
+    }
+
     async fn client(&self) -> Result<Client, String> {
         let mut cached = self.client.lock().await;
         if let Some(client) = cached.as_ref() {
@@ -258,14 +264,20 @@ async fn callback(
         .await
     {
         Ok(t) => t,
-        Err(err) => return sso_failed(&format!("the token request failed: {err}")),
+        Err(err) => {
+            oidc.forget().await;
+            return sso_failed(&format!("the token request failed: {err}"));
+        }
     };
     let Some(id_token) = tokens.id_token() else {
         return sso_failed("the provider sent no ID token");
     };
     let claims = match id_token.claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone())) {
         Ok(c) => c.clone(),
-        Err(err) => return sso_failed(&format!("the ID token is not valid: {err}")),
+        Err(err) => {
+            oidc.forget().await;
+            return sso_failed(&format!("the ID token is not valid: {err}"));
+        }
     };
     // The signature and claims are verified above; read the groups claim from the same payload.
     let payload: serde_json::Value = id_token

@@ -203,6 +203,9 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
 
 pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
     let conf = parse_conf(args.conf.as_deref())?;
+    if let Some(run_id) = &args.run_id {
+        engine::store::validate_manual_run_id(run_id).map_err(|e| anyhow!("--run-id: {e}"))?;
+    }
     let timeout = args
         .timeout
         .as_deref()

@@ -22,7 +22,9 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
 pub use networks::{NetworkRow, NewNetwork};
-pub use runs::{CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, TimeRange};
+pub use runs::{
+    validate_manual_run_id, CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, ScheduledRun, TimeRange,
+};
 pub use tis::{FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
 
@@ -57,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         include_str!("../../../migrations/sqlite/0003_users.sql"),
         include_str!("../../../migrations/postgres/0003_users.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_revoked_tokens.sql"),
+        include_str!("../../../migrations/postgres/0004_revoked_tokens.sql"),
     ),
 ];
 

@@ -30,7 +30,7 @@ impl RunType {
         }
     }
 
-    fn parse(text: &str) -> RunType {
+    pub fn parse(text: &str) -> RunType {
         match text {
             "scheduled" => RunType::Scheduled,
             "backfill" => RunType::Backfill,
@@ -48,6 +48,37 @@ impl RunType {
         };
         format!("{}__{}", self.as_str(), at.to_rfc3339_opts(precision, false))
     }
+}
+
+/// What came of creating a scheduled run.
+#[derive(Debug, Clone)]
+pub enum ScheduledRun {
+    Created(Box<RunRow>),
+    /// A run already holds that logical date (or run id).
+    Exists {
+        run_id: String,
+        run_type: RunType,
+    },
+}
+
+/// Checks a run id chosen by a user: Airflow's default pattern (`^[A-Za-z0-9_.~:+-]+$`), at most 250
+/// characters, not `.` or `..`, and not the `scheduled__`/`backfill__` prefixes the engine gives its own runs.
+pub fn validate_manual_run_id(run_id: &str) -> Result<()> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || "_.~:+-".contains(c);
+    if run_id.is_empty() || run_id.len() > 250 || !run_id.chars().all(legal) || run_id == "." || run_id == ".." {
+        return Err(Error::invalid(format!(
+            "run id `{}` is not allowed: use 1 to 250 of A-Z a-z 0-9 _ . ~ : + -",
+            run_id.escape_debug()
+        )));
+    }
+    for reserved in ["scheduled__", "backfill__"] {
+        if run_id.starts_with(reserved) {
+            return Err(Error::invalid(format!(
+                "run ids starting with `{reserved}` are reserved for the scheduler"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A DAG run row.
@@ -121,7 +152,8 @@ pub struct NewRun<'a> {
 pub struct RunFilter {
     pub dag_id: Option<String>,
     pub states: Vec<RunState>,
-    pub run_type: Option<RunType>,
+    /// Any of these types (all when empty).
+    pub run_types: Vec<RunType>,
     /// SQL LIKE pattern on the run id (`%` and `_` wildcards).
     pub run_id_pattern: Option<String>,
     pub run_after: TimeRange,
@@ -351,25 +383,51 @@ impl Store {
         Ok(run)
     }
 
-    /// Creates a scheduled run unless one exists for its logical date (another scheduler may have made it).
-    /// Returns None when it already existed.
-    pub async fn create_scheduled_run(&self, new: NewRun<'_>) -> Result<Option<RunRow>> {
+    /// Creates a scheduled run unless a run exists for its logical date: another scheduler may have made it,
+    /// or a manual or backfill run took that date. Returns the run that holds the date in that case.
+    pub async fn create_scheduled_run(&self, new: NewRun<'_>) -> Result<ScheduledRun> {
         let mut tx = self.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM dag_run WHERE dag_id = $1 AND logical_date = $2")
+        let holder = |row: Option<AnyRow>| -> Result<Option<ScheduledRun>> {
+            row.map(|row| {
+                Ok(ScheduledRun::Exists {
+                    run_id: row.try_get(0)?,
+                    run_type: RunType::parse(&row.try_get::<String, _>(1)?),
+                })
+            })
+            .transpose()
+        };
+        let find = "SELECT run_id, run_type FROM dag_run WHERE dag_id = $1 AND (logical_date = $2 OR run_id = $3)";
+        let planned_id = new
+            .run_id
+            .clone()
+            .unwrap_or_else(|| new.run_type.run_id(new.logical_date.unwrap_or(new.run_after)));
+        let existing = sqlx::query(find)
             .bind(&new.spec.dag_id)
             .bind(new.logical_date.map(micros))
+            .bind(&planned_id)
             .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if exists {
-            return Ok(None);
+            .await?;
+        if let Some(found) = holder(existing)? {
+            return Ok(found);
         }
         match insert_run(&mut tx, &new).await {
             Ok(run) => {
                 tx.commit().await?;
-                Ok(Some(run))
+                Ok(ScheduledRun::Created(Box::new(run)))
             }
-            Err(Error::Conflict(_)) => Ok(None),
+            Err(Error::Conflict(_)) => {
+                drop(tx);
+                let existing = sqlx::query(find)
+                    .bind(&new.spec.dag_id)
+                    .bind(new.logical_date.map(micros))
+                    .bind(&planned_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(holder(existing)?.unwrap_or(ScheduledRun::Exists {
+                    run_id: planned_id,
+                    run_type: RunType::Scheduled,
+                }))
+            }
             Err(err) => Err(err),
         }
     }
@@ -414,9 +472,13 @@ impl Store {
                 .collect();
             conditions.push(format!("state IN ({})", list.join(", ")));
         }
-        if let Some(run_type) = filter.run_type {
-            let p = bind(&mut binds, Bind::Text(run_type.as_str().to_string()));
-            conditions.push(format!("run_type = {p}"));
+        if !filter.run_types.is_empty() {
+            let list: Vec<String> = filter
+                .run_types
+                .iter()
+                .map(|t| bind(&mut binds, Bind::Text(t.as_str().to_string())))
+                .collect();
+            conditions.push(format!("run_type IN ({})", list.join(", ")));
         }
         if let Some(pattern) = &filter.run_id_pattern {
             let p = bind(&mut binds, Bind::Text(pattern.clone()));

@@ -86,4 +86,61 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Revokes a token (a signed-out session) until it would have expired anyway; expired entries are
+    /// dropped on the way.
+    pub async fn revoke_token(&self, jti: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM revoked_token WHERE expires_at < $1")
+            .bind(micros(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO revoked_token (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(micros(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn token_revoked(&self, jti: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM revoked_token WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Creates a pool; a name already taken is a conflict and changes nothing.
+    pub async fn create_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<()> {
+        if name.trim().is_empty() || name.len() > 256 {
+            return Err(Error::invalid("pool name must be 1 to 256 characters"));
+        }
+        if slots < 0 {
+            return Err(Error::invalid("pool slots must be >= 0"));
+        }
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO pool (name, slots, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(slots)
+        .bind(description.map(str::to_string))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::Conflict(format!("pool `{name}` already exists")));
+        }
+        super::misc::log_event(&mut tx, "pool_create", None, None, None, user, Some(name)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -27,11 +27,10 @@ pub(crate) async fn files_with_errors(state: &WebState) -> ApiResult<HashSet<Str
 }
 
 pub(crate) async fn find_dag(state: &WebState, dag_id: &str) -> ApiResult<DagRow> {
-    state
-        .store
-        .get_dag(dag_id)
-        .await
-        .map_err(|_| ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found")))
+    state.store.get_dag(dag_id).await.map_err(|err| match err {
+        engine::Error::NotFound(_) => ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found")),
+        other => other.into(),
+    })
 }
 
 /// `GET /api/v2/dags`.
@@ -64,12 +63,8 @@ pub async fn list(State(state): State<WebState>, who: Principal, RawQuery(query)
     };
     let paused = params.bool("paused")?;
     let exclude_stale = params.bool("exclude_stale")?.unwrap_or(true);
-    let pattern = params.str("dag_id_pattern").map(str::to_string);
-    let order_by = params.str("order_by").unwrap_or("dag_id");
-    let (descending, column) = match order_by.strip_prefix('-') {
-        Some(column) => (true, column),
-        None => (false, order_by),
-    };
+    let pattern = params.pattern("dag_id_pattern")?;
+    let (descending, column) = params.order_by("dag_id")?;
     let errors = files_with_errors(&state).await?;
     let mut dags: Vec<DagRow> = state
         .store

@@ -76,13 +76,13 @@ pub async fn pools(State(state): State<WebState>, who: Principal, RawQuery(query
     params.allow(&["limit", "offset", "pool_name_pattern"])?;
     let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
     let offset = params.int("offset", 0, 0, i64::MAX)?;
-    let pattern = params.str("pool_name_pattern");
+    let pattern = params.pattern("pool_name_pattern")?;
     let rows: Vec<PoolRow> = state
         .store
         .list_pools()
         .await?
         .into_iter()
-        .filter(|p| pattern.is_none_or(|pat| like(pat, &p.name)))
+        .filter(|p| pattern.as_deref().is_none_or(|pat| like(pat, &p.name)))
         .collect();
     let page: Vec<Value> = rows
         .iter()
@@ -170,16 +170,16 @@ pub async fn create_pool(
             "value_error",
         ));
     }
-    if find_pool(&state, &body.name).await.is_ok() {
-        return Err(ApiError::conflict(format!(
-            "The Pool with name: `{}` already exists",
-            body.name
-        )));
-    }
     state
         .store
-        .put_pool(&body.name, body.slots, body.description.as_deref(), Some(&who.username))
-        .await?;
+        .create_pool(&body.name, body.slots, body.description.as_deref(), Some(&who.username))
+        .await
+        .map_err(|err| match err {
+            engine::Error::Conflict(_) => {
+                ApiError::conflict(format!("The Pool with name: `{}` already exists", body.name))
+            }
+            other => other.into(),
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(shapes::pool(&find_pool(&state, &body.name).await?)),
@@ -277,10 +277,9 @@ pub async fn events(
     params.allow(&[
         "limit", "offset", "dag_id", "run_id", "task_id", "event", "owner", "order_by",
     ])?;
-    let descending = match params.str("order_by").unwrap_or("id") {
-        "id" | "event_log_id" | "when" => false,
-        "-id" | "-event_log_id" | "-when" => true,
-        other => {
+    let descending = match params.order_by("id")? {
+        (descending, "id" | "event_log_id" | "when") => descending,
+        (_, other) => {
             return Err(ApiError::bad_request(format!(
                 "cannot order the event log by `{other}`; use id or -id"
             )))

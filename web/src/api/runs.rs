@@ -19,10 +19,11 @@ use crate::extract::{parse_time, JsonBody, Params};
 use crate::{AuthVia, Principal, WebState};
 
 pub(crate) async fn find_run(state: &WebState, dag_id: &str, run_id: &str) -> ApiResult<RunRow> {
-    state.store.get_run(dag_id, run_id).await.map_err(|_| {
-        ApiError::not_found(format!(
+    state.store.get_run(dag_id, run_id).await.map_err(|err| match err {
+        engine::Error::NotFound(_) => ApiError::not_found(format!(
             "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
-        ))
+        )),
+        other => other.into(),
     })
 }
 
@@ -133,23 +134,31 @@ pub async fn list(
             )
         })?);
     }
-    let run_type = match params.str("run_type") {
-        None => None,
-        Some("manual") => Some(RunType::Manual),
-        Some("scheduled") => Some(RunType::Scheduled),
-        Some("backfill") => Some(RunType::Backfill),
-        Some(other) => {
-            return Err(ApiError::validation(
-                &["query", "run_type"],
-                format!("`{other}` is not one of manual, scheduled, backfill"),
-                "enum",
-            ))
+    // Several run types select their union; the asset types exist in Airflow but never in dagctl.
+    let mut run_types = Vec::new();
+    for name in params.list("run_type") {
+        match name.as_str() {
+            "manual" => run_types.push(RunType::Manual),
+            "scheduled" => run_types.push(RunType::Scheduled),
+            "backfill" => run_types.push(RunType::Backfill),
+            "asset_triggered" | "asset_materialization" => {}
+            other => {
+                return Err(ApiError::validation(
+                    &["query", "run_type"],
+                    format!(
+                        "`{other}` is not one of manual, scheduled, backfill, asset_triggered, asset_materialization"
+                    ),
+                    "enum",
+                ))
+            }
         }
-    };
-    let order_text = params.str("order_by").unwrap_or("id").to_string();
-    let (descending, column) = match order_text.strip_prefix('-') {
-        Some(c) => (true, c),
-        None => (false, order_text.as_str()),
+    }
+    let only_assets = !params.list("run_type").is_empty() && run_types.is_empty();
+    let (descending, column) = params.order_by("id")?;
+    let order_text = if descending {
+        format!("-{column}")
+    } else {
+        column.to_string()
     };
     let order_by = RunOrder::parse(column).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -177,8 +186,8 @@ pub async fn list(
     let filter = RunFilter {
         dag_id: dag_filter,
         states,
-        run_type,
-        run_id_pattern: params.str("run_id_pattern").map(|p| format!("%{p}%")),
+        run_types,
+        run_id_pattern: params.pattern("run_id_pattern")?.map(|p| format!("%{p}%")),
         run_after: range(&params, "run_after")?,
         logical_date: range(&params, "logical_date")?,
         start_date: range(&params, "start_date")?,
@@ -190,7 +199,9 @@ pub async fn list(
         descending,
         after,
     };
-    let (mut runs, total) = if limit == 0 {
+    let (mut runs, total) = if only_assets {
+        (Vec::new(), 0)
+    } else if limit == 0 {
         let (_, total) = state.store.list_runs(&RunFilter { limit: 1, ..filter }).await?;
         (Vec::new(), total)
     } else {
@@ -263,16 +274,10 @@ fn body_time(name: &str, value: &Option<String>) -> ApiResult<Option<DateTime<Ut
         .transpose()
 }
 
-/// Checks a run id given by a caller.
+/// Checks a run id given by a caller (Airflow's pattern; the scheduler's prefixes are reserved).
 pub fn validate_run_id(run_id: &str) -> ApiResult<()> {
-    if run_id.is_empty() || run_id.len() > 250 || run_id.chars().any(|c| c.is_control() || c == '/') {
-        return Err(ApiError::validation(
-            &["body", "dag_run_id"],
-            "a run id is 1 to 250 characters, without `/` or control characters",
-            "value_error",
-        ));
-    }
-    Ok(())
+    engine::store::validate_manual_run_id(run_id)
+        .map_err(|err| ApiError::validation(&["body", "dag_run_id"], err.to_string(), "value_error"))
 }
 
 /// Creates a manual run; shared by the API and the UI's trigger form.
@@ -384,9 +389,15 @@ pub async fn patch(
         )));
     }
     let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
-    find_run(&state, &dag_id, &run_id).await?;
-    if wants("state") {
-        if let Some(text) = &body.state {
+    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return Err(ApiError::validation(
+            &["body", "note"],
+            "a note is at most 1000 characters",
+            "string_too_long",
+        ));
+    }
+    let target = match (&body.state, wants("state")) {
+        (Some(text), true) => {
             let target: RunState = text.parse().map_err(|_| {
                 ApiError::validation(
                     &["body", "state"],
@@ -394,37 +405,32 @@ pub async fn patch(
                     "enum",
                 )
             })?;
-            match target {
-                RunState::Queued => {
-                    state
-                        .store
-                        .clear_tis(&dag_id, &run_id, None, false, Some(&who.username))
-                        .await?;
-                }
-                RunState::Success | RunState::Failed => {
-                    state
-                        .store
-                        .mark_run(&dag_id, &run_id, target, Some(&who.username))
-                        .await?;
-                }
-                RunState::Running => {
-                    return Err(ApiError::validation(
-                        &["body", "state"],
-                        "`running` cannot be set by hand; use queued, success or failed",
-                        "enum",
-                    ))
-                }
+            if target == RunState::Running {
+                return Err(ApiError::validation(
+                    &["body", "state"],
+                    "`running` cannot be set by hand; use queued, success or failed",
+                    "enum",
+                ));
             }
+            Some(target)
+        }
+        _ => None,
+    };
+    find_run(&state, &dag_id, &run_id).await?;
+    if let Some(target) = target {
+        if target == RunState::Queued {
+            state
+                .store
+                .clear_tis(&dag_id, &run_id, None, false, Some(&who.username))
+                .await?;
+        } else {
+            state
+                .store
+                .mark_run(&dag_id, &run_id, target, Some(&who.username))
+                .await?;
         }
     }
     if wants("note") && (body.note.is_some() || mask.iter().any(|f| f == "note")) {
-        if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-            return Err(ApiError::validation(
-                &["body", "note"],
-                "a note is at most 1000 characters",
-                "string_too_long",
-            ));
-        }
         state
             .store
             .set_run_note(&dag_id, &run_id, body.note.as_deref(), Some(&who.username))

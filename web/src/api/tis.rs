@@ -26,10 +26,11 @@ use crate::{Principal, WebState};
 
 async fn find_ti(state: &WebState, dag_id: &str, run_id: &str, task_id: &str) -> ApiResult<(RunRow, TiRow)> {
     let run = find_run(state, dag_id, run_id).await?;
-    let ti = state.store.get_ti(dag_id, run_id, task_id).await.map_err(|_| {
-        ApiError::not_found(format!(
+    let ti = state.store.get_ti(dag_id, run_id, task_id).await.map_err(|err| match err {
+        engine::Error::NotFound(_) => ApiError::not_found(format!(
             "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `-1` was not found"
-        ))
+        )),
+        other => other.into(),
     })?;
     Ok((run, ti))
 }
@@ -77,11 +78,7 @@ pub async fn list(
         .filter(|ti| states.is_empty() || states.contains(&ti.state))
         .filter(|ti| task_id.is_none_or(|t| ti.task_id == t))
         .collect();
-    let order = params.str("order_by").unwrap_or("map_index");
-    let (descending, column) = match order.strip_prefix('-') {
-        Some(c) => (true, c),
-        None => (false, order),
-    };
+    let (descending, column) = params.order_by("map_index")?;
     match column {
         "map_index" | "id" => {}
         "task_id" => tis.sort_by(|a, b| a.task_id.cmp(&b.task_id)),
@@ -250,7 +247,13 @@ pub async fn logs(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if accept.contains("application/x-ndjson") {
-        return Ok(ndjson_stream(state, path, offset, ti, try_number));
+        let permit = FOLLOWERS.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too many log streams are open; try again later or read the log as JSON pages",
+            )
+        })?;
+        return Ok(ndjson_stream(state, path, offset, ti, try_number, permit));
     }
     let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&path, offset, LOG_PAGE_BYTES))
         .await
@@ -260,15 +263,32 @@ pub async fn logs(
     Ok(Json(json!({"content": content, "continuation_token": encode_token(next)})).into_response())
 }
 
-fn ndjson_stream(state: WebState, path: std::path::PathBuf, offset: u64, ti: TiRow, try_number: i64) -> Response {
+/// Log streams open at once (each polls the store while its try runs).
+static FOLLOWERS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
+
+fn ndjson_stream(
+    state: WebState,
+    path: std::path::PathBuf,
+    offset: u64,
+    ti: TiRow,
+    try_number: i64,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
     let started = std::time::Instant::now();
+    let permit = std::sync::Arc::new(permit);
     let stream = futures_util::stream::unfold(Some(offset), move |position| {
         let path = path.clone();
         let state = state.clone();
         let ti_id = ti.id;
+        // Held as long as the stream lives.
+        let _permit = std::sync::Arc::clone(&permit);
         async move {
             let mut offset = position?;
             loop {
+                if started.elapsed() > FOLLOW_LIMIT {
+                    return None;
+                }
                 let p = path.clone();
                 let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&p, offset, LOG_PAGE_BYTES))
                     .await
@@ -286,7 +306,7 @@ fn ndjson_stream(state: WebState, path: std::path::PathBuf, offset: u64, ti: TiR
                 // Nothing new: stop once this try is over (or the follow budget is spent), else wait.
                 let current = state.store.get_ti_by_id(ti_id).await.ok()?;
                 let live = current.try_number == try_number && current.state.is_executing();
-                if !live || started.elapsed() > FOLLOW_LIMIT {
+                if !live {
                     return None;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -472,13 +492,18 @@ pub async fn clear(
                         lte: end,
                         ..Default::default()
                     },
-                    limit: MAX_LIMIT,
+                    limit: MAX_LIMIT + 1,
                     ..Default::default()
                 })
                 .await?
                 .0
         }
     };
+    if runs.len() as i64 > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "more than {MAX_LIMIT} runs are in that date range; narrow it"
+        )));
+    }
     let mut versions = Versions::default();
     let mut out = Vec::new();
     for run in &runs {

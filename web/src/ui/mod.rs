@@ -154,7 +154,7 @@ impl FromRequestParts<WebState> for UiUser {
     type Rejection = LoginRedirect;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, state) {
+        match authenticate(parts, state).await {
             Ok(Some(principal)) if principal.via == AuthVia::Session => Ok(UiUser(principal)),
             _ => {
                 let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/dags");
@@ -227,8 +227,17 @@ pub fn urlencode(text: &str) -> String {
 
 /// Only same-site paths are followed after login (no `//host` or scheme).
 pub fn safe_next(next: Option<&str>) -> String {
+    // Printable ASCII only: browsers drop tabs and newlines from URLs, so `/\t/evil` would become `//evil`.
+    let printable = |n: &str| n.bytes().all(|b| (0x21..0x7f).contains(&b));
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.contains("://")
+                && n.len() <= 2000
+                && printable(n) =>
+        {
             n.to_string()
         }
         _ => "/dags".to_string(),
@@ -329,6 +338,15 @@ async fn logout(State(state): State<WebState>, user: UiUser, req: axum::extract:
     if let Err(response) = check_csrf(&state, &user, &pairs) {
         return response;
     }
+    // The cookie is gone from this browser; the revocation makes a copy of it worthless too.
+    let expires = chrono::DateTime::from_timestamp(user.0.expires_at, 0).unwrap_or_else(chrono::Utc::now);
+    if let Err(err) = state.store.revoke_token(&user.0.session_id, expires).await {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot sign out: {err}"));
+    }
+    let _ = state
+        .store
+        .audit("logout", None, None, Some(&user.0.username), None)
+        .await;
     let mut response = Redirect::to("/login").into_response();
     response
         .headers_mut()
@@ -372,7 +390,15 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_login() {
         assert_eq!(safe_next(Some("/dags/x?view=graph")), "/dags/x?view=graph");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "dags"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "dags",
+            "/\t/evil.example",
+            "/\r\nSet-Cookie: x",
+            "/ /x",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/dags", "{bad}");
         }
         assert_eq!(safe_next(None), "/dags");

@@ -60,7 +60,7 @@ fn page_number(pairs: &[(String, String)]) -> i64 {
 /// `/dags`: every DAG with its recent runs, next run, paused toggle, and the import errors.
 pub async fn dags(State(state): State<WebState>, user: UiUser, RawQuery(query): RawQuery) -> Response {
     let pairs = query_pairs(&query);
-    let q = field(&pairs, "q").unwrap_or("").to_string();
+    let q: String = field(&pairs, "q").unwrap_or("").chars().take(250).collect();
     let paused = field(&pairs, "paused").unwrap_or("").to_string();
     let (dags, errors) = match (state.store.list_dags(false).await, state.store.import_errors().await) {
         (Ok(d), Ok(e)) => (d, e),
@@ -508,20 +508,48 @@ pub async fn log(
     render("log.html", Value::Object(ctx))
 }
 
-/// Every complete line of a log with its level, and the byte offset after them.
+/// At most this much of a log is put on the page (the tail); the API pages through the rest.
+const LOG_TAIL_BYTES: u64 = 4 << 20;
+
+/// The complete lines of (the last 4 MiB of) a log with their levels, and the byte offset after them.
 fn read_all(path: &std::path::Path) -> (Vec<Value>, u64) {
-    let Ok(bytes) = std::fs::read(path) else {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
         return (Vec::new(), 0);
     };
-    let end = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
-    let lines = String::from_utf8_lossy(&bytes[..end])
-        .lines()
-        .map(|line| match serde_json::from_str::<worker::log::LogLine>(line) {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(LOG_TAIL_BYTES);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes).is_err() {
+        return (Vec::new(), 0);
+    }
+    // Starting mid-file: drop the partial first line.
+    let start = if from > 0 {
+        bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(bytes.len())
+    } else {
+        0
+    };
+    let end = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0)
+        .max(start);
+    let mut lines: Vec<Value> = Vec::new();
+    if from > 0 {
+        lines.push(json!({"level": "warning", "text": format!("… {} earlier bytes not shown (read them through the API)", from + start as u64)}));
+    }
+    lines.extend(String::from_utf8_lossy(&bytes[start..end]).lines().map(|line| {
+        match serde_json::from_str::<worker::log::LogLine>(line) {
             Ok(l) => json!({"level": l.level.to_lowercase(), "text": l.to_text()}),
             Err(_) => json!({"level": "info", "text": line}),
-        })
-        .collect();
-    (lines, end as u64)
+        }
+    }));
+    (lines, from + end as u64)
 }
 
 /// `/runs`: every run, newest first.

@@ -6,7 +6,9 @@
 #   bin=$(scripts/install-clients.sh "$HOME/.cache/dagctl-clients")
 #   export DAGCTL_GETH=$bin/geth DAGCTL_ANVIL=$bin/anvil
 #
-# geth: `go install` through the Go module proxy (no release archive can be downloaded here).
+# geth: the official release archive, checked against its pinned SHA-256 (the same pins as
+# chain/src/local/clients.rs); where it cannot be downloaded (these CI machines reach only package
+# registries), `go install` through the Go module proxy.
 # anvil: the npm package @foundry-rs/anvil, which ships the binary in a platform package.
 set -euo pipefail
 
@@ -29,8 +31,34 @@ geth_ok() {
     [ -x "$bin/geth" ] && "$bin/geth" version 2>/dev/null | grep -q "^Version: ${GETH_VERSION}-"
 }
 
+geth_archive() {
+    local name sha
+    case "$(uname -m)" in
+        x86_64) name=geth-linux-amd64-1.13.15-c5ba367e sha=2f153cdcd9801d748d8f812cce9d7a432d155f52eb78018d09d881dfe354dfdd ;;
+        aarch64) name=geth-linux-arm64-1.13.15-c5ba367e sha=8976fce7e02ab904ef69d1b45ca5215c35c7d29dfbd705cc59f1cd8179976f2d ;;
+        *) return 1 ;;
+    esac
+    local work
+    work=$(mktemp -d "$bin/.download-XXXXXX")
+    if curl -fsSL --connect-timeout 10 --max-time 600 -o "$work/geth.tar.gz" \
+        "${DAGCTL_GETH_RELEASE_URL:-https://gethstore.blob.core.windows.net/builds}/$name.tar.gz" 2>/dev/null; then
+        if ! echo "$sha  $work/geth.tar.gz" | sha256sum -c --status; then
+            rm -rf "$work"
+            log "the geth release archive does not match its pinned SHA-256; refusing it"
+            exit 1
+        fi
+        tar -xzf "$work/geth.tar.gz" -C "$work" "$name/geth" && mv "$work/$name/geth" "$bin/geth"
+        rm -rf "$work"
+        return 0
+    fi
+    rm -rf "$work"
+    return 1
+}
+
 if geth_ok; then
     log "geth $GETH_VERSION already in $bin"
+elif geth_archive && geth_ok; then
+    log "geth $GETH_VERSION installed from its release archive (SHA-256 checked)"
 else
     if ! command -v go >/dev/null 2>&1; then
         log "geth $GETH_VERSION needs a Go toolchain (go install); none on PATH"

@@ -11,6 +11,24 @@ use crate::version::Version;
 
 /// geth version `dagctl clients install geth` builds: the last line that seals Clique.
 pub const GETH_INSTALL_VERSION: &str = "1.13.15";
+/// The official geth release archives of [`GETH_INSTALL_VERSION`] (commit `c5ba367e`) and their SHA-256, per
+/// platform. The checksums are those pinned by the guix-crypto channel's `geth-binary` package for 1.13.15
+/// (nix-base32 there, hex here), which downloads the same files from the same store.
+pub const GETH_RELEASES: &[(&str, &str, &str)] = &[
+    (
+        "x86_64",
+        "geth-linux-amd64-1.13.15-c5ba367e",
+        "2f153cdcd9801d748d8f812cce9d7a432d155f52eb78018d09d881dfe354dfdd",
+    ),
+    (
+        "aarch64",
+        "geth-linux-arm64-1.13.15-c5ba367e",
+        "8976fce7e02ab904ef69d1b45ca5215c35c7d29dfbd705cc59f1cd8179976f2d",
+    ),
+];
+/// Where geth's release archives are published (`DAGCTL_GETH_RELEASE_URL` points elsewhere, e.g. a mirror).
+pub const GETH_RELEASE_STORE: &str = "https://gethstore.blob.core.windows.net/builds";
+
 /// anvil version `dagctl clients install anvil` installs.
 pub const ANVIL_INSTALL_VERSION: &str = "1.7.1";
 
@@ -177,6 +195,29 @@ pub async fn install(client: Client, dir: &Path, progress: &(dyn Fn(&str) + Send
                 ));
                 return Ok(target);
             }
+            // The official release archive first, checked against its pinned SHA-256.
+            if let Some((_, name, sha256)) = GETH_RELEASES
+                .iter()
+                .find(|(arch, _, _)| *arch == std::env::consts::ARCH)
+            {
+                let store = std::env::var("DAGCTL_GETH_RELEASE_URL").unwrap_or_else(|_| GETH_RELEASE_STORE.to_string());
+                let url = format!("{}/{name}.tar.gz", store.trim_end_matches('/'));
+                progress(&format!("downloading {url}"));
+                match install_release_archive(&url, name, sha256, &target).await {
+                    Ok(()) => {
+                        progress(&format!(
+                            "geth {GETH_INSTALL_VERSION} installed from its release archive (SHA-256 checked)"
+                        ));
+                        return Ok(target);
+                    }
+                    Err(ArchiveError::Unreachable(reason)) => {
+                        progress(&format!(
+                            "the release archive cannot be downloaded ({reason}); building from source instead"
+                        ));
+                    }
+                    Err(ArchiveError::Rejected(reason)) => return Err(install_err(reason)),
+                }
+            }
             progress(&format!(
                 "building geth {GETH_INSTALL_VERSION} with `go install` (minutes on a cold Go cache)"
             ));
@@ -244,6 +285,104 @@ pub async fn install(client: Client, dir: &Path, progress: &(dyn Fn(&str) + Send
     }
 }
 
+/// Why a release archive was not installed.
+#[derive(Debug)]
+pub enum ArchiveError {
+    /// It could not be downloaded: another route may still work.
+    Unreachable(String),
+    /// It was downloaded but is not what was pinned (or not usable): installing anything else would be wrong.
+    Rejected(String),
+}
+
+/// Downloads `url` (with curl), checks its SHA-256 against `sha256`, and installs `<name>/geth` from it as
+/// `target`. Nothing is installed unless the checksum matches; the download is removed either way.
+pub async fn install_release_archive(
+    url: &str,
+    name: &str,
+    sha256: &str,
+    target: &Path,
+) -> std::result::Result<(), ArchiveError> {
+    use sha2::{Digest, Sha256};
+    let bin = target.parent().unwrap_or(Path::new("."));
+    let work = tempfile_in(bin).map_err(|e| ArchiveError::Unreachable(format!("cannot make a temp dir: {e}")))?;
+    let archive = work.join("geth.tar.gz");
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-fsSL",
+            "--retry",
+            "2",
+            "--connect-timeout",
+            "10",
+            "--max-time",
+            "600",
+            "-o",
+        ])
+        .arg(&archive)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    let cleanup = |work: &Path| {
+        let _ = std::fs::remove_dir_all(work);
+    };
+    match output {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            cleanup(&work);
+            return Err(ArchiveError::Unreachable(format!(
+                "curl: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Err(err) => {
+            cleanup(&work);
+            return Err(ArchiveError::Unreachable(format!("cannot run curl: {err}")));
+        }
+    }
+    let bytes = std::fs::read(&archive).map_err(|e| ArchiveError::Unreachable(e.to_string()))?;
+    let actual = hex_lower(&Sha256::digest(&bytes));
+    if !actual.eq_ignore_ascii_case(sha256) {
+        cleanup(&work);
+        return Err(ArchiveError::Rejected(format!(
+            "{url} has SHA-256 {actual}, expected {sha256}: refusing to install it"
+        )));
+    }
+    let untar = tokio::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&work)
+        .arg(format!("{name}/geth"))
+        .output()
+        .await
+        .map_err(|e| ArchiveError::Rejected(format!("cannot run tar: {e}")))?;
+    let extracted = work.join(name).join("geth");
+    if !untar.status.success() || !is_executable(&extracted) {
+        cleanup(&work);
+        return Err(ArchiveError::Rejected(format!(
+            "the archive has no executable {name}/geth: {}",
+            String::from_utf8_lossy(&untar.stderr).trim()
+        )));
+    }
+    let result = std::fs::rename(&extracted, target)
+        .map_err(|e| ArchiveError::Rejected(format!("cannot install {}: {e}", target.display())));
+    cleanup(&work);
+    result
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh directory inside `parent` (same file system, so the final rename is atomic).
+fn tempfile_in(parent: &Path) -> std::io::Result<PathBuf> {
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
+    let dir = parent.join(format!(".download-{}", hex_lower(&random)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 async fn run_installer(
     mut command: tokio::process::Command,
     limit: Duration,
@@ -298,6 +437,98 @@ mod tests {
             assert!(matches!(err, Error::ClientMissing { .. }), "{text}");
             assert!(text.contains(needle), "{text}");
             assert!(text.contains("/nonexistent/clients/bin"), "{text}");
+        }
+    }
+
+    /// Serves one file over HTTP on loopback, as often as asked, until the test ends.
+    fn serve_file(bytes: Vec<u8>) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(8) {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&bytes);
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// A release-shaped archive: `<name>/geth`, a script that reports the pinned version.
+    fn fake_archive(dir: &Path, name: &str) -> Vec<u8> {
+        let root = dir.join("src");
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        let geth = root.join(name).join("geth");
+        std::fs::write(
+            &geth,
+            format!("#!/bin/sh\necho 'Geth'\necho 'Version: {GETH_INSTALL_VERSION}-stable'\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&geth, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let archive = dir.join("a.tar.gz");
+        let status = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&root)
+            .arg(name)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read(archive).unwrap()
+    }
+
+    #[tokio::test]
+    async fn release_archives_install_only_with_the_pinned_checksum() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let name = "geth-linux-amd64-1.13.15-c5ba367e";
+        let bytes = fake_archive(dir.path(), name);
+        let good = hex_lower(&Sha256::digest(&bytes));
+        let url = format!("{}/{name}.tar.gz", serve_file(bytes));
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let target = bin.join("geth");
+
+        // A checksum that does not match: refused, nothing installed, no download left behind.
+        let wrong = "00".repeat(32);
+        match install_release_archive(&url, name, &wrong, &target).await {
+            Err(ArchiveError::Rejected(reason)) => assert!(reason.contains("refusing"), "{reason}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 0, "no temp dir left");
+
+        // The pinned checksum: installed and runnable.
+        install_release_archive(&url, name, &good, &target).await.unwrap();
+        assert!(version_text(&target).unwrap().contains("Version: 1.13.15-stable"));
+        assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 1, "only geth");
+
+        // Nothing listening: unreachable, so the caller may fall back to building from source.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let unreachable = format!("http://127.0.0.1:{port}/{name}.tar.gz");
+        assert!(matches!(
+            install_release_archive(&unreachable, name, &good, &bin.join("geth2")).await,
+            Err(ArchiveError::Unreachable(_))
+        ));
+    }
+
+    #[test]
+    fn pinned_release_checksums_are_sha256_hex() {
+        for (_, name, sha) in GETH_RELEASES {
+            assert!(name.contains(GETH_INSTALL_VERSION), "{name}");
+            assert_eq!(sha.len(), 64);
+            assert!(sha.chars().all(|c| c.is_ascii_hexdigit()));
         }
     }
 

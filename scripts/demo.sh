@@ -13,7 +13,7 @@ unset DAGCTL_DATABASE_URL
 
 echo "== building dagctl (release)"
 cargo build --release --quiet -p dagctl
-bin=$PWD/target/release/dagctl
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/dagctl
 
 if grep -q "chain.deploy_network" "$DAGCTL_DAGS_FOLDER/$dag.yaml" 2>/dev/null; then
   echo "== installing geth 1.13.15 into $DAGCTL_HOME/clients (once)"

@@ -101,7 +101,20 @@ pub async fn dags(State(state): State<WebState>, user: UiUser, RawQuery(query): 
     ctx.insert("dags".into(), json!(rows));
     ctx.insert("q".into(), json!(q));
     ctx.insert("paused".into(), json!(paused));
-    ctx.insert("import_errors".into(), json!(errors));
+    // The stored message starts with its location; the page shows the location once, in its own column.
+    let import_errors: Vec<Value> = errors
+        .iter()
+        .map(|e| {
+            let at_line = e.line.map(|l| format!("{}:{l}: ", e.filename));
+            let message = at_line
+                .as_deref()
+                .and_then(|p| e.message.strip_prefix(p))
+                .or_else(|| e.message.strip_prefix(&format!("{}: ", e.filename)))
+                .unwrap_or(&e.message);
+            json!({"filename": e.filename, "line": e.line, "message": message})
+        })
+        .collect();
+    ctx.insert("import_errors".into(), json!(import_errors));
     render("dags.html", Value::Object(ctx))
 }
 

@@ -329,10 +329,14 @@ pub async fn install_release_archive(
         Ok(out) if out.status.success() => {}
         Ok(out) => {
             cleanup(&work);
-            return Err(ArchiveError::Unreachable(format!(
-                "curl: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            // curl repeats its error once per retry; the last line says it.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let reason = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("curl failed");
+            return Err(ArchiveError::Unreachable(reason.trim().to_string()));
         }
         Err(err) => {
             cleanup(&work);

@@ -83,15 +83,7 @@ fn dag_yaml(scenario: &Scenario) -> String {
 }
 
 pub async fn scheduler(config: &Config, database: Database, output: Format) -> Result<ExitCode> {
-    let db = match database {
-        Database::Sqlite => TestDb::sqlite().await,
-        Database::Postgres => {
-            if config.database_url.starts_with("postgres") && std::env::var("DAGCTL_TEST_PG_URL").is_err() {
-                std::env::set_var("DAGCTL_TEST_PG_URL", &config.database_url);
-            }
-            TestDb::postgres().await
-        }
-    };
+    let db = bench_db(config, database).await;
     let logs = tempfile_dir()?;
     let mut bench_config = config.clone();
     bench_config.home = logs.clone();
@@ -151,6 +143,20 @@ pub async fn scheduler(config: &Config, database: Database, output: Format) -> R
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh store for a benchmark: a temp SQLite file, or a new database on the configured (or test)
+/// PostgreSQL server.
+pub async fn bench_db(config: &Config, database: Database) -> TestDb {
+    match database {
+        Database::Sqlite => TestDb::sqlite().await,
+        Database::Postgres => {
+            if config.database_url.starts_with("postgres") && std::env::var("DAGCTL_TEST_PG_URL").is_err() {
+                std::env::set_var("DAGCTL_TEST_PG_URL", &config.database_url);
+            }
+            TestDb::postgres().await
+        }
+    }
 }
 
 fn round(value: f64, digits: i32) -> f64 {

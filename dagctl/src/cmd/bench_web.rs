@@ -13,7 +13,6 @@ use chrono::Utc;
 use engine::parse::parse_text;
 use engine::store::runs::NewRun;
 use engine::store::RunType;
-use engine::testing::TestDb;
 use serde_json::json;
 
 use crate::cmd::bench::Database;
@@ -71,15 +70,7 @@ fn median_ms(addr: SocketAddr, path: &str, cookie: &str, count: usize) -> Result
 }
 
 pub async fn web(config: &Config, database: Database, output: Format) -> Result<ExitCode> {
-    let db = match database {
-        Database::Sqlite => TestDb::sqlite().await,
-        Database::Postgres => {
-            if config.database_url.starts_with("postgres") && std::env::var("DAGCTL_TEST_PG_URL").is_err() {
-                std::env::set_var("DAGCTL_TEST_PG_URL", &config.database_url);
-            }
-            TestDb::postgres().await
-        }
-    };
+    let db = crate::cmd::bench::bench_db(config, database).await;
     let store = db.store.clone();
     let parsed = parse_text("big.yml", &dag_yaml(), &[], &crate::runtime::registry());
     let Some(spec) = parsed.dags.into_iter().next() else {

@@ -57,13 +57,7 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
     init_tracing();
     let store = open_store(&config).await?;
     let host = host.unwrap_or_else(|| config.host.clone());
-    let port = port.unwrap_or(config.port);
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = bind(&host, port.unwrap_or(config.port)).await?;
     let bound = listener.local_addr()?;
     let state = web_state(&config, &store, bound).await?;
     let metrics = Arc::new(Metrics::default());
@@ -74,6 +68,16 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Listens on `host:port` (loopback unless configured otherwise).
+async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
@@ -90,12 +94,7 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
     let mut http = None;
     if let Some(port) = port.or(if standalone { Some(config.port) } else { None }) {
         let host = host.unwrap_or_else(|| config.host.clone());
-        let addr: SocketAddr = format!("{host}:{port}")
-            .parse()
-            .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = bind(&host, port).await?;
         let bound = listener.local_addr()?;
         info!(address = %bound, "http server listening");
         println!(

@@ -55,6 +55,30 @@ pub struct EventRow {
     pub extra: Option<String>,
 }
 
+/// A pool's name is 1 to 256 characters and its slots are not negative.
+pub(crate) fn check_pool(name: &str, slots: i64) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 256 {
+        return Err(Error::invalid("pool name must be 1 to 256 characters"));
+    }
+    if slots < 0 {
+        return Err(Error::invalid("pool slots must be >= 0"));
+    }
+    Ok(())
+}
+
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        id: row.try_get("id")?,
+        ts: time(row, "ts")?,
+        event: row.try_get("event")?,
+        dag_id: row.try_get("dag_id")?,
+        run_id: row.try_get("run_id")?,
+        task_id: row.try_get("task_id")?,
+        owner: row.try_get("owner")?,
+        extra: row.try_get("extra")?,
+    })
+}
+
 /// Filters for reading the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -142,12 +166,7 @@ impl Store {
 
     /// Creates or updates a pool.
     pub async fn put_pool(&self, name: &str, slots: i64, description: Option<&str>, user: Option<&str>) -> Result<()> {
-        if name.trim().is_empty() || name.len() > 256 {
-            return Err(Error::invalid("pool name must be 1 to 256 characters"));
-        }
-        if slots < 0 {
-            return Err(Error::invalid("pool slots must be >= 0"));
-        }
+        check_pool(name, slots)?;
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO pool (name, slots, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, description = excluded.description",
@@ -338,21 +357,7 @@ impl Store {
             count = count.bind(bind.clone());
         }
         let total: i64 = count.fetch_one(&self.pool).await?.try_get(0)?;
-        let events = rows
-            .iter()
-            .map(|row| {
-                Ok(EventRow {
-                    id: row.try_get("id")?,
-                    ts: time(row, "ts")?,
-                    event: row.try_get("event")?,
-                    dag_id: row.try_get("dag_id")?,
-                    run_id: row.try_get("run_id")?,
-                    task_id: row.try_get("task_id")?,
-                    owner: row.try_get("owner")?,
-                    extra: row.try_get("extra")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
         Ok((events, total))
     }
 
@@ -364,16 +369,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::NotFound(format!("event log entry {id}")))?;
-        Ok(EventRow {
-            id: row.try_get("id")?,
-            ts: time(&row, "ts")?,
-            event: row.try_get("event")?,
-            dag_id: row.try_get("dag_id")?,
-            run_id: row.try_get("run_id")?,
-            task_id: row.try_get("task_id")?,
-            owner: row.try_get("owner")?,
-            extra: row.try_get("extra")?,
-        })
+        event_from_row(&row)
     }
 
     /// A quick query that proves the database answers.

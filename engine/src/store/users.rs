@@ -120,12 +120,7 @@ impl Store {
         description: Option<&str>,
         user: Option<&str>,
     ) -> Result<()> {
-        if name.trim().is_empty() || name.len() > 256 {
-            return Err(Error::invalid("pool name must be 1 to 256 characters"));
-        }
-        if slots < 0 {
-            return Err(Error::invalid("pool slots must be >= 0"));
-        }
+        super::misc::check_pool(name, slots)?;
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO pool (name, slots, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",

@@ -96,14 +96,9 @@ pub async fn list(State(state): State<WebState>, who: Principal, RawQuery(query)
     if descending {
         dags.reverse();
     }
-    let total = dags.len();
-    let page: Vec<Value> = dags
-        .iter()
-        .skip(offset.min(total as i64) as usize)
-        .take(limit as usize)
-        .map(|d| shapes::dag(d, errors.contains(&d.fileloc)))
-        .collect();
-    Ok(Json(json!({"dags": page, "total_entries": total})))
+    Ok(super::collection("dags", &dags, offset, limit, |d| {
+        shapes::dag(d, errors.contains(&d.fileloc))
+    }))
 }
 
 /// `GET /api/v2/dags/{dag_id}`.

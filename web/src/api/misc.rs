@@ -26,13 +26,13 @@ pub async fn import_errors(
     let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
     let offset = params.int("offset", 0, 0, i64::MAX)?;
     let rows = state.store.import_errors().await?;
-    let page: Vec<Value> = rows
-        .iter()
-        .skip(offset.min(rows.len() as i64) as usize)
-        .take(limit as usize)
-        .map(shapes::import_error)
-        .collect();
-    Ok(Json(json!({"import_errors": page, "total_entries": rows.len()})))
+    Ok(super::collection(
+        "import_errors",
+        &rows,
+        offset,
+        limit,
+        shapes::import_error,
+    ))
 }
 
 /// `GET /api/v2/importErrors/{id}`.
@@ -84,13 +84,7 @@ pub async fn pools(State(state): State<WebState>, who: Principal, RawQuery(query
         .into_iter()
         .filter(|p| pattern.as_deref().is_none_or(|pat| like(pat, &p.name)))
         .collect();
-    let page: Vec<Value> = rows
-        .iter()
-        .skip(offset.min(rows.len() as i64) as usize)
-        .take(limit as usize)
-        .map(shapes::pool)
-        .collect();
-    Ok(Json(json!({"pools": page, "total_entries": rows.len()})))
+    Ok(super::collection("pools", &rows, offset, limit, shapes::pool))
 }
 
 /// `GET /api/v2/pools/{name}`.

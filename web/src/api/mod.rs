@@ -112,6 +112,23 @@ pub fn like(pattern: &str, text: &str) -> bool {
     row[t.len()]
 }
 
+/// One page of an in-memory list in Airflow's collection shape: `{<name>: [...], "total_entries": n}`.
+pub fn collection<T>(
+    name: &str,
+    rows: &[T],
+    offset: i64,
+    limit: i64,
+    shape: impl FnMut(&T) -> serde_json::Value,
+) -> axum::Json<serde_json::Value> {
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(limit).unwrap_or(0);
+    let page: Vec<serde_json::Value> = rows.iter().skip(skip).take(take).map(shape).collect();
+    let mut body = serde_json::Map::new();
+    body.insert(name.to_string(), serde_json::Value::Array(page));
+    body.insert("total_entries".into(), rows.len().into());
+    axum::Json(serde_json::Value::Object(body))
+}
+
 /// Limits for page sizes.
 pub const MAX_LIMIT: i64 = 1000;
 

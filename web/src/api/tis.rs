@@ -97,17 +97,12 @@ pub async fn list(
     if descending {
         tis.reverse();
     }
-    let total = tis.len();
     let version = Versions::default()
         .get(&state.store, &dag_id, &run.version_hash)
         .await?;
-    let page: Vec<Value> = tis
-        .iter()
-        .skip(offset.min(total as i64) as usize)
-        .take(limit as usize)
-        .map(|ti| shapes::task_instance(ti, &run, version.clone()))
-        .collect();
-    Ok(Json(json!({"task_instances": page, "total_entries": total})))
+    Ok(super::collection("task_instances", &tis, offset, limit, |ti| {
+        shapes::task_instance(ti, &run, version.clone())
+    }))
 }
 
 /// `GET …/taskInstances/{task_id}`.
@@ -341,14 +336,9 @@ pub async fn xcom_list(
         .into_iter()
         .filter(|x| key.is_none_or(|k| x.key == k))
         .collect();
-    let total = rows.len();
-    let page: Vec<Value> = rows
-        .iter()
-        .skip(offset.min(total as i64) as usize)
-        .take(limit as usize)
-        .map(|x| shapes::xcom(x, &run, false))
-        .collect();
-    Ok(Json(json!({"xcom_entries": page, "total_entries": total})))
+    Ok(super::collection("xcom_entries", &rows, offset, limit, |x| {
+        shapes::xcom(x, &run, false)
+    }))
 }
 
 /// `GET …/taskInstances/{task_id}/xcomEntries/{key}`.

@@ -1061,6 +1061,8 @@ fn pages_without_a_session_redirect_to_login() {
         "/runs",
         "/networks",
         "/audit",
+        "/pools",
+        "/users",
     ] {
         let resp = server.raw("GET", path, &[], None);
         assert!(

@@ -155,7 +155,7 @@ dagctl-viewers = "Viewer"
         "browser scenarios failed ({}):\n{stdout}\n{stderr}\n--- dagctl log ---\n{log}",
         scenario.status
     );
-    for name in ["dags", "grid", "graph", "run", "log"] {
+    for name in ["dags", "grid", "graph", "run", "log", "users"] {
         let file = shots.join(format!("{name}.png"));
         let bytes = std::fs::read(&file).unwrap_or_else(|_| panic!("{} is missing", file.display()));
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}.png is a PNG");

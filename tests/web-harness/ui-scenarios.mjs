@@ -147,6 +147,41 @@ try {
   const apiNoCsrf = await alice.request.patch(`${base}/api/v2/dags/hello-dagctl?update_mask=is_paused`, { data: { is_paused: true } });
   check(apiNoCsrf.status() === 403, `an API change by session cookie without the CSRF header is refused (${apiNoCsrf.status()})`);
 
+  // 4b. Pools are for Ops; users are for Admins.
+  const olgaCtx = await browser.newContext();
+  const olga = await ssoLogin(olgaCtx, 'olga', '/pools');
+  check(new URL(olga.url()).pathname === '/pools', `olga lands on the page she asked for (${olga.url()})`);
+  check((await olga.locator('.who .role').innerText()) === 'Op', 'olga is Op (group dagctl-ops)');
+  await olga.fill('#pool-name', 'chain');
+  await olga.fill('#pool-slots', '4');
+  await olga.fill('#pool-description', 'at most 4 networks at once');
+  await Promise.all([olga.waitForLoadState('load', { timeout: T }), olga.click('#pool-submit', { timeout: T })]);
+  check(await olga.locator('tr[data-pool="chain"]').count() === 1, 'olga created the pool `chain`');
+  await olga.fill('#pool-name', 'broken');
+  // The form itself refuses negative slots; take that away to see the server refuse them too.
+  await olga.evaluate(() => document.querySelector('#pool-slots').removeAttribute('min'));
+  await olga.fill('#pool-slots', '-3');
+  await Promise.all([olga.waitForLoadState('load', { timeout: T }), olga.click('#pool-submit', { timeout: T })]);
+  check((await olga.locator('#pool-error').innerText()).includes('Slots'), 'a bad slot count is explained');
+  check(await olga.locator('nav a[href="/users"]').count() === 0, 'olga has no Users page in the menu');
+  const olgaUsers = await olga.goto(`${base}/users`, { timeout: T });
+  check(olgaUsers.status() === 403, `the Users page is 403 for olga (${olgaUsers.status()})`);
+  const umaCtx = await browser.newContext();
+  const uma = await ssoLogin(umaCtx, 'uma', '/pools');
+  check((await uma.locator('.who .role').innerText()) === 'User', 'uma is User (group dagctl-users)');
+  check(await uma.locator('tr[data-pool="chain"]').count() === 1, 'uma sees the pools');
+  check(await uma.locator('#pool-form').count() === 0, 'uma has no pool form');
+  const umaPost = await uma.evaluate(async () => {
+    const csrf = document.querySelector('main').dataset.csrf;
+    const body = new URLSearchParams({ csrf_token: csrf, name: 'sneaky', slots: '1' });
+    return (await fetch('/pools', { method: 'POST', body })).status;
+  });
+  check(umaPost === 403, `uma's pool form post is refused on the server (${umaPost})`);
+  await page.goto(`${base}/users`, { timeout: T });
+  const users = await page.locator('#user-list').innerText({ timeout: T });
+  check(users.includes('alice') && users.includes('olga') && users.includes('admin'), 'alice (Admin) sees the users');
+  await shot(page, 'users', ['Users', 'alice', 'Admin', 'oidc', 'local']);
+
   // 5. No group, no entry; a wrong IdP password stays at the IdP.
   const nobodyCtx = await browser.newContext();
   const nobody = await ssoLogin(nobodyCtx, 'nobody');

@@ -41,6 +41,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("networks.html", include_str!("../../assets/networks.html")),
     ("audit.html", include_str!("../../assets/audit.html")),
     ("error.html", include_str!("../../assets/error.html")),
+    ("pools.html", include_str!("../../assets/pools.html")),
+    ("users.html", include_str!("../../assets/users.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -100,6 +102,9 @@ pub fn routes() -> Router<WebState> {
         .route("/runs", get(pages::runs))
         .route("/networks", get(pages::networks))
         .route("/audit", get(pages::audit))
+        .route("/pools", get(pages::pools).post(pages::pool_submit))
+        .route("/pools/{name}/delete", post(pages::pool_delete))
+        .route("/users", get(pages::users))
         .merge(crate::oidc::routes())
 }
 

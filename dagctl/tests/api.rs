@@ -1419,3 +1419,58 @@ fn odd_requests_still_get_json_errors() {
         .raw("GET", "/api/v2/monitor/health", &[], None)
         .expect(200, "monitor health");
 }
+
+#[test]
+fn repeated_failed_sign_ins_are_throttled_per_user() {
+    let server = Server::start();
+    server.create_user("ops-bot", "Op", "ops-bot-password");
+    let attempt = |username: &str, password: &str| {
+        server.call(
+            "POST",
+            "/auth/token",
+            None,
+            Some(&json!({"username": username, "password": password})),
+        )
+    };
+    for i in 0..5 {
+        attempt("admin", &format!("wrong-{i}")).expect(401, "a wrong password");
+    }
+    // Now even the right password waits; another user does not.
+    let locked = attempt("admin", &server.password.clone());
+    locked.expect(429, "the sixth attempt within the window");
+    assert!(locked.text().contains("try again in"), "{}", locked.text());
+    attempt("ops-bot", "ops-bot-password").expect(201, "another user signs in");
+    // The login form says so too.
+    let body = format!("username=admin&password={}&csrf_token=t2", enc(&server.password));
+    let page = server.raw(
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", "dagctl_login_csrf=t2"),
+        ],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(page.status, 429);
+    assert!(page.text().contains("too many failed sign-ins"), "{}", page.text());
+}
+
+#[test]
+fn a_signed_in_user_can_mint_an_api_token() {
+    let server = Server::start();
+    let token = server.admin();
+    let resp = server.call("POST", "/api/v2/dagctl/token", Some(&token), None);
+    resp.expect(201, "mint a token");
+    let minted = resp.json()["access_token"].as_str().unwrap().to_string();
+    assert_ne!(minted, token);
+    server
+        .call("GET", "/api/v2/dags", Some(&minted), None)
+        .expect(200, "the minted token works");
+    server
+        .call("POST", "/api/v2/dagctl/token", None, None)
+        .expect(401, "not without a login");
+    let events = server
+        .call("GET", "/api/v2/eventLogs?event=token_issued", Some(&token), None)
+        .json();
+    assert_eq!(events["total_entries"], 1, "{events}");
+}

@@ -142,6 +142,18 @@ try {
   check(api.role === 'Viewer' && api.list === 200, 'the API reads for victor');
   check(api.patch === 403 && /Viewer/.test(api.detail), `the API refuses victor's pause with 403 (${api.patch}: ${api.detail})`);
   check(api.trigger === 403, `the API refuses victor's trigger with 403 (${api.trigger})`);
+  // victor, an SSO user without a password, makes an API token on /token and scripts with it.
+  await victor.goto(`${base}/token`, { timeout: T });
+  await Promise.all([victor.waitForLoadState('load', { timeout: T }), victor.click('#token-submit', { timeout: T })]);
+  const apiToken = (await victor.locator('#api-token').innerText({ timeout: T })).trim();
+  check(apiToken.split('.').length === 3, 'victor got an API token from the page');
+  const scripted = await victor.request.get(`${base}/api/v2/dags`, { headers: { Authorization: `Bearer ${apiToken}` } });
+  check(scripted.status() === 200, `victor's token reads the API (${scripted.status()})`);
+  const scriptedPatch = await victor.request.patch(`${base}/api/v2/dags/hello-dagctl?update_mask=is_paused`, {
+    headers: { Authorization: `Bearer ${apiToken}` },
+    data: { is_paused: true },
+  });
+  check(scriptedPatch.status() === 403, `victor's token cannot pause (${scriptedPatch.status()})`);
   const noCsrf = await alice.request.post(`${base}/dags/hello-dagctl/pause`, { form: { paused: 'true' }, maxRedirects: 0 });
   check(noCsrf.status() === 403, `a form post without the CSRF token is refused (${noCsrf.status()})`);
   const apiNoCsrf = await alice.request.patch(`${base}/api/v2/dags/hello-dagctl?update_mask=is_paused`, { data: { is_paused: true } });

@@ -174,6 +174,11 @@ def dagctl_paths():
             "tags": ["dagctl"], "summary": "Who Am I", "operationId": "dagctl_whoami",
             "description": "The caller's name and role, and the CSRF token of a browser session.",
             "security": security, "responses": {"200": ok("DagctlWhoami"), **errors(401)}}},
+        "/api/v2/dagctl/token": {"post": {
+            "tags": ["dagctl"], "summary": "Issue Token", "operationId": "dagctl_issue_token",
+            "description": "An API token for the signed-in user (for single sign-on users, who have no password).",
+            "security": security,
+            "responses": {"201": ok("DagctlToken"), **errors(401, 403)}}},
         "/api/v2/dagctl/dags/{dag_id}/grid": {"get": {
             "tags": ["dagctl"], "summary": "Grid", "operationId": "dagctl_grid",
             "description": "A page of runs (newest first) with the state of every task; tasks in topological order.",
@@ -193,6 +198,11 @@ def dagctl_paths():
 
 
 DAGCTL_SCHEMAS = {
+    "DagctlToken": {
+        "title": "DagctlToken", "type": "object",
+        "properties": {"access_token": {"type": "string"}, "expires_in": {"type": "integer"}},
+        "required": ["access_token", "expires_in"],
+    },
     "DagctlWhoami": {
         "title": "DagctlWhoami", "type": "object",
         "properties": {"username": {"type": "string"},

@@ -71,6 +71,7 @@ pub struct WebState {
     pub keys: Keys,
     pub config: Arc<WebConfig>,
     pub oidc: Option<Arc<oidc::OidcClient>>,
+    pub throttle: Arc<Throttle>,
 }
 
 impl WebState {
@@ -78,6 +79,7 @@ impl WebState {
         WebState {
             store,
             keys,
+            throttle: Arc::new(Throttle::default()),
             oidc: config.oidc.clone().map(|c| Arc::new(oidc::OidcClient::new(c))),
             config: Arc::new(config),
         }
@@ -344,7 +346,7 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
             ))
         }
     };
-    let user = check_local_login(&state.store, &body.username, &body.password).await?;
+    let user = check_local_login(&state, &body.username, &body.password).await?;
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
     let (token, _) = state
         .keys
@@ -357,8 +359,70 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
 /// login attempts queues instead of exhausting memory and threads.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// Checks a local user's password (the same slow hash runs whether or not the user exists).
-pub async fn check_local_login(store: &Store, username: &str, password: &str) -> ApiResult<UserRow> {
+/// Failed sign-ins per user name: after [`Throttle::MAX_FAILURES`] within [`Throttle::WINDOW`], that name
+/// may not try again for [`Throttle::LOCKOUT`] (short, so an attacker cannot keep a real user out for long).
+#[derive(Default)]
+pub struct Throttle {
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl Throttle {
+    pub const MAX_FAILURES: u32 = 5;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+    pub const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX_NAMES: usize = 10_000;
+
+    /// Seconds to wait before `username` may try again, if it must.
+    fn wait(&self, username: &str) -> Option<u64> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, last) = failures.get(&username.to_lowercase())?;
+        let since = last.elapsed();
+        (*count >= Self::MAX_FAILURES && since < Self::LOCKOUT).then(|| (Self::LOCKOUT - since).as_secs().max(1))
+    }
+
+    fn failed(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= Self::MAX_NAMES {
+            failures.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
+        }
+        if failures.len() >= Self::MAX_NAMES {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let entry = failures.entry(username.to_lowercase()).or_insert((0, now));
+        if entry.1.elapsed() >= Self::WINDOW || (entry.0 >= Self::MAX_FAILURES && entry.1.elapsed() >= Self::LOCKOUT) {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.1 = now;
+    }
+
+    fn succeeded(&self, username: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&username.to_lowercase());
+    }
+}
+
+/// Checks a local user's password (the same slow hash runs whether or not the user exists); a name with
+/// too many recent failures gets 429 without a check.
+pub async fn check_local_login(state: &WebState, username: &str, password: &str) -> ApiResult<UserRow> {
+    if let Some(seconds) = state.throttle.wait(username) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed sign-ins for `{username}`; try again in {seconds} s"),
+        ));
+    }
+    let result = verify_local_login(&state.store, username, password).await;
+    match &result {
+        Ok(_) => state.throttle.succeeded(username),
+        Err(_) => state.throttle.failed(username),
+    }
+    result
+}
+
+async fn verify_local_login(store: &Store, username: &str, password: &str) -> ApiResult<UserRow> {
     if password.len() > 1024 || username.len() > 256 {
         return Err(ApiError::unauthorized("invalid username or password"));
     }

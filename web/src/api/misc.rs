@@ -322,3 +322,20 @@ pub async fn whoami(State(state): State<WebState>, who: Principal) -> Json<Value
         "csrf_token": state.keys.csrf_token(&who.session_id),
     }))
 }
+
+/// `POST /api/v2/dagctl/token`: an API token for the signed-in user, so single sign-on users (who have no
+/// password for `/auth/token`) can script against the API too. From a browser session it needs the CSRF token.
+pub async fn issue_token(State(state): State<WebState>, who: Principal) -> ApiResult<Response> {
+    who.require(Role::Viewer)?;
+    let ttl = state.config.token_ttl_secs;
+    let (token, _) = state.keys.issue(&who.username, who.role, "api", ttl);
+    state
+        .store
+        .audit("token_issued", None, None, Some(&who.username), Some("api token"))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"access_token": token, "expires_in": ttl})),
+    )
+        .into_response())
+}

@@ -62,6 +62,7 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v2/eventLogs", get(misc::events))
         .route("/api/v2/eventLogs/{id}", get(misc::event))
         .route("/api/v2/dagctl/whoami", get(misc::whoami))
+        .route("/api/v2/dagctl/token", post(misc::issue_token))
         .route("/api/v2/dagctl/dags/{dag_id}/grid", get(dags::grid))
         .route("/api/v2/dagctl/dags/{dag_id}/graph", get(dags::graph))
         .fallback(not_found)

@@ -43,6 +43,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../assets/error.html")),
     ("pools.html", include_str!("../../assets/pools.html")),
     ("users.html", include_str!("../../assets/users.html")),
+    ("token.html", include_str!("../../assets/token.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -105,6 +106,7 @@ pub fn routes() -> Router<WebState> {
         .route("/pools", get(pages::pools).post(pages::pool_submit))
         .route("/pools/{name}/delete", post(pages::pool_delete))
         .route("/users", get(pages::users))
+        .route("/token", get(pages::token_page).post(pages::token_submit))
         .merge(crate::oidc::routes())
 }
 
@@ -316,7 +318,7 @@ async fn login_submit(State(state): State<WebState>, req: axum::extract::Request
     }
     let username = field(&pairs, "username").unwrap_or("");
     let password = field(&pairs, "password").unwrap_or("");
-    match crate::check_local_login(&state.store, username, password).await {
+    match crate::check_local_login(&state, username, password).await {
         Ok(user) => {
             let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
             let _ = state.store.touch_login(&user.username, chrono::Utc::now()).await;
@@ -326,6 +328,15 @@ async fn login_submit(State(state): State<WebState>, req: axum::extract::Request
                 .await;
             start_session(&state, &user.username, role, &next)
         }
+        Err(err) if err.status == StatusCode::TOO_MANY_REQUESTS => login_form(
+            &state,
+            &next,
+            Some(&format!(
+                "{}.",
+                err.detail.as_str().unwrap_or("Too many failed sign-ins")
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
         Err(_) => login_form(
             &state,
             &next,

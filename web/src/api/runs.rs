@@ -449,6 +449,12 @@ pub struct RunClearBody {
     only_failed: bool,
     #[serde(default)]
     run_on_latest_version: bool,
+    /// Clear only tasks new in the latest version (3.3); a run keeps its version, so none are new.
+    #[serde(default)]
+    only_new: bool,
+    /// A note for the run, set with the clear.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn yes() -> bool {
@@ -467,6 +473,18 @@ pub async fn clear(
     if body.run_on_latest_version {
         return Err(ApiError::bad_request(
             "run_on_latest_version is not supported: a cleared run keeps the DAG version it started with",
+        ));
+    }
+    if body.only_new {
+        return Err(ApiError::bad_request(
+            "only_new is not supported: a cleared run keeps the DAG version it started with, so no task is new",
+        ));
+    }
+    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return Err(ApiError::validation(
+            &["body", "note"],
+            "a note is at most 1000 characters",
+            "string_too_long",
         ));
     }
     let run = find_run(&state, &dag_id, &run_id).await?;
@@ -491,6 +509,12 @@ pub async fn clear(
         .store
         .clear_tis(&dag_id, &run_id, None, body.only_failed, Some(&who.username))
         .await?;
+    if let Some(note) = &body.note {
+        state
+            .store
+            .set_run_note(&dag_id, &run_id, Some(note), Some(&who.username))
+            .await?;
+    }
     let run = find_run(&state, &dag_id, &run_id).await?;
     Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
 }

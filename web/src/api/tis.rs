@@ -393,6 +393,9 @@ pub struct ClearBody {
     run_on_latest_version: bool,
     #[serde(default)]
     prevent_running_task: bool,
+    /// A note for the runs whose task instances are cleared (dagctl keeps notes on runs).
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn yes() -> bool {
@@ -417,6 +420,13 @@ pub async fn clear(
         if flag {
             return Err(ApiError::bad_request(format!("`{name}` is not supported by dagctl")));
         }
+    }
+    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
+        return Err(ApiError::validation(
+            &["body", "note"],
+            "a note is at most 1000 characters",
+            "string_too_long",
+        ));
     }
     let dag = find_dag(&state, &dag_id).await?;
     let mut wanted: Option<BTreeSet<String>> = None;
@@ -515,6 +525,12 @@ pub async fn clear(
                 .store
                 .clear_tis(&dag_id, &run.run_id, Some(&ids), false, Some(&who.username))
                 .await?;
+            if let Some(note) = &body.note {
+                state
+                    .store
+                    .set_run_note(&dag_id, &run.run_id, Some(note), Some(&who.username))
+                    .await?;
+            }
         }
         let fresh: HashMap<String, TiRow> = if body.dry_run {
             HashMap::new()

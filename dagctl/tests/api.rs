@@ -1474,3 +1474,42 @@ fn a_signed_in_user_can_mint_an_api_token() {
         .json();
     assert_eq!(events["total_entries"], 1, "{events}");
 }
+
+#[test]
+fn the_webserver_serves_the_api_without_a_scheduler() {
+    let home = Home::new();
+    let dag = std::fs::read_to_string(repo_root().join("dags/hello-dagctl.yaml")).unwrap();
+    home.write_dag("hello-dagctl.yaml", &dag);
+    // The CLI reads the folder into the store; the web server only reads the store.
+    home.ok(&["dags", "list"]);
+    let port = free_port();
+    let proc = home.spawn(&["webserver", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(60), "webserver to answer /health", || {
+        http_get(port, "/health").filter(|(code, _)| *code != 0)
+    });
+    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt"))
+        .unwrap_or_else(|err| panic!("admin password file: {err}\n{}", proc.output()));
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        Some(
+            json!({"username": "admin", "password": password.trim()})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    let auth = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let (status, _, body) = http(port, "GET", "/api/v2/dags", &[("Authorization", &auth)], None);
+    assert_eq!(status, 200);
+    let dags: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(dags["dags"][0]["dag_id"], DAG, "{dags}");
+    // No scheduler runs here: the health report says so.
+    let (_, _, body) = http(port, "GET", "/api/v2/monitor/health", &[], None);
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["metadatabase"]["status"], "healthy");
+    assert_eq!(health["scheduler"]["status"], "unhealthy", "{health}");
+}

@@ -470,6 +470,7 @@ pub async fn ensure_admin(store: &Store, home: &std::path::Path, env_password: O
         role: Role::Admin.as_str().into(),
         source: "local".into(),
         email: None,
+        external_id: None,
         created_at: Utc::now(),
         last_login_at: None,
     });

@@ -292,11 +292,18 @@ async fn callback(
         Some(serde_json::Value::String(one)) => vec![one.clone()],
         _ => Vec::new(),
     };
+    // The name shown and audited: preferred_username, else a verified email, else the subject.
+    let verified_email = claims
+        .email()
+        .filter(|_| claims.email_verified().unwrap_or(false))
+        .map(|e| e.as_str().to_string());
     let username = claims
         .preferred_username()
         .map(|u| u.as_str().to_string())
-        .or_else(|| claims.email().map(|e| e.as_str().to_string()))
+        .or(verified_email)
         .unwrap_or_else(|| claims.subject().as_str().to_string());
+    // The identity: issuer and subject, which the provider never gives to another account.
+    let external_id = format!("{} {}", claims.issuer().as_str(), claims.subject().as_str());
     let Some(role) = oidc.config.role_for(&groups) else {
         tracing::warn!(user = %username, ?groups, "signed in at the provider but no group maps to a role");
         let _ = state
@@ -313,12 +320,22 @@ async fn callback(
     if existing.as_ref().is_some_and(|u| u.source == "local") {
         return sso_failed("a local user has this name; an OpenID sign-in may not take it over");
     }
+    if existing
+        .as_ref()
+        .and_then(|u| u.external_id.as_deref())
+        .is_some_and(|id| id != external_id)
+    {
+        return sso_failed(&format!(
+            "the name `{username}` belongs to another account of the provider; an administrator must resolve it"
+        ));
+    }
     let user = UserRow {
         username: username.clone(),
         password_hash: None,
         role: role.as_str().to_string(),
         source: "oidc".into(),
         email: claims.email().map(|e| e.as_str().to_string()),
+        external_id: Some(external_id),
         created_at: existing.map(|u| u.created_at).unwrap_or_else(Utc::now),
         last_login_at: None,
     };

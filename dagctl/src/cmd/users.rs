@@ -35,6 +35,7 @@ pub async fn create(config: &Config, username: &str, role: &str, email: Option<S
             role: role.as_str().to_string(),
             source: "local".into(),
             email,
+            external_id: None,
             created_at,
             last_login_at: None,
         })

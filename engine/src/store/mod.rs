@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0004_revoked_tokens.sql"),
         include_str!("../../../migrations/postgres/0004_revoked_tokens.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_user_external_id.sql"),
+        include_str!("../../../migrations/postgres/0005_user_external_id.sql"),
+    ),
 ];
 
 impl Store {

@@ -221,6 +221,70 @@ async fn sync_tracks_import_errors_and_stale_dags(db: TestDb) {
     assert!(store.import_errors().await.unwrap().is_empty());
 }
 
+async fn users_tokens_and_pools(db: TestDb) {
+    let store = &db.store;
+    let now = chrono::Utc::now();
+    let user = UserRow {
+        username: "alice".into(),
+        password_hash: None,
+        role: "Admin".into(),
+        source: "oidc".into(),
+        email: Some("alice@example.test".into()),
+        external_id: Some("http://idp alice-sub".into()),
+        created_at: now,
+        last_login_at: None,
+    };
+    store.put_user(&user).await.unwrap();
+    let back = store.get_user("alice").await.unwrap();
+    assert_eq!(back.external_id.as_deref(), Some("http://idp alice-sub"));
+    assert_eq!(back.role, "Admin");
+    let mut demoted = user.clone();
+    demoted.role = "Viewer".into();
+    store.put_user(&demoted).await.unwrap();
+    assert_eq!(store.get_user("alice").await.unwrap().role, "Viewer");
+    store.touch_login("alice", now).await.unwrap();
+    assert!(store.get_user("alice").await.unwrap().last_login_at.is_some());
+    assert!(matches!(store.get_user("nobody").await, Err(Error::NotFound(_))));
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+
+    assert!(!store.token_revoked("jti-1").await.unwrap());
+    store
+        .revoke_token("jti-1", now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    store
+        .revoke_token("jti-1", now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(store.token_revoked("jti-1").await.unwrap());
+    // An expired revocation is dropped by the next one.
+    store
+        .revoke_token("old", now - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    store
+        .revoke_token("jti-2", now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(!store.token_revoked("old").await.unwrap());
+
+    store.create_pool("p", 2, None, Some("alice")).await.unwrap();
+    assert!(matches!(
+        store.create_pool("p", 9, None, None).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(store.create_pool("", 1, None, None).await.is_err());
+    let pool = store
+        .list_pools()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "p")
+        .unwrap();
+    assert_eq!(pool.slots, 2, "a conflicting create changes nothing");
+}
+
+each_backend!(users_tokens_and_pools);
 each_backend!(dag_versions_and_pause);
 each_backend!(runs_with_their_task_instances);
 each_backend!(claim_respects_pools_and_compare_and_set);

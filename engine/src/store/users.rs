@@ -19,6 +19,8 @@ pub struct UserRow {
     /// `local` or `oidc`.
     pub source: String,
     pub email: Option<String>,
+    /// For `oidc` users: `<issuer> <sub>`, the identity the provider vouches for (names can be reused).
+    pub external_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
 }
@@ -30,12 +32,13 @@ fn user_from_row(row: &AnyRow) -> Result<UserRow> {
         role: row.try_get("role")?,
         source: row.try_get("source")?,
         email: row.try_get("email")?,
+        external_id: row.try_get("external_id")?,
         created_at: time(row, "created_at")?,
         last_login_at: opt_time(row, "last_login_at")?,
     })
 }
 
-const USER_COLUMNS: &str = "username, password_hash, role, source, email, created_at, last_login_at";
+const USER_COLUMNS: &str = "username, password_hash, role, source, email, external_id, created_at, last_login_at";
 
 impl Store {
     pub async fn get_user(&self, username: &str) -> Result<UserRow> {
@@ -62,15 +65,17 @@ impl Store {
             return Err(Error::invalid("user names are 1 to 256 characters"));
         }
         sqlx::query(
-            "INSERT INTO app_user (username, password_hash, role, source, email, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO app_user (username, password_hash, role, source, email, external_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role, \
-             source = excluded.source, email = excluded.email",
+             source = excluded.source, email = excluded.email, external_id = excluded.external_id",
         )
         .bind(&user.username)
         .bind(user.password_hash.clone())
         .bind(&user.role)
         .bind(&user.source)
         .bind(user.email.clone())
+        .bind(user.external_id.clone())
         .bind(micros(user.created_at))
         .execute(&self.pool)
         .await?;

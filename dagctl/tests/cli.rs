@@ -269,3 +269,25 @@ fn pools_limit_concurrency() {
         .iter()
         .any(|p| p["pool"] == "single" && p["slots"] == 1));
 }
+
+#[test]
+fn tasks_do_not_inherit_the_engine_s_secrets() {
+    let home = Home::new();
+    home.write_dag(
+        "env.yml",
+        "env:\n  tasks:\n    show:\n      operator: bash\n      bash_command: 'echo \"pw=${DAGCTL_ADMIN_PASSWORD:-unset} key=${DAGCTL_SECRET_KEY:-unset} oidc=${DAGCTL_OIDC_CLIENT_SECRET:-unset} home=${DAGCTL_HOME:+set}\"'\n",
+    );
+    let output = home
+        .command()
+        .args(["dags", "test", "env"])
+        .env("DAGCTL_ADMIN_PASSWORD", "hunter2-admin")
+        .env("DAGCTL_SECRET_KEY", "hunter2-signing-key")
+        .env("DAGCTL_OIDC_CLIENT_SECRET", "hunter2-oidc")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}{}", stderr(&output));
+    assert!(out.contains("pw=unset key=unset oidc=unset home=set"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+}

@@ -20,6 +20,13 @@ use crate::log::{try_log_path, LogWriter};
 use crate::operator::{OperatorContext, OperatorResult, OperatorRuntime};
 use crate::supervise::{read_result, SupervisorResult, TryFiles, SUBCOMMAND};
 
+/// Environment variables of the engine that hold its secrets; tasks do not inherit them.
+pub const ENGINE_SECRETS: &[&str] = &[
+    "DAGCTL_ADMIN_PASSWORD",
+    "DAGCTL_SECRET_KEY",
+    "DAGCTL_OIDC_CLIENT_SECRET",
+];
+
 /// How the local executor is set up.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
@@ -309,11 +316,13 @@ impl LocalExecutor {
             return (Outcome::Failed, Some("`bash_command` must be a string".into()), None);
         };
         let append_env = args.get("append_env").and_then(Json::as_bool).unwrap_or(false);
+        // The engine's own secrets never reach a task (whose output lands in a log anyone with Viewer reads).
+        let inherited = || std::env::vars().filter(|(name, _)| !ENGINE_SECRETS.contains(&name.as_str()));
         let mut env: Vec<(String, String)> = Vec::new();
         match args.get("env").and_then(Json::as_object) {
             Some(custom) => {
                 if append_env {
-                    env.extend(std::env::vars());
+                    env.extend(inherited());
                 }
                 for (key, value) in custom {
                     env.push((
@@ -322,7 +331,7 @@ impl LocalExecutor {
                     ));
                 }
             }
-            None => env.extend(std::env::vars()),
+            None => env.extend(inherited()),
         }
         let logical = ctx.logical_date.unwrap_or(ctx.run_after).to_rfc3339();
         env.push(("AIRFLOW_CTX_DAG_ID".into(), ti.dag_id.clone()));

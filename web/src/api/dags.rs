@@ -104,8 +104,13 @@ pub async fn list(State(state): State<WebState>, who: Principal, RawQuery(query)
 /// `GET /api/v2/dags/{dag_id}`.
 pub async fn get(State(state): State<WebState>, who: Principal, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
-    let dag = find_dag(&state, &dag_id).await?;
-    let errors = files_with_errors(&state).await?;
+    dag_json(&state, &dag_id).await
+}
+
+/// `DAGResponse` of one DAG as stored now.
+async fn dag_json(state: &WebState, dag_id: &str) -> ApiResult<Json<Value>> {
+    let dag = find_dag(state, dag_id).await?;
+    let errors = files_with_errors(state).await?;
     Ok(Json(shapes::dag(&dag, errors.contains(&dag.fileloc))))
 }
 
@@ -165,9 +170,7 @@ pub async fn patch(
         .store
         .set_paused(&dag_id, body.is_paused, Some(&who.username))
         .await?;
-    let dag = find_dag(&state, &dag_id).await?;
-    let errors = files_with_errors(&state).await?;
-    Ok(Json(shapes::dag(&dag, errors.contains(&dag.fileloc))))
+    dag_json(&state, &dag_id).await
 }
 
 /// `GET /api/v2/dagctl/dags/{dag_id}/grid?limit=&offset=`: a page of runs (newest first) with the state of

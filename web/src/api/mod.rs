@@ -130,6 +130,23 @@ pub fn collection<T>(
     axum::Json(serde_json::Value::Object(body))
 }
 
+/// `true`, for fields that Airflow defaults to true (`#[serde(default = "yes")]`).
+pub(crate) fn yes() -> bool {
+    true
+}
+
+/// Refuses a run note over 1000 characters (Airflow's limit), before anything is written.
+pub(crate) fn check_note(note: Option<&str>) -> crate::error::ApiResult<()> {
+    if note.is_some_and(|n| n.len() > 1000) {
+        return Err(crate::error::ApiError::validation(
+            &["body", "note"],
+            "a note is at most 1000 characters",
+            "string_too_long",
+        ));
+    }
+    Ok(())
+}
+
 /// Limits for page sizes.
 pub const MAX_LIMIT: i64 = 1000;
 

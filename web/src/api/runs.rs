@@ -297,13 +297,7 @@ pub async fn create_manual_run(
             "partition_key is not supported: dagctl has no partitioned timetables",
         ));
     }
-    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-        return Err(ApiError::validation(
-            &["body", "note"],
-            "a note is at most 1000 characters",
-            "string_too_long",
-        ));
-    }
+    super::check_note(body.note.as_deref())?;
     let logical_date = body_time("logical_date", &body.logical_date)?;
     let start = body_time("data_interval_start", &body.data_interval_start)?;
     let end = body_time("data_interval_end", &body.data_interval_end)?;
@@ -389,13 +383,7 @@ pub async fn patch(
         )));
     }
     let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
-    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-        return Err(ApiError::validation(
-            &["body", "note"],
-            "a note is at most 1000 characters",
-            "string_too_long",
-        ));
-    }
+    super::check_note(body.note.as_deref())?;
     let target = match (&body.state, wants("state")) {
         (Some(text), true) => {
             let target: RunState = text.parse().map_err(|_| {
@@ -443,7 +431,7 @@ pub async fn patch(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunClearBody {
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     dry_run: bool,
     #[serde(default)]
     only_failed: bool,
@@ -455,10 +443,6 @@ pub struct RunClearBody {
     /// A note for the run, set with the clear.
     #[serde(default)]
     note: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `POST /api/v2/dags/{dag_id}/dagRuns/{run_id}/clear`: with `dry_run` (the default, as in Airflow) the task
@@ -480,13 +464,7 @@ pub async fn clear(
             "only_new is not supported: a cleared run keeps the DAG version it started with, so no task is new",
         ));
     }
-    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-        return Err(ApiError::validation(
-            &["body", "note"],
-            "a note is at most 1000 characters",
-            "string_too_long",
-        ));
-    }
+    super::check_note(body.note.as_deref())?;
     let run = find_run(&state, &dag_id, &run_id).await?;
     if body.dry_run {
         let tis = state.store.tis_of_run(run.id).await?;

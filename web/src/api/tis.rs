@@ -24,6 +24,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_time, JsonBody, Params};
 use crate::{Principal, WebState};
 
+/// A task instance with its run and the `DagVersionResponse` of the run's version.
+async fn ti_with_version(
+    state: &WebState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> ApiResult<(RunRow, TiRow, Value)> {
+    let (run, ti) = find_ti(state, dag_id, run_id, task_id).await?;
+    let version = Versions::default().get(&state.store, dag_id, &run.version_hash).await?;
+    Ok((run, ti, version))
+}
+
 async fn find_ti(state: &WebState, dag_id: &str, run_id: &str, task_id: &str) -> ApiResult<(RunRow, TiRow)> {
     let run = find_run(state, dag_id, run_id).await?;
     let ti = state.store.get_ti(dag_id, run_id, task_id).await.map_err(|err| match err {
@@ -112,10 +124,7 @@ pub async fn get(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
-    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
-    let version = Versions::default()
-        .get(&state.store, &dag_id, &run.version_hash)
-        .await?;
+    let (run, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id).await?;
     Ok(Json(shapes::task_instance(&ti, &run, version)))
 }
 
@@ -126,10 +135,7 @@ pub async fn tries(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
-    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
-    let version = Versions::default()
-        .get(&state.store, &dag_id, &run.version_hash)
-        .await?;
+    let (_, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id).await?;
     let tries: Vec<Value> = state
         .store
         .tries(ti.id)
@@ -365,7 +371,7 @@ pub async fn xcom_get(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClearBody {
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     dry_run: bool,
     #[serde(default)]
     dag_run_id: Option<String>,
@@ -373,11 +379,11 @@ pub struct ClearBody {
     start_date: Option<String>,
     #[serde(default)]
     end_date: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     only_failed: bool,
     #[serde(default)]
     only_running: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     reset_dag_runs: bool,
     #[serde(default)]
     task_ids: Option<Vec<Value>>,
@@ -396,10 +402,6 @@ pub struct ClearBody {
     /// A note for the runs whose task instances are cleared (dagctl keeps notes on runs).
     #[serde(default)]
     note: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `POST /api/v2/dags/{dag_id}/clearTaskInstances`: clears (or, with `dry_run`, lists) the chosen task
@@ -421,13 +423,7 @@ pub async fn clear(
             return Err(ApiError::bad_request(format!("`{name}` is not supported by dagctl")));
         }
     }
-    if body.note.as_ref().is_some_and(|n| n.len() > 1000) {
-        return Err(ApiError::validation(
-            &["body", "note"],
-            "a note is at most 1000 characters",
-            "string_too_long",
-        ));
-    }
+    super::check_note(body.note.as_deref())?;
     let dag = find_dag(&state, &dag_id).await?;
     let mut wanted: Option<BTreeSet<String>> = None;
     if let Some(ids) = &body.task_ids {

@@ -206,6 +206,20 @@ pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// The form of a state-changing page request, once its CSRF token and the user's role (at least `role`)
+/// are checked; otherwise the error page to answer with.
+pub async fn checked_form(
+    state: &WebState,
+    user: &UiUser,
+    role: Role,
+    req: axum::extract::Request,
+) -> Result<Vec<(String, String)>, Response> {
+    let pairs = form(req).await?;
+    check_csrf(state, user, &pairs)?;
+    user.require(role)?;
+    Ok(pairs)
+}
+
 /// Checks the session CSRF token of a form.
 pub fn check_csrf(state: &WebState, user: &UiUser, pairs: &[(String, String)]) -> Result<(), Response> {
     if state
@@ -347,11 +361,7 @@ async fn login_submit(State(state): State<WebState>, req: axum::extract::Request
 }
 
 async fn logout(State(state): State<WebState>, user: UiUser, req: axum::extract::Request) -> Response {
-    let pairs = match form(req).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    if let Err(response) = check_csrf(&state, &user, &pairs) {
+    if let Err(response) = checked_form(&state, &user, Role::Viewer, req).await {
         return response;
     }
     // The cookie is gone from this browser; the revocation makes a copy of it worthless too.

@@ -11,7 +11,7 @@ use engine::state::TaskState;
 use engine::store::{RunFilter, RunRow};
 use serde_json::{json, Value};
 
-use super::{check_csrf, error_page, field, form, render, urlencode, UiUser};
+use super::{checked_form, error_page, field, render, urlencode, UiUser};
 use crate::api::dags::task_order;
 use crate::api::runs::{create_manual_run, TriggerBody};
 use crate::auth::Role;
@@ -274,13 +274,10 @@ pub async fn pause(
         .and_then(|r| r.to_str().ok())
         .and_then(|r| r.find("/dags").map(|i| r[i..].to_string()))
         .unwrap_or_else(|| "/dags".into());
-    let pairs = match form(req).await {
+    let pairs = match checked_form(&state, &user, Role::User, req).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&state, &user, &pairs).and_then(|_| user.require(Role::User)) {
-        return r;
-    }
     let paused = field(&pairs, "paused") == Some("true");
     match state.store.set_paused(&dag_id, paused, Some(&user.0.username)).await {
         Ok(()) => Redirect::to(&super::safe_next(Some(&back))).into_response(),
@@ -330,13 +327,10 @@ pub async fn trigger_submit(
     Path(dag_id): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    let pairs = match form(req).await {
+    let pairs = match checked_form(&state, &user, Role::User, req).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&state, &user, &pairs).and_then(|_| user.require(Role::User)) {
-        return r;
-    }
     let dag = match crate::api::dags::find_dag(&state, &dag_id).await {
         Ok(d) => d,
         Err(err) => return fail(err),
@@ -450,13 +444,10 @@ pub async fn clear(
     Path((dag_id, run_id)): Path<(String, String)>,
     req: axum::extract::Request,
 ) -> Response {
-    let pairs = match form(req).await {
+    let pairs = match checked_form(&state, &user, Role::User, req).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&state, &user, &pairs).and_then(|_| user.require(Role::User)) {
-        return r;
-    }
     let only_failed = field(&pairs, "only_failed") == Some("true");
     match state
         .store
@@ -663,13 +654,10 @@ pub async fn pools(State(state): State<WebState>, user: UiUser) -> Response {
 
 /// `POST /pools`: create or change a pool (Op).
 pub async fn pool_submit(State(state): State<WebState>, user: UiUser, req: axum::extract::Request) -> Response {
-    let pairs = match form(req).await {
+    let pairs = match checked_form(&state, &user, Role::Op, req).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&state, &user, &pairs).and_then(|_| user.require(Role::Op)) {
-        return r;
-    }
     let name = field(&pairs, "name").unwrap_or("").trim().to_string();
     let description = field(&pairs, "description").map(str::trim).filter(|d| !d.is_empty());
     let slots = field(&pairs, "slots").and_then(|s| s.trim().parse::<i64>().ok());
@@ -703,11 +691,7 @@ pub async fn pool_delete(
     Path(name): Path<String>,
     req: axum::extract::Request,
 ) -> Response {
-    let pairs = match form(req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&state, &user, &pairs).and_then(|_| user.require(Role::Op)) {
+    if let Err(r) = checked_form(&state, &user, Role::Op, req).await {
         return r;
     }
     match state.store.delete_pool(&name, Some(&user.0.username)).await {
@@ -758,11 +742,7 @@ pub async fn token_page(State(state): State<WebState>, user: UiUser, headers: ax
 /// `POST /token`: creates the token and shows it once.
 pub async fn token_submit(State(state): State<WebState>, user: UiUser, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
-    let pairs = match form(req).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&state, &user, &pairs) {
+    if let Err(r) = checked_form(&state, &user, Role::Viewer, req).await {
         return r;
     }
     let (token, _) = state

@@ -12,13 +12,15 @@
 //!   on this machine, waits until the network is ready and tears it down;
 //! - [`lifecycle`]: a network's record in the engine's store (status, nodes, owner, TTL), reaping
 //!   after the TTL and re-attaching after a restart;
+//! - [`registry`]: where those records are read and written: the engine's store directly, or the
+//!   task execution API from a task runner (which holds no database credentials);
 //! - [`operators`]: `chain.deploy_network` and `chain.teardown`, the only place where the engine
-//!   (argument validation, in-process operators) and this crate meet.
+//!   (argument validation) and the task runner (operators) meet this crate.
 //!
 //! Architecture invariant: the spec, key and generation modules never spawn a process, open a
 //! socket, touch the file system or read the environment; ports and data directories come in
 //! as parameters. Only `local` starts processes and opens sockets (loopback only), and only
-//! `lifecycle` and `operators` know the store and the worker. No module reads the environment:
+//! `lifecycle`, `registry` and `operators` know the store and the worker. No module reads the environment:
 //! binaries, directories and host name come in through [`local::LocalOptions`].
 //!
 //! Typical use:
@@ -37,6 +39,7 @@ pub mod lifecycle;
 pub mod local;
 pub mod operators;
 mod output;
+pub mod registry;
 mod spec;
 mod version;
 

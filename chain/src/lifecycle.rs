@@ -2,16 +2,19 @@
 //! `failed`; torn down after a TTL once its owning DAG run ended; found again after a restart.
 //!
 //! The store keeps the spec and the [`NetworkRecord`] as JSON text; this module is the only
-//! reader and writer of that JSON.
+//! reader and writer of that JSON. It reaches the records through a [`NetworkStore`]: the engine's
+//! store in the engine and the CLI, the task execution API ([`crate::registry::ApiNetworks`]) in a
+//! task runner.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use engine::store::{NetworkRow, NewNetwork, Store};
+use engine::store::{NetworkRow, NewNetwork};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::local::{LocalBackend, NetworkRecord, Progress, ReadyReport};
+use crate::registry::NetworkStore;
 use crate::spec::NetworkSpec;
 
 /// Default time a network is kept after its owning run ended.
@@ -50,8 +53,8 @@ pub struct Deployed {
 
 /// Claims the name, starts the nodes, records their processes, waits until ready. On failure
 /// everything is stopped and removed and the network is marked `failed` with the reason.
-pub async fn deploy(
-    store: &Store,
+pub async fn deploy<S: NetworkStore>(
+    store: &S,
     backend: &LocalBackend,
     request: &DeployRequest,
     cancel: &CancellationToken,
@@ -98,8 +101,8 @@ pub async fn deploy(
     }
 }
 
-async fn start_and_wait(
-    store: &Store,
+async fn start_and_wait<S: NetworkStore>(
+    store: &S,
     backend: &LocalBackend,
     request: &DeployRequest,
     cancel: &CancellationToken,
@@ -144,7 +147,7 @@ async fn stop_after_failure(backend: &LocalBackend, record: &NetworkRecord, prog
     }
 }
 
-async fn save_record(store: &Store, record: &NetworkRecord) -> Result<()> {
+async fn save_record<S: NetworkStore>(store: &S, record: &NetworkRecord) -> Result<()> {
     let json = serde_json::to_string(record).map_err(|e| Error::Serialize {
         what: "network record",
         reason: e.to_string(),
@@ -165,7 +168,12 @@ pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
 }
 
 /// Stops a network by name and marks it `removed`. A network already gone is not an error.
-pub async fn teardown(store: &Store, backend: &LocalBackend, name: &str, progress: Progress<'_>) -> Result<()> {
+pub async fn teardown<S: NetworkStore>(
+    store: &S,
+    backend: &LocalBackend,
+    name: &str,
+    progress: Progress<'_>,
+) -> Result<()> {
     let mut row = store.get_network(name).await?;
     // A deploy still starting (e.g. cancelled by its task's timeout) cleans up after itself:
     // wait for it to end rather than race it, bounded.
@@ -193,8 +201,8 @@ pub async fn teardown(store: &Store, backend: &LocalBackend, name: &str, progres
     stop_row(store, backend, &row, "torn down", progress).await
 }
 
-async fn stop_row(
-    store: &Store,
+async fn stop_row<S: NetworkStore>(
+    store: &S,
     backend: &LocalBackend,
     row: &NetworkRow,
     why: &str,
@@ -226,8 +234,8 @@ async fn stop_row(
 
 /// Tears down every network on this host whose owning run ended more than its TTL ago. Meant to
 /// be called periodically (the scheduler loop, `dagctl net reap`). Returns the names torn down.
-pub async fn reap(
-    store: &Store,
+pub async fn reap<S: NetworkStore>(
+    store: &S,
     backend: &LocalBackend,
     now: DateTime<Utc>,
     progress: Progress<'_>,
@@ -269,7 +277,7 @@ pub struct Recovery {
 
 /// After a restart: for every active network on this host, re-attach when all its node
 /// processes live; otherwise stop what is left, remove its directory and mark it.
-pub async fn recover(store: &Store, backend: &LocalBackend, progress: Progress<'_>) -> Result<Recovery> {
+pub async fn recover<S: NetworkStore>(store: &S, backend: &LocalBackend, progress: Progress<'_>) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     for row in store.list_networks(false).await? {
         if row.host != backend.options().host_id || row.backend != LOCAL_BACKEND {

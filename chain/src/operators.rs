@@ -1,7 +1,10 @@
 //! The `chain.*` operators: where the engine and the chain crate meet.
 //!
 //! [`definitions`] gives the engine the argument validators, which run when a DAG file is loaded
-//! (before anything starts); [`register`] gives the worker the in-process implementations.
+//! (before anything starts); [`register`] gives the task runner the implementations. These run in
+//! `dagctl tasks run`, which holds no database credentials: network records go through the task
+//! execution API ([`ApiNetworks`]) with the try's token, and the XCom they read is the run's XCom
+//! when the try started ([`OperatorContext::xcoms`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,11 +14,12 @@ use chrono::Utc;
 use engine::operators::{is_template, ArgError, Args, OperatorDef};
 use engine::yaml::{Node, Value};
 use serde_json::{Map, Value as Json};
-use worker::operator::{InProcessOperator, OperatorContext, OperatorFuture, OperatorResult, OperatorRuntime};
+use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult, OperatorRuntime};
 
 use crate::error::Error;
 use crate::lifecycle::{self, DeployRequest, Owner, DEFAULT_READY_TIMEOUT, DEFAULT_TTL};
 use crate::local::LocalBackend;
+use crate::registry::{ApiNetworks, NetworkStore};
 use crate::spec::NetworkSpec;
 
 /// Canonical name of the deploy operator.
@@ -65,7 +69,7 @@ pub fn definitions() -> Vec<OperatorDef> {
     ]
 }
 
-/// Registers the in-process implementations with a worker runtime.
+/// Registers the implementations with a task runner's operator table.
 pub fn register(runtime: &mut OperatorRuntime, backend: Arc<LocalBackend>) {
     runtime.register(
         DEPLOY_NETWORK,
@@ -279,7 +283,7 @@ struct DeployNetwork {
     backend: Arc<LocalBackend>,
 }
 
-impl InProcessOperator for DeployNetwork {
+impl Operator for DeployNetwork {
     fn run(&self, ctx: OperatorContext) -> OperatorFuture {
         let backend = self.backend.clone();
         Box::pin(async move {
@@ -287,7 +291,7 @@ impl InProcessOperator for DeployNetwork {
                 Ok(request) => request,
                 Err(message) => return OperatorResult::Failed(message),
             };
-            // The executor drops this future on `execution_timeout` (and cancels the token): the
+            // The runner drops this future on `execution_timeout` (and cancels the token): the
             // deploy runs as its own task so it still sees the cancellation and cleans up.
             let work = tokio::spawn(deploy_task(ctx, backend, request));
             match work.await {
@@ -301,12 +305,13 @@ impl InProcessOperator for DeployNetwork {
 async fn deploy_task(ctx: OperatorContext, backend: Arc<LocalBackend>, request: DeployRequest) -> OperatorResult {
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chain", line);
-    match lifecycle::reap(&ctx.store, &backend, Utc::now(), &progress).await {
+    let networks = ApiNetworks(ctx.api.clone());
+    match lifecycle::reap(&networks, &backend, Utc::now(), &progress).await {
         Ok(reaped) if !reaped.is_empty() => progress(&format!("reaped expired networks: {}", reaped.join(", "))),
         Ok(_) => {}
         Err(err) => ctx.log.error(&format!("reaping expired networks failed: {err}")),
     }
-    match lifecycle::deploy(&ctx.store, &backend, &request, &ctx.cancel, &progress).await {
+    match lifecycle::deploy(&networks, &backend, &request, &ctx.cancel, &progress).await {
         Ok(deployed) => OperatorResult::Success(Some(deployed.record.endpoints())),
         Err(err) => {
             for line in err.to_string().lines() {
@@ -325,18 +330,16 @@ struct Teardown {
 impl Teardown {
     /// The network name behind `reference`: the `name` pushed by a task of this run with that id,
     /// the network that task recorded, or else `reference` itself.
-    async fn resolve(ctx: &OperatorContext, reference: &str) -> Result<String, Error> {
-        if let Ok(run) = ctx.store.get_run(&ctx.dag_id, &ctx.run_id).await {
-            let xcoms = ctx.store.xcoms_of_run(run.id).await?;
-            let pushed = xcoms
-                .get(&(reference.to_string(), "return_value".to_string()))
-                .and_then(|value| value.get("name"))
-                .and_then(Json::as_str);
-            if let Some(name) = pushed {
-                return Ok(name.to_string());
-            }
+    async fn resolve(ctx: &OperatorContext, networks: &impl NetworkStore, reference: &str) -> Result<String, Error> {
+        let pushed = ctx
+            .xcoms
+            .get(&(reference.to_string(), "return_value".to_string()))
+            .and_then(|value| value.get("name"))
+            .and_then(Json::as_str);
+        if let Some(name) = pushed {
+            return Ok(name.to_string());
         }
-        let owned = ctx.store.list_networks(true).await?.into_iter().find(|row| {
+        let owned = networks.list_networks(true).await?.into_iter().find(|row| {
             row.dag_id.as_deref() == Some(ctx.dag_id.as_str())
                 && row.run_id.as_deref() == Some(ctx.run_id.as_str())
                 && row.task_id.as_deref() == Some(reference)
@@ -345,24 +348,24 @@ impl Teardown {
     }
 }
 
-impl InProcessOperator for Teardown {
+impl Operator for Teardown {
     fn run(&self, ctx: OperatorContext) -> OperatorFuture {
         let backend = self.backend.clone();
         Box::pin(async move {
             let Some(reference) = ctx.args.get("network").and_then(Json::as_str).map(str::to_string) else {
                 return OperatorResult::Failed("`network` must be a string".into());
             };
-            let name = match Teardown::resolve(&ctx, &reference).await {
+            let networks = ApiNetworks(ctx.api.clone());
+            let name = match Teardown::resolve(&ctx, &networks, &reference).await {
                 Ok(name) => name,
                 Err(err) => return OperatorResult::Failed(err.to_string()),
             };
             let log = ctx.log.clone();
-            let store = ctx.store.clone();
-            // Its own task: a teardown that has begun finishes even if the executor drops this future.
+            // Its own task: a teardown that has begun finishes even if the runner drops this future.
             let work = tokio::spawn(async move {
                 let progress = move |line: &str| log.line("info", "chain", line);
                 progress(&format!("tearing down network `{name}`"));
-                let result = lifecycle::teardown(&store, &backend, &name, &progress).await;
+                let result = lifecycle::teardown(&networks, &backend, &name, &progress).await;
                 (name, result)
             });
             match work.await {

@@ -34,6 +34,7 @@ struct FileConfig {
     port: Option<u16>,
     secret_key: Option<String>,
     base_url: Option<String>,
+    execution_api_url: Option<String>,
     oidc: Option<FileOidc>,
 }
 
@@ -91,6 +92,18 @@ pub struct Config {
     pub base_url: Option<String>,
     /// OpenID Connect sign-in, when an issuer is configured.
     pub oidc: Option<OidcSettings>,
+    /// Where task runners reach the task execution API; None = this process's own server.
+    pub execution_api_url: Option<String>,
+    /// The local admin's password for `standalone` (DAGCTL_ADMIN_PASSWORD).
+    pub admin_password: Option<String>,
+    /// Who runs the CLI (`USER`), recorded as the user of CLI changes.
+    pub user: Option<String>,
+    /// `PATH`, where client binaries are looked for last.
+    pub path: Option<String>,
+    /// Client binaries given by `DAGCTL_<CLIENT>` (e.g. `DAGCTL_GETH`), by client name.
+    pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
+    /// The part of the engine's environment that task runners get: PATH, HOME, LANG, LC_ALL, TZ.
+    pub runner_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +118,9 @@ impl std::fmt::Debug for Config {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<secret>"))
             .field("base_url", &self.base_url)
             .field("oidc", &self.oidc)
+            .field("execution_api_url", &self.execution_api_url)
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "<secret>"))
+            .field("client_overrides", &self.client_overrides)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +128,16 @@ impl std::fmt::Debug for Config {
 impl Config {
     pub fn logs_dir(&self) -> PathBuf {
         self.home.join("logs")
+    }
+
+    /// Where networks of the local backend live.
+    pub fn networks_dir(&self) -> PathBuf {
+        self.home.join("networks")
+    }
+
+    /// Where `dagctl clients install` puts client binaries.
+    pub fn clients_dir(&self) -> PathBuf {
+        self.home.join("clients")
     }
 
     /// Builds the configuration from flags, the environment and the config file.
@@ -170,7 +196,27 @@ impl Config {
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
+        let client_overrides = chain::Client::ALL
+            .iter()
+            .filter_map(|client| {
+                env(&format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()))
+                    .filter(|p| !p.is_empty())
+                    .map(|path| (*client, PathBuf::from(path)))
+            })
+            .collect();
+        let runner_env = worker::executor::local::INHERITED_ENV
+            .iter()
+            .filter_map(|name| env(name).map(|value| (name.to_string(), value)))
+            .collect();
         Ok(Config {
+            execution_api_url: env("DAGCTL_EXECUTION_API_URL")
+                .or(file.execution_api_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            admin_password: env("DAGCTL_ADMIN_PASSWORD"),
+            user: env("USER"),
+            path: env("PATH"),
+            client_overrides,
+            runner_env,
             oidc,
             home,
             dags_folder,
@@ -277,5 +323,56 @@ mod tests {
             _ => None,
         });
         assert!(err.is_err());
+    }
+}
+
+/// What a task runner (`dagctl tasks run`) reads from its environment: the execution API, its token, and
+/// where the local chain backend keeps networks and finds clients. Never the engine's configuration.
+#[derive(Clone)]
+pub struct RunnerConfig {
+    pub api_url: String,
+    pub token: String,
+    pub networks_dir: Option<PathBuf>,
+    pub clients_dir: Option<PathBuf>,
+    pub path: Option<String>,
+    pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
+}
+
+/// The runner's environment names for the chain backend's settings.
+pub const NETWORKS_DIR_ENV: &str = "DAGCTL_NETWORKS_DIR";
+pub const CLIENTS_DIR_ENV: &str = "DAGCTL_CLIENTS_DIR";
+
+impl RunnerConfig {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RunnerConfig> {
+        let api_url = env(worker::execution::API_URL_ENV).filter(|v| !v.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not set: `dagctl tasks run` is started by an executor (to run a DAG yourself use `dagctl dags test`)",
+                worker::execution::API_URL_ENV
+            )
+        })?;
+        let token = env(worker::execution::TOKEN_ENV)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} is not set: a runner needs its try's token",
+                    worker::execution::TOKEN_ENV
+                )
+            })?;
+        let client_overrides = chain::Client::ALL
+            .iter()
+            .filter_map(|client| {
+                env(&format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()))
+                    .filter(|p| !p.is_empty())
+                    .map(|path| (*client, PathBuf::from(path)))
+            })
+            .collect();
+        Ok(RunnerConfig {
+            api_url,
+            token,
+            networks_dir: env(NETWORKS_DIR_ENV).map(PathBuf::from),
+            clients_dir: env(CLIENTS_DIR_ENV).map(PathBuf::from),
+            path: env("PATH"),
+            client_overrides,
+        })
     }
 }

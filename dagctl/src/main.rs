@@ -243,6 +243,8 @@ enum TasksCommand {
         #[arg(long)]
         only_failed: bool,
     },
+    /// Run one try of a task (started by an executor, with the try's token in DAGCTL_TASK_TOKEN)
+    Run(cmd::tasks::RunArgs),
     /// States of the task instances of a run
     StatesForDagRun {
         dag_id: String,
@@ -288,11 +290,11 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    // The task supervisor starts before anything else, so a task's overhead stays small.
-    if args.get(1).map(String::as_str) == Some(worker::supervise::SUBCOMMAND) {
-        let code = worker::supervise::main(&args[2..]);
-        return ExitCode::from(code.clamp(0, 255) as u8);
+    // The task runner starts before anything else (no engine configuration, a single-threaded runtime), so a
+    // task's overhead stays small.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "tasks") && args.next().is_some_and(|a| a == "run") {
+        return cmd::tasks::run_main();
     }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -363,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 task_id,
                 only_failed,
             } => cmd::tasks::clear(&config, &dag_id, run_id, task_id, only_failed).await,
+            TasksCommand::Run(_) => Ok(cmd::tasks::run_main()),
             TasksCommand::StatesForDagRun { dag_id, run_id, output } => {
                 cmd::tasks::states(&config, &dag_id, &run_id, output).await
             }

@@ -1,5 +1,7 @@
-//! Shared set-up for commands: the store, the operator registry, a scheduler with its executor.
+//! Shared set-up for commands: the store, the operator registry and runtime, task logs, the task execution
+//! API's server, a scheduler with its executor.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +12,13 @@ use engine::operators::OperatorRegistry;
 use engine::parse::{load_folder, ParsedFile};
 use engine::store::Store;
 use scheduler::{Metrics, Scheduler, SchedulerOptions};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use worker::log::{FileLogs, TaskLogs};
 use worker::operator::OperatorRuntime;
-use worker::{ExecutorOptions, LocalExecutor};
+use worker::{LocalExecutor, LocalOptions};
 
-use crate::config::Config;
+use crate::config::{Config, RunnerConfig, CLIENTS_DIR_ENV, NETWORKS_DIR_ENV};
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 pub async fn open_store(config: &Config) -> Result<Store> {
@@ -31,29 +36,51 @@ pub fn registry() -> OperatorRegistry {
     registry
 }
 
-/// In-process operators this binary runs.
-pub fn operator_runtime(config: &Config) -> OperatorRuntime {
-    let mut runtime = OperatorRuntime::default();
-    chain::operators::register(&mut runtime, Arc::new(chain_backend(config)));
+/// The operators a runner of this binary runs.
+pub fn operator_runtime(backend: chain::local::LocalBackend) -> OperatorRuntime {
+    let mut runtime = OperatorRuntime::builtin();
+    chain::operators::register(&mut runtime, Arc::new(backend));
     runtime
 }
 
-/// The local chain backend: networks under `<home>/networks`, clients from `<home>/clients`, then
-/// `DAGCTL_GETH`-style overrides, then PATH.
+/// The local chain backend of the engine: networks under `<home>/networks`, clients from `<home>/clients`,
+/// then `DAGCTL_GETH`-style overrides, then PATH.
 pub fn chain_backend(config: &Config) -> chain::local::LocalBackend {
+    backend_of(
+        config.networks_dir(),
+        Some(config.clients_dir()),
+        config.path.clone(),
+        config.client_overrides.clone(),
+    )
+}
+
+/// The local chain backend of a runner, from the settings its executor passed down.
+pub fn runner_backend(config: &RunnerConfig) -> chain::local::LocalBackend {
+    let networks = config
+        .networks_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("dagctl-networks"));
+    backend_of(
+        networks,
+        config.clients_dir.clone(),
+        config.path.clone(),
+        config.client_overrides.clone(),
+    )
+}
+
+fn backend_of(
+    networks_dir: PathBuf,
+    clients_dir: Option<PathBuf>,
+    path: Option<String>,
+    overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
+) -> chain::local::LocalBackend {
     use chain::local::{ClientBinaries, LocalOptions};
-    let mut binaries = ClientBinaries {
-        dir: Some(config.home.join("clients")),
-        path: std::env::var_os("PATH"),
-        ..Default::default()
+    let binaries = ClientBinaries {
+        dir: clients_dir,
+        path: path.map(Into::into),
+        overrides,
     };
-    for client in chain::Client::ALL {
-        let variable = format!("DAGCTL_{}", client.to_string().to_ascii_uppercase());
-        if let Some(path) = std::env::var_os(&variable).filter(|p| !p.is_empty()) {
-            binaries.overrides.insert(client, PathBuf::from(path));
-        }
-    }
-    chain::local::LocalBackend::new(LocalOptions::new(config.home.join("networks"), binaries, hostname()))
+    chain::local::LocalBackend::new(LocalOptions::new(networks_dir, binaries, hostname()))
 }
 
 pub fn hostname() -> String {
@@ -74,28 +101,64 @@ pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFil
     Ok(files)
 }
 
-/// A scheduler and its executor.
+/// Task logs of this installation.
+pub fn task_logs(config: &Config) -> Arc<dyn TaskLogs> {
+    Arc::new(FileLogs::new(config.logs_dir()))
+}
+
+/// The signing key of this installation (tokens for the API, the UI and task runners).
+pub fn keys(config: &Config) -> Result<web::auth::Keys> {
+    web::load_keys(&config.home, config.secret_key.as_deref())
+}
+
+/// The task execution API's state for a server of this process; `wake` is the scheduler's.
+pub fn execution_state(
+    config: &Config,
+    store: &Store,
+    keys: &web::auth::Keys,
+    wake: Option<Arc<Notify>>,
+) -> web::execution::ExecState {
+    let mut state = web::execution::ExecState::new(store.clone(), keys.clone(), task_logs(config));
+    state.wake = wake;
+    state
+}
+
+/// A scheduler and its local executor; runners reach the execution API at `api_url`.
 pub fn build_scheduler(
     config: &Config,
     store: &Store,
     mut options: SchedulerOptions,
     metrics: Arc<Metrics>,
+    keys: &web::auth::Keys,
+    api_url: &str,
 ) -> Result<Scheduler> {
-    let supervisor_exe = std::env::current_exe().context("cannot find the dagctl binary to supervise tasks")?;
-    let executor_options = ExecutorOptions {
+    let runner_exe = std::env::current_exe().context("cannot find the dagctl binary to run tasks")?;
+    let mut base_env = config.runner_env.clone();
+    base_env.push((NETWORKS_DIR_ENV.into(), config.networks_dir().display().to_string()));
+    base_env.push((CLIENTS_DIR_ENV.into(), config.clients_dir().display().to_string()));
+    for (client, path) in &config.client_overrides {
+        base_env.push((
+            format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()),
+            path.display().to_string(),
+        ));
+    }
+    let executor_options = LocalOptions {
         parallelism: config.parallelism,
-        logs_dir: config.logs_dir(),
-        supervisor_exe,
+        runner_exe,
+        api_url: api_url.to_string(),
         hostname: options.hostname.clone(),
         kill_grace: Duration::from_secs(3),
+        base_env,
+        work_dir: config.home.join("run").join("runners"),
     };
-    let (executor, events) = LocalExecutor::new(executor_options, store.clone(), operator_runtime(config));
+    let minter = Arc::new(web::execution::TryTokens(keys.clone()));
+    let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config));
     options.paused_at_creation = config.paused_at_creation;
     Ok(Scheduler::new(
         store.clone(),
         options,
         registry(),
-        executor,
+        Arc::new(executor),
         events,
         metrics,
     ))
@@ -114,4 +177,36 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
     );
     options.dags_folder = Some(config.dags_folder.clone());
     options
+}
+
+/// Listens on `host:port` (loopback unless configured otherwise).
+pub async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// A scheduler with the execution API served on an ephemeral loopback port, for commands that run tasks
+/// in this process only (`dags test`, `dags backfill --local`, benchmarks). The server stops with `stop`.
+pub async fn scoped_scheduler(
+    config: &Config,
+    store: &Store,
+    options: SchedulerOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Result<(Scheduler, tokio::task::JoinHandle<()>)> {
+    let keys = keys(config)?;
+    let listener = bind("127.0.0.1", 0).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let scheduler = build_scheduler(config, store, options, metrics, &keys, &url)?;
+    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle())));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok((scheduler, server))
 }

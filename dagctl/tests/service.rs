@@ -176,9 +176,9 @@ crash:
         (marks.join("long").exists() && marks.join("short").exists()).then_some(())
     });
     first.kill9();
-    // `short` ends while no scheduler runs; `long` is still running when the next one starts.
+    // `short` ends while no scheduler runs; `long` is still running when the next one starts. The next one
+    // listens where the first did: runners report to the execution API at that address.
     std::thread::sleep(Duration::from_millis(1500));
-    let port = free_port();
     let second = home.spawn(&["standalone", "--port", &port.to_string()]);
     let state = wait_for(Duration::from_secs(40), "the run to finish", || {
         run_state(&home, "crash", "crash-1").filter(|s| s == "success" || s == "failed")

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use engine::operators::OperatorRegistry;
 use engine::spec::DagSpec;
+use engine::state::Outcome;
 use engine::state::{RunEvent, RunState, TaskEvent, TaskState};
 use engine::store::runs::NewRun;
-use engine::store::{DagRow, FinishedTry, RunRow, RunType, ScheduledRun, Store, TiRow};
+use engine::store::{DagRow, FinishedTry, RunType, ScheduledRun, Store, TiRow};
 use engine::timetable::{DataInterval, NextRunParams, Schedule, Timetable};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use worker::executor::{process_alive, recorded_pid};
-use worker::{ExecutorEvent, LaunchRequest, LocalExecutor, Outcome, TaskReport};
+use worker::{Adoption, Executor, ExecutorEvent, LaunchRequest};
 
 use crate::dag_processor::DagProcessor;
 use crate::evaluate::plan_run;
@@ -75,26 +75,21 @@ pub struct FinishedNotice {
     pub task_id: String,
     pub try_number: i64,
     pub state: TaskState,
-    pub log_path: PathBuf,
 }
 
 struct InFlight {
     dag_id: String,
     run_id: String,
     task_id: String,
-    max_tries: i64,
-    task: engine::spec::TaskSpec,
     started: Instant,
 }
 
 impl InFlight {
-    fn new(ti: &TiRow, task: &engine::spec::TaskSpec) -> InFlight {
+    fn new(ti: &TiRow) -> InFlight {
         InFlight {
             dag_id: ti.dag_id.clone(),
             run_id: ti.run_id.clone(),
             task_id: ti.task_id.clone(),
-            max_tries: ti.max_tries,
-            task: task.clone(),
             started: Instant::now(),
         }
     }
@@ -105,7 +100,7 @@ pub struct Scheduler {
     store: Store,
     options: SchedulerOptions,
     registry: OperatorRegistry,
-    executor: Arc<LocalExecutor>,
+    executor: Arc<dyn Executor>,
     events: mpsc::UnboundedReceiver<ExecutorEvent>,
     pending_events: Vec<ExecutorEvent>,
     metrics: Arc<Metrics>,
@@ -123,7 +118,7 @@ impl Scheduler {
         store: Store,
         options: SchedulerOptions,
         registry: OperatorRegistry,
-        executor: Arc<LocalExecutor>,
+        executor: Arc<dyn Executor>,
         events: mpsc::UnboundedReceiver<ExecutorEvent>,
         metrics: Arc<Metrics>,
     ) -> Scheduler {
@@ -152,6 +147,12 @@ impl Scheduler {
     /// Notify this to make the scheduler look for new work at once (e.g. after a trigger).
     pub fn wake_handle(&self) -> Arc<Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Uses `wake` (shared with, e.g., the execution API of this process) to look for work at once.
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Scheduler {
+        self.wake = wake;
+        self
     }
 
     /// Receives a notice for every finished try.
@@ -191,10 +192,11 @@ impl Scheduler {
                 }
             };
             if let Some(scope) = &self.options.scope {
-                if self.executor.running_count() == 0
-                    && self.pending_events.is_empty()
-                    && self.store.runs_unfinished(scope).await? == 0
-                {
+                let idle = self.executor.running_count() == 0;
+                while let Ok(event) = self.events.try_recv() {
+                    self.pending_events.push(event);
+                }
+                if idle && self.pending_events.is_empty() && self.store.runs_unfinished(scope).await? == 0 {
                     break Ok(());
                 }
             }
@@ -217,7 +219,7 @@ impl Scheduler {
             }
         };
         if self.options.scope.is_some() {
-            self.executor.kill_all();
+            self.executor.cancel_all();
         }
         // Tasks that still run are left to the next scheduler, which adopts them at once.
         let _ = self.store.set_job_state(&self.options.id, "stopped").await;
@@ -303,7 +305,9 @@ impl Scheduler {
         }
     }
 
-    /// Records every executor event that arrived. Returns how many tries finished.
+    /// Records every executor event that arrived: runners' pids, and runners that are gone. A try whose runner
+    /// ended without reporting (killed, crashed, lost) is failed here, by the task's retry policy. Returns how
+    /// many tries ended.
     async fn drain_events(&mut self) -> Result<usize> {
         while let Ok(event) = self.events.try_recv() {
             self.pending_events.push(event);
@@ -312,7 +316,7 @@ impl Scheduler {
             return Ok(0);
         }
         let events = std::mem::take(&mut self.pending_events);
-        let mut reports = Vec::new();
+        let mut exited = Vec::new();
         for event in events {
             match event {
                 ExecutorEvent::Started { ti_id, pid } => {
@@ -321,18 +325,52 @@ impl Scheduler {
                         self.store.set_pid(ti_id, pid).await?;
                     }
                 }
-                ExecutorEvent::Finished(report) => reports.push(report),
+                ExecutorEvent::Exited {
+                    ti_id,
+                    try_number,
+                    detail,
+                } => exited.push((ti_id, try_number, detail)),
             }
         }
-        if reports.is_empty() {
+        if exited.is_empty() {
             return Ok(0);
         }
-        let mut tries = Vec::with_capacity(reports.len());
-        for report in &reports {
-            tries.push(self.finished_try(report).await?);
+        let ids: Vec<i64> = exited.iter().map(|(id, _, _)| *id).collect();
+        let rows: HashMap<i64, TiRow> = self
+            .store
+            .tis_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|ti| (ti.id, ti))
+            .collect();
+        let now = Utc::now();
+        let mut lost = Vec::new();
+        for (ti_id, try_number, detail) in &exited {
+            let Some(ti) = rows.get(ti_id) else { continue };
+            if ti.try_number != *try_number || !ti.state.is_executing() {
+                continue;
+            }
+            let run = self.store.get_run_by_pk(ti.run_pk).await?;
+            let spec = self.spec(&run.version_hash).await.ok();
+            let task = spec.as_ref().and_then(|s| s.task(&ti.task_id));
+            warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, run_id = %ti.run_id, try_number, %detail, "task runner ended without reporting");
+            lost.push(FinishedTry::by_policy(
+                ti,
+                *try_number,
+                task,
+                Outcome::Failed,
+                Some(format!("the task's runner ended without reporting its state: {detail}")),
+                vec![],
+                now,
+            ));
         }
-        let results = self.store.finish_tries(&tries).await?;
-        for (ti_id, state) in &results {
+        let results: HashMap<i64, TaskState> = self.store.finish_tries(&lost).await?.into_iter().collect();
+        for (ti_id, try_number, _) in &exited {
+            let state = results
+                .get(ti_id)
+                .copied()
+                .or_else(|| rows.get(ti_id).map(|ti| ti.state))
+                .unwrap_or(TaskState::None);
             self.metrics.ti_finish.fetch_add(1, Ordering::Relaxed);
             match state {
                 TaskState::Success => self.metrics.ti_successes.fetch_add(1, Ordering::Relaxed),
@@ -341,77 +379,23 @@ impl Scheduler {
                 TaskState::Skipped => self.metrics.ti_skipped.fetch_add(1, Ordering::Relaxed),
                 _ => 0,
             };
-            if let Some(flight) = self.in_flight.get(ti_id) {
-                self.metrics
-                    .observe_task_duration(flight.started.elapsed().as_secs_f64());
-            }
-            if *state == TaskState::UpForRetry {
-                if let Some(flight) = self.in_flight.get(ti_id) {
-                    warn!(dag_id = %flight.dag_id, task_id = %flight.task_id, run_id = %flight.run_id, "task failed, retrying");
-                }
-            }
-        }
-        for report in &reports {
-            let Some(flight) = self.in_flight.remove(&report.ti_id) else {
+            let Some(flight) = self.in_flight.remove(ti_id) else {
                 continue;
             };
-            let state = results
-                .iter()
-                .find(|(id, _)| *id == report.ti_id)
-                .map(|(_, s)| *s)
-                .unwrap_or(TaskState::None);
+            self.metrics
+                .observe_task_duration(flight.started.elapsed().as_secs_f64());
+            if state == TaskState::UpForRetry {
+                warn!(dag_id = %flight.dag_id, task_id = %flight.task_id, run_id = %flight.run_id, "task failed, retrying");
+            }
             self.notify(FinishedNotice {
-                log_path: self
-                    .executor
-                    .log_path(&flight.dag_id, &flight.run_id, &flight.task_id, report.try_number),
                 dag_id: flight.dag_id,
                 run_id: flight.run_id,
                 task_id: flight.task_id,
-                try_number: report.try_number,
+                try_number: *try_number,
                 state,
             });
         }
-        Ok(reports.len())
-    }
-
-    /// Turns an executor report into a store update, applying the task's retry policy.
-    async fn finished_try(&mut self, report: &TaskReport) -> Result<FinishedTry> {
-        let (max_tries, task) = match self.in_flight.get(&report.ti_id) {
-            Some(flight) => (flight.max_tries, Some(flight.task.clone())),
-            None => {
-                let ti = self.store.get_ti_by_id(report.ti_id).await?;
-                let run = self.store.get_run_by_pk(ti.run_pk).await?;
-                let spec = self.spec(&run.version_hash).await?;
-                (ti.max_tries, spec.task(&ti.task_id).cloned())
-            }
-        };
-        let can_retry = report.try_number <= max_tries;
-        let event = match report.outcome {
-            Outcome::Success => TaskEvent::Succeed,
-            Outcome::Skipped => TaskEvent::Skip,
-            Outcome::Failed => TaskEvent::Fail { can_retry },
-        };
-        let next_retry_at = match (&report.outcome, &task) {
-            (Outcome::Failed, Some(task)) if can_retry => {
-                let delay = task.retry_delay_after(report.try_number.max(1) as u32);
-                Some(report.ended_at + chrono::Duration::from_std(delay).unwrap_or_default())
-            }
-            _ => None,
-        };
-        Ok(FinishedTry {
-            ti_id: report.ti_id,
-            run_pk: report.run_pk,
-            try_number: report.try_number,
-            event,
-            message: report.message.clone(),
-            xcoms: report
-                .xcom
-                .clone()
-                .map(|value| vec![("return_value".to_string(), value)])
-                .unwrap_or_default(),
-            next_retry_at,
-            ended_at: report.ended_at,
-        })
+        Ok(exited.len())
     }
 
     async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<()> {
@@ -620,7 +604,7 @@ impl Scheduler {
             }
             batch.apply(&plans, now).await?;
             for ti_id in to_kill {
-                self.executor.kill(ti_id);
+                self.executor.cancel(ti_id);
             }
             if count < 50 {
                 break;
@@ -685,7 +669,7 @@ impl Scheduler {
         }
         let ids: Vec<i64> = claim.queued.iter().map(|ti| ti.id).collect();
         let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
-        let mut runs: HashMap<i64, RunRow> = HashMap::new();
+        let mut runs: HashMap<i64, String> = HashMap::new();
         for ti in claim.queued {
             let Some((_, try_number)) = started.iter().find(|(id, _)| *id == ti.id) else {
                 continue;
@@ -694,24 +678,23 @@ impl Scheduler {
                 self.metrics
                     .observe_queued_duration((now - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
             }
-            let run = match runs.get(&ti.run_pk) {
-                Some(run) => run.clone(),
+            let version_hash = match runs.get(&ti.run_pk) {
+                Some(hash) => hash.clone(),
                 None => {
                     let run = self.store.get_run_by_pk(ti.run_pk).await?;
-                    runs.insert(ti.run_pk, run.clone());
-                    run
+                    runs.insert(ti.run_pk, run.version_hash.clone());
+                    run.version_hash
                 }
             };
-            let dag = self.spec(&run.version_hash).await?;
-            let Some(task) = dag.task(&ti.task_id).cloned() else {
-                continue;
-            };
+            let dag = self.spec(&version_hash).await?;
+            let execution_timeout = dag.task(&ti.task_id).and_then(|task| task.execution_timeout);
             let mut ti = ti;
             ti.try_number = *try_number;
             ti.state = TaskState::Running;
             ti.start_date = Some(now);
-            self.in_flight.insert(ti.id, InFlight::new(&ti, &task));
-            self.executor.launch(LaunchRequest { ti, run, dag, task });
+            ti.hostname = Some(self.options.hostname.clone());
+            self.in_flight.insert(ti.id, InFlight::new(&ti));
+            self.executor.launch(LaunchRequest { ti, execution_timeout });
         }
         Ok(started.len())
     }
@@ -721,8 +704,8 @@ impl Scheduler {
         self.store.heartbeat_job(&self.options.id, now).await?;
         let ids = self.executor.running_ids();
         for (ti_id, state) in self.store.heartbeat_tis(&ids, now).await? {
-            info!(ti_id, %state, "task instance changed from outside while running: stopping its process");
-            self.executor.kill(ti_id);
+            info!(ti_id, %state, "task instance changed from outside while running: stopping its runner");
+            self.executor.cancel(ti_id);
         }
         Ok(())
     }
@@ -739,8 +722,7 @@ impl Scheduler {
                 .to_std()
                 .map(|age| age > self.options.job_timeout)
                 .unwrap_or(false);
-            let gone_here =
-                job.hostname == self.options.hostname && !std::path::Path::new(&format!("/proc/{}", job.pid)).exists();
+            let gone_here = self.executor.engine_process_alive(&job.hostname, job.pid as u32) == Some(false);
             if stale || gone_here {
                 info!(scheduler_id = %job.id, "scheduler is dead; taking over its tasks");
                 self.store.set_job_state(&job.id, "dead").await?;
@@ -784,39 +766,34 @@ impl Scheduler {
         {
             return Ok(());
         }
-        let run = self.store.get_run_by_pk(ti.run_pk).await?;
-        let dag = self.spec(&run.version_hash).await?;
-        let Some(task) = dag.task(&ti.task_id).cloned() else {
-            return Ok(());
+        self.in_flight.insert(ti.id, InFlight::new(&ti));
+        let gone = |detail: String| ExecutorEvent::Exited {
+            ti_id: ti.id,
+            try_number: ti.try_number,
+            detail,
         };
-        self.in_flight.insert(ti.id, InFlight::new(&ti, &task));
-        if here {
-            let logs = self.executor.options().logs_dir.clone();
-            let pid = ti
-                .pid
-                .map(|p| p as u32)
-                .or_else(|| recorded_pid(&logs, &ti))
-                .filter(|pid| process_alive(*pid));
-            match pid {
-                Some(pid) => {
-                    info!(dag_id = %ti.dag_id, task_id = %ti.task_id, pid, "adopted a running task");
-                    self.metrics.ti_adopted.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    info!(dag_id = %ti.dag_id, task_id = %ti.task_id, "collecting the result of a task whose scheduler died");
-                    self.metrics.ti_orphans_failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            self.executor.adopt(LaunchRequest { ti, run, dag, task }, pid);
+        let adoption = if here {
+            self.executor.adopt(&ti)
         } else {
-            warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, host = ?ti.hostname, "task on another host stopped heartbeating; failing it");
-            self.metrics.ti_orphans_failed.fetch_add(1, Ordering::Relaxed);
-            self.pending_events.push(ExecutorEvent::Finished(TaskReport::now(
-                &ti,
-                Outcome::Failed,
-                Some("no heartbeat from the task's host".into()),
-                None,
-            )));
+            Adoption::NotMine
+        };
+        match adoption {
+            Adoption::Watching => {
+                info!(dag_id = %ti.dag_id, task_id = %ti.task_id, pid = ?ti.pid, "adopted a running task");
+                self.metrics.ti_adopted.fetch_add(1, Ordering::Relaxed);
+            }
+            Adoption::Gone(why) => {
+                info!(dag_id = %ti.dag_id, task_id = %ti.task_id, %why, "collecting a task whose scheduler died");
+                self.metrics.ti_orphans_failed.fetch_add(1, Ordering::Relaxed);
+                self.pending_events
+                    .push(gone(format!("{why} (its scheduler died meanwhile)")));
+            }
+            Adoption::NotMine => {
+                warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, host = ?ti.hostname, "task on another host stopped heartbeating; failing it");
+                self.metrics.ti_orphans_failed.fetch_add(1, Ordering::Relaxed);
+                self.pending_events
+                    .push(gone("no heartbeat from the task's host".into()));
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod execution;
 pub mod extract;
 pub mod oidc;
 pub mod ui;
@@ -39,8 +40,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct WebConfig {
     /// The data dir (signing key, admin password file).
     pub home: PathBuf,
-    /// Where task logs live.
-    pub logs_dir: PathBuf,
     /// Cookies get `Secure` (set when the public URL is https).
     pub secure_cookies: bool,
     /// Lifetime of API tokens.
@@ -52,10 +51,9 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    pub fn new(home: PathBuf, logs_dir: PathBuf) -> WebConfig {
+    pub fn new(home: PathBuf) -> WebConfig {
         WebConfig {
             home,
-            logs_dir,
             secure_cookies: false,
             token_ttl_secs: 24 * 3600,
             session_ttl_secs: 12 * 3600,
@@ -72,13 +70,16 @@ pub struct WebState {
     pub config: Arc<WebConfig>,
     pub oidc: Option<Arc<oidc::OidcClient>>,
     pub throttle: Arc<Throttle>,
+    /// Task logs, read through their trait (files now; pod logs later).
+    pub logs: Arc<dyn worker::log::TaskLogs>,
 }
 
 impl WebState {
-    pub fn new(store: Store, keys: Keys, config: WebConfig) -> WebState {
+    pub fn new(store: Store, keys: Keys, config: WebConfig, logs: Arc<dyn worker::log::TaskLogs>) -> WebState {
         WebState {
             store,
             keys,
+            logs,
             throttle: Arc::new(Throttle::default()),
             oidc: config.oidc.clone().map(|c| Arc::new(oidc::OidcClient::new(c))),
             config: Arc::new(config),
@@ -233,7 +234,7 @@ pub fn router(state: WebState, extra: Router) -> Router {
 async fn json_errors(State(()): State<()>, uri: axum::http::Uri, response: Response) -> Response {
     let status = response.status();
     let path = uri.path();
-    let is_api = path.starts_with("/api/") || path == "/auth/token";
+    let is_api = path.starts_with("/api/") || path.starts_with("/execution/") || path == "/auth/token";
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1,16 +1,19 @@
-//! Executors and the task runner: render a task's templates, run its operator (a supervised process for
-//! `bash`, in-process for operators that register an [`operator::InProcessOperator`]), capture its log per
-//! try, and report the outcome and XCom back to the scheduler.
+//! Running tries: executors behind one [`executor::Executor`] trait, the task runner behind
+//! `dagctl tasks run` with its client of the task execution API, the built-in operators (`bash`, `empty`)
+//! and task logs behind one [`log::TaskLogs`] trait.
 //!
-//! This crate never decides states: it reports what happened; the scheduler turns that into transitions.
-//! It knows nothing of HTTP or blockchains.
+//! This crate never decides states: runners report outcomes to the engine over the execution API, and
+//! executors tell the scheduler when a runner is gone. It knows nothing of blockchains.
 
+pub mod client;
+pub mod execution;
 pub mod executor;
 pub mod log;
 pub mod operator;
-pub mod supervise;
+pub mod operators;
+pub mod runner;
 
-pub use executor::{ExecutorEvent, ExecutorOptions, LaunchRequest, LocalExecutor, Outcome, TaskReport};
+pub use executor::{Adoption, Executor, ExecutorEvent, LaunchRequest, LocalExecutor, LocalOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +21,8 @@ pub enum Error {
     Io { context: String, source: std::io::Error },
     #[error(transparent)]
     Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
     #[error("{0}")]
     Operator(String),
 }

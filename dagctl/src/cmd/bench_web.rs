@@ -103,7 +103,8 @@ pub async fn web(config: &Config, database: Database, output: Format) -> Result<
     let state = web::WebState::new(
         store.clone(),
         keys,
-        web::WebConfig::new(home.clone(), home.join("logs")),
+        web::WebConfig::new(home.clone()),
+        std::sync::Arc::new(worker::log::FileLogs::new(home.join("logs"))),
     );
     let app = web::router(state, axum::Router::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

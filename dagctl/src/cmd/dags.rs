@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::output::{print_rows, Format};
-use crate::runtime::{build_scheduler, open_store, scheduler_options, sync_folder};
+use crate::runtime::{open_store, scheduler_options, scoped_scheduler, sync_folder, task_logs};
 use crate::TriggerArgs;
 
 fn time(value: Option<chrono::DateTime<Utc>>) -> Value {
@@ -194,9 +194,7 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
     find_dag(&store, dag_id).await?;
-    store
-        .set_paused(dag_id, paused, std::env::var("USER").ok().as_deref())
-        .await?;
+    store.set_paused(dag_id, paused, config.user.as_deref()).await?;
     println!("dag `{dag_id}` is {}", if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
 }
@@ -235,7 +233,7 @@ pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
             run_after: Utc::now(),
             conf,
             triggered_by: "cli".into(),
-            triggering_user: std::env::var("USER").ok(),
+            triggering_user: config.user.clone(),
             note: None,
         })
         .await?;
@@ -365,8 +363,10 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
     options.scope = Some(run_pks.clone());
     options.create_scheduled_runs = false;
     options.idle_interval = Duration::from_millis(100);
-    let mut scheduler = build_scheduler(config, store, options, metrics)?;
+    let stop_server = CancellationToken::new();
+    let (mut scheduler, server) = scoped_scheduler(config, store, options, metrics, stop_server.clone()).await?;
     let mut notices = scheduler.subscribe();
+    let logs = task_logs(config);
     let printer = tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
             if !print_logs {
@@ -376,9 +376,10 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
                 "--- {}.{} try {}: {} ---",
                 notice.dag_id, notice.task_id, notice.try_number, notice.state
             );
-            if let Ok(lines) = worker::log::read_log(&notice.log_path) {
-                for line in lines {
-                    println!("{}", line.to_text());
+            let key = worker::log::TryKey::new(&notice.dag_id, &notice.run_id, &notice.task_id, notice.try_number);
+            if let Ok(page) = logs.read_from(&key, 0, u64::MAX) {
+                for line in &page.lines {
+                    println!("{}", worker::log::parse_line(line).to_text());
                 }
             }
         }
@@ -390,7 +391,10 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
             ctrl_c.cancel();
         }
     });
-    scheduler.run(shutdown).await?;
+    let result = scheduler.run(shutdown).await;
+    stop_server.cancel();
+    let _ = server.await;
+    result?;
     let _ = printer.await;
     // Interrupted (Ctrl-C): what did not finish is failed, so nothing stays `running` without a process.
     for pk in run_pks {
@@ -441,7 +445,7 @@ pub async fn test(
             run_after: date,
             conf,
             triggered_by: "test".into(),
-            triggering_user: std::env::var("USER").ok(),
+            triggering_user: config.user.clone(),
             note: None,
         })
         .await?;
@@ -487,7 +491,7 @@ pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, loc
                 run_after: interval.end,
                 conf: Default::default(),
                 triggered_by: "backfill".into(),
-                triggering_user: std::env::var("USER").ok(),
+                triggering_user: config.user.clone(),
                 note: None,
             })
             .await;

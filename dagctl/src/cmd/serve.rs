@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::runtime::{build_scheduler, open_store, scheduler_options};
+use crate::runtime::{bind, build_scheduler, execution_state, keys, open_store, scheduler_options, task_logs};
 
 #[derive(Clone)]
 struct AppState {
@@ -59,9 +59,16 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
     let host = host.unwrap_or_else(|| config.host.clone());
     let listener = bind(&host, port.unwrap_or(config.port)).await?;
     let bound = listener.local_addr()?;
-    let state = web_state(&config, &store, bound).await?;
+    let keys = keys(&config)?;
+    let state = web_state(&config, &store, bound, &keys).await?;
     let metrics = Arc::new(Metrics::default());
-    let app = web::router(state, metrics_router(AppState { store, metrics }));
+    // Runners may report here too (set `execution_api_url` to this server's URL).
+    let extra = metrics_router(AppState {
+        store: store.clone(),
+        metrics,
+    })
+    .merge(web::execution::router(execution_state(&config, &store, &keys, None)));
+    let app = web::router(state, extra);
     println!("dagctl webserver listening on http://{bound}");
     let shutdown = shutdown_token();
     axum::serve(listener, app)
@@ -70,20 +77,14 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Listens on `host:port` (loopback unless configured otherwise).
-async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = format!("{host}:{port}")
-        .parse()
-        .with_context(|| format!("`{host}:{port}` is not an address to listen on"))?;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
-}
-
 pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
     serve(config, None, port, false).await
 }
 
+/// A scheduler with its HTTP server: for standalone the whole web face, for `scheduler` /health and /metrics;
+/// both serve the task execution API that the scheduler's runners report to. Without a port, `scheduler`
+/// listens on an ephemeral loopback port (runners then outlive a restart only with a stable
+/// `execution_api_url`, e.g. a webserver's).
 async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalone: bool) -> Result<ExitCode> {
     init_tracing();
     let store = open_store(&config).await?;
@@ -91,50 +92,65 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         .with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_token();
-    let mut http = None;
-    if let Some(port) = port.or(if standalone { Some(config.port) } else { None }) {
-        let host = host.unwrap_or_else(|| config.host.clone());
-        let listener = bind(&host, port).await?;
-        let bound = listener.local_addr()?;
-        info!(address = %bound, "http server listening");
-        println!(
-            "dagctl {} listening on http://{bound} (health: /health, metrics: /metrics)",
-            if standalone { "standalone" } else { "scheduler" }
-        );
-        let extra = metrics_router(AppState {
-            store: store.clone(),
-            metrics: Arc::clone(&metrics),
-        });
-        let app = if standalone {
-            web::router(web_state(&config, &store, bound).await?, extra)
-        } else {
-            web::health_router(store.clone()).merge(extra)
-        };
-        let token = shutdown.clone();
-        http = Some(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-        }));
-    }
+    let keys = keys(&config)?;
+    let host = host.unwrap_or_else(|| config.host.clone());
+    let port = port.or(if standalone { Some(config.port) } else { None });
+    let listener = match port {
+        Some(port) => bind(&host, port).await?,
+        None => bind("127.0.0.1", 0).await?,
+    };
+    let bound = listener.local_addr()?;
+    info!(address = %bound, "http server listening");
+    println!(
+        "dagctl {} listening on http://{bound} (health: /health, metrics: /metrics, task execution API: /execution)",
+        if standalone { "standalone" } else { "scheduler" }
+    );
+    let api_url = config
+        .execution_api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let scheduler = build_scheduler(
+        &config,
+        &store,
+        scheduler_options(&config),
+        Arc::clone(&metrics),
+        &keys,
+        &api_url,
+    )?;
+    let extra = metrics_router(AppState {
+        store: store.clone(),
+        metrics: Arc::clone(&metrics),
+    })
+    .merge(web::execution::router(execution_state(
+        &config,
+        &store,
+        &keys,
+        Some(scheduler.wake_handle()),
+    )));
+    let app = if standalone {
+        web::router(web_state(&config, &store, bound, &keys).await?, extra)
+    } else {
+        web::health_router(store.clone()).merge(extra)
+    };
+    let token = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+    });
     println!("dags folder: {}", config.dags_folder.display());
     println!("database:    {}", engine::store::redact_url(&config.database_url));
     let networks = tokio::spawn(watch_networks(config.clone(), store.clone(), shutdown.clone()));
-    let scheduler = build_scheduler(&config, &store, scheduler_options(&config), metrics)?;
     scheduler.run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = networks.await;
-    if let Some(http) = http {
-        let _ = http.await;
-    }
+    let _ = http.await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The web server's state; for standalone also makes sure the local `admin` user exists.
-async fn web_state(config: &Config, store: &Store, bound: SocketAddr) -> Result<web::WebState> {
-    let keys = web::load_keys(&config.home, config.secret_key.as_deref())?;
-    let env_password = std::env::var("DAGCTL_ADMIN_PASSWORD").ok();
-    match web::ensure_admin(store, &config.home, env_password.as_deref()).await? {
+async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web::auth::Keys) -> Result<web::WebState> {
+    match web::ensure_admin(store, &config.home, config.admin_password.as_deref()).await? {
         web::AdminPassword::Generated(path, password) => {
             println!("created user `admin` with password: {password}");
             println!(
@@ -148,7 +164,7 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr) -> Result<
             config.home.join("standalone_admin_password.txt").display()
         ),
     }
-    let mut web_config = web::WebConfig::new(config.home.clone(), config.logs_dir());
+    let mut web_config = web::WebConfig::new(config.home.clone());
     let base_url = config
         .base_url
         .clone()
@@ -174,7 +190,12 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr) -> Result<
             oidc.issuer
         );
     }
-    Ok(web::WebState::new(store.clone(), keys, web_config))
+    Ok(web::WebState::new(
+        store.clone(),
+        keys.clone(),
+        web_config,
+        task_logs(config),
+    ))
 }
 
 /// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then

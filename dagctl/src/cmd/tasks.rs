@@ -9,9 +9,11 @@ use engine::store::RunFilter;
 use serde_json::{json, Value};
 
 use crate::cmd::dags::find_dag;
-use crate::config::Config;
+use worker::log::TryKey;
+
+use crate::config::{Config, RunnerConfig};
 use crate::output::{print_rows, Format};
-use crate::runtime::{open_store, sync_folder};
+use crate::runtime::{open_store, sync_folder, task_logs};
 
 pub async fn list(config: &Config, dag_id: &str, output: Format) -> Result<ExitCode> {
     let store = open_store(config).await?;
@@ -59,33 +61,36 @@ pub async fn logs(
             ti.try_number
         );
     }
-    let path = worker::log::try_log_path(&config.logs_dir(), dag_id, run_id, task_id, try_number);
-    let mut printed = 0;
-    loop {
-        match worker::log::read_log(&path) {
-            Ok(lines) => {
-                for line in lines.iter().skip(printed) {
-                    println!("{}", line.to_text());
-                }
-                printed = lines.len();
+    let logs = task_logs(config);
+    let key = TryKey::new(dag_id, run_id, task_id, try_number);
+    if !follow && !logs.exists(&key) {
+        bail!("no log for try {try_number} at {}", logs.describe(&key));
+    }
+    let mut offset = 0;
+    let print_new = |offset: &mut u64| -> Result<()> {
+        loop {
+            let page = logs
+                .read_from(&key, *offset, 4 << 20)
+                .map_err(|err| anyhow!("cannot read {}: {err}", logs.describe(&key)))?;
+            for line in &page.lines {
+                println!("{}", worker::log::parse_line(line).to_text());
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !follow => {
-                bail!("no log for try {try_number} at {}", path.display())
+            let done = page.next == *offset;
+            *offset = page.next;
+            if done || page.lines.is_empty() {
+                return Ok(());
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(anyhow!("cannot read {}: {err}", path.display())),
         }
+    };
+    loop {
+        print_new(&mut offset)?;
         if !follow {
             break;
         }
         let current = store.get_ti(dag_id, run_id, task_id).await?;
         if current.try_number != try_number || !current.state.is_executing() {
             // One last read for lines written as it ended.
-            if let Ok(lines) = worker::log::read_log(&path) {
-                for line in lines.iter().skip(printed) {
-                    println!("{}", line.to_text());
-                }
-            }
+            print_new(&mut offset)?;
             break;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -123,7 +128,7 @@ pub async fn clear(
         Some(task_ids.as_slice())
     };
     let cleared = store
-        .clear_tis(dag_id, &run_id, ids, only_failed, std::env::var("USER").ok().as_deref())
+        .clear_tis(dag_id, &run_id, ids, only_failed, config.user.as_deref())
         .await?;
     println!(
         "cleared {} task instance(s) of run {run_id}: {}",
@@ -175,12 +180,7 @@ pub async fn pools(config: &Config, output: Format) -> Result<ExitCode> {
 pub async fn pool_set(config: &Config, name: &str, slots: i64, description: Option<String>) -> Result<ExitCode> {
     let store = open_store(config).await?;
     store
-        .put_pool(
-            name,
-            slots,
-            description.as_deref(),
-            std::env::var("USER").ok().as_deref(),
-        )
+        .put_pool(name, slots, description.as_deref(), config.user.as_deref())
         .await?;
     println!("pool `{name}` has {slots} slot(s)");
     Ok(ExitCode::SUCCESS)
@@ -188,7 +188,66 @@ pub async fn pool_set(config: &Config, name: &str, slots: i64, description: Opti
 
 pub async fn pool_delete(config: &Config, name: &str) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    store.delete_pool(name, std::env::var("USER").ok().as_deref()).await?;
+    store.delete_pool(name, config.user.as_deref()).await?;
     println!("pool `{name}` deleted");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dagctl tasks run DAG_ID RUN_ID TASK_ID [--try N]`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// The try to run (default: the one the token is for)
+    #[arg(long = "try")]
+    pub try_number: Option<i64>,
+}
+
+#[derive(clap::Parser)]
+#[command(name = "dagctl tasks run", about = "Run one try of a task (started by an executor)")]
+struct RunnerCli {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// The task runner: parses its own arguments, reads only its allow-listed environment, runs one try on a
+/// single-threaded runtime, and exits with the runner's code.
+pub fn run_main() -> ExitCode {
+    use clap::Parser;
+    let cli = RunnerCli::parse_from(
+        std::iter::once(std::ffi::OsString::from("dagctl tasks run")).chain(std::env::args_os().skip(3)),
+    );
+    let config = match RunnerConfig::from_env(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::new("warn");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
+        }
+    };
+    let args = worker::runner::RunnerArgs {
+        dag_id: cli.args.dag_id,
+        run_id: cli.args.run_id,
+        task_id: cli.args.task_id,
+        try_number: cli.args.try_number,
+        api_url: config.api_url.clone(),
+        token: config.token.clone(),
+        hostname: crate::runtime::hostname(),
+        retry: Default::default(),
+    };
+    let operators = crate::runtime::operator_runtime(crate::runtime::runner_backend(&config));
+    let code = runtime.block_on(worker::runner::run(args, operators));
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -18,7 +18,7 @@ pub const NETWORK_STATUSES: &[&str] = &["starting", "running", "stopping", "remo
 pub const ACTIVE_NETWORK_STATUSES: &[&str] = &["starting", "running", "stopping"];
 
 /// A network as recorded in the store.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkRow {
     pub name: String,
     /// Which backend runs it (`local`, ...).

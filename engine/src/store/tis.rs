@@ -99,6 +99,46 @@ pub struct FinishedTry {
     pub ended_at: DateTime<Utc>,
 }
 
+impl FinishedTry {
+    /// The end of `ti`'s try `try_number` by the task's retry policy: a failure with tries left becomes
+    /// `up_for_retry` after the task's (exponential, capped) retry delay. `task` is `None` when the DAG version
+    /// no longer has the task (then a failure is final).
+    pub fn by_policy(
+        ti: &TiRow,
+        try_number: i64,
+        task: Option<&crate::spec::TaskSpec>,
+        outcome: crate::state::Outcome,
+        message: Option<String>,
+        xcoms: Vec<(String, serde_json::Value)>,
+        ended_at: DateTime<Utc>,
+    ) -> FinishedTry {
+        use crate::state::Outcome;
+        let can_retry = try_number <= ti.max_tries;
+        let event = match outcome {
+            Outcome::Success => TaskEvent::Succeed,
+            Outcome::Skipped => TaskEvent::Skip,
+            Outcome::Failed => TaskEvent::Fail { can_retry },
+        };
+        let next_retry_at = match (outcome, task) {
+            (Outcome::Failed, Some(task)) if can_retry => {
+                let delay = task.retry_delay_after(try_number.max(1) as u32);
+                Some(ended_at + chrono::Duration::from_std(delay).unwrap_or_default())
+            }
+            _ => None,
+        };
+        FinishedTry {
+            ti_id: ti.id,
+            run_pk: ti.run_pk,
+            try_number,
+            event,
+            message,
+            xcoms,
+            next_retry_at,
+            ended_at,
+        }
+    }
+}
+
 /// Result of a claim: task instances now queued for this scheduler, and those whose pool does not exist.
 #[derive(Debug, Default)]
 pub struct Claim {
@@ -490,6 +530,61 @@ impl Store {
         row.map(|r| ti_from_row(&r))
             .transpose()?
             .ok_or_else(|| Error::NotFound(format!("task instance #{ti_id}")))
+    }
+
+    /// Task instances by id (missing ids are left out).
+    pub async fn tis_by_ids(&self, ti_ids: &[i64]) -> Result<Vec<TiRow>> {
+        let mut out = Vec::with_capacity(ti_ids.len());
+        for chunk in ti_ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {TI_COLUMNS} FROM task_instance WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(ti_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records where a try's runner runs (its own report at start), when the try is still the current one.
+    pub async fn set_runner(
+        &self,
+        ti_id: i64,
+        try_number: i64,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE task_instance SET pid = $1, hostname = $2, heartbeat_at = $3 WHERE id = $4 AND try_number = $5 \
+             AND state IN ('queued', 'running', 'restarting')",
+        )
+        .bind(i64::from(pid))
+        .bind(hostname)
+        .bind(micros(now))
+        .bind(ti_id)
+        .bind(try_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// A runner's heartbeat: true while its try is still the current, executing one.
+    pub async fn heartbeat_try(&self, ti_id: i64, try_number: i64, now: DateTime<Utc>) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE task_instance SET heartbeat_at = $1 WHERE id = $2 AND try_number = $3 AND state IN ('queued', 'running', 'restarting')",
+        )
+        .bind(micros(now))
+        .bind(ti_id)
+        .bind(try_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// Past tries of a task instance.

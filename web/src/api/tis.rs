@@ -2,7 +2,6 @@
 //! follows a running try) and XCom entries.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
@@ -173,29 +172,6 @@ fn encode_token(offset: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
 }
 
-/// Reads whole lines from `offset`, at most `max` bytes; returns them and the offset after the last one.
-fn read_lines(path: &std::path::Path, offset: u64, max: u64) -> std::io::Result<(Vec<String>, u64)> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(err) => return Err(err),
-    };
-    let len = file.metadata()?.len();
-    if offset >= len {
-        return Ok((Vec::new(), offset.min(len)));
-    }
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::new();
-    file.take(max).read_to_end(&mut buf)?;
-    // Only complete lines: a line being written now is read next time.
-    let end = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
-    let lines = String::from_utf8_lossy(&buf[..end])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    Ok((lines, offset + end as u64))
-}
-
 /// A stored log line as Airflow's `StructuredLogMessage` (a plain-text line becomes its event).
 fn structured(line: &str) -> Value {
     match serde_json::from_str::<Value>(line) {
@@ -242,7 +218,7 @@ pub async fn logs(
             ti.try_number
         )));
     }
-    let path = worker::log::try_log_path(&state.config.logs_dir, &dag_id, &run_id, &task_id, try_number);
+    let key = worker::log::TryKey::new(&dag_id, &run_id, &task_id, try_number);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -254,14 +230,15 @@ pub async fn logs(
                 "too many log streams are open; try again later or read the log as JSON pages",
             )
         })?;
-        return Ok(ndjson_stream(state, path, offset, ti, try_number, permit));
+        return Ok(ndjson_stream(state, key, offset, ti, try_number, permit));
     }
-    let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&path, offset, LOG_PAGE_BYTES))
+    let logs = std::sync::Arc::clone(&state.logs);
+    let page = tokio::task::spawn_blocking(move || logs.read_from(&key, offset, LOG_PAGE_BYTES))
         .await
         .map_err(|_| ApiError::bad_request("log read interrupted"))?
         .map_err(|err| ApiError::not_found(format!("cannot read the log: {err}")))?;
-    let content: Vec<Value> = lines.iter().map(|l| structured(l)).collect();
-    Ok(Json(json!({"content": content, "continuation_token": encode_token(next)})).into_response())
+    let content: Vec<Value> = page.lines.iter().map(|l| structured(l)).collect();
+    Ok(Json(json!({"content": content, "continuation_token": encode_token(page.next)})).into_response())
 }
 
 /// Log streams open at once (each polls the store while its try runs).
@@ -270,7 +247,7 @@ static FOLLOWERS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
 
 fn ndjson_stream(
     state: WebState,
-    path: std::path::PathBuf,
+    key: worker::log::TryKey,
     offset: u64,
     ti: TiRow,
     try_number: i64,
@@ -279,7 +256,7 @@ fn ndjson_stream(
     let started = std::time::Instant::now();
     let permit = std::sync::Arc::new(permit);
     let stream = futures_util::stream::unfold(Some(offset), move |position| {
-        let path = path.clone();
+        let key = key.clone();
         let state = state.clone();
         let ti_id = ti.id;
         // Held as long as the stream lives.
@@ -290,12 +267,14 @@ fn ndjson_stream(
                 if started.elapsed() > FOLLOW_LIMIT {
                     return None;
                 }
-                let p = path.clone();
-                let (lines, next) = tokio::task::spawn_blocking(move || read_lines(&p, offset, LOG_PAGE_BYTES))
+                let logs = std::sync::Arc::clone(&state.logs);
+                let k = key.clone();
+                let page = tokio::task::spawn_blocking(move || logs.read_from(&k, offset, LOG_PAGE_BYTES))
                     .await
                     .ok()?
                     .ok()?;
-                offset = next;
+                offset = page.next;
+                let lines = page.lines;
                 if !lines.is_empty() {
                     let mut chunk = String::new();
                     for line in &lines {

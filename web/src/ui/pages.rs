@@ -476,8 +476,9 @@ pub async fn log(
         .and_then(|t| t.parse().ok())
         .unwrap_or(last_try)
         .clamp(1, last_try);
-    let path = worker::log::try_log_path(&state.config.logs_dir, &dag_id, &run_id, &task_id, try_number);
-    let (lines, offset) = tokio::task::spawn_blocking(move || read_all(&path))
+    let key = worker::log::TryKey::new(&dag_id, &run_id, &task_id, try_number);
+    let logs = std::sync::Arc::clone(&state.logs);
+    let (lines, offset) = tokio::task::spawn_blocking(move || read_all(logs.as_ref(), &key))
         .await
         .unwrap_or_default();
     let live = try_number == ti.try_number.max(1)
@@ -515,45 +516,24 @@ pub async fn log(
 /// At most this much of a log is put on the page (the tail); the API pages through the rest.
 const LOG_TAIL_BYTES: u64 = 4 << 20;
 
-/// The complete lines of (the last 4 MiB of) a log with their levels, and the byte offset after them.
-fn read_all(path: &std::path::Path) -> (Vec<Value>, u64) {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
+/// The complete lines of (the last 4 MiB of) a log with their levels, and the position after them.
+fn read_all(logs: &dyn worker::log::TaskLogs, key: &worker::log::TryKey) -> (Vec<Value>, u64) {
+    let Ok(page) = logs.read_tail(key, LOG_TAIL_BYTES) else {
         return (Vec::new(), 0);
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(LOG_TAIL_BYTES);
-    let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(from)).is_err() || file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes).is_err() {
-        return (Vec::new(), 0);
-    }
-    // Starting mid-file: drop the partial first line.
-    let start = if from > 0 {
-        bytes
-            .iter()
-            .position(|b| *b == b'\n')
-            .map(|i| i + 1)
-            .unwrap_or(bytes.len())
-    } else {
-        0
-    };
-    let end = bytes
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0)
-        .max(start);
     let mut lines: Vec<Value> = Vec::new();
-    if from > 0 {
-        lines.push(json!({"level": "warning", "text": format!("… {} earlier bytes not shown (read them through the API)", from + start as u64)}));
+    if page.skipped > 0 {
+        lines.push(json!({"level": "warning", "text": format!("… {} earlier bytes not shown (read them through the API)", page.skipped)}));
     }
-    lines.extend(String::from_utf8_lossy(&bytes[start..end]).lines().map(|line| {
-        match serde_json::from_str::<worker::log::LogLine>(line) {
-            Ok(l) => json!({"level": l.level.to_lowercase(), "text": l.to_text()}),
-            Err(_) => json!({"level": "info", "text": line}),
-        }
-    }));
-    (lines, from + end as u64)
+    lines.extend(
+        page.lines
+            .iter()
+            .map(|line| match serde_json::from_str::<worker::log::LogLine>(line) {
+                Ok(l) => json!({"level": l.level.to_lowercase(), "text": l.to_text()}),
+                Err(_) => json!({"level": "info", "text": line}),
+            }),
+    );
+    (lines, page.next)
 }
 
 /// `/runs`: every run, newest first.

@@ -1,0 +1,351 @@
+//! The task runner and the task execution API through the real `dagctl` binary: what a task's environment
+//! holds, the try-scoped token's rules, and a chain operator that outlives a killed scheduler.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{free_port, http, http_get, wait_for, Home};
+use serde_json::Value;
+
+fn run_state(home: &Home, dag_id: &str, run_id: &str) -> Option<String> {
+    let runs = home.try_json(&["dags", "list-runs", dag_id])?;
+    runs.as_array()?
+        .iter()
+        .find(|r| r["run_id"] == run_id)
+        .and_then(|r| r["state"].as_str().map(str::to_string))
+}
+
+fn state_of(home: &Home, dag_id: &str, run_id: &str, task_id: &str) -> Value {
+    home.states(dag_id, run_id)
+        .into_iter()
+        .find(|s| s["task_id"] == task_id)
+        .unwrap_or(Value::Null)
+}
+
+/// The claims of a JWT (not verified: the test only reads which try it is for).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut bytes = Vec::new();
+    for c in payload.bytes() {
+        let value = alphabet.iter().position(|a| *a == c).expect("base64url") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[test]
+fn a_task_s_environment_is_an_allow_list_without_engine_secrets_or_database_url() {
+    let home = Home::postgres();
+    let url = home.database_url.clone().unwrap();
+    home.write_dag(
+        "envdump.yml",
+        "envdump:\n  tasks:\n    dump: {operator: bash, bash_command: 'env | sort'}\n    appended: {operator: bash, append_env: true, env: {EXTRA: 'yes'}, bash_command: 'env | sort'}\n    replaced: {operator: bash, env: {ONLY: 'this'}, bash_command: 'env | sort'}\n",
+    );
+    let secrets = [
+        ("DAGCTL_ADMIN_PASSWORD", "admin-pass-7f3a9c"),
+        ("DAGCTL_SECRET_KEY", "signing-key-0123456789abcdef"),
+        ("DAGCTL_OIDC_CLIENT_SECRET", "oidc-secret-55aa"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-in-the-engine-env"),
+    ];
+    let mut command = home.command();
+    command.args(["dags", "test", "envdump"]);
+    for (name, value) in secrets {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run dagctl");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let runs = home.json(&["dags", "list-runs", "envdump"]);
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    let password = url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('@').next())
+        .unwrap()
+        .to_string();
+    for task in ["dump", "appended", "replaced"] {
+        let log = home.ok(&["tasks", "logs", "envdump", &run_id, task]);
+        assert!(log.contains("AIRFLOW_CTX_DAG_ID=envdump"), "{task}: {log}");
+        assert!(log.contains(&format!("AIRFLOW_CTX_TASK_ID={task}")), "{task}: {log}");
+        assert!(
+            log.contains("DAGCTL_EXECUTION_API_URL=http://127.0.0.1:"),
+            "{task}: {log}"
+        );
+        assert!(log.contains("DAGCTL_TASK_TOKEN="), "{task}: {log}");
+        assert!(!log.contains("DAGCTL_DATABASE_URL"), "{task}: {log}");
+        assert!(
+            !log.contains(&url) && !log.contains(&format!(":{password}@")),
+            "{task}: {log}"
+        );
+        assert!(!log.contains("DAGCTL_HOME="), "{task}: {log}");
+        for (name, value) in secrets {
+            assert!(!log.contains(name) && !log.contains(value), "{task} sees {name}: {log}");
+        }
+    }
+    let dump = home.ok(&["tasks", "logs", "envdump", &run_id, "dump"]);
+    assert!(dump.contains("PATH="), "{dump}");
+    let appended = home.ok(&["tasks", "logs", "envdump", &run_id, "appended"]);
+    assert!(
+        appended.contains("EXTRA=yes") && appended.contains("PATH="),
+        "{appended}"
+    );
+    let replaced = home.ok(&["tasks", "logs", "envdump", &run_id, "replaced"]);
+    assert!(
+        replaced.contains("ONLY=this") && !replaced.contains("HOME="),
+        "{replaced}"
+    );
+    // Nor does the runner's own command line or the engine's answers carry them.
+    assert!(!printed.contains(&url));
+}
+
+#[test]
+fn execution_tokens_are_scoped_to_one_running_try() {
+    let home = Home::new();
+    let marks = home.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    home.write_dag(
+        "tokens.yml",
+        &format!(
+            r#"
+tokens:
+  tasks:
+    holder: {{operator: bash, bash_command: 'echo "$DAGCTL_TASK_TOKEN" > {m}/token.tmp && mv {m}/token.tmp {m}/token; for i in $(seq 600); do [ -e {m}/release ] && exit 0; sleep 0.1; done; exit 1'}}
+    other: {{operator: bash, bash_command: 'echo other'}}
+"#,
+            m = marks.display()
+        ),
+    );
+    let port = free_port();
+    let _server = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    home.ok(&["dags", "trigger", "tokens", "--run-id", "tok-1"]);
+    let token = wait_for(Duration::from_secs(30), "the holder's token", || {
+        std::fs::read_to_string(marks.join("token")).ok()
+    });
+    let token = token.trim().to_string();
+    let holder = claims(&token)["ti"].as_i64().expect("ti in claims");
+    wait_for(Duration::from_secs(30), "`other` to finish", || {
+        (state_of(&home, "tokens", "tok-1", "other")["state"] == "success").then_some(())
+    });
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let heartbeat = |id: i64, headers: &[(&str, &str)]| {
+        http(
+            port,
+            "PUT",
+            &format!("/execution/task-instances/{id}/heartbeat"),
+            headers,
+            None,
+        )
+        .0
+    };
+    assert_eq!(heartbeat(holder, &auth), 204);
+    // Another task instance's path, with this token.
+    assert_eq!(heartbeat(holder + 1, &auth), 403);
+    assert_eq!(heartbeat(holder - 1, &auth), 403);
+    // No token, a malformed one, a tampered one, a user's API token.
+    assert_eq!(heartbeat(holder, &[]), 401);
+    assert_eq!(heartbeat(holder, &[("Authorization", "Bearer not-a-jwt")]), 401);
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        heartbeat(holder, &[("Authorization", &format!("Bearer {tampered}"))]),
+        401
+    );
+    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
+    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        Some(login.as_bytes()),
+    );
+    assert_eq!(status, 201);
+    let api_token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        heartbeat(holder, &[("Authorization", &format!("Bearer {api_token}"))]),
+        401
+    );
+    // A start naming another task than the token's.
+    let start = br#"{"dag_id":"tokens","run_id":"tok-1","task_id":"other","hostname":"h","pid":1}"#;
+    let (status, _, body) = http(port, "POST", "/execution/task-instances/run", &auth, Some(start));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let wrong_try = br#"{"dag_id":"tokens","run_id":"tok-1","task_id":"holder","try_number":7,"hostname":"h","pid":1}"#;
+    assert_eq!(
+        http(port, "POST", "/execution/task-instances/run", &auth, Some(wrong_try)).0,
+        403
+    );
+    // States a try may not report, unknown fields, not JSON: 4xx, nothing changes.
+    let state_path = format!("/execution/task-instances/{holder}/state");
+    for body in [
+        &br#"{"state":"running"}"#[..],
+        br#"{"state":"up_for_retry"}"#,
+        br#"{"state":"success","bogus":1}"#,
+        br#"[1,2]"#,
+        b"not json",
+    ] {
+        let (status, headers, reply) = http(port, "PATCH", &state_path, &auth, Some(body));
+        assert_eq!(
+            status,
+            422,
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("application/json")));
+    }
+    assert_eq!(state_of(&home, "tokens", "tok-1", "holder")["state"], "running");
+    // A log line sent with the token lands in the try's log.
+    let line = br#"{"lines":[{"timestamp":"2026-12-02T00:00:00.000Z","level":"info","logger":"test","event":"sent by the test"}]}"#;
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            &format!("/execution/task-instances/{holder}/logs"),
+            &auth,
+            Some(line)
+        )
+        .0,
+        204
+    );
+    std::fs::write(marks.join("release"), "").unwrap();
+    let state = wait_for(Duration::from_secs(30), "the run to finish", || {
+        run_state(&home, "tokens", "tok-1").filter(|s| s == "success" || s == "failed")
+    });
+    assert_eq!(state, "success");
+    let log = home.ok(&["tasks", "logs", "tokens", "tok-1", "holder"]);
+    assert!(
+        log.contains("sent by the test") && log.contains("task succeeded"),
+        "{log}"
+    );
+    // After the try ended its token is worth nothing.
+    assert_eq!(heartbeat(holder, &auth), 403);
+    let (status, _, body) = http(port, "PATCH", &state_path, &auth, Some(br#"{"state":"failed"}"#));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            &format!("/execution/task-instances/{holder}/logs"),
+            &auth,
+            Some(line)
+        )
+        .0,
+        403
+    );
+    let networks = http(port, "GET", "/execution/networks", &auth, None).0;
+    assert_eq!(networks, 403);
+    let holder_state = state_of(&home, "tokens", "tok-1", "holder");
+    assert_eq!(holder_state["state"], "success");
+    assert_eq!(holder_state["try_number"], 1);
+}
+
+fn geth() -> PathBuf {
+    if let Some(path) = std::env::var_os("DAGCTL_GETH").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if let Some(dir) = std::env::var_os("DAGCTL_CLIENTS_BIN").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(dir).join("geth");
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("geth is needed by this test: set DAGCTL_GETH, or DAGCTL_CLIENTS_BIN (scripts/install-clients.sh prints it)")
+}
+
+fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}/cwd")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn a_chain_operator_survives_a_scheduler_sigkill_and_is_adopted() {
+    let home = Home::new();
+    let geth = geth();
+    home.write_dag(
+        "adopt.yml",
+        r#"
+adopt:
+  tasks:
+    deploy: {operator: chain.deploy_network, client: geth, consensus: clique, nodes: 1, block_time: 2, ready_timeout: 2m}
+    down: {operator: chain.teardown, network: deploy, trigger_rule: all_done, dependencies: [deploy]}
+"#,
+    );
+    let port = free_port();
+    let start = |home: &Home| {
+        let log = home.path().join(format!("standalone-{}.log", rand_suffix()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = home
+            .command()
+            .env("DAGCTL_GETH", &geth)
+            .args(["standalone", "--port", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn standalone");
+        common::Proc {
+            child: Some(child),
+            log,
+        }
+    };
+    let mut first = start(&home);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    home.ok(&["dags", "trigger", "adopt", "--run-id", "adopt-1"]);
+    // The deploy is under way (its network is recorded as starting) in its own runner process.
+    let runner = wait_for(Duration::from_secs(60), "the deploy to be starting", || {
+        let nets = home.try_json(&["net", "ls"])?;
+        let starting = nets.as_array()?.iter().any(|n| n["status"] == "starting");
+        let pid = state_of(&home, "adopt", "adopt-1", "deploy")["pid"].as_i64()?;
+        starting.then_some(pid)
+    });
+    first.kill9();
+    assert!(alive(runner), "the deploy's runner died with its scheduler");
+    let second = start(&home);
+    let state = wait_for(Duration::from_secs(180), "the run to finish", || {
+        run_state(&home, "adopt", "adopt-1").filter(|s| s == "success" || s == "failed")
+    });
+    let deploy = state_of(&home, "adopt", "adopt-1", "deploy");
+    assert_eq!(state, "success", "{deploy}\n{}", second.output());
+    assert_eq!(deploy["try_number"], 1, "{deploy}");
+    let log = home.ok(&["tasks", "logs", "adopt", "adopt-1", "deploy"]);
+    assert!(log.contains("adopted by a new scheduler"), "{log}");
+    assert!(log.contains("ready in"), "{log}");
+    assert!(!alive(runner), "the runner is gone after its try");
+    let nets = home.json(&["net", "ls", "--all"]);
+    let net = &nets.as_array().unwrap()[0];
+    assert_eq!(net["status"], "removed", "{nets}");
+    drop(second);
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}

@@ -1,0 +1,199 @@
+//! Network records for task runners: what `chain.*` operators running in `dagctl tasks run` read and write
+//! in the store, which they cannot reach themselves. The client is `chain::registry::ApiNetworks`; the
+//! bodies here and there are kept in step by hand (neither crate depends on the other).
+//!
+//! Every call needs the token of a try that is executing now. `{name}` is one percent-encoded path segment.
+//!
+//! | call | body | answer |
+//! |------|------|--------|
+//! | `POST /execution/networks` (claim) | `{name, backend, host, spec, dag_id?, run_id?, task_id?, ttl_seconds?}` | 204; 409 name in use |
+//! | `PUT /execution/networks/{name}/nodes` | `{nodes}` | 204; 404 |
+//! | `POST /execution/networks/{name}/transition` | `{from: [..], to, message?}` | `{"changed": bool}`; 422 unknown status |
+//! | `GET /execution/networks/{name}` | | `NetworkRow`; 404 |
+//! | `GET /execution/networks?include_gone=true\|false` | | `[NetworkRow]` (without: active ones) |
+//! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
+//!
+//! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
+//! otherwise). Collection-wide calls sit outside `/execution/networks/{name}` so that no network name
+//! (`past-ttl`, `claim`, ...) is shadowed. The engine's clock is `now`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use engine::store::networks::NETWORK_STATUSES;
+use engine::store::{NetworkRow, NewNetwork};
+use serde::{Deserialize, Serialize};
+
+use super::{CallerTry, ExecState};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Params};
+
+/// Body of `POST /execution/networks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    name: String,
+    backend: String,
+    host: String,
+    /// The network spec, JSON text.
+    spec: String,
+    #[serde(default)]
+    dag_id: Option<String>,
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    task_id: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+/// Body of `PUT /execution/networks/{name}/nodes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesRequest {
+    /// Nodes JSON text written by the backend.
+    nodes: String,
+}
+
+/// Body of `POST /execution/networks/{name}/transition`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionRequest {
+    from: Vec<String>,
+    to: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Answer of `POST /execution/networks/{name}/transition`.
+#[derive(Debug, Serialize)]
+struct TransitionResponse {
+    changed: bool,
+}
+
+/// The network routes of the execution API.
+pub(super) fn routes() -> Router<ExecState> {
+    Router::new()
+        .route("/execution/networks", post(claim).get(list))
+        .route("/execution/networks-past-ttl", get(past_ttl))
+        .route("/execution/networks/{name}", get(show))
+        .route("/execution/networks/{name}/nodes", put(set_nodes))
+        .route("/execution/networks/{name}/transition", post(transition))
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /execution/networks`: records a new network in status `starting` (409 while the name is in use).
+async fn claim(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    JsonBody(body): JsonBody<ClaimRequest>,
+) -> ApiResult<Response> {
+    let ti = caller.current(&state).await?;
+    let owner = [
+        ("dag_id", body.dag_id.as_deref(), ti.dag_id.as_str()),
+        ("run_id", body.run_id.as_deref(), ti.run_id.as_str()),
+        ("task_id", body.task_id.as_deref(), ti.task_id.as_str()),
+    ];
+    for (field, given, own) in owner {
+        if given.is_some_and(|given| given != own) {
+            return Err(ApiError::forbidden(format!(
+                "`{field}` must be this token's task ({}.{} of run `{}`)",
+                ti.dag_id, ti.task_id, ti.run_id
+            )));
+        }
+    }
+    let new = NewNetwork {
+        name: &body.name,
+        backend: &body.backend,
+        host: &body.host,
+        spec: &body.spec,
+        dag_id: body.dag_id.as_deref(),
+        run_id: body.run_id.as_deref(),
+        task_id: body.task_id.as_deref(),
+        ttl_seconds: body.ttl_seconds,
+    };
+    state.store.claim_network(&new, Utc::now()).await?;
+    Ok(no_content())
+}
+
+/// `PUT /execution/networks/{name}/nodes`: replaces the network's nodes JSON.
+async fn set_nodes(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<NodesRequest>,
+) -> ApiResult<Response> {
+    caller.current(&state).await?;
+    state.store.set_network_nodes(&name, &body.nodes, Utc::now()).await?;
+    Ok(no_content())
+}
+
+/// A 422 unless `status` is a network status.
+fn check_status(field: &str, status: &str) -> ApiResult<()> {
+    if NETWORK_STATUSES.contains(&status) {
+        return Ok(());
+    }
+    Err(ApiError::validation(
+        &["body", field],
+        format!(
+            "unknown network status `{status}`; expected one of {}",
+            NETWORK_STATUSES.join(", ")
+        ),
+        "enum",
+    ))
+}
+
+/// `POST /execution/networks/{name}/transition`: compare-and-set of the status; whether it moved.
+async fn transition(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TransitionRequest>,
+) -> ApiResult<Json<TransitionResponse>> {
+    caller.current(&state).await?;
+    check_status("to", &body.to)?;
+    for status in &body.from {
+        check_status("from", status)?;
+    }
+    let from: Vec<&str> = body.from.iter().map(String::as_str).collect();
+    let changed = state
+        .store
+        .transition_network(&name, &from, &body.to, body.message.as_deref(), Utc::now())
+        .await?;
+    Ok(Json(TransitionResponse { changed }))
+}
+
+/// `GET /execution/networks/{name}`.
+async fn show(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+) -> ApiResult<Json<NetworkRow>> {
+    caller.current(&state).await?;
+    Ok(Json(state.store.get_network(&name).await?))
+}
+
+/// `GET /execution/networks?include_gone=`: the active networks, or with `include_gone=true` all of them.
+async fn list(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<NetworkRow>>> {
+    caller.current(&state).await?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["include_gone"])?;
+    let include_gone = params.bool("include_gone")?.unwrap_or(false);
+    Ok(Json(state.store.list_networks(include_gone).await?))
+}
+
+/// `GET /execution/networks-past-ttl`: running networks whose owning run ended more than their TTL ago.
+async fn past_ttl(State(state): State<ExecState>, caller: CallerTry) -> ApiResult<Json<Vec<NetworkRow>>> {
+    caller.current(&state).await?;
+    Ok(Json(state.store.networks_past_ttl(Utc::now()).await?))
+}

@@ -1,0 +1,353 @@
+//! The local executor: every try is `dagctl tasks run DAG RUN TASK --try N` as a child process that leads its
+//! own process group, within a `parallelism` limit. The runner's environment is an allow-list (never the
+//! engine's): PATH, HOME, LANG, TZ as the engine had them, the execution API's URL and the try's token.
+//!
+//! Runners do not need this process: a scheduler that is killed leaves them running, and the next one adopts
+//! them by pid (checked against `/proc/<pid>/cmdline`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::store::TiRow;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use super::{Adoption, Executor, ExecutorEvent, LaunchRequest};
+use crate::execution::{TokenMinter, API_URL_ENV, TOKEN_ENV};
+use crate::log::{LogLine, TaskLogs, TryKey};
+
+/// The verb that runs one try.
+pub const RUNNER_VERB: [&str; 2] = ["tasks", "run"];
+/// A runner may overrun its task's `execution_timeout` by this much before the executor kills it.
+const OVERRUN: Duration = Duration::from_secs(120);
+/// How often an adopted runner (not our child) is checked.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+/// Lifetime of a try's token when the task has no `execution_timeout`.
+const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How the local executor is set up.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub parallelism: usize,
+    /// The `dagctl` binary, run as `dagctl tasks run ...` for each try.
+    pub runner_exe: PathBuf,
+    /// Where runners reach the task execution API.
+    pub api_url: String,
+    pub hostname: String,
+    /// Time between SIGTERM and SIGKILL when a try is stopped.
+    pub kill_grace: Duration,
+    /// The allow-listed part of the engine's environment that runners get (PATH, HOME, LANG, TZ).
+    pub base_env: Vec<(String, String)>,
+    /// Where runners' stderr is kept while they run.
+    pub work_dir: PathBuf,
+}
+
+/// The names of the engine's environment that runners inherit.
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
+struct Entry {
+    try_number: i64,
+    pgid: Option<i32>,
+}
+
+struct Inner {
+    options: LocalOptions,
+    minter: Arc<dyn TokenMinter>,
+    logs: Arc<dyn TaskLogs>,
+    events: mpsc::UnboundedSender<ExecutorEvent>,
+    running: Mutex<HashMap<i64, Entry>>,
+}
+
+/// Runs task tries as processes on this machine.
+#[derive(Clone)]
+pub struct LocalExecutor {
+    inner: Arc<Inner>,
+}
+
+impl LocalExecutor {
+    pub fn new(
+        options: LocalOptions,
+        minter: Arc<dyn TokenMinter>,
+        logs: Arc<dyn TaskLogs>,
+    ) -> (LocalExecutor, mpsc::UnboundedReceiver<ExecutorEvent>) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let _ = std::fs::create_dir_all(&options.work_dir);
+        let executor = LocalExecutor {
+            inner: Arc::new(Inner {
+                options,
+                minter,
+                logs,
+                events,
+                running: Mutex::new(HashMap::new()),
+            }),
+        };
+        (executor, receiver)
+    }
+
+    pub fn options(&self) -> &LocalOptions {
+        &self.inner.options
+    }
+}
+
+impl Inner {
+    fn set_pgid(&self, ti_id: i64, pgid: i32) {
+        if let Ok(mut running) = self.running.lock() {
+            if let Some(entry) = running.get_mut(&ti_id) {
+                entry.pgid = Some(pgid);
+            }
+        }
+    }
+
+    /// Tells the scheduler a runner is gone. The event is sent before the runner leaves the running set, so
+    /// a scheduler that sees no running tries has every event in its channel.
+    fn finish(&self, ti: &TiRow, detail: String) {
+        let _ = self.events.send(ExecutorEvent::Exited {
+            ti_id: ti.id,
+            try_number: ti.try_number,
+            detail,
+        });
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&ti.id);
+        }
+    }
+
+    fn note(&self, ti: &TiRow, level: &str, text: &str) {
+        let key = TryKey::new(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number);
+        let _ = self.logs.append(&key, &[LogLine::now(level, "dagctl.executor", text)]);
+    }
+
+    async fn run(self: Arc<Self>, request: LaunchRequest) {
+        let ti = &request.ti;
+        let ttl = request
+            .execution_timeout
+            .map(|t| t + OVERRUN + Duration::from_secs(3600))
+            .unwrap_or(TOKEN_TTL);
+        let token = self.minter.mint(ti.id, ti.try_number, ttl);
+        let stderr_path = self
+            .options
+            .work_dir
+            .join(format!("ti-{}-try-{}.stderr", ti.id, ti.try_number));
+        let stderr = match std::fs::File::create(&stderr_path) {
+            Ok(file) => Stdio::from(file),
+            Err(_) => Stdio::null(),
+        };
+        let mut command = tokio::process::Command::new(&self.options.runner_exe);
+        command
+            .args(RUNNER_VERB)
+            .arg(&ti.dag_id)
+            .arg(&ti.run_id)
+            .arg(&ti.task_id)
+            .arg("--try")
+            .arg(ti.try_number.to_string())
+            .env_clear()
+            .envs(self.options.base_env.iter().cloned())
+            .env(API_URL_ENV, &self.options.api_url)
+            .env(TOKEN_ENV, token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                let detail = format!(
+                    "cannot start the task runner {}: {err}",
+                    self.options.runner_exe.display()
+                );
+                self.note(ti, "error", &detail);
+                let _ = std::fs::remove_file(&stderr_path);
+                self.finish(ti, detail);
+                return;
+            }
+        };
+        let pid = child.id();
+        if let Some(pid) = pid {
+            self.set_pgid(ti.id, pid as i32);
+        }
+        let _ = self.events.send(ExecutorEvent::Started { ti_id: ti.id, pid });
+        let status = match request.execution_timeout {
+            Some(limit) => match tokio::time::timeout(limit + OVERRUN, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    if let Some(pid) = pid {
+                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    }
+                    self.note(ti, "error", "the runner overran its execution_timeout: killed");
+                    child.wait().await
+                }
+            },
+            None => child.wait().await,
+        };
+        let detail = match status {
+            Ok(status) => describe_exit(status),
+            Err(err) => format!("waiting for the runner failed: {err}"),
+        };
+        let tail = read_tail(&stderr_path);
+        let _ = std::fs::remove_file(&stderr_path);
+        let detail = if tail.is_empty() {
+            detail
+        } else {
+            format!("{detail}: {tail}")
+        };
+        self.finish(ti, detail);
+    }
+
+    async fn watch_adopted(self: Arc<Self>, ti: TiRow, pid: u32) {
+        while runner_alive(pid, &ti) {
+            tokio::time::sleep(ADOPTED_POLL).await;
+        }
+        self.finish(&ti, format!("the adopted runner (pid {pid}) ended"));
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn open_slots(&self) -> usize {
+        self.inner.options.parallelism.saturating_sub(self.running_count())
+    }
+
+    fn running_ids(&self) -> Vec<i64> {
+        self.inner
+            .running
+            .lock()
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn running_count(&self) -> usize {
+        self.inner.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn launch(&self, request: LaunchRequest) {
+        if let Ok(mut running) = self.inner.running.lock() {
+            running.insert(
+                request.ti.id,
+                Entry {
+                    try_number: request.ti.try_number,
+                    pgid: None,
+                },
+            );
+        }
+        tokio::spawn(Arc::clone(&self.inner).run(request));
+    }
+
+    fn cancel(&self, ti_id: i64) {
+        let pgid = self
+            .inner
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&ti_id).and_then(|e| e.pgid.map(|p| (p, e.try_number))));
+        let Some((pgid, try_number)) = pgid else {
+            return;
+        };
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+        let inner = Arc::clone(&self.inner);
+        let grace = self.inner.options.kill_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let still = inner
+                .running
+                .lock()
+                .map(|r| {
+                    r.get(&ti_id)
+                        .is_some_and(|e| e.pgid == Some(pgid) && e.try_number == try_number)
+                })
+                .unwrap_or(false);
+            if still {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+        });
+    }
+
+    fn adopt(&self, ti: &TiRow) -> Adoption {
+        if ti.hostname.as_deref() != Some(self.inner.options.hostname.as_str()) {
+            return Adoption::NotMine;
+        }
+        let Some(pid) = ti.pid.and_then(|p| u32::try_from(p).ok()) else {
+            return Adoption::Gone("its runner never reported a pid".into());
+        };
+        if !runner_alive(pid, ti) {
+            return Adoption::Gone(format!("its runner (pid {pid}) is gone"));
+        }
+        if let Ok(mut running) = self.inner.running.lock() {
+            running.insert(
+                ti.id,
+                Entry {
+                    try_number: ti.try_number,
+                    pgid: Some(pid as i32),
+                },
+            );
+        }
+        self.inner.note(
+            ti,
+            "info",
+            &format!(
+                "adopted by a new scheduler on {} (runner pid {pid})",
+                self.inner.options.hostname
+            ),
+        );
+        tokio::spawn(Arc::clone(&self.inner).watch_adopted(ti.clone(), pid));
+        Adoption::Watching
+    }
+
+    fn engine_process_alive(&self, hostname: &str, pid: u32) -> Option<bool> {
+        (hostname == self.inner.options.hostname).then(|| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    }
+}
+
+/// True when `pid` is a live runner of `ti` (not a zombie, not a reused pid running something else).
+fn runner_alive(pid: u32, ti: &TiRow) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let verb = args
+        .windows(RUNNER_VERB.len())
+        .position(|w| w.iter().zip(RUNNER_VERB).all(|(a, b)| *a == b.as_bytes()));
+    let Some(at) = verb else {
+        return false;
+    };
+    let ids = &args[at + RUNNER_VERB.len()..];
+    if ids.len() < 3
+        || ids[0] != ti.dag_id.as_bytes()
+        || ids[1] != ti.run_id.as_bytes()
+        || ids[2] != ti.task_id.as_bytes()
+    {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("the runner exited with code {code}"),
+        (None, Some(signal)) => format!("the runner was killed by signal {signal}"),
+        _ => "the runner ended".to_string(),
+    }
+}
+
+/// The last lines of a runner's stderr (at most 2 KiB), on one line.
+fn read_tail(path: &std::path::Path) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(2048);
+    String::from_utf8_lossy(&bytes[start..])
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

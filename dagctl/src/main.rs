@@ -277,6 +277,10 @@ enum BenchCommand {
     Scheduler {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
         database: cmd::bench::Database,
+        /// PostgreSQL server to make the scratch database on (default: database_url when it is PostgreSQL,
+        /// else postgres://postgres:postgres@127.0.0.1:5432/postgres)
+        #[arg(long)]
+        pg_url: Option<String>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -284,6 +288,10 @@ enum BenchCommand {
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
         database: cmd::bench::Database,
+        /// PostgreSQL server to make the scratch database on (default: database_url when it is PostgreSQL,
+        /// else postgres://postgres:postgres@127.0.0.1:5432/postgres)
+        #[arg(long)]
+        pg_url: Option<String>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -379,10 +387,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => cmd::tasks::pool_set(&config, &name, slots, description).await,
             PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
         },
-        Command::Bench(BenchCommand::Web { database, output }) => cmd::bench_web::web(&config, database, output).await,
-        Command::Bench(BenchCommand::Scheduler { database, output }) => {
-            cmd::bench::scheduler(&config, database, output).await
-        }
+        Command::Bench(BenchCommand::Web {
+            database,
+            pg_url,
+            output,
+        }) => cmd::bench_web::web(&config, database, pg_url, output).await,
+        Command::Bench(BenchCommand::Scheduler {
+            database,
+            pg_url,
+            output,
+        }) => cmd::bench::scheduler(&config, database, pg_url, output).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

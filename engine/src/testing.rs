@@ -43,32 +43,15 @@ impl TestDb {
 
 /// Creates an empty PostgreSQL database and returns its URL and name.
 pub async fn create_pg_database() -> (String, String) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
     let admin = pg_admin_url();
-    let name = format!("dagctl_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap_or_else(|err| {
+    crate::scratch::create_pg_database(&admin).await.unwrap_or_else(|err| {
         panic!("PostgreSQL must answer at {admin} for the store tests (.ci/run starts it): {err}")
-    });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base.to_string())
-        .unwrap_or(admin);
-    (format!("{base}/{name}"), name)
+    })
 }
 
 /// Drops a database made by [`create_pg_database`].
 pub async fn drop_pg_database(name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::AnyConnection::connect(&pg_admin_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
+    crate::scratch::drop_pg_database(&pg_admin_url(), name).await
 }
 
 impl Drop for TestDb {

@@ -11,10 +11,10 @@ use anyhow::{bail, Result};
 use chrono::Utc;
 use engine::operators::OperatorRegistry;
 use engine::parse::parse_text;
+use engine::scratch::ScratchDb;
 use engine::state::RunState;
 use engine::store::runs::NewRun;
 use engine::store::{RunType, Store};
-use engine::testing::TestDb;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -83,8 +83,13 @@ fn dag_yaml(scenario: &Scenario) -> String {
     text
 }
 
-pub async fn scheduler(config: &Config, database: Database, output: Format) -> Result<ExitCode> {
-    let db = bench_db(config, database).await;
+pub async fn scheduler(
+    config: &Config,
+    database: Database,
+    pg_url: Option<String>,
+    output: Format,
+) -> Result<ExitCode> {
+    let db = bench_db(config, database, pg_url).await?;
     let logs = tempfile_dir()?;
     let mut bench_config = config.clone();
     bench_config.home = logs.clone();
@@ -149,18 +154,28 @@ pub async fn scheduler(config: &Config, database: Database, output: Format) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-/// A fresh store for a benchmark: a temp SQLite file, or a new database on the configured (or test)
-/// PostgreSQL server.
-pub async fn bench_db(config: &Config, database: Database) -> TestDb {
-    match database {
-        Database::Sqlite => TestDb::sqlite().await,
+/// A fresh store for a benchmark: a scratch SQLite file, or a new database on a PostgreSQL server (`pg_url`,
+/// else the configured database's server, else the local one).
+pub async fn bench_db(config: &Config, database: Database, pg_url: Option<String>) -> Result<ScratchDb> {
+    Ok(match database {
+        Database::Sqlite => ScratchDb::sqlite().await?,
         Database::Postgres => {
-            if config.database_url.starts_with("postgres") && std::env::var("DAGCTL_TEST_PG_URL").is_err() {
-                std::env::set_var("DAGCTL_TEST_PG_URL", &config.database_url);
-            }
-            TestDb::postgres().await
+            let admin = pg_url
+                .or_else(|| {
+                    config
+                        .database_url
+                        .starts_with("postgres")
+                        .then(|| config.database_url.clone())
+                })
+                .unwrap_or_else(|| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_string());
+            ScratchDb::postgres(&admin).await.map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot make a scratch database on {}: {err}",
+                    engine::store::redact_url(&admin)
+                )
+            })?
         }
-    }
+    })
 }
 
 fn round(value: f64, digits: i32) -> f64 {

@@ -8,8 +8,10 @@
 //! to disk and run.
 //!
 //! Around that pure core sit the parts that act on the world:
-//! - [`local`]: the local backend, which writes the generated files, runs real client processes
-//!   on this machine, waits until the network is ready and tears it down;
+//! - [`backend`]: the [`NodeBackend`] trait (start a network, wait until ready, stop it, describe
+//!   its endpoints, signal one node) and its implementations;
+//! - [`local`] (`backend::local`): the local backend, which writes the generated files, runs real
+//!   client processes on this machine, waits until the network is ready and tears it down;
 //! - [`lifecycle`]: a network's record in the engine's store (status, nodes, owner, TTL), reaping
 //!   after the TTL and re-attaching after a restart;
 //! - [`registry`]: where those records are read and written: the engine's store directly, or the
@@ -19,7 +21,7 @@
 //!
 //! Architecture invariant: the spec, key and generation modules never spawn a process, open a
 //! socket, touch the file system or read the environment; ports and data directories come in
-//! as parameters. Only `local` starts processes and opens sockets (loopback only), and only
+//! as parameters. Only `backend::local` starts processes and opens sockets (loopback only), and only
 //! `lifecycle`, `registry` and `operators` know the store and the worker. No module reads the environment:
 //! binaries, directories and host name come in through [`local::LocalOptions`].
 //!
@@ -28,6 +30,7 @@
 //! 2. at deploy time call [`NetworkSpec::layout`] to learn node names and regions,
 //!    allocate ports and data dirs, then call [`generate`] with one [`NodeParams`] per node.
 
+pub mod backend;
 mod clients;
 mod duration;
 mod error;
@@ -36,13 +39,13 @@ mod generate;
 mod keys;
 mod keystore;
 pub mod lifecycle;
-pub mod local;
 pub mod operators;
 mod output;
 pub mod registry;
 mod spec;
 mod version;
 
+pub use backend::{local, NodeBackend, NodeSignal};
 pub use clients::{ISTANBUL_MIX_HASH, ZERO_ADDRESS, ZERO_HASH};
 pub use duration::SpecDuration;
 pub use error::{Error, Result};

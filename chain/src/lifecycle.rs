@@ -1,19 +1,23 @@
 //! A network's life in the store: claimed, started, ready (`running`), torn down (`removed`) or
 //! `failed`; torn down after a TTL once its owning DAG run ended; found again after a restart.
 //!
-//! The store keeps the spec and the [`NetworkRecord`] as JSON text; this module is the only
-//! reader and writer of that JSON. It reaches the records through a [`NetworkStore`]: the engine's
-//! store in the engine and the CLI, the task execution API ([`crate::registry::ApiNetworks`]) in a
-//! task runner.
+//! The store keeps the spec and the backend's record ([`NodeBackend::Record`], e.g. the local
+//! [`NetworkRecord`]) as JSON text; this module is the only reader and writer of that JSON. It reaches
+//! the records through a [`NetworkStore`]: the engine's store in the engine and the CLI, the task
+//! execution API ([`crate::registry::ApiNetworks`]) in a task runner. It reaches the nodes through a
+//! [`NodeBackend`].
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use engine::store::{NetworkRow, NewNetwork};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::local::{LocalBackend, NetworkRecord};
+use crate::backend::{NodeBackend, Progress, ReadyReport};
 use crate::error::{Error, Result};
-use crate::local::{LocalBackend, NetworkRecord, Progress, ReadyReport};
 use crate::registry::NetworkStore;
 use crate::spec::NetworkSpec;
 
@@ -24,7 +28,7 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a teardown waits for a deploy of the same network that is still starting.
 const STARTING_WAIT: Duration = Duration::from_secs(60);
 /// Backend name recorded for local networks.
-pub const LOCAL_BACKEND: &str = "local";
+pub const LOCAL_BACKEND: &str = <LocalBackend as NodeBackend>::KIND;
 
 /// The DAG task that deployed a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,22 +48,22 @@ pub struct DeployRequest {
     pub owner: Option<Owner>,
 }
 
-/// A deployed, ready network.
+/// A deployed, ready network; `R` is the backend's record.
 #[derive(Debug, Clone)]
-pub struct Deployed {
-    pub record: NetworkRecord,
+pub struct Deployed<R = NetworkRecord> {
+    pub record: R,
     pub ready: ReadyReport,
 }
 
 /// Claims the name, starts the nodes, records their processes, waits until ready. On failure
 /// everything is stopped and removed and the network is marked `failed` with the reason.
-pub async fn deploy<S: NetworkStore>(
+pub async fn deploy<S: NetworkStore, B: NodeBackend>(
     store: &S,
-    backend: &LocalBackend,
+    backend: &B,
     request: &DeployRequest,
     cancel: &CancellationToken,
     progress: Progress<'_>,
-) -> Result<Deployed> {
+) -> Result<Deployed<B::Record>> {
     let spec = &request.spec;
     spec.validate()?;
     let spec_json = serde_json::to_string(spec).map_err(|e| Error::Serialize {
@@ -71,8 +75,8 @@ pub async fn deploy<S: NetworkStore>(
         .claim_network(
             &NewNetwork {
                 name: &spec.name,
-                backend: LOCAL_BACKEND,
-                host: &backend.options().host_id,
+                backend: B::KIND,
+                host: backend.host_id(),
                 spec: &spec_json,
                 dag_id: request.owner.as_ref().map(|o| o.dag_id.as_str()),
                 run_id: request.owner.as_ref().map(|o| o.run_id.as_str()),
@@ -85,10 +89,23 @@ pub async fn deploy<S: NetworkStore>(
     let result = start_and_wait(store, backend, request, cancel, progress).await;
     match result {
         Ok(deployed) => {
-            store
+            if store
                 .transition_network(&spec.name, &["starting"], "running", None, Utc::now())
-                .await?;
-            Ok(deployed)
+                .await?
+            {
+                return Ok(deployed);
+            }
+            // Someone else ended the network while it was starting (a teardown, a recovery): leave nothing
+            // running behind its back.
+            progress(&format!(
+                "network `{}` was ended while it was starting; stopping its nodes",
+                spec.name
+            ));
+            let _ = backend.stop(&deployed.record).await;
+            Err(Error::Network {
+                name: spec.name.clone(),
+                reason: "it was ended (torn down or recovered) while it was starting".into(),
+            })
         }
         Err(err) => {
             let message = err.to_string();
@@ -101,17 +118,18 @@ pub async fn deploy<S: NetworkStore>(
     }
 }
 
-async fn start_and_wait<S: NetworkStore>(
+async fn start_and_wait<S: NetworkStore, B: NodeBackend>(
     store: &S,
-    backend: &LocalBackend,
+    backend: &B,
     request: &DeployRequest,
     cancel: &CancellationToken,
     progress: Progress<'_>,
-) -> Result<Deployed> {
+) -> Result<Deployed<B::Record>> {
+    let name = &request.spec.name;
     let record = backend.start(&request.spec, cancel, progress).await?;
     // Record the processes before waiting, so a crash while waiting leaves them findable.
-    if let Err(err) = save_record(store, &record).await {
-        stop_after_failure(backend, &record, progress).await;
+    if let Err(err) = save_record(store, name, &record).await {
+        stop_after_failure(backend, name, &record, progress).await;
         return Err(err);
     }
     match backend
@@ -120,8 +138,7 @@ async fn start_and_wait<S: NetworkStore>(
     {
         Ok(ready) => {
             progress(&format!(
-                "network `{}` ready in {:.1}s: heads {}",
-                record.name,
+                "network `{name}` ready in {:.1}s: heads {}",
                 ready.elapsed.as_secs_f64(),
                 ready
                     .heads
@@ -133,31 +150,36 @@ async fn start_and_wait<S: NetworkStore>(
             Ok(Deployed { record, ready })
         }
         Err(err) => {
-            progress(&format!("network `{}` not ready; stopping it", record.name));
-            stop_after_failure(backend, &record, progress).await;
+            progress(&format!("network `{name}` not ready; stopping it"));
+            stop_after_failure(backend, name, &record, progress).await;
             Err(err)
         }
     }
 }
 
 /// Stops a network that failed to deploy; the deploy's own error is what the caller reports.
-async fn stop_after_failure(backend: &LocalBackend, record: &NetworkRecord, progress: Progress<'_>) {
-    if let Err(err) = backend.teardown(record).await {
-        progress(&format!("cleaning up network `{}` failed: {err}", record.name));
+async fn stop_after_failure<B: NodeBackend>(backend: &B, name: &str, record: &B::Record, progress: Progress<'_>) {
+    if let Err(err) = backend.stop(record).await {
+        progress(&format!("cleaning up network `{name}` failed: {err}"));
     }
 }
 
-async fn save_record<S: NetworkStore>(store: &S, record: &NetworkRecord) -> Result<()> {
+async fn save_record<S: NetworkStore, R: Serialize>(store: &S, name: &str, record: &R) -> Result<()> {
     let json = serde_json::to_string(record).map_err(|e| Error::Serialize {
         what: "network record",
         reason: e.to_string(),
     })?;
-    store.set_network_nodes(&record.name, &json, Utc::now()).await?;
+    store.set_network_nodes(name, &json, Utc::now()).await?;
     Ok(())
 }
 
 /// The local record of a stored network, if its processes were ever started.
 pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
+    stored_record(row)
+}
+
+/// The backend record (`R` = [`NodeBackend::Record`]) of a stored network, if its nodes were ever started.
+pub fn stored_record<R: DeserializeOwned>(row: &NetworkRow) -> Result<Option<R>> {
     if row.nodes.trim() == "[]" {
         return Ok(None);
     }
@@ -168,9 +190,9 @@ pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
 }
 
 /// Stops a network by name and marks it `removed`. A network already gone is not an error.
-pub async fn teardown<S: NetworkStore>(
+pub async fn teardown<S: NetworkStore, B: NodeBackend>(
     store: &S,
-    backend: &LocalBackend,
+    backend: &B,
     name: &str,
     progress: Progress<'_>,
 ) -> Result<()> {
@@ -189,7 +211,13 @@ pub async fn teardown<S: NetworkStore>(
         progress(&format!("network `{name}` is already {}", row.status));
         return Ok(());
     }
-    if row.host != backend.options().host_id {
+    if row.backend != B::KIND {
+        return Err(Error::Network {
+            name: name.to_string(),
+            reason: format!("it runs on the `{}` backend, not `{}`", row.backend, B::KIND),
+        });
+    }
+    if row.host != backend.host_id() {
         return Err(Error::Network {
             name: name.to_string(),
             reason: format!("its processes run on host `{}`; tear it down there", row.host),
@@ -201,30 +229,25 @@ pub async fn teardown<S: NetworkStore>(
     stop_row(store, backend, &row, "torn down", progress).await
 }
 
-async fn stop_row<S: NetworkStore>(
+async fn stop_row<S: NetworkStore, B: NodeBackend>(
     store: &S,
-    backend: &LocalBackend,
+    backend: &B,
     row: &NetworkRow,
     why: &str,
     progress: Progress<'_>,
 ) -> Result<()> {
-    match record_of(row)? {
+    match stored_record::<B::Record>(row)? {
         Some(record) => {
-            let report = backend.teardown(&record).await?;
+            let report = backend.stop(&record).await?;
             progress(&format!(
-                "network `{}`: stopped {} processes, removed {}: {why}",
+                "network `{}`: stopped {} nodes{}: {why}",
                 row.name,
                 report.stopped,
-                record.base_dir.display()
+                if report.removed_dir { ", removed its files" } else { "" }
             ));
         }
-        None => {
-            // Interrupted before any node started: at most its directory exists.
-            let dir = backend.options().networks_dir.join(&row.name);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
-            }
-        }
+        // Interrupted before any node started: at most some of its files exist.
+        None => backend.discard(&row.name).await?,
     }
     store
         .transition_network(&row.name, &["stopping"], "removed", Some(why), Utc::now())
@@ -234,15 +257,15 @@ async fn stop_row<S: NetworkStore>(
 
 /// Tears down every network on this host whose owning run ended more than its TTL ago. Meant to
 /// be called periodically (the scheduler loop, `dagctl net reap`). Returns the names torn down.
-pub async fn reap<S: NetworkStore>(
+pub async fn reap<S: NetworkStore, B: NodeBackend>(
     store: &S,
-    backend: &LocalBackend,
+    backend: &B,
     now: DateTime<Utc>,
     progress: Progress<'_>,
 ) -> Result<Vec<String>> {
     let mut reaped = Vec::new();
     for row in store.networks_past_ttl(now).await? {
-        if row.host != backend.options().host_id {
+        if row.host != backend.host_id() || row.backend != B::KIND {
             continue;
         }
         // Compare-and-set: a concurrent teardown or reaper wins, we skip.
@@ -277,16 +300,21 @@ pub struct Recovery {
 
 /// After a restart: for every active network on this host, re-attach when all its node
 /// processes live; otherwise stop what is left, remove its directory and mark it.
-pub async fn recover<S: NetworkStore>(store: &S, backend: &LocalBackend, progress: Progress<'_>) -> Result<Recovery> {
+pub async fn recover<S: NetworkStore, B: NodeBackend>(
+    store: &S,
+    backend: &B,
+    progress: Progress<'_>,
+) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     for row in store.list_networks(false).await? {
-        if row.host != backend.options().host_id || row.backend != LOCAL_BACKEND {
+        if row.host != backend.host_id() || row.backend != B::KIND {
             continue;
         }
-        let record = record_of(&row)?;
-        let deployer_alive = record
-            .as_ref()
-            .is_some_and(|r| r.deployer_pid != std::process::id() && pid_alive(r.deployer_pid));
+        let record = stored_record::<B::Record>(&row)?;
+        // A deploy's runner outlives a restarted engine and may not have recorded its nodes yet: while its
+        // task still executes, it is not ours to judge.
+        let deployer_alive = record.as_ref().is_some_and(|r| backend.deploy_in_progress(r))
+            || (row.status == "starting" && store.owner_executing(&row).await?);
         let verdict = match (&record, row.status.as_str()) {
             // A deploy in progress in another live process: not ours to judge.
             (_, "starting") if deployer_alive => continue,
@@ -294,7 +322,7 @@ pub async fn recover<S: NetworkStore>(store: &S, backend: &LocalBackend, progres
             (Some(_), "starting") => Some("deploy was interrupted".to_string()),
             (Some(_), "stopping") => Some("teardown was interrupted".to_string()),
             (Some(record), _) => {
-                let dead = record.dead_nodes();
+                let dead = backend.dead_nodes(record).await?;
                 (!dead.is_empty()).then(|| format!("node(s) {} were gone", dead.join(", ")))
             }
         };
@@ -323,8 +351,4 @@ pub async fn recover<S: NetworkStore>(store: &S, backend: &LocalBackend, progres
         }
     }
     Ok(recovery)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|raw| nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok())
 }

@@ -57,6 +57,10 @@ pub trait NetworkStore: Send + Sync {
 
     /// Running networks whose owning run ended more than their TTL before `now`.
     fn networks_past_ttl(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<NetworkRow>>> + Send;
+
+    /// Whether the task that deployed `row` may still be running (its runner may still be deploying it, even
+    /// while the engine restarts). True when it cannot be told.
+    fn owner_executing(&self, row: &NetworkRow) -> impl Future<Output = Result<bool>> + Send;
 }
 
 impl NetworkStore for Store {
@@ -89,6 +93,17 @@ impl NetworkStore for Store {
 
     async fn networks_past_ttl(&self, now: DateTime<Utc>) -> Result<Vec<NetworkRow>> {
         Ok(Store::networks_past_ttl(self, now).await?)
+    }
+
+    async fn owner_executing(&self, row: &NetworkRow) -> Result<bool> {
+        let (Some(dag_id), Some(run_id), Some(task_id)) = (&row.dag_id, &row.run_id, &row.task_id) else {
+            return Ok(false);
+        };
+        match self.get_ti(dag_id, run_id, task_id).await {
+            Ok(ti) => Ok(ti.state.is_executing()),
+            Err(engine::Error::NotFound(_)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -249,6 +264,11 @@ impl NetworkStore for ApiNetworks {
             .call(Method::GET, "/execution/networks-past-ttl", NO_BODY)
             .await
             .map_err(|err| api_error(err, None))
+    }
+
+    /// A runner cannot see other tries' states: assume the owner may be running.
+    async fn owner_executing(&self, _row: &NetworkRow) -> Result<bool> {
+        Ok(true)
     }
 }
 

@@ -15,7 +15,7 @@ use scheduler::{Metrics, Scheduler, SchedulerOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use worker::log::{FileLogs, TaskLogs};
-use worker::operator::OperatorRuntime;
+use worker::operator::Operators;
 use worker::{LocalExecutor, LocalOptions};
 
 use crate::config::{Config, RunnerConfig, CLIENTS_DIR_ENV, NETWORKS_DIR_ENV};
@@ -27,20 +27,17 @@ pub async fn open_store(config: &Config) -> Result<Store> {
     Ok(Store::connect(&config.database_url).await?)
 }
 
-/// The operators this binary knows: the built-in ones and the chain operators.
-pub fn registry() -> OperatorRegistry {
-    let mut registry = OperatorRegistry::builtin();
-    for def in chain::operators::definitions() {
-        registry.register(def);
-    }
-    registry
+/// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run
+/// on `backend`.
+pub fn operators(backend: chain::local::LocalBackend) -> Operators {
+    let mut operators = Operators::builtin();
+    chain::operators::register(&mut operators, Arc::new(backend));
+    operators
 }
 
-/// The operators a runner of this binary runs.
-pub fn operator_runtime(backend: chain::local::LocalBackend) -> OperatorRuntime {
-    let mut runtime = OperatorRuntime::builtin();
-    chain::operators::register(&mut runtime, Arc::new(backend));
-    runtime
+/// The engine's view of [`operators`]: argument checks by name and Airflow path.
+pub fn registry(config: &Config) -> OperatorRegistry {
+    operators(chain_backend(config)).registry().clone()
 }
 
 /// The local chain backend of the engine: networks under `<home>/networks`, clients from `<home>/clients`,
@@ -94,7 +91,7 @@ pub fn hostname() -> String {
 
 /// Reads the DAGs folder into the store once.
 pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFile>> {
-    let registry = registry();
+    let registry = registry(config);
     let folder = config.dags_folder.clone();
     let files = tokio::task::spawn_blocking(move || load_folder(&folder, &registry)).await?;
     store.sync_dags(&files, config.paused_at_creation, Utc::now()).await?;
@@ -157,7 +154,7 @@ pub fn build_scheduler(
     Ok(Scheduler::new(
         store.clone(),
         options,
-        registry(),
+        registry(config),
         Arc::new(executor),
         events,
         metrics,

@@ -337,7 +337,41 @@ adopt:
     let nets = home.json(&["net", "ls", "--all"]);
     let net = &nets.as_array().unwrap()[0];
     assert_eq!(net["status"], "removed", "{nets}");
+    // Nothing of the network is left running: no process works under this test's data dir.
+    let home_text = home.path().display().to_string();
+    let left = wait_for_none(Duration::from_secs(15), || processes_mentioning(&home_text));
+    assert!(left.is_empty(), "processes left running: {left:?}");
     drop(second);
+}
+
+/// Pids of processes (other than the test's own standalone) whose command line mentions `text`.
+fn processes_mentioning(text: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(text) && !cmdline.contains("standalone") && alive(i64::from(pid)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits (bounded) until `check` returns nothing; returns what it last returned.
+fn wait_for_none<T>(limit: Duration, check: impl Fn() -> Vec<T>) -> Vec<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let found = check();
+        if found.is_empty() || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn rand_suffix() -> String {

@@ -100,6 +100,9 @@ impl TaskState {
         )
     }
 
+    /// The states whose try may be executing somewhere, for SQL: `state IN {EXECUTING_SQL}`.
+    pub const EXECUTING_SQL: &'static str = "('queued', 'running', 'restarting')";
+
     /// Has a process (or an in-process operator) that may be executing.
     pub fn is_executing(self) -> bool {
         matches!(self, TaskState::Queued | TaskState::Running | TaskState::Restarting)
@@ -294,6 +297,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use TaskState as S;
+
+    #[test]
+    fn the_sql_list_of_executing_states_is_is_executing() {
+        for state in TaskState::ALL {
+            let listed = TaskState::EXECUTING_SQL.contains(&format!("'{}'", state.as_str()));
+            assert_eq!(listed, state.is_executing(), "{state}");
+        }
+    }
 
     fn all_events() -> Vec<TaskEvent> {
         let mut events = vec![

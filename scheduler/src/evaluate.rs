@@ -1,6 +1,9 @@
-//! Deciding what happens next in one DAG run, as a pure function of its DAG, its task instances and the time.
+//! Evaluating runs: deciding what happens next in one DAG run, as a pure function of its DAG, its task
+//! instances and the time ([`plan_run`]); and the scheduler's step that locks the runs needing evaluation,
+//! plans them and writes the plans.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use engine::operators::OperatorRegistry;
@@ -9,6 +12,10 @@ use engine::state::{next_task_state, RunEvent, RunState, TaskEvent, TaskState};
 use engine::store::runs::{RunPlan, TiChange};
 use engine::store::{RunRow, TiRow};
 use engine::trigger::{evaluate, Decision, TriggerRule, UpstreamCounts};
+use tracing::{debug, info, warn};
+
+use crate::main_loop::Scheduler;
+use crate::Result;
 
 /// Plans one run: schedules tasks whose trigger rules are met (completing scheduler-only operators such as
 /// `empty` at once), skips or upstream-fails the others by their rules, reschedules retries that are due,
@@ -163,6 +170,74 @@ pub fn run_succeeded(dag: &DagSpec, states: &HashMap<&str, TaskState>) -> bool {
         }
     }
     true
+}
+
+impl Scheduler {
+    /// Evaluates runs that changed. Returns how many task instances or runs changed.
+    pub(crate) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<usize> {
+        let mut total = 0;
+        for _ in 0..20 {
+            let batch = self
+                .store
+                .lock_runs_for_eval(now, 50, self.options.scope.as_deref())
+                .await?;
+            if batch.runs.is_empty() {
+                break;
+            }
+            let count = batch.runs.len();
+            let mut plans = Vec::with_capacity(count);
+            let mut to_kill = Vec::new();
+            for (run, tis) in &batch.runs {
+                let spec = match self.spec(&run.version_hash).await {
+                    Ok(spec) => spec,
+                    Err(err) => {
+                        warn!(dag_id = %run.dag_id, run_id = %run.run_id, error = %err, "run has no readable DAG version; failing it");
+                        plans.push(engine::store::runs::RunPlan {
+                            run_pk: run.id,
+                            run_event: Some((run.state, RunEvent::Mark(RunState::Failed))),
+                            ..Default::default()
+                        });
+                        continue;
+                    }
+                };
+                let plan = plan_run(&spec, run, tis, &self.registry, now);
+                for change in &plan.changes {
+                    if change.from == TaskState::Running || change.from == TaskState::Restarting {
+                        to_kill.push(change.ti_id);
+                    }
+                }
+                if let Some((_, event)) = plan.run_event {
+                    match event {
+                        RunEvent::Finish { success: true } => {
+                            self.metrics.dagrun_success.fetch_add(1, Ordering::Relaxed);
+                            info!(dag_id = %run.dag_id, run_id = %run.run_id, "dag run succeeded");
+                        }
+                        RunEvent::Finish { success: false } | RunEvent::TimedOut | RunEvent::Mark(_) => {
+                            self.metrics.dagrun_failed.fetch_add(1, Ordering::Relaxed);
+                            info!(dag_id = %run.dag_id, run_id = %run.run_id, ?event, "dag run failed");
+                        }
+                        _ => {}
+                    }
+                    if let Some(start) = run.start_date {
+                        let seconds = (now - start).num_milliseconds() as f64 / 1000.0;
+                        let success = matches!(event, RunEvent::Finish { success: true });
+                        self.metrics.observe_dagrun_duration(success, seconds);
+                        debug!(dag_id = %run.dag_id, seconds, "dag run duration");
+                    }
+                }
+                total += plan.changes.len() + usize::from(plan.run_event.is_some());
+                plans.push(plan);
+            }
+            batch.apply(&plans, now).await?;
+            for ti_id in to_kill {
+                self.executor.cancel(ti_id);
+            }
+            if count < 50 {
+                break;
+            }
+        }
+        Ok(total)
+    }
 }
 
 #[cfg(test)]

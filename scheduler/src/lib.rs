@@ -5,13 +5,20 @@
 //! Several schedulers may share one PostgreSQL store: every state change is a compare-and-set and claims
 //! skip rows another scheduler holds, so no task instance runs twice.
 
+mod claim;
 pub mod dag_processor;
 pub mod evaluate;
+mod events;
+mod main_loop;
 pub mod metrics;
-mod run;
+mod options;
+mod orphans;
+mod runs;
 
+pub use events::FinishedNotice;
+pub use main_loop::Scheduler;
 pub use metrics::Metrics;
-pub use run::{FinishedNotice, Scheduler, SchedulerOptions};
+pub use options::SchedulerOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -243,6 +243,11 @@ fn percent_decode(text: &str) -> ApiResult<String> {
     String::from_utf8(out).map_err(|_| ApiError::bad_request("the query string is not UTF-8"))
 }
 
+/// The first value of `name` in decoded pairs.
+pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

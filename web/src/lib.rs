@@ -10,7 +10,9 @@ pub mod auth;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod html;
 pub mod oidc;
+pub mod session;
 pub mod ui;
 
 use std::path::PathBuf;
@@ -222,6 +224,7 @@ pub fn router(state: WebState, extra: Router) -> Router {
         .route("/auth/token", post(token))
         .merge(api::routes())
         .merge(ui::routes())
+        .merge(oidc::routes())
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .with_state(state)
         .merge(health)

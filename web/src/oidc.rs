@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::auth::Role;
-use crate::extract::serde_urlencoded_pairs;
-use crate::ui::{field, safe_next, start_session};
+use crate::extract::{field, serde_urlencoded_pairs};
+use crate::session::{safe_next, start_session};
 use crate::WebState;
 
 const FLOW_COOKIE: &str = "dagctl_oidc";
@@ -181,7 +181,7 @@ fn sso_failed(reason: &str) -> Response {
 /// `GET /auth/oidc/login?next=`: to the provider's authorization endpoint.
 async fn login(State(state): State<WebState>, RawQuery(query): RawQuery) -> Response {
     let Some(oidc) = state.oidc.clone() else {
-        return crate::ui::not_found_page();
+        return crate::html::not_found_page();
     };
     let pairs = serde_urlencoded_pairs(query.as_deref().unwrap_or("")).unwrap_or_default();
     let next = safe_next(field(&pairs, "next"));
@@ -224,7 +224,7 @@ async fn callback(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let Some(oidc) = state.oidc.clone() else {
-        return crate::ui::not_found_page();
+        return crate::html::not_found_page();
     };
     let pairs = serde_urlencoded_pairs(query.as_deref().unwrap_or("")).unwrap_or_default();
     if let Some(error) = field(&pairs, "error") {

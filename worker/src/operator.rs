@@ -1,13 +1,16 @@
-//! The runtime side of operators: what an operator gets to run one try, what it answers, and the table of
-//! operators a runner knows. `bash` and `empty` are registered like any other (e.g. `chain.*`).
+//! Operators: one registration each ([`Operators::add`]) gives the engine the argument check it runs when a
+//! DAG file is loaded ([`Operator::definition`]) and the runner the code it runs for a try
+//! ([`Operator::run`]). `bash` and `empty` are registered like any other (e.g. `chain.*`).
 //!
-//! Arguments are checked when the DAG file is loaded (`engine::operators`); here they arrive rendered.
+//! Arguments arrive rendered; an operator reads them as its typed argument struct with
+//! [`OperatorContext::args_as`], the same struct its definition checked when the file was loaded.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use engine::operators::{OperatorArgs, OperatorDef, OperatorRegistry};
 use engine::spec::TaskSpec;
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +39,13 @@ pub struct OperatorContext {
     pub api: ExecutionClient,
 }
 
+impl OperatorContext {
+    /// The rendered arguments as the operator's typed struct.
+    pub fn args_as<A: OperatorArgs>(&self) -> Result<A, String> {
+        engine::operators::from_rendered(&self.args)
+    }
+}
+
 /// How a try ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OperatorResult {
@@ -47,28 +57,51 @@ pub enum OperatorResult {
 
 pub type OperatorFuture = Pin<Box<dyn Future<Output = OperatorResult> + Send>>;
 
-/// An operator: runs one try in the runner's process.
+/// An operator: how its arguments are checked, and what it does for one try (in the runner's process).
 pub trait Operator: Send + Sync {
+    /// Its name, Airflow paths, argument check and whether the scheduler completes it itself.
+    fn definition(&self) -> OperatorDef;
     fn run(&self, ctx: OperatorContext) -> OperatorFuture;
 }
 
-/// Operators by canonical name.
-#[derive(Clone, Default)]
-pub struct OperatorRuntime {
+/// The operators of this binary.
+#[derive(Clone)]
+pub struct Operators {
     operators: HashMap<String, Arc<dyn Operator>>,
+    registry: OperatorRegistry,
 }
 
-impl OperatorRuntime {
+/// The former name of [`Operators`].
+pub type OperatorRuntime = Operators;
+
+impl Default for Operators {
+    fn default() -> Self {
+        Operators {
+            operators: HashMap::new(),
+            registry: OperatorRegistry::empty(),
+        }
+    }
+}
+
+impl Operators {
     /// The built-in operators: `bash` and `empty`.
-    pub fn builtin() -> OperatorRuntime {
-        let mut runtime = OperatorRuntime::default();
-        runtime.register("bash", Arc::new(crate::operators::bash::Bash));
-        runtime.register("empty", Arc::new(crate::operators::empty::Empty));
-        runtime
+    pub fn builtin() -> Operators {
+        let mut operators = Operators::default();
+        operators.add(Arc::new(crate::operators::bash::Bash));
+        operators.add(Arc::new(crate::operators::empty::Empty));
+        operators
     }
 
-    pub fn register(&mut self, name: &str, operator: Arc<dyn Operator>) {
-        self.operators.insert(name.to_string(), operator);
+    /// Registers an operator (a later one of the same name replaces the earlier).
+    pub fn add(&mut self, operator: Arc<dyn Operator>) {
+        let definition = operator.definition();
+        self.operators.insert(definition.name.to_string(), operator);
+        self.registry.register(definition);
+    }
+
+    /// The engine's view: argument checks by name and Airflow path.
+    pub fn registry(&self) -> &OperatorRegistry {
+        &self.registry
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Operator>> {

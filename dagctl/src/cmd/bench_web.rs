@@ -72,7 +72,7 @@ fn median_ms(addr: SocketAddr, path: &str, cookie: &str, count: usize) -> Result
 pub async fn web(config: &Config, database: Database, pg_url: Option<String>, output: Format) -> Result<ExitCode> {
     let db = crate::cmd::bench::bench_db(config, database, pg_url).await?;
     let store = db.store.clone();
-    let parsed = parse_text("big.yml", &dag_yaml(), &[], &crate::runtime::registry());
+    let parsed = parse_text("big.yml", &dag_yaml(), &[], &crate::runtime::registry(config));
     let Some(spec) = parsed.dags.into_iter().next() else {
         bail!("the bench DAG does not parse: {:?}", parsed.errors);
     };

@@ -130,7 +130,7 @@ pub async fn show(config: &Config, dag_id: &str, output: Format) -> Result<ExitC
 }
 
 pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<ExitCode> {
-    let registry = crate::runtime::registry();
+    let registry = crate::runtime::registry(config);
     let targets: Vec<PathBuf> = if paths.is_empty() {
         vec![config.dags_folder.clone()]
     } else {

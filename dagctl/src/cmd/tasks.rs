@@ -247,7 +247,7 @@ pub fn run_main() -> ExitCode {
         hostname: crate::runtime::hostname(),
         retry: Default::default(),
     };
-    let operators = crate::runtime::operator_runtime(crate::runtime::runner_backend(&config));
+    let operators = crate::runtime::operators(crate::runtime::runner_backend(&config));
     let code = runtime.block_on(worker::runner::run(args, operators));
     ExitCode::from(code.clamp(0, 255) as u8)
 }

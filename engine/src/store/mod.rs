@@ -6,6 +6,7 @@
 //! Architecture invariant: callers see domain types and [`crate::Error`], never `sqlx::Error`; every state
 //! change is a compare-and-set on the state it was decided from.
 
+mod changes;
 mod dags;
 mod misc;
 pub mod networks;
@@ -44,33 +45,59 @@ pub struct Store {
     backend: Backend,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// The SQL of one schema migration: the same script for both databases (`migrations/common/`), or one per
+/// database (`migrations/<backend>/`).
+enum MigrationSql {
+    Common(&'static str),
+    PerBackend {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+/// The migrations, applied in this order. Only the version is recorded as applied (no checksum, no file name),
+/// so a released version's SQL must never change, wherever its file lives: a test pins the bytes of each.
+const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         1,
-        include_str!("../../../migrations/sqlite/0001_init.sql"),
-        include_str!("../../../migrations/postgres/0001_init.sql"),
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../../migrations/sqlite/0001_init.sql"),
+            postgres: include_str!("../../../migrations/postgres/0001_init.sql"),
+        },
     ),
     (
         2,
-        include_str!("../../../migrations/sqlite/0002_networks.sql"),
-        include_str!("../../../migrations/postgres/0002_networks.sql"),
+        MigrationSql::Common(include_str!("../../../migrations/common/0002_networks.sql")),
     ),
     (
         3,
-        include_str!("../../../migrations/sqlite/0003_users.sql"),
-        include_str!("../../../migrations/postgres/0003_users.sql"),
+        MigrationSql::Common(include_str!("../../../migrations/common/0003_users.sql")),
     ),
     (
         4,
-        include_str!("../../../migrations/sqlite/0004_revoked_tokens.sql"),
-        include_str!("../../../migrations/postgres/0004_revoked_tokens.sql"),
+        MigrationSql::Common(include_str!("../../../migrations/common/0004_revoked_tokens.sql")),
     ),
     (
         5,
-        include_str!("../../../migrations/sqlite/0005_user_external_id.sql"),
-        include_str!("../../../migrations/postgres/0005_user_external_id.sql"),
+        MigrationSql::Common(include_str!("../../../migrations/common/0005_user_external_id.sql")),
     ),
 ];
+
+impl MigrationSql {
+    /// The script `backend` runs.
+    fn for_backend(&self, backend: Backend) -> &'static str {
+        match *self {
+            MigrationSql::Common(script) => script,
+            MigrationSql::PerBackend { sqlite, postgres } => {
+                if backend == Backend::Sqlite {
+                    sqlite
+                } else {
+                    postgres
+                }
+            }
+        }
+    }
+}
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies pending migrations.
@@ -148,15 +175,11 @@ impl Store {
             .iter()
             .map(|row| row.try_get::<i64, _>(0))
             .collect::<Result<_, _>>()?;
-        for (version, sqlite, postgres) in MIGRATIONS {
+        for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
             }
-            let script = if self.backend == Backend::Sqlite {
-                sqlite
-            } else {
-                postgres
-            };
+            let script = sql.for_backend(self.backend);
             for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }

@@ -290,3 +290,60 @@ each_backend!(runs_with_their_task_instances);
 each_backend!(claim_respects_pools_and_compare_and_set);
 each_backend!(clear_restarts_and_requeues_the_run);
 each_backend!(sync_tracks_import_errors_and_stale_dags);
+
+/// Only a migration's version is recorded as applied, so the SQL of a released version must stay byte for byte
+/// what databases already ran (whichever folder its file is in); a schema change is a new version.
+#[test]
+fn released_migrations_never_change() {
+    use sha2::{Digest, Sha256};
+    const RELEASED: &[(i64, &str, &str)] = &[
+        (
+            1,
+            "857a79961f9d5262c3686006db4bc418ff1b344cbbdb2af4b6cc0b1eb1eef110",
+            "4c026cbbec9602ba17bc5eaee10cc2befde344a522825657abd6d0cdfcfbc92b",
+        ),
+        (
+            2,
+            "9b02d8b5dac1ec9ee414295ff87f287210754e60fe1bb8699c8567569ffb1d00",
+            "9b02d8b5dac1ec9ee414295ff87f287210754e60fe1bb8699c8567569ffb1d00",
+        ),
+        (
+            3,
+            "1dd5505d54717d5a9b99567bb4c4390a853ab8d2279418d94dd3057624535a29",
+            "1dd5505d54717d5a9b99567bb4c4390a853ab8d2279418d94dd3057624535a29",
+        ),
+        (
+            4,
+            "f79613f282096aac35dd9cf0358a4b4772bcb85fe6d0b75cc635eb0f3d0d5eca",
+            "f79613f282096aac35dd9cf0358a4b4772bcb85fe6d0b75cc635eb0f3d0d5eca",
+        ),
+        (
+            5,
+            "46fe0b7a2da23a65ad66d3f206baf99da8c9c96ad340139e0be5117fcaec1f9f",
+            "46fe0b7a2da23a65ad66d3f206baf99da8c9c96ad340139e0be5117fcaec1f9f",
+        ),
+    ];
+    let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));
+    let versions: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+    assert_eq!(
+        versions,
+        (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>(),
+        "versions in order, none skipped"
+    );
+    for (version, sqlite, postgres) in RELEASED {
+        let (_, sql) = MIGRATIONS
+            .iter()
+            .find(|(v, _)| v == version)
+            .expect("a released version is kept");
+        assert_eq!(
+            sha(sql.for_backend(Backend::Sqlite)),
+            *sqlite,
+            "SQLite script of version {version}"
+        );
+        assert_eq!(
+            sha(sql.for_backend(Backend::Postgres)),
+            *postgres,
+            "PostgreSQL script of version {version}"
+        );
+    }
+}

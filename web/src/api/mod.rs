@@ -76,7 +76,7 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with("/api/") {
         crate::error::ApiError::not_found(format!("no such endpoint: {}", uri.path())).into_response()
     } else {
-        crate::ui::not_found_page().into_response()
+        crate::html::not_found_page().into_response()
     }
 }
 

@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use engine::operators::builtin::BashArgs;
+use engine::operators::OperatorDef;
 use nix::sys::signal::Signal;
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -23,34 +25,38 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 pub struct Bash;
 
 impl Operator for Bash {
+    fn definition(&self) -> OperatorDef {
+        engine::operators::builtin::bash()
+    }
+
     fn run(&self, ctx: OperatorContext) -> OperatorFuture {
         Box::pin(run(ctx))
     }
 }
 
 async fn run(ctx: OperatorContext) -> OperatorResult {
-    let Some(command) = ctx.args.get("bash_command").and_then(Json::as_str).map(str::to_string) else {
-        return OperatorResult::Failed("`bash_command` must be a string".into());
+    let args: BashArgs = match ctx.args_as() {
+        Ok(args) => args,
+        Err(err) => return OperatorResult::Failed(err),
     };
-    let append_env = ctx.args.get("append_env").and_then(Json::as_bool).unwrap_or(false);
+    let (env, append_env, skip_codes) = match (args.env(), args.append_env(), args.skip_codes()) {
+        (Ok(env), Ok(append), Ok(skip)) => (env, append, skip.to_vec()),
+        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return OperatorResult::Failed(err),
+    };
+    let command = args.bash_command.clone();
     let xcom_file = std::env::temp_dir().join(format!("dagctl-xcom-{}-{}.json", std::process::id(), ctx.try_number));
     let _ = std::fs::remove_file(&xcom_file);
     let mut process = tokio::process::Command::new("/bin/bash");
     process.arg("-c").arg(&command);
-    if let Some(custom) = ctx.args.get("env").and_then(Json::as_object) {
+    if let Some(custom) = env {
         if !append_env {
             process.env_clear();
         }
-        for (key, value) in custom {
-            process.env(
-                key,
-                value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
-            );
-        }
+        process.envs(custom);
     }
     process.envs(ctx.env.iter().cloned());
     process.env("DAGCTL_XCOM", &xcom_file);
-    if let Some(cwd) = ctx.args.get("cwd").and_then(Json::as_str) {
+    if let Some(cwd) = &args.cwd {
         process.current_dir(cwd);
     }
     let own_group = !group::lead_own_group();
@@ -127,7 +133,7 @@ async fn run(ctx: OperatorContext) -> OperatorResult {
             };
             OperatorResult::Success(xcom)
         }
-        (Some(code), _) if skip_codes(&ctx.args).contains(&i64::from(code)) => {
+        (Some(code), _) if u8::try_from(code).is_ok_and(|c| skip_codes.contains(&c)) => {
             OperatorResult::Skipped(format!("exit code {code} means skip"))
         }
         (Some(code), _) => OperatorResult::Failed(format!("bash command failed with exit code {code}")),
@@ -162,18 +168,5 @@ async fn copy_lines(
                 }
             }
         }
-    }
-}
-
-/// Exit codes that mean "skipped": `skip_on_exit_code` as a code, a list, a comma-separated string, or null
-/// for none; Airflow's 99 when absent.
-pub fn skip_codes(args: &serde_json::Map<String, Json>) -> Vec<i64> {
-    match args.get("skip_on_exit_code") {
-        None => vec![99],
-        Some(Json::Null) => vec![],
-        Some(Json::Number(code)) => code.as_i64().into_iter().collect(),
-        Some(Json::Array(codes)) => codes.iter().filter_map(Json::as_i64).collect(),
-        Some(Json::String(text)) => text.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
-        Some(_) => vec![99],
     }
 }

@@ -1,10 +1,8 @@
-//! The `chain.*` operators: where the engine and the chain crate meet.
+//! `chain.deploy_network`: deploys a network and pushes its endpoints as XCom.
 //!
-//! [`definitions`] gives the engine the argument validators, which run when a DAG file is loaded
-//! (before anything starts); [`register`] gives the task runner the implementations. These run in
-//! `dagctl tasks run`, which holds no database credentials: network records go through the task
-//! execution API ([`ApiNetworks`]) with the try's token, and the XCom they read is the run's XCom
-//! when the try started ([`OperatorContext::xcoms`]).
+//! Its arguments are a network spec (see `chain/README.md`) plus `ready_timeout` and `ttl`. They are checked
+//! field by field when the DAG file is loaded, and as a whole spec once client and consensus are known, so a
+//! template (`nodes: "{{ params.nodes }}"`) is accepted wherever it could render into something legal.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,18 +12,16 @@ use chrono::Utc;
 use engine::operators::{is_template, ArgError, Args, OperatorDef};
 use engine::yaml::{Node, Value};
 use serde_json::{Map, Value as Json};
-use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult, OperatorRuntime};
+use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
+use crate::backend::NodeBackend;
 use crate::error::Error;
 use crate::lifecycle::{self, DeployRequest, Owner, DEFAULT_READY_TIMEOUT, DEFAULT_TTL};
-use crate::local::LocalBackend;
-use crate::registry::{ApiNetworks, NetworkStore};
+use crate::registry::ApiNetworks;
 use crate::spec::NetworkSpec;
 
 /// Canonical name of the deploy operator.
 pub const DEPLOY_NETWORK: &str = "chain.deploy_network";
-/// Canonical name of the teardown operator.
-pub const TEARDOWN: &str = "chain.teardown";
 
 /// Spec fields accepted by `chain.deploy_network`.
 const SPEC_KEYS: &[&str] = &[
@@ -50,35 +46,6 @@ const SPEC_KEYS: &[&str] = &[
 const DEPLOY_OPTIONS: &[&str] = &["ready_timeout", "ttl"];
 /// Spec fields that are whole numbers (a rendered template turns them into strings).
 const INTEGER_KEYS: &[&str] = &["nodes", "members", "epoch", "gas_limit", "chain_id"];
-
-/// Validators of the chain operators, to register with the engine's `OperatorRegistry`.
-pub fn definitions() -> Vec<OperatorDef> {
-    vec![
-        OperatorDef {
-            name: DEPLOY_NETWORK,
-            aliases: &[],
-            validate: validate_deploy,
-            completes_in_scheduler: false,
-        },
-        OperatorDef {
-            name: TEARDOWN,
-            aliases: &[],
-            validate: validate_teardown,
-            completes_in_scheduler: false,
-        },
-    ]
-}
-
-/// Registers the implementations with a task runner's operator table.
-pub fn register(runtime: &mut OperatorRuntime, backend: Arc<LocalBackend>) {
-    runtime.register(
-        DEPLOY_NETWORK,
-        Arc::new(DeployNetwork {
-            backend: backend.clone(),
-        }),
-    );
-    runtime.register(TEARDOWN, Arc::new(Teardown { backend }));
-}
 
 fn has_template(node: &Node) -> bool {
     match &node.value {
@@ -182,19 +149,6 @@ fn validate_deploy(args: &Args<'_>) -> Result<(), ArgError> {
     }
 }
 
-fn validate_teardown(args: &Args<'_>) -> Result<(), ArgError> {
-    args.only(TEARDOWN, &["network"])?;
-    let node = args.require("network")?;
-    match &node.value {
-        Value::Str(text) if !text.trim().is_empty() => Ok(()),
-        _ => Err(args.error(
-            "network",
-            node,
-            "`network` must be a network name or the task id of a chain.deploy_network task",
-        )),
-    }
-}
-
 /// A network name for a DAG task that gives none: the DAG id plus a hash of the run id, so two
 /// runs of one DAG never share a network.
 pub fn default_network_name(dag_id: &str, run_id: &str) -> String {
@@ -279,11 +233,20 @@ fn duration_arg(key: &str, value: &Json) -> Result<Duration, String> {
 }
 
 /// `chain.deploy_network`: deploys a network and pushes its endpoints as XCom.
-struct DeployNetwork {
-    backend: Arc<LocalBackend>,
+pub(super) struct DeployNetwork<B> {
+    pub(super) backend: Arc<B>,
 }
 
-impl Operator for DeployNetwork {
+impl<B: NodeBackend + 'static> Operator for DeployNetwork<B> {
+    fn definition(&self) -> OperatorDef {
+        OperatorDef {
+            name: DEPLOY_NETWORK,
+            aliases: &[],
+            validate: validate_deploy,
+            completes_in_scheduler: false,
+        }
+    }
+
     fn run(&self, ctx: OperatorContext) -> OperatorFuture {
         let backend = self.backend.clone();
         Box::pin(async move {
@@ -302,166 +265,22 @@ impl Operator for DeployNetwork {
     }
 }
 
-async fn deploy_task(ctx: OperatorContext, backend: Arc<LocalBackend>, request: DeployRequest) -> OperatorResult {
+async fn deploy_task<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>, request: DeployRequest) -> OperatorResult {
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chain", line);
     let networks = ApiNetworks(ctx.api.clone());
-    match lifecycle::reap(&networks, &backend, Utc::now(), &progress).await {
+    match lifecycle::reap(&networks, backend.as_ref(), Utc::now(), &progress).await {
         Ok(reaped) if !reaped.is_empty() => progress(&format!("reaped expired networks: {}", reaped.join(", "))),
         Ok(_) => {}
         Err(err) => ctx.log.error(&format!("reaping expired networks failed: {err}")),
     }
-    match lifecycle::deploy(&networks, &backend, &request, &ctx.cancel, &progress).await {
-        Ok(deployed) => OperatorResult::Success(Some(deployed.record.endpoints())),
+    match lifecycle::deploy(&networks, backend.as_ref(), &request, &ctx.cancel, &progress).await {
+        Ok(deployed) => OperatorResult::Success(Some(backend.describe(&deployed.record))),
         Err(err) => {
             for line in err.to_string().lines() {
                 ctx.log.error(line);
             }
             OperatorResult::Failed(err.to_string())
         }
-    }
-}
-
-/// `chain.teardown`: stops a network given by name or by the deploy task that made it.
-struct Teardown {
-    backend: Arc<LocalBackend>,
-}
-
-impl Teardown {
-    /// The network name behind `reference`: the `name` pushed by a task of this run with that id,
-    /// the network that task recorded, or else `reference` itself.
-    async fn resolve(ctx: &OperatorContext, networks: &impl NetworkStore, reference: &str) -> Result<String, Error> {
-        let pushed = ctx
-            .xcoms
-            .get(&(reference.to_string(), "return_value".to_string()))
-            .and_then(|value| value.get("name"))
-            .and_then(Json::as_str);
-        if let Some(name) = pushed {
-            return Ok(name.to_string());
-        }
-        let owned = networks.list_networks(true).await?.into_iter().find(|row| {
-            row.dag_id.as_deref() == Some(ctx.dag_id.as_str())
-                && row.run_id.as_deref() == Some(ctx.run_id.as_str())
-                && row.task_id.as_deref() == Some(reference)
-        });
-        Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
-    }
-}
-
-impl Operator for Teardown {
-    fn run(&self, ctx: OperatorContext) -> OperatorFuture {
-        let backend = self.backend.clone();
-        Box::pin(async move {
-            let Some(reference) = ctx.args.get("network").and_then(Json::as_str).map(str::to_string) else {
-                return OperatorResult::Failed("`network` must be a string".into());
-            };
-            let networks = ApiNetworks(ctx.api.clone());
-            let name = match Teardown::resolve(&ctx, &networks, &reference).await {
-                Ok(name) => name,
-                Err(err) => return OperatorResult::Failed(err.to_string()),
-            };
-            let log = ctx.log.clone();
-            // Its own task: a teardown that has begun finishes even if the runner drops this future.
-            let work = tokio::spawn(async move {
-                let progress = move |line: &str| log.line("info", "chain", line);
-                progress(&format!("tearing down network `{name}`"));
-                let result = lifecycle::teardown(&networks, &backend, &name, &progress).await;
-                (name, result)
-            });
-            match work.await {
-                Ok((name, Ok(()))) => {
-                    OperatorResult::Success(Some(serde_json::json!({"name": name, "status": "removed"})))
-                }
-                Ok((_, Err(Error::NotFound(what)))) => OperatorResult::Failed(format!(
-                    "{what} not found: `{reference}` is neither a network name nor a deploy task of this run"
-                )),
-                Ok((_, Err(err))) => OperatorResult::Failed(err.to_string()),
-                Err(err) => OperatorResult::Failed(format!("teardown task ended abnormally: {err}")),
-            }
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use engine::operators::OperatorRegistry;
-    use engine::parse::parse_text;
-
-    use super::*;
-
-    fn registry() -> OperatorRegistry {
-        let mut registry = OperatorRegistry::builtin();
-        for def in definitions() {
-            registry.register(def);
-        }
-        registry
-    }
-
-    /// The errors of a one-task DAG whose task has `args` (YAML flow mapping entries).
-    fn errors(args: &str) -> Vec<String> {
-        let text =
-            format!("d:\n  params: {{n: 4}}\n  tasks:\n    deploy:\n      operator: chain.deploy_network\n{args}\n");
-        parse_text("d.yaml", &text, &[], &registry())
-            .errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    const GOOD: &str =
-        "      client: geth\n      consensus: clique\n      nodes: 4\n      block_time: 2\n      gas_limit: 30000000";
-
-    #[test]
-    fn a_good_spec_and_templates_pass() {
-        assert!(errors(GOOD).is_empty(), "{:?}", errors(GOOD));
-        let templated = "      client: geth\n      consensus: clique\n      nodes: \"{{ params.n }}\"\n      ready_timeout: 3m\n      ttl: 1h";
-        assert!(errors(templated).is_empty(), "{:?}", errors(templated));
-        let all_templated =
-            "      client: \"{{ params.c }}\"\n      consensus: \"{{ params.k }}\"\n      nodes: \"{{ params.n }}\"";
-        assert!(errors(all_templated).is_empty());
-    }
-
-    #[test]
-    fn bad_specs_name_key_and_line() {
-        // (args, expected key, expected line, text in the message)
-        let cases = [
-            ("      client: ethereumjs\n      consensus: clique\n      nodes: 4", "client", 6, "unknown variant"),
-            ("      client: geth\n      consensus: ibft\n      nodes: 4", "consensus", 7, "supported: clique"),
-            ("      client: geth\n      consensus: clique\n      nodes: 0", "nodes", 8, "nodes"),
-            ("      client: geth\n      consensus: clique\n      nodes: 4\n      block_time: -2", "block_time", 9, "negative"),
-            ("      client: geth\n      consensus: clique\n      nodes: 4\n      gas_limit: 100", "gas_limit", 9, "out of range"),
-            ("      client: geth\n      consensus: clique\n      nodes: 2\n      regions: [eu]\n      placement: {validator-1: us}", "placement", 10, "unknown region"),
-            ("      client: geth\n      consensus: clique\n      nodes: 4\n      colour: red", "colour", 9, "unknown argument"),
-            ("      client: geth\n      consensus: clique", "nodes", 5, "missing required"),
-            ("      client: geth\n      consensus: clique\n      nodes: 4\n      ready_timeout: soon", "ready_timeout", 9, "duration"),
-        ];
-        for (args, key, line, needle) in cases {
-            let errors = errors(args);
-            assert_eq!(errors.len(), 1, "{args}: {errors:?}");
-            let error = &errors[0];
-            assert!(error.contains(&format!("d.yaml:{line}")), "{args}: {error}");
-            assert!(error.contains(&format!("key `{key}`")), "{args}: {error}");
-            assert!(error.contains(needle), "{args}: {error}");
-        }
-    }
-
-    #[test]
-    fn teardown_needs_a_network() {
-        let text = "d:\n  tasks:\n    down: {operator: chain.teardown}\n    down2: {operator: chain.teardown, network: deploy}\n";
-        let errors = parse_text("d.yaml", text, &[], &registry()).errors;
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].to_string().contains("network"));
-    }
-
-    #[test]
-    fn default_names_are_valid_and_differ_per_run() {
-        let a = default_network_name("Deploy_Geth.Clique", "manual__2026-11-22T10:00:00+00:00");
-        let b = default_network_name("Deploy_Geth.Clique", "manual__2026-11-22T10:00:01+00:00");
-        assert_ne!(a, b);
-        assert!(a.starts_with("deploy-geth-clique-"), "{a}");
-        let mut spec = NetworkSpec::new(a, crate::Client::Geth, crate::Consensus::Clique, 1);
-        assert!(spec.validate().is_ok());
-        spec.name = default_network_name(&"x".repeat(200), "r");
-        assert!(spec.validate().is_ok(), "{}", spec.name);
     }
 }

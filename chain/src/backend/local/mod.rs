@@ -1,10 +1,11 @@
-//! The local backend: real client processes on this machine.
+//! The local backend: real client processes on this machine, behind [`NodeBackend`].
 //!
-//! [`LocalBackend::start`] allocates free loopback ports and a data dir per node, writes the
+//! [`NodeBackend::start`] allocates free loopback ports and a data dir per node, writes the
 //! generated files, runs the init commands and starts every node in its own process group with
-//! its output in `<network>/<node>.log`. [`LocalBackend::wait_ready`] waits until every node
-//! answers RPC, has its expected peers and sees new blocks. [`LocalBackend::teardown`] stops
+//! its output in `<network>/<node>.log`. [`NodeBackend::wait_ready`] waits until every node
+//! answers RPC, has its expected peers and sees new blocks. [`NodeBackend::stop`] stops
 //! every process (SIGTERM, SIGKILL after a grace) and removes the network's directory.
+//! [`NodeBackend::signal`] sends a signal to one node's process group.
 //! How a node process is launched is a [`Launcher`], so a node can later run in its own network
 //! namespace without changing the rest.
 
@@ -18,19 +19,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use super::{Progress, ReadyReport, TeardownReport};
 pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION};
 pub use process::{HostLauncher, Launcher};
-pub use ready::ReadyReport;
 
+use super::{NodeBackend, NodeSignal};
 use crate::error::{Error, Result};
 use crate::output::{GeneratedNetwork, NodeParams, NodePorts};
 use crate::spec::{Client, Consensus, NetworkSpec, Role};
-
-/// A progress callback: one human-readable line at a time (a task log, or stderr for the CLI).
-pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Settings of the local backend, built once by the caller.
 #[derive(Debug, Clone)]
@@ -140,15 +140,6 @@ impl NetworkRecord {
     }
 }
 
-/// What a teardown did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeardownReport {
-    /// Processes that were running and were stopped.
-    pub stopped: usize,
-    /// Whether the network directory was removed.
-    pub removed_dir: bool,
-}
-
 /// Runs networks as processes on this machine.
 #[derive(Clone)]
 pub struct LocalBackend {
@@ -169,54 +160,6 @@ impl LocalBackend {
 
     pub fn options(&self) -> &LocalOptions {
         &self.options
-    }
-
-    /// Writes files, runs init commands and starts every node. Does not wait for readiness. On
-    /// any failure everything started so far is stopped and the directory removed.
-    pub async fn start(
-        &self,
-        spec: &NetworkSpec,
-        cancel: &CancellationToken,
-        progress: Progress<'_>,
-    ) -> Result<NetworkRecord> {
-        let slots = spec.layout()?;
-        let program = self.options.binaries.resolve(spec.client, spec.consensus)?;
-        progress(&format!(
-            "using {} for {} {} ({} nodes)",
-            program.display(),
-            spec.client,
-            spec.consensus,
-            slots.len()
-        ));
-        let base_dir = self.options.networks_dir.join(&spec.name);
-        // The store claim guarantees no live network uses this name: a leftover dir is stale.
-        if base_dir.exists() {
-            std::fs::remove_dir_all(&base_dir)
-                .map_err(|e| Error::io(format!("cannot remove stale {}", base_dir.display()), e))?;
-        }
-        std::fs::create_dir_all(&base_dir)
-            .map_err(|e| Error::io(format!("cannot create {}", base_dir.display()), e))?;
-        let base_dir = base_dir
-            .canonicalize()
-            .map_err(|e| Error::io(format!("cannot resolve {}", base_dir.display()), e))?;
-        let mut record = NetworkRecord {
-            name: spec.name.clone(),
-            client: spec.client,
-            consensus: spec.consensus,
-            chain_id: spec.settings()?.chain_id,
-            base_dir: base_dir.clone(),
-            deployer_pid: std::process::id(),
-            sealing_deferred: false,
-            nodes: Vec::new(),
-        };
-        match self.start_nodes(spec, &program, &mut record, cancel, progress).await {
-            Ok(()) => Ok(record),
-            Err(err) => {
-                progress(&format!("start failed, cleaning up: {err}"));
-                self.teardown(&record).await?;
-                Err(err)
-            }
-        }
     }
 
     async fn start_nodes(
@@ -332,10 +275,68 @@ impl LocalBackend {
         }
         Ok(())
     }
+}
+
+impl NodeBackend for LocalBackend {
+    type Record = NetworkRecord;
+
+    const KIND: &'static str = "local";
+
+    fn host_id(&self) -> &str {
+        &self.options.host_id
+    }
+
+    /// Writes files, runs init commands and starts every node. Does not wait for readiness. On
+    /// any failure everything started so far is stopped and the directory removed.
+    async fn start(
+        &self,
+        spec: &NetworkSpec,
+        cancel: &CancellationToken,
+        progress: Progress<'_>,
+    ) -> Result<NetworkRecord> {
+        let slots = spec.layout()?;
+        let program = self.options.binaries.resolve(spec.client, spec.consensus)?;
+        progress(&format!(
+            "using {} for {} {} ({} nodes)",
+            program.display(),
+            spec.client,
+            spec.consensus,
+            slots.len()
+        ));
+        let base_dir = self.options.networks_dir.join(&spec.name);
+        // The store claim guarantees no live network uses this name: a leftover dir is stale.
+        if base_dir.exists() {
+            std::fs::remove_dir_all(&base_dir)
+                .map_err(|e| Error::io(format!("cannot remove stale {}", base_dir.display()), e))?;
+        }
+        std::fs::create_dir_all(&base_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", base_dir.display()), e))?;
+        let base_dir = base_dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("cannot resolve {}", base_dir.display()), e))?;
+        let mut record = NetworkRecord {
+            name: spec.name.clone(),
+            client: spec.client,
+            consensus: spec.consensus,
+            chain_id: spec.settings()?.chain_id,
+            base_dir: base_dir.clone(),
+            deployer_pid: std::process::id(),
+            sealing_deferred: false,
+            nodes: Vec::new(),
+        };
+        match self.start_nodes(spec, &program, &mut record, cancel, progress).await {
+            Ok(()) => Ok(record),
+            Err(err) => {
+                progress(&format!("start failed, cleaning up: {err}"));
+                self.stop(&record).await?;
+                Err(err)
+            }
+        }
+    }
 
     /// Waits until every node answers RPC, has its expected peers and sees new blocks. Fails
     /// early when a node process exits; the error names the node and shows its last log lines.
-    pub async fn wait_ready(
+    async fn wait_ready(
         &self,
         record: &NetworkRecord,
         timeout: Duration,
@@ -346,7 +347,7 @@ impl LocalBackend {
     }
 
     /// Stops every node of `record` and removes its directory. Safe to call again.
-    pub async fn teardown(&self, record: &NetworkRecord) -> Result<TeardownReport> {
+    async fn stop(&self, record: &NetworkRecord) -> Result<TeardownReport> {
         let processes = record.processes();
         let running = processes
             .iter()
@@ -371,6 +372,64 @@ impl LocalBackend {
             stopped: running,
             removed_dir,
         })
+    }
+
+    /// Removes the network's directory.
+    async fn discard(&self, name: &str) -> Result<()> {
+        let dir = self.options.networks_dir.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self, record: &NetworkRecord) -> serde_json::Value {
+        record.endpoints()
+    }
+
+    /// Signals the node's process group (the node leads its own group), after checking by its working
+    /// directory that the pid is still that node's.
+    async fn signal(&self, record: &NetworkRecord, node: &str, signal: NodeSignal) -> Result<()> {
+        let Some(target) = record.nodes.iter().find(|n| n.name == node) else {
+            let known: Vec<&str> = record.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(Error::Network {
+                name: record.name.clone(),
+                reason: format!("has no node `{node}`; nodes: {}", known.join(", ")),
+            });
+        };
+        let Some(pid) = target.pid.filter(|pid| process::is_node_alive(*pid, &target.data_dir)) else {
+            return Err(Error::Network {
+                name: record.name.clone(),
+                reason: format!("cannot send {signal} to node `{node}`: its process is gone"),
+            });
+        };
+        process::signal_node(pid, posix_signal(signal)).map_err(|e| {
+            Error::io(
+                format!(
+                    "network `{}`: sending {signal} to node `{node}` (pid {pid})",
+                    record.name
+                ),
+                e,
+            )
+        })
+    }
+
+    async fn dead_nodes(&self, record: &NetworkRecord) -> Result<Vec<String>> {
+        Ok(record.dead_nodes())
+    }
+
+    /// Whether the process that started `record` is another one and still lives.
+    fn deploy_in_progress(&self, record: &NetworkRecord) -> bool {
+        record.deployer_pid != std::process::id() && process::pid_alive(record.deployer_pid)
+    }
+}
+
+fn posix_signal(signal: NodeSignal) -> Signal {
+    match signal {
+        NodeSignal::Stop => Signal::SIGSTOP,
+        NodeSignal::Continue => Signal::SIGCONT,
+        NodeSignal::Terminate => Signal::SIGTERM,
+        NodeSignal::Kill => Signal::SIGKILL,
     }
 }
 
@@ -481,6 +540,7 @@ fn write_files(network: &GeneratedNetwork) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::CommandSpec;
 
     #[test]
     fn clique_signers_start_without_mine_and_with_the_miner_api() {
@@ -528,5 +588,153 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), 20);
         assert!(ports.iter().all(|p| *p > 0));
+    }
+
+    /// The state letter of `/proc/<pid>/stat` (`S` sleeping, `T` stopped, ...); `None` when gone.
+    fn proc_state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
+    }
+
+    fn wait_until(what: &str, check: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the nodes' processes (by pid and data dir) when the test ends, even after a failed assertion.
+    struct StopOnDrop(Vec<(u32, PathBuf)>);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            process::stop_all(&self.0, Duration::from_secs(2));
+        }
+    }
+
+    /// A harmless stand-in for a node: `sleep 60` started like a node, in its own data dir and group.
+    fn sleeping_node(base_dir: &Path, name: &str) -> NodeRecord {
+        let data_dir = base_dir.join(name);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = base_dir.join(format!("{name}.log"));
+        let mut spec = CommandSpec::new("sleep");
+        spec.args(["60"]);
+        let command = HostLauncher.command(name, Path::new("sleep"), &spec);
+        let pid = process::spawn(command, &data_dir, &log, name).unwrap();
+        NodeRecord {
+            name: name.to_string(),
+            role: Role::Validator,
+            region: "local".into(),
+            rpc: "http://127.0.0.1:1".into(),
+            ws: None,
+            enode: None,
+            address: crate::ZERO_ADDRESS.to_string(),
+            pid: Some(pid),
+            data_dir,
+            log,
+            ports: NodePorts::new(1, 2),
+        }
+    }
+
+    #[tokio::test]
+    async fn signal_reaches_only_the_named_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let base_dir = root.join("networks").join("sig");
+        std::fs::create_dir_all(&base_dir).unwrap();
+        let binaries = ClientBinaries {
+            dir: None,
+            overrides: Default::default(),
+            path: None,
+        };
+        let mut options = LocalOptions::new(root.join("networks"), binaries, "h".into());
+        options.kill_grace = Duration::from_secs(30);
+        let backend = LocalBackend::new(options);
+        let nodes: Vec<NodeRecord> = ["node-1", "node-2", "node-3"]
+            .iter()
+            .map(|name| sleeping_node(&base_dir, name))
+            .collect();
+        let record = NetworkRecord {
+            name: "sig".into(),
+            client: Client::Anvil,
+            consensus: Consensus::Interval,
+            chain_id: 1,
+            base_dir: base_dir.clone(),
+            deployer_pid: std::process::id(),
+            sealing_deferred: false,
+            nodes,
+        };
+        let _cleanup = StopOnDrop(record.processes());
+        let pid = |i: usize| record.nodes[i].pid.unwrap();
+        let alive = |i: usize| process::is_node_alive(pid(i), &record.nodes[i].data_dir);
+        assert!((0..3).all(alive));
+        assert!(backend.dead_nodes(&record).await.unwrap().is_empty());
+
+        backend.signal(&record, "node-1", NodeSignal::Stop).await.unwrap();
+        wait_until("node-1 is stopped", || proc_state(pid(0)) == Some('T'));
+        assert!(alive(0), "a paused node is still alive");
+        assert_eq!(proc_state(pid(1)), Some('S'), "node-2 is not paused");
+        assert_eq!(proc_state(pid(2)), Some('S'), "node-3 is not paused");
+
+        backend.signal(&record, "node-1", NodeSignal::Continue).await.unwrap();
+        wait_until("node-1 runs again", || proc_state(pid(0)) == Some('S'));
+
+        backend.signal(&record, "node-1", NodeSignal::Kill).await.unwrap();
+        wait_until("node-1 is gone", || !alive(0));
+        backend.signal(&record, "node-2", NodeSignal::Terminate).await.unwrap();
+        wait_until("node-2 is gone", || !alive(1));
+        assert!(alive(2), "node-3 was not signalled");
+        assert_eq!(backend.dead_nodes(&record).await.unwrap(), vec!["node-1", "node-2"]);
+
+        let gone = backend.signal(&record, "node-1", NodeSignal::Stop).await.unwrap_err();
+        assert!(
+            gone.to_string().contains("node `node-1`: its process is gone"),
+            "{gone}"
+        );
+        let unknown = backend.signal(&record, "node-9", NodeSignal::Kill).await.unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("has no node `node-9`; nodes: node-1, node-2, node-3"),
+            "{unknown}"
+        );
+        assert!(alive(2), "failed signals touch nothing");
+
+        // A paused node is resumed by the teardown, so it ends on SIGTERM, long before the grace is up.
+        backend.signal(&record, "node-3", NodeSignal::Stop).await.unwrap();
+        wait_until("node-3 is stopped", || proc_state(pid(2)) == Some('T'));
+        let started = std::time::Instant::now();
+        let report = backend.stop(&record).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            report,
+            TeardownReport {
+                stopped: 1,
+                removed_dir: true
+            }
+        );
+        assert!(!alive(2));
+        assert!(!base_dir.exists());
+    }
+
+    #[tokio::test]
+    async fn discard_removes_a_network_dir_and_tolerates_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let binaries = ClientBinaries {
+            dir: None,
+            overrides: Default::default(),
+            path: None,
+        };
+        let backend = LocalBackend::new(LocalOptions::new(dir.path().to_path_buf(), binaries, "h".into()));
+        std::fs::create_dir_all(dir.path().join("half").join("node-1")).unwrap();
+        backend.discard("half").await.unwrap();
+        assert!(!dir.path().join("half").exists());
+        backend.discard("never-started").await.unwrap();
+        assert!(dir.path().exists());
     }
 }

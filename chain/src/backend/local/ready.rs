@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{process, rpc, NetworkRecord, NodeRecord, Progress};
+use super::rpc::NodeRpc;
+use super::{process, NetworkRecord, NodeRecord, Progress, ReadyReport};
 use crate::error::{Error, Result};
 use crate::spec::{Client, Consensus, Role};
 
@@ -19,17 +20,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const TAIL_LINES: usize = 25;
 /// geth's default `--maxpeers`.
 const MAX_PEERS: usize = 50;
-
-/// How the network looked when it became ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadyReport {
-    /// Time from the first probe until ready.
-    pub elapsed: Duration,
-    /// Head block number per node.
-    pub heads: Vec<(String, u64)>,
-    /// Peer count per node (`None` where peers are not checked).
-    pub peers: Vec<(String, Option<u64>)>,
-}
 
 #[derive(Debug, Default, Clone)]
 struct Probe {
@@ -84,6 +74,12 @@ pub(super) async fn wait_ready(
     progress: Progress<'_>,
 ) -> Result<ReadyReport> {
     let expect = expectation(record);
+    // One client per node, reused by every probe.
+    let clients: Vec<NodeRpc> = record
+        .nodes
+        .iter()
+        .map(|n| NodeRpc::new(&n.rpc, CALL_TIMEOUT))
+        .collect();
     let started = Instant::now();
     let deadline = started + timeout;
     progress(&format!(
@@ -98,31 +94,39 @@ pub(super) async fn wait_ready(
             new_blocks: false,
             ..expect
         };
-        poll_until(record, peered, started, deadline, timeout, cancel, progress).await?;
-        for node in record.nodes.iter().filter(|n| n.role == Role::Validator) {
+        poll_until(record, &clients, peered, started, timeout, cancel, progress).await?;
+        let validators = || {
+            record
+                .nodes
+                .iter()
+                .zip(&clients)
+                .filter(|(n, _)| n.role == Role::Validator)
+        };
+        for (node, rpc) in validators() {
             // geth unlocks the signer key after it starts serving RPC; a `miner_start` before that fails its
             // first seal ("authentication needed") and geth does not retry it.
-            wait_unlocked(record, node, deadline, cancel).await?;
+            wait_unlocked(record, node, rpc, deadline, cancel).await?;
         }
-        for node in record.nodes.iter().filter(|n| n.role == Role::Validator) {
-            rpc::call(&node.rpc, "miner_start", json!([]), CALL_TIMEOUT)
+        for (node, rpc) in validators() {
+            rpc.call("miner_start", json!([]))
                 .await
                 .map_err(|e| not_ready(record, node, format!("did not start sealing: {e}")))?;
         }
         progress("every node is peered; signers started sealing");
     }
-    poll_until(record, expect, started, deadline, timeout, cancel, progress).await
+    poll_until(record, &clients, expect, started, timeout, cancel, progress).await
 }
 
 /// Waits until the node can sign with its own account (its keystore is unlocked).
 async fn wait_unlocked(
     record: &NetworkRecord,
     node: &NodeRecord,
+    rpc: &NodeRpc,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<()> {
     loop {
-        let signed = rpc::call(&node.rpc, "eth_sign", json!([node.address, "0x00"]), CALL_TIMEOUT).await;
+        let signed = rpc.call("eth_sign", json!([node.address, "0x00"])).await;
         let last_error = match signed {
             Ok(_) => return Ok(()),
             Err(err) => err.to_string(),
@@ -144,16 +148,17 @@ async fn wait_unlocked(
     }
 }
 
-/// Probes every node until each meets `expect`, or fails at `deadline`.
+/// Probes every node until each meets `expect`, or fails `timeout` after `started`.
 async fn poll_until(
     record: &NetworkRecord,
+    clients: &[NodeRpc],
     expect: Expectation,
     started: Instant,
-    deadline: Instant,
     timeout: Duration,
     cancel: &CancellationToken,
     progress: Progress<'_>,
 ) -> Result<ReadyReport> {
+    let deadline = started + timeout;
     let mut last_progress = Instant::now();
     let mut probes = vec![Probe::default(); record.nodes.len()];
     loop {
@@ -163,12 +168,12 @@ async fn poll_until(
                 record.name
             )));
         }
-        for (node, probe) in record.nodes.iter().zip(probes.iter_mut()) {
+        for ((node, rpc), probe) in record.nodes.iter().zip(clients).zip(probes.iter_mut()) {
             let alive = node.pid.is_some_and(|pid| process::is_node_alive(pid, &node.data_dir));
             if !alive {
                 return Err(not_ready(record, node, "exited before the network was ready".into()));
             }
-            probe_node(node, probe, expect).await;
+            probe_node(rpc, probe, expect).await;
         }
         let missing: Vec<(usize, String)> = record
             .nodes
@@ -214,24 +219,21 @@ async fn poll_until(
     }
 }
 
-async fn probe_node(node: &NodeRecord, probe: &mut Probe, expect: Expectation) {
-    match rpc::call(&node.rpc, "eth_blockNumber", json!([]), CALL_TIMEOUT).await {
-        Ok(value) => match rpc::quantity(&value) {
-            Some(head) => {
-                probe.first_head.get_or_insert(head);
-                probe.head = Some(head);
-                probe.last_error = None;
-            }
-            None => probe.last_error = Some(format!("eth_blockNumber returned {value}")),
-        },
+async fn probe_node(rpc: &NodeRpc, probe: &mut Probe, expect: Expectation) {
+    match rpc.block_number().await {
+        Ok(head) => {
+            probe.first_head.get_or_insert(head);
+            probe.head = Some(head);
+            probe.last_error = None;
+        }
         Err(err) => {
             probe.last_error = Some(err.to_string());
             return;
         }
     }
     if expect.peers > 0 {
-        match rpc::call(&node.rpc, "net_peerCount", json!([]), CALL_TIMEOUT).await {
-            Ok(value) => probe.peers = rpc::quantity(&value),
+        match rpc.peer_count().await {
+            Ok(peers) => probe.peers = Some(peers),
             Err(err) => probe.last_error = Some(err.to_string()),
         }
     }

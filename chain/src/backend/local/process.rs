@@ -99,8 +99,9 @@ pub fn is_node_alive(pid: u32, data_dir: &Path) -> bool {
     }
 }
 
-/// Stops the nodes `(pid, data_dir)`: SIGTERM to each process group, SIGKILL after `grace`, then
-/// waits (bounded) until they are gone. Returns the pids that were still alive at the end.
+/// Stops the nodes `(pid, data_dir)`: SIGTERM (then SIGCONT, so a paused node can act on it) to each
+/// process group, SIGKILL after `grace`, then waits (bounded) until they are gone. Returns the pids that
+/// were still alive at the end.
 pub fn stop_all(nodes: &[(u32, PathBuf)], grace: Duration) -> Vec<u32> {
     let alive = |list: &[(u32, PathBuf)]| -> Vec<(u32, PathBuf)> {
         list.iter()
@@ -111,6 +112,7 @@ pub fn stop_all(nodes: &[(u32, PathBuf)], grace: Duration) -> Vec<u32> {
     let mut running = alive(nodes);
     for (pid, _) in &running {
         signal_group(*pid, Signal::SIGTERM);
+        signal_group(*pid, Signal::SIGCONT);
     }
     running = wait_gone(running, grace);
     for (pid, _) in &running {
@@ -130,13 +132,24 @@ fn wait_gone(mut running: Vec<(u32, PathBuf)>, limit: Duration) -> Vec<(u32, Pat
 }
 
 fn signal_group(pid: u32, signal: Signal) {
-    let Ok(raw) = i32::try_from(pid) else {
-        return;
-    };
+    let _ = signal_node(pid, signal);
+}
+
+/// Sends `signal` to the node `pid`: to its process group (the node leads its own group, see
+/// [`spawn`]), or to the process alone when it has no group of its own. The caller checks first
+/// that `pid` is still the node ([`is_node_alive`]).
+pub fn signal_node(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let raw = i32::try_from(pid).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // The node leads its own group (process_group(0)), so its pgid is its pid.
-    if killpg(Pid::from_raw(raw), signal).is_err() {
-        let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+    if killpg(Pid::from_raw(raw), signal).is_ok() {
+        return Ok(());
     }
+    nix::sys::signal::kill(Pid::from_raw(raw), signal).map_err(std::io::Error::from)
+}
+
+/// Whether any process has `pid` (signal 0). Unlike [`is_node_alive`] it cannot tell which process.
+pub fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|raw| nix::sys::signal::kill(Pid::from_raw(raw), None).is_ok())
 }
 
 /// The last `lines` lines of a log file (reads at most the final 256 KiB).

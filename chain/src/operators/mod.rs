@@ -1,0 +1,115 @@
+//! The `chain.*` operators, one module each: where the engine and the chain crate meet.
+//!
+//! Each operator gives the engine its argument check (run when a DAG file is loaded) and the task runner its
+//! code, through one [`worker::operator::Operator`] registration in [`register`]. They run in
+//! `dagctl tasks run`, which holds no database credentials: network records go through the task execution API
+//! ([`crate::registry::ApiNetworks`]) with the try's token, and the XCom they read is the run's XCom when the
+//! try started ([`worker::operator::OperatorContext::xcoms`]).
+
+mod deploy_network;
+mod teardown;
+
+use std::sync::Arc;
+
+use worker::operator::Operators;
+
+use crate::backend::NodeBackend;
+
+pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
+pub use teardown::TEARDOWN;
+
+/// Registers the chain operators; their networks run on `backend`.
+pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>) {
+    operators.add(Arc::new(deploy_network::DeployNetwork {
+        backend: backend.clone(),
+    }));
+    operators.add(Arc::new(teardown::Teardown { backend }));
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::operators::OperatorRegistry;
+    use engine::parse::parse_text;
+
+    use super::*;
+
+    fn registry() -> OperatorRegistry {
+        let dir = std::env::temp_dir().join("dagctl-chain-operator-tests");
+        let backend = crate::local::LocalBackend::new(crate::local::LocalOptions::new(
+            dir,
+            Default::default(),
+            "test-host".into(),
+        ));
+        let mut operators = worker::operator::Operators::builtin();
+        register(&mut operators, Arc::new(backend));
+        operators.registry().clone()
+    }
+
+    /// The errors of a one-task DAG whose task has `args` (YAML flow mapping entries).
+    fn errors(args: &str) -> Vec<String> {
+        let text =
+            format!("d:\n  params: {{n: 4}}\n  tasks:\n    deploy:\n      operator: chain.deploy_network\n{args}\n");
+        parse_text("d.yaml", &text, &[], &registry())
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    const GOOD: &str =
+        "      client: geth\n      consensus: clique\n      nodes: 4\n      block_time: 2\n      gas_limit: 30000000";
+
+    #[test]
+    fn a_good_spec_and_templates_pass() {
+        assert!(errors(GOOD).is_empty(), "{:?}", errors(GOOD));
+        let templated = "      client: geth\n      consensus: clique\n      nodes: \"{{ params.n }}\"\n      ready_timeout: 3m\n      ttl: 1h";
+        assert!(errors(templated).is_empty(), "{:?}", errors(templated));
+        let all_templated =
+            "      client: \"{{ params.c }}\"\n      consensus: \"{{ params.k }}\"\n      nodes: \"{{ params.n }}\"";
+        assert!(errors(all_templated).is_empty());
+    }
+
+    #[test]
+    fn bad_specs_name_key_and_line() {
+        // (args, expected key, expected line, text in the message)
+        let cases = [
+            ("      client: ethereumjs\n      consensus: clique\n      nodes: 4", "client", 6, "unknown variant"),
+            ("      client: geth\n      consensus: ibft\n      nodes: 4", "consensus", 7, "supported: clique"),
+            ("      client: geth\n      consensus: clique\n      nodes: 0", "nodes", 8, "nodes"),
+            ("      client: geth\n      consensus: clique\n      nodes: 4\n      block_time: -2", "block_time", 9, "negative"),
+            ("      client: geth\n      consensus: clique\n      nodes: 4\n      gas_limit: 100", "gas_limit", 9, "out of range"),
+            ("      client: geth\n      consensus: clique\n      nodes: 2\n      regions: [eu]\n      placement: {validator-1: us}", "placement", 10, "unknown region"),
+            ("      client: geth\n      consensus: clique\n      nodes: 4\n      colour: red", "colour", 9, "unknown argument"),
+            ("      client: geth\n      consensus: clique", "nodes", 5, "missing required"),
+            ("      client: geth\n      consensus: clique\n      nodes: 4\n      ready_timeout: soon", "ready_timeout", 9, "duration"),
+        ];
+        for (args, key, line, needle) in cases {
+            let errors = errors(args);
+            assert_eq!(errors.len(), 1, "{args}: {errors:?}");
+            let error = &errors[0];
+            assert!(error.contains(&format!("d.yaml:{line}")), "{args}: {error}");
+            assert!(error.contains(&format!("key `{key}`")), "{args}: {error}");
+            assert!(error.contains(needle), "{args}: {error}");
+        }
+    }
+
+    #[test]
+    fn teardown_needs_a_network() {
+        let text = "d:\n  tasks:\n    down: {operator: chain.teardown}\n    down2: {operator: chain.teardown, network: deploy}\n";
+        let errors = parse_text("d.yaml", text, &[], &registry()).errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].to_string().contains("network"));
+    }
+
+    #[test]
+    fn default_names_are_valid_and_differ_per_run() {
+        let a = default_network_name("Deploy_Geth.Clique", "manual__2026-11-22T10:00:00+00:00");
+        let b = default_network_name("Deploy_Geth.Clique", "manual__2026-11-22T10:00:01+00:00");
+        assert_ne!(a, b);
+        assert!(a.starts_with("deploy-geth-clique-"), "{a}");
+        let mut spec = crate::spec::NetworkSpec::new(a, crate::Client::Geth, crate::Consensus::Clique, 1);
+        assert!(spec.validate().is_ok());
+        spec.name = default_network_name(&"x".repeat(200), "r");
+        assert!(spec.validate().is_ok(), "{}", spec.name);
+    }
+}

@@ -1,0 +1,100 @@
+//! Run evaluation batches: running runs locked for evaluation with their task instances, and the plans the
+//! scheduler decided for them, written in the same transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Any, Transaction};
+
+use super::{run_from_row, RunRow, RUN_COLUMNS};
+use crate::state::{next_run_state, RunEvent, RunState};
+use crate::store::changes::{apply_changes, TiChange};
+use crate::store::tis::{ti_from_row, TiRow, TI_COLUMNS};
+use crate::store::{micros, Store};
+use crate::Result;
+
+/// Runs locked for evaluation, with their task instances; apply plans with [`EvalBatch::apply`].
+pub struct EvalBatch {
+    tx: Transaction<'static, Any>,
+    pub runs: Vec<(RunRow, Vec<TiRow>)>,
+}
+
+/// What evaluation decided for one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunPlan {
+    pub run_pk: i64,
+    pub changes: Vec<TiChange>,
+    pub run_event: Option<(RunState, RunEvent)>,
+    /// When the run must be looked at again even if nothing changes (a retry delay or timeout ends).
+    pub next_eval_at: Option<DateTime<Utc>>,
+}
+
+impl EvalBatch {
+    /// Writes every plan and commits. Returns how many task instances changed.
+    pub async fn apply(mut self, plans: &[RunPlan], now: DateTime<Utc>) -> Result<usize> {
+        let mut changed = 0;
+        for plan in plans {
+            changed += apply_changes(&mut self.tx, &plan.changes, now).await?;
+            match plan.run_event {
+                Some((from, event)) => {
+                    let to = next_run_state(from, event)?;
+                    sqlx::query("UPDATE dag_run SET state = $1, end_date = $2, needs_eval = 0, next_eval_at = NULL, updated_at = $2 WHERE id = $3 AND state = $4")
+                        .bind(to.as_str())
+                        .bind(micros(now))
+                        .bind(plan.run_pk)
+                        .bind(from.as_str())
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                None => {
+                    sqlx::query("UPDATE dag_run SET needs_eval = 0, next_eval_at = $1 WHERE id = $2")
+                        .bind(plan.next_eval_at.map(micros))
+                        .bind(plan.run_pk)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+            }
+        }
+        self.tx.commit().await?;
+        Ok(changed)
+    }
+}
+
+impl Store {
+    /// Locks up to `limit` running runs that need evaluation (skipping runs another scheduler holds) and
+    /// loads their task instances.
+    pub async fn lock_runs_for_eval(&self, now: DateTime<Utc>, limit: i64, scope: Option<&[i64]>) -> Result<EvalBatch> {
+        let mut tx = self.begin().await?;
+        let scope_clause = match scope {
+            Some(ids) if !ids.is_empty() => format!(
+                " AND id IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            Some(_) => " AND 1 = 0".to_string(),
+            // `dags test` runs belong to the process that runs them.
+            None => " AND triggered_by <> 'test'".to_string(),
+        };
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM dag_run WHERE state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){scope_clause} ORDER BY id LIMIT {limit}{}",
+            self.skip_locked()
+        );
+        let runs: Vec<RunRow> = sqlx::query(&sql)
+            .bind(micros(now))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1");
+            let tis = sqlx::query(&sql)
+                .bind(run.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(ti_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            out.push((run, tis));
+        }
+        Ok(EvalBatch { tx, runs: out })
+    }
+}

@@ -1,0 +1,167 @@
+//! Claiming task instances: the critical section that queues ready task instances within pools and limits,
+//! and starting the next try of those queued.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{ti_from_row, TiRow, TI_COLUMNS};
+use crate::state::{next_task_state, TaskEvent, TaskState};
+use crate::store::{micros, placeholders, Backend, Store, CHUNK};
+use crate::Result;
+
+const EXECUTING: &str = TaskState::EXECUTING_SQL;
+
+/// Result of a claim: task instances now queued for this scheduler, and those whose pool does not exist.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub queued: Vec<TiRow>,
+    pub missing_pool: Vec<TiRow>,
+}
+
+impl Store {
+    /// The critical section: picks `scheduled` task instances of running runs by priority, within pool slots,
+    /// each DAG's `max_active_tasks` and `max_count`, and moves them to `queued` for `scheduler_id`. On
+    /// PostgreSQL the pool rows are locked for the duration, so schedulers take turns here.
+    pub async fn claim_scheduled(
+        &self,
+        scheduler_id: &str,
+        max_count: usize,
+        max_active_tasks: &HashMap<String, u32>,
+        scope: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
+        let mut claim = Claim::default();
+        if max_count == 0 {
+            return Ok(claim);
+        }
+        let mut tx = self.begin().await?;
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let pools: HashMap<String, i64> = sqlx::query(&format!("SELECT name, slots FROM pool{lock}"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        let pool_sql = format!(
+            "SELECT pool, CAST(SUM(pool_slots) AS BIGINT) FROM task_instance WHERE state IN {EXECUTING} GROUP BY pool"
+        );
+        let mut pool_used: HashMap<String, i64> = sqlx::query(&pool_sql)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<Option<i64>, _>(1)?.unwrap_or(0))))
+            .collect::<Result<_>>()?;
+        let mut dag_active: HashMap<String, i64> = sqlx::query(&format!(
+            "SELECT dag_id, COUNT(*) FROM task_instance WHERE state IN {EXECUTING} GROUP BY dag_id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_>>()?;
+        let scope_clause = match scope {
+            Some(ids) if !ids.is_empty() => format!(
+                " AND ti.run_pk IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            Some(_) => " AND 1 = 0".into(),
+            None => " AND r.triggered_by <> 'test'".into(),
+        };
+        let columns = TI_COLUMNS
+            .split(", ")
+            .map(|c| format!("ti.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let candidates_limit = (max_count * 4).max(64);
+        let sql = format!(
+            "SELECT {columns} FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} \
+             ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}{}",
+            // Rows another scheduler is changing right now are skipped, not waited for.
+            if self.backend == Backend::Postgres { " FOR UPDATE OF ti SKIP LOCKED" } else { "" }
+        );
+        let candidates: Vec<TiRow> = sqlx::query(&sql)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(ti_from_row)
+            .collect::<Result<_>>()?;
+        let mut chosen = Vec::new();
+        for ti in candidates {
+            if chosen.len() + claim.missing_pool.len() >= max_count {
+                break;
+            }
+            let Some(slots) = pools.get(&ti.pool) else {
+                claim.missing_pool.push(ti);
+                continue;
+            };
+            let used = pool_used.entry(ti.pool.clone()).or_insert(0);
+            if *used + ti.pool_slots > *slots {
+                continue;
+            }
+            let limit = i64::from(max_active_tasks.get(&ti.dag_id).copied().unwrap_or(16));
+            let active = dag_active.entry(ti.dag_id.clone()).or_insert(0);
+            if *active >= limit {
+                continue;
+            }
+            *used += ti.pool_slots;
+            *active += 1;
+            chosen.push(ti);
+        }
+        let to = next_task_state(TaskState::Scheduled, TaskEvent::Queue)?;
+        for group in [&mut chosen, &mut claim.missing_pool] {
+            let mut updated = Vec::new();
+            for chunk in group.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE task_instance SET state = $1, queued_at = $2, updated_at = $2, scheduler_id = $3 WHERE state = 'scheduled' AND id IN ({}) RETURNING id",
+                    placeholders(4, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(to.as_str()).bind(micros(now)).bind(scheduler_id);
+                for ti in chunk {
+                    query = query.bind(ti.id);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    updated.push(row.try_get::<i64, _>(0)?);
+                }
+            }
+            group.retain(|ti| updated.contains(&ti.id));
+            for ti in group.iter_mut() {
+                ti.state = to;
+                ti.queued_at = Some(now);
+                ti.scheduler_id = Some(scheduler_id.to_string());
+            }
+        }
+        tx.commit().await?;
+        claim.queued = chosen;
+        Ok(claim)
+    }
+
+    /// Moves queued task instances to running and starts their next try. Returns (id, try number) of those
+    /// that moved (a task cleared or terminated meanwhile does not).
+    pub async fn start_tis(&self, ti_ids: &[i64], hostname: &str, now: DateTime<Utc>) -> Result<Vec<(i64, i64)>> {
+        let to = next_task_state(TaskState::Queued, TaskEvent::Start)?;
+        let mut tx = self.begin().await?;
+        let mut started = Vec::new();
+        for chunk in ti_ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE task_instance SET state = $1, try_number = try_number + 1, start_date = $2, end_date = NULL, heartbeat_at = $2, \
+                 updated_at = $2, hostname = $3, pid = NULL, message = NULL, next_retry_at = NULL WHERE state = 'queued' AND id IN ({}) RETURNING id, try_number",
+                placeholders(4, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(to.as_str()).bind(micros(now)).bind(hostname);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                started.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+}

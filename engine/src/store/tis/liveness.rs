@@ -1,0 +1,127 @@
+//! Where tries run and whether they still do: pids and hosts, heartbeats, and the orphans of schedulers that
+//! died (adopted or put back).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{ti_from_row, TiRow, TI_COLUMNS};
+use crate::state::{next_task_state, TaskEvent, TaskState};
+use crate::store::{micros, placeholders, Store, CHUNK};
+use crate::Result;
+
+const EXECUTING: &str = TaskState::EXECUTING_SQL;
+
+impl Store {
+    /// Records the process of a running try.
+    pub async fn set_pid(&self, ti_id: i64, pid: u32) -> Result<()> {
+        sqlx::query("UPDATE task_instance SET pid = $1 WHERE id = $2")
+            .bind(i64::from(pid))
+            .bind(ti_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records where a try's runner runs (its own report at start), when the try is still the current one.
+    pub async fn set_runner(
+        &self,
+        ti_id: i64,
+        try_number: i64,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE task_instance SET pid = $1, hostname = $2, heartbeat_at = $3 WHERE id = $4 AND try_number = $5 \
+             AND state IN {EXECUTING}"
+        );
+        let result = sqlx::query(&sql)
+            .bind(i64::from(pid))
+            .bind(hostname)
+            .bind(micros(now))
+            .bind(ti_id)
+            .bind(try_number)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// A runner's heartbeat: true while its try is still the current, executing one.
+    pub async fn heartbeat_try(&self, ti_id: i64, try_number: i64, now: DateTime<Utc>) -> Result<bool> {
+        let sql = format!(
+            "UPDATE task_instance SET heartbeat_at = $1 WHERE id = $2 AND try_number = $3 AND state IN {EXECUTING}"
+        );
+        let result = sqlx::query(&sql)
+            .bind(micros(now))
+            .bind(ti_id)
+            .bind(try_number)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Refreshes the heartbeat of running task instances and returns the ids among them that are no longer
+    /// `running` in the store (cleared, marked or terminated from outside: their processes must stop).
+    pub async fn heartbeat_tis(&self, ti_ids: &[i64], now: DateTime<Utc>) -> Result<Vec<(i64, TaskState)>> {
+        let mut gone = Vec::new();
+        for chunk in ti_ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE task_instance SET heartbeat_at = $1 WHERE state = 'running' AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(micros(now));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&self.pool).await?;
+            let sql = format!(
+                "SELECT id, state FROM task_instance WHERE state <> 'running' AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                gone.push((row.try_get(0)?, row.try_get::<String, _>(1)?.parse()?));
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Task instances that are queued, running or restarting under a scheduler other than the live ones.
+    pub async fn executing_tis_not_owned_by(&self, live_scheduler_ids: &[String]) -> Result<Vec<TiRow>> {
+        let sql = format!(
+            "SELECT {TI_COLUMNS} FROM task_instance WHERE state IN {EXECUTING} AND (scheduler_id IS NULL OR scheduler_id NOT IN ({}))",
+            if live_scheduler_ids.is_empty() { "''".to_string() } else { placeholders(1, live_scheduler_ids.len()) }
+        );
+        let mut query = sqlx::query(&sql);
+        for id in live_scheduler_ids {
+            query = query.bind(id.clone());
+        }
+        query.fetch_all(&self.pool).await?.iter().map(ti_from_row).collect()
+    }
+
+    /// Takes over an orphaned task instance (compare-and-set on its old owner).
+    pub async fn adopt_ti(&self, ti_id: i64, old_owner: Option<&str>, new_owner: &str) -> Result<bool> {
+        let result = sqlx::query("UPDATE task_instance SET scheduler_id = $1 WHERE id = $2 AND (scheduler_id = $3 OR ($3 IS NULL AND scheduler_id IS NULL))")
+            .bind(new_owner)
+            .bind(ti_id)
+            .bind(old_owner.map(str::to_string))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Puts an orphaned queued task instance back to scheduled.
+    pub async fn requeue_ti(&self, ti_id: i64) -> Result<bool> {
+        let to = next_task_state(TaskState::Queued, TaskEvent::Requeue)?;
+        let result =
+            sqlx::query("UPDATE task_instance SET state = $1, scheduler_id = NULL WHERE id = $2 AND state = 'queued'")
+                .bind(to.as_str())
+                .bind(ti_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,106 @@
+//! Claiming ready task instances within pools and limits, and launching their tries on the executor.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use engine::state::{TaskEvent, TaskState};
+use engine::store::FinishedTry;
+use tracing::warn;
+use worker::LaunchRequest;
+
+use crate::main_loop::{InFlight, Scheduler};
+use crate::Result;
+
+impl Scheduler {
+    /// Claims ready task instances within limits and starts them. Returns how many started.
+    pub(crate) async fn claim_and_launch(&mut self, now: DateTime<Utc>) -> Result<usize> {
+        let open = self.executor.open_slots();
+        self.metrics.executor_open_slots.store(open as i64, Ordering::Relaxed);
+        if open == 0 {
+            return Ok(0);
+        }
+        // Versions the runs use (all a scoped scheduler knows), then the latest version of each DAG.
+        let mut limits: HashMap<String, u32> = self
+            .specs
+            .values()
+            .map(|spec| (spec.dag_id.clone(), spec.max_active_tasks))
+            .collect();
+        limits.extend(self.dags.values().map(|d| (d.dag_id.clone(), d.spec.max_active_tasks)));
+        let started_claim = Instant::now();
+        let claim = self
+            .store
+            .claim_scheduled(&self.options.id, open, &limits, self.options.scope.as_deref(), now)
+            .await?;
+        self.metrics
+            .critical_section_duration_us
+            .store(started_claim.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.metrics
+            .tasks_executable
+            .store(claim.queued.len() as i64, Ordering::Relaxed);
+        self.metrics
+            .tasks_starving
+            .store(claim.missing_pool.len() as i64, Ordering::Relaxed);
+        if !claim.missing_pool.is_empty() {
+            let tries: Vec<FinishedTry> = claim
+                .missing_pool
+                .iter()
+                .map(|ti| FinishedTry {
+                    ti_id: ti.id,
+                    run_pk: ti.run_pk,
+                    try_number: ti.try_number,
+                    event: TaskEvent::Fail { can_retry: false },
+                    message: Some(format!(
+                        "pool `{}` does not exist; create it (dagctl pools set) and clear the task",
+                        ti.pool
+                    )),
+                    xcoms: vec![],
+                    next_retry_at: None,
+                    ended_at: now,
+                })
+                .collect();
+            for ti in &claim.missing_pool {
+                warn!(dag_id = %ti.dag_id, task_id = %ti.task_id, pool = %ti.pool, "task uses a pool that does not exist");
+            }
+            self.store.finish_tries(&tries).await?;
+        }
+        if claim.queued.is_empty() {
+            return Ok(claim.missing_pool.len());
+        }
+        let ids: Vec<i64> = claim.queued.iter().map(|ti| ti.id).collect();
+        let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
+        let mut runs: HashMap<i64, String> = HashMap::new();
+        for ti in claim.queued {
+            let Some((_, try_number)) = started.iter().find(|(id, _)| *id == ti.id) else {
+                continue;
+            };
+            if let Some(queued_at) = ti.queued_at {
+                self.metrics
+                    .observe_queued_duration((now - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            }
+            let version_hash = match runs.get(&ti.run_pk) {
+                Some(hash) => hash.clone(),
+                None => {
+                    let run = self.store.get_run_by_pk(ti.run_pk).await?;
+                    runs.insert(ti.run_pk, run.version_hash.clone());
+                    run.version_hash
+                }
+            };
+            let dag = self.spec(&version_hash).await?;
+            let execution_timeout = dag.task(&ti.task_id).and_then(|task| task.execution_timeout);
+            let mut ti = ti;
+            ti.try_number = *try_number;
+            ti.state = TaskState::Running;
+            ti.start_date = Some(now);
+            ti.hostname = Some(self.options.hostname.clone());
+            self.in_flight.insert(ti.id, InFlight::new(&ti));
+            let span = tracing::info_span!("launch", dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, try_number = ti.try_number);
+            span.in_scope(|| {
+                tracing::debug!("launching the try's runner");
+                self.executor.launch(LaunchRequest { ti, execution_timeout });
+            });
+        }
+        Ok(started.len())
+    }
+}

@@ -1,0 +1,250 @@
+//! The scheduler loop: one step after another (DAG files, executor events, new runs, queued runs, evaluation,
+//! claims, heartbeats, orphans), sleeping while there is nothing to do. Each step's work is in its own module.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use engine::operators::OperatorRegistry;
+use engine::spec::DagSpec;
+use engine::store::{DagRow, Store, TiRow};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::{info, warn};
+use worker::{Executor, ExecutorEvent};
+
+use crate::dag_processor::DagProcessor;
+use crate::events::FinishedNotice;
+use crate::metrics::Metrics;
+use crate::options::SchedulerOptions;
+use crate::Result;
+
+pub(crate) struct InFlight {
+    pub(crate) dag_id: String,
+    pub(crate) run_id: String,
+    pub(crate) task_id: String,
+    pub(crate) started: Instant,
+}
+
+impl InFlight {
+    pub(crate) fn new(ti: &TiRow) -> InFlight {
+        InFlight {
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.task_id.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// One scheduler: create with [`Scheduler::new`], run with [`Scheduler::run`].
+pub struct Scheduler {
+    pub(crate) store: Store,
+    pub(crate) options: SchedulerOptions,
+    pub(crate) registry: OperatorRegistry,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    pub(crate) pending_events: Vec<ExecutorEvent>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) notices: Option<mpsc::UnboundedSender<FinishedNotice>>,
+    pub(crate) specs: HashMap<String, Arc<DagSpec>>,
+    pub(crate) dags: HashMap<String, DagRow>,
+    pub(crate) in_flight: HashMap<i64, InFlight>,
+    pub(crate) next_due: HashMap<String, (String, Option<DateTime<Utc>>)>,
+    pub(crate) processor: Option<DagProcessor>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        options: SchedulerOptions,
+        registry: OperatorRegistry,
+        executor: Arc<dyn Executor>,
+        events: mpsc::UnboundedReceiver<ExecutorEvent>,
+        metrics: Arc<Metrics>,
+    ) -> Scheduler {
+        let processor = options
+            .dags_folder
+            .as_ref()
+            .map(|folder| DagProcessor::new(folder, registry.clone(), options.paused_at_creation));
+        Scheduler {
+            store,
+            options,
+            registry,
+            executor,
+            events,
+            pending_events: Vec::new(),
+            metrics,
+            wake: Arc::new(Notify::new()),
+            notices: None,
+            specs: HashMap::new(),
+            dags: HashMap::new(),
+            in_flight: HashMap::new(),
+            next_due: HashMap::new(),
+            processor,
+        }
+    }
+
+    /// Notify this to make the scheduler look for new work at once (e.g. after a trigger).
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Uses `wake` (shared with, e.g., the execution API of this process) to look for work at once.
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Scheduler {
+        self.wake = wake;
+        self
+    }
+
+    /// Receives a notice for every finished try.
+    pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<FinishedNotice> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.notices = Some(sender);
+        receiver
+    }
+
+    /// Runs until `shutdown` is cancelled (or, with a scope, until the scoped runs have finished).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let now = Utc::now();
+        self.store
+            .register_job(&self.options.id, &self.options.hostname, std::process::id(), now)
+            .await?;
+        info!(scheduler_id = %self.options.id, "scheduler started");
+        let full = self.options.scope.is_none();
+        if full {
+            self.handle_orphans(now).await?;
+        }
+        let mut next_parse = Instant::now();
+        let mut next_heartbeat = Instant::now() + self.options.heartbeat_interval;
+        let mut next_orphans = Instant::now() + self.options.orphan_interval;
+        let result = loop {
+            let started = Instant::now();
+            let span = tracing::debug_span!("scheduler_loop", scheduler_id = %self.options.id);
+            let step = self
+                .step(&mut next_parse, &mut next_heartbeat, &mut next_orphans)
+                .instrument(span)
+                .await;
+            self.metrics.scheduler_heartbeat.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .loop_duration_us
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let busy = match step {
+                Ok(busy) => busy,
+                Err(err) => {
+                    warn!(error = %err, "scheduler loop failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    false
+                }
+            };
+            if let Some(scope) = &self.options.scope {
+                let idle = self.executor.running_count() == 0;
+                while let Ok(event) = self.events.try_recv() {
+                    self.pending_events.push(event);
+                }
+                if idle && self.pending_events.is_empty() && self.store.runs_unfinished(scope).await? == 0 {
+                    break Ok(());
+                }
+            }
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
+            if busy {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                event = self.events.recv() => {
+                    if let Some(event) = event {
+                        self.pending_events.push(event);
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.options.idle_interval) => {}
+                _ = shutdown.cancelled() => break Ok(()),
+            }
+        };
+        if self.options.scope.is_some() {
+            self.executor.cancel_all();
+        }
+        // Tasks that still run are left to the next scheduler, which adopts them at once.
+        let _ = self.store.set_job_state(&self.options.id, "stopped").await;
+        info!(scheduler_id = %self.options.id, "scheduler stopped");
+        result
+    }
+
+    async fn step(
+        &mut self,
+        next_parse: &mut Instant,
+        next_heartbeat: &mut Instant,
+        next_orphans: &mut Instant,
+    ) -> Result<bool> {
+        let full = self.options.scope.is_none();
+        if full && Instant::now() >= *next_parse {
+            self.process_dags().await?;
+            *next_parse = Instant::now() + self.options.parse_interval;
+        }
+        let mut busy = self.drain_events().await? > 0;
+        let now = Utc::now();
+        if full && self.options.create_scheduled_runs {
+            self.create_scheduled_runs(now).await?;
+        }
+        busy |= self.start_queued_runs(now).await? > 0;
+        busy |= self.evaluate(now).await? > 0;
+        busy |= self.claim_and_launch(now).await? > 0;
+        if Instant::now() >= *next_heartbeat {
+            self.heartbeat().await?;
+            *next_heartbeat = Instant::now() + self.options.heartbeat_interval;
+        }
+        if full && Instant::now() >= *next_orphans {
+            self.handle_orphans(Utc::now()).await?;
+            *next_orphans = Instant::now() + self.options.orphan_interval;
+        }
+        self.metrics
+            .executor_open_slots
+            .store(self.executor.open_slots() as i64, Ordering::Relaxed);
+        self.metrics
+            .executor_running_tasks
+            .store(self.executor.running_count() as i64, Ordering::Relaxed);
+        Ok(busy)
+    }
+
+    async fn process_dags(&mut self) -> Result<()> {
+        if let Some(processor) = &mut self.processor {
+            let report = processor.process(&self.store).await?;
+            if report.changed {
+                let errors = report.files.iter().filter(|f| !f.errors.is_empty()).count();
+                self.metrics
+                    .dag_processing_import_errors
+                    .store(errors as i64, Ordering::Relaxed);
+                self.metrics
+                    .dag_processing_total_parse_time_us
+                    .store(report.parse_time.as_micros() as u64, Ordering::Relaxed);
+            }
+        }
+        self.dags = self
+            .store
+            .list_dags(false)
+            .await?
+            .into_iter()
+            .map(|dag| (dag.dag_id.clone(), dag))
+            .collect();
+        self.metrics
+            .dag_processing_dags
+            .store(self.dags.len() as i64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) async fn spec(&mut self, version_hash: &str) -> Result<Arc<DagSpec>> {
+        if let Some(spec) = self.specs.get(version_hash) {
+            return Ok(Arc::clone(spec));
+        }
+        let (spec, _, _) = self.store.dag_version(version_hash).await?;
+        let spec = Arc::new(spec);
+        self.specs.insert(version_hash.to_string(), Arc::clone(&spec));
+        Ok(spec)
+    }
+}

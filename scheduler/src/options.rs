@@ -1,0 +1,47 @@
+//! How a scheduler behaves: its identity, intervals, timeouts and scope.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Unique per scheduler process.
+    pub id: String,
+    pub hostname: String,
+    /// Read DAG files from here (None: only what the store already has).
+    pub dags_folder: Option<PathBuf>,
+    pub paused_at_creation: bool,
+    pub parse_interval: Duration,
+    /// Longest sleep when there is nothing to do.
+    pub idle_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub orphan_interval: Duration,
+    /// A scheduler whose heartbeat is older than this is dead and its tasks are orphans.
+    pub job_timeout: Duration,
+    /// A running task on another host whose heartbeat is older than this is failed (Airflow's
+    /// task_instance_heartbeat_timeout).
+    pub ti_heartbeat_timeout: Duration,
+    /// Only work on these runs, and stop when they have finished (`dags test`, local backfill).
+    pub scope: Option<Vec<i64>>,
+    pub create_scheduled_runs: bool,
+}
+
+impl SchedulerOptions {
+    pub fn new(id: String, hostname: String) -> SchedulerOptions {
+        SchedulerOptions {
+            id,
+            hostname,
+            dags_folder: None,
+            paused_at_creation: true,
+            parse_interval: Duration::from_secs(2),
+            idle_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(5),
+            orphan_interval: Duration::from_secs(10),
+            job_timeout: Duration::from_secs(30),
+            ti_heartbeat_timeout: Duration::from_secs(300),
+            scope: None,
+            create_scheduled_runs: true,
+        }
+    }
+}

@@ -44,11 +44,9 @@ impl Scheduler {
         let mut exited = Vec::new();
         for event in events {
             match event {
-                ExecutorEvent::Started { ti_id, pid } => {
+                // The runner records its own pid and host when it starts (one write, by the execution API).
+                ExecutorEvent::Started { .. } => {
                     self.metrics.ti_start.fetch_add(1, Ordering::Relaxed);
-                    if let Some(pid) = pid {
-                        self.store.set_pid(ti_id, pid).await?;
-                    }
                 }
                 ExecutorEvent::Exited {
                     ti_id,

@@ -167,6 +167,15 @@ impl CallerTry {
             }
             Err(err) => return Err(err.into()),
         };
+        self.check(&ti)?;
+        Ok(ti)
+    }
+
+    /// Whether `ti` (read just now) is this token's try, current and executing.
+    pub(crate) fn check(&self, ti: &TiRow) -> ApiResult<()> {
+        if ti.id != self.ti_id {
+            return Err(ApiError::forbidden("this token is for another task instance"));
+        }
         if ti.try_number != self.try_number {
             return Err(ApiError::forbidden(format!(
                 "this token is for try {} of {}.{}, whose current try is {}",
@@ -179,7 +188,7 @@ impl CallerTry {
                 self.try_number, ti.dag_id, ti.task_id, ti.state
             )));
         }
-        Ok(ti)
+        Ok(())
     }
 
     /// Only that this token is for a try that is executing now (for calls not about the try itself).
@@ -202,7 +211,7 @@ async fn start(
     if ti.id != caller.ti_id || body.try_number.is_some_and(|t| t != caller.try_number) {
         return Err(ApiError::forbidden("the body names another try than this token's"));
     }
-    let ti = caller.authorize(&state, ti.id).await?;
+    caller.check(&ti)?;
     if !state
         .store
         .set_runner(ti.id, caller.try_number, &body.hostname, body.pid, Utc::now())

@@ -107,8 +107,9 @@ async fn run(ctx: OperatorContext) -> OperatorResult {
             }
         }
     };
-    // Whatever the command left running in the group ends with it.
-    if !own_group {
+    // A stopped command's leftovers (background children) end with it; a command that ended by itself may
+    // leave daemons behind on purpose, as with Airflow.
+    if ctx.cancel.is_cancelled() && !own_group {
         group::signal_members(Signal::SIGKILL);
     }
     for copier in [out, err].into_iter().flatten() {

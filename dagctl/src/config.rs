@@ -35,6 +35,7 @@ struct FileConfig {
     secret_key: Option<String>,
     base_url: Option<String>,
     execution_api_url: Option<String>,
+    geth_release_url: Option<String>,
     oidc: Option<FileOidc>,
 }
 
@@ -104,6 +105,8 @@ pub struct Config {
     pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
     /// The part of the engine's environment that task runners get: PATH, HOME, LANG, LC_ALL, TZ.
     pub runner_env: Vec<(String, String)>,
+    /// Where `clients install geth` downloads release archives (a mirror); None = geth's own store.
+    pub geth_release_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -196,14 +199,7 @@ impl Config {
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
-        let client_overrides = chain::Client::ALL
-            .iter()
-            .filter_map(|client| {
-                env(&format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()))
-                    .filter(|p| !p.is_empty())
-                    .map(|path| (*client, PathBuf::from(path)))
-            })
-            .collect();
+        let client_overrides = client_overrides(&env);
         let runner_env = worker::executor::local::INHERITED_ENV
             .iter()
             .filter_map(|name| env(name).map(|value| (name.to_string(), value)))
@@ -213,6 +209,7 @@ impl Config {
                 .or(file.execution_api_url)
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_password: env("DAGCTL_ADMIN_PASSWORD"),
+            geth_release_url: env("DAGCTL_GETH_RELEASE_URL").or(file.geth_release_url),
             user: env("USER"),
             path: env("PATH"),
             client_overrides,
@@ -229,6 +226,23 @@ impl Config {
             base_url: env("DAGCTL_BASE_URL").or(file.base_url),
         })
     }
+}
+
+/// Client binaries named by `DAGCTL_<CLIENT>` (e.g. `DAGCTL_GETH`).
+pub fn client_overrides(env: &impl Fn(&str) -> Option<String>) -> std::collections::BTreeMap<chain::Client, PathBuf> {
+    chain::Client::ALL
+        .iter()
+        .filter_map(|client| {
+            env(&client_override_name(*client))
+                .filter(|p| !p.is_empty())
+                .map(|path| (*client, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// The environment name that overrides `client`'s binary.
+pub fn client_override_name(client: chain::Client) -> String {
+    format!("DAGCTL_{}", client.to_string().to_ascii_uppercase())
 }
 
 fn load_oidc(file: FileOidc, env: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcSettings>> {
@@ -358,14 +372,7 @@ impl RunnerConfig {
                     worker::execution::TOKEN_ENV
                 )
             })?;
-        let client_overrides = chain::Client::ALL
-            .iter()
-            .filter_map(|client| {
-                env(&format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()))
-                    .filter(|p| !p.is_empty())
-                    .map(|path| (*client, PathBuf::from(path)))
-            })
-            .collect();
+        let client_overrides = client_overrides(&env);
         Ok(RunnerConfig {
             api_url,
             token,

@@ -18,7 +18,7 @@ use worker::log::{FileLogs, TaskLogs};
 use worker::operator::Operators;
 use worker::{LocalExecutor, LocalOptions};
 
-use crate::config::{Config, RunnerConfig, CLIENTS_DIR_ENV, NETWORKS_DIR_ENV};
+use crate::config::{client_override_name, Config, RunnerConfig, CLIENTS_DIR_ENV, NETWORKS_DIR_ENV};
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 pub async fn open_store(config: &Config) -> Result<Store> {
@@ -134,10 +134,7 @@ pub fn build_scheduler(
     base_env.push((NETWORKS_DIR_ENV.into(), config.networks_dir().display().to_string()));
     base_env.push((CLIENTS_DIR_ENV.into(), config.clients_dir().display().to_string()));
     for (client, path) in &config.client_overrides {
-        base_env.push((
-            format!("DAGCTL_{}", client.to_string().to_ascii_uppercase()),
-            path.display().to_string(),
-        ));
+        base_env.push((client_override_name(*client), path.display().to_string()));
     }
     let executor_options = LocalOptions {
         parallelism: config.parallelism,

@@ -219,17 +219,17 @@ tokens:
     assert_eq!(state_of(&home, "tokens", "tok-1", "holder")["state"], "running");
     // A log line sent with the token lands in the try's log.
     let line = br#"{"lines":[{"timestamp":"2026-12-02T00:00:00.000Z","level":"info","logger":"test","event":"sent by the test"}]}"#;
-    assert_eq!(
+    let send_line = || {
         http(
             port,
             "POST",
             &format!("/execution/task-instances/{holder}/logs"),
             &auth,
-            Some(line)
+            Some(line),
         )
-        .0,
-        204
-    );
+        .0
+    };
+    assert_eq!(send_line(), 204);
     std::fs::write(marks.join("release"), "").unwrap();
     let state = wait_for(Duration::from_secs(30), "the run to finish", || {
         run_state(&home, "tokens", "tok-1").filter(|s| s == "success" || s == "failed")
@@ -244,17 +244,7 @@ tokens:
     assert_eq!(heartbeat(holder, &auth), 403);
     let (status, _, body) = http(port, "PATCH", &state_path, &auth, Some(br#"{"state":"failed"}"#));
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(
-        http(
-            port,
-            "POST",
-            &format!("/execution/task-instances/{holder}/logs"),
-            &auth,
-            Some(line)
-        )
-        .0,
-        403
-    );
+    assert_eq!(send_line(), 403);
     let networks = http(port, "GET", "/execution/networks", &auth, None).0;
     assert_eq!(networks, 403);
     let holder_state = state_of(&home, "tokens", "tok-1", "holder");
@@ -382,4 +372,92 @@ fn rand_suffix() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+#[test]
+fn a_webserver_on_its_own_data_dir_receives_and_serves_the_logs_of_another_host_s_runners() {
+    // Two data dirs sharing one PostgreSQL database and signing key: the scheduler's runners report to the
+    // webserver's execution API, so the webserver holds (and serves) the logs; the scheduler's dir has none.
+    let web_home = Home::postgres();
+    let mut sched_home = Home::new();
+    sched_home.database_url = web_home.database_url.clone();
+    let secret = "a-shared-signing-key-for-both-processes";
+    sched_home.write_dag(
+        "remote.yml",
+        "remote:\n  tasks:\n    say: {operator: bash, bash_command: 'echo from-the-runner-$AIRFLOW_CTX_TASK_ID'}\n",
+    );
+    let port = free_port();
+    let mut web = web_home.command();
+    let web_log = web_home.path().join("webserver.log");
+    let file = std::fs::File::create(&web_log).unwrap();
+    let web_child = web
+        .env("DAGCTL_SECRET_KEY", secret)
+        .args(["webserver", "--port", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let _web = common::Proc {
+        child: Some(web_child),
+        log: web_log,
+    };
+    wait_for(Duration::from_secs(60), "webserver", || http_get(port, "/health"));
+    let sched_log = sched_home.path().join("scheduler.log");
+    let file = std::fs::File::create(&sched_log).unwrap();
+    let sched_child = sched_home
+        .command()
+        .env("DAGCTL_SECRET_KEY", secret)
+        .env("DAGCTL_EXECUTION_API_URL", format!("http://127.0.0.1:{port}"))
+        .args(["scheduler"])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let sched = common::Proc {
+        child: Some(sched_child),
+        log: sched_log,
+    };
+    wait_for(Duration::from_secs(30), "the DAG in the store", || {
+        sched_home
+            .try_json(&["dags", "list"])
+            .filter(|d| d.to_string().contains("remote"))
+    });
+    sched_home.ok(&["dags", "trigger", "remote", "--run-id", "remote-1"]);
+    let state = wait_for(Duration::from_secs(60), "the run to finish", || {
+        run_state(&sched_home, "remote", "remote-1").filter(|s| s == "success" || s == "failed")
+    });
+    assert_eq!(state, "success", "{}", sched.output());
+    assert!(
+        !sched_home.path().join("logs").join("dag_id=remote").exists(),
+        "the scheduler's host holds no task log"
+    );
+    let password = std::fs::read_to_string(web_home.path().join("standalone_admin_password.txt")).unwrap();
+    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        Some(login.as_bytes()),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = http(
+        port,
+        "GET",
+        "/api/v2/dags/remote/dagRuns/remote-1/taskInstances/say/logs/1",
+        &[("Authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("from-the-runner-say") && text.contains("task succeeded"),
+        "{text}"
+    );
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod graph;
 pub mod operators;
 pub mod parse;
+pub mod runs;
 pub mod scratch;
 pub mod spec;
 pub mod state;

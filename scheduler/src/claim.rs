@@ -69,6 +69,10 @@ impl Scheduler {
             return Ok(claim.missing_pool.len());
         }
         let ids: Vec<i64> = claim.queued.iter().map(|ti| ti.id).collect();
+        // The start is stamped after the claim read the store: runners end tries concurrently (through the
+        // execution API, with its own clock), and a start stamped with the step's earlier `now` could seem to
+        // overlap the end that made room for it.
+        let now = Utc::now();
         let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
         let mut runs: HashMap<i64, String> = HashMap::new();
         for ti in claim.queued {

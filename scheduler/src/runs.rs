@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use engine::runs::{RunKind, RunRequest, TriggeredBy};
 use engine::state::RunState;
-use engine::store::runs::NewRun;
 use engine::store::{DagRow, RunType, ScheduledRun};
 use engine::timetable::{DataInterval, NextRunParams, Schedule, Timetable};
 use tracing::{info, warn};
@@ -94,20 +94,16 @@ impl Scheduler {
                         )
                         .await?;
                 }
+                let request = RunRequest::new(
+                    RunKind::Scheduled {
+                        interval: next.interval,
+                    },
+                    TriggeredBy::Timetable,
+                    now,
+                );
                 let created = self
                     .store
-                    .create_scheduled_run(NewRun {
-                        spec,
-                        run_id: None,
-                        run_type: RunType::Scheduled,
-                        logical_date: Some(next.interval.start),
-                        data_interval: Some(next.interval),
-                        run_after: next.interval.end,
-                        conf: Default::default(),
-                        triggered_by: "timetable".into(),
-                        triggering_user: None,
-                        note: None,
-                    })
+                    .create_scheduled_run(request.new_run(spec).map_err(engine::Error::from)?)
                     .await?;
                 match created {
                     ScheduledRun::Created(run) => {

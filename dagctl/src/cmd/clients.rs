@@ -11,7 +11,10 @@ use crate::config::Config;
 pub async fn install(config: &Config, client: &str) -> Result<ExitCode> {
     let client: Client = serde_json::from_value(serde_json::json!(client)).map_err(|e| anyhow!("client: {e}"))?;
     let dir = config.home.join("clients");
-    let path = chain::local::clients::install(client, &dir, &|line: &str| eprintln!("{line}")).await?;
+    let path = chain::local::clients::install(client, &dir, config.geth_release_url.as_deref(), &|line: &str| {
+        eprintln!("{line}")
+    })
+    .await?;
     println!("{client} installed at {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use chrono::{SecondsFormat, Utc};
 use engine::parse::{load_folder, parse_path};
+use engine::runs::{ManualRunId, RunKind, RunRequest, TriggeredBy};
 use engine::state::{RunState, TaskState};
-use engine::store::runs::NewRun;
-use engine::store::{DagRow, RunFilter, RunRow, RunType, Store};
+use engine::store::{DagRow, RunFilter, RunRow, Store};
 use engine::timetable::{parse_datetime, Timetable};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -201,9 +201,12 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
 
 pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
     let conf = parse_conf(args.conf.as_deref())?;
-    if let Some(run_id) = &args.run_id {
-        engine::store::validate_manual_run_id(run_id).map_err(|e| anyhow!("--run-id: {e}"))?;
-    }
+    let run_id = args
+        .run_id
+        .as_deref()
+        .map(ManualRunId::new)
+        .transpose()
+        .map_err(|e| anyhow!("--run-id: {e}"))?;
     let timeout = args
         .timeout
         .as_deref()
@@ -219,24 +222,19 @@ pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
         .map(|text| parse_datetime(text, &dag.spec.timezone))
         .transpose()
         .map_err(|e| anyhow!("--logical-date: {e}"))?;
-    let data_interval = match (logical_date, Timetable::new(&dag.spec.schedule, &dag.spec.timezone)) {
-        (Some(date), Ok(timetable)) => Some(timetable.interval_for_logical_date(date)),
-        _ => None,
+    let kind = RunKind::Manual {
+        run_id,
+        logical_date,
+        data_interval_start: None,
+        data_interval_end: None,
+        run_after: None,
     };
-    let run = store
-        .create_run(NewRun {
-            spec: &dag.spec,
-            run_id: args.run_id.clone(),
-            run_type: RunType::Manual,
-            logical_date,
-            data_interval,
-            run_after: Utc::now(),
-            conf,
-            triggered_by: "cli".into(),
-            triggering_user: config.user.clone(),
-            note: None,
-        })
-        .await?;
+    let request = RunRequest {
+        conf,
+        user: config.user.clone(),
+        ..RunRequest::new(kind, TriggeredBy::Cli, Utc::now())
+    };
+    let run = store.create_run(request.new_run(&dag.spec)?).await?;
     match args.output {
         Format::Json if !args.wait => {
             println!("{}", serde_json::to_string_pretty(&run_json(&run))?)
@@ -425,30 +423,16 @@ pub async fn test(
     let store = open_store(config).await?;
     sync_folder(config, &store).await?;
     let dag = find_dag(&store, dag_id).await?;
-    let date = match logical_date {
-        Some(text) => parse_datetime(&text, &dag.spec.timezone).map_err(|e| anyhow!("logical date: {e}"))?,
-        None => Utc::now(),
+    let logical_date = logical_date
+        .map(|text| parse_datetime(&text, &dag.spec.timezone))
+        .transpose()
+        .map_err(|e| anyhow!("logical date: {e}"))?;
+    let request = RunRequest {
+        conf,
+        user: config.user.clone(),
+        ..RunRequest::new(RunKind::Test { logical_date }, TriggeredBy::Test, Utc::now())
     };
-    let interval = Timetable::new(&dag.spec.schedule, &dag.spec.timezone)
-        .ok()
-        .map(|t| t.interval_for_logical_date(date));
-    let run = store
-        .create_run(NewRun {
-            spec: &dag.spec,
-            run_id: Some(format!(
-                "test__{}",
-                Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-            )),
-            run_type: RunType::Manual,
-            logical_date: Some(date),
-            data_interval: interval,
-            run_after: date,
-            conf,
-            triggered_by: "test".into(),
-            triggering_user: config.user.clone(),
-            note: None,
-        })
-        .await?;
+    let run = store.create_run(request.new_run(&dag.spec)?).await?;
     println!("testing dag {} with run {}", dag.dag_id, run.run_id);
     run_locally(config, &store, vec![run.id], true).await?;
     let run = store.get_run_by_pk(run.id).await?;
@@ -480,21 +464,11 @@ pub async fn backfill(config: &Config, dag_id: &str, start: &str, end: &str, loc
     let intervals = timetable.intervals_between(start, end, 10_000);
     let mut created = Vec::new();
     for interval in intervals {
-        let run_id = RunType::Backfill.run_id(interval.start);
-        let result = store
-            .create_run(NewRun {
-                spec: &dag.spec,
-                run_id: Some(run_id.clone()),
-                run_type: RunType::Backfill,
-                logical_date: Some(interval.start),
-                data_interval: Some(interval),
-                run_after: interval.end,
-                conf: Default::default(),
-                triggered_by: "backfill".into(),
-                triggering_user: config.user.clone(),
-                note: None,
-            })
-            .await;
+        let request = RunRequest {
+            user: config.user.clone(),
+            ..RunRequest::new(RunKind::Backfill { interval }, TriggeredBy::Backfill, Utc::now())
+        };
+        let result = store.create_run(request.new_run(&dag.spec)?).await;
         match result {
             Ok(run) => {
                 println!("created {}", run.run_id);

@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use super::*;
 use crate::timetable::Schedule;
+use crate::trigger::TriggerRule;
 
 fn parse(text: &str) -> ParsedFile {
     parse_text("dags/test.yml", text, &[], &OperatorRegistry::builtin())

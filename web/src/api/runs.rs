@@ -5,9 +5,9 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use engine::runs::{ManualRunId, RunKind, RunRequest, RunRequestError, TriggeredBy};
 use engine::state::RunState;
-use engine::store::{CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, TimeRange};
-use engine::timetable::{DataInterval, Timetable};
+use engine::store::{CursorValue, RunFilter, RunOrder, RunRow, RunType, TimeRange};
 use serde_json::{json, Value};
 
 use super::dags::find_dag;
@@ -274,10 +274,16 @@ fn body_time(name: &str, value: &Option<String>) -> ApiResult<Option<DateTime<Ut
         .transpose()
 }
 
-/// Checks a run id given by a caller (Airflow's pattern; the scheduler's prefixes are reserved).
-pub fn validate_run_id(run_id: &str) -> ApiResult<()> {
-    engine::store::validate_manual_run_id(run_id)
-        .map_err(|err| ApiError::validation(&["body", "dag_run_id"], err.to_string(), "value_error"))
+/// The answer to a run request the engine refused: 422 on `dag_run_id` for a run id, 400 for the data interval.
+fn request_error(err: RunRequestError) -> ApiError {
+    match err {
+        RunRequestError::RunId(message) => ApiError::validation(&["body", "dag_run_id"], message, "value_error"),
+        RunRequestError::HalfInterval => {
+            ApiError::bad_request("give both data_interval_start and data_interval_end, or neither")
+        }
+        RunRequestError::ReversedInterval => ApiError::bad_request("data_interval_start is after data_interval_end"),
+        RunRequestError::IntervalWithoutLogicalDate => ApiError::bad_request("a data interval needs a logical_date"),
+    }
 }
 
 /// Creates a manual run; shared by the API and the UI's trigger form.
@@ -289,50 +295,39 @@ pub async fn create_manual_run(
 ) -> ApiResult<RunRow> {
     who.require(Role::User)?;
     let dag = find_dag(state, dag_id).await?;
-    if let Some(run_id) = &body.dag_run_id {
-        validate_run_id(run_id)?;
-    }
+    let run_id = body
+        .dag_run_id
+        .as_deref()
+        .map(ManualRunId::new)
+        .transpose()
+        .map_err(request_error)?;
     if body.partition_key.is_some() {
         return Err(ApiError::bad_request(
             "partition_key is not supported: dagctl has no partitioned timetables",
         ));
     }
     super::check_note(body.note.as_deref())?;
-    let logical_date = body_time("logical_date", &body.logical_date)?;
-    let start = body_time("data_interval_start", &body.data_interval_start)?;
-    let end = body_time("data_interval_end", &body.data_interval_end)?;
-    let run_after = body_time("run_after", &body.run_after)?.unwrap_or_else(Utc::now);
-    let data_interval = match (start, end) {
-        (Some(start), Some(end)) if start <= end => Some(DataInterval { start, end }),
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("data_interval_start is after data_interval_end")),
-        (None, None) => logical_date.and_then(|date| {
-            Timetable::new(&dag.spec.schedule, &dag.spec.timezone)
-                .ok()
-                .map(|t| t.interval_for_logical_date(date))
-        }),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give both data_interval_start and data_interval_end, or neither",
-            ))
-        }
+    let kind = RunKind::Manual {
+        run_id,
+        logical_date: body_time("logical_date", &body.logical_date)?,
+        data_interval_start: body_time("data_interval_start", &body.data_interval_start)?,
+        data_interval_end: body_time("data_interval_end", &body.data_interval_end)?,
+        run_after: body_time("run_after", &body.run_after)?,
     };
-    if data_interval.is_some() && logical_date.is_none() {
-        return Err(ApiError::bad_request("a data interval needs a logical_date"));
-    }
+    let via = if who.via == AuthVia::Session {
+        TriggeredBy::Ui
+    } else {
+        TriggeredBy::RestApi
+    };
+    let request = RunRequest {
+        conf: body.conf.unwrap_or_default(),
+        user: Some(who.username.clone()),
+        note: body.note,
+        ..RunRequest::new(kind, via, Utc::now())
+    };
     let run = state
         .store
-        .create_run(NewRun {
-            spec: &dag.spec,
-            run_id: body.dag_run_id.clone(),
-            run_type: RunType::Manual,
-            logical_date,
-            data_interval,
-            run_after,
-            conf: body.conf.unwrap_or_default(),
-            triggered_by: if who.via == AuthVia::Session { "ui" } else { "rest_api" }.into(),
-            triggering_user: Some(who.username.clone()),
-            note: body.note,
-        })
+        .create_run(request.new_run(&dag.spec).map_err(request_error)?)
         .await
         .map_err(|err| match err {
             engine::Error::Conflict(_) => ApiError::conflict(format!(
@@ -495,4 +490,42 @@ pub async fn clear(
     }
     let run = find_run(&state, &dag_id, &run_id).await?;
     Ok(Json(run_json(&state, &mut Versions::default(), &run).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use engine::runs::{ManualRunId, RunRequestError};
+    use serde_json::json;
+
+    use super::request_error;
+
+    #[test]
+    fn refused_run_requests_keep_the_api_s_statuses_and_messages() {
+        let run_id = ManualRunId::new("scheduled__x").unwrap_err();
+        let err = request_error(run_id.clone());
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            err.detail,
+            json!([{"loc": ["body", "dag_run_id"], "msg": run_id.to_string(), "type": "value_error"}])
+        );
+        for (refused, message) in [
+            (
+                RunRequestError::HalfInterval,
+                "give both data_interval_start and data_interval_end, or neither",
+            ),
+            (
+                RunRequestError::ReversedInterval,
+                "data_interval_start is after data_interval_end",
+            ),
+            (
+                RunRequestError::IntervalWithoutLogicalDate,
+                "a data interval needs a logical_date",
+            ),
+        ] {
+            let err = request_error(refused);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.detail, json!(message));
+        }
+    }
 }

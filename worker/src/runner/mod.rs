@@ -276,6 +276,14 @@ fn watch_sigterm(cancel: CancellationToken, stop: CancellationToken) -> Arc<std:
     flag
 }
 
+/// The engine says the try is no longer current (cleared, marked, terminated): stop it, report nothing.
+fn stop_try(gone: &Mutex<Option<String>>, cancel: &CancellationToken, why: &ClientError) {
+    if let Ok(mut gone) = gone.lock() {
+        *gone = Some(why.to_string());
+    }
+    cancel.cancel();
+}
+
 async fn heartbeat(
     client: ExecutionClient,
     path: String,
@@ -296,13 +304,7 @@ async fn heartbeat(
         };
         match result {
             Ok(_) => {}
-            Err(err) if err.try_is_gone() => {
-                if let Ok(mut gone) = gone.lock() {
-                    *gone = Some(err.to_string());
-                }
-                cancel.cancel();
-                return;
-            }
+            Err(err) if err.try_is_gone() => return stop_try(&gone, &cancel, &err),
             Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
         }
     }
@@ -336,13 +338,7 @@ async fn flush_logs(
         };
         match result {
             Ok(_) => {}
-            Err(err) if err.try_is_gone() => {
-                if let Ok(mut gone) = gone.lock() {
-                    *gone = Some(err.to_string());
-                }
-                cancel.cancel();
-                return;
-            }
+            Err(err) if err.try_is_gone() => return stop_try(&gone, &cancel, &err),
             Err(ClientError::Unreachable { .. }) => log.put_back(batch.lines),
             Err(err) => tracing::warn!(error = %err, "log lines refused"),
         }

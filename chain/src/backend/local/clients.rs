@@ -26,7 +26,8 @@ pub const GETH_RELEASES: &[(&str, &str, &str)] = &[
         "8976fce7e02ab904ef69d1b45ca5215c35c7d29dfbd705cc59f1cd8179976f2d",
     ),
 ];
-/// Where geth's release archives are published (`DAGCTL_GETH_RELEASE_URL` points elsewhere, e.g. a mirror).
+/// Where geth's release archives are published (`DAGCTL_GETH_RELEASE_URL` or `geth_release_url` in
+/// `dagctl.toml` points elsewhere, e.g. a mirror).
 pub const GETH_RELEASE_STORE: &str = "https://gethstore.blob.core.windows.net/builds";
 
 /// anvil version `dagctl clients install anvil` installs.
@@ -181,7 +182,14 @@ fn check_binary(client: Client, consensus: Consensus, path: PathBuf) -> Result<P
 
 /// Installs `client` into `<dir>/bin`, returning the binary path. Output of the installer goes to
 /// `progress`, one line at a time.
-pub async fn install(client: Client, dir: &Path, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<PathBuf> {
+/// Installs `client` under `dir/bin`; geth's release archive comes from `release_store` (default
+/// [`GETH_RELEASE_STORE`]; a mirror may be configured).
+pub async fn install(
+    client: Client,
+    dir: &Path,
+    release_store: Option<&str>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<PathBuf> {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| Error::io(format!("cannot create {}", bin.display()), e))?;
     let install_err = |reason: String| Error::Install { client, reason };
@@ -200,7 +208,7 @@ pub async fn install(client: Client, dir: &Path, progress: &(dyn Fn(&str) + Send
                 .iter()
                 .find(|(arch, _, _)| *arch == std::env::consts::ARCH)
             {
-                let store = std::env::var("DAGCTL_GETH_RELEASE_URL").unwrap_or_else(|_| GETH_RELEASE_STORE.to_string());
+                let store = release_store.unwrap_or(GETH_RELEASE_STORE);
                 let url = format!("{}/{name}.tar.gz", store.trim_end_matches('/'));
                 progress(&format!("downloading {url}"));
                 match install_release_archive(&url, name, sha256, &target).await {

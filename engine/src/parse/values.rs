@@ -1,0 +1,155 @@
+//! Readers of one value (schedules, dates, strings, booleans, numbers, durations, trigger rules, name lists),
+//! each recording an error at the value's file and line when it has the wrong shape.
+
+use std::time::Duration;
+
+use crate::duration::duration_from_node;
+use crate::timetable::{parse_datetime, Schedule};
+use crate::trigger::TriggerRule;
+use crate::yaml::{Node, Value};
+
+use super::context::{DagCtx, Sourced};
+
+impl DagCtx<'_> {
+    pub(super) fn schedule(&mut self, src: &Sourced, key: &str) -> Schedule {
+        let text = match &src.node.value {
+            Value::Null => None,
+            Value::Str(text) => Some(text.as_str()),
+            _ => {
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some(key),
+                    format!("`{key}` must be a cron string, a preset like @daily, or null"),
+                );
+                return Schedule::None;
+            }
+        };
+        Schedule::parse(text).unwrap_or_else(|message| {
+            self.error(&src.file, src.node.line, None, Some(key), message);
+            Schedule::None
+        })
+    }
+
+    pub(super) fn date(&mut self, src: &Sourced, key: &str, tz: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = match &src.node.value {
+            Value::Str(text) => text.clone(),
+            _ => {
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    None,
+                    Some(key),
+                    format!("`{key}` must be a date like 2026-11-01, got {}", src.node.kind()),
+                );
+                return None;
+            }
+        };
+        parse_datetime(&text, tz)
+            .map_err(|message| self.error(&src.file, src.node.line, None, Some(key), message))
+            .ok()
+    }
+
+    pub(super) fn string(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<String> {
+        match &src.node.value {
+            Value::Str(text) => Some(text.clone()),
+            Value::Null => None,
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => src.node.key_text(),
+            _ => self.reject(
+                src,
+                task,
+                key,
+                format!("`{key}` must be a string, got {}", src.node.kind()),
+            ),
+        }
+    }
+
+    /// Records an error about `key` at `src` and yields nothing.
+    fn reject<T>(&mut self, src: &Sourced, task: Option<&str>, key: &str, message: impl Into<String>) -> Option<T> {
+        self.error(&src.file, src.node.line, task, Some(key), message);
+        None
+    }
+
+    pub(super) fn boolean(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<bool> {
+        match &src.node.value {
+            Value::Bool(b) => Some(*b),
+            _ => self.reject(
+                src,
+                task,
+                key,
+                format!("`{key}` must be true or false, got {}", src.node.kind()),
+            ),
+        }
+    }
+
+    pub(super) fn count(&mut self, src: &Sourced, key: &str, task: Option<&str>, min: i64) -> Option<u32> {
+        match &src.node.value {
+            Value::Int(n) if *n >= min && *n <= i64::from(u32::MAX) => Some(*n as u32),
+            _ => self.reject(src, task, key, format!("`{key}` must be a whole number >= {min}")),
+        }
+    }
+
+    pub(super) fn integer(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<i64> {
+        match &src.node.value {
+            Value::Int(n) => Some(*n),
+            _ => self.reject(src, task, key, format!("`{key}` must be a whole number")),
+        }
+    }
+
+    pub(super) fn duration(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<Duration> {
+        duration_from_node(&src.node)
+            .map_err(|message| self.error(&src.file, src.node.line, task, Some(key), message))
+            .ok()
+    }
+
+    pub(super) fn trigger_rule(&mut self, src: &Sourced, task: Option<&str>) -> Option<TriggerRule> {
+        let Some(text) = src.node.as_str() else {
+            self.error(
+                &src.file,
+                src.node.line,
+                task,
+                Some("trigger_rule"),
+                "`trigger_rule` must be a string",
+            );
+            return None;
+        };
+        text.parse::<TriggerRule>()
+            .map_err(|err| self.error(&src.file, src.node.line, task, Some("trigger_rule"), err.to_string()))
+            .ok()
+    }
+
+    pub(super) fn name_list(&mut self, file: &str, node: Option<&Node>, task: Option<&str>) -> Vec<(String, usize)> {
+        let Some(node) = node else { return Vec::new() };
+        match &node.value {
+            Value::Null => Vec::new(),
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|item| match item.key_text() {
+                    Some(name) if !matches!(item.value, Value::Seq(_) | Value::Map(_)) => Some((name, item.line)),
+                    _ => {
+                        self.error(
+                            file,
+                            item.line,
+                            task,
+                            Some("dependencies"),
+                            "a dependency must be a task or task group name",
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Value::Str(name) => vec![(name.clone(), node.line)],
+            _ => {
+                self.error(
+                    file,
+                    node.line,
+                    task,
+                    Some("dependencies"),
+                    "`dependencies` must be a list of task names",
+                );
+                Vec::new()
+            }
+        }
+    }
+}

@@ -82,11 +82,9 @@ fn a_task_s_environment_is_an_allow_list_without_engine_secrets_or_database_url(
         let log = home.ok(&["tasks", "logs", "envdump", &run_id, task]);
         assert!(log.contains("AIRFLOW_CTX_DAG_ID=envdump"), "{task}: {log}");
         assert!(log.contains(&format!("AIRFLOW_CTX_TASK_ID={task}")), "{task}: {log}");
-        assert!(
-            log.contains("DAGCTL_EXECUTION_API_URL=http://127.0.0.1:"),
-            "{task}: {log}"
-        );
-        assert!(log.contains("DAGCTL_TASK_TOKEN="), "{task}: {log}");
+        // The try's token stays with its runner: a Viewer reading this log could otherwise act as the try.
+        assert!(!log.contains("DAGCTL_TASK_TOKEN"), "{task}: {log}");
+        assert!(!log.contains("DAGCTL_EXECUTION_API_URL"), "{task}: {log}");
         assert!(!log.contains("DAGCTL_DATABASE_URL"), "{task}: {log}");
         assert!(
             !log.contains(&url) && !log.contains(&format!(":{password}@")),
@@ -124,7 +122,7 @@ fn execution_tokens_are_scoped_to_one_running_try() {
             r#"
 tokens:
   tasks:
-    holder: {{operator: bash, bash_command: 'echo "$DAGCTL_TASK_TOKEN" > {m}/token.tmp && mv {m}/token.tmp {m}/token; for i in $(seq 600); do [ -e {m}/release ] && exit 0; sleep 0.1; done; exit 1'}}
+    holder: {{operator: bash, bash_command: 'touch {m}/started; for i in $(seq 600); do [ -e {m}/release ] && exit 0; sleep 0.1; done; exit 1'}}
     other: {{operator: bash, bash_command: 'echo other'}}
 "#,
             m = marks.display()
@@ -134,10 +132,16 @@ tokens:
     let _server = home.spawn(&["standalone", "--port", &port.to_string()]);
     wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
     home.ok(&["dags", "trigger", "tokens", "--run-id", "tok-1"]);
-    let token = wait_for(Duration::from_secs(30), "the holder's token", || {
-        std::fs::read_to_string(marks.join("token")).ok()
+    // The token is in the runner's own environment only (the command never sees it); the test reads it there.
+    let token = wait_for(Duration::from_secs(30), "the holder's runner and its token", || {
+        marks.join("started").exists().then_some(())?;
+        let pid = state_of(&home, "tokens", "tok-1", "holder")["pid"].as_i64()?;
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"DAGCTL_TASK_TOKEN="))
+            .map(|t| String::from_utf8_lossy(t).to_string())
     });
-    let token = token.trim().to_string();
     let holder = claims(&token)["ti"].as_i64().expect("ti in claims");
     wait_for(Duration::from_secs(30), "`other` to finish", || {
         (state_of(&home, "tokens", "tok-1", "other")["state"] == "success").then_some(())

@@ -30,7 +30,7 @@ pub struct OperatorContext {
     pub args: serde_json::Map<String, Json>,
     /// XCom values of the run when the try started, by (task id, key).
     pub xcoms: HashMap<(String, String), Json>,
-    /// Airflow's `AIRFLOW_CTX_*` variables and the execution API's URL and token, for child processes.
+    /// Airflow's `AIRFLOW_CTX_*` variables, for child processes (never the try's token).
     pub env: Vec<(String, String)>,
     pub log: TaskLog,
     /// Cancelled on timeout, when the try is stopped from outside, or on SIGTERM: stop and clean up.

@@ -2,8 +2,8 @@
 //! the try's log line by line; the last stdout line is pushed as XCom (Airflow's BashOperator), or the JSON a
 //! command writes to `$DAGCTL_XCOM`. Exit code 99 (or `skip_on_exit_code`) skips the task.
 //!
-//! Its environment: the runner's allow-listed one (PATH, HOME, LANG, TZ, the execution API's URL and this
-//! try's token) unless `env` replaces it (`append_env: true` keeps both), plus `AIRFLOW_CTX_*`.
+//! Its environment: the runner's allow-listed one (PATH, HOME, LANG, TZ; never the try's token or the
+//! execution API's URL) unless `env` replaces it (`append_env: true` keeps both), plus `AIRFLOW_CTX_*`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -54,6 +54,9 @@ async fn run(ctx: OperatorContext) -> OperatorResult {
         }
         process.envs(custom);
     }
+    // The runner's own environment holds the try's token: a command never inherits it.
+    process.env_remove(crate::execution::TOKEN_ENV);
+    process.env_remove(crate::execution::API_URL_ENV);
     process.envs(ctx.env.iter().cloned());
     process.env("DAGCTL_XCOM", &xcom_file);
     if let Some(cwd) = &args.cwd {

@@ -22,9 +22,7 @@ use tracing::Instrument;
 pub use sink::TaskLog;
 
 use crate::client::{ClientError, ExecutionClient, RetryPolicy};
-use crate::execution::{
-    FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, XcomPush, API_URL_ENV, TOKEN_ENV,
-};
+use crate::execution::{FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, XcomPush};
 use crate::operator::{OperatorContext, OperatorResult, OperatorRuntime};
 
 /// How often buffered log lines are shipped.
@@ -130,7 +128,7 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
         stop_background.clone(),
     ));
 
-    let result = execute(&ctx, &client, &args.token, &operators, &log, &cancel).await;
+    let result = execute(&ctx, &client, &operators, &log, &cancel).await;
     stop_background.cancel();
     let _ = heartbeat.await;
     let _ = flusher.await;
@@ -194,7 +192,6 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
 async fn execute(
     ctx: &TaskContext,
     client: &ExecutionClient,
-    token: &str,
     operators: &OperatorRuntime,
     log: &TaskLog,
     cancel: &CancellationToken,
@@ -206,9 +203,9 @@ async fn execute(
     let Some(operator) = operators.get(&ctx.task.operator) else {
         return OperatorResult::Failed(format!("operator `{}` is not known to this runner", ctx.task.operator));
     };
-    let mut env = ctx.airflow_env();
-    env.push((API_URL_ENV.into(), client.base_url().to_string()));
-    env.push((TOKEN_ENV.into(), token.to_string()));
+    // Airflow's context only: the try's token stays with the runner, so a task (and anyone reading its log)
+    // can never act as the try.
+    let env = ctx.airflow_env();
     let operator_ctx = OperatorContext {
         dag_id: ctx.dag_id.clone(),
         task_id: ctx.task_id.clone(),

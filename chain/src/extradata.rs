@@ -11,6 +11,7 @@ use alloy_primitives::{Address, Bytes, FixedBytes, B256};
 use alloy_rlp::{RlpDecodable, RlpEncodable};
 
 use crate::error::{Error, Result};
+use crate::spec::{Client, Consensus};
 
 /// Length of the vanity prefix every format starts with.
 pub const VANITY_LEN: usize = 32;
@@ -141,6 +142,18 @@ pub fn decode_validators(format: ExtraDataFormat, data: &[u8]) -> Result<Vec<Add
 
 fn rlp_error(error: alloy_rlp::Error) -> Error {
     Error::ExtraData(error.to_string())
+}
+
+/// The extraData layout a client x consensus pair uses, if any.
+pub fn extra_data_format(client: Client, consensus: Consensus) -> Option<ExtraDataFormat> {
+    match (client, consensus) {
+        (Client::Anvil, _) => None,
+        (_, Consensus::Clique) => Some(ExtraDataFormat::Clique),
+        (Client::Quorum, Consensus::Ibft) => Some(ExtraDataFormat::QuorumIbft),
+        (_, Consensus::Qbft) => Some(ExtraDataFormat::Qbft),
+        (Client::Besu, Consensus::Ibft2) => Some(ExtraDataFormat::BesuIbft2),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

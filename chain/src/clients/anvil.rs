@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::{geth_alloc, ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
-use crate::generate::{quantity, ClientOutput, NodeOutput, Plan};
 use crate::output::CommandSpec;
+use crate::plan::{quantity, ClientOutput, NodeOutput, Plan};
 
 pub(crate) fn build(plan: &Plan<'_>) -> Result<ClientOutput> {
     // anvil funds its own dev accounts; a genesis (`--init`) is only needed to prefund others.

@@ -4,9 +4,9 @@ use serde_json::{json, Map, Value};
 
 use super::{forks_at_genesis, geth_alloc, ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
-use crate::generate::{hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::keystore::Keystore;
 use crate::output::{CommandSpec, GeneratedFile};
+use crate::plan::{hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode};
 
 /// Forks geth 1.13 activates for a Clique chain. No Shanghai (Clique rejects it) and no
 /// `terminalTotalDifficulty` (a post-merge genesis stops sealing: go-ethereum#29249).

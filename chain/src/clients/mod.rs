@@ -12,7 +12,7 @@ mod quorum;
 use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::generate::{bare_address, ClientOutput, Plan};
+use crate::plan::{bare_address, ClientOutput, Plan};
 use crate::spec::Client;
 
 /// ASCII "ctical byzantine fault tolerance": the Istanbul block digest every IBFT/QBFT genesis uses.

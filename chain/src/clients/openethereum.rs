@@ -5,9 +5,9 @@ use serde_json::{json, Map, Value};
 use super::{ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
 use crate::extradata::SEAL_LEN;
-use crate::generate::{bare_address, hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::keystore::Keystore;
 use crate::output::{CommandSpec, GeneratedFile};
+use crate::plan::{bare_address, hex_data, quantity, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::spec::{Consensus, MIN_GAS_LIMIT};
 
 /// EIPs activated at block 0: Byzantium, Constantinople/Petersburg and Istanbul

@@ -4,9 +4,9 @@ use serde_json::{json, Map, Value};
 
 use super::{forks_at_genesis, geth_alloc, ISTANBUL_MIX_HASH, ZERO_ADDRESS, ZERO_HASH};
 use crate::error::Result;
-use crate::generate::{hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::keystore::Keystore;
 use crate::output::{CommandSpec, GeneratedFile};
+use crate::plan::{hex_data, quantity, static_nodes_json, ClientOutput, NodeOutput, Plan, PlannedNode};
 use crate::spec::Consensus;
 
 /// Forks of quorum-dev-quickstart's istanbul/raft genesis, plus Petersburg and Istanbul.

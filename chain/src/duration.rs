@@ -1,4 +1,5 @@
-//! Durations in a spec: a number of seconds (`2`, `0.5`) or a string with a unit (`"2s"`, `"500ms"`).
+//! Durations in a spec: a number of seconds (`2`, `0.5`) or a string in the engine's one duration grammar
+//! (`"2s"`, `"500ms"`, `"1m30s"`; see `engine::duration`), kept to whole milliseconds.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A non-negative duration as written in a network spec.
 ///
-/// Accepts a JSON/YAML number of seconds or a string with an optional unit
-/// (`ms`, `s`, `m`). Negative values are rejected while parsing, so a spec
+/// Accepts a JSON/YAML number of seconds or a duration string (`ms`, `s`, `m`, `h`, `d`, `w`, combined
+/// parts). Negative values are rejected while parsing, so a spec
 /// can never hold one. Serializes as a string with a unit (`"2s"`, `"500ms"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SpecDuration(pub Duration);
@@ -50,27 +51,10 @@ impl SpecDuration {
 impl FromStr for SpecDuration {
     type Err = String;
 
+    /// The engine's one duration grammar (`engine::duration`), rounded to milliseconds.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let text = input.trim();
-        let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-            (n, 0.001)
-        } else if let Some(n) = text.strip_suffix('s') {
-            (n, 1.0)
-        } else if let Some(n) = text.strip_suffix('m') {
-            (n, 60.0)
-        } else {
-            (text, 1.0)
-        };
-        let number = number.trim();
-        if number.is_empty() {
-            return Err(format!("invalid duration `{input}`: missing number"));
-        }
-        let value: f64 = number.parse().map_err(|_| {
-            format!(
-                "invalid duration `{input}`: expected a number with an optional unit ms, s or m, like `2s` or `500ms`"
-            )
-        })?;
-        Self::from_seconds_f64(value * scale, input)
+        let duration = engine::duration::parse_duration_str(input)?;
+        Self::from_seconds_f64(duration.as_secs_f64(), input)
     }
 }
 

@@ -5,62 +5,97 @@ use std::time::Duration;
 
 use crate::yaml::{Node, Value};
 
-/// Parses a duration string: a plain number of seconds, or one or more `<number><unit>` parts with units
-/// `ms`, `s`, `m`, `h`, `d`, `w`.
+/// Parses a duration string, the one grammar of DAG files and network specs: a plain number of seconds, or
+/// one or more `<number><unit>` parts (`1h30m`, `2.5s`, `1e3ms`) with units `ms`, `s`, `m`, `h`, `d`, `w` (or
+/// their long names). Numbers may carry a sign and an exponent; a negative duration is refused.
 pub fn parse_duration_str(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
+    let invalid = |why: &str| format!("invalid duration `{text}`: {why}");
     if trimmed.is_empty() {
-        return Err("empty duration".into());
+        return Err(invalid("empty"));
     }
     if let Ok(seconds) = trimmed.parse::<f64>() {
-        return seconds_to_duration(seconds);
+        return checked_seconds(seconds).map_err(|why| invalid(&why));
     }
     let mut total = Duration::ZERO;
     let mut rest = trimmed;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if number_len == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (expected e.g. 30s, 5m, 1h30m or a number of seconds)"
-            ));
-        }
-        let number: f64 = rest[..number_len]
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration (bad number)"))?;
+        let number_len = number_prefix(rest);
+        let number = &rest[..number_len];
         rest = rest[number_len..].trim_start();
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
-        let factor = match unit {
-            "ms" => 0.001,
-            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => 86_400.0,
-            "w" | "week" | "weeks" => 604_800.0,
-            _ => {
-                return Err(format!(
-                    "`{text}` is not a duration (unknown unit `{unit}`; use ms, s, m, h, d or w)"
-                ))
-            }
+        let factor = unit_seconds(unit);
+        if number.is_empty() {
+            return Err(match factor {
+                Some(_) => invalid("missing number"),
+                None => invalid("expected a number with a unit (ms, s, m, h, d, w), like `2s`, `500ms` or `1h30m`"),
+            });
+        }
+        let value: f64 = number.parse().map_err(|_| invalid("bad number"))?;
+        let Some(factor) = factor else {
+            return Err(invalid(&format!("unknown unit `{unit}`; use ms, s, m, h, d or w")));
         };
-        total += seconds_to_duration(number * factor)?;
+        total += checked_seconds(value * factor).map_err(|why| invalid(&why))?;
         rest = rest[unit_len..].trim_start();
     }
     Ok(total)
 }
 
-fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!(
-            "duration must be a non-negative number of seconds, got {seconds}"
-        ));
+/// The length of the number at the start of `text`: an optional sign, digits and a point, an optional
+/// exponent (`e3`, `E-3`) when digits follow it.
+fn number_prefix(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut end = 0;
+    if matches!(bytes.first(), Some(b'+' | b'-')) {
+        end = 1;
+    }
+    while end < bytes.len() && (bytes[end].is_ascii_digit() || bytes[end] == b'.') {
+        end += 1;
+    }
+    if end < bytes.len() && matches!(bytes[end], b'e' | b'E') {
+        let mut exponent = end + 1;
+        if matches!(bytes.get(exponent), Some(b'+' | b'-')) {
+            exponent += 1;
+        }
+        if bytes.get(exponent).is_some_and(u8::is_ascii_digit) {
+            end = exponent;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+        }
+    }
+    end
+}
+
+fn unit_seconds(unit: &str) -> Option<f64> {
+    Some(match unit {
+        "ms" => 0.001,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        "h" | "hr" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86_400.0,
+        "w" | "week" | "weeks" => 604_800.0,
+        _ => return None,
+    })
+}
+
+/// Seconds as a duration: finite, not negative, not absurdly large.
+fn checked_seconds(seconds: f64) -> Result<Duration, String> {
+    if !seconds.is_finite() {
+        return Err("not a finite number".into());
+    }
+    if seconds < 0.0 {
+        return Err("must not be negative".into());
     }
     if seconds > 1e12 {
-        return Err(format!("duration of {seconds} seconds is too large"));
+        return Err("too large".into());
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+    checked_seconds(seconds).map_err(|why| format!("invalid duration `{seconds}`: {why}"))
 }
 
 /// Reads a duration from a YAML node in any of the accepted forms.
@@ -143,6 +178,28 @@ mod tests {
         assert!(parse_duration_str("-3").is_err());
         assert!(parse_duration_str("").is_err());
         assert!(parse_duration_str("m").is_err());
+        // Signs and exponents, as network specs write them; long unit names; combined parts.
+        assert_eq!(parse_duration_str("+2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration_str("1e3s").unwrap(), Duration::from_secs(1000));
+        assert_eq!(parse_duration_str("1E-3s").unwrap(), Duration::from_millis(1));
+        assert_eq!(parse_duration_str("2 minutes").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration_str("1s500ms").unwrap(), Duration::from_millis(1500));
+        for (text, why) in [
+            ("-2s", "must not be negative"),
+            ("-3", "must not be negative"),
+            ("fast", "expected a number"),
+            ("ms", "missing number"),
+            ("2S", "unknown unit"),
+            ("0x10", "unknown unit"),
+            ("inf", "not a finite number"),
+            ("NaN", "not a finite number"),
+        ] {
+            let err = parse_duration_str(text).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid duration `{text}`:")) && err.contains(why),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

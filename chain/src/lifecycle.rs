@@ -255,7 +255,8 @@ async fn stop_row<S: NetworkStore, B: NodeBackend>(
     Ok(())
 }
 
-/// Tears down every network on this host whose owning run ended more than its TTL ago. Meant to
+/// Tears down every network on this host whose owning run ended more than its TTL ago, and every network
+/// left `starting` by a deploy task that ended without finishing it. Meant to
 /// be called periodically (the scheduler loop, `dagctl net reap`). Returns the names torn down.
 pub async fn reap<S: NetworkStore, B: NodeBackend>(
     store: &S,
@@ -281,6 +282,32 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
             backend,
             &row,
             &format!("TTL of {ttl}s after its run ended"),
+            progress,
+        )
+        .await?;
+        reaped.push(row.name);
+    }
+    // Networks still `starting` whose deploy can no longer finish: the task that deployed them has ended
+    // (its runner died and the try was failed) and no live process is deploying them.
+    for row in store.list_networks(false).await? {
+        if row.status != "starting" || row.dag_id.is_none() || row.host != backend.host_id() || row.backend != B::KIND {
+            continue;
+        }
+        let record = stored_record::<B::Record>(&row)?;
+        if record.as_ref().is_some_and(|r| backend.deploy_in_progress(r)) || store.owner_executing(&row).await? {
+            continue;
+        }
+        if !store
+            .transition_network(&row.name, &["starting"], "stopping", None, Utc::now())
+            .await?
+        {
+            continue;
+        }
+        stop_row(
+            store,
+            backend,
+            &row,
+            "its deploy's task ended while the network was starting",
             progress,
         )
         .await?;

@@ -156,3 +156,39 @@ async fn recovery_reattaches_live_networks_and_cleans_up_broken_ones() {
     assert!(!is_node_alive(node.pid.unwrap(), &node.data_dir));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn a_network_left_starting_by_an_ended_deploy_task_is_reaped() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(dir.path());
+    // As a runner that died between claiming the name and starting a node leaves it: `starting`, no nodes,
+    // owned by a task the store no longer runs.
+    let claim = |name: &'static str, dag_id: Option<&'static str>| engine::store::NewNetwork {
+        name,
+        backend: "local",
+        host: "test-host",
+        spec: "{}",
+        dag_id,
+        run_id: dag_id.map(|_| "r"),
+        task_id: dag_id.map(|_| "deploy"),
+        ttl_seconds: None,
+    };
+    db.store
+        .claim_network(&claim("abandoned", Some("d")), Utc::now())
+        .await
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("abandoned")).unwrap();
+    // Started from the CLI (no owner): its deploy may still be under way; not the reaper's to judge.
+    db.store
+        .claim_network(&claim("cli-starting", None), Utc::now())
+        .await
+        .unwrap();
+    let reaped = lifecycle::reap(&db.store, &backend, Utc::now(), &quiet).await.unwrap();
+    assert_eq!(reaped, vec!["abandoned"]);
+    let row = db.store.get_network("abandoned").await.unwrap();
+    assert_eq!(row.status, "removed");
+    assert!(row.message.unwrap().contains("deploy's task ended"));
+    assert!(!dir.path().join("abandoned").exists());
+    assert_eq!(db.store.get_network("cli-starting").await.unwrap().status, "starting");
+}

@@ -229,6 +229,26 @@ pub async fn teardown<S: NetworkStore, B: NodeBackend>(
     stop_row(store, backend, &row, "torn down", progress).await
 }
 
+/// Moves `row` from one of `from` to `stopping` and stops it. The move is a compare-and-set: a concurrent
+/// teardown, reaper or recovery wins and this does nothing. Returns whether this call stopped it.
+async fn stop_if<S: NetworkStore, B: NodeBackend>(
+    store: &S,
+    backend: &B,
+    row: &NetworkRow,
+    from: &[&str],
+    why: &str,
+    progress: Progress<'_>,
+) -> Result<bool> {
+    if !store
+        .transition_network(&row.name, from, "stopping", None, Utc::now())
+        .await?
+    {
+        return Ok(false);
+    }
+    stop_row(store, backend, row, why, progress).await?;
+    Ok(true)
+}
+
 async fn stop_row<S: NetworkStore, B: NodeBackend>(
     store: &S,
     backend: &B,
@@ -269,23 +289,11 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
         if row.host != backend.host_id() || row.backend != B::KIND {
             continue;
         }
-        // Compare-and-set: a concurrent teardown or reaper wins, we skip.
-        if !store
-            .transition_network(&row.name, &["running"], "stopping", None, Utc::now())
-            .await?
-        {
-            continue;
-        }
         let ttl = row.ttl_seconds.unwrap_or_default();
-        stop_row(
-            store,
-            backend,
-            &row,
-            &format!("TTL of {ttl}s after its run ended"),
-            progress,
-        )
-        .await?;
-        reaped.push(row.name);
+        let why = format!("TTL of {ttl}s after its run ended");
+        if stop_if(store, backend, &row, &["running"], &why, progress).await? {
+            reaped.push(row.name);
+        }
     }
     // Networks still `starting` whose deploy can no longer finish: the task that deployed them has ended
     // (its runner died and the try was failed) and no live process is deploying them.
@@ -297,21 +305,10 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
         if record.as_ref().is_some_and(|r| backend.deploy_in_progress(r)) || store.owner_executing(&row).await? {
             continue;
         }
-        if !store
-            .transition_network(&row.name, &["starting"], "stopping", None, Utc::now())
-            .await?
-        {
-            continue;
+        let why = "its deploy's task ended while the network was starting";
+        if stop_if(store, backend, &row, &["starting"], why, progress).await? {
+            reaped.push(row.name);
         }
-        stop_row(
-            store,
-            backend,
-            &row,
-            "its deploy's task ended while the network was starting",
-            progress,
-        )
-        .await?;
-        reaped.push(row.name);
     }
     Ok(reaped)
 }
@@ -359,21 +356,10 @@ pub async fn recover<S: NetworkStore, B: NodeBackend>(
                 recovery.attached.push(row.name);
             }
             Some(why) => {
-                if !store
-                    .transition_network(&row.name, &[row.status.as_str()], "stopping", None, Utc::now())
-                    .await?
-                {
-                    continue;
+                let why = format!("recovered after restart: {why}");
+                if stop_if(store, backend, &row, &[row.status.as_str()], &why, progress).await? {
+                    recovery.cleaned.push(row.name);
                 }
-                stop_row(
-                    store,
-                    backend,
-                    &row,
-                    &format!("recovered after restart: {why}"),
-                    progress,
-                )
-                .await?;
-                recovery.cleaned.push(row.name);
             }
         }
     }

@@ -172,20 +172,7 @@ tokens:
         heartbeat(holder, &[("Authorization", &format!("Bearer {tampered}"))]),
         401
     );
-    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
-    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
-    let (status, _, body) = http(
-        port,
-        "POST",
-        "/auth/token",
-        &[("Content-Type", "application/json")],
-        Some(login.as_bytes()),
-    );
-    assert_eq!(status, 201);
-    let api_token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let api_token = admin_token(&home, port);
     assert_eq!(
         heartbeat(holder, &[("Authorization", &format!("Bearer {api_token}"))]),
         401
@@ -437,20 +424,7 @@ fn a_webserver_on_its_own_data_dir_receives_and_serves_the_logs_of_another_host_
         !sched_home.path().join("logs").join("dag_id=remote").exists(),
         "the scheduler's host holds no task log"
     );
-    let password = std::fs::read_to_string(web_home.path().join("standalone_admin_password.txt")).unwrap();
-    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
-    let (status, _, body) = http(
-        port,
-        "POST",
-        "/auth/token",
-        &[("Content-Type", "application/json")],
-        Some(login.as_bytes()),
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let token = serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = admin_token(&web_home, port);
     let (status, _, body) = http(
         port,
         "GET",
@@ -464,4 +438,22 @@ fn a_webserver_on_its_own_data_dir_receives_and_serves_the_logs_of_another_host_
         text.contains("from-the-runner-say") && text.contains("task succeeded"),
         "{text}"
     );
+}
+
+/// An API token of the local `admin` that a standalone or webserver on `port` created in `home`.
+fn admin_token(home: &Home, port: u16) -> String {
+    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
+    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        Some(login.as_bytes()),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

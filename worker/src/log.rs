@@ -104,23 +104,6 @@ impl LogWriter {
     }
 }
 
-/// Reads a log file into lines; lines that are not JSON (written by something else) are kept as text.
-pub fn read_log(path: &Path) -> std::io::Result<Vec<LogLine>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|_| LogLine {
-                timestamp: String::new(),
-                level: "info".into(),
-                logger: "raw".into(),
-                event: line.to_string(),
-            })
-        })
-        .collect())
-}
-
 /// One try's log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TryKey {

@@ -71,9 +71,6 @@ pub struct Operators {
     registry: OperatorRegistry,
 }
 
-/// The former name of [`Operators`].
-pub type OperatorRuntime = Operators;
-
 impl Default for Operators {
     fn default() -> Self {
         Operators {

@@ -23,7 +23,7 @@ pub use sink::TaskLog;
 
 use crate::client::{ClientError, ExecutionClient, RetryPolicy};
 use crate::execution::{FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, XcomPush};
-use crate::operator::{OperatorContext, OperatorResult, OperatorRuntime};
+use crate::operator::{OperatorContext, OperatorResult, Operators};
 
 /// How often buffered log lines are shipped.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
@@ -59,7 +59,7 @@ pub mod exit {
 }
 
 /// Runs one try and returns the process's exit code. Problems that stop it are printed as one line on stderr.
-pub async fn run(args: RunnerArgs, operators: OperatorRuntime) -> i32 {
+pub async fn run(args: RunnerArgs, operators: Operators) -> i32 {
     group::lead_own_group();
     let client = match ExecutionClient::new(&args.api_url, &args.token, args.retry) {
         Ok(client) => client,
@@ -93,7 +93,7 @@ pub async fn run(args: RunnerArgs, operators: OperatorRuntime) -> i32 {
     run_try(ctx, args, client, operators).instrument(span).await
 }
 
-async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, operators: OperatorRuntime) -> i32 {
+async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, operators: Operators) -> i32 {
     let log = TaskLog::new();
     log.info(&format!(
         "starting try {} of {} for {}.{} in run {} on {} (runner pid {})",
@@ -192,7 +192,7 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
 async fn execute(
     ctx: &TaskContext,
     client: &ExecutionClient,
-    operators: &OperatorRuntime,
+    operators: &Operators,
     log: &TaskLog,
     cancel: &CancellationToken,
 ) -> OperatorResult {

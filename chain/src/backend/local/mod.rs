@@ -10,8 +10,10 @@
 //! namespace without changing the rest.
 
 pub mod clients;
+mod clique;
 pub mod process;
 mod ready;
+mod record;
 pub mod rpc;
 
 use std::net::TcpListener;
@@ -20,17 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use super::{Progress, ReadyReport, TeardownReport};
 pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION};
 pub use process::{HostLauncher, Launcher};
+pub use record::{NetworkRecord, NodeRecord};
 
 use super::{NodeBackend, NodeSignal};
 use crate::error::{Error, Result};
 use crate::output::{GeneratedNetwork, NodeParams, NodePorts};
-use crate::spec::{Client, Consensus, NetworkSpec, Role};
+use crate::spec::{Client, Consensus, NetworkSpec};
 
 /// Settings of the local backend, built once by the caller.
 #[derive(Debug, Clone)]
@@ -57,86 +59,6 @@ impl LocalOptions {
             kill_grace: Duration::from_secs(10),
             init_timeout: Duration::from_secs(120),
         }
-    }
-}
-
-/// One running node as recorded in the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub name: String,
-    pub role: Role,
-    pub region: String,
-    pub rpc: String,
-    pub ws: Option<String>,
-    pub enode: Option<String>,
-    /// The node's own address (its signer address for validators).
-    pub address: String,
-    pub pid: Option<u32>,
-    pub data_dir: PathBuf,
-    pub log: PathBuf,
-    pub ports: NodePorts,
-}
-
-/// A network started by the local backend: everything needed to probe, re-attach to or stop it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkRecord {
-    pub name: String,
-    pub client: Client,
-    pub consensus: Consensus,
-    pub chain_id: u64,
-    /// The network's directory: node data dirs and logs live under it.
-    pub base_dir: PathBuf,
-    /// The process that deployed it; while it lives and the network is `starting`, leave it alone.
-    pub deployer_pid: u32,
-    /// Clique signers were started without `--mine`; readiness starts sealing over RPC
-    /// (`miner_start`) once every node has its peers. See [`defer_clique_sealing`].
-    #[serde(default)]
-    pub sealing_deferred: bool,
-    pub nodes: Vec<NodeRecord>,
-}
-
-impl NetworkRecord {
-    /// The endpoints pushed as XCom by `chain.deploy_network` and printed by `dagctl net up`.
-    pub fn endpoints(&self) -> serde_json::Value {
-        let nodes: Vec<serde_json::Value> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                serde_json::json!({
-                    "name": n.name,
-                    "rpc": n.rpc,
-                    "ws": n.ws,
-                    "enode": n.enode,
-                    "address": n.address,
-                    "pid": n.pid,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "name": self.name,
-            "client": self.client,
-            "consensus": self.consensus,
-            "chain_id": self.chain_id,
-            "rpc": self.nodes.first().map(|n| n.rpc.clone()),
-            "nodes": nodes,
-        })
-    }
-
-    /// `(pid, data_dir)` of every node that has a process.
-    fn processes(&self) -> Vec<(u32, PathBuf)> {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.pid.map(|pid| (pid, n.data_dir.clone())))
-            .collect()
-    }
-
-    /// Names of nodes whose process is gone.
-    pub fn dead_nodes(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| !n.pid.is_some_and(|pid| process::is_node_alive(pid, &n.data_dir)))
-            .map(|n| n.name.clone())
-            .collect()
     }
 }
 
@@ -190,7 +112,7 @@ impl LocalBackend {
             });
         }
         let mut network = crate::generate(spec, &params)?;
-        record.sealing_deferred = defer_clique_sealing(&mut network);
+        record.sealing_deferred = clique::defer_clique_sealing(&mut network);
         write_files(&network)?;
         for node in &network.nodes {
             record.nodes.push(NodeRecord {
@@ -433,64 +355,6 @@ fn posix_signal(signal: NodeSignal) -> Signal {
     }
 }
 
-/// For geth-family Clique signers: drop `--mine` and serve the `miner` API, so sealing starts only
-/// once every node is peered (`miner_start` from readiness). Signers that seal before they have
-/// peers each make their own block 1 from the old genesis at once; those forks can leave every
-/// signer "recently signed" on a different branch and the chain stalls (seen with 4 signers on a
-/// loaded machine). Returns whether anything was deferred.
-fn defer_clique_sealing(network: &mut GeneratedNetwork) -> bool {
-    let geth_family = matches!(network.client, Client::Geth | Client::Quorum);
-    if !geth_family || network.consensus != Consensus::Clique {
-        return false;
-    }
-    let mut deferred = false;
-    for node in network.nodes.iter_mut().filter(|n| n.role == Role::Validator) {
-        let args = &mut node.command.args;
-        let before = args.len();
-        args.retain(|arg| arg != "--mine");
-        if args.len() == before {
-            continue;
-        }
-        deferred = true;
-        if let Some(i) = args.iter().position(|arg| arg == "--http.api") {
-            if let Some(apis) = args.get_mut(i + 1) {
-                if !apis.split(',').any(|api| api == "miner") {
-                    apis.push_str(",miner");
-                }
-            }
-        }
-    }
-    if deferred {
-        hold_first_block(network, CLIQUE_FIRST_BLOCK_DELAY);
-    }
-    deferred
-}
-
-/// How long after generation a Clique network's block 1 may be sealed at the earliest.
-const CLIQUE_FIRST_BLOCK_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
-
-/// Puts the genesis timestamp `delay` ahead, so no signer can seal block 1 before every signer has
-/// been started with `miner_start`. A signer that is not started yet is not "synced" in geth's eyes and
-/// drops propagated blocks; if block 1 came before that, it made its own block 1 and the branches
-/// deadlocked on "signed recently" (seen under load, about one deploy in three).
-fn hold_first_block(network: &mut GeneratedNetwork, delay: std::time::Duration) {
-    let Some(text) = &network.genesis_json else { return };
-    let Ok(mut genesis) = serde_json::from_str::<serde_json::Value>(text) else {
-        return;
-    };
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .saturating_add(delay)
-        .as_secs();
-    if let Some(object) = genesis.as_object_mut() {
-        object.insert("timestamp".into(), serde_json::Value::String(format!("{at:#x}")));
-    }
-    if let Ok(pretty) = serde_json::to_string_pretty(&genesis) {
-        network.genesis_json = Some(pretty);
-    }
-}
-
 /// `count` distinct free TCP ports on 127.0.0.1. The listeners are held until all are chosen so
 /// no port is handed out twice; another process may still take one before the node binds it.
 pub fn free_ports(count: usize) -> Result<Vec<u16>> {
@@ -561,7 +425,7 @@ mod tests {
             .collect();
         let mut network = crate::generate(&spec, &params).unwrap();
         assert!(network.nodes[0].command.has_flag("--mine"));
-        assert!(defer_clique_sealing(&mut network));
+        assert!(clique::defer_clique_sealing(&mut network));
         for node in &network.nodes {
             assert!(!node.command.has_flag("--mine"));
         }
@@ -577,7 +441,7 @@ mod tests {
             &params[..1],
         )
         .unwrap();
-        assert!(!defer_clique_sealing(&mut anvil));
+        assert!(!clique::defer_clique_sealing(&mut anvil));
     }
 
     #[test]
@@ -624,7 +488,7 @@ mod tests {
         let pid = process::spawn(command, &data_dir, &log, name).unwrap();
         NodeRecord {
             name: name.to_string(),
-            role: Role::Validator,
+            role: crate::spec::Role::Validator,
             region: "local".into(),
             rpc: "http://127.0.0.1:1".into(),
             ws: None,

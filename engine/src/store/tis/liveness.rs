@@ -12,16 +12,6 @@ use crate::Result;
 const EXECUTING: &str = TaskState::EXECUTING_SQL;
 
 impl Store {
-    /// Records the process of a running try.
-    pub async fn set_pid(&self, ti_id: i64, pid: u32) -> Result<()> {
-        sqlx::query("UPDATE task_instance SET pid = $1 WHERE id = $2")
-            .bind(i64::from(pid))
-            .bind(ti_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Records where a try's runner runs (its own report at start), when the try is still the current one.
     pub async fn set_runner(
         &self,

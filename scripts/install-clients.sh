@@ -10,10 +10,17 @@
 # chain/src/local/clients.rs); where it cannot be downloaded (these CI machines reach only package
 # registries), `go install` through the Go module proxy.
 # anvil: the npm package @foundry-rs/anvil, which ships the binary in a platform package.
+# GoQuorum 24.4.1: no registry these machines reach ships it, so it comes from the build kept in
+# ../shared/clients (from the project root; DAGCTL_SHARED_CLIENTS elsewhere), decompressed into the cache
+# once and checked against its pinned SHA-256 (the same pin as chain/src/backend/local/clients/quorum.rs).
+# Without that file nothing is installed here, and the GoQuorum tests fail saying so.
 set -euo pipefail
 
 GETH_VERSION=1.13.15
 ANVIL_VERSION=1.7.1
+QUORUM_VERSION=24.4.1
+QUORUM_SHA256=5beadd44e391cc4726c3fdf567d1028eb8bd3227a30bf0c449e60d8d02f68d90
+shared=${DAGCTL_SHARED_CLIENTS:-$(cd "$(dirname "$0")/.." && pwd)/../shared/clients}
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
     echo "usage: $0 CACHE_DIR" >&2
@@ -95,6 +102,27 @@ else
     fi
     ln -sf "$anvil_real" "$bin/anvil"
     anvil_ok || { log "anvil does not report version $ANVIL_VERSION"; exit 1; }
+fi
+
+quorum_ok() {
+    [ -x "$bin/quorum" ] && echo "$QUORUM_SHA256  $bin/quorum" | sha256sum -c --status
+}
+quorum_xz=$shared/geth-quorum-${QUORUM_VERSION}-linux-amd64.xz
+if quorum_ok; then
+    log "GoQuorum $QUORUM_VERSION already in $bin"
+elif [ -f "$quorum_xz" ]; then
+    log "installing GoQuorum $QUORUM_VERSION from $quorum_xz"
+    tmp=$(mktemp "$bin/.quorum-XXXXXX")
+    xz -dc "$quorum_xz" > "$tmp"
+    if ! echo "$QUORUM_SHA256  $tmp" | sha256sum -c --status; then
+        rm -f "$tmp"
+        log "$quorum_xz does not hold the pinned GoQuorum build (SHA-256 $QUORUM_SHA256); refusing it"
+        exit 1
+    fi
+    chmod 755 "$tmp"
+    mv "$tmp" "$bin/quorum"
+else
+    log "no GoQuorum $QUORUM_VERSION: $quorum_xz is missing (the GoQuorum tests will fail)"
 fi
 
 echo "$bin"

@@ -12,9 +12,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked --quiet
 fi
 
-# Real Ethereum clients for the chain tests: geth 1.13.15 (go install) and anvil (npm), cached between runs.
+# Real Ethereum clients for the chain tests, cached between runs: geth 1.13.15 (release archive or go
+# install), anvil (npm) and GoQuorum 24.4.1 (from ../shared/clients).
 bin=$(./scripts/install-clients.sh "${DAGCTL_CLIENTS_CACHE:-$HOME/.cache/dagctl/clients}")
-export DAGCTL_CLIENTS_BIN="$bin" DAGCTL_GETH="$bin/geth" DAGCTL_ANVIL="$bin/anvil"
+export DAGCTL_CLIENTS_BIN="$bin" DAGCTL_GETH="$bin/geth" DAGCTL_ANVIL="$bin/anvil" DAGCTL_QUORUM="$bin/quorum"
 
 # The web tests' real parts: apache-airflow-client 3.3.2 and schemathesis (PyPI, in a venv), the
 # oidc-provider IdP and playwright-core (npm), and Debian's Chromium.

@@ -36,6 +36,7 @@ struct FileConfig {
     base_url: Option<String>,
     execution_api_url: Option<String>,
     geth_release_url: Option<String>,
+    quorum_release_url: Option<String>,
     oidc: Option<FileOidc>,
 }
 
@@ -107,6 +108,8 @@ pub struct Config {
     pub runner_env: Vec<(String, String)>,
     /// Where `clients install geth` downloads release archives (a mirror); None = geth's own store.
     pub geth_release_url: Option<String>,
+    /// Where `clients install quorum` downloads release archives (a mirror); None = ConsenSys's store.
+    pub quorum_release_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -210,6 +213,7 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             admin_password: env("DAGCTL_ADMIN_PASSWORD"),
             geth_release_url: env("DAGCTL_GETH_RELEASE_URL").or(file.geth_release_url),
+            quorum_release_url: env("DAGCTL_QUORUM_RELEASE_URL").or(file.quorum_release_url),
             user: env("USER"),
             path: env("PATH"),
             client_overrides,

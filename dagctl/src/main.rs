@@ -122,8 +122,16 @@ enum NetCommand {
 
 #[derive(Subcommand)]
 enum ClientsCommand {
-    /// Install geth 1.13.15 (go install) or anvil 1.7.1 (npm) into <home>/clients
-    Install { client: String },
+    /// Install geth 1.13.15 (release archive or go install), anvil 1.7.1 (npm) or GoQuorum 24.4.1 (release
+    /// archive, or --from a local copy) into <home>/clients
+    Install {
+        /// geth, anvil or quorum
+        client: String,
+        /// GoQuorum only: install this local copy (the release archive, or a `geth` binary, plain or .xz)
+        /// instead of downloading; refused unless its SHA-256 is pinned
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -408,6 +416,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::users::create(&config, &username, &role, email).await
         }
         Command::Users(UsersCommand::List { output }) => cmd::users::list(&config, output).await,
-        Command::Clients(ClientsCommand::Install { client }) => cmd::clients::install(&config, &client).await,
+        Command::Clients(ClientsCommand::Install { client, from }) => {
+            cmd::clients::install(&config, &client, from.as_deref()).await
+        }
     }
 }

@@ -106,11 +106,22 @@ fn static_nodes_for(plan: &Plan<'_>) -> Vec<String> {
         .collect()
 }
 
+/// `[Node.P2P] ListenAddr` only: static peers stay in `static-nodes.json`, which raft numbers its peers by.
+/// Raft's own transport cannot be bound: GoQuorum 24.4.1 listens on `0.0.0.0:<raftport>` whatever the
+/// flags (raft/handler.go `serveRaft`); see docs/chain.md.
+fn listen_toml(host: &str, p2p: u16) -> String {
+    format!("[Node.P2P]\nListenAddr = \"{host}:{p2p}\"\n")
+}
+
 fn node_output(plan: &Plan<'_>, node: &PlannedNode<'_>, static_nodes: &[String]) -> Result<NodeOutput> {
     let consensus = plan.spec.consensus;
+    let ports = node.params.ports;
+    let host = node.params.host.as_str();
     let mut files = vec![
         // quorum 1.10 still reads <datadir>/geth/static-nodes.json (raft requires it).
         GeneratedFile::public("geth/static-nodes.json", static_nodes_json(static_nodes)?),
+        // `--port` would make devp2p listen on every interface (":port"); the config file binds it to the host.
+        GeneratedFile::public("config.toml", listen_toml(host, ports.p2p)),
         GeneratedFile::secret("nodekey", node.key.secret_hex()),
     ];
     let mut init = CommandSpec::new("geth");
@@ -122,8 +133,6 @@ fn node_output(plan: &Plan<'_>, node: &PlannedNode<'_>, static_nodes: &[String])
         Consensus::Raft => "eth,net,web3,txpool,admin,raft",
         _ => "eth,net,web3,txpool,admin,clique",
     };
-    let ports = node.params.ports;
-    let host = node.params.host.as_str();
     let gas_limit = plan.settings.gas_limit.to_string();
     let mut command = CommandSpec::new("geth");
     // Without a privacy manager GoQuorum must be told to run without one.
@@ -131,14 +140,14 @@ fn node_output(plan: &Plan<'_>, node: &PlannedNode<'_>, static_nodes: &[String])
     command.args([
         "--datadir".to_string(),
         node.data_dir(),
+        "--config".to_string(),
+        node.path("config.toml"),
         "--nodekey".to_string(),
         node.path("nodekey"),
         "--networkid".to_string(),
         plan.settings.chain_id.to_string(),
         "--syncmode".to_string(),
         "full".to_string(),
-        "--port".to_string(),
-        ports.p2p.to_string(),
         "--nodiscover".to_string(),
         "--nat".to_string(),
         "none".to_string(),

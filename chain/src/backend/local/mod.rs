@@ -25,7 +25,7 @@ use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
 pub use super::{Progress, ReadyReport, TeardownReport};
-pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION};
+pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION, QUORUM_INSTALL_VERSION};
 pub use process::{HostLauncher, Launcher};
 pub use record::{NetworkRecord, NodeRecord};
 
@@ -217,7 +217,11 @@ impl NodeBackend for LocalBackend {
         progress: Progress<'_>,
     ) -> Result<NetworkRecord> {
         let slots = spec.layout()?;
-        let program = self.options.binaries.resolve(spec.client, spec.consensus)?;
+        let settings = spec.settings()?;
+        let program = self
+            .options
+            .binaries
+            .resolve(spec.client, spec.consensus, &settings.version)?;
         progress(&format!(
             "using {} for {} {} ({} nodes)",
             program.display(),
@@ -240,7 +244,7 @@ impl NodeBackend for LocalBackend {
             name: spec.name.clone(),
             client: spec.client,
             consensus: spec.consensus,
-            chain_id: spec.settings()?.chain_id,
+            chain_id: settings.chain_id,
             base_dir: base_dir.clone(),
             deployer_pid: std::process::id(),
             sealing_deferred: false,

@@ -1,195 +1,41 @@
-//! Finding client binaries (pinned installs first, then PATH) and installing geth and anvil.
+//! Installing pinned clients into `<home>/clients/bin`: geth (release archive, else `go install`), anvil
+//! (npm) and GoQuorum (release archive, else a copy given with `--from`; see [`super::quorum`]).
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::{
+    is_executable, version_text, ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION, GETH_RELEASES,
+    GETH_RELEASE_STORE,
+};
 use crate::error::{Error, Result};
-use crate::spec::{Client, Consensus};
-use crate::version::Version;
+use crate::spec::Client;
 
-/// geth version `dagctl clients install geth` builds: the last line that seals Clique.
-pub const GETH_INSTALL_VERSION: &str = "1.13.15";
-/// The official geth release archives of [`GETH_INSTALL_VERSION`] (commit `c5ba367e`) and their SHA-256, per
-/// platform. The checksums are those pinned by the guix-crypto channel's `geth-binary` package for 1.13.15
-/// (nix-base32 there, hex here), which downloads the same files from the same store.
-pub const GETH_RELEASES: &[(&str, &str, &str)] = &[
-    (
-        "x86_64",
-        "geth-linux-amd64-1.13.15-c5ba367e",
-        "2f153cdcd9801d748d8f812cce9d7a432d155f52eb78018d09d881dfe354dfdd",
-    ),
-    (
-        "aarch64",
-        "geth-linux-arm64-1.13.15-c5ba367e",
-        "8976fce7e02ab904ef69d1b45ca5215c35c7d29dfbd705cc59f1cd8179976f2d",
-    ),
-];
-/// Where geth's release archives are published (`DAGCTL_GETH_RELEASE_URL` or `geth_release_url` in
-/// `dagctl.toml` points elsewhere, e.g. a mirror).
-pub const GETH_RELEASE_STORE: &str = "https://gethstore.blob.core.windows.net/builds";
-
-/// anvil version `dagctl clients install anvil` installs.
-pub const ANVIL_INSTALL_VERSION: &str = "1.7.1";
-
-/// Where client binaries are looked up.
+/// Where `dagctl clients install` takes a client from, beyond its default route.
 #[derive(Debug, Clone, Default)]
-pub struct ClientBinaries {
-    /// dagctl's clients dir (`<home>/clients`); binaries are in its `bin/`.
-    pub dir: Option<PathBuf>,
-    /// Explicit binaries (e.g. from `DAGCTL_GETH`), used before anything else.
-    pub overrides: BTreeMap<Client, PathBuf>,
-    /// The PATH to search last.
-    pub path: Option<OsString>,
+pub struct InstallSource<'a> {
+    /// Where release archives are downloaded from instead of the official store (a mirror): geth's
+    /// `geth_release_url`, GoQuorum's `quorum_release_url`.
+    pub release_store: Option<&'a str>,
+    /// A local copy to install instead of downloading (GoQuorum's `--from`): checked against its pins.
+    pub from: Option<&'a Path>,
 }
 
-impl ClientBinaries {
-    /// The binary for `client` running `consensus`: an override, then `<dir>/bin`, then PATH.
-    /// A geth that cannot seal Clique (1.14 or newer) is refused with the reason.
-    pub fn resolve(&self, client: Client, consensus: Consensus) -> Result<PathBuf> {
-        if let Some(path) = self.overrides.get(&client) {
-            if !is_executable(path) {
-                return Err(Error::ClientMissing {
-                    client,
-                    hint: format!("{} (set explicitly) is not an executable file", path.display()),
-                });
-            }
-            return check_binary(client, consensus, path.clone());
-        }
-        // GoQuorum's binary is also called `geth`; in our dir it is kept as `quorum`.
-        let own_name = match client {
-            Client::Quorum => "quorum",
-            other => other.program(),
-        };
-        if let Some(dir) = &self.dir {
-            let candidate = dir.join("bin").join(own_name);
-            if is_executable(&candidate) {
-                return check_binary(client, consensus, candidate);
-            }
-        }
-        if let Some(found) = self.search_path(client.program()) {
-            let is_quorum = version_text(&found).is_some_and(|v| v.contains("Quorum"));
-            if (client == Client::Quorum) == is_quorum {
-                return check_binary(client, consensus, found);
-            }
-        }
-        Err(Error::ClientMissing {
-            client,
-            hint: self.install_hint(client),
-        })
-    }
-
-    fn search_path(&self, program: &str) -> Option<PathBuf> {
-        let path = self.path.as_ref()?;
-        std::env::split_paths(path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| is_executable(candidate))
-    }
-
-    /// How to get `client`, naming where dagctl looks.
-    pub fn install_hint(&self, client: Client) -> String {
-        let dir = self
-            .dir
-            .as_ref()
-            .map(|d| d.join("bin").display().to_string())
-            .unwrap_or_else(|| "<home>/clients/bin".into());
-        match client {
-            Client::Geth => format!(
-                "run `dagctl clients install geth` (builds geth {GETH_INSTALL_VERSION} with `go install` into {dir}) or put a geth 1.13.x on PATH"
-            ),
-            Client::Anvil => format!(
-                "run `dagctl clients install anvil` (npm package @foundry-rs/anvil {ANVIL_INSTALL_VERSION} into {dir}) or put anvil on PATH"
-            ),
-            Client::Quorum => format!(
-                "dagctl does not install GoQuorum; get the GoQuorum {} release for your platform from the ConsenSys/quorum GitHub releases and put its `geth` at {dir}/quorum or first on PATH",
-                Client::Quorum.default_version()
-            ),
-            Client::Besu => format!(
-                "dagctl does not install Besu; get Hyperledger Besu {} (needs Java 17+) from the hyperledger/besu releases and put `besu` on PATH or in {dir}",
-                Client::Besu.default_version()
-            ),
-            Client::Openethereum => format!(
-                "dagctl does not install OpenEthereum; get its last release {} from the openethereum/openethereum GitHub releases and put `openethereum` on PATH or in {dir}",
-                Client::Openethereum.default_version()
-            ),
-        }
-    }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// `geth version` / `--version` output, bounded in time.
-fn version_text(binary: &Path) -> Option<String> {
-    let arg = if binary.file_name().is_some_and(|n| n == "geth" || n == "quorum") {
-        "version"
-    } else {
-        "--version"
-    };
-    let mut child = std::process::Command::new(binary)
-        .arg(arg)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
-    Some(out)
-}
-
-/// Refuses a geth that cannot seal Clique (chains.md 0.1).
-fn check_binary(client: Client, consensus: Consensus, path: PathBuf) -> Result<PathBuf> {
-    if client == Client::Geth && consensus == Consensus::Clique {
-        let text = version_text(&path).unwrap_or_default();
-        let reported = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Version: "))
-            .map(|v| v.split('-').next().unwrap_or(v).trim().to_string());
-        if let Some(version) = reported {
-            let parsed = Version::parse(&version);
-            let too_new = parsed.is_some_and(|v| v >= Version::new(1, 14, 0));
-            if too_new {
-                return Err(Error::ClientMissing {
-                    client,
-                    hint: format!(
-                        "{} is geth {version}, which cannot seal Clique blocks (go-ethereum#29249); run `dagctl clients install geth` for {GETH_INSTALL_VERSION}",
-                        path.display()
-                    ),
-                });
-            }
-        }
-    }
-    Ok(path)
-}
-
-/// Installs `client` into `<dir>/bin`, returning the binary path. Output of the installer goes to
-/// `progress`, one line at a time.
-/// Installs `client` under `dir/bin`; geth's release archive comes from `release_store` (default
-/// [`GETH_RELEASE_STORE`]; a mirror may be configured).
+/// Installs `client` into `<dir>/bin` and returns the binary path. Progress goes to `progress`, one line
+/// at a time.
 pub async fn install(
     client: Client,
     dir: &Path,
-    release_store: Option<&str>,
+    source: &InstallSource<'_>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<PathBuf> {
+    let release_store = source.release_store;
+    if source.from.is_some() && client != Client::Quorum {
+        return Err(Error::Install {
+            client,
+            reason: "`--from` is for GoQuorum; geth and anvil are installed from their own sources".into(),
+        });
+    }
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| Error::io(format!("cannot create {}", bin.display()), e))?;
     let install_err = |reason: String| Error::Install { client, reason };
@@ -211,7 +57,7 @@ pub async fn install(
                 let store = release_store.unwrap_or(GETH_RELEASE_STORE);
                 let url = format!("{}/{name}.tar.gz", store.trim_end_matches('/'));
                 progress(&format!("downloading {url}"));
-                match install_release_archive(&url, name, sha256, &target).await {
+                match install_release_archive(&url, &format!("{name}/geth"), sha256, &target).await {
                     Ok(()) => {
                         progress(&format!(
                             "geth {GETH_INSTALL_VERSION} installed from its release archive (SHA-256 checked)"
@@ -280,13 +126,14 @@ pub async fn install(
                 .map_err(|e| Error::io(format!("cannot link {}", target.display()), e))?;
             Ok(target)
         }
+        Client::Quorum => super::quorum::install(&bin, source, progress).await,
         other => {
             let binaries = ClientBinaries {
                 dir: Some(dir.to_path_buf()),
                 ..Default::default()
             };
             Err(install_err(format!(
-                "only geth and anvil can be installed by dagctl; {}",
+                "only geth, anvil and GoQuorum can be installed by dagctl; {}",
                 binaries.install_hint(other)
             )))
         }
@@ -302,18 +149,27 @@ pub enum ArchiveError {
     Rejected(String),
 }
 
-/// Downloads `url` (with curl), checks its SHA-256 against `sha256`, and installs `<name>/geth` from it as
-/// `target`. Nothing is installed unless the checksum matches; the download is removed either way.
+/// Downloads `url` (with curl), checks its SHA-256 against `sha256`, and installs the archive's `member`
+/// (e.g. `geth-linux-amd64-1.13.15-c5ba367e/geth`, or `geth` at the top) as `target`. Nothing is installed
+/// unless the checksum matches; the download is removed either way.
 pub async fn install_release_archive(
     url: &str,
-    name: &str,
+    member: &str,
     sha256: &str,
     target: &Path,
 ) -> std::result::Result<(), ArchiveError> {
-    use sha2::{Digest, Sha256};
     let bin = target.parent().unwrap_or(Path::new("."));
     let work = tempfile_in(bin).map_err(|e| ArchiveError::Unreachable(format!("cannot make a temp dir: {e}")))?;
-    let archive = work.join("geth.tar.gz");
+    let archive = work.join("download.tar.gz");
+    let result = match download(url, &archive).await {
+        Ok(()) => install_archive_member(&archive, url, member, sha256, &work, target).await,
+        Err(err) => Err(err),
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn download(url: &str, to: &Path) -> std::result::Result<(), ArchiveError> {
     let output = tokio::process::Command::new("curl")
         .args([
             "-fsSL",
@@ -325,18 +181,14 @@ pub async fn install_release_archive(
             "600",
             "-o",
         ])
-        .arg(&archive)
+        .arg(to)
         .arg(url)
         .stdin(std::process::Stdio::null())
         .output()
         .await;
-    let cleanup = |work: &Path| {
-        let _ = std::fs::remove_dir_all(work);
-    };
     match output {
-        Ok(out) if out.status.success() => {}
+        Ok(out) if out.status.success() => Ok(()),
         Ok(out) => {
-            cleanup(&work);
             // curl repeats its error once per retry; the last line says it.
             let stderr = String::from_utf8_lossy(&out.stderr);
             let reason = stderr
@@ -344,42 +196,63 @@ pub async fn install_release_archive(
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("curl failed");
-            return Err(ArchiveError::Unreachable(reason.trim().to_string()));
+            Err(ArchiveError::Unreachable(reason.trim().to_string()))
         }
-        Err(err) => {
-            cleanup(&work);
-            return Err(ArchiveError::Unreachable(format!("cannot run curl: {err}")));
-        }
+        Err(err) => Err(ArchiveError::Unreachable(format!("cannot run curl: {err}"))),
     }
-    let bytes = std::fs::read(&archive).map_err(|e| ArchiveError::Unreachable(e.to_string()))?;
-    let actual = hex_lower(&Sha256::digest(&bytes));
+}
+
+/// Checks `archive` (a `.tar.gz` named `shown` in messages) against `sha256`, then moves its executable
+/// `member`, extracted into `work`, to `target`.
+pub(super) async fn install_archive_member(
+    archive: &Path,
+    shown: &str,
+    member: &str,
+    sha256: &str,
+    work: &Path,
+    target: &Path,
+) -> std::result::Result<(), ArchiveError> {
+    let actual = file_sha256(archive).map_err(|e| ArchiveError::Unreachable(format!("{shown}: {e}")))?;
     if !actual.eq_ignore_ascii_case(sha256) {
-        cleanup(&work);
         return Err(ArchiveError::Rejected(format!(
-            "{url} has SHA-256 {actual}, expected {sha256}: refusing to install it"
+            "{shown} has SHA-256 {actual}, expected {sha256}: refusing to install it"
         )));
     }
     let untar = tokio::process::Command::new("tar")
         .arg("-xzf")
-        .arg(&archive)
+        .arg(archive)
         .arg("-C")
-        .arg(&work)
-        .arg(format!("{name}/geth"))
+        .arg(work)
+        .arg(member)
         .output()
         .await
         .map_err(|e| ArchiveError::Rejected(format!("cannot run tar: {e}")))?;
-    let extracted = work.join(name).join("geth");
+    let extracted = work.join(member);
     if !untar.status.success() || !is_executable(&extracted) {
-        cleanup(&work);
         return Err(ArchiveError::Rejected(format!(
-            "the archive has no executable {name}/geth: {}",
+            "the archive has no executable {member}: {}",
             String::from_utf8_lossy(&untar.stderr).trim()
         )));
     }
-    let result = std::fs::rename(&extracted, target)
-        .map_err(|e| ArchiveError::Rejected(format!("cannot install {}: {e}", target.display())));
-    cleanup(&work);
-    result
+    std::fs::rename(&extracted, target)
+        .map_err(|e| ArchiveError::Rejected(format!("cannot install {}: {e}", target.display())))
+}
+
+/// The SHA-256 of a file, read in chunks, as lowercase hex.
+pub(super) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex_lower(&hasher.finalize()))
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -387,7 +260,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// A fresh directory inside `parent` (same file system, so the final rename is atomic).
-fn tempfile_in(parent: &Path) -> std::io::Result<PathBuf> {
+pub(super) fn tempfile_in(parent: &Path) -> std::io::Result<PathBuf> {
     let mut random = [0u8; 8];
     getrandom::getrandom(&mut random).map_err(std::io::Error::other)?;
     let dir = parent.join(format!(".download-{}", hex_lower(&random)));
@@ -395,7 +268,7 @@ fn tempfile_in(parent: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn run_installer(
+pub(super) async fn run_installer(
     mut command: tokio::process::Command,
     limit: Duration,
     progress: &(dyn Fn(&str) + Send + Sync),
@@ -430,27 +303,6 @@ async fn run_installer(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_clients_name_how_to_get_them() {
-        let binaries = ClientBinaries {
-            dir: Some(PathBuf::from("/nonexistent/clients")),
-            overrides: BTreeMap::new(),
-            path: Some(OsString::from("/nonexistent/bin")),
-        };
-        for (client, consensus, needle) in [
-            (Client::Besu, Consensus::Qbft, "besu"),
-            (Client::Quorum, Consensus::Ibft, "GoQuorum"),
-            (Client::Openethereum, Consensus::Aura, "OpenEthereum"),
-            (Client::Geth, Consensus::Clique, "dagctl clients install geth"),
-        ] {
-            let err = binaries.resolve(client, consensus).unwrap_err();
-            let text = err.to_string();
-            assert!(matches!(err, Error::ClientMissing { .. }), "{text}");
-            assert!(text.contains(needle), "{text}");
-            assert!(text.contains("/nonexistent/clients/bin"), "{text}");
-        }
-    }
 
     /// Serves one file over HTTP on loopback, as often as asked, until the test ends.
     fn serve_file(bytes: Vec<u8>) -> String {
@@ -512,7 +364,7 @@ mod tests {
 
         // A checksum that does not match: refused, nothing installed, no download left behind.
         let wrong = "00".repeat(32);
-        match install_release_archive(&url, name, &wrong, &target).await {
+        match install_release_archive(&url, &format!("{name}/geth"), &wrong, &target).await {
             Err(ArchiveError::Rejected(reason)) => assert!(reason.contains("refusing"), "{reason}"),
             other => panic!("expected a rejection, got {other:?}"),
         }
@@ -520,7 +372,9 @@ mod tests {
         assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 0, "no temp dir left");
 
         // The pinned checksum: installed and runnable.
-        install_release_archive(&url, name, &good, &target).await.unwrap();
+        install_release_archive(&url, &format!("{name}/geth"), &good, &target)
+            .await
+            .unwrap();
         assert!(version_text(&target).unwrap().contains("Version: 1.13.15-stable"));
         assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 1, "only geth");
 
@@ -530,7 +384,7 @@ mod tests {
         drop(closed);
         let unreachable = format!("http://127.0.0.1:{port}/{name}.tar.gz");
         assert!(matches!(
-            install_release_archive(&unreachable, name, &good, &bin.join("geth2")).await,
+            install_release_archive(&unreachable, &format!("{name}/geth"), &good, &bin.join("geth2")).await,
             Err(ArchiveError::Unreachable(_))
         ));
     }
@@ -542,20 +396,5 @@ mod tests {
             assert_eq!(sha.len(), 64);
             assert!(sha.chars().all(|c| c.is_ascii_hexdigit()));
         }
-    }
-
-    #[test]
-    fn overrides_must_be_executable() {
-        let dir = tempfile::tempdir().unwrap();
-        let not_executable = dir.path().join("anvil");
-        std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
-        let mut overrides = BTreeMap::new();
-        overrides.insert(Client::Anvil, not_executable);
-        let binaries = ClientBinaries {
-            overrides,
-            ..Default::default()
-        };
-        let err = binaries.resolve(Client::Anvil, Consensus::Interval).unwrap_err();
-        assert!(err.to_string().contains("not an executable"), "{err}");
     }
 }

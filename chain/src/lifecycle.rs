@@ -229,6 +229,74 @@ pub async fn teardown<S: NetworkStore, B: NodeBackend>(
     stop_row(store, backend, &row, "torn down", progress).await
 }
 
+/// The record of running network `name`, if it is this backend's and this host's to act on.
+async fn running_record<S: NetworkStore, B: NodeBackend>(store: &S, backend: &B, name: &str) -> Result<B::Record> {
+    let row = store.get_network(name).await?;
+    let refuse = |reason: String| Error::Network {
+        name: name.to_string(),
+        reason,
+    };
+    if row.status != "running" {
+        return Err(refuse(format!(
+            "it is {}; only a running network's nodes can be acted on",
+            row.status
+        )));
+    }
+    if row.backend != B::KIND {
+        return Err(refuse(format!(
+            "it runs on the `{}` backend, not `{}`",
+            row.backend,
+            B::KIND
+        )));
+    }
+    if row.host != backend.host_id() {
+        return Err(refuse(format!(
+            "its processes run on host `{}`; act on it there",
+            row.host
+        )));
+    }
+    stored_record::<B::Record>(&row)?.ok_or_else(|| refuse("no node of it was ever started".into()))
+}
+
+/// Sends `signal` to node `node` of running network `name` (e.g. SIGKILL to see the others carry on).
+pub async fn signal_node<S: NetworkStore, B: NodeBackend>(
+    store: &S,
+    backend: &B,
+    name: &str,
+    node: &str,
+    signal: crate::backend::NodeSignal,
+) -> Result<()> {
+    let record = running_record(store, backend, name).await?;
+    backend.signal(&record, node, signal).await
+}
+
+/// Starts node `node` of running network `name` again (stopping it first if it runs) and stores its new
+/// process, so teardown, recovery and the next restart find it.
+pub async fn restart_node<S: NetworkStore, B: NodeBackend>(
+    store: &S,
+    backend: &B,
+    name: &str,
+    node: &str,
+    progress: Progress<'_>,
+) -> Result<B::Record> {
+    let record = running_record(store, backend, name).await?;
+    let restarted = backend.restart_node(&record, node, progress).await?;
+    save_record(store, name, &restarted).await?;
+    // A teardown that read the old record while this restart ran would not know the new process.
+    let row = store.get_network(name).await?;
+    if row.status != "running" {
+        backend.stop(&restarted).await?;
+        return Err(Error::Network {
+            name: name.to_string(),
+            reason: format!(
+                "it became {} while node `{node}` restarted; stopped it again",
+                row.status
+            ),
+        });
+    }
+    Ok(restarted)
+}
+
 /// Moves `row` from one of `from` to `stopping` and stops it. The move is a compare-and-set: a concurrent
 /// teardown, reaper or recovery wins and this does nothing. Returns whether this call stopped it.
 async fn stop_if<S: NetworkStore, B: NodeBackend>(

@@ -116,6 +116,15 @@ enum NetCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Send a signal to one node (default SIGKILL; also SIGTERM, SIGSTOP to pause, SIGCONT to resume)
+    Kill {
+        name: String,
+        node: String,
+        #[arg(long, short, default_value = "SIGKILL")]
+        signal: String,
+    },
+    /// Start one node again with its own command line, data and ports (stopping it first if it runs)
+    Restart { name: String, node: String },
     /// Re-attach to or clean up networks after a restart, and tear down those past their TTL
     Reap,
 }
@@ -410,6 +419,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,
             NetCommand::Ls { all, output } => cmd::net::list(&config, all, output).await,
             NetCommand::Show { name, output } => cmd::net::show(&config, &name, output).await,
+            NetCommand::Kill { name, node, signal } => cmd::net::kill(&config, &name, &node, &signal).await,
+            NetCommand::Restart { name, node } => cmd::net::restart(&config, &name, &node).await,
             NetCommand::Reap => cmd::net::reap(&config).await,
         },
         Command::Users(UsersCommand::Create { username, role, email }) => {

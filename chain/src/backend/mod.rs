@@ -125,6 +125,16 @@ pub trait NodeBackend: Send + Sync {
     /// whose process is gone, is an error.
     fn signal(&self, record: &Self::Record, node: &str, signal: NodeSignal) -> impl Future<Output = Result<()>> + Send;
 
+    /// Starts one node again with the command line it was started with, on the same data and ports, after
+    /// stopping it if it still runs: how a node comes back after a crash, a kill or a fault. Returns the
+    /// record with the node's new process; the caller stores it.
+    fn restart_node(
+        &self,
+        record: &Self::Record,
+        node: &str,
+        progress: Progress<'_>,
+    ) -> impl Future<Output = Result<Self::Record>> + Send;
+
     /// Names of the nodes of `record` that are gone.
     fn dead_nodes(&self, record: &Self::Record) -> impl Future<Output = Result<Vec<String>>> + Send;
 

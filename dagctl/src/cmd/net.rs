@@ -1,11 +1,11 @@
-//! `dagctl net up|down|ls|show|reap`: networks outside a DAG.
+//! `dagctl net up|down|ls|show|kill|restart|reap`: networks outside a DAG.
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chain::lifecycle::{self, DeployRequest};
 use chain::local::NetworkRecord;
-use chain::{Client, Consensus, NetworkSpec, Region, SpecDuration};
+use chain::{Client, Consensus, NetworkSpec, NodeSignal, Region, SpecDuration};
 use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -180,6 +180,38 @@ pub async fn down(config: &Config, name: &str) -> Result<ExitCode> {
     let backend = chain_backend(config);
     lifecycle::teardown(&store, &backend, name, &|line: &str| eprintln!("{line}")).await?;
     println!("network {name} removed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dagctl net kill NAME NODE [--signal S]`: one signal to one node (SIGKILL unless told otherwise).
+pub async fn kill(config: &Config, name: &str, node: &str, signal: &str) -> Result<ExitCode> {
+    let wanted = signal.trim().to_ascii_uppercase();
+    let wanted = wanted.strip_prefix("SIG").unwrap_or(&wanted);
+    let signal = match wanted {
+        "KILL" => NodeSignal::Kill,
+        "TERM" => NodeSignal::Terminate,
+        "STOP" => NodeSignal::Stop,
+        "CONT" => NodeSignal::Continue,
+        _ => bail!("--signal: `{signal}` is not one of SIGKILL, SIGTERM, SIGSTOP, SIGCONT"),
+    };
+    let store = open_store(config).await?;
+    let backend = chain_backend(config);
+    lifecycle::signal_node(&store, &backend, name, node, signal).await?;
+    println!("sent {signal} to {node} of {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dagctl net restart NAME NODE`: the node starts again with its own command line, data and ports.
+pub async fn restart(config: &Config, name: &str, node: &str) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    let backend = chain_backend(config);
+    let record = lifecycle::restart_node(&store, &backend, name, node, &|line: &str| eprintln!("{line}")).await?;
+    let restarted = &record.nodes[record.node_index(node)?];
+    println!(
+        "{node} of {name} restarted (pid {}), rpc {}",
+        restarted.pid.unwrap_or_default(),
+        restarted.rpc
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::{Progress, ReadyReport, TeardownReport};
 pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION, QUORUM_INSTALL_VERSION};
 pub use process::{HostLauncher, Launcher};
-pub use record::{NetworkRecord, NodeRecord};
+pub use record::{NetworkRecord, NodeLaunch, NodeRecord};
 
 use super::{NodeBackend, NodeSignal};
 use crate::error::{Error, Result};
@@ -61,6 +61,9 @@ impl LocalOptions {
         }
     }
 }
+
+/// How long a restarted Clique signer may take to answer RPC and unlock its key before `miner_start`.
+const RESTART_SEALING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs networks as processes on this machine.
 #[derive(Clone)]
@@ -127,6 +130,7 @@ impl LocalBackend {
                 data_dir: node.data_dir.clone(),
                 log: record.base_dir.join(format!("{}.log", node.name)),
                 ports: node.ports,
+                launch: None,
             });
         }
         let client_program = spec.client.program();
@@ -158,6 +162,10 @@ impl LocalBackend {
             let command = self.launcher.command(&node.name, &binary, &node.command);
             let pid = process::spawn(command, &node.data_dir, &node_record.log, &node.name)?;
             node_record.pid = Some(pid);
+            node_record.launch = Some(NodeLaunch {
+                program: binary,
+                command: node.command.clone(),
+            });
             progress(&format!("started {} (pid {pid}) rpc {}", node.name, node_record.rpc));
         }
         Ok(())
@@ -316,13 +324,7 @@ impl NodeBackend for LocalBackend {
     /// Signals the node's process group (the node leads its own group), after checking by its working
     /// directory that the pid is still that node's.
     async fn signal(&self, record: &NetworkRecord, node: &str, signal: NodeSignal) -> Result<()> {
-        let Some(target) = record.nodes.iter().find(|n| n.name == node) else {
-            let known: Vec<&str> = record.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(Error::Network {
-                name: record.name.clone(),
-                reason: format!("has no node `{node}`; nodes: {}", known.join(", ")),
-            });
-        };
+        let target = &record.nodes[record.node_index(node)?];
         let Some(pid) = target.pid.filter(|pid| process::is_node_alive(*pid, &target.data_dir)) else {
             return Err(Error::Network {
                 name: record.name.clone(),
@@ -338,6 +340,46 @@ impl NodeBackend for LocalBackend {
                 e,
             )
         })
+    }
+
+    /// Stops the node if it runs (SIGTERM, SIGKILL after the grace), then starts it again with the command it
+    /// was first started with, on the same data dir, ports and log. A Clique signer whose sealing readiness
+    /// started over RPC gets `miner_start` again once it answers.
+    async fn restart_node(&self, record: &NetworkRecord, node: &str, progress: Progress<'_>) -> Result<NetworkRecord> {
+        let mut record = record.clone();
+        let index = record.node_index(node)?;
+        let target = record.nodes[index].clone();
+        let Some(launch) = target.launch.clone() else {
+            return Err(Error::Network {
+                name: record.name.clone(),
+                reason: format!(
+                    "node `{node}` was started by a dagctl that did not record its command line; it cannot be restarted"
+                ),
+            });
+        };
+        if let Some(pid) = target.pid.filter(|pid| process::is_node_alive(*pid, &target.data_dir)) {
+            progress(&format!("stopping {node} (pid {pid})"));
+            let grace = self.options.kill_grace;
+            let running = vec![(pid, target.data_dir.clone())];
+            let left = tokio::task::spawn_blocking(move || process::stop_all(&running, grace))
+                .await
+                .map_err(|e| Error::io(format!("network `{}`: stopping {node}", record.name), e))?;
+            if !left.is_empty() {
+                return Err(Error::Network {
+                    name: record.name.clone(),
+                    reason: format!("node `{node}` (pid {pid}) survived SIGKILL; not restarted"),
+                });
+            }
+        }
+        let command = self.launcher.command(&target.name, &launch.program, &launch.command);
+        let pid = process::spawn(command, &target.data_dir, &target.log, &target.name)?;
+        record.nodes[index].pid = Some(pid);
+        progress(&format!("restarted {node} (pid {pid}) rpc {}", target.rpc));
+        if record.sealing_deferred && target.role == crate::spec::Role::Validator {
+            ready::start_sealing(&record, &record.nodes[index], RESTART_SEALING_TIMEOUT).await?;
+            progress(&format!("{node} started sealing again"));
+        }
+        Ok(record)
     }
 
     async fn dead_nodes(&self, record: &NetworkRecord) -> Result<Vec<String>> {
@@ -502,7 +544,73 @@ mod tests {
             data_dir,
             log,
             ports: NodePorts::new(1, 2),
+            launch: Some(NodeLaunch {
+                program: "sleep".into(),
+                command: spec,
+            }),
         }
+    }
+
+    #[tokio::test]
+    async fn restart_starts_a_dead_or_running_node_again_with_its_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let base_dir = root.join("networks").join("re");
+        std::fs::create_dir_all(&base_dir).unwrap();
+        let mut options = LocalOptions::new(root.join("networks"), ClientBinaries::default(), "h".into());
+        options.kill_grace = Duration::from_secs(5);
+        let backend = LocalBackend::new(options);
+        let record = NetworkRecord {
+            name: "re".into(),
+            client: Client::Anvil,
+            consensus: Consensus::Interval,
+            chain_id: 1,
+            base_dir: base_dir.clone(),
+            deployer_pid: std::process::id(),
+            sealing_deferred: false,
+            nodes: vec![sleeping_node(&base_dir, "node-1"), sleeping_node(&base_dir, "node-2")],
+        };
+        let mut cleanup = StopOnDrop(record.processes());
+        let first = record.nodes[0].pid.unwrap();
+        backend.signal(&record, "node-1", NodeSignal::Kill).await.unwrap();
+        wait_until("node-1 is gone", || {
+            !process::is_node_alive(first, &record.nodes[0].data_dir)
+        });
+
+        let lines = std::sync::Mutex::new(Vec::new());
+        let progress = |line: &str| lines.lock().unwrap().push(line.to_string());
+        let restarted = backend.restart_node(&record, "node-1", &progress).await.unwrap();
+        let second = restarted.nodes[0].pid.unwrap();
+        cleanup.0.push((second, record.nodes[0].data_dir.clone()));
+        assert_ne!(second, first);
+        assert!(
+            process::is_node_alive(second, &record.nodes[0].data_dir),
+            "same data dir"
+        );
+        assert_eq!(restarted.nodes[1], record.nodes[1], "node-2 untouched");
+        assert!(backend.dead_nodes(&restarted).await.unwrap().is_empty());
+
+        // A running node is stopped first.
+        let again = backend.restart_node(&restarted, "node-1", &progress).await.unwrap();
+        let third = again.nodes[0].pid.unwrap();
+        cleanup.0.push((third, record.nodes[0].data_dir.clone()));
+        assert!(!process::is_node_alive(second, &record.nodes[0].data_dir));
+        assert!(process::is_node_alive(third, &record.nodes[0].data_dir));
+        let lines = lines.lock().unwrap().join("\n");
+        assert!(lines.contains(&format!("stopping node-1 (pid {second})")), "{lines}");
+
+        // Unknown nodes and records without a command line are refused; nothing is started.
+        let err = backend.restart_node(&again, "node-9", &progress).await.unwrap_err();
+        assert!(err.to_string().contains("has no node `node-9`"), "{err}");
+        let mut old = again.clone();
+        old.nodes[1].launch = None;
+        let err = backend.restart_node(&old, "node-2", &progress).await.unwrap_err();
+        assert!(err.to_string().contains("cannot be restarted"), "{err}");
+        assert!(process::is_node_alive(
+            old.nodes[1].pid.unwrap(),
+            &old.nodes[1].data_dir
+        ));
+        backend.stop(&again).await.unwrap();
     }
 
     #[tokio::test]

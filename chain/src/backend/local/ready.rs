@@ -117,6 +117,18 @@ pub(super) async fn wait_ready(
     poll_until(record, &clients, expect, started, timeout, cancel, progress).await
 }
 
+/// Starts sealing on one (restarted) Clique signer: waits until it answers and its key is unlocked, then
+/// `miner_start`.
+pub(super) async fn start_sealing(record: &NetworkRecord, node: &NodeRecord, timeout: Duration) -> Result<()> {
+    let rpc = NodeRpc::new(&node.rpc, CALL_TIMEOUT);
+    let deadline = Instant::now() + timeout;
+    wait_unlocked(record, node, &rpc, deadline, &CancellationToken::new()).await?;
+    rpc.call("miner_start", json!([]))
+        .await
+        .map_err(|e| not_ready(record, node, format!("did not start sealing: {e}")))?;
+    Ok(())
+}
+
 /// Waits until the node can sign with its own account (its keystore is unlocked).
 async fn wait_unlocked(
     record: &NetworkRecord,

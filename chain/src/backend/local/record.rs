@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::process;
-use crate::output::NodePorts;
+use crate::error::{Error, Result};
+use crate::output::{CommandSpec, NodePorts};
 use crate::spec::{Client, Consensus, Role};
 
 /// One running node as recorded in the store.
@@ -23,6 +24,17 @@ pub struct NodeRecord {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub ports: NodePorts,
+    /// How the node was started, so it can be started again ([`super::LocalBackend`]'s `restart_node`).
+    /// Absent in records written before restarts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<NodeLaunch>,
+}
+
+/// The program (resolved to a path) and command line a node runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLaunch {
+    pub program: PathBuf,
+    pub command: CommandSpec,
 }
 
 /// A network started by the local backend: everything needed to probe, re-attach to or stop it.
@@ -67,6 +79,17 @@ impl NetworkRecord {
             "chain_id": self.chain_id,
             "rpc": self.nodes.first().map(|n| n.rpc.clone()),
             "nodes": nodes,
+        })
+    }
+
+    /// The index of node `name`, or an error listing the nodes there are.
+    pub fn node_index(&self, name: &str) -> Result<usize> {
+        self.nodes.iter().position(|n| n.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            Error::Network {
+                name: self.name.clone(),
+                reason: format!("has no node `{name}`; nodes: {}", known.join(", ")),
+            }
         })
     }
 

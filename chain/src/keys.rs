@@ -125,6 +125,29 @@ impl NodeKey {
         hex::encode(self.public)
     }
 
+    /// Signs a 32-byte hash (a transaction's signing hash): `(r, s, recovery id)`, with `s` in the lower
+    /// half of the curve order as Ethereum requires (EIP-2).
+    pub fn sign_hash(&self, hash: &B256) -> Result<(alloy_primitives::U256, alloy_primitives::U256, u8)> {
+        let signing = k256::ecdsa::SigningKey::from(&self.secret);
+        let (signature, recovery) = signing
+            .sign_prehash_recoverable(hash.as_slice())
+            .map_err(|e| Error::InvalidKey(format!("cannot sign: {e}")))?;
+        // k256 already returns the low-s form; normalizing again is a no-op then, and keeps the rule explicit.
+        let (signature, recovery) = match signature.normalize_s() {
+            Some(low) => (
+                low,
+                k256::ecdsa::RecoveryId::new(!recovery.is_y_odd(), recovery.is_x_reduced()),
+            ),
+            None => (signature, recovery),
+        };
+        let bytes = signature.to_bytes();
+        Ok((
+            alloy_primitives::U256::from_be_slice(&bytes[..32]),
+            alloy_primitives::U256::from_be_slice(&bytes[32..]),
+            recovery.to_byte(),
+        ))
+    }
+
     /// The Ethereum address of this key.
     pub fn address(&self) -> Address {
         Address::from_raw_public_key(&self.public)

@@ -44,6 +44,7 @@ mod output;
 mod plan;
 pub mod registry;
 mod spec;
+pub mod tx;
 mod version;
 
 pub use backend::{local, NodeBackend, NodeSignal};

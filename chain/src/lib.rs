@@ -30,6 +30,7 @@
 //! 2. at deploy time call [`NetworkSpec::layout`] to learn node names and regions,
 //!    allocate ports and data dirs, then call [`generate`] with one [`NodeParams`] per node.
 
+pub mod audit;
 pub mod backend;
 mod clients;
 mod duration;

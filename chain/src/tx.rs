@@ -2,7 +2,8 @@
 //! generator sends with `eth_sendRawTransaction`. Legacy transactions with EIP-155 replay protection, which
 //! every client dagctl runs accepts (GoQuorum's and Besu's free-gas networks at gas price 0).
 
-use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+pub use alloy_primitives::U256;
+use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_rlp::{Encodable, Header};
 
 use crate::error::Result;

@@ -115,6 +115,25 @@ async fn diagnose(record: &NetworkRecord) -> String {
     out
 }
 
+/// Every node of `record` listens only on loopback (RPC, WS, p2p, authrpc, metrics: whatever it opened).
+fn assert_loopback_only(record: &NetworkRecord) {
+    for node in &record.nodes {
+        let listeners = chain::audit::listening_sockets(node.pid.unwrap()).unwrap();
+        assert!(
+            listeners.iter().any(|l| l.address.port() == node.ports.rpc),
+            "{} does not listen on its rpc port: {listeners:?}",
+            node.name
+        );
+        for listener in &listeners {
+            assert!(
+                listener.is_loopback(),
+                "{} listens on {listener} beyond loopback",
+                node.name
+            );
+        }
+    }
+}
+
 /// Asserts that nothing of `record` is left: no process, no listening port, no directory.
 fn assert_gone(record: &NetworkRecord) {
     for node in &record.nodes {
@@ -166,6 +185,7 @@ async fn geth_clique_four_nodes_seal_peer_and_carry_a_transfer() {
     let _cleanup = Cleanup(record.clone());
     assert_eq!(record.nodes.len(), 4);
     assert_eq!(fx.store.get_network(&record.name).await.unwrap().status, "running");
+    assert_loopback_only(&record);
 
     // Block 5 on every node, 3 peers each.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -253,6 +273,7 @@ async fn anvil_answers_rpc_and_leaves_nothing_behind() {
         .unwrap_or_else(|e| panic!("{e}"));
     let record = deployed.record;
     let _cleanup = Cleanup(record.clone());
+    assert_loopback_only(&record);
     let rpc_url = record.endpoints()["rpc"].as_str().unwrap().to_string();
     assert_eq!(
         rpc::quantity(&call(&rpc_url, "eth_chainId", json!([])).await),

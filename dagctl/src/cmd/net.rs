@@ -161,6 +161,7 @@ fn node_rows(record: &NetworkRecord) -> Vec<Value> {
                 "pid": n.pid,
                 "alive": !dead.contains(&n.name),
                 "log": n.log.display().to_string(),
+                "ports": n.ports,
             })
         })
         .collect()

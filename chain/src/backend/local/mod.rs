@@ -277,7 +277,9 @@ impl NodeBackend for LocalBackend {
         cancel: &CancellationToken,
         progress: Progress<'_>,
     ) -> Result<ReadyReport> {
-        ready::wait_ready(record, timeout, cancel, progress).await
+        let report = ready::wait_ready(record, timeout, cancel, progress).await?;
+        warn_exposed(record, progress);
+        Ok(report)
     }
 
     /// Stops every node of `record` and removes its directory. Safe to call again.
@@ -389,6 +391,25 @@ impl NodeBackend for LocalBackend {
     /// Whether the process that started `record` is another one and still lives.
     fn deploy_in_progress(&self, record: &NetworkRecord) -> bool {
         record.deployer_pid != std::process::id() && process::pid_alive(record.deployer_pid)
+    }
+}
+
+/// Says which node listens beyond loopback (every listener dagctl configures is on the node's host address;
+/// GoQuorum's raft transport binds every interface whatever its flags).
+fn warn_exposed(record: &NetworkRecord, progress: Progress<'_>) {
+    for node in &record.nodes {
+        let Some(pid) = node.pid else { continue };
+        let Ok(listeners) = crate::audit::listening_sockets(pid) else {
+            continue;
+        };
+        for listener in listeners.iter().filter(|l| !l.is_loopback()) {
+            let why = if node.ports.raft == Some(listener.address.port()) {
+                ": GoQuorum's raft transport listens on every interface and has no flag to bind it; firewall this port if the host is reachable"
+            } else {
+                ""
+            };
+            progress(&format!("warning: {} listens on {listener}{why}", node.name));
+        }
     }
 }
 

@@ -521,3 +521,40 @@ async fn quorum_ibft_seven_nodes() {
 async fn quorum_raft_seven_nodes() {
     exercise("raft", 7, false).await;
 }
+
+/// The four GoQuorum example DAGs run end to end with `dags test`: deploy, their own JSON-RPC checks,
+/// teardown; every task succeeds and no network is left.
+#[test]
+fn quorum_example_dags_run_end_to_end() {
+    let quorum = quorum_binary();
+    let dags = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
+    for consensus in ["ibft", "qbft", "raft", "clique"] {
+        let home = Home::new();
+        let dag = format!("deploy-quorum-{consensus}");
+        std::fs::copy(
+            dags.join(format!("{dag}.yaml")),
+            home.dags().join(format!("{dag}.yaml")),
+        )
+        .unwrap();
+        let output = home
+            .command()
+            .env("DAGCTL_QUORUM", &quorum)
+            .args(["dags", "test", &dag])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", common::stdout(&output), common::stderr(&output));
+        assert!(output.status.success(), "{dag}: {text}");
+        for task in ["deploy", "check_network", "teardown"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(task) && l.trim_end().ends_with("success")),
+                "{dag}: {task} did not succeed: {text}"
+            );
+        }
+        let networks = home.json(&["net", "ls", "--all"]);
+        let networks = networks.as_array().unwrap();
+        assert_eq!(networks.len(), 1, "{networks:?}");
+        assert_eq!(networks[0]["status"], "removed", "{networks:?}");
+    }
+}

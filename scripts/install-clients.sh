@@ -7,7 +7,7 @@
 #   export DAGCTL_GETH=$bin/geth DAGCTL_ANVIL=$bin/anvil
 #
 # geth: the official release archive, checked against its pinned SHA-256 (the same pins as
-# chain/src/local/clients.rs); where it cannot be downloaded (these CI machines reach only package
+# chain/src/backend/local/clients/mod.rs); where it cannot be downloaded (these CI machines reach only package
 # registries), `go install` through the Go module proxy.
 # anvil: the npm package @foundry-rs/anvil, which ships the binary in a platform package.
 # GoQuorum 24.4.1: no registry these machines reach ships it, so it comes from the build kept in

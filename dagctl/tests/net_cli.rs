@@ -198,6 +198,20 @@ fn net_up_rejects_an_impossible_network_before_starting_anything() {
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(text.contains("supported: clique"), "{text}");
+    let output = home.run(&["net", "up", "--client", "quorum", "--consensus", "pow", "--nodes", "4"]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("`pow` is not a consensus engine dagctl knows; quorum 24.4.1 runs ibft, qbft, raft, clique"),
+        "{text}"
+    );
+    let output = home.run(&["net", "up", "--client", "quorum", "--consensus", "aura", "--nodes", "4"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("supported: ibft, qbft, raft, clique"),
+        "{}",
+        stderr(&output)
+    );
     let output = home.run(&["net", "up", "--client", "geth", "--consensus", "clique", "--nodes", "0"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("nodes"), "{}", stderr(&output));

@@ -558,3 +558,105 @@ fn quorum_example_dags_run_end_to_end() {
         assert_eq!(networks[0]["status"], "removed", "{networks:?}");
     }
 }
+
+/// `dagctl clients install quorum --from`: a pinned copy installs into the data dir, where `net up` finds it
+/// with no `DAGCTL_QUORUM`; a copy that is not pinned installs nothing; a GoQuorum of another version is
+/// refused by `net up` with the version found and the one wanted.
+#[test]
+fn quorum_install_from_a_pinned_copy_and_version_checks() {
+    let quorum = quorum_binary();
+    let home = Home::new();
+    let bin = home.path().join("clients/bin");
+    let install = |from: &Path| {
+        home.command()
+            .env_remove("DAGCTL_QUORUM")
+            .args(["clients", "install", "quorum", "--from"])
+            .arg(from)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // Not pinned: refused in one line, nothing installed.
+    let fake = home.path().join("geth");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Quorum Version: 24.4.1'\n").unwrap();
+    let output = install(&fake);
+    assert!(!output.status.success());
+    let err = common::stderr(&output);
+    assert!(
+        err.contains("not a pinned GoQuorum 24.4.1 build: refusing to install it"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one readable line: {err}");
+    assert!(!bin.join("quorum").exists());
+
+    // The pinned build: installed (checksum and `geth version` checked), and found by `net up`.
+    let output = install(&quorum);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert!(
+        common::stdout(&output).contains("installed at"),
+        "{}",
+        common::stdout(&output)
+    );
+    let installed = bin.join("quorum");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&quorum).unwrap());
+    let output = home
+        .command()
+        .env_remove("DAGCTL_QUORUM")
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "net",
+            "up",
+            "--client",
+            "quorum",
+            "--consensus",
+            "raft",
+            "--nodes",
+            "2",
+            "--name",
+            "found",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _down = Down(&home, "found".into());
+    let err = common::stderr(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains(&format!("using {}", installed.display())), "{err}");
+    home.ok(&["net", "down", "found"]);
+
+    // Another version: refused before anything starts.
+    let old = home.path().join("quorum-22");
+    std::fs::write(
+        &old,
+        "#!/bin/sh\necho Geth\necho 'Version: 1.10.3-stable'\necho 'Quorum Version: 22.7.0'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = home
+        .command()
+        .env("DAGCTL_QUORUM", &old)
+        .args([
+            "net",
+            "up",
+            "--client",
+            "quorum",
+            "--consensus",
+            "ibft",
+            "--nodes",
+            "4",
+            "--name",
+            "old",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = common::stderr(&output);
+    assert!(
+        err.contains("is GoQuorum 22.7.0, but the network wants GoQuorum 24.4.1"),
+        "{err}"
+    );
+    assert!(!home.path().join("networks/old").exists());
+}

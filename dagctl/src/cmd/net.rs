@@ -65,8 +65,15 @@ pub struct UpArgs {
 
 fn spec_from(args: &UpArgs) -> Result<NetworkSpec> {
     let client: Client = serde_json::from_value(json!(args.client)).map_err(|e| anyhow!("--client: {e}"))?;
-    let consensus: Consensus =
-        serde_json::from_value(json!(args.consensus)).map_err(|e| anyhow!("--consensus: {e}"))?;
+    let consensus: Consensus = serde_json::from_value(json!(args.consensus)).map_err(|_| {
+        let runs: Vec<String> = client.supported_consensus().iter().map(|c| c.to_string()).collect();
+        anyhow!(
+            "--consensus: `{}` is not a consensus engine dagctl knows; {client} {} runs {}",
+            args.consensus,
+            client.default_version(),
+            runs.join(", ")
+        )
+    })?;
     let name = match &args.name {
         Some(name) => name.clone(),
         None => format!(

@@ -39,9 +39,19 @@ pub(super) async fn install(
     source: &InstallSource<'_>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<PathBuf> {
+    install_with(bin, source, QUORUM_RELEASES, progress).await
+}
+
+/// [`install`] with the release archives to trust given (the tests serve their own).
+async fn install_with(
+    bin: &Path,
+    source: &InstallSource<'_>,
+    releases: &[(&str, &str, &str)],
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<PathBuf> {
     let target = bin.join("quorum");
     if let Some(from) = source.from {
-        install_from(from, &target, progress).await?;
+        install_from(from, &target, releases, progress).await?;
         return verified(target, progress);
     }
     if quorum_version(&target).as_deref() == Some(QUORUM_INSTALL_VERSION) {
@@ -51,10 +61,7 @@ pub(super) async fn install(
         ));
         return Ok(target);
     }
-    let Some((_, file, sha256)) = QUORUM_RELEASES
-        .iter()
-        .find(|(arch, _, _)| *arch == std::env::consts::ARCH)
-    else {
+    let Some((_, file, sha256)) = releases.iter().find(|(arch, _, _)| *arch == std::env::consts::ARCH) else {
         return Err(refused(format!(
             "GoQuorum {QUORUM_INSTALL_VERSION} has no release archive for {} (only linux/amd64); {}",
             std::env::consts::ARCH,
@@ -103,11 +110,16 @@ fn refused(reason: String) -> Error {
 
 /// Installs a local copy: the release archive, an `.xz` of the binary, or the binary. Checked against
 /// the pins before anything is installed; a temp dir next to `target` is removed either way.
-async fn install_from(from: &Path, target: &Path, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<()> {
+async fn install_from(
+    from: &Path,
+    target: &Path,
+    releases: &[(&str, &str, &str)],
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<()> {
     let head = read_head(from).map_err(|e| refused(format!("cannot read {}: {e}", from.display())))?;
     let bin = target.parent().unwrap_or(Path::new("."));
     let work = tempfile_in(bin).map_err(|e| refused(format!("cannot make a temp dir in {}: {e}", bin.display())))?;
-    let result = install_from_in(from, &head, &work, target, progress).await;
+    let result = install_from_in(from, &head, &work, target, releases, progress).await;
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -117,16 +129,14 @@ async fn install_from_in(
     head: &[u8],
     work: &Path,
     target: &Path,
+    releases: &[(&str, &str, &str)],
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<()> {
     let shown = from.display().to_string();
     if head.starts_with(GZIP_MAGIC) {
         let actual = file_sha256(from).map_err(|e| refused(format!("{shown}: {e}")))?;
-        let Some((_, file, sha256)) = QUORUM_RELEASES.iter().find(|(_, _, sha)| actual == *sha) else {
-            let pinned: Vec<String> = QUORUM_RELEASES
-                .iter()
-                .map(|(_, file, sha)| format!("{file} {sha}"))
-                .collect();
+        let Some((_, file, sha256)) = releases.iter().find(|(_, _, sha)| actual == *sha) else {
+            let pinned: Vec<String> = releases.iter().map(|(_, file, sha)| format!("{file} {sha}")).collect();
             return Err(refused(format!(
                 "{shown} has SHA-256 {actual}, which is not a pinned GoQuorum {QUORUM_INSTALL_VERSION} release archive ({}): refusing to install it",
                 pinned.join(", ")
@@ -316,5 +326,80 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A release-shaped archive (one file, `geth`, at the top) served over loopback: downloaded, checked,
+    /// installed and version-checked; the same file given with `--from` is accepted; the same bytes under
+    /// another pin are refused.
+    #[tokio::test]
+    async fn a_release_shaped_archive_installs_by_download_and_from_a_file() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let geth = src.join("geth");
+        std::fs::write(&geth, "#!/bin/sh\necho Geth\necho 'Quorum Version: 24.4.1'\n").unwrap();
+        std::fs::set_permissions(&geth, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let archive = dir.path().join("geth_v24.4.1_linux_amd64.tar.gz");
+        assert!(std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg("geth")
+            .status()
+            .unwrap()
+            .success());
+        let bytes = std::fs::read(&archive).unwrap();
+        let sha = file_sha256(&archive).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let store = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4) {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&bytes);
+            }
+        });
+        let releases = [(std::env::consts::ARCH, "geth_v24.4.1_linux_amd64.tar.gz", sha.as_str())];
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let downloaded = InstallSource {
+            release_store: Some(&store),
+            from: None,
+        };
+        let installed = install_with(&bin, &downloaded, &releases, &no_progress).await.unwrap();
+        assert_eq!(installed, bin.join("quorum"));
+        assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&geth).unwrap());
+        assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 1, "only quorum, no temp dir");
+
+        std::fs::remove_file(&installed).unwrap();
+        let from_file = InstallSource {
+            release_store: None,
+            from: Some(&archive),
+        };
+        install_with(&bin, &from_file, &releases, &no_progress).await.unwrap();
+        assert!(bin.join("quorum").exists());
+
+        std::fs::remove_file(bin.join("quorum")).unwrap();
+        let other = "ab".repeat(32);
+        let pinned_elsewhere = [(
+            std::env::consts::ARCH,
+            "geth_v24.4.1_linux_amd64.tar.gz",
+            other.as_str(),
+        )];
+        let err = install_with(&bin, &downloaded, &pinned_elsewhere, &no_progress)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refusing to install it"), "{err}");
+        assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 0);
     }
 }

@@ -11,6 +11,7 @@ mod dags;
 mod misc;
 pub mod networks;
 pub mod runs;
+pub mod samples;
 pub mod tis;
 mod users;
 
@@ -26,6 +27,7 @@ pub use networks::{NetworkRow, NewNetwork};
 pub use runs::{
     validate_manual_run_id, CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, ScheduledRun, TimeRange,
 };
+pub use samples::{NodeSample, SampleFilter};
 pub use tis::{FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
 
@@ -80,6 +82,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         5,
         MigrationSql::Common(include_str!("../../../migrations/common/0005_user_external_id.sql")),
+    ),
+    (
+        6,
+        MigrationSql::Common(include_str!("../../../migrations/common/0006_node_samples.sql")),
     ),
 ];
 

@@ -284,6 +284,85 @@ async fn users_tokens_and_pools(db: TestDb) {
     assert_eq!(pool.slots, 2, "a conflicting create changes nothing");
 }
 
+async fn samples_are_written_in_batches_read_by_series_and_pruned(db: TestDb) {
+    use super::{NodeSample, SampleFilter};
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let mut batch = Vec::new();
+    // 3 nodes x 2 metrics x 120 seconds: several INSERT statements in one transaction.
+    for second in 0..120 {
+        for node in ["validator-1", "validator-2", "validator-3"] {
+            for (metric, value) in [("head", second as f64), ("cpu_percent", 0.25)] {
+                batch.push(NodeSample {
+                    network: "net".into(),
+                    node: node.into(),
+                    metric: metric.into(),
+                    at: t0 + chrono::Duration::seconds(second),
+                    value,
+                    run_id: Some("r".into()),
+                    task_id: Some("monitor".into()),
+                });
+            }
+        }
+    }
+    assert_eq!(db.store.insert_samples(&batch).await.unwrap(), 720);
+    assert_eq!(db.store.insert_samples(&[]).await.unwrap(), 0);
+    let head = db
+        .store
+        .samples(&SampleFilter {
+            network: "net",
+            metric: Some("head"),
+            node: Some("validator-2"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(head.len(), 120);
+    assert_eq!(head[0].value, 0.0);
+    assert_eq!(head[119].value, 119.0);
+    assert!(head.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    assert_eq!(
+        head[5].at.timestamp_micros(),
+        (t0 + chrono::Duration::seconds(5)).timestamp_micros()
+    );
+    assert_eq!(head[5].task_id.as_deref(), Some("monitor"));
+    let window = db
+        .store
+        .samples(&SampleFilter {
+            network: "net",
+            from: Some(t0 + chrono::Duration::seconds(100)),
+            to: Some(t0 + chrono::Duration::seconds(110)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 10 * 3 * 2);
+    let other = db
+        .store
+        .samples(&SampleFilter {
+            network: "other",
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    let pruned = db
+        .store
+        .prune_samples(t0 + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 60 * 3 * 2);
+    let left = db
+        .store
+        .samples(&SampleFilter {
+            network: "net",
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 60 * 3 * 2);
+}
+
+each_backend!(samples_are_written_in_batches_read_by_series_and_pruned);
 each_backend!(users_tokens_and_pools);
 each_backend!(dag_versions_and_pause);
 each_backend!(runs_with_their_task_instances);
@@ -321,6 +400,11 @@ fn released_migrations_never_change() {
             5,
             "46fe0b7a2da23a65ad66d3f206baf99da8c9c96ad340139e0be5117fcaec1f9f",
             "46fe0b7a2da23a65ad66d3f206baf99da8c9c96ad340139e0be5117fcaec1f9f",
+        ),
+        (
+            6,
+            "d63d8ea6c25754e469e645ccf78255a219b3e683241cbde808ba19fd0f45bb0f",
+            "d63d8ea6c25754e469e645ccf78255a219b3e683241cbde808ba19fd0f45bb0f",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

@@ -1,0 +1,145 @@
+//! Time series of the nodes of a network, written by the monitor in batches: one row per (network, node, metric,
+//! time), optionally tied to the DAG run and task that sampled it. Old rows are pruned by a retention setting.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{from_micros, micros, Store};
+use crate::Result;
+
+/// Rows per INSERT statement: 7 parameters each stays far below SQLite's limit on bound parameters.
+const ROWS_PER_INSERT: usize = 100;
+
+/// One sample of one metric of one node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeSample {
+    pub network: String,
+    pub node: String,
+    pub metric: String,
+    pub at: DateTime<Utc>,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+}
+
+/// Which samples to read: one network, optionally one metric and node, in a time window, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct SampleFilter<'a> {
+    pub network: &'a str,
+    pub metric: Option<&'a str>,
+    pub node: Option<&'a str>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+impl Store {
+    /// Writes `samples` in one transaction, many rows per statement. Returns how many were written.
+    pub async fn insert_samples(&self, samples: &[NodeSample]) -> Result<usize> {
+        if samples.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        for chunk in samples.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO node_sample (network, node, metric, at, value, run_id, task_id) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for sample in chunk {
+                query = query
+                    .bind(sample.network.as_str())
+                    .bind(sample.node.as_str())
+                    .bind(sample.metric.as_str())
+                    .bind(micros(sample.at))
+                    .bind(sample.value)
+                    .bind(sample.run_id.clone())
+                    .bind(sample.task_id.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(samples.len())
+    }
+
+    /// Samples matching `filter`, oldest first (at most `limit`, default 10,000).
+    pub async fn samples(&self, filter: &SampleFilter<'_>) -> Result<Vec<NodeSample>> {
+        let mut sql = String::from(
+            "SELECT network, node, metric, at, value, run_id, task_id FROM node_sample WHERE network = $1",
+        );
+        let mut next = 2;
+        let mut clause = |sql: &mut String, condition: &str| {
+            sql.push_str(&format!(" AND {condition} ${next}"));
+            next += 1;
+        };
+        if filter.metric.is_some() {
+            clause(&mut sql, "metric =");
+        }
+        if filter.node.is_some() {
+            clause(&mut sql, "node =");
+        }
+        if filter.from.is_some() {
+            clause(&mut sql, "at >=");
+        }
+        if filter.to.is_some() {
+            clause(&mut sql, "at <");
+        }
+        sql.push_str(&format!(
+            " ORDER BY at, node, metric LIMIT {}",
+            filter.limit.unwrap_or(10_000)
+        ));
+        let mut query = sqlx::query(&sql).bind(filter.network);
+        if let Some(metric) = filter.metric {
+            query = query.bind(metric);
+        }
+        if let Some(node) = filter.node {
+            query = query.bind(node);
+        }
+        if let Some(from) = filter.from {
+            query = query.bind(micros(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.bind(micros(to));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeSample {
+                    network: row.try_get("network")?,
+                    node: row.try_get("node")?,
+                    metric: row.try_get("metric")?,
+                    at: from_micros(row.try_get("at")?),
+                    value: row.try_get("value")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes samples older than `before`; returns how many.
+    pub async fn prune_samples(&self, before: DateTime<Utc>) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM node_sample WHERE at < $1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

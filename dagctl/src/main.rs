@@ -125,6 +125,10 @@ enum NetCommand {
     },
     /// Start one node again with its own command line, data and ports (stopping it first if it runs)
     Restart { name: String, node: String },
+    /// Watch a network live: per node head, peers, txpool, block time, CPU, memory, disk (-o json: NDJSON)
+    Watch(cmd::watch::WatchArgs),
+    /// Samples stored by `net watch --store` and `chain.monitor`, oldest first
+    Samples(cmd::watch::SamplesArgs),
     /// Re-attach to or clean up networks after a restart, and tear down those past their TTL
     Reap,
 }
@@ -421,6 +425,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NetCommand::Show { name, output } => cmd::net::show(&config, &name, output).await,
             NetCommand::Kill { name, node, signal } => cmd::net::kill(&config, &name, &node, &signal).await,
             NetCommand::Restart { name, node } => cmd::net::restart(&config, &name, &node).await,
+            NetCommand::Watch(args) => cmd::watch::watch(&config, &args).await,
+            NetCommand::Samples(args) => cmd::watch::samples(&config, &args).await,
             NetCommand::Reap => cmd::net::reap(&config).await,
         },
         Command::Users(UsersCommand::Create { username, role, email }) => {

@@ -6,3 +6,4 @@ pub mod net;
 pub mod serve;
 pub mod tasks;
 pub mod users;
+pub mod watch;

@@ -1,0 +1,206 @@
+//! Watching a network: every interval, for each node, its JSON-RPC state ([`node`]) and its process's host
+//! usage ([`host`]), as one [`NodeReading`]; readings become store samples ([`NodeReading::samples`]).
+//!
+//! [`Monitor::tick`] reads every node concurrently, each call bounded so a tick never outlasts its interval
+//! by much; a node that does not answer, or whose process is gone, is `up = 0` for that reading and is
+//! read again at the next tick. [`Schedule`] says when to tick: on a fixed schedule until a deadline or a
+//! cancellation.
+
+pub mod host;
+pub mod node;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use engine::store::NodeSample;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::local::rpc::NodeRpc;
+use crate::backend::local::{process, NetworkRecord};
+use crate::spec::Client;
+pub use host::{HostSampler, HostUsage};
+pub use node::RpcState;
+
+/// The shortest interval a monitor accepts.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a single JSON-RPC call of a reading may take.
+const MAX_CALL: Duration = Duration::from_secs(2);
+
+/// One node's state at one tick.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeReading {
+    pub node: String,
+    pub at: DateTime<Utc>,
+    /// Answers JSON-RPC and its process lives.
+    pub up: bool,
+    pub pid: Option<u32>,
+    #[serde(flatten)]
+    pub rpc: RpcState,
+    #[serde(flatten)]
+    pub host: HostUsage,
+    /// Seconds between the last two distinct heads' timestamps seen by this monitor (the block time).
+    pub block_time: Option<f64>,
+}
+
+impl NodeReading {
+    /// The reading as store samples, one per known metric.
+    pub fn samples(&self, network: &str, run_id: Option<&str>, task_id: Option<&str>) -> Vec<NodeSample> {
+        let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
+        let metrics: [(&str, Option<f64>); 16] = [
+            ("up", Some(if self.up { 1.0 } else { 0.0 })),
+            ("head", as_f64(self.rpc.head)),
+            ("peers", as_f64(self.rpc.peers)),
+            ("txpool_pending", as_f64(self.rpc.txpool_pending)),
+            ("txpool_queued", as_f64(self.rpc.txpool_queued)),
+            ("syncing", self.rpc.syncing.map(|s| if s { 1.0 } else { 0.0 })),
+            ("head_timestamp", as_f64(self.rpc.head_timestamp)),
+            ("head_gas_used", as_f64(self.rpc.head_gas_used)),
+            ("head_gas_limit", as_f64(self.rpc.head_gas_limit)),
+            ("head_tx_count", as_f64(self.rpc.head_tx_count)),
+            ("head_size", as_f64(self.rpc.head_size)),
+            ("block_time_seconds", self.block_time),
+            ("cpu_percent", self.host.cpu_percent),
+            ("rss_bytes", self.host.rss_bytes),
+            ("disk_read_bytes_per_second", self.host.disk_read_bytes_per_second),
+            ("disk_write_bytes_per_second", self.host.disk_write_bytes_per_second),
+        ];
+        metrics
+            .into_iter()
+            .filter_map(|(metric, value)| {
+                Some(NodeSample {
+                    network: network.to_string(),
+                    node: self.node.clone(),
+                    metric: metric.to_string(),
+                    at: self.at,
+                    value: value?,
+                    run_id: run_id.map(str::to_string),
+                    task_id: task_id.map(str::to_string),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The metric names [`NodeReading::samples`] writes.
+pub const METRICS: &[&str] = &[
+    "up",
+    "head",
+    "peers",
+    "txpool_pending",
+    "txpool_queued",
+    "syncing",
+    "head_timestamp",
+    "head_gas_used",
+    "head_gas_limit",
+    "head_tx_count",
+    "head_size",
+    "block_time_seconds",
+    "cpu_percent",
+    "rss_bytes",
+    "disk_read_bytes_per_second",
+    "disk_write_bytes_per_second",
+];
+
+struct Watched {
+    name: String,
+    pid: Option<u32>,
+    data_dir: PathBuf,
+    rpc: NodeRpc,
+    /// The last distinct head and its timestamp, for the block time.
+    last_head: Option<(u64, u64)>,
+}
+
+/// Reads every node of one network.
+pub struct Monitor {
+    client: Client,
+    nodes: Vec<Watched>,
+    host: HostSampler,
+}
+
+impl Monitor {
+    /// A monitor of `record`'s nodes whose calls are bounded to suit `interval`.
+    pub fn new(record: &NetworkRecord, interval: Duration) -> Self {
+        let call = (interval.mul_f64(0.8)).clamp(MIN_INTERVAL, MAX_CALL);
+        Self {
+            client: record.client,
+            nodes: record
+                .nodes
+                .iter()
+                .map(|n| Watched {
+                    name: n.name.clone(),
+                    pid: n.pid,
+                    data_dir: n.data_dir.clone(),
+                    rpc: NodeRpc::new(&n.rpc, call),
+                    last_head: None,
+                })
+                .collect(),
+            host: HostSampler::default(),
+        }
+    }
+
+    /// One reading of every node, in node order.
+    pub async fn tick(&mut self) -> Vec<NodeReading> {
+        let at = Utc::now();
+        let client = self.client;
+        let states = futures_util::future::join_all(self.nodes.iter().map(|n| node::read(&n.rpc, client))).await;
+        let mut readings = Vec::with_capacity(self.nodes.len());
+        for (watched, mut state) in self.nodes.iter_mut().zip(states) {
+            let alive = watched
+                .pid
+                .is_none_or(|pid| process::is_node_alive(pid, &watched.data_dir));
+            if !alive && state.error.is_none() {
+                state.error = Some("its process is gone".into());
+            }
+            let host = match watched.pid.filter(|_| alive) {
+                Some(pid) => self.host.sample(pid),
+                None => HostUsage::default(),
+            };
+            let mut block_time = None;
+            if let (Some(head), Some(timestamp)) = (state.head, state.head_timestamp) {
+                match watched.last_head {
+                    Some((last, last_ts)) if head > last => {
+                        block_time = Some(timestamp.saturating_sub(last_ts) as f64 / (head - last) as f64);
+                        watched.last_head = Some((head, timestamp));
+                    }
+                    None => watched.last_head = Some((head, timestamp)),
+                    _ => {}
+                }
+            }
+            readings.push(NodeReading {
+                node: watched.name.clone(),
+                at,
+                up: alive && state.error.is_none(),
+                pid: watched.pid,
+                rpc: state,
+                host,
+                block_time,
+            });
+        }
+        readings
+    }
+}
+
+/// When to take the next reading: every `interval` on a fixed schedule (a slow reading delays the next one,
+/// never piles them up), until a deadline or a cancellation.
+pub struct Schedule {
+    ticker: tokio::time::Interval,
+    until: Option<Instant>,
+}
+
+impl Schedule {
+    pub fn new(interval: Duration, until: Option<Instant>) -> Self {
+        let mut ticker = tokio::time::interval(interval.max(MIN_INTERVAL));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { ticker, until }
+    }
+
+    /// Waits for the next reading's time; false once past the deadline or cancelled.
+    pub async fn next(&mut self, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = self.ticker.tick() => {}
+        }
+        !cancel.is_cancelled() && self.until.is_none_or(|until| Instant::now() < until)
+    }
+}

@@ -17,6 +17,7 @@
 //! | `GET /execution/networks/{name}` | | `NetworkRow`; 404 |
 //! | `GET /execution/networks?include_gone=true\|false` | | `[NetworkRow]` |
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
+//! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` | 204; 404 |
 //!
 //! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
 //! otherwise). Over the API the engine's clock stands for `now`.
@@ -24,7 +25,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use engine::store::{NetworkRow, NewNetwork, Store};
+use engine::store::{NetworkRow, NewNetwork, NodeSample, Store};
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 use worker::client::{ClientError, ExecutionClient};
@@ -61,9 +62,19 @@ pub trait NetworkStore: Send + Sync {
     /// Whether the task that deployed `row` may still be running (its runner may still be deploying it, even
     /// while the engine restarts). True when it cannot be told.
     fn owner_executing(&self, row: &NetworkRow) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Stores a batch of monitor samples of network `name` (one transaction). Over the API the samples are
+    /// tied to the calling try's run and task.
+    fn write_samples(&self, name: &str, samples: &[NodeSample]) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl NetworkStore for Store {
+    async fn write_samples(&self, name: &str, samples: &[NodeSample]) -> Result<()> {
+        Store::get_network(self, name).await?;
+        Store::insert_samples(self, samples).await?;
+        Ok(())
+    }
+
     async fn claim_network(&self, new: &NewNetwork<'_>, now: DateTime<Utc>) -> Result<()> {
         Ok(Store::claim_network(self, new, now).await?)
     }
@@ -150,6 +161,21 @@ struct TransitionBody<'a> {
 #[derive(Debug, Deserialize)]
 struct TransitionAnswer {
     changed: bool,
+}
+
+/// One sample in `POST /execution/networks/{name}/samples`.
+#[derive(Debug, Serialize)]
+struct SampleOut<'a> {
+    node: &'a str,
+    metric: &'a str,
+    at: DateTime<Utc>,
+    value: f64,
+}
+
+/// Body of `POST /execution/networks/{name}/samples`.
+#[derive(Debug, Serialize)]
+struct SamplesBody<'a> {
+    samples: Vec<SampleOut<'a>>,
 }
 
 /// No body.
@@ -264,6 +290,25 @@ impl NetworkStore for ApiNetworks {
             .call(Method::GET, "/execution/networks-past-ttl", NO_BODY)
             .await
             .map_err(|err| api_error(err, None))
+    }
+
+    async fn write_samples(&self, name: &str, samples: &[NodeSample]) -> Result<()> {
+        let path = format!("{}/samples", network_path(name));
+        let body = SamplesBody {
+            samples: samples
+                .iter()
+                .map(|s| SampleOut {
+                    node: &s.node,
+                    metric: &s.metric,
+                    at: s.at,
+                    value: s.value,
+                })
+                .collect(),
+        };
+        self.0
+            .call::<_, ()>(Method::POST, &path, Some(&body))
+            .await
+            .map_err(|err| api_error(err, Some(name)))
     }
 
     /// A runner cannot see other tries' states: assume the owner may be running.

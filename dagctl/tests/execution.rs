@@ -221,6 +221,36 @@ tokens:
         .0
     };
     assert_eq!(send_line(), 204);
+    // Monitor samples: for a network that exists, stored with this try's run and task; bad batches are 4xx.
+    let claim = br#"{"name":"tok-net","backend":"local","host":"h","spec":"{}"}"#;
+    assert_eq!(http(port, "POST", "/execution/networks", &auth, Some(claim)).0, 204);
+    let sample = br#"{"samples":[{"node":"n1","metric":"head","at":"2026-12-02T00:00:00Z","value":7}]}"#;
+    assert_eq!(
+        http(port, "POST", "/execution/networks/nope/samples", &auth, Some(sample)).0,
+        404
+    );
+    assert_eq!(
+        http(port, "POST", "/execution/networks/tok-net/samples", &[], Some(sample)).0,
+        401
+    );
+    let (status, _, reply) = http(port, "POST", "/execution/networks/tok-net/samples", &auth, Some(sample));
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&reply));
+    let too_many = format!(
+        r#"{{"samples":[{}]}}"#,
+        vec![r#"{"node":"n","metric":"m","at":"2026-12-02T00:00:00Z","value":1}"#; 10_001].join(",")
+    );
+    for body in [
+        too_many.as_bytes(),
+        br#"{"samples":[{"node":"","metric":"head","at":"2026-12-02T00:00:00Z","value":1}]}"#,
+        br#"{"samples":[{"node":"n","metric":"head","at":"yesterday","value":1}]}"#,
+        br#"{"samples":[{"node":"n","metric":"head","at":"2026-12-02T00:00:00Z","value":1,"network":"x"}]}"#,
+    ] {
+        let (status, _, reply) = http(port, "POST", "/execution/networks/tok-net/samples", &auth, Some(body));
+        assert_eq!(status, 422, "{}", String::from_utf8_lossy(&reply));
+    }
+    let stored = home.json(&["net", "samples", "tok-net"]);
+    assert_eq!(stored.as_array().unwrap().len(), 1, "{stored}");
+    assert_eq!(stored[0]["value"], 7.0);
     std::fs::write(marks.join("release"), "").unwrap();
     let state = wait_for(Duration::from_secs(30), "the run to finish", || {
         run_state(&home, "tokens", "tok-1").filter(|s| s == "success" || s == "failed")

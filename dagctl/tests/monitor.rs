@@ -273,3 +273,143 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
         stderr(&after)
     );
 }
+
+/// `chain.monitor` in a DAG: it watches while another branch waits, stores samples tied to the network,
+/// and ends by itself (successfully) when that branch tears the network down.
+#[test]
+fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
+    let home = Home::new();
+    home.write_dag(
+        "watch.yaml",
+        r#"watch:
+  schedule: null
+  default_args: {owner: qa, start_date: 2026-11-01}
+  tasks:
+    deploy:
+      operator: chain.deploy_network
+      client: anvil
+      consensus: interval
+      nodes: 2
+      block_time: 1s
+    monitor:
+      operator: chain.monitor
+      dependencies: [deploy]
+      network: deploy
+      interval: 300ms
+      execution_timeout: 60
+    pause:
+      operator: bash
+      dependencies: [deploy]
+      bash_command: sleep 3
+    teardown:
+      operator: chain.teardown
+      network: deploy
+      trigger_rule: all_done
+      dependencies: [pause]
+"#,
+    );
+    let started = Instant::now();
+    let output = dagctl(&home, &["dags", "test", "watch"]);
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the monitor ended with the network, not its timeout"
+    );
+    assert!(text.contains("(network `watch-"), "{text}");
+    assert!(text.contains("0 not stored"), "{text}");
+    let networks = home.json(&["net", "ls", "--all"]);
+    let name = networks[0]["name"].as_str().unwrap().to_string();
+    let up = home.json(&["net", "samples", &name, "--metric", "up"]);
+    let up = up.as_array().unwrap();
+    // About 3 s at 300 ms, two nodes.
+    assert!(up.len() >= 2 * 6, "{} up samples", up.len());
+    // Every reading was up, except perhaps the last one, taken while the teardown stopped the nodes.
+    let last = up.last().unwrap()["at"].clone();
+    assert!(
+        up.iter().filter(|s| s["at"] != last).all(|s| s["value"] == 1.0),
+        "{up:?}"
+    );
+    let heads = home.json(&["net", "samples", &name, "--metric", "head", "--node", "node-2"]);
+    let heads: Vec<f64> = heads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_f64().unwrap())
+        .collect();
+    assert!(heads.windows(2).all(|w| w[0] <= w[1]), "{heads:?}");
+    assert!(heads.last() > heads.first(), "{heads:?}");
+}
+
+/// Bad monitor arguments are import errors naming file, line and key.
+#[test]
+fn bad_monitor_arguments_are_import_errors_with_their_line() {
+    let home = Home::new();
+    let dag = home.write_dag(
+        "bad.yaml",
+        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n",
+    );
+    let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        text.contains("bad.yaml:6") && text.contains("below the minimum of 100ms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:10") && text.contains("unknown argument `every`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing required argument") && text.contains("network"),
+        "{text}"
+    );
+}
+
+/// The example DAG `monitor-geth-clique` (4 real geth Clique nodes), watched for 5 s instead of 2 min.
+#[test]
+fn the_monitor_example_runs_end_to_end_on_geth() {
+    let geth = std::env::var_os("DAGCTL_GETH")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("DAGCTL_CLIENTS_BIN").map(|d| PathBuf::from(d).join("geth")))
+        .filter(|p| p.exists())
+        .expect("geth is needed by this test: set DAGCTL_GETH or DAGCTL_CLIENTS_BIN");
+    let home = Home::new();
+    let dags = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
+    std::fs::copy(
+        dags.join("monitor-geth-clique.yaml"),
+        home.dags().join("monitor-geth-clique.yaml"),
+    )
+    .unwrap();
+    let output = home
+        .command()
+        .env("DAGCTL_GETH", &geth)
+        .args([
+            "dags",
+            "test",
+            "monitor-geth-clique",
+            "--conf",
+            r#"{"watch_for": "5s"}"#,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("(its duration ended)") && text.contains("0 not stored"),
+        "{text}"
+    );
+    let name = home.json(&["net", "ls", "--all"])[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for node in ["validator-1", "validator-2", "validator-3", "member-1"] {
+        let peers = home.json(&["net", "samples", &name, "--metric", "peers", "--node", node]);
+        let peers = peers.as_array().unwrap();
+        assert!(peers.len() >= 4, "{node}: {peers:?}");
+        assert!(peers.iter().all(|s| s["value"] == 3.0), "{node}: {peers:?}");
+        let cpu = home.json(&["net", "samples", &name, "--metric", "cpu_percent", "--node", node]);
+        assert!(!cpu.as_array().unwrap().is_empty(), "{node}: cpu sampled");
+    }
+}

@@ -7,6 +7,7 @@
 //! try started ([`worker::operator::OperatorContext::xcoms`]).
 
 mod deploy_network;
+mod monitor;
 mod teardown;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use worker::operator::Operators;
 use crate::backend::NodeBackend;
 
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
+pub use monitor::MONITOR;
 pub use teardown::TEARDOWN;
 
 /// Registers the chain operators; their networks run on `backend`.
@@ -24,6 +26,30 @@ pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Ar
         backend: backend.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));
+    operators.add(Arc::new(monitor::MonitorOperator));
+}
+
+/// The network name behind `reference` (a `network:` argument): the `name` pushed by a task of this run
+/// with that id, the network that task recorded, or else `reference` itself.
+async fn resolve_network(
+    ctx: &worker::operator::OperatorContext,
+    networks: &impl crate::registry::NetworkStore,
+    reference: &str,
+) -> Result<String, crate::error::Error> {
+    let pushed = ctx
+        .xcoms
+        .get(&(reference.to_string(), "return_value".to_string()))
+        .and_then(|value| value.get("name"))
+        .and_then(serde_json::Value::as_str);
+    if let Some(name) = pushed {
+        return Ok(name.to_string());
+    }
+    let owned = networks.list_networks(true).await?.into_iter().find(|row| {
+        row.dag_id.as_deref() == Some(ctx.dag_id.as_str())
+            && row.run_id.as_deref() == Some(ctx.run_id.as_str())
+            && row.task_id.as_deref() == Some(reference)
+    });
+    Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use engine::operators::{validate_typed, ArgIssue, OperatorArgs, OperatorDef};
 use serde::Deserialize;
-use serde_json::Value as Json;
 use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
 use crate::backend::NodeBackend;
 use crate::error::Error;
 use crate::lifecycle;
-use crate::registry::{ApiNetworks, NetworkStore};
+use crate::registry::ApiNetworks;
 
 /// Canonical name of the teardown operator.
 pub const TEARDOWN: &str = "chain.teardown";
@@ -40,27 +39,6 @@ pub(super) struct Teardown<B> {
     pub(super) backend: Arc<B>,
 }
 
-impl<B> Teardown<B> {
-    /// The network name behind `reference`: the `name` pushed by a task of this run with that id,
-    /// the network that task recorded, or else `reference` itself.
-    async fn resolve(ctx: &OperatorContext, networks: &impl NetworkStore, reference: &str) -> Result<String, Error> {
-        let pushed = ctx
-            .xcoms
-            .get(&(reference.to_string(), "return_value".to_string()))
-            .and_then(|value| value.get("name"))
-            .and_then(Json::as_str);
-        if let Some(name) = pushed {
-            return Ok(name.to_string());
-        }
-        let owned = networks.list_networks(true).await?.into_iter().find(|row| {
-            row.dag_id.as_deref() == Some(ctx.dag_id.as_str())
-                && row.run_id.as_deref() == Some(ctx.run_id.as_str())
-                && row.task_id.as_deref() == Some(reference)
-        });
-        Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
-    }
-}
-
 impl<B: NodeBackend + 'static> Operator for Teardown<B> {
     fn definition(&self) -> OperatorDef {
         OperatorDef {
@@ -79,7 +57,7 @@ impl<B: NodeBackend + 'static> Operator for Teardown<B> {
                 Err(err) => return OperatorResult::Failed(err),
             };
             let networks = ApiNetworks(ctx.api.clone());
-            let name = match Self::resolve(&ctx, &networks, &reference).await {
+            let name = match super::resolve_network(&ctx, &networks, &reference).await {
                 Ok(name) => name,
                 Err(err) => return OperatorResult::Failed(err.to_string()),
             };

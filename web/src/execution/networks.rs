@@ -12,6 +12,10 @@
 //! | `GET /execution/networks/{name}` | | `NetworkRow`; 404 |
 //! | `GET /execution/networks?include_gone=true\|false` | | `[NetworkRow]` (without: active ones) |
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
+//! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` (at most 10,000) | 204; 404; 422 |
+//!
+//! Samples are stored with the network of the path and the calling try's run and task, whatever else the
+//! body says.
 //!
 //! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
 //! otherwise). Collection-wide calls sit outside `/execution/networks/{name}` so that no network name
@@ -74,6 +78,26 @@ struct TransitionResponse {
     changed: bool,
 }
 
+/// The most samples one `POST .../samples` may carry.
+const MAX_SAMPLES: usize = 10_000;
+
+/// One sample in `POST /execution/networks/{name}/samples`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleIn {
+    node: String,
+    metric: String,
+    at: chrono::DateTime<Utc>,
+    value: f64,
+}
+
+/// Body of `POST /execution/networks/{name}/samples`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplesRequest {
+    samples: Vec<SampleIn>,
+}
+
 /// The network routes of the execution API.
 pub(super) fn routes() -> Router<ExecState> {
     Router::new()
@@ -82,6 +106,59 @@ pub(super) fn routes() -> Router<ExecState> {
         .route("/execution/networks/{name}", get(show))
         .route("/execution/networks/{name}/nodes", put(set_nodes))
         .route("/execution/networks/{name}/transition", post(transition))
+        .route("/execution/networks/{name}/samples", post(samples))
+}
+
+/// `POST /execution/networks/{name}/samples`: a batch of the network's samples, written in one transaction.
+async fn samples(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<SamplesRequest>,
+) -> ApiResult<Response> {
+    let ti = caller.current(&state).await?;
+    if body.samples.len() > MAX_SAMPLES {
+        return Err(ApiError::validation(
+            &["body", "samples"],
+            format!("{} samples in one call; at most {MAX_SAMPLES}", body.samples.len()),
+            "too_long",
+        ));
+    }
+    for (i, sample) in body.samples.iter().enumerate() {
+        let index = i.to_string();
+        if !sample.value.is_finite() {
+            return Err(ApiError::validation(
+                &["body", "samples", &index, "value"],
+                "not a finite number",
+                "finite",
+            ));
+        }
+        for (field, text) in [("node", &sample.node), ("metric", &sample.metric)] {
+            if text.is_empty() || text.len() > 200 {
+                return Err(ApiError::validation(
+                    &["body", "samples", &index, field],
+                    "must be 1 to 200 characters",
+                    "string_length",
+                ));
+            }
+        }
+    }
+    state.store.get_network(&name).await?;
+    let rows: Vec<engine::store::NodeSample> = body
+        .samples
+        .into_iter()
+        .map(|s| engine::store::NodeSample {
+            network: name.clone(),
+            node: s.node,
+            metric: s.metric,
+            at: s.at,
+            value: s.value,
+            run_id: Some(ti.run_id.clone()),
+            task_id: Some(ti.task_id.clone()),
+        })
+        .collect();
+    state.store.insert_samples(&rows).await?;
+    Ok(no_content())
 }
 
 fn no_content() -> Response {

@@ -1,0 +1,268 @@
+//! `chain.monitor`: watches a network for the task's `duration` (or until the network is torn down, or the try
+//! is cancelled): every `interval`, every node's JSON-RPC state and process usage ([`crate::monitor`]), stored
+//! as samples through the task execution API in batches, with node-down and node-back lines in the task log.
+//!
+//! Sampling never waits for the store: batches go to a writer task through a bounded queue; when the queue is
+//! full (the engine slow or away) a batch is dropped and counted, and the count is in the log and the XCom.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::operators::{validate_typed, ArgIssue, OperatorArgs, OperatorDef, Templated};
+use engine::store::NodeSample;
+use serde::Deserialize;
+use serde_json::json;
+use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
+
+use super::resolve_network;
+use crate::duration::SpecDuration;
+use crate::lifecycle;
+use crate::monitor::{Monitor, Schedule, MIN_INTERVAL};
+use crate::registry::{ApiNetworks, NetworkStore};
+
+/// Canonical name of the monitor operator.
+pub const MONITOR: &str = "chain.monitor";
+
+/// Default time between readings.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Samples are sent at least this often.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Batches waiting for the writer before new ones are dropped.
+const QUEUE: usize = 64;
+/// A summary line in the task log this often.
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+/// The arguments of `chain.monitor`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorArgs {
+    /// A network name, or the task id of a `chain.deploy_network` task of this run.
+    pub network: String,
+    /// Time between readings (default 1s, at least 100ms).
+    #[serde(default)]
+    pub interval: Option<Templated<SpecDuration>>,
+    /// How long to watch; without it, until the network is torn down or the try ends.
+    #[serde(default)]
+    pub duration: Option<Templated<SpecDuration>>,
+}
+
+impl OperatorArgs for MonitorArgs {
+    fn check(&self) -> Result<(), ArgIssue> {
+        if self.network.trim().is_empty() {
+            return Err(ArgIssue::new(
+                "network",
+                "`network` must be a network name or the task id of a chain.deploy_network task",
+            ));
+        }
+        if let Some(Templated::Value(interval)) = &self.interval {
+            if interval.get() < MIN_INTERVAL {
+                return Err(ArgIssue::new(
+                    "interval",
+                    format!("interval {interval} is below the minimum of 100ms"),
+                ));
+            }
+        }
+        if let Some(Templated::Value(duration)) = &self.duration {
+            if duration.get().is_zero() {
+                return Err(ArgIssue::new("duration", "duration must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `chain.monitor`.
+pub(super) struct MonitorOperator;
+
+impl Operator for MonitorOperator {
+    fn definition(&self) -> OperatorDef {
+        OperatorDef {
+            name: MONITOR,
+            aliases: &[],
+            validate: |args| validate_typed::<MonitorArgs>(MONITOR, args),
+            completes_in_scheduler: false,
+        }
+    }
+
+    fn run(&self, ctx: OperatorContext) -> OperatorFuture {
+        Box::pin(async move {
+            match run(ctx).await {
+                Ok(summary) => OperatorResult::Success(Some(summary)),
+                Err(reason) => OperatorResult::Failed(reason),
+            }
+        })
+    }
+}
+
+async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
+    let args = ctx.args_as::<MonitorArgs>()?;
+    let interval = match &args.interval {
+        Some(value) => value.value("interval")?.get(),
+        None => DEFAULT_INTERVAL,
+    };
+    if interval < MIN_INTERVAL {
+        return Err(format!("interval {interval:?} is below the minimum of 100ms"));
+    }
+    let duration = args
+        .duration
+        .as_ref()
+        .map(|d| d.value("duration").map(|d| d.get()))
+        .transpose()?;
+    let networks = ApiNetworks(ctx.api.clone());
+    let name = resolve_network(&ctx, &networks, &args.network)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
+    if row.status != "running" {
+        return Err(format!(
+            "network `{name}` is {}; only a running network can be monitored",
+            row.status
+        ));
+    }
+    let record = lifecycle::record_of(&row)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("network `{name}` has no nodes"))?;
+    let log = ctx.log.clone();
+    log.line(
+        "info",
+        "chain",
+        &format!(
+            "monitoring network `{name}` ({} nodes) every {interval:?}{}",
+            record.nodes.len(),
+            duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
+        ),
+    );
+
+    // The writer: batches to the engine, off the sampling path.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<NodeSample>>(QUEUE);
+    let stored = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (networks, name, stored, failed, log) = (
+            networks.clone(),
+            name.clone(),
+            stored.clone(),
+            failed.clone(),
+            log.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some(batch) = receiver.recv().await {
+                match networks.write_samples(&name, &batch).await {
+                    Ok(()) => {
+                        stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        log.line(
+                            "warning",
+                            "chain",
+                            &format!("{} samples not stored: {err}", batch.len()),
+                        );
+                    }
+                }
+            }
+        })
+    };
+
+    let mut monitor = Monitor::new(&record, interval);
+    let mut schedule = Schedule::new(interval, duration.map(|d| Instant::now() + d));
+    let mut pending: Vec<NodeSample> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut last_summary = Instant::now();
+    let mut was_up: Vec<Option<bool>> = vec![None; record.nodes.len()];
+    let (mut ticks, mut dropped, mut down_readings) = (0u64, 0u64, 0u64);
+    let mut ended = "its duration ended".to_string();
+    let started = Instant::now();
+    while schedule.next(&ctx.cancel).await {
+        let readings = monitor.tick().await;
+        ticks += 1;
+        for (reading, before) in readings.iter().zip(was_up.iter_mut()) {
+            if !reading.up {
+                down_readings += 1;
+            }
+            match (*before, reading.up) {
+                (Some(true) | None, false) => log.line(
+                    "warning",
+                    "chain",
+                    &format!(
+                        "node `{}` is down: {}",
+                        reading.node,
+                        reading.rpc.error.as_deref().unwrap_or("no answer")
+                    ),
+                ),
+                (Some(false), true) => log.line("info", "chain", &format!("node `{}` is up again", reading.node)),
+                _ => {}
+            }
+            *before = Some(reading.up);
+            pending.extend(reading.samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
+        }
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            let batch = std::mem::take(&mut pending);
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = sender.try_send(batch) {
+                dropped += batch.len() as u64;
+            }
+            last_flush = Instant::now();
+        }
+        if last_summary.elapsed() >= SUMMARY_EVERY {
+            let heads: Vec<String> = readings
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}={}",
+                        r.node,
+                        r.rpc.head.map_or("down".to_string(), |h| format!("#{h}"))
+                    )
+                })
+                .collect();
+            log.line(
+                "info",
+                "chain",
+                &format!("{ticks} readings; heads {}", heads.join(", ")),
+            );
+            last_summary = Instant::now();
+        }
+        // Stop once the network is gone (a teardown in another task).
+        match networks.get_network(&name).await {
+            Ok(row) if row.status == "running" => {}
+            Ok(row) => {
+                ended = format!("network `{name}` is {}", row.status);
+                break;
+            }
+            Err(err) => {
+                ended = format!("network `{name}` cannot be read: {err}");
+                break;
+            }
+        }
+    }
+    if ctx.cancel.is_cancelled() {
+        ended = "the try was stopped".into();
+    }
+    if !pending.is_empty() {
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = sender.try_send(pending) {
+            dropped += batch.len() as u64;
+        }
+    }
+    drop(sender);
+    // The last batches, bounded: a try being stopped does not wait long.
+    let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
+    let stored = stored.load(Ordering::Relaxed);
+    let failed = failed.load(Ordering::Relaxed);
+    log.line(
+        "info",
+        "chain",
+        &format!(
+            "stopped monitoring `{name}` after {:.0}s ({ended}): {ticks} readings, {stored} samples stored, {} not stored",
+            started.elapsed().as_secs_f64(),
+            dropped + failed
+        ),
+    );
+    Ok(json!({
+        "network": name,
+        "readings": ticks,
+        "samples_stored": stored,
+        "samples_dropped": dropped + failed,
+        "down_readings": down_readings,
+        "ended": ended,
+    }))
+}

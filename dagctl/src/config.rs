@@ -37,6 +37,7 @@ struct FileConfig {
     execution_api_url: Option<String>,
     geth_release_url: Option<String>,
     quorum_release_url: Option<String>,
+    sample_retention: Option<String>,
     oidc: Option<FileOidc>,
 }
 
@@ -110,6 +111,8 @@ pub struct Config {
     pub geth_release_url: Option<String>,
     /// Where `clients install quorum` downloads release archives (a mirror); None = ConsenSys's store.
     pub quorum_release_url: Option<String>,
+    /// How long monitor samples are kept (`sample_retention`, e.g. `7d`; `none` keeps them for good).
+    pub sample_retention: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -201,6 +204,14 @@ impl Config {
             },
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
+        let sample_retention = match env("DAGCTL_SAMPLE_RETENTION").or(file.sample_retention) {
+            None => Some(scheduler::DEFAULT_SAMPLE_RETENTION),
+            Some(text) if text.trim().eq_ignore_ascii_case("none") => None,
+            Some(text) => Some(
+                engine::duration::parse_duration_str(&text)
+                    .map_err(|e| anyhow::anyhow!("sample_retention: {e} (a duration like 7d or 12h, or none)"))?,
+            ),
+        };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
         let runner_env = worker::executor::local::INHERITED_ENV
@@ -214,6 +225,7 @@ impl Config {
             admin_password: env("DAGCTL_ADMIN_PASSWORD"),
             geth_release_url: env("DAGCTL_GETH_RELEASE_URL").or(file.geth_release_url),
             quorum_release_url: env("DAGCTL_QUORUM_RELEASE_URL").or(file.quorum_release_url),
+            sample_retention,
             user: env("USER"),
             path: env("PATH"),
             client_overrides,

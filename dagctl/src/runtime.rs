@@ -170,6 +170,7 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
         hostname(),
     );
     options.dags_folder = Some(config.dags_folder.clone());
+    options.sample_retention = config.sample_retention;
     options
 }
 

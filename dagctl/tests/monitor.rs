@@ -272,6 +272,43 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
         "{}",
         stderr(&after)
     );
+
+    // Retention: a scheduler deletes samples older than `sample_retention` (checked at its start, then every
+    // 10 minutes); a retention that is not a duration is refused in one line.
+    let bad = home
+        .command()
+        .env("DAGCTL_SAMPLE_RETENTION", "soon")
+        .args(["dags", "list"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("sample_retention"), "{}", stderr(&bad));
+    assert!(!home.json(&["net", "samples", "watched"]).as_array().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut scheduler = home
+        .command()
+        .env("DAGCTL_SAMPLE_RETENTION", "1s")
+        .args(["scheduler"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !home.json(&["net", "samples", "watched"]).as_array().unwrap().is_empty() {
+        if Instant::now() > deadline {
+            let _ = scheduler.kill();
+            let _ = scheduler.wait();
+            panic!("samples past their retention were not deleted");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(scheduler.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    scheduler.wait().unwrap();
 }
 
 /// `chain.monitor` in a DAG: it watches while another branch waits, stores samples tied to the network,

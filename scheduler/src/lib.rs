@@ -18,7 +18,7 @@ mod runs;
 pub use events::FinishedNotice;
 pub use main_loop::Scheduler;
 pub use metrics::Metrics;
-pub use options::SchedulerOptions;
+pub use options::{SchedulerOptions, DEFAULT_SAMPLE_RETENTION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -56,6 +56,8 @@ pub struct Scheduler {
     pub(crate) in_flight: HashMap<i64, InFlight>,
     pub(crate) next_due: HashMap<String, (String, Option<DateTime<Utc>>)>,
     pub(crate) processor: Option<DagProcessor>,
+    /// When old monitor samples are next deleted.
+    pub(crate) next_prune: Instant,
 }
 
 impl Scheduler {
@@ -86,6 +88,7 @@ impl Scheduler {
             in_flight: HashMap::new(),
             next_due: HashMap::new(),
             processor,
+            next_prune: Instant::now(),
         }
     }
 
@@ -202,6 +205,19 @@ impl Scheduler {
         if full && Instant::now() >= *next_orphans {
             self.handle_orphans(Utc::now()).await?;
             *next_orphans = Instant::now() + self.options.orphan_interval;
+        }
+        if full && Instant::now() >= self.next_prune {
+            self.next_prune = Instant::now() + self.options.prune_interval;
+            if let Some(retention) = self
+                .options
+                .sample_retention
+                .and_then(|r| chrono::Duration::from_std(r).ok())
+            {
+                let pruned = self.store.prune_samples(Utc::now() - retention).await?;
+                if pruned > 0 {
+                    info!(pruned, "deleted monitor samples past their retention");
+                }
+            }
         }
         self.metrics
             .executor_open_slots

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long monitor samples are kept by default.
+pub const DEFAULT_SAMPLE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How a scheduler behaves.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -25,6 +28,9 @@ pub struct SchedulerOptions {
     /// Only work on these runs, and stop when they have finished (`dags test`, local backfill).
     pub scope: Option<Vec<i64>>,
     pub create_scheduled_runs: bool,
+    /// Monitor samples older than this are deleted (checked every `prune_interval`); None keeps them.
+    pub sample_retention: Option<Duration>,
+    pub prune_interval: Duration,
 }
 
 impl SchedulerOptions {
@@ -42,6 +48,8 @@ impl SchedulerOptions {
             ti_heartbeat_timeout: Duration::from_secs(300),
             scope: None,
             create_scheduled_runs: true,
+            sample_retention: Some(DEFAULT_SAMPLE_RETENTION),
+            prune_interval: Duration::from_secs(600),
         }
     }
 }

@@ -384,7 +384,7 @@ fn bad_monitor_arguments_are_import_errors_with_their_line() {
     let home = Home::new();
     let dag = home.write_dag(
         "bad.yaml",
-        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n",
+        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n    m4:\n      operator: chain.monitor\n      network: n\n      client_series: [\"p2p peers\"]\n",
     );
     let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
     assert!(!output.status.success());
@@ -448,5 +448,32 @@ fn the_monitor_example_runs_end_to_end_on_geth() {
         assert!(peers.iter().all(|s| s["value"] == 3.0), "{node}: {peers:?}");
         let cpu = home.json(&["net", "samples", &name, "--metric", "cpu_percent", "--node", node]);
         assert!(!cpu.as_array().unwrap().is_empty(), "{node}: cpu sampled");
+        // geth's own metrics: its head agrees with the RPC head of the same reading (one block apart at most,
+        // the two are read a moment apart), and the p2p byte meters give a data rate.
+        let by_time = |metric: &str| -> BTreeMap<String, f64> {
+            home.json(&["net", "samples", &name, "--metric", metric, "--node", node])
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["at"].as_str().unwrap().to_string(), s["value"].as_f64().unwrap()))
+                .collect()
+        };
+        let rpc_heads = by_time("head");
+        let client_heads = by_time("client:chain_head_block");
+        assert!(!client_heads.is_empty(), "{node}: geth's chain_head_block stored");
+        for (at, head) in &client_heads {
+            let rpc_head = rpc_heads[at];
+            assert!(
+                (head - rpc_head).abs() <= 1.0,
+                "{node} at {at}: client {head} vs rpc {rpc_head}"
+            );
+        }
+        let rates = by_time("net_in_bytes_per_second");
+        assert!(rates.len() >= 3, "{node}: {rates:?}");
+        assert!(
+            rates.values().any(|r| *r > 0.0),
+            "{node}: peers exchange bytes: {rates:?}"
+        );
+        assert!(!by_time("block_import_ms").is_empty(), "{node}: block import timing");
     }
 }

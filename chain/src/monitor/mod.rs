@@ -6,6 +6,7 @@
 //! read again at the next tick. [`Schedule`] says when to tick: on a fixed schedule until a deadline or a
 //! cancellation.
 
+pub mod client_metrics;
 pub mod host;
 pub mod node;
 
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::local::rpc::NodeRpc;
 use crate::backend::local::{process, NetworkRecord};
 use crate::spec::Client;
+pub use client_metrics::{ClientMetrics, Scraper, DEFAULT_SERIES};
 pub use host::{HostSampler, HostUsage};
 pub use node::RpcState;
 
@@ -39,6 +41,9 @@ pub struct NodeReading {
     pub rpc: RpcState,
     #[serde(flatten)]
     pub host: HostUsage,
+    /// From the client's own metrics endpoint (none for anvil).
+    #[serde(flatten)]
+    pub client: ClientMetrics,
     /// Seconds between the last two distinct heads' timestamps seen by this monitor (the block time).
     pub block_time: Option<f64>,
 }
@@ -47,7 +52,7 @@ impl NodeReading {
     /// The reading as store samples, one per known metric.
     pub fn samples(&self, network: &str, run_id: Option<&str>, task_id: Option<&str>) -> Vec<NodeSample> {
         let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
-        let metrics: [(&str, Option<f64>); 16] = [
+        let metrics: [(&str, Option<f64>); 20] = [
             ("up", Some(if self.up { 1.0 } else { 0.0 })),
             ("head", as_f64(self.rpc.head)),
             ("peers", as_f64(self.rpc.peers)),
@@ -64,14 +69,25 @@ impl NodeReading {
             ("rss_bytes", self.host.rss_bytes),
             ("disk_read_bytes_per_second", self.host.disk_read_bytes_per_second),
             ("disk_write_bytes_per_second", self.host.disk_write_bytes_per_second),
+            ("net_in_bytes_per_second", self.client.net_in_bytes_per_second),
+            ("net_out_bytes_per_second", self.client.net_out_bytes_per_second),
+            ("block_import_ms", self.client.block_import_ms),
+            ("block_import_p95_ms", self.client.block_import_p95_ms),
         ];
+        let series = self
+            .client
+            .series
+            .iter()
+            .map(|(name, value)| (format!("{CLIENT_PREFIX}{name}"), Some(*value)));
         metrics
             .into_iter()
+            .map(|(metric, value)| (metric.to_string(), value))
+            .chain(series)
             .filter_map(|(metric, value)| {
                 Some(NodeSample {
                     network: network.to_string(),
                     node: self.node.clone(),
-                    metric: metric.to_string(),
+                    metric,
                     at: self.at,
                     value: value?,
                     run_id: run_id.map(str::to_string),
@@ -100,13 +116,26 @@ pub const METRICS: &[&str] = &[
     "rss_bytes",
     "disk_read_bytes_per_second",
     "disk_write_bytes_per_second",
+    "net_in_bytes_per_second",
+    "net_out_bytes_per_second",
+    "block_import_ms",
+    "block_import_p95_ms",
 ];
+
+/// Client series are stored as `client:<name>` (e.g. `client:chain_head_block`).
+pub const CLIENT_PREFIX: &str = "client:";
+
+/// Whether `metric` is one a monitor stores: a [`METRICS`] name or a `client:` series.
+pub fn is_metric(metric: &str) -> bool {
+    METRICS.contains(&metric) || metric.strip_prefix(CLIENT_PREFIX).is_some_and(|name| !name.is_empty())
+}
 
 struct Watched {
     name: String,
     pid: Option<u32>,
     data_dir: PathBuf,
     rpc: NodeRpc,
+    scraper: Option<Scraper>,
     /// The last distinct head and its timestamp, for the block time.
     last_head: Option<(u64, u64)>,
 }
@@ -119,8 +148,14 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// A monitor of `record`'s nodes whose calls are bounded to suit `interval`.
+    /// A monitor of `record`'s nodes whose calls are bounded to suit `interval`, storing the client series
+    /// in [`DEFAULT_SERIES`].
     pub fn new(record: &NetworkRecord, interval: Duration) -> Self {
+        Self::with_series(record, interval, DEFAULT_SERIES.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// A monitor that stores the client series named in `series` (those a client has).
+    pub fn with_series(record: &NetworkRecord, interval: Duration, series: Vec<String>) -> Self {
         let call = (interval.mul_f64(0.8)).clamp(MIN_INTERVAL, MAX_CALL);
         Self {
             client: record.client,
@@ -132,6 +167,11 @@ impl Monitor {
                     pid: n.pid,
                     data_dir: n.data_dir.clone(),
                     rpc: NodeRpc::new(&n.rpc, call),
+                    scraper: n.ports.metrics.and_then(|port| {
+                        let host = host_of(&n.rpc)?;
+                        let url = client_metrics::metrics_url(record.client, host, port)?;
+                        Some(Scraper::new(url, call, series.clone()))
+                    }),
                     last_head: None,
                 })
                 .collect(),
@@ -144,8 +184,15 @@ impl Monitor {
         let at = Utc::now();
         let client = self.client;
         let states = futures_util::future::join_all(self.nodes.iter().map(|n| node::read(&n.rpc, client))).await;
+        let scraped = futures_util::future::join_all(self.nodes.iter_mut().map(|n| async move {
+            match n.scraper.as_mut() {
+                Some(scraper) => scraper.scrape().await,
+                None => ClientMetrics::default(),
+            }
+        }))
+        .await;
         let mut readings = Vec::with_capacity(self.nodes.len());
-        for (watched, mut state) in self.nodes.iter_mut().zip(states) {
+        for ((watched, mut state), client) in self.nodes.iter_mut().zip(states).zip(scraped) {
             let alive = watched
                 .pid
                 .is_none_or(|pid| process::is_node_alive(pid, &watched.data_dir));
@@ -174,11 +221,19 @@ impl Monitor {
                 pid: watched.pid,
                 rpc: state,
                 host,
+                client,
                 block_time,
             });
         }
         readings
     }
+}
+
+/// The host of a `http://host:port/...` URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    Some(authority.rsplit_once(':').map_or(authority, |(host, _)| host))
 }
 
 /// When to take the next reading: every `interval` on a fixed schedule (a slow reading delays the next one,

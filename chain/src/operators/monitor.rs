@@ -45,6 +45,10 @@ pub struct MonitorArgs {
     /// How long to watch; without it, until the network is torn down or the try ends.
     #[serde(default)]
     pub duration: Option<Templated<SpecDuration>>,
+    /// The client's own Prometheus series to store as `client:<name>` (default
+    /// [`crate::monitor::DEFAULT_SERIES`]); names without labels, as the client writes them.
+    #[serde(default)]
+    pub client_series: Option<Vec<String>>,
 }
 
 impl OperatorArgs for MonitorArgs {
@@ -60,6 +64,15 @@ impl OperatorArgs for MonitorArgs {
                 return Err(ArgIssue::new(
                     "interval",
                     format!("interval {interval} is below the minimum of 100ms"),
+                ));
+            }
+        }
+        for name in self.client_series.iter().flatten() {
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !valid {
+                return Err(ArgIssue::new(
+                    "client_series",
+                    format!("`{name}` is not a Prometheus series name (letters, digits, `_` and `:`)"),
                 ));
             }
         }
@@ -165,7 +178,10 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         })
     };
 
-    let mut monitor = Monitor::new(&record, interval);
+    let mut monitor = match args.client_series {
+        Some(series) => Monitor::with_series(&record, interval, series),
+        None => Monitor::new(&record, interval),
+    };
     let mut schedule = Schedule::new(interval, duration.map(|d| Instant::now() + d));
     let mut pending: Vec<NodeSample> = Vec::new();
     let mut last_flush = Instant::now();

@@ -43,9 +43,12 @@ const COLUMNS: &[&str] = &[
     "block_time",
     "gas_used",
     "txs",
+    "import_ms",
     "cpu_%",
     "rss_mb",
     "disk_w_kb/s",
+    "net_in_kb/s",
+    "net_out_kb/s",
 ];
 
 fn row(reading: &NodeReading) -> Value {
@@ -63,6 +66,9 @@ fn row(reading: &NodeReading) -> Value {
         "cpu_%": round(reading.host.cpu_percent, 1.0),
         "rss_mb": round(reading.host.rss_bytes, 1_048_576.0),
         "disk_w_kb/s": round(reading.host.disk_write_bytes_per_second, 1024.0),
+        "import_ms": round(reading.client.block_import_ms, 1.0),
+        "net_in_kb/s": round(reading.client.net_in_bytes_per_second, 1024.0),
+        "net_out_kb/s": round(reading.client.net_out_bytes_per_second, 1024.0),
     })
 }
 
@@ -126,9 +132,9 @@ pub struct SamplesArgs {
 /// `dagctl net samples NAME`: stored samples, oldest first.
 pub async fn samples(config: &Config, args: &SamplesArgs) -> Result<ExitCode> {
     if let Some(metric) = &args.metric {
-        if !monitor::METRICS.contains(&metric.as_str()) {
+        if !monitor::is_metric(metric) {
             bail!(
-                "--metric: unknown metric `{metric}`; expected one of {}",
+                "--metric: unknown metric `{metric}`; expected one of {}, or client:<series>",
                 monitor::METRICS.join(", ")
             );
         }

@@ -99,7 +99,10 @@ impl LocalBackend {
         let needs_authrpc = matches!(spec.client, Client::Geth | Client::Quorum);
         let needs_raft = spec.consensus == Consensus::Raft;
         let has_ws = spec.client != Client::Anvil;
-        let per_node = 2 + usize::from(has_ws) + usize::from(needs_authrpc) + usize::from(needs_raft);
+        // Every client but anvil serves Prometheus metrics, on the node's host (the monitor scrapes them).
+        let has_metrics = spec.client != Client::Anvil;
+        let per_node =
+            2 + usize::from(has_ws) + usize::from(needs_authrpc) + usize::from(needs_raft) + usize::from(has_metrics);
         let ports = free_ports(slots.len() * per_node)?;
         let mut params = Vec::with_capacity(slots.len());
         for (i, slot) in slots.iter().enumerate() {
@@ -108,6 +111,7 @@ impl LocalBackend {
             node_ports.ws = has_ws.then(|| next.next().unwrap_or(0));
             node_ports.authrpc = needs_authrpc.then(|| next.next().unwrap_or(0));
             node_ports.raft = needs_raft.then(|| next.next().unwrap_or(0));
+            node_ports.metrics = has_metrics.then(|| next.next().unwrap_or(0));
             params.push(NodeParams {
                 data_dir: record.base_dir.join(&slot.name),
                 host: self.launcher.node_host(&slot.name),

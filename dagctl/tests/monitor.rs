@@ -209,6 +209,32 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
     let bad = dagctl(&home, &["net", "samples", "watched", "--metric", "bogus"]);
     assert!(stderr(&bad).contains("unknown metric `bogus`"), "{}", stderr(&bad));
 
+    // The engine's /metrics shows the newest sample of each node metric of the running network.
+    let port = common::free_port();
+    let mut scheduler = home
+        .command()
+        .args(["scheduler", "--port", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = common::wait_for(Duration::from_secs(30), "/metrics", || {
+        common::http_get(port, "/metrics").filter(|(status, _)| *status == 200)
+    })
+    .1;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(scheduler.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    scheduler.wait().unwrap();
+    let last_head = by_node["node-1"].last().unwrap()["head"].as_u64().unwrap();
+    let line = format!("dagctl_network_node_value{{network=\"watched\",node=\"node-1\",metric=\"head\"}} {last_head}");
+    assert!(metrics.contains("# TYPE dagctl_network_node_value gauge"), "{metrics}");
+    assert!(metrics.contains(&line), "{line} in {metrics}");
+    assert!(metrics.contains("node=\"node-2\",metric=\"up\"} 1"), "{metrics}");
+
     // node-2 killed: down from the first reading on (within 2 intervals), node-1 still up.
     home.ok(&["net", "kill", "watched", "node-2"]);
     let watched = dagctl(
@@ -475,5 +501,27 @@ fn the_monitor_example_runs_end_to_end_on_geth() {
             "{node}: peers exchange bytes: {rates:?}"
         );
         assert!(!by_time("block_import_ms").is_empty(), "{node}: block import timing");
+    }
+}
+
+/// The Grafana dashboard in docs/ reads only the family the engine's /metrics writes, and only metrics the
+/// monitor stores.
+#[test]
+fn the_grafana_dashboard_asks_for_what_the_engine_exposes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/dagctl-networks.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(expr.starts_with("dagctl_network_node_value{"), "{expr}");
+            let metric = expr
+                .split("metric=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap();
+            assert!(chain::monitor::is_metric(metric), "{metric} is not a stored metric");
+        }
     }
 }

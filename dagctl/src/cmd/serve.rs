@@ -244,6 +244,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(s, n)| (s.to_string(), n))
         .collect();
-    let body = state.metrics.render(&pools, &states);
+    let mut body = state.metrics.render(&pools, &states);
+    let since = chrono::Utc::now() - chrono::Duration::minutes(5);
+    if let Ok(samples) = state.store.latest_samples_of_running(since).await {
+        body.push_str(&render_samples(&samples));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The newest monitor sample of every node metric of the running networks (of the last 5 minutes), as one
+/// gauge family whose labels are bounded by what runs: `network`, `node` and `metric`.
+fn render_samples(samples: &[engine::store::NodeSample]) -> String {
+    use std::fmt::Write;
+    if samples.is_empty() {
+        return String::new();
+    }
+    let escape = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::from(
+        "# HELP dagctl_network_node_value The newest sample of a node metric of a running network (dagctl net samples).\n# TYPE dagctl_network_node_value gauge\n",
+    );
+    for sample in samples {
+        let _ = writeln!(
+            out,
+            "dagctl_network_node_value{{network=\"{}\",node=\"{}\",metric=\"{}\"}} {}",
+            escape(&sample.network),
+            escape(&sample.node),
+            escape(&sample.metric),
+            sample.value
+        );
+    }
+    out
 }

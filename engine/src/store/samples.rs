@@ -134,6 +134,36 @@ impl Store {
             .collect()
     }
 
+    /// The newest sample of every (network, node, metric) of the networks that are `running`, among those
+    /// taken at or after `since`: what the engine's `/metrics` shows.
+    pub async fn latest_samples_of_running(&self, since: DateTime<Utc>) -> Result<Vec<NodeSample>> {
+        let rows = sqlx::query(
+            "SELECT s.network, s.node, s.metric, s.at, s.value, s.run_id, s.task_id FROM node_sample s \
+             JOIN (SELECT network, node, metric, MAX(at) AS last FROM node_sample WHERE at >= $1 \
+                   GROUP BY network, node, metric) l \
+               ON s.network = l.network AND s.node = l.node AND s.metric = l.metric AND s.at = l.last \
+             JOIN network n ON n.name = s.network \
+             WHERE n.status = 'running' \
+             ORDER BY s.network, s.node, s.metric",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeSample {
+                    network: row.try_get("network")?,
+                    node: row.try_get("node")?,
+                    metric: row.try_get("metric")?,
+                    at: from_micros(row.try_get("at")?),
+                    value: row.try_get("value")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                })
+            })
+            .collect()
+    }
+
     /// Deletes samples older than `before`; returns how many.
     pub async fn prune_samples(&self, before: DateTime<Utc>) -> Result<u64> {
         let result = sqlx::query("DELETE FROM node_sample WHERE at < $1")

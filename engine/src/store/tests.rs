@@ -345,6 +345,42 @@ async fn samples_are_written_in_batches_read_by_series_and_pruned(db: TestDb) {
         .await
         .unwrap();
     assert!(other.is_empty());
+    // The newest sample per series, only for running networks.
+    assert!(
+        db.store.latest_samples_of_running(t0).await.unwrap().is_empty(),
+        "no such network yet"
+    );
+    let new = super::NewNetwork {
+        name: "net",
+        backend: "local",
+        host: "h",
+        spec: "{}",
+        dag_id: None,
+        run_id: None,
+        task_id: None,
+        ttl_seconds: None,
+    };
+    db.store.claim_network(&new, chrono::Utc::now()).await.unwrap();
+    assert!(
+        db.store.latest_samples_of_running(t0).await.unwrap().is_empty(),
+        "starting is not running"
+    );
+    db.store
+        .transition_network("net", &["starting"], "running", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    let latest = db.store.latest_samples_of_running(t0).await.unwrap();
+    assert_eq!(latest.len(), 3 * 2, "{latest:?}");
+    assert!(
+        latest.iter().filter(|s| s.metric == "head").all(|s| s.value == 119.0),
+        "{latest:?}"
+    );
+    let later = db
+        .store
+        .latest_samples_of_running(t0 + chrono::Duration::seconds(200))
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "nothing that recent");
     let pruned = db
         .store
         .prune_samples(t0 + chrono::Duration::seconds(60))

@@ -18,6 +18,7 @@
 //! | `GET /execution/networks?include_gone=true\|false` | | `[NetworkRow]` |
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
 //! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` | 204; 404 |
+//! | `POST /execution/networks/{name}/alerts` | `{alerts: [{node, level, pattern, message, count, first_at, last_at}]}` | 204; 404 |
 //!
 //! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
 //! otherwise). Over the API the engine's clock stands for `now`.
@@ -25,7 +26,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use engine::store::{NetworkRow, NewNetwork, NodeSample, Store};
+use engine::store::{NetworkRow, NewNetwork, NodeAlert, NodeSample, Store};
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 use worker::client::{ClientError, ExecutionClient};
@@ -66,9 +67,19 @@ pub trait NetworkStore: Send + Sync {
     /// Stores a batch of monitor samples of network `name` (one transaction). Over the API the samples are
     /// tied to the calling try's run and task.
     fn write_samples(&self, name: &str, samples: &[NodeSample]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Adds log alerts of network `name` (counts since the last call). Over the API they are tied to the calling
+    /// try's run and task.
+    fn write_alerts(&self, name: &str, alerts: &[NodeAlert]) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl NetworkStore for Store {
+    async fn write_alerts(&self, name: &str, alerts: &[NodeAlert]) -> Result<()> {
+        Store::get_network(self, name).await?;
+        Store::add_alerts(self, alerts).await?;
+        Ok(())
+    }
+
     async fn write_samples(&self, name: &str, samples: &[NodeSample]) -> Result<()> {
         Store::get_network(self, name).await?;
         Store::insert_samples(self, samples).await?;
@@ -176,6 +187,24 @@ struct SampleOut<'a> {
 #[derive(Debug, Serialize)]
 struct SamplesBody<'a> {
     samples: Vec<SampleOut<'a>>,
+}
+
+/// One alert in `POST /execution/networks/{name}/alerts`.
+#[derive(Debug, Serialize)]
+struct AlertOut<'a> {
+    node: &'a str,
+    level: &'a str,
+    pattern: &'a str,
+    message: &'a str,
+    count: i64,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+}
+
+/// Body of `POST /execution/networks/{name}/alerts`.
+#[derive(Debug, Serialize)]
+struct AlertsBody<'a> {
+    alerts: Vec<AlertOut<'a>>,
 }
 
 /// No body.
@@ -302,6 +331,28 @@ impl NetworkStore for ApiNetworks {
                     metric: &s.metric,
                     at: s.at,
                     value: s.value,
+                })
+                .collect(),
+        };
+        self.0
+            .call::<_, ()>(Method::POST, &path, Some(&body))
+            .await
+            .map_err(|err| api_error(err, Some(name)))
+    }
+
+    async fn write_alerts(&self, name: &str, alerts: &[NodeAlert]) -> Result<()> {
+        let path = format!("{}/alerts", network_path(name));
+        let body = AlertsBody {
+            alerts: alerts
+                .iter()
+                .map(|a| AlertOut {
+                    node: &a.node,
+                    level: &a.level,
+                    pattern: &a.pattern,
+                    message: &a.message,
+                    count: a.count,
+                    first_at: a.first_at,
+                    last_at: a.last_at,
                 })
                 .collect(),
         };

@@ -129,6 +129,14 @@ enum NetCommand {
     Watch(cmd::watch::WatchArgs),
     /// Samples stored by `net watch --store` and `chain.monitor`, oldest first
     Samples(cmd::watch::SamplesArgs),
+    /// WARN and ERROR patterns of the network's node logs, with their counts (most recent first)
+    Alerts {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Re-attach to or clean up networks after a restart, and tear down those past their TTL
     Reap,
 }
@@ -427,6 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             NetCommand::Restart { name, node } => cmd::net::restart(&config, &name, &node).await,
             NetCommand::Watch(args) => cmd::watch::watch(&config, &args).await,
             NetCommand::Samples(args) => cmd::watch::samples(&config, &args).await,
+            NetCommand::Alerts { name, limit, output } => cmd::watch::alerts(&config, &name, limit, output).await,
             NetCommand::Reap => cmd::net::reap(&config).await,
         },
         Command::Users(UsersCommand::Create { username, role, email }) => {

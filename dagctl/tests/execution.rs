@@ -248,6 +248,29 @@ tokens:
         let (status, _, reply) = http(port, "POST", "/execution/networks/tok-net/samples", &auth, Some(body));
         assert_eq!(status, 422, "{}", String::from_utf8_lossy(&reply));
     }
+    let alert = br#"{"alerts":[{"node":"n1","level":"warn","pattern":"Served #","message":"WARN Served 1","count":2,"first_at":"2026-12-02T00:00:00Z","last_at":"2026-12-02T00:00:01Z"}]}"#;
+    assert_eq!(
+        http(port, "POST", "/execution/networks/tok-net/alerts", &auth, Some(alert)).0,
+        204
+    );
+    assert_eq!(
+        http(port, "POST", "/execution/networks/nope/alerts", &auth, Some(alert)).0,
+        404
+    );
+    for body in [
+        &br#"{"alerts":[{"node":"n1","level":"info","pattern":"p","message":"m","count":1,"first_at":"2026-12-02T00:00:00Z","last_at":"2026-12-02T00:00:00Z"}]}"#[..],
+        br#"{"alerts":[{"node":"n1","level":"warn","pattern":"p","message":"m","count":0,"first_at":"2026-12-02T00:00:00Z","last_at":"2026-12-02T00:00:00Z"}]}"#,
+        br#"{"alerts":[{"node":"n1","level":"warn","pattern":"p","message":"m","count":1,"first_at":"2026-12-02T00:00:09Z","last_at":"2026-12-02T00:00:00Z"}]}"#,
+    ] {
+        let (status, _, reply) = http(port, "POST", "/execution/networks/tok-net/alerts", &auth, Some(body));
+        assert_eq!(status, 422, "{}", String::from_utf8_lossy(&reply));
+    }
+    let alerts = home.json(&["net", "alerts", "tok-net"]);
+    assert_eq!(alerts.as_array().unwrap().len(), 1, "{alerts}");
+    assert_eq!(
+        (alerts[0]["count"].as_i64(), alerts[0]["task_id"].as_str()),
+        (Some(2), Some("holder"))
+    );
     let stored = home.json(&["net", "samples", "tok-net"]);
     assert_eq!(stored.as_array().unwrap().len(), 1, "{stored}");
     assert_eq!(stored[0]["value"], 7.0);

@@ -363,7 +363,12 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
     pause:
       operator: bash
       dependencies: [deploy]
-      bash_command: sleep 3
+      bash_command: |
+        sleep 1
+        log='LOGDIR/{{ ti.xcom_pull("deploy").name }}/node-1.log'
+        for i in 1 2 3; do echo "WARN [12-02|00:00:0$i.000] Served eth_call                 reqid=$i" >> "$log"; done
+        echo "EROR [12-02|00:00:04.000] Database compaction failed   err=\"disk full\"" >> "$log"
+        sleep 2
     teardown:
       operator: chain.teardown
       network: deploy
@@ -371,6 +376,13 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
       dependencies: [pause]
 "#,
     );
+    let dag = home.dags().join("watch.yaml");
+    let text = std::fs::read_to_string(&dag).unwrap();
+    std::fs::write(
+        &dag,
+        text.replace("LOGDIR", home.path().join("networks").to_str().unwrap()),
+    )
+    .unwrap();
     let started = Instant::now();
     let output = dagctl(&home, &["dags", "test", "watch"]);
     let text = format!("{}{}", stdout(&output), stderr(&output));
@@ -402,6 +414,25 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
         .collect();
     assert!(heads.windows(2).all(|w| w[0] <= w[1]), "{heads:?}");
     assert!(heads.last() > heads.first(), "{heads:?}");
+
+    // The lines appended to node-1's log are alerts: one pattern counted 3 times, and the error once; each
+    // said once in the monitor's log.
+    assert_eq!(text.matches("{alert} WARNING - node-1 WARN:").count(), 1, "{text}");
+    assert_eq!(text.matches("{alert} WARNING - node-1 ERROR:").count(), 1, "{text}");
+    let alerts = home.json(&["net", "alerts", &name]);
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let warn = alerts.iter().find(|a| a["level"] == "warn").unwrap();
+    assert_eq!(
+        (warn["node"].as_str(), warn["count"].as_i64()),
+        (Some("node-1"), Some(3)),
+        "{warn}"
+    );
+    assert_eq!(warn["pattern"], "Served eth_call");
+    assert_eq!(warn["task_id"], "monitor");
+    let error = alerts.iter().find(|a| a["level"] == "error").unwrap();
+    assert_eq!(error["count"], 1);
+    assert!(error["message"].as_str().unwrap().contains("disk full"), "{error}");
 }
 
 /// Bad monitor arguments are import errors naming file, line and key.

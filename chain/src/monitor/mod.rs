@@ -8,6 +8,7 @@
 
 pub mod client_metrics;
 pub mod host;
+pub mod logs;
 pub mod node;
 
 use std::path::PathBuf;
@@ -98,6 +99,24 @@ impl NodeReading {
     }
 }
 
+impl logs::Alert {
+    /// The alert as a store row of `network`.
+    pub fn to_row(&self, network: &str, run_id: Option<&str>, task_id: Option<&str>) -> engine::store::NodeAlert {
+        engine::store::NodeAlert {
+            network: network.to_string(),
+            node: self.node.clone(),
+            level: self.level.as_str().to_string(),
+            pattern: self.pattern.clone(),
+            message: self.message.clone(),
+            count: self.count as i64,
+            first_at: self.first_at,
+            last_at: self.last_at,
+            run_id: run_id.map(str::to_string),
+            task_id: task_id.map(str::to_string),
+        }
+    }
+}
+
 /// The metric names [`NodeReading::samples`] writes.
 pub const METRICS: &[&str] = &[
     "up",
@@ -145,6 +164,9 @@ pub struct Monitor {
     client: Client,
     nodes: Vec<Watched>,
     host: HostSampler,
+    /// Each node's log, followed from where it was when watching began.
+    logs: Vec<(String, logs::LogFollower)>,
+    alerts: logs::AlertBook,
 }
 
 impl Monitor {
@@ -176,7 +198,38 @@ impl Monitor {
                 })
                 .collect(),
             host: HostSampler::default(),
+            logs: record
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), logs::LogFollower::from_end(&n.log)))
+                .collect(),
+            alerts: logs::AlertBook::default(),
         }
+    }
+
+    /// Reads what every node logged since the last call and counts its WARN and ERROR lines. Returns the alerts
+    /// that are new since the alerts were last taken (one line per pattern, however often it repeats).
+    pub fn follow_logs(&mut self) -> Vec<logs::Alert> {
+        let at = Utc::now();
+        let mut new = Vec::new();
+        for (node, follower) in &mut self.logs {
+            for line in follower.read_lines() {
+                if let Some(alert) = self.alerts.observe(node, &line, at) {
+                    new.push(alert.clone());
+                }
+            }
+        }
+        new
+    }
+
+    /// The alerts counted since the last call (counts since then, for [`engine::store::Store::add_alerts`]).
+    pub fn take_alerts(&mut self) -> Vec<logs::Alert> {
+        self.alerts.take()
+    }
+
+    /// Log lines no known format read (kept as raw lines, never alerts).
+    pub fn unparsed_lines(&self) -> u64 {
+        self.alerts.unparsed
     }
 
     /// One reading of every node, in node order.

@@ -85,6 +85,20 @@ impl OperatorArgs for MonitorArgs {
     }
 }
 
+/// What the writer sends to the engine in one go.
+struct Batch {
+    samples: Vec<NodeSample>,
+    alerts: Vec<engine::store::NodeAlert>,
+}
+
+fn alert_rows(monitor: &mut Monitor, network: &str, ctx: &OperatorContext) -> Vec<engine::store::NodeAlert> {
+    monitor
+        .take_alerts()
+        .iter()
+        .map(|a| a.to_row(network, Some(&ctx.run_id), Some(&ctx.task_id)))
+        .collect()
+}
+
 /// `chain.monitor`.
 pub(super) struct MonitorOperator;
 
@@ -148,7 +162,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     );
 
     // The writer: batches to the engine, off the sampling path.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<NodeSample>>(QUEUE);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(QUEUE);
     let stored = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -161,16 +175,21 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         );
         tokio::spawn(async move {
             while let Some(batch) = receiver.recv().await {
-                match networks.write_samples(&name, &batch).await {
+                let (samples, alerts) = (batch.samples.len(), batch.alerts.len());
+                let mut written = networks.write_samples(&name, &batch.samples).await;
+                if written.is_ok() && alerts > 0 {
+                    written = networks.write_alerts(&name, &batch.alerts).await;
+                }
+                match written {
                     Ok(()) => {
-                        stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        stored.fetch_add(samples as u64, Ordering::Relaxed);
                     }
                     Err(err) => {
-                        failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        failed.fetch_add(samples as u64, Ordering::Relaxed);
                         log.line(
                             "warning",
                             "chain",
-                            &format!("{} samples not stored: {err}", batch.len()),
+                            &format!("{samples} samples and {alerts} alerts not stored: {err}"),
                         );
                     }
                 }
@@ -187,12 +206,25 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     let mut last_flush = Instant::now();
     let mut last_summary = Instant::now();
     let mut was_up: Vec<Option<bool>> = vec![None; record.nodes.len()];
-    let (mut ticks, mut dropped, mut down_readings) = (0u64, 0u64, 0u64);
+    let (mut ticks, mut dropped, mut down_readings, mut alerts_raised) = (0u64, 0u64, 0u64, 0u64);
     let mut ended = "its duration ended".to_string();
     let started = Instant::now();
     while schedule.next(&ctx.cancel).await {
         let readings = monitor.tick().await;
         ticks += 1;
+        for alert in monitor.follow_logs() {
+            alerts_raised += 1;
+            log.line(
+                "warning",
+                "alert",
+                &format!(
+                    "{} {}: {}",
+                    alert.node,
+                    alert.level.as_str().to_uppercase(),
+                    alert.message
+                ),
+            );
+        }
         for (reading, before) in readings.iter().zip(was_up.iter_mut()) {
             if !reading.up {
                 down_readings += 1;
@@ -214,9 +246,12 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
             pending.extend(reading.samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
-            let batch = std::mem::take(&mut pending);
+            let batch = Batch {
+                samples: std::mem::take(&mut pending),
+                alerts: alert_rows(&mut monitor, &name, &ctx),
+            };
             if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = sender.try_send(batch) {
-                dropped += batch.len() as u64;
+                dropped += batch.samples.len() as u64;
             }
             last_flush = Instant::now();
         }
@@ -254,9 +289,14 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     if ctx.cancel.is_cancelled() {
         ended = "the try was stopped".into();
     }
-    if !pending.is_empty() {
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = sender.try_send(pending) {
-            dropped += batch.len() as u64;
+    monitor.follow_logs();
+    let last = Batch {
+        samples: pending,
+        alerts: alert_rows(&mut monitor, &name, &ctx),
+    };
+    if !last.samples.is_empty() || !last.alerts.is_empty() {
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = sender.try_send(last) {
+            dropped += batch.samples.len() as u64;
         }
     }
     drop(sender);
@@ -268,9 +308,10 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         "info",
         "chain",
         &format!(
-            "stopped monitoring `{name}` after {:.0}s ({ended}): {ticks} readings, {stored} samples stored, {} not stored",
+            "stopped monitoring `{name}` after {:.0}s ({ended}): {ticks} readings, {stored} samples stored, {} not stored, {alerts_raised} alert patterns, {} log lines in no known format",
             started.elapsed().as_secs_f64(),
-            dropped + failed
+            dropped + failed,
+            monitor.unparsed_lines()
         ),
     );
     Ok(json!({
@@ -279,6 +320,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         "samples_stored": stored,
         "samples_dropped": dropped + failed,
         "down_readings": down_readings,
+        "alert_patterns": alerts_raised,
         "ended": ended,
     }))
 }

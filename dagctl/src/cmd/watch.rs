@@ -110,6 +110,23 @@ fn print_readings(
     out.flush()
 }
 
+/// `dagctl net alerts NAME`: the WARN and ERROR patterns of a network's node logs, most recent first.
+pub async fn alerts(config: &Config, name: &str, limit: u32, format: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    store.get_network(name).await?;
+    let rows: Vec<Value> = store
+        .alerts(name, limit)
+        .await?
+        .iter()
+        .map(|a| {
+            json!({"node": a.node, "level": a.level, "count": a.count, "pattern": a.pattern, "message": a.message,
+                   "first_at": a.first_at.to_rfc3339(), "last_at": a.last_at.to_rfc3339(), "task_id": a.task_id})
+        })
+        .collect();
+    crate::output::print_rows(format, &["last_at", "node", "level", "count", "pattern"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Flags of `dagctl net samples`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplesArgs {
@@ -211,6 +228,14 @@ pub async fn watch(config: &Config, args: &WatchArgs) -> Result<ExitCode> {
     while schedule.next(&cancel).await {
         let readings = monitor.tick().await;
         ticks += 1;
+        for alert in monitor.follow_logs() {
+            eprintln!(
+                "alert: {} {}: {}",
+                alert.node,
+                alert.level.as_str().to_uppercase(),
+                alert.message
+            );
+        }
         if print_readings(&readings, args.output, redraw, name, interval, started).is_err() {
             break;
         }
@@ -219,6 +244,14 @@ pub async fn watch(config: &Config, args: &WatchArgs) -> Result<ExitCode> {
             match store.insert_samples(&samples).await {
                 Ok(n) => written += n,
                 Err(err) => eprintln!("cannot store samples (kept watching): {err}"),
+            }
+            let alerts: Vec<_> = monitor
+                .take_alerts()
+                .iter()
+                .map(|a| a.to_row(name, None, None))
+                .collect();
+            if let Err(err) = store.add_alerts(&alerts).await {
+                eprintln!("cannot store alerts (kept watching): {err}");
             }
         }
         // Stop when the network is torn down under us.

@@ -6,6 +6,7 @@
 //! Architecture invariant: callers see domain types and [`crate::Error`], never `sqlx::Error`; every state
 //! change is a compare-and-set on the state it was decided from.
 
+mod alerts;
 mod changes;
 mod dags;
 mod misc;
@@ -21,6 +22,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+pub use alerts::NodeAlert;
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
 pub use networks::{NetworkRow, NewNetwork};
@@ -86,6 +88,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         6,
         MigrationSql::Common(include_str!("../../../migrations/common/0006_node_samples.sql")),
+    ),
+    (
+        7,
+        MigrationSql::Common(include_str!("../../../migrations/common/0007_node_alerts.sql")),
     ),
 ];
 

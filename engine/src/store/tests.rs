@@ -398,6 +398,41 @@ async fn samples_are_written_in_batches_read_by_series_and_pruned(db: TestDb) {
     assert_eq!(left.len(), 60 * 3 * 2);
 }
 
+async fn alerts_add_up_by_pattern(db: TestDb) {
+    use super::NodeAlert;
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let alert = |node: &str, pattern: &str, count: i64, first: i64, last: i64| NodeAlert {
+        network: "net".into(),
+        node: node.into(),
+        level: "warn".into(),
+        pattern: pattern.into(),
+        message: format!("WARN {pattern} (first seen as written)"),
+        count,
+        first_at: t0 + chrono::Duration::seconds(first),
+        last_at: t0 + chrono::Duration::seconds(last),
+        run_id: Some("r".into()),
+        task_id: Some("monitor".into()),
+    };
+    db.store
+        .add_alerts(&[alert("n1", "Served #", 3, 0, 10), alert("n2", "Served #", 1, 5, 5)])
+        .await
+        .unwrap();
+    db.store
+        .add_alerts(&[alert("n1", "Served #", 2, 20, 30)])
+        .await
+        .unwrap();
+    db.store.add_alerts(&[]).await.unwrap();
+    let alerts = db.store.alerts("net", 100).await.unwrap();
+    assert_eq!(alerts.len(), 2);
+    let n1 = &alerts[0];
+    assert_eq!((n1.node.as_str(), n1.count), ("n1", 5), "counts add up; newest first");
+    assert_eq!(n1.first_at.timestamp(), t0.timestamp(), "first seen kept");
+    assert_eq!(n1.last_at.timestamp(), (t0 + chrono::Duration::seconds(30)).timestamp());
+    assert_eq!(alerts[1].count, 1);
+    assert!(db.store.alerts("other", 100).await.unwrap().is_empty());
+}
+
+each_backend!(alerts_add_up_by_pattern);
 each_backend!(samples_are_written_in_batches_read_by_series_and_pruned);
 each_backend!(users_tokens_and_pools);
 each_backend!(dag_versions_and_pause);
@@ -441,6 +476,11 @@ fn released_migrations_never_change() {
             6,
             "d63d8ea6c25754e469e645ccf78255a219b3e683241cbde808ba19fd0f45bb0f",
             "d63d8ea6c25754e469e645ccf78255a219b3e683241cbde808ba19fd0f45bb0f",
+        ),
+        (
+            7,
+            "1200eb85ea8e7601a1ba8d2a8c30421cdfffb7b2a481eebd8ab5fb0711bdc08b",
+            "1200eb85ea8e7601a1ba8d2a8c30421cdfffb7b2a481eebd8ab5fb0711bdc08b",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

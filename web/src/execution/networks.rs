@@ -13,6 +13,7 @@
 //! | `GET /execution/networks?include_gone=true\|false` | | `[NetworkRow]` (without: active ones) |
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
 //! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` (at most 10,000) | 204; 404; 422 |
+//! | `POST /execution/networks/{name}/alerts` | `{alerts: [{node, level, pattern, message, count, first_at, last_at}]}` (at most 1,000) | 204; 404; 422 |
 //!
 //! Samples are stored with the network of the path and the calling try's run and task, whatever else the
 //! body says.
@@ -98,6 +99,29 @@ struct SamplesRequest {
     samples: Vec<SampleIn>,
 }
 
+/// The most alerts one `POST .../alerts` may carry.
+const MAX_ALERTS: usize = 1_000;
+
+/// One alert in `POST /execution/networks/{name}/alerts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertIn {
+    node: String,
+    level: String,
+    pattern: String,
+    message: String,
+    count: i64,
+    first_at: chrono::DateTime<Utc>,
+    last_at: chrono::DateTime<Utc>,
+}
+
+/// Body of `POST /execution/networks/{name}/alerts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsRequest {
+    alerts: Vec<AlertIn>,
+}
+
 /// The network routes of the execution API.
 pub(super) fn routes() -> Router<ExecState> {
     Router::new()
@@ -107,6 +131,72 @@ pub(super) fn routes() -> Router<ExecState> {
         .route("/execution/networks/{name}/nodes", put(set_nodes))
         .route("/execution/networks/{name}/transition", post(transition))
         .route("/execution/networks/{name}/samples", post(samples))
+        .route("/execution/networks/{name}/alerts", post(alerts))
+}
+
+/// `POST /execution/networks/{name}/alerts`: log alerts (counts since the caller's last batch), added up by
+/// pattern.
+async fn alerts(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<AlertsRequest>,
+) -> ApiResult<Response> {
+    let ti = caller.current(&state).await?;
+    if body.alerts.len() > MAX_ALERTS {
+        return Err(ApiError::validation(
+            &["body", "alerts"],
+            format!("{} alerts in one call; at most {MAX_ALERTS}", body.alerts.len()),
+            "too_long",
+        ));
+    }
+    for (i, alert) in body.alerts.iter().enumerate() {
+        let index = i.to_string();
+        let bad = |field: &str, msg: &str, kind: &str| {
+            Err(ApiError::validation(
+                &["body", "alerts", &index, field],
+                msg.to_string(),
+                kind,
+            ))
+        };
+        if !["warn", "error"].contains(&alert.level.as_str()) {
+            return bad("level", "must be warn or error", "enum");
+        }
+        if alert.count < 1 {
+            return bad("count", "must be at least 1", "greater_than_equal");
+        }
+        if alert.last_at < alert.first_at {
+            return bad("last_at", "must not be before first_at", "value_error");
+        }
+        for (field, text, max) in [
+            ("node", &alert.node, 200),
+            ("pattern", &alert.pattern, 1000),
+            ("message", &alert.message, 4000),
+        ] {
+            if text.is_empty() || text.len() > max {
+                return bad(field, &format!("must be 1 to {max} characters"), "string_length");
+            }
+        }
+    }
+    state.store.get_network(&name).await?;
+    let rows: Vec<engine::store::NodeAlert> = body
+        .alerts
+        .into_iter()
+        .map(|a| engine::store::NodeAlert {
+            network: name.clone(),
+            node: a.node,
+            level: a.level,
+            pattern: a.pattern,
+            message: a.message,
+            count: a.count,
+            first_at: a.first_at,
+            last_at: a.last_at,
+            run_id: Some(ti.run_id.clone()),
+            task_id: Some(ti.task_id.clone()),
+        })
+        .collect();
+    state.store.add_alerts(&rows).await?;
+    Ok(no_content())
 }
 
 /// `POST /execution/networks/{name}/samples`: a batch of the network's samples, written in one transaction.

@@ -313,6 +313,9 @@ enum BenchCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// What watching networks costs (monitor CPU per node) and whether it keeps up (replayed nodes, batched
+    /// sample writes), each against a baseline of the same run
+    Monitor(cmd::bench_monitor::MonitorBenchArgs),
     /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
@@ -416,6 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => cmd::tasks::pool_set(&config, &name, slots, description).await,
             PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
         },
+        Command::Bench(BenchCommand::Monitor(args)) => cmd::bench_monitor::monitor(&config, &args).await,
         Command::Bench(BenchCommand::Web {
             database,
             pg_url,

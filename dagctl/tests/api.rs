@@ -309,6 +309,7 @@ fn every_route_but_health_version_and_metrics_needs_login() {
             .replace("{event_log_id}", "1")
             .replace("{import_error_id}", "1")
             .replace("{pool_name}", "default_pool")
+            .replace("{network_name}", "nope")
     };
     let mut routes: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -325,6 +326,8 @@ fn every_route_but_health_version_and_metrics_needs_login() {
         "/api/v2/dagctl/whoami",
         "/api/v2/dagctl/dags/{dag_id}/grid",
         "/api/v2/dagctl/dags/{dag_id}/graph",
+        "/api/v2/dagctl/networks/{network_name}/series",
+        "/api/v2/dagctl/networks/{network_name}/alerts",
     ] {
         routes.push(("GET".into(), path.into()));
     }

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{free_port, http, http_get, wait_for, Home};
+use common::{admin_token, free_port, http, http_get, wait_for, Home};
 use serde_json::Value;
 
 fn run_state(home: &Home, dag_id: &str, run_id: &str) -> Option<String> {
@@ -491,22 +491,4 @@ fn a_webserver_on_its_own_data_dir_receives_and_serves_the_logs_of_another_host_
         text.contains("from-the-runner-say") && text.contains("task succeeded"),
         "{text}"
     );
-}
-
-/// An API token of the local `admin` that a standalone or webserver on `port` created in `home`.
-fn admin_token(home: &Home, port: u16) -> String {
-    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
-    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
-    let (status, _, body) = http(
-        port,
-        "POST",
-        "/auth/token",
-        &[("Content-Type", "application/json")],
-        Some(login.as_bytes()),
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice::<Value>(&body).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }

@@ -209,11 +209,12 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
     let bad = dagctl(&home, &["net", "samples", "watched", "--metric", "bogus"]);
     assert!(stderr(&bad).contains("unknown metric `bogus`"), "{}", stderr(&bad));
 
-    // The engine's /metrics shows the newest sample of each node metric of the running network.
+    // The engine's /metrics shows the newest sample of each node metric of the running network, and the REST
+    // API serves the samples and alerts to a signed-in viewer.
     let port = common::free_port();
-    let mut scheduler = home
+    let mut standalone = home
         .command()
-        .args(["scheduler", "--port", &port.to_string()])
+        .args(["standalone", "--port", &port.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -223,12 +224,39 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
         common::http_get(port, "/metrics").filter(|(status, _)| *status == 200)
     })
     .1;
+    common::wait_for(Duration::from_secs(30), "the admin password", || {
+        home.path().join("standalone_admin_password.txt").exists().then_some(())
+    });
+    let bearer = format!("Bearer {}", common::admin_token(&home, port));
+    let auth = [("Authorization", bearer.as_str())];
+    let series = |query: &str| {
+        let (status, _, body) = common::http(
+            port,
+            "GET",
+            &format!("/api/v2/dagctl/networks/watched/series{query}"),
+            &auth,
+            None,
+        );
+        (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let (status, heads) = series("?metric=head&node=node-1");
+    assert_eq!(status, 200, "{heads}");
+    assert_eq!(heads["samples"].as_array().unwrap().len(), at_time.len(), "{heads}");
+    assert_eq!(series("?limit=0").0, 422);
+    assert_eq!(series("?bogus=1").0, 400, "an unknown parameter");
+    assert_eq!(series("?from=yesterday").0, 422);
+    let unauthenticated = common::http(port, "GET", "/api/v2/dagctl/networks/watched/series", &[], None).0;
+    assert_eq!(unauthenticated, 401);
+    let missing = common::http(port, "GET", "/api/v2/dagctl/networks/nope/alerts", &auth, None).0;
+    assert_eq!(missing, 404);
+    let (status, _, body) = common::http(port, "GET", "/api/v2/dagctl/networks/watched/alerts", &auth, None);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(scheduler.id() as i32),
+        nix::unistd::Pid::from_raw(standalone.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    scheduler.wait().unwrap();
+    standalone.wait().unwrap();
     let last_head = by_node["node-1"].last().unwrap()["head"].as_u64().unwrap();
     let line = format!("dagctl_network_node_value{{network=\"watched\",node=\"node-1\",metric=\"head\"}} {last_head}");
     assert!(metrics.contains("# TYPE dagctl_network_node_value gauge"), "{metrics}");

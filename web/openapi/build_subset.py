@@ -169,6 +169,8 @@ def dagctl_paths():
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
     dag_id = {"name": "dag_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Dag Id"}}
+    network_name = {"name": "network_name", "in": "path", "required": True,
+                    "schema": {"type": "string", "title": "Network Name"}}
     return {
         "/api/v2/dagctl/whoami": {"get": {
             "tags": ["dagctl"], "summary": "Who Am I", "operationId": "dagctl_whoami",
@@ -189,6 +191,28 @@ def dagctl_paths():
                            {"name": "offset", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 0, "default": 0}}],
             "responses": {"200": ok("DagctlGrid"), **errors(401, 403, 404, 422)}}},
+        "/api/v2/dagctl/networks/{network_name}/series": {"get": {
+            "tags": ["dagctl"], "summary": "Network Series", "operationId": "dagctl_network_series",
+            "description": "Monitor samples of a network's nodes, oldest first (dagctl net samples).",
+            "security": security,
+            "parameters": [network_name,
+                           {"name": "metric", "in": "query", "required": False, "schema": {"type": "string"}},
+                           {"name": "node", "in": "query", "required": False, "schema": {"type": "string"}},
+                           {"name": "from", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date-time"}},
+                           {"name": "to", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date-time"}},
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000}}],
+            "responses": {"200": ok("DagctlNetworkSeries"), **errors(401, 403, 404, 422)}}},
+        "/api/v2/dagctl/networks/{network_name}/alerts": {"get": {
+            "tags": ["dagctl"], "summary": "Network Alerts", "operationId": "dagctl_network_alerts",
+            "description": "WARN and ERROR patterns of a network's node logs with their counts, most recent first.",
+            "security": security,
+            "parameters": [network_name,
+                           {"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": ok("DagctlNetworkAlerts"), **errors(401, 403, 404, 422)}}},
         "/api/v2/dagctl/dags/{dag_id}/graph": {"get": {
             "tags": ["dagctl"], "summary": "Graph", "operationId": "dagctl_graph",
             "description": "The DAG's tasks and their dependencies.",
@@ -198,6 +222,30 @@ def dagctl_paths():
 
 
 DAGCTL_SCHEMAS = {
+    "DagctlNetworkSeries": {
+        "title": "DagctlNetworkSeries", "type": "object",
+        "properties": {
+            "network": {"type": "string"},
+            "samples": {"type": "array", "items": {"type": "object", "properties": {
+                "at": {"type": "string", "format": "date-time"}, "node": {"type": "string"},
+                "metric": {"type": "string"}, "value": {"type": "number"}},
+                "required": ["at", "node", "metric", "value"]}},
+        },
+        "required": ["network", "samples"],
+    },
+    "DagctlNetworkAlerts": {
+        "title": "DagctlNetworkAlerts", "type": "object",
+        "properties": {
+            "network": {"type": "string"},
+            "alerts": {"type": "array", "items": {"type": "object", "properties": {
+                "node": {"type": "string"}, "level": {"type": "string", "enum": ["warn", "error"]},
+                "pattern": {"type": "string"}, "message": {"type": "string"}, "count": {"type": "integer"},
+                "first_at": {"type": "string", "format": "date-time"},
+                "last_at": {"type": "string", "format": "date-time"}},
+                "required": ["node", "level", "pattern", "message", "count", "first_at", "last_at"]}},
+        },
+        "required": ["network", "alerts"],
+    },
     "DagctlToken": {
         "title": "DagctlToken", "type": "object",
         "properties": {"access_token": {"type": "string"}, "expires_in": {"type": "integer"}},

@@ -353,3 +353,21 @@ pub fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
         data = data.get(size + 2..)?;
     }
 }
+
+/// An API token of the local `admin` that a standalone or webserver on `port` created in `home`.
+pub fn admin_token(home: &Home, port: u16) -> String {
+    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
+    let login = format!(r#"{{"username":"admin","password":"{}"}}"#, password.trim());
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        Some(login.as_bytes()),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<serde_json::Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

@@ -4,6 +4,7 @@
 
 pub mod dags;
 mod misc;
+mod networks;
 pub mod runs;
 pub mod shapes;
 mod tis;
@@ -65,6 +66,8 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v2/dagctl/token", post(misc::issue_token))
         .route("/api/v2/dagctl/dags/{dag_id}/grid", get(dags::grid))
         .route("/api/v2/dagctl/dags/{dag_id}/graph", get(dags::graph))
+        .route("/api/v2/dagctl/networks/{network_name}/series", get(networks::series))
+        .route("/api/v2/dagctl/networks/{network_name}/alerts", get(networks::alerts))
         .fallback(not_found)
 }
 

@@ -584,3 +584,36 @@ fn the_grafana_dashboard_asks_for_what_the_engine_exposes() {
         }
     }
 }
+
+/// `dagctl bench monitor` runs and reports its three figures with their baselines (the numbers are measured,
+/// not asserted: see docs/benchmarks.md).
+#[test]
+fn bench_monitor_reports_every_figure_with_a_baseline() {
+    let home = Home::new();
+    let output = dagctl(
+        &home,
+        &[
+            "bench",
+            "monitor",
+            "--nodes",
+            "1",
+            "--replay-nodes",
+            "5",
+            "--seconds",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in rows {
+        assert!(row["baseline"].as_str().is_some_and(|b| !b.is_empty()), "{row}");
+        assert!(row["ratio_to_baseline"].as_f64().is_some(), "{row}");
+        assert_eq!(row["kept_up"], true, "{row}");
+    }
+    assert!(rows[1]["readings"].as_u64().unwrap() >= 5, "{rows:?}");
+    assert!(!home.path().join("networks/bench-monitor").exists());
+}

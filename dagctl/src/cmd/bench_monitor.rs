@@ -322,8 +322,10 @@ async fn record_answers(url: &str) -> Result<Arc<Vec<(String, Value)>>> {
         ("eth_syncing", json!([])),
         ("eth_getBlockByNumber", json!(["latest", false])),
     ] {
-        let result = chain::local::rpc::call(url, method, params, Duration::from_secs(5)).await?;
-        answers.push((method.to_string(), result));
+        // A method the node does not have (anvil: net_peerCount) is replayed as not found, as it answered.
+        if let Ok(result) = chain::local::rpc::call(url, method, params, Duration::from_secs(5)).await {
+            answers.push((method.to_string(), result));
+        }
     }
     Ok(Arc::new(answers))
 }

@@ -387,6 +387,7 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
       dependencies: [deploy]
       network: deploy
       interval: 300ms
+      alert_webhook: http://127.0.0.1:HOOKPORT/hook
       execution_timeout: 60
     pause:
       operator: bash
@@ -406,11 +407,27 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
     );
     let dag = home.dags().join("watch.yaml");
     let text = std::fs::read_to_string(&dag).unwrap();
-    std::fs::write(
-        &dag,
-        text.replace("LOGDIR", home.path().join("networks").to_str().unwrap()),
-    )
-    .unwrap();
+    // A webhook on loopback that records what it is sent.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = posted.clone();
+    std::thread::spawn(move || {
+        for stream in hook.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = vec![0u8; 16384];
+            let n = std::io::Read::read(&mut stream, &mut buffer).unwrap_or(0);
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buffer[..n]).to_string());
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let text = text
+        .replace("LOGDIR", home.path().join("networks").to_str().unwrap())
+        .replace("HOOKPORT", &hook_port.to_string());
+    std::fs::write(&dag, text).unwrap();
     let started = Instant::now();
     let output = dagctl(&home, &["dags", "test", "watch"]);
     let text = format!("{}{}", stdout(&output), stderr(&output));
@@ -461,6 +478,21 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
     let error = alerts.iter().find(|a| a["level"] == "error").unwrap();
     assert_eq!(error["count"], 1);
     assert!(error["message"].as_str().unwrap().contains("disk full"), "{error}");
+    // Each announced alert was posted to the webhook once, as JSON naming the network, node and task.
+    let posted = posted.lock().unwrap().clone();
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert!(
+        posted
+            .iter()
+            .all(|p| p.starts_with("POST /hook") && p.contains("\"task_id\":\"monitor\"")),
+        "{posted:?}"
+    );
+    assert!(
+        posted
+            .iter()
+            .any(|p| p.contains("disk full") && p.contains("\"level\":\"error\"")),
+        "{posted:?}"
+    );
 }
 
 /// Bad monitor arguments are import errors naming file, line and key.
@@ -469,7 +501,7 @@ fn bad_monitor_arguments_are_import_errors_with_their_line() {
     let home = Home::new();
     let dag = home.write_dag(
         "bad.yaml",
-        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n    m4:\n      operator: chain.monitor\n      network: n\n      client_series: [\"p2p peers\"]\n",
+        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n    m4:\n      operator: chain.monitor\n      network: n\n      client_series: [\"p2p peers\"]\n    m5:\n      operator: chain.monitor\n      network: n\n      alert_webhook: ftp://x\n",
     );
     let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
     assert!(!output.status.success());
@@ -484,6 +516,14 @@ fn bad_monitor_arguments_are_import_errors_with_their_line() {
     );
     assert!(
         text.contains("missing required argument") && text.contains("network"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:17") && text.contains("not a Prometheus series name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:21") && text.contains("not an http:// or https:// URL"),
         "{text}"
     );
 }

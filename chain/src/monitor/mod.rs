@@ -10,6 +10,7 @@ pub mod client_metrics;
 pub mod host;
 pub mod logs;
 pub mod node;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

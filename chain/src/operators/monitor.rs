@@ -49,6 +49,9 @@ pub struct MonitorArgs {
     /// [`crate::monitor::DEFAULT_SERIES`]); names without labels, as the client writes them.
     #[serde(default)]
     pub client_series: Option<Vec<String>>,
+    /// POST every announced alert here as JSON (retried, then dropped and counted; never blocking).
+    #[serde(default)]
+    pub alert_webhook: Option<String>,
 }
 
 impl OperatorArgs for MonitorArgs {
@@ -75,6 +78,13 @@ impl OperatorArgs for MonitorArgs {
                     format!("`{name}` is not a Prometheus series name (letters, digits, `_` and `:`)"),
                 ));
             }
+        }
+        if let Some(url) = self
+            .alert_webhook
+            .as_deref()
+            .filter(|u| !engine::operators::is_template(u))
+        {
+            crate::monitor::webhook::check_url(url).map_err(|reason| ArgIssue::new("alert_webhook", reason))?;
         }
         if let Some(Templated::Value(duration)) = &self.duration {
             if duration.get().is_zero() {
@@ -197,6 +207,10 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         })
     };
 
+    if let Some(url) = &args.alert_webhook {
+        crate::monitor::webhook::check_url(url).map_err(|reason| format!("alert_webhook: {reason}"))?;
+    }
+    let webhook = args.alert_webhook.clone().map(crate::monitor::webhook::Webhook::start);
     let mut monitor = match args.client_series {
         Some(series) => Monitor::with_series(&record, interval, series),
         None => Monitor::new(&record, interval),
@@ -214,6 +228,13 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         ticks += 1;
         for alert in monitor.follow_logs() {
             alerts_raised += 1;
+            if let Some(webhook) = &webhook {
+                webhook.send(json!({
+                    "network": name, "node": alert.node, "level": alert.level.as_str(), "pattern": alert.pattern,
+                    "message": alert.message, "count": alert.count, "first_at": alert.first_at, "last_at": alert.last_at,
+                    "dag_id": ctx.dag_id, "run_id": ctx.run_id, "task_id": ctx.task_id,
+                }));
+            }
             log.line(
                 "warning",
                 "alert",
@@ -304,6 +325,17 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
     let stored = stored.load(Ordering::Relaxed);
     let failed = failed.load(Ordering::Relaxed);
+    let (webhook_sent, webhook_dropped) = match webhook {
+        Some(webhook) => webhook.finish(Duration::from_secs(10)).await,
+        None => (0, 0),
+    };
+    if webhook_dropped > 0 {
+        log.line(
+            "warning",
+            "alert",
+            &format!("{webhook_dropped} alerts could not be posted to the webhook ({webhook_sent} were)"),
+        );
+    }
     log.line(
         "info",
         "chain",
@@ -321,6 +353,8 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         "samples_dropped": dropped + failed,
         "down_readings": down_readings,
         "alert_patterns": alerts_raised,
+        "webhook_sent": webhook_sent,
+        "webhook_dropped": webhook_dropped,
         "ended": ended,
     }))
 }

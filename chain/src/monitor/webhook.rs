@@ -1,0 +1,171 @@
+//! Alerts POSTed to a webhook as JSON, off the monitor's path: a bounded queue feeds one sender task, which
+//! retries a failed POST with backoff (4 tries: 0.5 s, 1 s, 2 s apart) and then drops it. Dropped alerts (queue
+//! full, or every try failed) are counted, never waited for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Alerts waiting for the sender before new ones are dropped.
+const QUEUE: usize = 256;
+/// Tries per alert.
+const TRIES: u32 = 4;
+
+/// The sending side of a webhook.
+#[derive(Debug)]
+pub struct Webhook {
+    sender: mpsc::Sender<Value>,
+    counts: Arc<Counts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Taken into the queue.
+    accepted: AtomicU64,
+    /// Refused by a full queue.
+    full: AtomicU64,
+    sent: AtomicU64,
+    /// Every try failed.
+    failed: AtomicU64,
+}
+
+/// Whether `url` is one a webhook may POST to: `http://` or `https://` with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(())
+}
+
+impl Webhook {
+    /// Starts the sender for `url` (checked with [`check_url`]).
+    pub fn start(url: String) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<Value>(QUEUE);
+        let counts = Arc::new(Counts::default());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let task_counts = counts.clone();
+        let task = tokio::spawn(async move {
+            while let Some(body) = receiver.recv().await {
+                let mut delay = Duration::from_millis(500);
+                let mut sent = false;
+                for attempt in 1..=TRIES {
+                    let answer = http
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    if answer.is_ok_and(|r| r.status().is_success()) {
+                        sent = true;
+                        break;
+                    }
+                    if attempt < TRIES {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+                let counter = if sent { &task_counts.sent } else { &task_counts.failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Self { sender, counts, task }
+    }
+
+    /// Queues `alert`; a full queue drops it (counted).
+    pub fn send(&self, alert: Value) {
+        let counter = match self.sender.try_send(alert) {
+            Ok(()) => &self.counts.accepted,
+            Err(_) => &self.counts.full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops taking alerts, gives the queued ones up to `grace` to go, and returns (sent, dropped); what is
+    /// still queued then is dropped.
+    pub async fn finish(self, grace: Duration) -> (u64, u64) {
+        drop(self.sender);
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (accepted, sent, failed) = (
+            load(&self.counts.accepted),
+            load(&self.counts.sent),
+            load(&self.counts.failed),
+        );
+        // Accepted alerts that neither went out nor failed were still queued when the sender stopped.
+        let never_tried = accepted.saturating_sub(sent + failed);
+        (sent, load(&self.counts.full) + failed + never_tried)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:9/hook").is_ok());
+        assert!(check_url("https://hooks.example/x").is_ok());
+        assert!(check_url("ftp://x").is_err());
+        assert!(check_url("http://").is_err());
+    }
+
+    #[tokio::test]
+    async fn alerts_are_posted_and_an_unreachable_hook_drops_them_without_blocking() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buffer = vec![0u8; 8192];
+                let n = stream.read(&mut buffer).await.unwrap_or(0);
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buffer[..n]).to_string());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let hook = Webhook::start(format!("http://127.0.0.1:{port}/hook"));
+        hook.send(serde_json::json!({"node": "n1", "level": "warn"}));
+        hook.send(serde_json::json!({"node": "n2", "level": "error"}));
+        assert_eq!(hook.finish(Duration::from_secs(10)).await, (2, 0));
+        let received = received.lock().unwrap().join("\n");
+        assert!(
+            received.contains("POST /hook") && received.contains("\"node\":\"n2\""),
+            "{received}"
+        );
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://127.0.0.1:{}/hook", closed.local_addr().unwrap().port());
+        drop(closed);
+        let hook = Webhook::start(dead);
+        let started = std::time::Instant::now();
+        for i in 0..300 {
+            hook.send(serde_json::json!({"n": i}));
+        }
+        assert!(started.elapsed() < Duration::from_millis(200), "sending never waits");
+        let (sent, dropped) = hook.finish(Duration::from_secs(1)).await;
+        assert_eq!(sent, 0);
+        assert_eq!(dropped, 300, "every alert accounted for as dropped");
+    }
+}

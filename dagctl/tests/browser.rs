@@ -165,3 +165,101 @@ dagctl-viewers = "Viewer"
         "the client secret never reaches the log"
     );
 }
+
+/// The network page in Chromium: while `net watch --store` samples two anvil nodes, the charts draw and move
+/// (points grow), the node table fills in and a warning appended to a node's log is listed. The scenario is
+/// `tests/web-harness/network-charts.mjs`; its screenshot is `network.png`.
+#[test]
+fn the_network_page_charts_move_while_a_network_is_watched() {
+    let node_tools = tool("DAGCTL_NODE_TOOLS");
+    let chromium = tool("DAGCTL_CHROMIUM");
+    let anvil = std::env::var_os("DAGCTL_ANVIL")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("DAGCTL_CLIENTS_BIN").map(|d| PathBuf::from(d).join("anvil")))
+        .filter(|p| p.exists())
+        .expect("anvil is needed: set DAGCTL_ANVIL or DAGCTL_CLIENTS_BIN");
+    let home = Home::new();
+    let port = free_port();
+    let mut server = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(60), "standalone to answer /health", || {
+        http_get(port, "/health").filter(|(code, _)| *code == 200)
+    });
+    let password = wait_for(Duration::from_secs(30), "the admin password file", || {
+        std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).ok()
+    });
+    let up = home
+        .command()
+        .env("DAGCTL_ANVIL", &anvil)
+        .args([
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--nodes",
+            "2",
+            "--block-time",
+            "1",
+        ])
+        .args(["--name", "charted"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let watch = Killed(
+        home.command()
+            .args([
+                "net",
+                "watch",
+                "charted",
+                "--interval",
+                "500ms",
+                "--store",
+                "-o",
+                "json",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let log = home.path().join("networks/charted/node-1.log");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut file, b"WARN [12-02|00:00:01.000] Served eth_call   reqid=1\n").unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let scenario = Command::new("timeout")
+        .args(["120", "node"])
+        .arg(repo().join("tests/web-harness/network-charts.mjs"))
+        .args([
+            "--base",
+            &format!("http://127.0.0.1:{port}"),
+            "--admin-password",
+            password.trim(),
+        ])
+        .args(["--network", "charted", "--shots"])
+        .arg(&shots)
+        .env("DAGCTL_NODE_TOOLS", &node_tools)
+        .env("DAGCTL_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node network-charts.mjs");
+    // The watch ends by itself once the network is torn down; dropping it stops it by PID if not.
+    let down = home.run(&["net", "down", "charted"]);
+    drop(watch);
+    let server_log = server.output();
+    server.stop();
+    let stdout = String::from_utf8_lossy(&scenario.stdout);
+    assert!(
+        scenario.status.success() && stdout.contains("network charts passed"),
+        "network page scenario failed ({}):\n{stdout}\n{}\n--- dagctl log ---\n{server_log}",
+        scenario.status,
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    assert!(down.status.success());
+    let bytes = std::fs::read(shots.join("network.png")).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}

@@ -19,6 +19,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("runs.html", include_str!("../assets/runs.html")),
     ("log.html", include_str!("../assets/log.html")),
     ("networks.html", include_str!("../assets/networks.html")),
+    ("network.html", include_str!("../assets/network.html")),
     ("audit.html", include_str!("../assets/audit.html")),
     ("error.html", include_str!("../assets/error.html")),
     ("pools.html", include_str!("../assets/pools.html")),

@@ -15,6 +15,7 @@ mod forms;
 mod lists;
 mod login;
 mod logs;
+mod network;
 mod pools;
 mod runs;
 mod token;
@@ -51,6 +52,10 @@ pub fn routes() -> Router<WebState> {
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(logs::log))
         .route("/runs", get(runs::runs))
         .route("/networks", get(lists::networks))
+        .route("/networks/{name}", get(network::network))
+        .route("/static/network.js", get(network::script))
+        .route("/static/uplot.js", get(network::uplot_script))
+        .route("/static/uplot.css", get(network::uplot_style))
         .route("/audit", get(lists::audit))
         .route("/pools", get(pools::pools).post(pools::pool_submit))
         .route("/pools/{name}/delete", post(pools::pool_delete))

@@ -566,6 +566,7 @@ fn the_monitor_example_runs_end_to_end_on_geth() {
         .as_str()
         .unwrap()
         .to_string();
+    let mut fastest = f64::MAX;
     for node in ["validator-1", "validator-2", "validator-3", "member-1"] {
         let peers = home.json(&["net", "samples", &name, "--metric", "peers", "--node", node]);
         let peers = peers.as_array().unwrap();
@@ -600,7 +601,16 @@ fn the_monitor_example_runs_end_to_end_on_geth() {
             "{node}: peers exchange bytes: {rates:?}"
         );
         assert!(!by_time("block_import_ms").is_empty(), "{node}: block import timing");
+        let propagation = by_time("block_propagation_ms");
+        assert!(!propagation.is_empty(), "{node}: blocks settled over newHeads");
+        assert!(
+            propagation.values().all(|ms| (0.0..5000.0).contains(ms)),
+            "{node}: {propagation:?}"
+        );
+        fastest = fastest.min(propagation.values().copied().fold(f64::MAX, f64::min));
     }
+    // Some node is first with every block it seals (delay 0): propagation is measured from the first arrival.
+    assert!(fastest < 50.0, "the earliest arrivals: {fastest} ms");
 }
 
 /// The Grafana dashboard in docs/ reads only the family the engine's /metrics writes, and only metrics the

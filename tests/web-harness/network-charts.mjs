@@ -39,7 +39,7 @@ try {
   const points = () => page.evaluate(() => (window.dagctlCharts && window.dagctlCharts.head ? window.dagctlCharts.head.data[0].length : -1));
   await page.waitForFunction(() => window.dagctlCharts && window.dagctlCharts.head && window.dagctlCharts.head.data[0].length >= 2, null, { timeout: T });
   const canvases = await page.locator('#charts .plot canvas').count();
-  check(canvases === 10, `every chart draws on a canvas (${canvases})`);
+  check(canvases === 11, `every chart draws on a canvas (${canvases})`);
   const before = await points();
   await page.waitForTimeout(3500);
   const after = await points();

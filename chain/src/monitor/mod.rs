@@ -10,6 +10,7 @@ pub mod client_metrics;
 pub mod host;
 pub mod logs;
 pub mod node;
+pub mod propagation;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -48,13 +49,17 @@ pub struct NodeReading {
     pub client: ClientMetrics,
     /// Seconds between the last two distinct heads' timestamps seen by this monitor (the block time).
     pub block_time: Option<f64>,
+    /// Mean and largest delay (ms) of the blocks that settled since the last reading, between their first
+    /// arrival at any node and their arrival here (`newHeads`).
+    pub block_propagation_ms: Option<f64>,
+    pub block_propagation_max_ms: Option<f64>,
 }
 
 impl NodeReading {
     /// The reading as store samples, one per known metric.
     pub fn samples(&self, network: &str, run_id: Option<&str>, task_id: Option<&str>) -> Vec<NodeSample> {
         let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
-        let metrics: [(&str, Option<f64>); 20] = [
+        let metrics: [(&str, Option<f64>); 22] = [
             ("up", Some(if self.up { 1.0 } else { 0.0 })),
             ("head", as_f64(self.rpc.head)),
             ("peers", as_f64(self.rpc.peers)),
@@ -75,6 +80,8 @@ impl NodeReading {
             ("net_out_bytes_per_second", self.client.net_out_bytes_per_second),
             ("block_import_ms", self.client.block_import_ms),
             ("block_import_p95_ms", self.client.block_import_p95_ms),
+            ("block_propagation_ms", self.block_propagation_ms),
+            ("block_propagation_max_ms", self.block_propagation_max_ms),
         ];
         let series = self
             .client
@@ -140,6 +147,8 @@ pub const METRICS: &[&str] = &[
     "net_out_bytes_per_second",
     "block_import_ms",
     "block_import_p95_ms",
+    "block_propagation_ms",
+    "block_propagation_max_ms",
 ];
 
 /// Client series are stored as `client:<name>` (e.g. `client:chain_head_block`).
@@ -168,6 +177,8 @@ pub struct Monitor {
     /// Each node's log, followed from where it was when watching began.
     logs: Vec<(String, logs::LogFollower)>,
     alerts: logs::AlertBook,
+    /// `newHeads` subscriptions, when there are two nodes or more with WebSocket endpoints.
+    propagation: Option<propagation::Propagation>,
 }
 
 impl Monitor {
@@ -205,6 +216,15 @@ impl Monitor {
                 .map(|n| (n.name.clone(), logs::LogFollower::from_end(&n.log)))
                 .collect(),
             alerts: logs::AlertBook::default(),
+            propagation: {
+                let ws: Vec<(String, String)> = record
+                    .nodes
+                    .iter()
+                    .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
+                    .collect();
+                (ws.len() >= 2 && tokio::runtime::Handle::try_current().is_ok())
+                    .then(|| propagation::Propagation::start(&ws))
+            },
         }
     }
 
@@ -245,6 +265,7 @@ impl Monitor {
             }
         }))
         .await;
+        let mut delays = self.propagation.as_ref().map(|p| p.take_delays()).unwrap_or_default();
         let mut readings = Vec::with_capacity(self.nodes.len());
         for ((watched, mut state), client) in self.nodes.iter_mut().zip(states).zip(scraped) {
             let alive = watched
@@ -268,7 +289,18 @@ impl Monitor {
                     _ => {}
                 }
             }
+            let propagated = delays.remove(&watched.name).unwrap_or_default();
+            let (block_propagation_ms, block_propagation_max_ms) = if propagated.is_empty() {
+                (None, None)
+            } else {
+                (
+                    Some(propagated.iter().sum::<f64>() / propagated.len() as f64),
+                    propagated.iter().copied().reduce(f64::max),
+                )
+            };
             readings.push(NodeReading {
+                block_propagation_ms,
+                block_propagation_max_ms,
                 node: watched.name.clone(),
                 at,
                 up: alive && state.error.is_none(),

@@ -18,6 +18,7 @@ const CHARTS: &[(&str, &str, &str)] = &[
     ("txpool_pending", "Pending transactions", ""),
     ("block_time_seconds", "Block time", "s"),
     ("block_import_ms", "Block import (median)", "ms"),
+    ("block_propagation_ms", "Block propagation (newHeads)", "ms"),
     ("cpu_percent", "CPU", "% of a core"),
     ("rss_bytes", "Memory (RSS)", "bytes"),
     ("disk_write_bytes_per_second", "Disk writes", "bytes/s"),

@@ -81,17 +81,29 @@ fn page_size() -> u64 {
     })
 }
 
-fn read_counters(pid: u32) -> Option<Counters> {
-    let at = Instant::now();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// utime + stime (clock ticks) from a `/proc/.../stat` file (a process's, or `/proc/thread-self/stat`);
+/// `None` for a zombie or an unreadable file.
+fn cpu_ticks(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3, the state.
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     if fields.first() == Some(&"Z") {
         return None;
     }
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 counted from the state.
-    let cpu_ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU seconds (user + system) used so far by what `stat_path` describes: `/proc/<pid>/stat` for a process
+/// (all its threads), `/proc/thread-self/stat` for the calling thread.
+pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    Some(cpu_ticks(stat_path)? as f64 / clock_ticks_per_second())
+}
+
+fn read_counters(pid: u32) -> Option<Counters> {
+    let at = Instant::now();
+    let cpu_ticks = cpu_ticks(&format!("/proc/{pid}/stat"))?;
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // `io` is readable only by the process's owner (or root); rates are then left out.

@@ -52,28 +52,12 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// CPU seconds (user + system) of the calling thread.
 fn thread_cpu_seconds() -> f64 {
-    let ticks = std::fs::read_to_string("/proc/thread-self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after = stat.get(stat.rfind(')')? + 2..)?.to_string();
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    ticks as f64 / 100.0
+    chain::monitor::host::cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0)
 }
 
 /// CPU seconds of a process (all threads).
 fn process_cpu_seconds(pid: u32) -> f64 {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after = stat.get(stat.rfind(')')? + 2..)?.to_string();
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    ticks as f64 / 100.0
+    chain::monitor::host::cpu_seconds(&format!("/proc/{pid}/stat")).unwrap_or(0.0)
 }
 
 /// What one watch measured.

@@ -2,6 +2,7 @@
 //! time), optionally tied to the DAG run and task that sampled it. Old rows are pruned by a retention setting.
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{from_micros, micros, Store};
@@ -33,6 +34,18 @@ pub struct SampleFilter<'a> {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
+}
+
+fn row_to_sample(row: &AnyRow) -> Result<NodeSample> {
+    Ok(NodeSample {
+        network: row.try_get("network")?,
+        node: row.try_get("node")?,
+        metric: row.try_get("metric")?,
+        at: from_micros(row.try_get("at")?),
+        value: row.try_get("value")?,
+        run_id: row.try_get("run_id")?,
+        task_id: row.try_get("task_id")?,
+    })
 }
 
 impl Store {
@@ -119,19 +132,7 @@ impl Store {
             query = query.bind(micros(to));
         }
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(NodeSample {
-                    network: row.try_get("network")?,
-                    node: row.try_get("node")?,
-                    metric: row.try_get("metric")?,
-                    at: from_micros(row.try_get("at")?),
-                    value: row.try_get("value")?,
-                    run_id: row.try_get("run_id")?,
-                    task_id: row.try_get("task_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(row_to_sample).collect()
     }
 
     /// The newest sample of every (network, node, metric) of the networks that are `running`, among those
@@ -149,19 +150,7 @@ impl Store {
         .bind(micros(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(NodeSample {
-                    network: row.try_get("network")?,
-                    node: row.try_get("node")?,
-                    metric: row.try_get("metric")?,
-                    at: from_micros(row.try_get("at")?),
-                    value: row.try_get("value")?,
-                    run_id: row.try_get("run_id")?,
-                    task_id: row.try_get("task_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(row_to_sample).collect()
     }
 
     /// Deletes samples older than `before`; returns how many.

@@ -175,6 +175,14 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Stops `processes` (SIGTERM, SIGKILL after the grace) off the async threads; returns the pids that survived.
+    async fn stop_processes(&self, network: &str, processes: Vec<(u32, PathBuf)>) -> Result<Vec<u32>> {
+        let grace = self.options.kill_grace;
+        tokio::task::spawn_blocking(move || process::stop_all(&processes, grace))
+            .await
+            .map_err(|e| Error::io(format!("network `{network}`: stopping nodes"), e))
+    }
+
     async fn run_init(&self, node: &NodeRecord, binary: &Path, init: &crate::output::CommandSpec) -> Result<()> {
         let shown = format!("{} {}", init.program, init.args.join(" "));
         let mut command = self.launcher.command(&node.name, binary, init);
@@ -293,10 +301,7 @@ impl NodeBackend for LocalBackend {
             .iter()
             .filter(|(pid, dir)| process::is_node_alive(*pid, dir))
             .count();
-        let grace = self.options.kill_grace;
-        let left = tokio::task::spawn_blocking(move || process::stop_all(&processes, grace))
-            .await
-            .map_err(|e| Error::io(format!("network `{}`: stopping nodes", record.name), e))?;
+        let left = self.stop_processes(&record.name, processes).await?;
         if !left.is_empty() {
             return Err(Error::Network {
                 name: record.name.clone(),
@@ -365,11 +370,9 @@ impl NodeBackend for LocalBackend {
         };
         if let Some(pid) = target.pid.filter(|pid| process::is_node_alive(*pid, &target.data_dir)) {
             progress(&format!("stopping {node} (pid {pid})"));
-            let grace = self.options.kill_grace;
-            let running = vec![(pid, target.data_dir.clone())];
-            let left = tokio::task::spawn_blocking(move || process::stop_all(&running, grace))
-                .await
-                .map_err(|e| Error::io(format!("network `{}`: stopping {node}", record.name), e))?;
+            let left = self
+                .stop_processes(&record.name, vec![(pid, target.data_dir.clone())])
+                .await?;
             if !left.is_empty() {
                 return Err(Error::Network {
                     name: record.name.clone(),

@@ -301,11 +301,11 @@ pub(super) async fn run_installer(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Serves one file over HTTP on loopback, as often as asked, until the test ends.
-    fn serve_file(bytes: Vec<u8>) -> String {
+    pub(in crate::backend::local::clients) fn serve_file(bytes: Vec<u8>) -> String {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

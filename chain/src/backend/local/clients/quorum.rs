@@ -333,7 +333,6 @@ mod tests {
     /// another pin are refused.
     #[tokio::test]
     async fn a_release_shaped_archive_installs_by_download_and_from_a_file() {
-        use std::io::{Read, Write};
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
@@ -353,21 +352,7 @@ mod tests {
             .success());
         let bytes = std::fs::read(&archive).unwrap();
         let sha = file_sha256(&archive).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let store = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(4) {
-                let Ok(mut stream) = stream else { continue };
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    bytes.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&bytes);
-            }
-        });
+        let store = super::super::install::tests::serve_file(bytes);
         let releases = [(std::env::consts::ARCH, "geth_v24.4.1_linux_amd64.tar.gz", sha.as_str())];
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();

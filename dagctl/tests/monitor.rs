@@ -388,6 +388,9 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
       network: deploy
       interval: 300ms
       alert_webhook: http://127.0.0.1:HOOKPORT/hook
+      probe_key: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+      probe_interval: 1s
+      probe_confirmations: 1
       execution_timeout: 60
     pause:
       operator: bash
@@ -397,7 +400,7 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
         log='LOGDIR/{{ ti.xcom_pull("deploy").name }}/node-1.log'
         for i in 1 2 3; do echo "WARN [12-02|00:00:0$i.000] Served eth_call                 reqid=$i" >> "$log"; done
         echo "EROR [12-02|00:00:04.000] Database compaction failed   err=\"disk full\"" >> "$log"
-        sleep 2
+        sleep 4
     teardown:
       operator: chain.teardown
       network: deploy
@@ -478,6 +481,30 @@ fn the_monitor_operator_stores_samples_until_the_network_is_torn_down() {
     let error = alerts.iter().find(|a| a["level"] == "error").unwrap();
     assert_eq!(error["count"], 1);
     assert!(error["message"].as_str().unwrap().contains("disk full"), "{error}");
+    // Probe transactions from anvil's first dev account (funded on every anvil node): included and confirmed,
+    // confirmation after inclusion, each within seconds; anvil nodes do not peer, so no pool propagation.
+    let probe = |metric: &str| -> Vec<f64> {
+        home.json(&["net", "samples", &name, "--metric", metric])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["value"].as_f64().unwrap())
+            .collect()
+    };
+    let included = probe("tx_inclusion_ms");
+    let confirmed = probe("tx_confirmation_ms");
+    assert!(
+        !included.is_empty() && !confirmed.is_empty(),
+        "{included:?} {confirmed:?}\n{text}"
+    );
+    assert!(included.iter().all(|ms| (0.0..5000.0).contains(ms)), "{included:?}");
+    assert!(confirmed.iter().all(|ms| (0.0..10000.0).contains(ms)), "{confirmed:?}");
+    assert!(confirmed.iter().copied().fold(0.0, f64::max) >= included.iter().copied().fold(f64::MAX, f64::min));
+    assert!(probe("tx_pool_propagation_ms").is_empty());
+    assert!(
+        text.contains("probe transactions from 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
+        "{text}"
+    );
     // Each announced alert was posted to the webhook once, as JSON naming the network, node and task.
     let posted = posted.lock().unwrap().clone();
     assert_eq!(posted.len(), 2, "{posted:?}");
@@ -666,4 +693,87 @@ fn bench_monitor_reports_every_figure_with_a_baseline() {
     }
     assert!(rows[1]["readings"].as_u64().unwrap() >= 5, "{rows:?}");
     assert!(!home.path().join("networks/bench-monitor").exists());
+}
+
+/// Probe transactions on a real peered network (geth Clique, 3 signers + 1 member, keys from a seed so the test
+/// knows node 1's key, every node prefunded): each probe reaches the other nodes' pools, is included and
+/// confirmed, in that order.
+#[test]
+fn probe_transactions_propagate_and_confirm_on_geth() {
+    let geth = std::env::var_os("DAGCTL_GETH")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("DAGCTL_CLIENTS_BIN").map(|d| PathBuf::from(d).join("geth")))
+        .filter(|p| p.exists())
+        .expect("geth is needed by this test: set DAGCTL_GETH or DAGCTL_CLIENTS_BIN");
+    let key = chain::NodeKey::generate(&chain::KeySource::from_seed(Some("probe-test")), 0).unwrap();
+    let home = Home::new();
+    home.write_dag(
+        "probe.yaml",
+        &format!(
+            r#"probe:
+  schedule: null
+  default_args: {{owner: qa, start_date: 2026-11-01}}
+  tasks:
+    deploy:
+      operator: chain.deploy_network
+      client: geth
+      consensus: clique
+      nodes: 3
+      members: 1
+      block_time: 1s
+      key_seed: probe-test
+      node_balance: "1000000000000000000000"
+    monitor:
+      operator: chain.monitor
+      dependencies: [deploy]
+      network: deploy
+      duration: 9s
+      probe_key: "{}"
+      probe_interval: 2s
+      probe_confirmations: 1
+    teardown:
+      operator: chain.teardown
+      network: deploy
+      trigger_rule: all_done
+      dependencies: [monitor]
+"#,
+            key.secret_hex()
+        ),
+    );
+    let output = home
+        .command()
+        .env("DAGCTL_GETH", &geth)
+        .args(["dags", "test", "probe"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    let name = home.json(&["net", "ls", "--all"])[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let values = |metric: &str| -> Vec<f64> {
+        home.json(&["net", "samples", &name, "--metric", metric])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["value"].as_f64().unwrap())
+            .collect()
+    };
+    let pool = values("tx_pool_propagation_ms");
+    let included = values("tx_inclusion_ms");
+    let confirmed = values("tx_confirmation_ms");
+    assert!(
+        pool.len() >= 2 && included.len() >= 2 && confirmed.len() >= 2,
+        "{pool:?} {included:?} {confirmed:?}\n{text}"
+    );
+    assert!(pool.iter().all(|ms| (0.0..3000.0).contains(ms)), "{pool:?}");
+    assert!(included.iter().all(|ms| (0.0..6000.0).contains(ms)), "{included:?}");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&pool) <= mean(&included) && mean(&included) <= mean(&confirmed),
+        "{pool:?} {included:?} {confirmed:?}"
+    );
+    assert!(!text.contains("probe via"), "no probe failed: {text}");
 }

@@ -10,6 +10,7 @@ pub mod client_metrics;
 pub mod host;
 pub mod logs;
 pub mod node;
+pub mod probe;
 pub mod propagation;
 pub mod webhook;
 
@@ -53,13 +54,20 @@ pub struct NodeReading {
     /// arrival at any node and their arrival here (`newHeads`).
     pub block_propagation_ms: Option<f64>,
     pub block_propagation_max_ms: Option<f64>,
+    /// Probe transactions sent to this node that finished since the last reading (see [`probe`]).
+    pub tx_pool_propagation_ms: Option<f64>,
+    pub tx_inclusion_ms: Option<f64>,
+    pub tx_confirmation_ms: Option<f64>,
+    /// Why the last probe sent to this node failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_error: Option<String>,
 }
 
 impl NodeReading {
     /// The reading as store samples, one per known metric.
     pub fn samples(&self, network: &str, run_id: Option<&str>, task_id: Option<&str>) -> Vec<NodeSample> {
         let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
-        let metrics: [(&str, Option<f64>); 22] = [
+        let metrics: [(&str, Option<f64>); 25] = [
             ("up", Some(if self.up { 1.0 } else { 0.0 })),
             ("head", as_f64(self.rpc.head)),
             ("peers", as_f64(self.rpc.peers)),
@@ -82,6 +90,9 @@ impl NodeReading {
             ("block_import_p95_ms", self.client.block_import_p95_ms),
             ("block_propagation_ms", self.block_propagation_ms),
             ("block_propagation_max_ms", self.block_propagation_max_ms),
+            ("tx_pool_propagation_ms", self.tx_pool_propagation_ms),
+            ("tx_inclusion_ms", self.tx_inclusion_ms),
+            ("tx_confirmation_ms", self.tx_confirmation_ms),
         ];
         let series = self
             .client
@@ -149,6 +160,9 @@ pub const METRICS: &[&str] = &[
     "block_import_p95_ms",
     "block_propagation_ms",
     "block_propagation_max_ms",
+    "tx_pool_propagation_ms",
+    "tx_inclusion_ms",
+    "tx_confirmation_ms",
 ];
 
 /// Client series are stored as `client:<name>` (e.g. `client:chain_head_block`).
@@ -179,6 +193,8 @@ pub struct Monitor {
     alerts: logs::AlertBook,
     /// `newHeads` subscriptions, when there are two nodes or more with WebSocket endpoints.
     propagation: Option<propagation::Propagation>,
+    /// Probe transactions, when a key was given ([`Monitor::with_probe`]).
+    prober: Option<probe::Prober>,
 }
 
 impl Monitor {
@@ -225,7 +241,27 @@ impl Monitor {
                 (ws.len() >= 2 && tokio::runtime::Handle::try_current().is_ok())
                     .then(|| propagation::Propagation::start(&ws))
             },
+            prober: None,
         }
+    }
+
+    /// Also sends a probe transaction from `key` every `interval` to one node in turn (within a tokio runtime).
+    pub fn with_probe(
+        mut self,
+        record: &NetworkRecord,
+        key: crate::keys::NodeKey,
+        interval: Duration,
+        confirmations: u64,
+    ) -> Self {
+        let nodes = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
+        self.prober = Some(probe::Prober::start(
+            nodes,
+            key,
+            record.chain_id,
+            interval,
+            confirmations,
+        ));
+        self
     }
 
     /// Reads what every node logged since the last call and counts its WARN and ERROR lines. Returns the alerts
@@ -266,6 +302,11 @@ impl Monitor {
         }))
         .await;
         let mut delays = self.propagation.as_ref().map(|p| p.take_delays()).unwrap_or_default();
+        let mut probes: std::collections::BTreeMap<String, probe::ProbeResult> = self
+            .prober
+            .as_ref()
+            .map(|p| p.take().into_iter().map(|r| (r.node.clone(), r)).collect())
+            .unwrap_or_default();
         let mut readings = Vec::with_capacity(self.nodes.len());
         for ((watched, mut state), client) in self.nodes.iter_mut().zip(states).zip(scraped) {
             let alive = watched
@@ -298,7 +339,12 @@ impl Monitor {
                     propagated.iter().copied().reduce(f64::max),
                 )
             };
+            let probed = probes.remove(&watched.name).unwrap_or_default();
             readings.push(NodeReading {
+                tx_pool_propagation_ms: probed.pool_propagation_ms,
+                tx_inclusion_ms: probed.inclusion_ms,
+                tx_confirmation_ms: probed.confirmation_ms,
+                probe_error: probed.error,
                 block_propagation_ms,
                 block_propagation_max_ms,
                 node: watched.name.clone(),

@@ -52,6 +52,16 @@ pub struct MonitorArgs {
     /// POST every announced alert here as JSON (retried, then dropped and counted; never blocking).
     #[serde(default)]
     pub alert_webhook: Option<String>,
+    /// A prefunded private key (hex): with it, a probe transaction is sent every `probe_interval` to one node in
+    /// turn and followed (pool propagation, inclusion, confirmations).
+    #[serde(default)]
+    pub probe_key: Option<String>,
+    /// Time between probe transactions (default 10s).
+    #[serde(default)]
+    pub probe_interval: Option<Templated<SpecDuration>>,
+    /// Blocks on top of a probe's block before it counts as confirmed (default 2).
+    #[serde(default)]
+    pub probe_confirmations: Option<Templated<u64>>,
 }
 
 impl OperatorArgs for MonitorArgs {
@@ -85,6 +95,15 @@ impl OperatorArgs for MonitorArgs {
             .filter(|u| !engine::operators::is_template(u))
         {
             crate::monitor::webhook::check_url(url).map_err(|reason| ArgIssue::new("alert_webhook", reason))?;
+        }
+        if let Some(key) = self.probe_key.as_deref().filter(|k| !engine::operators::is_template(k)) {
+            crate::keys::NodeKey::from_hex(key.trim_start_matches("0x"))
+                .map_err(|e| ArgIssue::new("probe_key", format!("not a private key: {e}")))?;
+        }
+        if let Some(Templated::Value(interval)) = &self.probe_interval {
+            if interval.get() < Duration::from_secs(1) {
+                return Err(ArgIssue::new("probe_interval", "probe_interval must be at least 1s"));
+            }
         }
         if let Some(Templated::Value(duration)) = &self.duration {
             if duration.get().is_zero() {
@@ -215,12 +234,34 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         Some(series) => Monitor::with_series(&record, interval, series),
         None => Monitor::new(&record, interval),
     };
+    if let Some(key) = &args.probe_key {
+        let key =
+            crate::keys::NodeKey::from_hex(key.trim_start_matches("0x")).map_err(|e| format!("probe_key: {e}"))?;
+        let every = match &args.probe_interval {
+            Some(value) => value.value("probe_interval")?.get(),
+            None => Duration::from_secs(10),
+        };
+        let confirmations = match &args.probe_confirmations {
+            Some(value) => *value.value("probe_confirmations")?,
+            None => 2,
+        };
+        log.line(
+            "info",
+            "chain",
+            &format!(
+                "probe transactions from {} every {every:?}, confirmed after {confirmations} blocks",
+                key.address()
+            ),
+        );
+        monitor = monitor.with_probe(&record, key, every, confirmations);
+    }
     let mut schedule = Schedule::new(interval, duration.map(|d| Instant::now() + d));
     let mut pending: Vec<NodeSample> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_summary = Instant::now();
     let mut was_up: Vec<Option<bool>> = vec![None; record.nodes.len()];
     let (mut ticks, mut dropped, mut down_readings, mut alerts_raised) = (0u64, 0u64, 0u64, 0u64);
+    let mut probe_errors = 0u64;
     let mut ended = "its duration ended".to_string();
     let started = Instant::now();
     while schedule.next(&ctx.cancel).await {
@@ -264,6 +305,12 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
                 _ => {}
             }
             *before = Some(reading.up);
+            if let Some(reason) = &reading.probe_error {
+                probe_errors += 1;
+                if probe_errors <= 3 {
+                    log.line("warning", "chain", &format!("probe via `{}`: {reason}", reading.node));
+                }
+            }
             pending.extend(reading.samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
@@ -355,6 +402,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         "alert_patterns": alerts_raised,
         "webhook_sent": webhook_sent,
         "webhook_dropped": webhook_dropped,
+        "probe_errors": probe_errors,
         "ended": ended,
     }))
 }

@@ -173,11 +173,7 @@ dagctl-viewers = "Viewer"
 fn the_network_page_charts_move_while_a_network_is_watched() {
     let node_tools = tool("DAGCTL_NODE_TOOLS");
     let chromium = tool("DAGCTL_CHROMIUM");
-    let anvil = std::env::var_os("DAGCTL_ANVIL")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("DAGCTL_CLIENTS_BIN").map(|d| PathBuf::from(d).join("anvil")))
-        .filter(|p| p.exists())
-        .expect("anvil is needed: set DAGCTL_ANVIL or DAGCTL_CLIENTS_BIN");
+    let anvil = common::client_binary("anvil", "DAGCTL_ANVIL");
     let home = Home::new();
     let port = free_port();
     let mut server = home.spawn(&["standalone", "--port", &port.to_string()]);

@@ -297,16 +297,7 @@ tokens:
 }
 
 fn geth() -> PathBuf {
-    if let Some(path) = std::env::var_os("DAGCTL_GETH").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    if let Some(dir) = std::env::var_os("DAGCTL_CLIENTS_BIN").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(dir).join("geth");
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!("geth is needed by this test: set DAGCTL_GETH, or DAGCTL_CLIENTS_BIN (scripts/install-clients.sh prints it)")
+    common::client_binary("geth", "DAGCTL_GETH")
 }
 
 fn alive(pid: i64) -> bool {

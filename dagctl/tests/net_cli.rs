@@ -16,18 +16,7 @@ fn repo_dags() -> PathBuf {
 }
 
 fn client(program: &str, variable: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    if let Some(dir) = std::env::var_os("DAGCTL_CLIENTS_BIN").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(dir).join(program);
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!(
-        "{program} is needed by this test: set {variable}, or DAGCTL_CLIENTS_BIN to the bin dir printed by `scripts/install-clients.sh CACHE_DIR`"
-    )
+    common::client_binary(program, variable)
 }
 
 /// A home whose dagctl finds the test clients.

@@ -33,20 +33,7 @@ const GAS_LIMIT: u64 = 12_345_678;
 const BLOCK_TIME_SECS: f64 = 1.0;
 
 fn quorum_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("DAGCTL_QUORUM").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(path.exists(), "DAGCTL_QUORUM={} does not exist", path.display());
-        return path;
-    }
-    if let Some(dir) = std::env::var_os("DAGCTL_CLIENTS_BIN").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(dir).join("quorum");
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!(
-        "GoQuorum 24.4.1 is needed by this test: set DAGCTL_QUORUM to its geth, or DAGCTL_CLIENTS_BIN to the bin dir of `scripts/install-clients.sh` (which installs it from ../shared/clients)"
-    )
+    common::client_binary("quorum", "DAGCTL_QUORUM")
 }
 
 /// One deployed network as `dagctl net show -o json` describes it.

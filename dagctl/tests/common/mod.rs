@@ -371,3 +371,22 @@ pub fn admin_token(home: &Home, port: u16) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A client binary for a test: `$variable` (e.g. `DAGCTL_GETH`), else `<$DAGCTL_CLIENTS_BIN>/<program>` (the bin
+/// dir `scripts/install-clients.sh` prints). A missing client fails the test, saying how to get it.
+pub fn client_binary(program: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "{variable}={} does not exist", path.display());
+        return path;
+    }
+    if let Some(dir) = std::env::var_os("DAGCTL_CLIENTS_BIN").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(dir).join(program);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{program} is needed by this test: set {variable}, or DAGCTL_CLIENTS_BIN to the bin dir printed by `scripts/install-clients.sh CACHE_DIR` (./scripts/test.sh does both)"
+    )
+}

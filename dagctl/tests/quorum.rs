@@ -270,18 +270,16 @@ async fn assert_sealed_by_validators(net: &Net, from: u64) {
     }
 }
 
-/// Signs a transfer with node 1's key, sends it raw to node 1 and waits until the last node has it.
-async fn transfer(net: &Net, chain_id: u64, to: &str, wei: u64) {
+/// Signs a transfer of `wei` to `to` with node 1's key and sends it raw to node 1; returns the hash node 1
+/// reports (checked to be ours).
+async fn send_from_node_1(net: &Net, chain_id: u64, to: &str, wei: u64) -> Value {
     let key =
         NodeKey::from_hex(&std::fs::read_to_string(net.base_dir.join(net.node(0)).join("nodekey")).unwrap()).unwrap();
     let from = net.nodes[0]["address"].as_str().unwrap();
     assert_eq!(key.address().to_checksum(None), from, "nodekey is node 1's key");
     let first = net.rpc(0);
-    let last = net.rpc(net.nodes.len() - 1);
     let nonce = rpc::quantity(&call(&first, "eth_getTransactionCount", json!([from, "pending"])).await).unwrap();
     let recipient: chain::Address = to.parse().unwrap();
-    let before = call(&last, "eth_getBalance", json!([to, "latest"])).await;
-    let before = alloy_quantity(&before);
     // GoQuorum's networks are gas-free: price 0.
     let tx = LegacyTx::transfer(chain_id, nonce, 0, recipient, chain::tx::U256::from(wei))
         .sign(&key)
@@ -292,6 +290,14 @@ async fn transfer(net: &Net, chain_id: u64, to: &str, wei: u64) {
         format!("{}", tx.hash),
         "the node reports our hash"
     );
+    hash
+}
+
+/// Signs a transfer with node 1's key, sends it raw to node 1 and waits until the last node has it.
+async fn transfer(net: &Net, chain_id: u64, to: &str, wei: u64) {
+    let last = net.rpc(net.nodes.len() - 1);
+    let before = alloy_quantity(&call(&last, "eth_getBalance", json!([to, "latest"])).await);
+    let hash = send_from_node_1(net, chain_id, to, wei).await;
     let receipt = until(Duration::from_secs(60), "the transfer on the last node", || {
         let (last, hash) = (last.clone(), hash.clone());
         async move {
@@ -468,15 +474,7 @@ async fn exercise(consensus: &str, nodes: usize, full: bool) {
 /// For Raft with the last node down: node 1 pays node 2, which makes a block among the survivors.
 async fn transfer_between_survivors(net: &Net, chain_id: u64) {
     let to = net.nodes[1]["address"].as_str().unwrap().to_string();
-    let key =
-        NodeKey::from_hex(&std::fs::read_to_string(net.base_dir.join(net.node(0)).join("nodekey")).unwrap()).unwrap();
-    let first = net.rpc(0);
-    let from = net.nodes[0]["address"].as_str().unwrap();
-    let nonce = rpc::quantity(&call(&first, "eth_getTransactionCount", json!([from, "pending"])).await).unwrap();
-    let tx = LegacyTx::transfer(chain_id, nonce, 0, to.parse().unwrap(), chain::tx::U256::from(7u64))
-        .sign(&key)
-        .unwrap();
-    call(&first, "eth_sendRawTransaction", json!([tx.raw_hex()])).await;
+    send_from_node_1(net, chain_id, &to, 7).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Python tools the REST API compatibility tests run: the official Airflow
-# client (apache-airflow-client 3.3.2 from PyPI) and schemathesis 4.32.5, into a venv at
+# client (apache-airflow-client 3.3.2 from PyPI), schemathesis 4.32.5, and moto 5.2.5 in server mode (a
+# local CloudWatch Logs endpoint for the monitor's log shipping tests), into a venv at
 # CACHE_DIR/venv. Skips the install when the venv already holds exactly these pins (a marker file
 # written after a successful install), so reruns are fast. Prints the venv's python (the only
 # line on stdout).
@@ -16,7 +17,8 @@ set -euo pipefail
 
 AIRFLOW_CLIENT_VERSION=3.3.2
 SCHEMATHESIS_VERSION=4.32.5
-PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION}"
+MOTO_VERSION=5.2.5
+PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION} moto[server]==${MOTO_VERSION}"
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
     echo "usage: $0 CACHE_DIR" >&2
@@ -77,6 +79,7 @@ log "installing $PINS"
 # Check what pip actually installed before writing the marker.
 for spec in $PINS; do
     name=${spec%%==*}
+    name=${name%%\[*}
     want=${spec#*==}
     have=$("$py" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
     if [ "$have" != "$want" ]; then
@@ -84,7 +87,7 @@ for spec in $PINS; do
         exit 1
     fi
 done
-"$py" -c 'import airflow_client.client, schemathesis' >&2 || { log "installed packages do not import"; exit 1; }
+"$py" -c 'import airflow_client.client, schemathesis, moto.server' >&2 || { log "installed packages do not import"; exit 1; }
 [ -x "$venv/bin/schemathesis" ] || { log "$venv/bin/schemathesis is missing"; exit 1; }
 
 want_marker >"$marker"

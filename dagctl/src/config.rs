@@ -38,6 +38,7 @@ struct FileConfig {
     geth_release_url: Option<String>,
     quorum_release_url: Option<String>,
     sample_retention: Option<String>,
+    runner_pass_env: Option<Vec<String>>,
     oidc: Option<FileOidc>,
 }
 
@@ -105,7 +106,8 @@ pub struct Config {
     pub path: Option<String>,
     /// Client binaries given by `DAGCTL_<CLIENT>` (e.g. `DAGCTL_GETH`), by client name.
     pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
-    /// The part of the engine's environment that task runners get: PATH, HOME, LANG, LC_ALL, TZ.
+    /// The part of the engine's environment that task runners get: PATH, HOME, LANG, LC_ALL, TZ, and the
+    /// names listed in `runner_pass_env` (e.g. AWS credentials for the monitor's CloudWatch sink).
     pub runner_env: Vec<(String, String)>,
     /// Where `clients install geth` downloads release archives (a mirror); None = geth's own store.
     pub geth_release_url: Option<String>,
@@ -214,8 +216,22 @@ impl Config {
         };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
+        let pass_env: Vec<String> = match env("DAGCTL_RUNNER_PASS_ENV") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => file.runner_pass_env.unwrap_or_default(),
+        };
+        for name in &pass_env {
+            check_pass_env(name)?;
+        }
         let runner_env = worker::executor::local::INHERITED_ENV
             .iter()
+            .copied()
+            .chain(pass_env.iter().map(String::as_str))
             .filter_map(|name| env(name).map(|value| (name.to_string(), value)))
             .collect();
         Ok(Config {
@@ -245,6 +261,20 @@ impl Config {
 }
 
 /// Client binaries named by `DAGCTL_<CLIENT>` (e.g. `DAGCTL_GETH`).
+/// A name `runner_pass_env` may list: an environment variable's name, not one of the engine's own
+/// (`DAGCTL_*`: the database URL, the secret key, the try's token).
+fn check_pass_env(name: &str) -> Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        bail!("runner_pass_env: `{name}` is not an environment variable name");
+    }
+    if name.to_ascii_uppercase().starts_with("DAGCTL_") {
+        bail!("runner_pass_env: `{name}` is the engine's own setting and never reaches a task");
+    }
+    Ok(())
+}
+
 pub fn client_overrides(env: &impl Fn(&str) -> Option<String>) -> std::collections::BTreeMap<chain::Client, PathBuf> {
     chain::Client::ALL
         .iter()
@@ -336,6 +366,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(Config::load_from(&flags, env).unwrap().parallelism, 9);
+    }
+
+    #[test]
+    fn runners_get_only_the_listed_extra_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dagctl.toml"), "runner_pass_env = [\"AWS_PROFILE\"]\n").unwrap();
+        let home = dir.path().display().to_string();
+        let env = |pass: Option<&'static str>| {
+            let home = home.clone();
+            move |name: &str| match name {
+                "DAGCTL_HOME" => Some(home.clone()),
+                "DAGCTL_RUNNER_PASS_ENV" => pass.map(str::to_string),
+                "PATH" => Some("/bin".into()),
+                "AWS_PROFILE" => Some("qa".into()),
+                "AWS_REGION" => Some("eu-west-1".into()),
+                "DAGCTL_DATABASE_URL" => Some("postgres://u:secret@h/db".into()),
+                _ => None,
+            }
+        };
+        let names = |config: Config| -> Vec<String> { config.runner_env.into_iter().map(|(n, _)| n).collect() };
+        let from_file = Config::load_from(&GlobalFlags::default(), env(None)).unwrap();
+        assert_eq!(names(from_file), ["PATH", "AWS_PROFILE"]);
+        let from_env = Config::load_from(&GlobalFlags::default(), env(Some("AWS_REGION, UNSET_NAME"))).unwrap();
+        assert_eq!(names(from_env), ["PATH", "AWS_REGION"]);
+        for bad in ["DAGCTL_DATABASE_URL", "dagctl_secret_key", "AWS-REGION", "1X"] {
+            let leaked = |n: &str| {
+                if n == "DAGCTL_RUNNER_PASS_ENV" {
+                    Some(bad.to_string())
+                } else {
+                    env(None)(n)
+                }
+            };
+            let err = Config::load_from(&GlobalFlags::default(), leaked)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("runner_pass_env: `"), "{err}");
+        }
     }
 
     #[test]

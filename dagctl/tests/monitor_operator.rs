@@ -184,7 +184,7 @@ fn bad_monitor_arguments_are_import_errors_with_their_line() {
     let home = Home::new();
     let dag = home.write_dag(
         "bad.yaml",
-        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n    m4:\n      operator: chain.monitor\n      network: n\n      client_series: [\"p2p peers\"]\n    m5:\n      operator: chain.monitor\n      network: n\n      alert_webhook: ftp://x\n",
+        "bad:\n  tasks:\n    m:\n      operator: chain.monitor\n      network: n\n      interval: 50ms\n    m2:\n      operator: chain.monitor\n      network: n\n      every: 1s\n    m3:\n      operator: chain.monitor\n      interval: 1s\n    m4:\n      operator: chain.monitor\n      network: n\n      client_series: [\"p2p peers\"]\n    m5:\n      operator: chain.monitor\n      network: n\n      alert_webhook: ftp://x\n    m6:\n      operator: chain.monitor\n      network: n\n      cloudwatch: {region: EU WEST}\n    m7:\n      operator: chain.monitor\n      network: n\n      cloudwatch: {group: x}\n",
     );
     let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
     assert!(!output.status.success());
@@ -207,6 +207,14 @@ fn bad_monitor_arguments_are_import_errors_with_their_line() {
     );
     assert!(
         text.contains("bad.yaml:21") && text.contains("not an http:// or https:// URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:25") && text.contains("region `EU WEST` is not an AWS region name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.yaml:29: dag `bad`, task `m7`, key `cloudwatch.group`: unknown argument `group` in `cloudwatch`; expected one of log_group, region, endpoint_url, min_level"),
         "{text}"
     );
 }

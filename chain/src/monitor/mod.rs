@@ -7,9 +7,11 @@
 //! cancellation.
 
 pub mod client_metrics;
+pub mod cloudwatch;
 pub mod host;
 pub mod logs;
 pub mod node;
+pub mod outbox;
 pub mod probe;
 pub mod propagation;
 pub mod webhook;
@@ -267,10 +269,16 @@ impl Monitor {
     /// Reads what every node logged since the last call and counts its WARN and ERROR lines. Returns the alerts
     /// that are new since the alerts were last taken (one line per pattern, however often it repeats).
     pub fn follow_logs(&mut self) -> Vec<logs::Alert> {
+        self.follow_logs_with(|_, _, _| {})
+    }
+
+    /// [`Monitor::follow_logs`], handing every new line to `each` (node, when read, line) first.
+    pub fn follow_logs_with(&mut self, mut each: impl FnMut(&str, DateTime<Utc>, &str)) -> Vec<logs::Alert> {
         let at = Utc::now();
         let mut new = Vec::new();
         for (node, follower) in &mut self.logs {
             for line in follower.read_lines() {
+                each(node, at, &line);
                 if let Some(alert) = self.alerts.observe(node, &line, at) {
                     new.push(alert.clone());
                 }

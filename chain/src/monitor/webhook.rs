@@ -2,12 +2,11 @@
 //! retries a failed POST with backoff (4 tries: 0.5 s, 1 s, 2 s apart) and then drops it. Dropped alerts (queue
 //! full, or every try failed) are counted, never waited for.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+
+use super::outbox::{Outbox, Outcome};
 
 /// Alerts waiting for the sender before new ones are dropped.
 const QUEUE: usize = 256;
@@ -16,22 +15,7 @@ const TRIES: u32 = 4;
 
 /// The sending side of a webhook.
 #[derive(Debug)]
-pub struct Webhook {
-    sender: mpsc::Sender<Value>,
-    counts: Arc<Counts>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    /// Taken into the queue.
-    accepted: AtomicU64,
-    /// Refused by a full queue.
-    full: AtomicU64,
-    sent: AtomicU64,
-    /// Every try failed.
-    failed: AtomicU64,
-}
+pub struct Webhook(Outbox<Value>);
 
 /// Whether `url` is one a webhook may POST to: `http://` or `https://` with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -48,72 +32,58 @@ pub fn check_url(url: &str) -> Result<(), String> {
 impl Webhook {
     /// Starts the sender for `url` (checked with [`check_url`]).
     pub fn start(url: String) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<Value>(QUEUE);
-        let counts = Arc::new(Counts::default());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        let task_counts = counts.clone();
-        let task = tokio::spawn(async move {
-            while let Some(body) = receiver.recv().await {
-                let mut delay = Duration::from_millis(500);
-                let mut sent = false;
-                for attempt in 1..=TRIES {
-                    let answer = http
-                        .post(&url)
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.to_string())
-                        .send()
-                        .await;
-                    if answer.is_ok_and(|r| r.status().is_success()) {
-                        sent = true;
-                        break;
+        Self(Outbox::start(
+            QUEUE,
+            |mut receiver: tokio::sync::mpsc::Receiver<Value>, tally| async move {
+                while let Some(body) = receiver.recv().await {
+                    let mut delay = Duration::from_millis(500);
+                    let mut error = String::new();
+                    for attempt in 1..=TRIES {
+                        let answer = http
+                            .post(&url)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.to_string())
+                            .send()
+                            .await;
+                        match answer {
+                            Ok(r) if r.status().is_success() => break,
+                            Ok(r) => error = format!("the webhook answered {}", r.status()),
+                            Err(e) => error = format!("the webhook cannot be reached: {e}"),
+                        }
+                        if attempt < TRIES {
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
                     }
-                    if attempt < TRIES {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
+                    if error.is_empty() {
+                        tally.sent(1);
+                    } else {
+                        tally.failed(1, error);
                     }
                 }
-                let counter = if sent { &task_counts.sent } else { &task_counts.failed };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        Self { sender, counts, task }
+            },
+        ))
     }
 
     /// Queues `alert`; a full queue drops it (counted).
     pub fn send(&self, alert: Value) {
-        let counter = match self.sender.try_send(alert) {
-            Ok(()) => &self.counts.accepted,
-            Err(_) => &self.counts.full,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.0.send(alert);
     }
 
-    /// Stops taking alerts, gives the queued ones up to `grace` to go, and returns (sent, dropped); what is
-    /// still queued then is dropped.
-    pub async fn finish(self, grace: Duration) -> (u64, u64) {
-        drop(self.sender);
-        let mut task = self.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            task.abort();
-        }
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let (accepted, sent, failed) = (
-            load(&self.counts.accepted),
-            load(&self.counts.sent),
-            load(&self.counts.failed),
-        );
-        // Accepted alerts that neither went out nor failed were still queued when the sender stopped.
-        let never_tried = accepted.saturating_sub(sent + failed);
-        (sent, load(&self.counts.full) + failed + never_tried)
+    /// Stops taking alerts and gives the queued ones up to `grace` to go; what is still queued then is dropped.
+    pub async fn finish(self, grace: Duration) -> Outcome {
+        self.0.finish(grace).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn urls_are_checked() {
@@ -148,7 +118,8 @@ mod tests {
         let hook = Webhook::start(format!("http://127.0.0.1:{port}/hook"));
         hook.send(serde_json::json!({"node": "n1", "level": "warn"}));
         hook.send(serde_json::json!({"node": "n2", "level": "error"}));
-        assert_eq!(hook.finish(Duration::from_secs(10)).await, (2, 0));
+        let outcome = hook.finish(Duration::from_secs(10)).await;
+        assert_eq!((outcome.sent, outcome.dropped), (2, 0));
         let received = received.lock().unwrap().join("\n");
         assert!(
             received.contains("POST /hook") && received.contains("\"node\":\"n2\""),
@@ -164,8 +135,8 @@ mod tests {
             hook.send(serde_json::json!({"n": i}));
         }
         assert!(started.elapsed() < Duration::from_millis(200), "sending never waits");
-        let (sent, dropped) = hook.finish(Duration::from_secs(1)).await;
-        assert_eq!(sent, 0);
-        assert_eq!(dropped, 300, "every alert accounted for as dropped");
+        let outcome = hook.finish(Duration::from_secs(1)).await;
+        assert_eq!(outcome.sent, 0);
+        assert_eq!(outcome.dropped, 300, "every alert accounted for as dropped");
     }
 }

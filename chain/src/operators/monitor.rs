@@ -18,6 +18,7 @@ use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult
 use super::resolve_network;
 use crate::duration::SpecDuration;
 use crate::lifecycle;
+use crate::monitor::cloudwatch::{CloudWatchSettings, CloudWatchSink};
 use crate::monitor::{Monitor, Schedule, MIN_INTERVAL};
 use crate::registry::{ApiNetworks, NetworkStore};
 
@@ -52,6 +53,9 @@ pub struct MonitorArgs {
     /// POST every announced alert here as JSON (retried, then dropped and counted; never blocking).
     #[serde(default)]
     pub alert_webhook: Option<String>,
+    /// Ship every node's log lines to CloudWatch Logs (log group per network, stream per node).
+    #[serde(default)]
+    pub cloudwatch: Option<CloudWatchSettings>,
     /// A prefunded private key (hex): with it, a probe transaction is sent every `probe_interval` to one node in
     /// turn and followed (pool propagation, inclusion, confirmations).
     #[serde(default)]
@@ -95,6 +99,9 @@ impl OperatorArgs for MonitorArgs {
             .filter(|u| !engine::operators::is_template(u))
         {
             crate::monitor::webhook::check_url(url).map_err(|reason| ArgIssue::new("alert_webhook", reason))?;
+        }
+        if let Some(settings) = &self.cloudwatch {
+            settings.check().map_err(|reason| ArgIssue::new("cloudwatch", reason))?;
         }
         if let Some(key) = self.probe_key.as_deref().filter(|k| !engine::operators::is_template(k)) {
             crate::keys::NodeKey::from_hex(key.trim_start_matches("0x"))
@@ -230,6 +237,32 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         crate::monitor::webhook::check_url(url).map_err(|reason| format!("alert_webhook: {reason}"))?;
     }
     let webhook = args.alert_webhook.clone().map(crate::monitor::webhook::Webhook::start);
+    let cloudwatch = match &args.cloudwatch {
+        Some(settings) => {
+            settings.check().map_err(|reason| format!("cloudwatch: {reason}"))?;
+            let client = crate::monitor::cloudwatch::client(settings)
+                .await
+                .map_err(|reason| format!("cloudwatch: {reason}"))?;
+            let sink = CloudWatchSink::start(client, settings.log_group(&name));
+            log.line(
+                "info",
+                "chain",
+                &format!(
+                    "shipping node logs to CloudWatch Logs group `{}`, one stream per node",
+                    sink.log_group()
+                ),
+            );
+            Some((settings.clone(), sink))
+        }
+        None => None,
+    };
+    let mut ship = |node: &str, at: chrono::DateTime<chrono::Utc>, line: &str| {
+        if let Some((settings, sink)) = &cloudwatch {
+            if settings.ships(|| crate::monitor::logs::parse_line(line).level) {
+                sink.send(node, at, line);
+            }
+        }
+    };
     let mut monitor = match args.client_series {
         Some(series) => Monitor::with_series(&record, interval, series),
         None => Monitor::new(&record, interval),
@@ -267,7 +300,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     while schedule.next(&ctx.cancel).await {
         let readings = monitor.tick().await;
         ticks += 1;
-        for alert in monitor.follow_logs() {
+        for alert in monitor.follow_logs_with(&mut ship) {
             alerts_raised += 1;
             if let Some(webhook) = &webhook {
                 webhook.send(json!({
@@ -357,7 +390,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     if ctx.cancel.is_cancelled() {
         ended = "the try was stopped".into();
     }
-    monitor.follow_logs();
+    monitor.follow_logs_with(&mut ship);
     let last = Batch {
         samples: pending,
         alerts: alert_rows(&mut monitor, &name, &ctx),
@@ -372,17 +405,47 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
     let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
     let stored = stored.load(Ordering::Relaxed);
     let failed = failed.load(Ordering::Relaxed);
-    let (webhook_sent, webhook_dropped) = match webhook {
+    let hooked = match webhook {
         Some(webhook) => webhook.finish(Duration::from_secs(10)).await,
-        None => (0, 0),
+        None => Default::default(),
     };
-    if webhook_dropped > 0 {
+    if hooked.dropped > 0 {
         log.line(
             "warning",
             "alert",
-            &format!("{webhook_dropped} alerts could not be posted to the webhook ({webhook_sent} were)"),
+            &format!(
+                "{} alerts could not be posted to the webhook ({} were){}",
+                hooked.dropped,
+                hooked.sent,
+                hooked
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
         );
     }
+    let shipped = match cloudwatch {
+        Some((_, sink)) => {
+            let shipped = sink.finish(Duration::from_secs(20)).await;
+            log.line(
+                if shipped.dropped > 0 { "warning" } else { "info" },
+                "chain",
+                &format!(
+                    "{} log lines shipped to CloudWatch Logs, {} dropped{}",
+                    shipped.sent,
+                    shipped.dropped,
+                    shipped
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ),
+            );
+            shipped
+        }
+        None => Default::default(),
+    };
     log.line(
         "info",
         "chain",
@@ -400,8 +463,10 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         "samples_dropped": dropped + failed,
         "down_readings": down_readings,
         "alert_patterns": alerts_raised,
-        "webhook_sent": webhook_sent,
-        "webhook_dropped": webhook_dropped,
+        "webhook_sent": hooked.sent,
+        "webhook_dropped": hooked.dropped,
+        "cloudwatch_sent": shipped.sent,
+        "cloudwatch_dropped": shipped.dropped,
         "probe_errors": probe_errors,
         "ended": ended,
     }))

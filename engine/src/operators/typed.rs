@@ -131,10 +131,21 @@ fn describe(operator: &str, path: &str, message: &str, line_of: &dyn Fn(&str) ->
         } else {
             format!(" for operator `{operator}`")
         };
+        // Inside a nested mapping (`cloudwatch: {group: x}`) the path names the mapping: the key is
+        // `cloudwatch.group`, on the mapping's line.
+        let within = path.trim_start_matches('.');
+        let within = within.strip_suffix(&format!(".{field}")).unwrap_or(within);
+        let (key, top) = if within.is_empty() || within == field || within == "?" {
+            (field.clone(), field.clone())
+        } else {
+            let top = within.split(['.', '[']).next().unwrap_or(within).to_string();
+            (format!("{within}.{field}"), top)
+        };
+        let owner = if top != key { format!(" in `{within}`") } else { owner };
         return ArgError {
-            line: line_of(&field),
+            line: line_of(&top),
             message: format!("unknown argument `{field}`{owner}; {expected}"),
-            key: field,
+            key,
         };
     }
     if let Some(field) = quoted(message, "missing field `") {

@@ -40,6 +40,7 @@ mod generate;
 mod keys;
 mod keystore;
 pub mod lifecycle;
+pub mod load;
 pub mod monitor;
 pub mod operators;
 mod output;

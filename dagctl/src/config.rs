@@ -151,6 +151,11 @@ impl Config {
         self.home.join("clients")
     }
 
+    /// Where load tests keep their per-call records files.
+    pub fn load_dir(&self) -> PathBuf {
+        self.home.join("load")
+    }
+
     /// Builds the configuration from flags, the environment and the config file.
     pub fn load(flags: &GlobalFlags) -> Result<Config> {
         Self::load_from(flags, |name| std::env::var(name).ok())
@@ -431,6 +436,7 @@ pub struct RunnerConfig {
     pub token: String,
     pub networks_dir: Option<PathBuf>,
     pub clients_dir: Option<PathBuf>,
+    pub load_dir: Option<PathBuf>,
     pub path: Option<String>,
     pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
 }
@@ -438,6 +444,7 @@ pub struct RunnerConfig {
 /// The runner's environment names for the chain backend's settings.
 pub const NETWORKS_DIR_ENV: &str = "DAGCTL_NETWORKS_DIR";
 pub const CLIENTS_DIR_ENV: &str = "DAGCTL_CLIENTS_DIR";
+pub const LOAD_DIR_ENV: &str = "DAGCTL_LOAD_DIR";
 
 impl RunnerConfig {
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RunnerConfig> {
@@ -461,6 +468,7 @@ impl RunnerConfig {
             token,
             networks_dir: env(NETWORKS_DIR_ENV).map(PathBuf::from),
             clients_dir: env(CLIENTS_DIR_ENV).map(PathBuf::from),
+            load_dir: env(LOAD_DIR_ENV).map(PathBuf::from),
             path: env("PATH"),
             client_overrides,
         })

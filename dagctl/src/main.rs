@@ -69,6 +69,8 @@ enum Command {
     /// Deploy, inspect and tear down blockchain networks outside a DAG
     #[command(subcommand)]
     Net(NetCommand),
+    /// Drive load at a network or a node's URL: open or closed loop, ramps, a breaking-point search
+    Load(Box<cmd::load::LoadFlags>),
     /// Install pinned blockchain clients into the data dir
     #[command(subcommand)]
     Clients(ClientsCommand),
@@ -430,6 +432,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pg_url,
             output,
         }) => cmd::bench::scheduler(&config, database, pg_url, output).await,
+        Command::Load(flags) => cmd::load::load(&config, &flags).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

@@ -7,6 +7,7 @@
 //! try started ([`worker::operator::OperatorContext::xcoms`]).
 
 mod deploy_network;
+mod load_test;
 mod monitor;
 mod teardown;
 
@@ -17,16 +18,19 @@ use worker::operator::Operators;
 use crate::backend::NodeBackend;
 
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
+pub use load_test::LOAD_TEST;
 pub use monitor::MONITOR;
 pub use teardown::TEARDOWN;
 
-/// Registers the chain operators; their networks run on `backend`.
-pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>) {
+/// Registers the chain operators; their networks run on `backend`, load tests keep their per-call records
+/// under `load_dir`.
+pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>, load_dir: std::path::PathBuf) {
     operators.add(Arc::new(deploy_network::DeployNetwork {
         backend: backend.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));
     operators.add(Arc::new(monitor::MonitorOperator));
+    operators.add(Arc::new(load_test::LoadTest { records_dir: load_dir }));
 }
 
 /// The network name behind `reference` (a `network:` argument): the `name` pushed by a task of this run
@@ -62,12 +66,12 @@ mod tests {
     fn registry() -> OperatorRegistry {
         let dir = std::env::temp_dir().join("dagctl-chain-operator-tests");
         let backend = crate::local::LocalBackend::new(crate::local::LocalOptions::new(
-            dir,
+            dir.clone(),
             Default::default(),
             "test-host".into(),
         ));
         let mut operators = worker::operator::Operators::builtin();
-        register(&mut operators, Arc::new(backend));
+        register(&mut operators, Arc::new(backend), dir.join("load"));
         operators.registry().clone()
     }
 

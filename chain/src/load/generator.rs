@@ -1,0 +1,605 @@
+//! The generator: one thread, one single-threaded runtime, calls as local tasks sharing plain cells (no locks,
+//! no atomics on the hot path). Open loop starts each call at its intended time whatever the node does, and
+//! measures latency from that time; closed loop runs N users, each waiting for its answer (and its think
+//! time) before the next call. Calls beyond `max_in_flight` are not sent and count as dropped.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, U256};
+use alloy_signer_local::PrivateKeySigner;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::arrivals::{Arrivals, Phase, Spacing};
+use super::calls::{self, Body, Kind, Mix};
+use super::http::{self, Connection, Endpoint, Failure};
+use super::inclusion::Tracker;
+use super::record::{Call, Outcome, Recorder};
+use super::senders::{self, Fees, NonceFate, Sender, Senders};
+
+/// A node calls go to.
+pub struct Target {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pool: RefCell<Vec<Connection>>,
+}
+
+impl Target {
+    pub fn new(name: String, url: &str) -> Result<Target, String> {
+        Ok(Target {
+            name,
+            endpoint: Endpoint::parse(url)?,
+            pool: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// One JSON-RPC call (setup and following, not load): the result, or why not.
+    pub async fn rpc(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, String> {
+        let body = calls::request(method, &params.to_string());
+        let answer = http::post(&self.endpoint, &self.pool, body.as_bytes(), timeout)
+            .await
+            .map_err(|f| format!("{method} on `{}`: {f:?}", self.name))?;
+        match calls::classify(answer.status, &answer.body) {
+            (Outcome::Ok, _) => calls::result(&answer.body).ok_or_else(|| format!("{method}: no result")),
+            (outcome, message) => Err(format!(
+                "{method} on `{}`: {}{}",
+                self.name,
+                outcome.name(),
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            )),
+        }
+    }
+}
+
+/// Which target the next call goes to.
+pub enum Picker {
+    RoundRobin(Cell<usize>),
+    Weighted { cumulative: Vec<f64>, rng: Cell<u64> },
+}
+
+impl Picker {
+    pub fn pick(&self, targets: usize) -> usize {
+        match self {
+            Picker::RoundRobin(next) => {
+                let i = next.get() % targets.max(1);
+                next.set(i + 1);
+                i
+            }
+            Picker::Weighted { cumulative, rng } => {
+                let mut x = rng.get();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                rng.set(x);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                cumulative.iter().position(|c| u < *c).unwrap_or(cumulative.len() - 1)
+            }
+        }
+    }
+}
+
+/// Transfers: who sends, to whom, at what fees.
+pub struct Transfers {
+    pub senders: Senders,
+    pub fees: Fees,
+    pub receivers: Vec<Address>,
+    pub value: U256,
+    next_receiver: Cell<usize>,
+}
+
+/// Progress, for the live line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub in_flight: u32,
+    /// Calls answered in the last second.
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Failed calls so far by type.
+    pub errors: Vec<(String, u64)>,
+}
+
+/// Counts of a window (the last second, or a step).
+struct Window {
+    sent: u64,
+    ok: u64,
+    failed: u64,
+    latency: Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            sent: 0,
+            ok: 0,
+            failed: 0,
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+/// Everything the calls share.
+pub struct Generator {
+    pub targets: Vec<Target>,
+    pub picker: Picker,
+    pub kinds: Vec<Kind>,
+    mix: RefCell<Mix>,
+    raw_next: Cell<usize>,
+    pub recorder: RefCell<Recorder>,
+    pub transfers: Option<Transfers>,
+    pub tracker: RefCell<Tracker>,
+    in_flight: Cell<u32>,
+    seq: Cell<u64>,
+    pub start: Instant,
+    pub timeout: Duration,
+    max_in_flight: u32,
+    /// Closed loop measures from the send, open loop from the intended time.
+    open_loop: Cell<bool>,
+    second: RefCell<Window>,
+    step: RefCell<Window>,
+    totals: Cell<(u64, u64)>,
+}
+
+/// How close to an arrival the dispatcher stops sleeping and starts yielding.
+const SPIN: Duration = Duration::from_micros(1500);
+
+fn us(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+impl Generator {
+    pub fn new(
+        targets: Vec<Target>,
+        picker: Picker,
+        kinds: Vec<Kind>,
+        recorder: Recorder,
+        transfers: Option<Transfers>,
+        timeout: Duration,
+        max_in_flight: u32,
+    ) -> Generator {
+        let mix = Mix::new(&kinds, 0x9E37_79B9_7F4A_7C15);
+        Generator {
+            targets,
+            picker,
+            kinds,
+            mix: RefCell::new(mix),
+            raw_next: Cell::new(0),
+            recorder: RefCell::new(recorder),
+            transfers,
+            tracker: RefCell::new(Tracker::default()),
+            in_flight: Cell::new(0),
+            seq: Cell::new(0),
+            start: Instant::now(),
+            timeout,
+            max_in_flight,
+            open_loop: Cell::new(true),
+            second: RefCell::new(Window::new()),
+            step: RefCell::new(Window::new()),
+            totals: Cell::new((0, 0)),
+        }
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.get()
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.seq.get()
+    }
+
+    /// Starts one call meant to start at `intended` (from the run's start), as a local task.
+    pub fn launch(self: &Rc<Self>, intended: Duration) {
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        let kind = self.mix.borrow_mut().pick();
+        let node = self.picker.pick(self.targets.len());
+        if self.in_flight.get() >= self.max_in_flight {
+            self.finish(seq, kind, node, intended, self.start.elapsed(), Outcome::Dropped);
+            return;
+        }
+        self.in_flight.set(self.in_flight.get() + 1);
+        let this = self.clone();
+        tokio::task::spawn_local(async move {
+            let sent = this.start.elapsed();
+            let outcome = this.call(seq, kind, node).await;
+            this.in_flight.set(this.in_flight.get() - 1);
+            this.finish(seq, kind, node, intended, sent, outcome);
+        });
+    }
+
+    /// One call, run to its end (closed loop).
+    pub async fn call_now(self: &Rc<Self>) {
+        self.open_loop.set(false);
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        let kind = self.mix.borrow_mut().pick();
+        let node = self.picker.pick(self.targets.len());
+        self.in_flight.set(self.in_flight.get() + 1);
+        let sent = self.start.elapsed();
+        let outcome = self.call(seq, kind, node).await;
+        self.in_flight.set(self.in_flight.get() - 1);
+        self.finish(seq, kind, node, sent, sent, outcome);
+    }
+
+    fn finish(&self, seq: u64, kind: usize, node: usize, intended: Duration, sent: Duration, outcome: Outcome) {
+        let now = self.start.elapsed();
+        let from = if self.open_loop.get() { intended } else { sent };
+        let latency = us(now.saturating_sub(from));
+        self.recorder.borrow_mut().call(Call {
+            seq,
+            kind: kind as u8,
+            node: node as u16,
+            intended_us: us(intended),
+            sent_us: us(sent),
+            latency_us: latency,
+            outcome,
+        });
+        let (mut ok, mut failed) = self.totals.get();
+        for window in [&self.second, &self.step] {
+            let mut w = window.borrow_mut();
+            w.sent += u64::from(outcome != Outcome::Dropped);
+            if outcome == Outcome::Ok {
+                w.ok += 1;
+            } else {
+                w.failed += 1;
+            }
+            if outcome != Outcome::Dropped {
+                w.latency.saturating_record(latency.max(1));
+            }
+        }
+        if outcome == Outcome::Ok {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+        self.totals.set((ok, failed));
+    }
+
+    async fn call(&self, seq: u64, kind: usize, node: usize) -> Outcome {
+        let target = &self.targets[node];
+        let body = match &self.kinds[kind].body {
+            Body::Fixed(bytes) => return self.post(target, bytes).await.0,
+            Body::Raw(lines) if lines.is_empty() => return Outcome::Garbage,
+            Body::Raw(lines) => {
+                let i = self.raw_next.get();
+                self.raw_next.set(i + 1);
+                lines[i % lines.len()].clone()
+            }
+            Body::Transfer { legacy } => {
+                let legacy = *legacy;
+                return match tokio::time::timeout(self.timeout, self.transfer(seq, target, legacy)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::Timeout,
+                };
+            }
+        };
+        self.post(target, &body).await.0
+    }
+
+    async fn post(&self, target: &Target, body: &[u8]) -> (Outcome, Option<http::Answer>) {
+        match http::post(&target.endpoint, &target.pool, body, self.timeout).await {
+            Ok(answer) => (calls::classify(answer.status, &answer.body).0, Some(answer)),
+            Err(failure) => (failure_outcome(failure), None),
+        }
+    }
+
+    /// A signed transfer from the next free sender. Dropped before its end (a timeout), the sender's lease
+    /// marks the nonce unknown.
+    async fn transfer(&self, seq: u64, target: &Target, legacy: bool) -> Outcome {
+        let Some(transfers) = &self.transfers else {
+            return Outcome::Garbage;
+        };
+        let mut lease = transfers.senders.lease().await;
+        let (key, nonce, needs_sync) = {
+            let senders = transfers.senders.senders.borrow();
+            let sender = &senders[lease.index];
+            (sender.key.clone(), sender.next_nonce, sender.needs_sync)
+        };
+        let nonce = if needs_sync {
+            match pending_nonce(target, &key, self.timeout).await {
+                Ok(pending) => {
+                    let mut senders = transfers.senders.senders.borrow_mut();
+                    senders[lease.index].needs_sync = false;
+                    senders[lease.index].next_nonce = pending;
+                    pending
+                }
+                Err(_) => return Outcome::Timeout,
+            }
+        } else {
+            nonce
+        };
+        let r = transfers.next_receiver.get();
+        transfers.next_receiver.set(r + 1);
+        let to = transfers.receivers[r % transfers.receivers.len()];
+        let signed = match senders::sign_transfer(&key, &transfers.fees, legacy, nonce, to, transfers.value) {
+            Ok(signed) => signed,
+            Err(_) => {
+                lease.settle(NonceFate::Free);
+                return Outcome::Garbage;
+            }
+        };
+        let body = calls::request("eth_sendRawTransaction", &format!("[\"{}\"]", signed.raw_hex));
+        let sent_at = Instant::now();
+        let (outcome, answer) = self.post(target, body.as_bytes()).await;
+        let fate = match outcome {
+            Outcome::Ok => {
+                self.tracker.borrow_mut().sent(signed.hash, seq, sent_at);
+                NonceFate::Used
+            }
+            Outcome::RpcError(_) => {
+                let message = answer
+                    .as_ref()
+                    .and_then(|a| calls::classify(a.status, &a.body).1)
+                    .unwrap_or_default();
+                senders::fate_of_error(&message)
+            }
+            // Refused: nothing reached the node.
+            Outcome::Refused => NonceFate::Free,
+            _ => NonceFate::Unknown,
+        };
+        lease.settle(fate);
+        outcome
+    }
+
+    /// The live figures; the last-second window starts again.
+    pub fn progress(&self) -> Progress {
+        let mut second = self.second.borrow_mut();
+        let elapsed = self.start.elapsed();
+        let (ok, failed) = self.totals.get();
+        let errors = self.error_counts();
+        let progress = Progress {
+            elapsed,
+            sent: self.seq.get(),
+            ok,
+            failed,
+            in_flight: self.in_flight.get(),
+            rate: (second.ok + second.failed) as f64,
+            p50_ms: second.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: second.latency.value_at_quantile(0.99) as f64 / 1000.0,
+            errors,
+        };
+        *second = Window::new();
+        progress
+    }
+
+    fn error_counts(&self) -> Vec<(String, u64)> {
+        let mut errors: std::collections::BTreeMap<String, u64> = Default::default();
+        for ((_, outcome), h) in &self.recorder.borrow().calls {
+            if *outcome != Outcome::Ok {
+                *errors.entry(outcome.name()).or_default() += h.len();
+            }
+        }
+        errors.into_iter().collect()
+    }
+
+    /// The step window's (sent, ok, failed, p99 ms); the window starts again.
+    pub fn take_step(&self) -> (u64, u64, u64, f64) {
+        let mut step = self.step.borrow_mut();
+        let figures = (
+            step.sent,
+            step.ok,
+            step.failed,
+            step.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        );
+        *step = Window::new();
+        figures
+    }
+
+    /// Runs open-loop `phases` until they end, `stop` says so, or `cancel`.
+    pub async fn open_loop(
+        self: &Rc<Self>,
+        phases: Vec<Phase>,
+        spacing: Spacing,
+        offset: Duration,
+        stop: &dyn Fn(&Generator, Duration) -> bool,
+        cancel: &CancellationToken,
+    ) {
+        self.open_loop.set(true);
+        let mut arrivals = Arrivals::new(phases, spacing, 0x5DEE_CE66_D1CE_4E5B ^ self.seq.get());
+        while let Some((at, _)) = arrivals.peek() {
+            let at = at + offset;
+            if cancel.is_cancelled() || stop(self, at) {
+                return;
+            }
+            let now = self.start.elapsed();
+            if at > now {
+                // The runtime's timer ticks in whole milliseconds: sleep to just before the arrival, then
+                // yield (answers are read meanwhile) until it is due, so a call starts on time.
+                if at - now > SPIN {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((self.start + at - SPIN).into()) => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                } else {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            arrivals.advance();
+            self.launch(at);
+        }
+    }
+
+    /// Waits (bounded) for the calls in flight to end.
+    pub async fn drain(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.in_flight.get() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn failure_outcome(failure: Failure) -> Outcome {
+    match failure {
+        Failure::Refused => Outcome::Refused,
+        Failure::Reset => Outcome::Reset,
+        Failure::Timeout => Outcome::Timeout,
+        Failure::Garbage => Outcome::Garbage,
+    }
+}
+
+async fn pending_nonce(target: &Target, key: &PrivateKeySigner, timeout: Duration) -> Result<u64, String> {
+    let count = target
+        .rpc("eth_getTransactionCount", json!([key.address(), "pending"]), timeout)
+        .await?;
+    crate::backend::local::rpc::quantity(&count).ok_or_else(|| format!("not a count: {count}"))
+}
+
+/// Transfers set up: fees read from `target`, `count` senders derived from `funder`, each with its nonce, and
+/// funded by the funder when it holds less than it will spend.
+pub async fn prepare_transfers(
+    target: &Target,
+    funder: &alloy_primitives::B256,
+    count: u32,
+    value: u64,
+    timeout: Duration,
+    note: &dyn Fn(&str),
+) -> Result<Transfers, String> {
+    let quantity = |v: &Value| crate::backend::local::rpc::quantity(v);
+    let big = |v: &Value| -> Result<U256, String> {
+        v.as_str()
+            .and_then(|s| U256::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .ok_or_else(|| format!("not a quantity: {v}"))
+    };
+    let chain_id = quantity(&target.rpc("eth_chainId", json!([]), timeout).await?).ok_or("bad eth_chainId")?;
+    let gas_price = big(&target.rpc("eth_gasPrice", json!([]), timeout).await?)?.to::<u128>();
+    let head = target
+        .rpc("eth_getBlockByNumber", json!(["latest", false]), timeout)
+        .await?;
+    let base_fee = head
+        .get("baseFeePerGas")
+        .and_then(|v| big(v).ok())
+        .map(|v| v.to::<u128>());
+    let priority = if gas_price == 0 {
+        0
+    } else {
+        1_000_000_000u128.min(gas_price)
+    };
+    let fees = Fees {
+        chain_id,
+        // Twice the node's price: room for the base fee to rise during the run.
+        gas_price: gas_price.saturating_mul(2),
+        eip1559: base_fee.map(|base| (base.saturating_mul(2) + priority, priority)),
+    };
+    let funder_key = PrivateKeySigner::from_bytes(funder).map_err(|e| format!("funder_key: {e}"))?;
+    let keys = senders::sender_keys(funder, count)?;
+    let funder_balance = big(&target
+        .rpc("eth_getBalance", json!([funder_key.address(), "latest"]), timeout)
+        .await?)?;
+    let per_tx =
+        U256::from(fees.gas_price.max(fees.eip1559.map_or(0, |f| f.0))) * U256::from(21_000u64) + U256::from(value);
+    // Each sender gets an equal share of half the funder's balance.
+    let share = funder_balance / U256::from(2 * u64::from(count));
+    if !per_tx.is_zero() && share < per_tx * U256::from(10u64) {
+        return Err(format!(
+            "the funder {} holds {funder_balance} wei: too little to fund {count} senders",
+            funder_key.address()
+        ));
+    }
+    let mut funder_nonce = pending_nonce(target, &funder_key, timeout).await?;
+    let mut senders = Vec::new();
+    let mut funding = Vec::new();
+    for key in keys {
+        let nonce = pending_nonce(target, &key, timeout).await?;
+        let balance = big(&target
+            .rpc("eth_getBalance", json!([key.address(), "latest"]), timeout)
+            .await?)?;
+        if !per_tx.is_zero() && balance < share / U256::from(2u64) {
+            let signed = senders::sign_transfer(&funder_key, &fees, true, funder_nonce, key.address(), share)?;
+            target
+                .rpc("eth_sendRawTransaction", json!([signed.raw_hex]), timeout)
+                .await
+                .map_err(|e| format!("funding sender {}: {e}", key.address()))?;
+            funder_nonce += 1;
+            funding.push(key.address());
+        }
+        senders.push(Sender {
+            key,
+            next_nonce: nonce,
+            needs_sync: false,
+            accepted: 0,
+        });
+    }
+    if !funding.is_empty() {
+        note(&format!(
+            "funding {} senders from {}",
+            funding.len(),
+            funder_key.address()
+        ));
+        let until = Instant::now() + Duration::from_secs(120);
+        for address in funding {
+            loop {
+                let balance = big(&target
+                    .rpc("eth_getBalance", json!([address, "latest"]), timeout)
+                    .await?)?;
+                if !balance.is_zero() {
+                    break;
+                }
+                if Instant::now() > until {
+                    return Err(format!("sender {address} was not funded within 120s"));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Ok(Transfers {
+        senders: Senders::new(senders),
+        fees,
+        receivers: senders::receivers(funder),
+        value: U256::from(value),
+        next_receiver: Cell::new(0),
+    })
+}
+
+/// Follows blocks on `target` until `stop`: transfers' inclusion and confirmation.
+pub async fn follow_blocks(generator: Rc<Generator>, target: usize, confirmations: u64, stop: Rc<Cell<bool>>) {
+    let node = &generator.targets[target];
+    let timeout = Duration::from_secs(5);
+    let head = |v: &Value| crate::backend::local::rpc::quantity(v);
+    let mut last = node
+        .rpc("eth_blockNumber", json!([]), timeout)
+        .await
+        .ok()
+        .and_then(|v| head(&v))
+        .unwrap_or_default();
+
+    while !stop.get() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(now_head) = node
+            .rpc("eth_blockNumber", json!([]), timeout)
+            .await
+            .ok()
+            .and_then(|v| head(&v))
+        else {
+            continue;
+        };
+        let seen = Instant::now();
+        for number in last + 1..=now_head {
+            let Ok(block) = node
+                .rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]), timeout)
+                .await
+            else {
+                break;
+            };
+            let hashes: Vec<alloy_primitives::B256> = block
+                .get("transactions")
+                .and_then(Value::as_array)
+                .map(|txs| txs.iter().filter_map(|h| h.as_str()?.parse().ok()).collect())
+                .unwrap_or_default();
+            generator.tracker.borrow_mut().block(number, &hashes, seen);
+            last = number;
+        }
+        let mut recorder = generator.recorder.borrow_mut();
+        generator
+            .tracker
+            .borrow_mut()
+            .head(last, confirmations, seen, &mut recorder);
+    }
+}

@@ -1,0 +1,144 @@
+//! Following sent transfers into blocks: every new block of the watched node is read (its transaction hashes);
+//! a transfer's inclusion time is when its block was first seen, less its send time, and its confirmation time
+//! when the head first stood `confirmations` blocks above it. Memory holds only transfers not yet confirmed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use alloy_primitives::B256;
+
+use super::record::{Recorder, TxFate};
+
+/// A transfer included, waiting for confirmations.
+#[derive(Debug)]
+struct Included {
+    block: u64,
+    seq: u64,
+    sent: Instant,
+    inclusion_us: u64,
+}
+
+/// Sent transfers and where they are.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    pending: HashMap<B256, (u64, Instant)>,
+    included: VecDeque<Included>,
+    /// The last block read.
+    pub last_block: Option<u64>,
+    pub sent: u64,
+    pub included_count: u64,
+    pub confirmed: u64,
+    /// Transfers sent since [`Tracker::mark`], and how many of those are included.
+    pub window_sent: u64,
+    pub window_included: u64,
+    window_seqs: std::collections::HashSet<u64>,
+}
+
+impl Tracker {
+    /// A node accepted transfer `seq` with `hash`, sent at `at`.
+    pub fn sent(&mut self, hash: B256, seq: u64, at: Instant) {
+        self.pending.insert(hash, (seq, at));
+        self.sent += 1;
+        self.window_sent += 1;
+        self.window_seqs.insert(seq);
+    }
+
+    /// Starts a new window (a step of a breaking-point search).
+    pub fn mark(&mut self) {
+        self.window_sent = 0;
+        self.window_included = 0;
+        self.window_seqs.clear();
+    }
+
+    /// Block `number`, first seen at `at`, holds `hashes`.
+    pub fn block(&mut self, number: u64, hashes: &[B256], at: Instant) {
+        for hash in hashes {
+            if let Some((seq, sent)) = self.pending.remove(hash) {
+                self.included_count += 1;
+                if self.window_seqs.remove(&seq) {
+                    self.window_included += 1;
+                }
+                self.included.push_back(Included {
+                    block: number,
+                    seq,
+                    sent,
+                    inclusion_us: at.saturating_duration_since(sent).as_micros() as u64,
+                });
+            }
+        }
+        self.last_block = Some(self.last_block.map_or(number, |b| b.max(number)));
+    }
+
+    /// The head is `head` at `at`: transfers `confirmations` deep are confirmed and recorded.
+    pub fn head(&mut self, head: u64, confirmations: u64, at: Instant, recorder: &mut Recorder) {
+        while let Some(first) = self.included.front() {
+            if first.block + confirmations > head {
+                break;
+            }
+            let done = self.included.pop_front().expect("front exists");
+            self.confirmed += 1;
+            recorder.tx(TxFate {
+                seq: done.seq,
+                inclusion_us: Some(done.inclusion_us),
+                confirmation_us: Some(at.saturating_duration_since(done.sent).as_micros() as u64),
+                pool_us: None,
+            });
+        }
+    }
+
+    /// Nothing left to follow.
+    pub fn settled(&self) -> bool {
+        self.pending.is_empty() && self.included.is_empty()
+    }
+
+    /// Records what is still open: included but unconfirmed, or never seen.
+    pub fn finish(&mut self, recorder: &mut Recorder) {
+        for done in self.included.drain(..) {
+            recorder.tx(TxFate {
+                seq: done.seq,
+                inclusion_us: Some(done.inclusion_us),
+                confirmation_us: None,
+                pool_us: None,
+            });
+        }
+        for (_, (seq, _)) in self.pending.drain() {
+            recorder.tx(TxFate {
+                seq,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn transfers_move_from_sent_to_included_to_confirmed() {
+        let mut recorder = Recorder::new(None, &()).unwrap();
+        let mut tracker = Tracker::default();
+        let t0 = Instant::now();
+        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        tracker.sent(a, 0, t0);
+        tracker.sent(b, 1, t0);
+        tracker.block(10, &[a, B256::repeat_byte(9)], t0 + Duration::from_millis(800));
+        assert_eq!(tracker.included_count, 1);
+        tracker.head(11, 2, t0 + Duration::from_secs(1), &mut recorder);
+        assert_eq!(tracker.confirmed, 0);
+        tracker.head(12, 2, t0 + Duration::from_secs(2), &mut recorder);
+        assert_eq!(tracker.confirmed, 1);
+        assert_eq!(recorder.inclusion.len(), 1);
+        assert!(
+            (799_000..=801_000).contains(&recorder.inclusion.max()),
+            "{}",
+            recorder.inclusion.max()
+        );
+        assert!((1_999_000..=2_002_000).contains(&recorder.confirmation.max()));
+        assert!(!tracker.settled());
+        tracker.finish(&mut recorder);
+        assert!(tracker.settled());
+        assert_eq!(recorder.inclusion.len(), 1, "the unseen one has no inclusion time");
+    }
+}

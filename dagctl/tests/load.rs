@@ -526,3 +526,86 @@ fn the_load_test_operator_runs_in_a_dag_and_keeps_its_records() {
         "{text}"
     );
 }
+
+/// Step mode: rates go up step by step while the node holds; a step breaks on its error rate, or when its
+/// transfers stop reaching blocks (mining switched off), and the last rate that held is reported.
+#[test]
+fn step_mode_reports_the_last_sustainable_rate_and_what_broke() {
+    let anvil = Anvil::start(1);
+    let home = Home::new();
+    let (summary, _) = load(
+        &home,
+        &[&anvil.url(), "--step", "start=100,increase=100,for=1s,max_steps=3"],
+    );
+    let steps = summary["steps"].as_array().unwrap();
+    let rates: Vec<f64> = steps.iter().map(|s| s["rate"].as_f64().unwrap()).collect();
+    assert_eq!(rates, [100.0, 200.0, 300.0], "{summary}");
+    assert!(steps.iter().all(|s| s["broke"].is_null()), "{summary}");
+    assert_eq!(steps[1]["sent"], 200, "{summary}");
+    assert_eq!(summary["sustainable_rate"], 300.0);
+
+    // Nothing listening: the first step fails every call.
+    let (summary, _) = load(
+        &home,
+        &[
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--step",
+            "start=50,increase=50,for=1s",
+        ],
+    );
+    let steps = summary["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{summary}");
+    assert!(
+        steps[0]["broke"]
+            .as_str()
+            .unwrap()
+            .starts_with("error rate 100.00% above 1.00%"),
+        "{summary}"
+    );
+    assert!(summary["sustainable_rate"].is_null());
+
+    // Senders funded by a first run; then mining stops: transfers are accepted but never included.
+    let transfer = [
+        "--workload",
+        "transfer=1",
+        "--funder-key",
+        DEV_KEY,
+        "--senders",
+        "4",
+        "--settle",
+        "1s",
+    ];
+    load(
+        &home,
+        &[
+            &[anvil.url().as_str(), "--rate", "20", "--duration", "1s"],
+            &transfer[..],
+        ]
+        .concat(),
+    );
+    anvil.rpc("evm_setIntervalMining", json!([0]));
+    anvil.rpc("evm_setAutomine", json!([false]));
+    let (summary, _) = load(
+        &home,
+        &[
+            &[anvil.url().as_str(), "--step", "start=50,increase=50,for=1s"],
+            &transfer[..],
+        ]
+        .concat(),
+    );
+    let steps = summary["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{summary}");
+    assert_eq!(steps[0]["tx_included"], 0, "{summary}");
+    assert!(
+        steps[0]["broke"]
+            .as_str()
+            .unwrap()
+            .starts_with("inclusion fell behind: 0 of 50"),
+        "{summary}"
+    );
+    assert_eq!(
+        steps[0]["pool_after"].as_u64(),
+        Some(50),
+        "the pool grew by the step's transfers: {summary}"
+    );
+}

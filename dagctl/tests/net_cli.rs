@@ -61,6 +61,10 @@ fn example_dags_validate_and_bad_specs_are_rejected_with_their_line() {
         "deploy-besu-clique",
         "deploy-openethereum-aura",
         "deploy-openethereum-clique",
+        "monitor-geth-clique",
+        "load-test",
+        "breaking-point-geth",
+        "nightly-benchmark",
     ];
     for dag in expected {
         assert!(dags.join(format!("{dag}.yaml")).exists(), "{dag}.yaml missing");

@@ -21,25 +21,39 @@ pub struct RampStep {
 }
 
 /// A breaking-point search: from `start` calls/s, `increase` more every step of `for`, until a step breaks.
+/// Every field may be a template (`"{{ params.start }}"`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepArgs {
-    pub start: f64,
-    pub increase: f64,
+    pub start: Templated<f64>,
+    pub increase: Templated<f64>,
     #[serde(rename = "for")]
-    pub length: SpecDuration,
+    pub length: Templated<SpecDuration>,
     /// Stop (unbroken) past this rate.
     #[serde(default)]
-    pub max_rate: Option<f64>,
+    pub max_rate: Option<Templated<f64>>,
     /// A step whose share of failed calls exceeds this breaks (default 0.01).
     #[serde(default)]
-    pub max_error_rate: Option<f64>,
+    pub max_error_rate: Option<Templated<f64>>,
     /// A step whose p99 latency exceeds this breaks (default 1s).
     #[serde(default)]
-    pub max_p99: Option<SpecDuration>,
+    pub max_p99: Option<Templated<SpecDuration>>,
     /// At most this many steps (default 20).
     #[serde(default)]
-    pub max_steps: Option<u32>,
+    pub max_steps: Option<Templated<u32>>,
+}
+
+/// A rendered value, or an issue naming `key`.
+fn rendered<T: Copy>(key: &str, value: &Templated<T>) -> Result<T, ArgIssue> {
+    value.value(key).copied().map_err(|e| issue(key, e))
+}
+
+/// The value when it is known (not a template yet).
+fn known<T: Copy>(value: &Templated<T>) -> Option<T> {
+    match value {
+        Templated::Value(v) => Some(*v),
+        Templated::Template(_) => None,
+    }
 }
 
 /// Which nodes the calls go to.
@@ -286,16 +300,29 @@ impl LoadArgs {
                 spacing,
             }
         } else if let Some(step) = &self.step {
-            Mode::Step(StepPlan {
-                start: step.start,
-                increase: step.increase,
-                length: step.length.get(),
-                max_rate: step.max_rate,
-                max_error_rate: step.max_error_rate.unwrap_or(0.01),
-                max_p99: step.max_p99.map(|d| d.get()).unwrap_or(Duration::from_secs(1)),
-                max_steps: step.max_steps.unwrap_or(20),
+            let optional = |key: &str, v: &Option<Templated<f64>>| v.as_ref().map(|v| rendered(key, v)).transpose();
+            let plan = StepPlan {
+                start: rendered("step.start", &step.start)?,
+                increase: rendered("step.increase", &step.increase)?,
+                length: rendered("step.for", &step.length)?.get(),
+                max_rate: optional("step.max_rate", &step.max_rate)?,
+                max_error_rate: optional("step.max_error_rate", &step.max_error_rate)?.unwrap_or(0.01),
+                max_p99: step
+                    .max_p99
+                    .as_ref()
+                    .map(|v| rendered("step.max_p99", v))
+                    .transpose()?
+                    .map_or(Duration::from_secs(1), |d| d.get()),
+                max_steps: step
+                    .max_steps
+                    .as_ref()
+                    .map(|v| rendered("step.max_steps", v))
+                    .transpose()?
+                    .unwrap_or(20),
                 spacing,
-            })
+            };
+            check_step(&plan)?;
+            Mode::Step(plan)
         } else {
             return Err(issue("rate", "give one of `rate`, `users`, `ramp` or `step`"));
         };
@@ -312,6 +339,22 @@ impl LoadArgs {
             settle: self.settle.map(|t| t.get()).unwrap_or(Duration::from_secs(30)),
         })
     }
+}
+
+/// The checks of a resolved step plan (templated values are known only now).
+fn check_step(plan: &StepPlan) -> Result<(), ArgIssue> {
+    check_rate("step.start", plan.start)?;
+    check_rate("step.increase", plan.increase)?;
+    if plan.length < Duration::from_secs(1) {
+        return Err(issue("step", "a step lasts at least 1s"));
+    }
+    if !(plan.max_error_rate > 0.0 && plan.max_error_rate <= 1.0) {
+        return Err(issue("step", "max_error_rate is a share above 0, at most 1"));
+    }
+    if plan.max_steps == 0 || plan.max_steps > 100 {
+        return Err(issue("step", "max_steps must be 1 to 100"));
+    }
+    Ok(())
 }
 
 fn check_rate(key: &str, rate: f64) -> Result<(), ArgIssue> {
@@ -377,17 +420,26 @@ impl OperatorArgs for LoadArgs {
             }
         }
         if let Some(step) = &self.step {
-            check_rate("step.start", step.start)?;
-            check_rate("step.increase", step.increase)?;
-            if step.length.get() < Duration::from_secs(1) {
+            if let Some(start) = known(&step.start) {
+                check_rate("step.start", start)?;
+            }
+            if let Some(increase) = known(&step.increase) {
+                check_rate("step.increase", increase)?;
+            }
+            if known(&step.length).is_some_and(|l| l.get() < Duration::from_secs(1)) {
                 return Err(issue("step", "a step lasts at least 1s"));
             }
-            if let Some(rate) = step.max_error_rate {
+            if let Some(rate) = step.max_error_rate.as_ref().and_then(known) {
                 if !(rate > 0.0 && rate <= 1.0) {
                     return Err(issue("step", "max_error_rate is a share above 0, at most 1"));
                 }
             }
-            if step.max_steps.is_some_and(|n| n == 0 || n > 100) {
+            if step
+                .max_steps
+                .as_ref()
+                .and_then(known)
+                .is_some_and(|n| n == 0 || n > 100)
+            {
                 return Err(issue("step", "max_steps must be 1 to 100"));
             }
         }

@@ -99,6 +99,9 @@ fn pairs(flag: &str, text: &str) -> Result<Value> {
 }
 
 fn number_or_text(text: &str) -> Value {
+    if let Ok(whole) = text.parse::<u64>() {
+        return Value::from(whole);
+    }
     text.parse::<f64>()
         .ok()
         .and_then(serde_json::Number::from_f64)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned Python tools the REST API compatibility tests run: the official Airflow
-# client (apache-airflow-client 3.3.2 from PyPI), schemathesis 4.32.5, and moto 5.2.5 in server mode (a
-# local CloudWatch Logs endpoint for the monitor's log shipping tests), into a venv at
+# client (apache-airflow-client 3.3.2 from PyPI), schemathesis 4.32.5, moto 5.2.5 in server mode (a
+# local CloudWatch Logs endpoint for the monitor's log shipping tests) and locust 2.47.0 (chain.locust, and
+# the baseline of `dagctl bench load`), into a venv at
 # CACHE_DIR/venv. Skips the install when the venv already holds exactly these pins (a marker file
 # written after a successful install), so reruns are fast. Prints the venv's python (the only
 # line on stdout).
@@ -18,7 +19,8 @@ set -euo pipefail
 AIRFLOW_CLIENT_VERSION=3.3.2
 SCHEMATHESIS_VERSION=4.32.5
 MOTO_VERSION=5.2.5
-PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION} moto[server]==${MOTO_VERSION}"
+LOCUST_VERSION=2.47.0
+PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION} moto[server]==${MOTO_VERSION} locust==${LOCUST_VERSION}"
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
     echo "usage: $0 CACHE_DIR" >&2
@@ -88,6 +90,8 @@ for spec in $PINS; do
     fi
 done
 "$py" -c 'import airflow_client.client, schemathesis, moto.server' >&2 || { log "installed packages do not import"; exit 1; }
+# locust monkey-patches the standard library with gevent: imported on its own.
+"$py" -c 'import locust' >&2 || { log "locust does not import"; exit 1; }
 [ -x "$venv/bin/schemathesis" ] || { log "$venv/bin/schemathesis is missing"; exit 1; }
 
 want_marker >"$marker"

@@ -17,12 +17,15 @@ fi
 bin=$(./scripts/install-clients.sh "${DAGCTL_CLIENTS_CACHE:-$HOME/.cache/dagctl/clients}")
 export DAGCTL_CLIENTS_BIN="$bin" DAGCTL_GETH="$bin/geth" DAGCTL_ANVIL="$bin/anvil" DAGCTL_QUORUM="$bin/quorum"
 
-# The web tests' real parts: apache-airflow-client 3.3.2 and schemathesis (PyPI, in a venv), the
+# The web tests' real parts: apache-airflow-client 3.3.2 and schemathesis (PyPI, in a venv, with moto and
+# locust), the
 # oidc-provider IdP and playwright-core (npm), and Debian's Chromium.
 cache=${DAGCTL_TOOLS_CACHE:-$HOME/.cache/dagctl}
 DAGCTL_PYTHON=$(./scripts/install-pytools.sh "$cache/py")
 DAGCTL_NODE_TOOLS=$(./scripts/install-node-tools.sh "$cache/node")
 DAGCTL_CHROMIUM=$(./scripts/ensure-chromium.sh)
-export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM
+# The load benchmark's baselines: Debian's wrk (locust is in the venv above).
+DAGCTL_WRK=$(./scripts/ensure-wrk.sh)
+export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM DAGCTL_WRK
 
 cargo nextest run --workspace --no-fail-fast "$@"

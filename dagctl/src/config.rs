@@ -39,6 +39,7 @@ struct FileConfig {
     quorum_release_url: Option<String>,
     sample_retention: Option<String>,
     runner_pass_env: Option<Vec<String>>,
+    locust: Option<PathBuf>,
     oidc: Option<FileOidc>,
 }
 
@@ -115,6 +116,8 @@ pub struct Config {
     pub quorum_release_url: Option<String>,
     /// How long monitor samples are kept (`sample_retention`, e.g. `7d`; `none` keeps them for good).
     pub sample_retention: Option<std::time::Duration>,
+    /// The `locust` program `chain.locust` runs (`DAGCTL_LOCUST`, `locust`); None = `locust` on PATH.
+    pub locust: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -247,6 +250,7 @@ impl Config {
             geth_release_url: env("DAGCTL_GETH_RELEASE_URL").or(file.geth_release_url),
             quorum_release_url: env("DAGCTL_QUORUM_RELEASE_URL").or(file.quorum_release_url),
             sample_retention,
+            locust: env(LOCUST_ENV).map(PathBuf::from).or(file.locust),
             user: env("USER"),
             path: env("PATH"),
             client_overrides,
@@ -437,6 +441,7 @@ pub struct RunnerConfig {
     pub networks_dir: Option<PathBuf>,
     pub clients_dir: Option<PathBuf>,
     pub load_dir: Option<PathBuf>,
+    pub locust: Option<PathBuf>,
     pub path: Option<String>,
     pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
 }
@@ -445,6 +450,7 @@ pub struct RunnerConfig {
 pub const NETWORKS_DIR_ENV: &str = "DAGCTL_NETWORKS_DIR";
 pub const CLIENTS_DIR_ENV: &str = "DAGCTL_CLIENTS_DIR";
 pub const LOAD_DIR_ENV: &str = "DAGCTL_LOAD_DIR";
+pub const LOCUST_ENV: &str = "DAGCTL_LOCUST";
 
 impl RunnerConfig {
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RunnerConfig> {
@@ -469,6 +475,7 @@ impl RunnerConfig {
             networks_dir: env(NETWORKS_DIR_ENV).map(PathBuf::from),
             clients_dir: env(CLIENTS_DIR_ENV).map(PathBuf::from),
             load_dir: env(LOAD_DIR_ENV).map(PathBuf::from),
+            locust: env(LOCUST_ENV).map(PathBuf::from),
             path: env("PATH"),
             client_overrides,
         })

@@ -318,6 +318,9 @@ enum BenchCommand {
     /// What watching networks costs (monitor CPU per node) and whether it keeps up (replayed nodes, batched
     /// sample writes), each against a baseline of the same run
     Monitor(cmd::bench_monitor::MonitorBenchArgs),
+    /// The load generator against wrk and locust on one anvil, signed transfers per second, and memory at
+    /// millions of recorded calls
+    Load(cmd::bench_load::LoadBenchArgs),
     /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
@@ -422,6 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             PoolsCommand::Delete { name } => cmd::tasks::pool_delete(&config, &name).await,
         },
         Command::Bench(BenchCommand::Monitor(args)) => cmd::bench_monitor::monitor(&config, &args).await,
+        Command::Bench(BenchCommand::Load(args)) => cmd::bench_load::load(&config, &args).await,
         Command::Bench(BenchCommand::Web {
             database,
             pg_url,

@@ -18,7 +18,9 @@ use worker::log::{FileLogs, TaskLogs};
 use worker::operator::Operators;
 use worker::{LocalExecutor, LocalOptions};
 
-use crate::config::{client_override_name, Config, RunnerConfig, CLIENTS_DIR_ENV, LOAD_DIR_ENV, NETWORKS_DIR_ENV};
+use crate::config::{
+    client_override_name, Config, RunnerConfig, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
+};
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 pub async fn open_store(config: &Config) -> Result<Store> {
@@ -29,15 +31,23 @@ pub async fn open_store(config: &Config) -> Result<Store> {
 
 /// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run
 /// on `backend`.
-pub fn operators(backend: chain::local::LocalBackend, load_dir: PathBuf) -> Operators {
+pub fn operators(backend: chain::local::LocalBackend, settings: chain::operators::Settings) -> Operators {
     let mut operators = Operators::builtin();
-    chain::operators::register(&mut operators, Arc::new(backend), load_dir);
+    chain::operators::register(&mut operators, Arc::new(backend), settings);
     operators
 }
 
 /// The engine's view of [`operators`]: argument checks by name and Airflow path.
 pub fn registry(config: &Config) -> OperatorRegistry {
-    operators(chain_backend(config), config.load_dir()).registry().clone()
+    operators(
+        chain_backend(config),
+        chain::operators::Settings {
+            load_dir: config.load_dir(),
+            locust: config.locust.clone(),
+        },
+    )
+    .registry()
+    .clone()
 }
 
 /// The local chain backend of the engine: networks under `<home>/networks`, clients from `<home>/clients`,
@@ -134,6 +144,9 @@ pub fn build_scheduler(
     base_env.push((NETWORKS_DIR_ENV.into(), config.networks_dir().display().to_string()));
     base_env.push((CLIENTS_DIR_ENV.into(), config.clients_dir().display().to_string()));
     base_env.push((LOAD_DIR_ENV.into(), config.load_dir().display().to_string()));
+    if let Some(locust) = &config.locust {
+        base_env.push((LOCUST_ENV.into(), locust.display().to_string()));
+    }
     for (client, path) in &config.client_overrides {
         base_env.push((client_override_name(*client), path.display().to_string()));
     }

@@ -92,6 +92,73 @@ fn load(home: &Home, args: &[&str]) -> (Value, String) {
     (serde_json::from_str(&stdout(&output)).unwrap(), err)
 }
 
+/// A JSON-RPC answer with a result.
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x\"}";
+
+/// What the test server does with one request.
+enum Answer {
+    Send(&'static [u8]),
+    /// Close the connection without an answer.
+    Close,
+    /// Answer nothing for 1.5 s, then close.
+    Late,
+}
+
+/// Counts by name of what the test server gave.
+type Served = Arc<Mutex<BTreeMap<&'static str, u64>>>;
+
+/// A keep-alive HTTP server on loopback that answers request number n (from 0, over all connections) as
+/// `answer(n)` says, counting what it gave by name.
+fn serve(answer: fn(u64) -> (&'static str, Answer)) -> (u16, Served) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served: Served = Arc::default();
+    let next = Arc::new(AtomicU64::new(0));
+    let record = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(500) {
+            let Ok(mut stream) = stream else { continue };
+            let (record, counter) = (record.clone(), next.clone());
+            std::thread::spawn(move || loop {
+                // One request: headers, then Content-Length bytes.
+                let mut data = Vec::new();
+                let mut byte = [0u8; 1];
+                while !data.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    data.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&data).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if stream.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let (kind, what) = answer(counter.fetch_add(1, Ordering::SeqCst));
+                *record.lock().unwrap().entry(kind).or_default() += 1;
+                match what {
+                    Answer::Send(bytes) => {
+                        if stream.write_all(bytes).is_err() {
+                            return;
+                        }
+                    }
+                    Answer::Close => return,
+                    Answer::Late => {
+                        std::thread::sleep(Duration::from_millis(1500));
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, served)
+}
+
 /// Transfers from many senders: every accepted transfer is in the chain exactly once, every sender's nonces
 /// are gap-free, and each receiver holds exactly what was sent to it; all recomputed from the blocks.
 #[test]
@@ -250,59 +317,15 @@ fn a_stalled_node_shows_in_open_loop_latency_and_as_timeouts() {
 /// connection), and too late. Each lands under its own type, as many times as the server gave it.
 #[test]
 fn every_kind_of_bad_answer_is_counted_under_its_own_type() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = Arc::new(Mutex::new(BTreeMap::<&'static str, u64>::new()));
-    let next = Arc::new(AtomicU64::new(0));
-    let (record, counter) = (served.clone(), next.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(200) {
-            let Ok(mut stream) = stream else { continue };
-            let (record, counter) = (record.clone(), counter.clone());
-            std::thread::spawn(move || loop {
-                // One request: headers, then Content-Length bytes.
-                let mut data = Vec::new();
-                let mut byte = [0u8; 1];
-                while !data.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    data.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&data).to_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .unwrap_or(0);
-                let mut body = vec![0u8; length];
-                if stream.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let turn = counter.fetch_add(1, Ordering::SeqCst) % 6;
-                let (kind, answer): (&'static str, Option<&[u8]>) = match turn {
-                    0 => ("ok", Some(b"HTTP/1.1 200 OK\r\nContent-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x\"}")),
-                    1 => ("http_500", Some(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")),
-                    2 => ("garbage", Some(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>")),
-                    3 => ("rpc_error", Some(b"HTTP/1.1 200 OK\r\nContent-Length: 76\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32005,\"message\":\"limit exceeded!\"}}")),
-                    4 => ("reset", None),
-                    _ => ("timeout", None),
-                };
-                *record.lock().unwrap().entry(kind).or_default() += 1;
-                match answer {
-                    Some(answer) => {
-                        if stream.write_all(answer).is_err() {
-                            return;
-                        }
-                    }
-                    None if kind == "reset" => return,
-                    None => {
-                        std::thread::sleep(Duration::from_millis(1500));
-                        return;
-                    }
-                }
-            });
-        }
+    let (port, served) = serve(|turn| {
+        match turn % 6 {
+        0 => ("ok", Answer::Send(OK)),
+        1 => ("http_500", Answer::Send(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")),
+        2 => ("garbage", Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>")),
+        3 => ("rpc_error", Answer::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 76\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32005,\"message\":\"limit exceeded!\"}}")),
+        4 => ("reset", Answer::Close),
+        _ => ("timeout", Answer::Late),
+    }
     });
     let home = Home::new();
     let (summary, _) = load(
@@ -608,4 +631,103 @@ fn step_mode_reports_the_last_sustainable_rate_and_what_broke() {
         Some(50),
         "the pool grew by the step's transfers: {summary}"
     );
+}
+
+/// `chain.locust` runs a locustfile (locust 2.47 from PyPI) headless against a URL; its stats become the
+/// load summary, and its counts match what the server saw: every request, every failure.
+#[test]
+fn the_locust_operator_counts_what_the_server_saw() {
+    let python = std::path::PathBuf::from(std::env::var_os("DAGCTL_PYTHON").expect(
+        "DAGCTL_PYTHON must name the venv python of scripts/install-pytools.sh (with locust); ./scripts/test.sh sets it",
+    ));
+    let locust = python.parent().unwrap().join("locust");
+    assert!(
+        locust.exists(),
+        "{} is missing: run scripts/install-pytools.sh",
+        locust.display()
+    );
+    let (port, served) = serve(|turn| {
+        if turn % 5 == 4 {
+            (
+                "fail",
+                Answer::Send(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"),
+            )
+        } else {
+            ("ok", Answer::Send(OK))
+        }
+    });
+    let home = Home::new();
+    let locustfile = home.path().join("rpc_locust.py");
+    std::fs::write(
+        &locustfile,
+        r#"from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+BODY = '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
+
+
+class Rpc(FastHttpUser):
+    wait_time = constant(0.02)
+
+    @task
+    def block_number(self):
+        self.client.post("/", data=BODY, name="eth_blockNumber")
+"#,
+    )
+    .unwrap();
+    let summary_file = home.path().join("summary.json");
+    home.write_dag(
+        "swarm.yaml",
+        &format!(
+            r#"swarm:
+  schedule: null
+  default_args: {{owner: qa, start_date: 2026-11-01}}
+  tasks:
+    swarm:
+      operator: chain.locust
+      url: http://127.0.0.1:{port}
+      locustfile: {}
+      users: 4
+      spawn_rate: 4
+      duration: 3s
+    keep:
+      operator: bash
+      dependencies: [swarm]
+      bash_command: "echo '{{{{ ti.xcom_pull(\"swarm\") | tojson }}}}' > {}"
+"#,
+            locustfile.display(),
+            summary_file.display()
+        ),
+    );
+    let output = home
+        .command()
+        .env("DAGCTL_LOCUST", &locust)
+        .args(["dags", "test", "swarm"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary_file).unwrap()).unwrap();
+    let served = served.lock().unwrap().clone();
+    let (ok, failed) = (
+        served.get("ok").copied().unwrap_or(0),
+        served.get("fail").copied().unwrap_or(0),
+    );
+    assert!(ok > 100, "{served:?}");
+    assert_eq!(summary["total"]["succ"].as_u64(), Some(ok), "{summary}\n{served:?}");
+    assert_eq!(summary["total"]["fail"].as_u64(), Some(failed), "{summary}\n{served:?}");
+    assert_eq!(summary["kinds"][0]["name"], "POST eth_blockNumber", "{summary}");
+    let errors = summary["total"]["errors"].as_object().unwrap();
+    assert_eq!(
+        errors.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        failed,
+        "{summary}"
+    );
+    assert!(errors.keys().all(|k| k.contains("500")), "{summary}");
+    assert!(
+        summary["records_file"].as_str().unwrap().ends_with("swarm-try1.locust"),
+        "{summary}"
+    );
+    assert!(text.contains("{load} INFO - locust "), "{text}");
 }

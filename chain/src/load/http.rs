@@ -106,11 +106,15 @@ impl Connection {
 
     /// POSTs `body` and reads the answer. After a failure the connection must not be used again.
     pub async fn post(&mut self, endpoint: &Endpoint, body: &[u8]) -> Result<Answer, Failure> {
+        // Bytes left over from the last answer: the server sent more than it said; the connection is out of
+        // step, and what comes next cannot be trusted.
+        if !self.buffer.is_empty() {
+            return Err(Failure::Garbage);
+        }
         endpoint.request(body, &mut self.request);
         if self.stream.write_all(&self.request).await.is_err() {
             return Err(Failure::Reset);
         }
-        self.buffer.clear();
         let (status, header_end, length) = loop {
             if let Some(parsed) = parse_head(&self.buffer)? {
                 break parsed;
@@ -303,5 +307,26 @@ mod tests {
         assert_eq!(pool.borrow().len(), 1, "one connection, reused");
         let third = post(&endpoint, &pool, b"{}", Duration::from_secs(5)).await;
         assert_eq!(third.unwrap_err(), Failure::Reset, "the server closed it");
+
+        // An answer longer than it says: the next call on that connection is garbage, not a silent skip.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}xx")
+                .await
+                .unwrap();
+            let _ = s.read(&mut buf).await;
+        });
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let pool = std::cell::RefCell::new(Vec::new());
+        let first = post(&endpoint, &pool, b"{}", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(first.body, b"{}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The extra bytes may arrive with the answer or after it; either way they are not taken as an answer.
+        let next = post(&endpoint, &pool, b"{}", Duration::from_millis(500)).await;
+        assert!(next.is_err(), "{next:?}");
     }
 }

@@ -7,10 +7,8 @@ use std::path::PathBuf;
 use engine::operators::{validate_typed, OperatorDef};
 use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
-use super::resolve_network;
-use crate::lifecycle;
+use super::target_nodes;
 use crate::load::{self, LoadArgs, Setup};
-use crate::registry::{ApiNetworks, NetworkStore};
 
 /// Canonical name of the load test operator.
 pub const LOAD_TEST: &str = "chain.load_test";
@@ -42,45 +40,12 @@ impl Operator for LoadTest {
     }
 }
 
-/// A file name part from any text: what is not a letter, digit, `.`, `_` or `-` becomes `_`.
-fn file_part(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 async fn run(ctx: OperatorContext, records_dir: PathBuf) -> Result<serde_json::Value, String> {
     let args = ctx.args_as::<LoadArgs>()?;
     let plan = args
         .plan()
         .map_err(|issue| format!("{}: {}", issue.key, issue.message))?;
-    let nodes = match (&args.url, &args.network) {
-        (Some(url), _) => vec![(url.clone(), url.clone())],
-        (None, Some(reference)) => {
-            let networks = ApiNetworks(ctx.api.clone());
-            let name = resolve_network(&ctx, &networks, reference)
-                .await
-                .map_err(|e| e.to_string())?;
-            let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
-            if row.status != "running" {
-                return Err(format!(
-                    "network `{name}` is {}; load needs a running network",
-                    row.status
-                ));
-            }
-            let record = lifecycle::record_of(&row)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("network `{name}` has no nodes"))?;
-            record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect()
-        }
-        (None, None) => return Err("give `network` or `url`".into()),
-    };
+    let nodes = target_nodes(&ctx, args.url.as_deref(), args.network.as_deref()).await?;
     let funder = args
         .funder_key
         .as_deref()
@@ -91,10 +56,7 @@ async fn run(ctx: OperatorContext, records_dir: PathBuf) -> Result<serde_json::V
         Some(path) => load::read_raw_file(path)?,
         None => Vec::new(),
     };
-    let records = records_dir
-        .join(file_part(&ctx.dag_id))
-        .join(file_part(&ctx.run_id))
-        .join(format!("{}-try{}.calls", file_part(&ctx.task_id), ctx.try_number));
+    let records = super::results_path(&records_dir, &ctx, "calls");
     let setup = Setup {
         nodes,
         targets: args.targets.clone().unwrap_or_default(),

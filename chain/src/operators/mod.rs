@@ -8,6 +8,7 @@
 
 mod deploy_network;
 mod load_test;
+mod locust;
 mod monitor;
 mod teardown;
 
@@ -19,18 +20,33 @@ use crate::backend::NodeBackend;
 
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
 pub use load_test::LOAD_TEST;
+pub use locust::LOCUST;
 pub use monitor::MONITOR;
 pub use teardown::TEARDOWN;
 
-/// Registers the chain operators; their networks run on `backend`, load tests keep their per-call records
-/// under `load_dir`.
-pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>, load_dir: std::path::PathBuf) {
+/// What the chain operators take from the engine's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Where load tests keep their per-call records (and locust its CSV stats).
+    pub load_dir: std::path::PathBuf,
+    /// The `locust` program `chain.locust` runs (default: `locust` on PATH).
+    pub locust: Option<std::path::PathBuf>,
+}
+
+/// Registers the chain operators; their networks run on `backend`.
+pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>, settings: Settings) {
     operators.add(Arc::new(deploy_network::DeployNetwork {
         backend: backend.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));
     operators.add(Arc::new(monitor::MonitorOperator));
-    operators.add(Arc::new(load_test::LoadTest { records_dir: load_dir }));
+    operators.add(Arc::new(load_test::LoadTest {
+        records_dir: settings.load_dir.clone(),
+    }));
+    operators.add(Arc::new(locust::Locust {
+        results_dir: settings.load_dir,
+        program: settings.locust.unwrap_or_else(|| "locust".into()),
+    }));
 }
 
 /// The network name behind `reference` (a `network:` argument): the `name` pushed by a task of this run
@@ -56,6 +72,57 @@ async fn resolve_network(
     Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
 }
 
+/// `<dir>/<dag>/<run>/<task>-try<N>.<extension>`, every part made safe for a file name.
+fn results_path(dir: &std::path::Path, ctx: &worker::operator::OperatorContext, extension: &str) -> std::path::PathBuf {
+    let part = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    dir.join(part(&ctx.dag_id)).join(part(&ctx.run_id)).join(format!(
+        "{}-try{}.{extension}",
+        part(&ctx.task_id),
+        ctx.try_number
+    ))
+}
+
+/// The (name, JSON-RPC URL) of the nodes a load goes to: the node at `url`, or every node of the running
+/// network `network` names.
+async fn target_nodes(
+    ctx: &worker::operator::OperatorContext,
+    url: Option<&str>,
+    network: Option<&str>,
+) -> Result<Vec<(String, String)>, String> {
+    use crate::registry::{ApiNetworks, NetworkStore};
+    match (url, network) {
+        (Some(url), _) => Ok(vec![(url.to_string(), url.to_string())]),
+        (None, Some(reference)) => {
+            let networks = ApiNetworks(ctx.api.clone());
+            let name = resolve_network(ctx, &networks, reference)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
+            if row.status != "running" {
+                return Err(format!(
+                    "network `{name}` is {}; load needs a running network",
+                    row.status
+                ));
+            }
+            let record = crate::lifecycle::record_of(&row)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("network `{name}` has no nodes"))?;
+            Ok(record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect())
+        }
+        (None, None) => Err("give `network` or `url`".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use engine::operators::OperatorRegistry;
@@ -71,7 +138,7 @@ mod tests {
             "test-host".into(),
         ));
         let mut operators = worker::operator::Operators::builtin();
-        register(&mut operators, Arc::new(backend), dir.join("load"));
+        register(&mut operators, Arc::new(backend), Settings::default());
         operators.registry().clone()
     }
 

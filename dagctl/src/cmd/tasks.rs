@@ -247,11 +247,14 @@ pub fn run_main() -> ExitCode {
         hostname: crate::runtime::hostname(),
         retry: Default::default(),
     };
-    let load_dir = config
-        .load_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load"));
-    let operators = crate::runtime::operators(crate::runtime::runner_backend(&config), load_dir);
+    let settings = chain::operators::Settings {
+        load_dir: config
+            .load_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load")),
+        locust: config.locust.clone(),
+    };
+    let operators = crate::runtime::operators(crate::runtime::runner_backend(&config), settings);
     let code = runtime.block_on(worker::runner::run(args, operators));
     ExitCode::from(code.clamp(0, 255) as u8)
 }

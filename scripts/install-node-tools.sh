@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the pinned Node tools the web UI tests use, from tests/web-harness/package.json and its
+# Installs the pinned Node tools the tests use, from tests/web-harness/package.json and its
 # package-lock.json (npm ci, so the locked versions and nothing else): oidc-provider (panva's
-# certified OpenID Provider, run by tests/web-harness/oidc-provider.mjs) and playwright-core
+# certified OpenID Provider, run by tests/web-harness/oidc-provider.mjs), playwright-core
 # (drives Debian's /usr/bin/chromium; playwright-core downloads no browser, and
-# PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD is set all the same). Installs into CACHE_DIR/node; skips the
+# PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD is set all the same) and solc 0.8.28 (the Solidity compiler's
+# JavaScript build, which checks chain/contracts/LoadToken.bin). Installs into CACHE_DIR/node; skips the
 # install when that copy was made from the same lock file, so reruns are fast. Prints the dir that
 # holds node_modules (the only line on stdout).
 #
@@ -39,13 +40,14 @@ $(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -d' ' -f1)"
 installed_ok() {
     [ -f "$dest/.installed" ] && [ "$(cat "$dest/.installed")" = "$want" ] &&
         [ -f "$dest/node_modules/oidc-provider/package.json" ] &&
-        [ -f "$dest/node_modules/playwright-core/package.json" ]
+        [ -f "$dest/node_modules/playwright-core/package.json" ] &&
+        [ -f "$dest/node_modules/solc/package.json" ]
 }
 
 if installed_ok; then
-    log "oidc-provider and playwright-core already in $dest/node_modules"
+    log "oidc-provider, playwright-core and solc already in $dest/node_modules"
 else
-    log "installing oidc-provider and playwright-core into $dest (npm ci)"
+    log "installing oidc-provider, playwright-core and solc into $dest (npm ci)"
     rm -f "$dest/.installed"
     cp "$src/package.json" "$src/package-lock.json" "$dest/"
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
@@ -53,7 +55,7 @@ else
     node -e '
         const [dir] = process.argv.slice(1);
         const lock = require(dir + "/package-lock.json");
-        for (const name of ["oidc-provider", "playwright-core"]) {
+        for (const name of ["oidc-provider", "playwright-core", "solc"]) {
             const want = lock.packages["node_modules/" + name].version;
             const got = require(dir + "/node_modules/" + name + "/package.json").version;
             if (got !== want) { console.error(`${name} is ${got}, the lock says ${want}`); process.exit(1); }

@@ -731,3 +731,57 @@ class Rpc(FastHttpUser):
     );
     assert!(text.contains("{load} INFO - locust "), "{text}");
 }
+
+/// `dagctl bench load`: every figure with its baseline from the same run (wrk and locust against the same
+/// anvil, signing alone, the generator's first-second memory). Speed is not asserted; that each figure is
+/// measured, and that no generator failed, is.
+#[test]
+fn bench_load_reports_every_figure_with_a_baseline() {
+    let home = Home::new();
+    let output = home
+        .command()
+        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
+        .args([
+            "bench",
+            "load",
+            "--seconds",
+            "2",
+            "--connections",
+            "16",
+            "--memory-calls",
+            "20000",
+            "-o",
+            "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let baselines: Vec<&str> = rows.iter().map(|r| r["baseline"].as_str().unwrap()).collect();
+    assert_eq!(
+        baselines,
+        [
+            "wrk -t1",
+            "locust FastHttpUser, 1 process",
+            "signing and encoding only, 1 core",
+            "RSS after the first second"
+        ]
+    );
+    for row in rows {
+        assert!(row["value"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["baseline_value"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["ratio_to_baseline"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(
+        rows[0]["note"].as_str().unwrap().contains("dagctl failures 0"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1]["note"].as_str().unwrap().contains("locust failures 0"),
+        "{rows:?}"
+    );
+    assert!(rows[3]["note"].as_str().unwrap().starts_with("20000 calls"), "{rows:?}");
+    assert!(!home.path().join("networks/bench-load").exists());
+}

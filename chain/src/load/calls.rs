@@ -26,14 +26,41 @@ pub const TRANSFER: &str = "transfer";
 pub const TRANSFER_LEGACY: &str = "transfer_legacy";
 /// One line of `raw_file`, in turn.
 pub const RAW: &str = "raw";
+/// The bundled token (`token.rs`): a `transfer` from a sender, a deployment of a new token, a `balanceOf` read.
+pub const TOKEN_TRANSFER: &str = "token_transfer";
+pub const TOKEN_DEPLOY: &str = "token_deploy";
+pub const TOKEN_BALANCE: &str = "token_balance";
+
+/// The kinds that send transactions from the senders.
+pub const SENDING: &[&str] = &[TRANSFER, TRANSFER_LEGACY, TOKEN_TRANSFER, TOKEN_DEPLOY];
+/// The kinds that need the token deployed at the start.
+pub const TOKEN: &[&str] = &[TOKEN_TRANSFER, TOKEN_BALANCE];
 
 /// Every workload name.
 pub fn known() -> Vec<&'static str> {
     READS
         .iter()
         .map(|(name, _)| *name)
-        .chain([TRANSFER, TRANSFER_LEGACY, RAW])
+        .chain([
+            TRANSFER,
+            TRANSFER_LEGACY,
+            RAW,
+            TOKEN_TRANSFER,
+            TOKEN_DEPLOY,
+            TOKEN_BALANCE,
+        ])
         .collect()
+}
+
+/// A transaction a sender signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxWork {
+    /// A value transfer to a receiver.
+    Transfer { legacy: bool },
+    /// A token `transfer` of 1 to a receiver.
+    TokenTransfer,
+    /// A new token, the sender its one holder.
+    TokenDeploy,
 }
 
 /// What one call kind sends.
@@ -41,8 +68,8 @@ pub fn known() -> Vec<&'static str> {
 pub enum Body {
     /// The same bytes every time.
     Fixed(Vec<u8>),
-    /// A signed transfer from the next free sender.
-    Transfer { legacy: bool },
+    /// A signed transaction from the next free sender.
+    Tx(TxWork),
     /// The lines of a file, in turn.
     Raw(Vec<Vec<u8>>),
 }
@@ -56,22 +83,36 @@ pub struct Kind {
 }
 
 impl Kind {
-    pub fn is_transfer(&self) -> bool {
-        matches!(self.body, Body::Transfer { .. })
+    pub fn sends(&self) -> bool {
+        matches!(self.body, Body::Tx(_))
     }
 }
 
-/// The kinds of `weights` (checked names, weights > 0), with `funder` for read parameters and `raw` lines.
-pub fn kinds(weights: &BTreeMap<String, f64>, funder: Option<&str>, raw: &[Vec<u8>]) -> Vec<Kind> {
+/// The kinds of `weights` (checked names, weights > 0), with `funder` for read parameters, `raw` lines, and
+/// the token's address and a holder for `token_balance`.
+pub fn kinds(
+    weights: &BTreeMap<String, f64>,
+    funder: Option<&str>,
+    raw: &[Vec<u8>],
+    token: Option<(alloy_primitives::Address, alloy_primitives::Address)>,
+) -> Vec<Kind> {
     let funder = funder.unwrap_or("0x0000000000000000000000000000000000000000");
     weights
         .iter()
         .filter(|(_, w)| **w > 0.0)
         .map(|(name, weight)| {
             let body = match name.as_str() {
-                TRANSFER => Body::Transfer { legacy: false },
-                TRANSFER_LEGACY => Body::Transfer { legacy: true },
+                TRANSFER => Body::Tx(TxWork::Transfer { legacy: false }),
+                TRANSFER_LEGACY => Body::Tx(TxWork::Transfer { legacy: true }),
+                TOKEN_TRANSFER => Body::Tx(TxWork::TokenTransfer),
+                TOKEN_DEPLOY => Body::Tx(TxWork::TokenDeploy),
                 RAW => Body::Raw(raw.to_vec()),
+                TOKEN_BALANCE => {
+                    let (token, holder) = token.unwrap_or_default();
+                    let call =
+                        serde_json::json!([{"to": token, "data": super::token::balance_of_data(&holder)}, "latest"]);
+                    Body::Fixed(request("eth_call", &call.to_string()).into_bytes())
+                }
                 read => {
                     let params = READS
                         .iter()
@@ -193,7 +234,7 @@ mod tests {
     fn the_mix_follows_the_weights() {
         let weights: BTreeMap<String, f64> =
             [("eth_blockNumber".to_string(), 3.0), ("eth_chainId".to_string(), 1.0)].into();
-        let kinds = kinds(&weights, None, &[]);
+        let kinds = kinds(&weights, None, &[], None);
         let mut mix = Mix::new(&kinds, 7);
         let mut counts = [0usize; 2];
         for _ in 0..40_000 {

@@ -7,18 +7,19 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use alloy_signer_local::PrivateKeySigner;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::arrivals::{Arrivals, Phase, Spacing};
-use super::calls::{self, Body, Kind, Mix};
+use super::calls::{self, Body, Kind, Mix, TxWork};
 use super::http::{self, Connection, Endpoint, Failure};
 use super::inclusion::Tracker;
 use super::record::{Call, Outcome, Recorder};
 use super::senders::{self, Fees, NonceFate, Sender, Senders};
+use super::token;
 
 /// A node calls go to.
 pub struct Target {
@@ -88,6 +89,8 @@ pub struct Transfers {
     pub receivers: Vec<Address>,
     pub value: U256,
     next_receiver: Cell<usize>,
+    /// The bundled token, when a workload uses it.
+    pub token: Option<Address>,
 }
 
 /// Progress, for the live line.
@@ -272,9 +275,9 @@ impl Generator {
                 self.raw_next.set(i + 1);
                 lines[i % lines.len()].clone()
             }
-            Body::Transfer { legacy } => {
-                let legacy = *legacy;
-                return match tokio::time::timeout(self.timeout, self.transfer(seq, target, legacy)).await {
+            Body::Tx(work) => {
+                let work = *work;
+                return match tokio::time::timeout(self.timeout, self.transaction(seq, target, work)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Outcome::Timeout,
                 };
@@ -290,9 +293,9 @@ impl Generator {
         }
     }
 
-    /// A signed transfer from the next free sender. Dropped before its end (a timeout), the sender's lease
+    /// A signed transaction from the next free sender. Dropped before its end (a timeout), the sender's lease
     /// marks the nonce unknown.
-    async fn transfer(&self, seq: u64, target: &Target, legacy: bool) -> Outcome {
+    async fn transaction(&self, seq: u64, target: &Target, work: TxWork) -> Outcome {
         let Some(transfers) = &self.transfers else {
             return Outcome::Garbage;
         };
@@ -318,7 +321,25 @@ impl Generator {
         let r = transfers.next_receiver.get();
         transfers.next_receiver.set(r + 1);
         let to = transfers.receivers[r % transfers.receivers.len()];
-        let signed = match senders::sign_transfer(&key, &transfers.fees, legacy, nonce, to, transfers.value) {
+        let token = transfers.token.unwrap_or_default();
+        let (legacy, kind, value, input, gas) = match work {
+            TxWork::Transfer { legacy } => (legacy, TxKind::Call(to), transfers.value, Bytes::new(), 21_000),
+            TxWork::TokenTransfer => (
+                false,
+                TxKind::Call(token),
+                U256::ZERO,
+                token::transfer_data(&to, U256::from(1u64)),
+                token::TRANSFER_GAS,
+            ),
+            TxWork::TokenDeploy => match token::deploy_data(&[key.address()], U256::from(1u64)) {
+                Ok(code) => (false, TxKind::Create, U256::ZERO, code, token::deploy_gas(1)),
+                Err(_) => {
+                    lease.settle(NonceFate::Free);
+                    return Outcome::Garbage;
+                }
+            },
+        };
+        let signed = match senders::sign_tx(&key, &transfers.fees, legacy, nonce, kind, value, input, gas) {
             Ok(signed) => signed,
             Err(_) => {
                 lease.settle(NonceFate::Free);
@@ -459,6 +480,7 @@ pub async fn prepare_transfers(
     funder: &alloy_primitives::B256,
     count: u32,
     value: u64,
+    with_token: bool,
     timeout: Duration,
     note: &dyn Fn(&str),
 ) -> Result<Transfers, String> {
@@ -549,13 +571,63 @@ pub async fn prepare_transfers(
             }
         }
     }
+    let token = if with_token {
+        let holders: Vec<Address> = senders.iter().map(|s| s.key.address()).collect();
+        let code = token::deploy_data(&holders, U256::from(10u64).pow(U256::from(24u64)))?;
+        let signed = senders::sign_tx(
+            &funder_key,
+            &fees,
+            true,
+            funder_nonce,
+            TxKind::Create,
+            U256::ZERO,
+            code,
+            token::deploy_gas(holders.len()),
+        )?;
+        target
+            .rpc("eth_sendRawTransaction", json!([signed.raw_hex]), timeout)
+            .await
+            .map_err(|e| format!("deploying the token: {e}"))?;
+        let address = receipt_contract(target, &signed.hash, timeout).await?;
+        note(&format!("token deployed at {address:#x} for {} senders", holders.len()));
+        Some(address)
+    } else {
+        None
+    };
     Ok(Transfers {
         senders: Senders::new(senders),
         fees,
         receivers: senders::receivers(funder),
         value: U256::from(value),
         next_receiver: Cell::new(0),
+        token,
     })
+}
+
+/// Waits (up to 120 s) for the receipt of contract creation `hash`: the contract's address.
+async fn receipt_contract(
+    target: &Target,
+    hash: &alloy_primitives::B256,
+    timeout: Duration,
+) -> Result<Address, String> {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let receipt = target.rpc("eth_getTransactionReceipt", json!([hash]), timeout).await?;
+        if !receipt.is_null() {
+            if receipt.get("status").and_then(Value::as_str) != Some("0x1") {
+                return Err(format!("the token's deployment failed: {receipt}"));
+            }
+            return receipt
+                .get("contractAddress")
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| format!("no contract address in {receipt}"));
+        }
+        if Instant::now() > until {
+            return Err("the token's deployment was not in a block within 120s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Follows blocks on `target` until `stop`: transfers' inclusion and confirmation.

@@ -18,6 +18,7 @@ pub mod record;
 pub mod senders;
 pub mod spec;
 pub mod summary;
+pub mod token;
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -146,14 +147,34 @@ pub async fn run(
             .ok()
             .map(|k| format!("{:#x}", k.address()))
     });
-    let kinds = calls::kinds(&plan.weights, funder_address.as_deref(), &setup.raw_lines);
-    let kind_names: Vec<String> = kinds.iter().map(|k| k.name.clone()).collect();
-    let transfers = if kinds.iter().any(calls::Kind::is_transfer) {
-        let funder = setup.funder.ok_or("transfers need funder_key")?;
-        Some(generator::prepare_transfers(&targets[0], &funder, plan.senders, plan.value, plan.timeout, note).await?)
+    let uses = |names: &[&str]| {
+        plan.weights
+            .iter()
+            .any(|(k, w)| *w > 0.0 && names.contains(&k.as_str()))
+    };
+    let transfers = if uses(calls::SENDING) || uses(calls::TOKEN) {
+        let funder = setup.funder.ok_or("transfers and token workloads need funder_key")?;
+        let with_token = uses(calls::TOKEN);
+        let prepared = generator::prepare_transfers(
+            &targets[0],
+            &funder,
+            plan.senders,
+            plan.value,
+            with_token,
+            plan.timeout,
+            note,
+        )
+        .await?;
+        Some(prepared)
     } else {
         None
     };
+    let token = transfers.as_ref().and_then(|t| {
+        let holder = t.senders.senders.borrow().first().map(|s| s.key.address())?;
+        Some((t.token?, holder))
+    });
+    let kinds = calls::kinds(&plan.weights, funder_address.as_deref(), &setup.raw_lines, token);
+    let kind_names: Vec<String> = kinds.iter().map(|k| k.name.clone()).collect();
     let meta = json!({
         "started_at": chrono::Utc::now(),
         "mode": mode_name(&plan.mode),
@@ -163,7 +184,8 @@ pub async fn run(
     });
     let recorder = Recorder::new(setup.records.as_deref(), &meta)?;
     let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-    let has_transfers = transfers.is_some();
+    let has_transfers = kinds.iter().any(calls::Kind::sends);
+    let token_address = token.map(|(t, _)| format!("{t:#x}"));
     let accounts = transfers.as_ref().map(|t| {
         let senders = t
             .senders
@@ -348,6 +370,7 @@ pub async fn run(
         confirmation_ms: Latency::of(&recorder.confirmation),
         senders,
         receivers,
+        token: token_address,
     });
     Ok(Summary {
         mode: mode_name(&plan.mode),

@@ -65,18 +65,34 @@ pub fn sign_transfer(
     to: Address,
     value: U256,
 ) -> Result<Signed, String> {
+    sign_tx(key, fees, legacy, nonce, TxKind::Call(to), value, Bytes::new(), 21_000)
+}
+
+/// Signs a transaction from `key` at `nonce`: EIP-1559 where the fees have a base fee and `legacy` is not
+/// asked for, else legacy with EIP-155.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_tx(
+    key: &PrivateKeySigner,
+    fees: &Fees,
+    legacy: bool,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+) -> Result<Signed, String> {
     let envelope: TxEnvelope = match (legacy, fees.eip1559) {
         (false, Some((max_fee, priority))) => {
             let tx = TxEip1559 {
                 chain_id: fees.chain_id,
                 nonce,
-                gas_limit: 21_000,
+                gas_limit,
                 max_fee_per_gas: max_fee,
                 max_priority_fee_per_gas: priority,
-                to: TxKind::Call(to),
+                to,
                 value,
                 access_list: Default::default(),
-                input: Bytes::new(),
+                input,
             };
             let signature = key.sign_hash_sync(&tx.signature_hash()).map_err(|e| e.to_string())?;
             tx.into_signed(signature).into()
@@ -86,10 +102,10 @@ pub fn sign_transfer(
                 chain_id: Some(fees.chain_id),
                 nonce,
                 gas_price: fees.gas_price,
-                gas_limit: 21_000,
-                to: TxKind::Call(to),
+                gas_limit,
+                to,
                 value,
-                input: Bytes::new(),
+                input,
             };
             let signature = key.sign_hash_sync(&tx.signature_hash()).map_err(|e| e.to_string())?;
             tx.into_signed(signature).into()

@@ -230,11 +230,11 @@ impl LoadArgs {
         Ok(weights)
     }
 
-    /// Whether the workload sends transfers.
+    /// Whether the workload sends transactions, or reads the token (both need `funder_key`).
     pub fn transfers(&self) -> bool {
         self.weights().is_ok_and(|w| {
             w.iter()
-                .any(|(k, v)| *v > 0.0 && (k == calls::TRANSFER || k == calls::TRANSFER_LEGACY))
+                .any(|(k, v)| *v > 0.0 && (calls::SENDING.contains(&k.as_str()) || calls::TOKEN.contains(&k.as_str())))
         })
     }
 
@@ -459,7 +459,10 @@ impl OperatorArgs for LoadArgs {
             ));
         }
         if self.transfers() && self.funder_key.is_none() {
-            return Err(issue("funder_key", "transfers need `funder_key`, a funded private key"));
+            return Err(issue(
+                "funder_key",
+                "transfers and the token workloads need `funder_key`, a funded private key",
+            ));
         }
         if let Some(key) = self.funder_key.as_deref().filter(|k| !is_template(k)) {
             parse_key(key).map_err(|e| issue("funder_key", e))?;

@@ -71,6 +71,9 @@ pub struct TxSummary {
     /// The accounts transfers came from and went to.
     pub senders: Vec<String>,
     pub receivers: Vec<String>,
+    /// The bundled token's address, when a workload used it.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// One step of a breaking-point search.

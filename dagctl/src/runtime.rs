@@ -50,6 +50,17 @@ pub fn registry(config: &Config) -> OperatorRegistry {
     .clone()
 }
 
+/// A backend for a benchmark's throwaway networks: networks under `scratch`, clients found as the engine
+/// finds them (the data dir's installed clients, overrides, PATH).
+pub fn scratch_backend(config: &Config, scratch: &std::path::Path) -> chain::local::LocalBackend {
+    backend_of(
+        scratch.join("networks"),
+        Some(config.clients_dir()),
+        config.path.clone(),
+        config.client_overrides.clone(),
+    )
+}
+
 /// The local chain backend of the engine: networks under `<home>/networks`, clients from `<home>/clients`,
 /// then `DAGCTL_GETH`-style overrides, then PATH.
 pub fn chain_backend(config: &Config) -> chain::local::LocalBackend {

@@ -409,5 +409,4 @@ fn bench_monitor_reports_every_figure_with_a_baseline() {
         assert_eq!(row["kept_up"], true, "{row}");
     }
     assert!(rows[1]["readings"].as_u64().unwrap() >= 5, "{rows:?}");
-    assert!(!home.path().join("networks/bench-monitor").exists());
 }

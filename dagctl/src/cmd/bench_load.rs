@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::bench::{bench_db, Database};
 use crate::config::Config;
 use crate::output::{print_rows, Format};
-use crate::runtime::chain_backend;
+use crate::runtime::scratch_backend;
 
 /// Flags of `dagctl bench load`.
 #[derive(clap::Args, Debug, Clone)]
@@ -112,8 +112,17 @@ fn output_of(mut command: Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
-/// `dagctl load` in this binary, on the generator core; its JSON summary and peak RSS in MiB.
-fn dagctl_load(pin: bool, args: &[&str]) -> Result<(Value, f64, f64)> {
+/// What one `dagctl load` run measured from outside.
+struct Run {
+    summary: Value,
+    peak_mib: f64,
+    first_second_mib: f64,
+    /// CPU seconds (user + system) over wall seconds: the share of one core the generator used.
+    core_share: f64,
+}
+
+/// `dagctl load` in this binary, on the generator core: its JSON summary, peak RSS and CPU, sampled from /proc.
+fn dagctl_load(pin: bool, args: &[&str]) -> Result<Run> {
     let exe = std::env::current_exe()?;
     let mut command = generator_command(pin, &exe, &[&["load"], args, &["-o", "json"]].concat());
     let mut child = command
@@ -126,6 +135,7 @@ fn dagctl_load(pin: bool, args: &[&str]) -> Result<(Value, f64, f64)> {
     let pid = child.id();
     let started = Instant::now();
     let (mut peak, mut after_first_second) = (0u64, 0u64);
+    let mut cpu_seconds = 0.0;
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -148,6 +158,9 @@ fn dagctl_load(pin: bool, args: &[&str]) -> Result<(Value, f64, f64)> {
             })
             .unwrap_or(0);
         peak = peak.max(rss);
+        if let Some(cpu) = chain::monitor::host::cpu_seconds(&format!("/proc/{pid}/stat")) {
+            cpu_seconds = cpu;
+        }
         if after_first_second == 0 && started.elapsed() >= Duration::from_secs(1) {
             after_first_second = rss;
         }
@@ -157,7 +170,12 @@ fn dagctl_load(pin: bool, args: &[&str]) -> Result<(Value, f64, f64)> {
         .join()
         .map_err(|_| anyhow!("reading dagctl load's output failed"))?;
     let summary: Value = serde_json::from_str(&text).context("dagctl load's summary")?;
-    Ok((summary, peak as f64 / 1024.0, after_first_second as f64 / 1024.0))
+    Ok(Run {
+        summary,
+        peak_mib: peak as f64 / 1024.0,
+        first_second_mib: after_first_second as f64 / 1024.0,
+        core_share: cpu_seconds / started.elapsed().as_secs_f64().max(1e-9),
+    })
 }
 
 /// wrk's requests per second.
@@ -259,9 +277,8 @@ pub async fn load(config: &Config, args: &LoadBenchArgs) -> Result<ExitCode> {
     let db = bench_db(config, Database::Sqlite, None).await?;
     let scratch = std::env::temp_dir().join(format!("dagctl-bench-load-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch)?;
-    let mut bench_config = config.clone();
-    bench_config.home = scratch.clone();
-    let backend = chain_backend(&bench_config);
+    // Clients as the engine finds them; the networks in the scratch dir.
+    let backend = scratch_backend(config, &scratch);
     eprintln!("starting anvil ...");
     let mut spec = NetworkSpec::new("bench-load", Client::Anvil, Consensus::Interval, 1);
     spec.block_time = Some(SpecDuration::from_secs(1));
@@ -326,7 +343,8 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
     let mut rows = Vec::new();
 
     eprintln!("reads: dagctl load, {} users, {}s ...", args.connections, args.seconds);
-    let (summary, _, _) = dagctl_load(pin, &[&url, "--users", &users, "--duration", &format!("{seconds}s")])?;
+    let reads = dagctl_load(pin, &[&url, "--users", &users, "--duration", &format!("{seconds}s")])?;
+    let summary = &reads.summary;
     let total = &summary["total"];
     let dagctl_rps = total["throughput"].as_f64().unwrap_or(0.0);
     eprintln!("reads: wrk ...");
@@ -341,7 +359,11 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
         "value": round(dagctl_rps, 0), "unit": "calls/s",
         "baseline": "wrk -t1", "baseline_value": round(wrk_rps, 0),
         "ratio_to_baseline": round(dagctl_rps / wrk_rps.max(1e-9), 3),
-        "note": format!("{note}; {} connections; dagctl failures {failed}; goal >= 0.9", args.connections),
+        "note": format!(
+            "{note}; {} connections; dagctl failures {failed}; generator used {:.0}% of its core; goal >= 0.9",
+            args.connections,
+            reads.core_share * 100.0
+        ),
     }));
     rows.push(json!({
         "figure": "eth_blockNumber calls/s, dagctl load",
@@ -354,7 +376,13 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
     eprintln!("transfers: signing only ...");
     let signed = sign_only(20_000)?;
     eprintln!("transfers: dagctl load, 256 senders, {}s ...", args.seconds);
-    let (summary, _, _) = dagctl_load(
+    let node_cpu = || {
+        node.pid
+            .and_then(|p| chain::monitor::host::cpu_seconds(&format!("/proc/{p}/stat")))
+            .unwrap_or(0.0)
+    };
+    let (node_cpu0, wall0) = (node_cpu(), Instant::now());
+    let sent = dagctl_load(
         pin,
         &[
             &url,
@@ -372,6 +400,8 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
             "2s",
         ],
     )?;
+    let node_share = (node_cpu() - node_cpu0) / wall0.elapsed().as_secs_f64().max(1e-9);
+    let summary = &sent.summary;
     let accepted = summary["tx"]["sent"].as_f64().unwrap_or(0.0);
     let transfers_rps = accepted / args.seconds as f64;
     rows.push(json!({
@@ -379,13 +409,18 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
         "value": round(transfers_rps, 0), "unit": "transfers/s",
         "baseline": "signing and encoding only, 1 core", "baseline_value": round(signed, 0),
         "ratio_to_baseline": round(transfers_rps / signed.max(1e-9), 3),
-        "note": format!("{note}; {accepted} accepted, {} failed; goal >= 5000/s", summary["total"]["fail"]),
+        "note": format!(
+            "{note}; {accepted} accepted, {} failed; generator used {:.0}% of its core, anvil {:.0}% of its; goal >= 5000/s",
+            summary["total"]["fail"],
+            sent.core_share * 100.0,
+            node_share * 100.0
+        ),
     }));
 
     eprintln!("memory: {} calls recorded ...", args.memory_calls);
     let records = dir.join("memory.calls");
     let started = Instant::now();
-    let (summary, peak_mib, first_mib) = dagctl_load(
+    let memory = dagctl_load(
         pin,
         &[
             &url,
@@ -397,6 +432,7 @@ fn measure(args: &LoadBenchArgs, record: &chain::local::NetworkRecord, dir: &Pat
             records.to_str().unwrap_or_default(),
         ],
     )?;
+    let (summary, peak_mib, first_mib) = (&memory.summary, memory.peak_mib, memory.first_second_mib);
     let calls = summary["total"]["succ"].as_u64().unwrap_or(0) + summary["total"]["fail"].as_u64().unwrap_or(0);
     let file_mib = std::fs::metadata(&records).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
     rows.push(json!({

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::bench::{bench_db, Database};
 use crate::config::Config;
 use crate::output::{print_rows, Format};
-use crate::runtime::chain_backend;
+use crate::runtime::scratch_backend;
 
 /// Flags of `dagctl bench monitor`.
 #[derive(clap::Args, Debug, Clone)]
@@ -120,9 +120,8 @@ pub async fn monitor(config: &Config, args: &MonitorBenchArgs) -> Result<ExitCod
     let db = bench_db(config, args.database, args.pg_url.clone()).await?;
     let scratch = std::env::temp_dir().join(format!("dagctl-bench-monitor-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch)?;
-    let mut bench_config = config.clone();
-    bench_config.home = scratch.clone();
-    let backend = chain_backend(&bench_config);
+    // Clients as the engine finds them; the networks in the scratch dir.
+    let backend = scratch_backend(config, &scratch);
     let mut rows = Vec::new();
     let result = run(args, &db.store, &backend, &mut rows).await;
     let _ = std::fs::remove_dir_all(&scratch);

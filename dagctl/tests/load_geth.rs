@@ -53,6 +53,13 @@ fn the_load_test_example_runs_on_geth_clique() {
     // Clique at 2 s: a transfer is in a block within a few seconds.
     assert!(tx["inclusion_ms"]["p99"].as_f64().unwrap() < 8000.0, "{summary}");
     assert!(text.contains("funding 16 senders"), "{text}");
+    // One transfer in ten is followed into the next node: geth peers gossip it there within a second or two.
+    let pool = &tx["pool_ms"];
+    assert!(tx["pool_seen"].as_u64().unwrap() >= 5, "{summary}");
+    assert!(
+        pool["p50"].as_f64().unwrap() > 0.0 && pool["p99"].as_f64().unwrap() < 5000.0,
+        "{summary}"
+    );
 }
 
 /// `breaking-point-geth` with short steps: each step's rate, error rate, p99 and transfers, and either a break

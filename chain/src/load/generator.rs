@@ -148,6 +148,33 @@ pub struct Generator {
     second: RefCell<Window>,
     step: RefCell<Window>,
     totals: Cell<(u64, u64)>,
+    /// Pool probes running.
+    pool_probes: Cell<u32>,
+}
+
+/// One transaction in this many is followed into another node's pool.
+const POOL_SAMPLE: u64 = 10;
+/// At most this many are followed at once.
+const MAX_POOL_PROBES: u32 = 32;
+/// A probe gives up after this long.
+const POOL_PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls node `other` for transaction `hash` (every 25 ms, up to 10 s): when it knows it (in its pool, or
+/// already in a block) is the transaction's time to reach another node.
+async fn pool_probe(generator: Rc<Generator>, hash: alloy_primitives::B256, seq: u64, other: usize, sent: Instant) {
+    let node = &generator.targets[other];
+    while sent.elapsed() < POOL_PROBE_LIMIT {
+        let seen = node
+            .rpc("eth_getTransactionByHash", json!([hash]), Duration::from_secs(2))
+            .await
+            .is_ok_and(|tx| !tx.is_null());
+        if seen {
+            generator.tracker.borrow_mut().in_pool(seq, us(sent.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    generator.pool_probes.set(generator.pool_probes.get() - 1);
 }
 
 /// How close to an arrival the dispatcher stops sleeping and starts yielding.
@@ -186,6 +213,7 @@ impl Generator {
             second: RefCell::new(Window::new()),
             step: RefCell::new(Window::new()),
             totals: Cell::new((0, 0)),
+            pool_probes: Cell::new(0),
         }
     }
 
@@ -265,7 +293,7 @@ impl Generator {
         self.totals.set((ok, failed));
     }
 
-    async fn call(&self, seq: u64, kind: usize, node: usize) -> Outcome {
+    async fn call(self: &Rc<Self>, seq: u64, kind: usize, node: usize) -> Outcome {
         let target = &self.targets[node];
         let body = match &self.kinds[kind].body {
             Body::Fixed(bytes) => return self.post(target, bytes).await.0,
@@ -277,7 +305,7 @@ impl Generator {
             }
             Body::Tx(work) => {
                 let work = *work;
-                return match tokio::time::timeout(self.timeout, self.transaction(seq, target, work)).await {
+                return match tokio::time::timeout(self.timeout, self.transaction(seq, node, work)).await {
                     Ok(outcome) => outcome,
                     Err(_) => Outcome::Timeout,
                 };
@@ -295,7 +323,8 @@ impl Generator {
 
     /// A signed transaction from the next free sender. Dropped before its end (a timeout), the sender's lease
     /// marks the nonce unknown.
-    async fn transaction(&self, seq: u64, target: &Target, work: TxWork) -> Outcome {
+    async fn transaction(self: &Rc<Self>, seq: u64, node: usize, work: TxWork) -> Outcome {
+        let target = &self.targets[node];
         let Some(transfers) = &self.transfers else {
             return Outcome::Garbage;
         };
@@ -352,6 +381,13 @@ impl Generator {
         let fate = match outcome {
             Outcome::Ok => {
                 self.tracker.borrow_mut().sent(signed.hash, seq, sent_at);
+                // Every tenth transaction, while few are followed: when does another node have it?
+                if self.targets.len() > 1 && seq.is_multiple_of(POOL_SAMPLE) && self.pool_probes.get() < MAX_POOL_PROBES
+                {
+                    self.pool_probes.set(self.pool_probes.get() + 1);
+                    let other = (node + 1) % self.targets.len();
+                    tokio::task::spawn_local(pool_probe(self.clone(), signed.hash, seq, other, sent_at));
+                }
                 NonceFate::Used
             }
             Outcome::RpcError(_) => {

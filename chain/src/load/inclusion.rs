@@ -32,6 +32,10 @@ pub struct Tracker {
     pub window_sent: u64,
     pub window_included: u64,
     window_seqs: std::collections::HashSet<u64>,
+    /// Sampled transactions' time to reach another node, until their fate is recorded.
+    pool: HashMap<u64, u64>,
+    /// How many sampled transactions reached another node.
+    pub pool_seen: u64,
 }
 
 impl Tracker {
@@ -41,6 +45,12 @@ impl Tracker {
         self.sent += 1;
         self.window_sent += 1;
         self.window_seqs.insert(seq);
+    }
+
+    /// Transaction `seq` was seen by another node `us` after it was sent.
+    pub fn in_pool(&mut self, seq: u64, us: u64) {
+        self.pool.insert(seq, us);
+        self.pool_seen += 1;
     }
 
     /// Starts a new window (a step of a breaking-point search).
@@ -81,7 +91,7 @@ impl Tracker {
                 seq: done.seq,
                 inclusion_us: Some(done.inclusion_us),
                 confirmation_us: Some(at.saturating_duration_since(done.sent).as_micros() as u64),
-                pool_us: None,
+                pool_us: self.pool.remove(&done.seq),
             });
         }
     }
@@ -98,12 +108,13 @@ impl Tracker {
                 seq: done.seq,
                 inclusion_us: Some(done.inclusion_us),
                 confirmation_us: None,
-                pool_us: None,
+                pool_us: self.pool.remove(&done.seq),
             });
         }
         for (_, (seq, _)) in self.pending.drain() {
             recorder.tx(TxFate {
                 seq,
+                pool_us: self.pool.remove(&seq),
                 ..Default::default()
             });
         }

@@ -368,6 +368,8 @@ pub async fn run(
         confirmations: plan.confirmations,
         inclusion_ms: Latency::of(&recorder.inclusion),
         confirmation_ms: Latency::of(&recorder.confirmation),
+        pool_seen: recorder.pool.len(),
+        pool_ms: Latency::of(&recorder.pool),
         senders,
         receivers,
         token: token_address,

@@ -68,6 +68,12 @@ pub struct TxSummary {
     /// From the send to the first sight of the block holding it.
     pub inclusion_ms: Latency,
     pub confirmation_ms: Latency,
+    /// Of the transactions followed into another node (one in ten, with two nodes or more): how many got
+    /// there, and when (from the send).
+    #[serde(default)]
+    pub pool_seen: u64,
+    #[serde(default)]
+    pub pool_ms: Latency,
     /// The accounts transfers came from and went to.
     pub senders: Vec<String>,
     pub receivers: Vec<String>,
@@ -186,6 +192,12 @@ impl Summary {
                 tx.sent, tx.included, tx.inclusion_ms.p50, tx.inclusion_ms.p99, tx.confirmed, tx.confirmations,
                 tx.confirmation_ms.p50, tx.confirmation_ms.p99
             ));
+            if tx.pool_seen > 0 {
+                out.push_str(&format!(
+                    "  at another node: {} sampled (p50 {:.0} ms, p99 {:.0} ms)\n",
+                    tx.pool_seen, tx.pool_ms.p50, tx.pool_ms.p99
+                ));
+            }
         }
         for step in &self.steps {
             out.push_str(&format!(

@@ -53,6 +53,13 @@ fn the_load_test_example_runs_on_geth_clique() {
     // Clique at 2 s: a transfer is in a block within a few seconds.
     assert!(tx["inclusion_ms"]["p99"].as_f64().unwrap() < 8000.0, "{summary}");
     assert!(text.contains("funding 16 senders"), "{text}");
+    assert!(
+        tx["blocks_from"]
+            .as_str()
+            .unwrap()
+            .starts_with("newHeads ws://127.0.0.1:"),
+        "{summary}"
+    );
     // One transfer in ten is followed into the next node: geth peers gossip it there within a second or two.
     let pool = &tx["pool_ms"];
     assert!(tx["pool_seen"].as_u64().unwrap() >= 5, "{summary}");
@@ -95,4 +102,22 @@ fn the_breaking_point_example_steps_up_on_geth() {
             "{summary}"
         );
     }
+}
+
+/// `nightly-benchmark` with a 6 s load: the monitor and the load run side by side on the same network, both
+/// end by themselves, and the teardown follows.
+#[test]
+fn the_nightly_benchmark_example_monitors_while_it_loads() {
+    let (text, summary) = run_example("nightly-benchmark", "load", r#"{"rate": 50, "length": "6s"}"#);
+    assert_eq!(summary["total"]["fail"], 0, "{summary}");
+    assert_eq!(summary["total"]["succ"], 300, "{summary}");
+    assert_eq!(summary["tx"]["included"], summary["tx"]["sent"], "{summary}");
+    assert!(
+        text.contains("(its duration ended)"),
+        "the monitor watched for its duration: {text}"
+    );
+    assert!(
+        text.contains("--- nightly-benchmark.teardown try 1: success ---"),
+        "{text}"
+    );
 }

@@ -7,18 +7,18 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
-use alloy_signer_local::PrivateKeySigner;
+use alloy_primitives::{Bytes, TxKind, U256};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::arrivals::{Arrivals, Phase, Spacing};
 use super::calls::{self, Body, Kind, Mix, TxWork};
+use super::funding::{pending_nonce, Transfers};
 use super::http::{self, Connection, Endpoint, Failure};
-use super::inclusion::Tracker;
+use super::inclusion::{pool_probe, Tracker, MAX_POOL_PROBES, POOL_SAMPLE};
 use super::record::{Call, Outcome, Recorder};
-use super::senders::{self, Fees, NonceFate, Sender, Senders};
+use super::senders::{self, NonceFate};
 use super::token;
 
 /// A node calls go to.
@@ -82,17 +82,6 @@ impl Picker {
     }
 }
 
-/// Transfers: who sends, to whom, at what fees.
-pub struct Transfers {
-    pub senders: Senders,
-    pub fees: Fees,
-    pub receivers: Vec<Address>,
-    pub value: U256,
-    next_receiver: Cell<usize>,
-    /// The bundled token, when a workload uses it.
-    pub token: Option<Address>,
-}
-
 /// Progress, for the live line.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
@@ -149,38 +138,13 @@ pub struct Generator {
     step: RefCell<Window>,
     totals: Cell<(u64, u64)>,
     /// Pool probes running.
-    pool_probes: Cell<u32>,
-}
-
-/// One transaction in this many is followed into another node's pool.
-const POOL_SAMPLE: u64 = 10;
-/// At most this many are followed at once.
-const MAX_POOL_PROBES: u32 = 32;
-/// A probe gives up after this long.
-const POOL_PROBE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Polls node `other` for transaction `hash` (every 25 ms, up to 10 s): when it knows it (in its pool, or
-/// already in a block) is the transaction's time to reach another node.
-async fn pool_probe(generator: Rc<Generator>, hash: alloy_primitives::B256, seq: u64, other: usize, sent: Instant) {
-    let node = &generator.targets[other];
-    while sent.elapsed() < POOL_PROBE_LIMIT {
-        let seen = node
-            .rpc("eth_getTransactionByHash", json!([hash]), Duration::from_secs(2))
-            .await
-            .is_ok_and(|tx| !tx.is_null());
-        if seen {
-            generator.tracker.borrow_mut().in_pool(seq, us(sent.elapsed()));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    generator.pool_probes.set(generator.pool_probes.get() - 1);
+    pub(super) pool_probes: Cell<u32>,
 }
 
 /// How close to an arrival the dispatcher stops sleeping and starts yielding.
 const SPIN: Duration = Duration::from_micros(1500);
 
-fn us(d: Duration) -> u64 {
+pub(super) fn us(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 
@@ -499,215 +463,5 @@ fn failure_outcome(failure: Failure) -> Outcome {
         Failure::Reset => Outcome::Reset,
         Failure::Timeout => Outcome::Timeout,
         Failure::Garbage => Outcome::Garbage,
-    }
-}
-
-async fn pending_nonce(target: &Target, key: &PrivateKeySigner, timeout: Duration) -> Result<u64, String> {
-    let count = target
-        .rpc("eth_getTransactionCount", json!([key.address(), "pending"]), timeout)
-        .await?;
-    crate::backend::local::rpc::quantity(&count).ok_or_else(|| format!("not a count: {count}"))
-}
-
-/// Transfers set up: fees read from `target`, `count` senders derived from `funder`, each with its nonce, and
-/// funded by the funder when it holds less than it will spend.
-pub async fn prepare_transfers(
-    target: &Target,
-    funder: &alloy_primitives::B256,
-    count: u32,
-    value: u64,
-    with_token: bool,
-    timeout: Duration,
-    note: &dyn Fn(&str),
-) -> Result<Transfers, String> {
-    let quantity = |v: &Value| crate::backend::local::rpc::quantity(v);
-    let big = |v: &Value| -> Result<U256, String> {
-        v.as_str()
-            .and_then(|s| U256::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-            .ok_or_else(|| format!("not a quantity: {v}"))
-    };
-    let chain_id = quantity(&target.rpc("eth_chainId", json!([]), timeout).await?).ok_or("bad eth_chainId")?;
-    let gas_price = big(&target.rpc("eth_gasPrice", json!([]), timeout).await?)?.to::<u128>();
-    let head = target
-        .rpc("eth_getBlockByNumber", json!(["latest", false]), timeout)
-        .await?;
-    let base_fee = head
-        .get("baseFeePerGas")
-        .and_then(|v| big(v).ok())
-        .map(|v| v.to::<u128>());
-    let priority = if gas_price == 0 {
-        0
-    } else {
-        1_000_000_000u128.min(gas_price)
-    };
-    let fees = Fees {
-        chain_id,
-        // Twice the node's price: room for the base fee to rise during the run.
-        gas_price: gas_price.saturating_mul(2),
-        eip1559: base_fee.map(|base| (base.saturating_mul(2) + priority, priority)),
-    };
-    let funder_key = PrivateKeySigner::from_bytes(funder).map_err(|e| format!("funder_key: {e}"))?;
-    let keys = senders::sender_keys(funder, count)?;
-    let funder_balance = big(&target
-        .rpc("eth_getBalance", json!([funder_key.address(), "latest"]), timeout)
-        .await?)?;
-    let per_tx =
-        U256::from(fees.gas_price.max(fees.eip1559.map_or(0, |f| f.0))) * U256::from(21_000u64) + U256::from(value);
-    // Each sender gets an equal share of half the funder's balance.
-    let share = funder_balance / U256::from(2 * u64::from(count));
-    if !per_tx.is_zero() && share < per_tx * U256::from(10u64) {
-        return Err(format!(
-            "the funder {} holds {funder_balance} wei: too little to fund {count} senders",
-            funder_key.address()
-        ));
-    }
-    let mut funder_nonce = pending_nonce(target, &funder_key, timeout).await?;
-    let mut senders = Vec::new();
-    let mut funding = Vec::new();
-    for key in keys {
-        let nonce = pending_nonce(target, &key, timeout).await?;
-        let balance = big(&target
-            .rpc("eth_getBalance", json!([key.address(), "latest"]), timeout)
-            .await?)?;
-        if !per_tx.is_zero() && balance < share / U256::from(2u64) {
-            let signed = senders::sign_transfer(&funder_key, &fees, true, funder_nonce, key.address(), share)?;
-            target
-                .rpc("eth_sendRawTransaction", json!([signed.raw_hex]), timeout)
-                .await
-                .map_err(|e| format!("funding sender {}: {e}", key.address()))?;
-            funder_nonce += 1;
-            funding.push(key.address());
-        }
-        senders.push(Sender {
-            key,
-            next_nonce: nonce,
-            needs_sync: false,
-            accepted: 0,
-        });
-    }
-    if !funding.is_empty() {
-        note(&format!(
-            "funding {} senders from {}",
-            funding.len(),
-            funder_key.address()
-        ));
-        let until = Instant::now() + Duration::from_secs(120);
-        for address in funding {
-            loop {
-                let balance = big(&target
-                    .rpc("eth_getBalance", json!([address, "latest"]), timeout)
-                    .await?)?;
-                if !balance.is_zero() {
-                    break;
-                }
-                if Instant::now() > until {
-                    return Err(format!("sender {address} was not funded within 120s"));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    let token = if with_token {
-        let holders: Vec<Address> = senders.iter().map(|s| s.key.address()).collect();
-        let code = token::deploy_data(&holders, U256::from(10u64).pow(U256::from(24u64)))?;
-        let signed = senders::sign_tx(
-            &funder_key,
-            &fees,
-            true,
-            funder_nonce,
-            TxKind::Create,
-            U256::ZERO,
-            code,
-            token::deploy_gas(holders.len()),
-        )?;
-        target
-            .rpc("eth_sendRawTransaction", json!([signed.raw_hex]), timeout)
-            .await
-            .map_err(|e| format!("deploying the token: {e}"))?;
-        let address = receipt_contract(target, &signed.hash, timeout).await?;
-        note(&format!("token deployed at {address:#x} for {} senders", holders.len()));
-        Some(address)
-    } else {
-        None
-    };
-    Ok(Transfers {
-        senders: Senders::new(senders),
-        fees,
-        receivers: senders::receivers(funder),
-        value: U256::from(value),
-        next_receiver: Cell::new(0),
-        token,
-    })
-}
-
-/// Waits (up to 120 s) for the receipt of contract creation `hash`: the contract's address.
-async fn receipt_contract(
-    target: &Target,
-    hash: &alloy_primitives::B256,
-    timeout: Duration,
-) -> Result<Address, String> {
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let receipt = target.rpc("eth_getTransactionReceipt", json!([hash]), timeout).await?;
-        if !receipt.is_null() {
-            if receipt.get("status").and_then(Value::as_str) != Some("0x1") {
-                return Err(format!("the token's deployment failed: {receipt}"));
-            }
-            return receipt
-                .get("contractAddress")
-                .and_then(Value::as_str)
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| format!("no contract address in {receipt}"));
-        }
-        if Instant::now() > until {
-            return Err("the token's deployment was not in a block within 120s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Follows blocks on `target` until `stop`: transfers' inclusion and confirmation.
-pub async fn follow_blocks(generator: Rc<Generator>, target: usize, confirmations: u64, stop: Rc<Cell<bool>>) {
-    let node = &generator.targets[target];
-    let timeout = Duration::from_secs(5);
-    let head = |v: &Value| crate::backend::local::rpc::quantity(v);
-    let mut last = node
-        .rpc("eth_blockNumber", json!([]), timeout)
-        .await
-        .ok()
-        .and_then(|v| head(&v))
-        .unwrap_or_default();
-
-    while !stop.get() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(now_head) = node
-            .rpc("eth_blockNumber", json!([]), timeout)
-            .await
-            .ok()
-            .and_then(|v| head(&v))
-        else {
-            continue;
-        };
-        let seen = Instant::now();
-        for number in last + 1..=now_head {
-            let Ok(block) = node
-                .rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]), timeout)
-                .await
-            else {
-                break;
-            };
-            let hashes: Vec<alloy_primitives::B256> = block
-                .get("transactions")
-                .and_then(Value::as_array)
-                .map(|txs| txs.iter().filter_map(|h| h.as_str()?.parse().ok()).collect())
-                .unwrap_or_default();
-            generator.tracker.borrow_mut().block(number, &hashes, seen);
-            last = number;
-        }
-        let mut recorder = generator.recorder.borrow_mut();
-        generator
-            .tracker
-            .borrow_mut()
-            .head(last, confirmations, seen, &mut recorder);
     }
 }

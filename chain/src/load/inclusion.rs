@@ -1,12 +1,22 @@
-//! Following sent transfers into blocks: every new block of the watched node is read (its transaction hashes);
-//! a transfer's inclusion time is when its block was first seen, less its send time, and its confirmation time
-//! when the head first stood `confirmations` blocks above it. Memory holds only transfers not yet confirmed.
+//! Following sent transactions into other nodes' pools (a sample) and into blocks: every new block of the
+//! watched node (announced by `newHeads` where the node has a WebSocket, polled otherwise) is read for its
+//! transaction hashes; a transaction's inclusion time is when its block was first seen, less its send time, and
+//! its confirmation time when the head first stood `confirmations` blocks above it. Memory holds only
+//! transactions not yet confirmed.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
+use super::generator::{us, Generator};
 use super::record::{Recorder, TxFate};
 
 /// A transfer included, waiting for confirmations.
@@ -118,6 +128,144 @@ impl Tracker {
                 ..Default::default()
             });
         }
+    }
+}
+
+/// One transaction in this many is followed into another node's pool.
+pub const POOL_SAMPLE: u64 = 10;
+/// At most this many are followed at once.
+pub const MAX_POOL_PROBES: u32 = 32;
+/// A probe gives up after this long.
+const POOL_PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls node `other` for transaction `hash` (every 25 ms, up to 10 s): when it knows it (in its pool, or
+/// already in a block) is the transaction's time to reach another node.
+pub async fn pool_probe(generator: Rc<Generator>, hash: alloy_primitives::B256, seq: u64, other: usize, sent: Instant) {
+    let node = &generator.targets[other];
+    while sent.elapsed() < POOL_PROBE_LIMIT {
+        let seen = node
+            .rpc("eth_getTransactionByHash", json!([hash]), Duration::from_secs(2))
+            .await
+            .is_ok_and(|tx| !tx.is_null());
+        if seen {
+            generator.tracker.borrow_mut().in_pool(seq, us(sent.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    generator.pool_probes.set(generator.pool_probes.get() - 1);
+}
+
+/// Heads announced by a `newHeads` subscription at `url`, with when each arrived; reconnects after a failure
+/// (a second later) until `stop`.
+fn subscribe_heads(url: String, stop: CancellationToken) -> mpsc::UnboundedReceiver<(u64, Instant)> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let connected =
+                tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url.as_str())).await;
+            if let Ok(Ok((mut socket, _))) = connected {
+                let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+                if socket.send(Message::text(request)).await.is_ok() {
+                    loop {
+                        let message = tokio::select! {
+                            _ = stop.cancelled() => return,
+                            message = socket.next() => message,
+                        };
+                        let Some(Ok(message)) = message else { break };
+                        let at = Instant::now();
+                        let Ok(value) = serde_json::from_str::<Value>(message.to_text().unwrap_or("")) else {
+                            continue;
+                        };
+                        let number = crate::backend::local::rpc::quantity(&value["params"]["result"]["number"]);
+                        if let Some(number) = number {
+                            if sender.send((number, at)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    receiver
+}
+
+/// Follows blocks on `target` until `stop`: transactions' inclusion and confirmation. A block is first seen
+/// when its `newHeads` notification arrives (with `ws`), or when a poll of the head (every 100 ms without a
+/// subscription, every second beside one, in case a notification is missed) finds it.
+pub async fn follow_blocks(
+    generator: Rc<Generator>,
+    target: usize,
+    ws: Option<String>,
+    confirmations: u64,
+    stop: Rc<Cell<bool>>,
+) {
+    let node = &generator.targets[target];
+    let timeout = Duration::from_secs(5);
+    let head = |v: &Value| crate::backend::local::rpc::quantity(v);
+    let mut last = node
+        .rpc("eth_blockNumber", json!([]), timeout)
+        .await
+        .ok()
+        .and_then(|v| head(&v))
+        .unwrap_or_default();
+    let unsubscribe = CancellationToken::new();
+    let _unsubscribe = unsubscribe.clone().drop_guard();
+    let mut heads = ws.map(|url| subscribe_heads(url, unsubscribe));
+    let poll_every = if heads.is_some() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(100)
+    };
+    while !stop.get() {
+        let announced = tokio::select! {
+            Some(announced) = async {
+                match heads.as_mut() {
+                    Some(heads) => heads.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Some(announced),
+            _ = tokio::time::sleep(poll_every) => None,
+        };
+        let (now_head, seen) = match announced {
+            Some((number, at)) => (number, at),
+            None => {
+                let Some(polled) = node
+                    .rpc("eth_blockNumber", json!([]), timeout)
+                    .await
+                    .ok()
+                    .and_then(|v| head(&v))
+                else {
+                    continue;
+                };
+                (polled, Instant::now())
+            }
+        };
+        for number in last + 1..=now_head {
+            let Ok(block) = node
+                .rpc("eth_getBlockByNumber", json!([format!("{number:#x}"), false]), timeout)
+                .await
+            else {
+                break;
+            };
+            let hashes: Vec<alloy_primitives::B256> = block
+                .get("transactions")
+                .and_then(Value::as_array)
+                .map(|txs| txs.iter().filter_map(|h| h.as_str()?.parse().ok()).collect())
+                .unwrap_or_default();
+            generator.tracker.borrow_mut().block(number, &hashes, seen);
+            last = number;
+        }
+        let mut recorder = generator.recorder.borrow_mut();
+        generator
+            .tracker
+            .borrow_mut()
+            .head(last, confirmations, seen, &mut recorder);
     }
 }
 

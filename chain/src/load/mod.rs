@@ -5,12 +5,15 @@
 //!
 //! - `spec.rs` the arguments (shared by `chain.load_test` and `dagctl load`) and the plan they make;
 //! - `arrivals.rs` intended start times; `calls.rs` call kinds, the weighted mix, answer classification;
-//! - `http.rs` the lean HTTP/1.1 client; `senders.rs` keys, funding, nonces and signing (alloy);
-//! - `generator.rs` the calls themselves; `inclusion.rs` following transfers into blocks;
+//! - `http.rs` the lean HTTP/1.1 client; `senders.rs` keys, nonces and signing (alloy);
+//! - `funding.rs` fees, the senders' funding and the token's deployment before the load;
+//! - `generator.rs` the calls themselves; `inclusion.rs` following transactions into pools and blocks;
+//! - `token.rs` the bundled token's calls;
 //! - `record.rs` outcomes, histograms and the per-call records file; `summary.rs` the result.
 
 pub mod arrivals;
 pub mod calls;
+pub mod funding;
 pub mod generator;
 pub mod http;
 pub mod inclusion;
@@ -40,12 +43,45 @@ use summary::{Latency, StepResult, Summary, TxSummary};
 pub struct Setup {
     /// (node name, JSON-RPC URL), in node order.
     pub nodes: Vec<(String, String)>,
+    /// WebSocket URLs by node name, where nodes have one: transactions are followed into blocks over a
+    /// `newHeads` subscription on the first target (polling its head otherwise).
+    pub ws: std::collections::BTreeMap<String, String>,
     pub targets: Targets,
     pub funder: Option<B256>,
     /// For the `raw` kind.
     pub raw_lines: Vec<Vec<u8>>,
     /// The per-call records file.
     pub records: Option<PathBuf>,
+}
+
+impl Setup {
+    /// The setup `args` make for `nodes`, keeping records in `records`: the funder's key checked, the raw
+    /// bodies read.
+    pub fn of(
+        args: &LoadArgs,
+        nodes: Vec<(String, String)>,
+        ws: std::collections::BTreeMap<String, String>,
+        records: Option<PathBuf>,
+    ) -> Result<Setup, String> {
+        let funder = args
+            .funder_key
+            .as_deref()
+            .map(spec::parse_key)
+            .transpose()
+            .map_err(|e| format!("funder_key: {e}"))?;
+        let raw_lines = match &args.raw_file {
+            Some(path) => read_raw_file(path)?,
+            None => Vec::new(),
+        };
+        Ok(Setup {
+            nodes,
+            ws,
+            targets: args.targets.clone().unwrap_or_default(),
+            funder,
+            raw_lines,
+            records,
+        })
+    }
 }
 
 /// Reads `raw_file`: one JSON-RPC body per non-empty line.
@@ -155,7 +191,7 @@ pub async fn run(
     let transfers = if uses(calls::SENDING) || uses(calls::TOKEN) {
         let funder = setup.funder.ok_or("transfers and token workloads need funder_key")?;
         let with_token = uses(calls::TOKEN);
-        let prepared = generator::prepare_transfers(
+        let prepared = funding::prepare_transfers(
             &targets[0],
             &funder,
             plan.senders,
@@ -207,10 +243,12 @@ pub async fn run(
         plan.max_in_flight,
     ));
     let following = Rc::new(Cell::new(false));
+    let follow_ws = setup.ws.get(&generator.targets[0].name).cloned();
     if has_transfers {
-        tokio::task::spawn_local(generator::follow_blocks(
+        tokio::task::spawn_local(inclusion::follow_blocks(
             generator.clone(),
             0,
+            follow_ws.clone(),
             plan.confirmations,
             following.clone(),
         ));
@@ -373,6 +411,7 @@ pub async fn run(
         senders,
         receivers,
         token: token_address,
+        blocks_from: follow_ws.map_or_else(|| "polling".to_string(), |ws| format!("newHeads {ws}")),
     });
     Ok(Summary {
         mode: mode_name(&plan.mode),

@@ -77,6 +77,9 @@ pub struct TxSummary {
     /// The accounts transfers came from and went to.
     pub senders: Vec<String>,
     pub receivers: Vec<String>,
+    /// How blocks were followed: `newHeads <ws url>` or `polling`.
+    #[serde(default)]
+    pub blocks_from: String,
     /// The bundled token's address, when a workload used it.
     #[serde(default)]
     pub token: Option<String>,

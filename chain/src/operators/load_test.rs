@@ -45,25 +45,9 @@ async fn run(ctx: OperatorContext, records_dir: PathBuf) -> Result<serde_json::V
     let plan = args
         .plan()
         .map_err(|issue| format!("{}: {}", issue.key, issue.message))?;
-    let nodes = target_nodes(&ctx, args.url.as_deref(), args.network.as_deref()).await?;
-    let funder = args
-        .funder_key
-        .as_deref()
-        .map(load::spec::parse_key)
-        .transpose()
-        .map_err(|e| format!("funder_key: {e}"))?;
-    let raw_lines = match &args.raw_file {
-        Some(path) => load::read_raw_file(path)?,
-        None => Vec::new(),
-    };
+    let (nodes, ws) = target_nodes(&ctx, args.url.as_deref(), args.network.as_deref()).await?;
     let records = super::results_path(&records_dir, &ctx, "calls");
-    let setup = Setup {
-        nodes,
-        targets: args.targets.clone().unwrap_or_default(),
-        funder,
-        raw_lines,
-        records: Some(records),
-    };
+    let setup = Setup::of(&args, nodes, ws, Some(records))?;
     let log = ctx.log.clone();
     log.line(
         "info",

@@ -132,7 +132,7 @@ async fn run(ctx: OperatorContext, dir: PathBuf, program: PathBuf) -> Result<ser
         None => f64::from(users),
     };
     let duration = args.duration.value("duration")?.get();
-    let nodes = target_nodes(&ctx, args.url.as_deref(), args.network.as_deref()).await?;
+    let (nodes, _) = target_nodes(&ctx, args.url.as_deref(), args.network.as_deref()).await?;
     let (node, host) = match &args.node {
         Some(name) => nodes
             .iter()

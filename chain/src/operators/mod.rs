@@ -92,16 +92,18 @@ fn results_path(dir: &std::path::Path, ctx: &worker::operator::OperatorContext, 
     ))
 }
 
-/// The (name, JSON-RPC URL) of the nodes a load goes to: the node at `url`, or every node of the running
-/// network `network` names.
+/// The nodes a load goes to, as (name, JSON-RPC URL), and their WebSocket URLs by name where they have one:
+/// the node at `url`, or every node of the running network `network` names.
+type Nodes = (Vec<(String, String)>, std::collections::BTreeMap<String, String>);
+
 async fn target_nodes(
     ctx: &worker::operator::OperatorContext,
     url: Option<&str>,
     network: Option<&str>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Nodes, String> {
     use crate::registry::{ApiNetworks, NetworkStore};
     match (url, network) {
-        (Some(url), _) => Ok(vec![(url.to_string(), url.to_string())]),
+        (Some(url), _) => Ok((vec![(url.to_string(), url.to_string())], Default::default())),
         (None, Some(reference)) => {
             let networks = ApiNetworks(ctx.api.clone());
             let name = resolve_network(ctx, &networks, reference)
@@ -117,7 +119,15 @@ async fn target_nodes(
             let record = crate::lifecycle::record_of(&row)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("network `{name}` has no nodes"))?;
-            Ok(record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect())
+            let ws = record
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
+                .collect();
+            Ok((
+                record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect(),
+                ws,
+            ))
         }
         (None, None) => Err("give `network` or `url`".into()),
     }

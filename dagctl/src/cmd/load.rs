@@ -182,8 +182,8 @@ pub async fn load(config: &Config, flags: &LoadFlags) -> Result<ExitCode> {
     let plan = args
         .plan()
         .map_err(|issue| anyhow!("`{}`: {}", issue.key, issue.message))?;
-    let nodes = match &args.url {
-        Some(url) => vec![(url.clone(), url.clone())],
+    let (nodes, ws) = match &args.url {
+        Some(url) => (vec![(url.clone(), url.clone())], Default::default()),
         None => {
             let store = open_store(config).await?;
             let row = store.get_network(&flags.target).await?;
@@ -197,26 +197,18 @@ pub async fn load(config: &Config, flags: &LoadFlags) -> Result<ExitCode> {
             let Some(record) = lifecycle::record_of(&row)? else {
                 bail!("network `{}` has no nodes yet", flags.target);
             };
-            record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect()
+            let ws = record
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
+                .collect();
+            (
+                record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect(),
+                ws,
+            )
         }
     };
-    let funder = args
-        .funder_key
-        .as_deref()
-        .map(load::spec::parse_key)
-        .transpose()
-        .map_err(|e| anyhow!("--funder-key: {e}"))?;
-    let raw_lines = match &args.raw_file {
-        Some(path) => load::read_raw_file(path).map_err(|e| anyhow!(e))?,
-        None => Vec::new(),
-    };
-    let setup = Setup {
-        nodes,
-        targets: args.targets.clone().unwrap_or_default(),
-        funder,
-        raw_lines,
-        records: flags.records.clone(),
-    };
+    let setup = Setup::of(&args, nodes, ws, flags.records.clone()).map_err(|e| anyhow!(e))?;
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

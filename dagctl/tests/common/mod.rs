@@ -390,3 +390,11 @@ pub fn client_binary(program: &str, variable: &str) -> PathBuf {
         "{program} is needed by this test: set {variable}, or DAGCTL_CLIENTS_BIN to the bin dir printed by `scripts/install-clients.sh CACHE_DIR` (./scripts/test.sh does both)"
     )
 }
+
+/// `dagctl load` with `args`, its summary (`-o json`) and its stderr.
+pub fn load(home: &Home, args: &[&str]) -> (serde_json::Value, String) {
+    let output = home.run(&[&["load"], args, &["-o", "json"]].concat());
+    let err = stderr(&output);
+    assert!(output.status.success(), "{}\n{err}", stdout(&output));
+    (serde_json::from_str(&stdout(&output)).unwrap(), err)
+}

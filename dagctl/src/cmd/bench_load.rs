@@ -268,7 +268,8 @@ fn dagctl_load(pin: bool, args: &[&str]) -> Result<Run> {
         if let Some(cpu) = chain::monitor::host::cpu_seconds(&format!("/proc/{pid}/stat")) {
             cpu_seconds = cpu;
         }
-        if first_sample == 0 && rss > 0 {
+        // The first sample of the generator itself: not the moment taskset or the loader runs (a few kB).
+        if first_sample == 0 && rss > 1024 && started.elapsed() >= Duration::from_millis(100) {
             first_sample = rss;
         }
         std::thread::sleep(Duration::from_millis(100));

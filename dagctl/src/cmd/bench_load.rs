@@ -274,6 +274,10 @@ fn dagctl_load(pin: bool, args: &[&str]) -> Result<Run> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    if first_sample == 0 {
+        // A run too short for a sample past its start: its peak is all there is.
+        first_sample = peak;
+    }
     let text = reader
         .join()
         .map_err(|_| anyhow!("reading dagctl load's output failed"))?;

@@ -249,3 +249,27 @@ class Rpc(FastHttpUser):
     );
     assert!(text.contains("{load} INFO - locust "), "{text}");
 }
+
+/// Out of sockets (an open-file limit of 64 the generator cannot raise) against a server that answers late:
+/// the calls that found no socket are `dropped` (never sent), not blamed on the node as resets.
+#[test]
+fn calls_without_a_socket_are_dropped_not_reset() {
+    let (port, _) = serve(|_| ("late", Answer::Late));
+    let home = Home::new();
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} load http://127.0.0.1:{port} --rate 200 --duration 1s --timeout 1s -o json",
+            common::BIN
+        ))
+        .env("DAGCTL_HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let errors = &summary["total"]["errors"];
+    assert!(errors["dropped"].as_u64().unwrap_or(0) >= 100, "{summary}");
+    assert!(errors.get("reset").is_none(), "{summary}");
+    assert_eq!(summary["total"]["fail"], 200, "{summary}");
+}

@@ -463,5 +463,6 @@ fn failure_outcome(failure: Failure) -> Outcome {
         Failure::Reset => Outcome::Reset,
         Failure::Timeout => Outcome::Timeout,
         Failure::Garbage => Outcome::Garbage,
+        Failure::NoSocket => Outcome::Dropped,
     }
 }

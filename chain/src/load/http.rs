@@ -24,6 +24,8 @@ pub enum Failure {
     Timeout,
     /// Not HTTP, or a body over the limit.
     Garbage,
+    /// No socket to be had here (the process's open-file limit): the call was never sent.
+    NoSocket,
 }
 
 /// An HTTP answer.
@@ -100,6 +102,7 @@ impl Connection {
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Failure::Refused),
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE)) => Err(Failure::NoSocket),
             Err(_) => Err(Failure::Reset),
         }
     }

@@ -178,6 +178,9 @@ pub async fn run(
     note: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Summary, String> {
     let (targets, picker) = targets(&setup)?;
+    if targets.is_empty() {
+        return Err("no node to send load to".into());
+    }
     let funder_address = setup.funder.as_ref().and_then(|f| {
         alloy_signer_local::PrivateKeySigner::from_bytes(f)
             .ok()
@@ -446,6 +449,18 @@ pub fn progress_line(p: &Progress) -> String {
     )
 }
 
+/// Raises this process's soft limit of open files to its hard limit (best effort): an open loop against a
+/// stalled node holds a connection per call in flight, and the usual soft limit of 1,024 is soon reached. A
+/// call that still finds no socket is counted as `dropped` (not sent), not as a node's failure.
+fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// The target's pending transactions, when its client says (`txpool_status`).
 async fn pending_pool(target: &Target) -> Option<u64> {
     let status = target
@@ -464,6 +479,7 @@ pub fn run_blocking(
     mut progress: impl FnMut(&Progress) + Send,
     note: impl Fn(&str) + Send + Sync,
 ) -> Result<Summary, String> {
+    raise_open_files();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

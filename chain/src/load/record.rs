@@ -31,7 +31,7 @@ pub enum Outcome {
     Reset,
     /// An answer that is not HTTP, or not JSON-RPC.
     Garbage,
-    /// Not sent: too many calls were in flight.
+    /// Not sent: too many calls were in flight, or no socket could be had.
     Dropped,
 }
 

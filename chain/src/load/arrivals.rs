@@ -49,13 +49,8 @@ impl Arrivals {
     }
 
     /// The phase the next arrival belongs to, or `None` when every phase is over.
-    pub fn phase_index(&self) -> Option<usize> {
+    fn phase_index(&self) -> Option<usize> {
         (self.phase < self.phases.len()).then_some(self.phase)
-    }
-
-    /// When the current phase ends.
-    pub fn phase_end(&self) -> Option<Duration> {
-        self.phases.get(self.phase).map(|p| self.phase_start + p.length)
     }
 
     /// The end of the last phase.
@@ -84,11 +79,6 @@ impl Arrivals {
             self.phase_start = end;
             self.next = self.first_of_phase();
         }
-    }
-
-    /// Ends the current phase now (a step of a breaking-point search that already broke).
-    pub fn truncate(&mut self) {
-        self.phases.truncate(self.phase + 1);
     }
 
     fn first_of_phase(&mut self) -> Duration {
@@ -182,22 +172,5 @@ mod tests {
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n;
         // Exponential: the standard deviation equals the mean.
         assert!((var.sqrt() / mean - 1.0).abs() < 0.05, "cv {}", var.sqrt() / mean);
-    }
-
-    #[test]
-    fn a_truncated_phase_is_the_last() {
-        let phases = vec![
-            Phase {
-                rate: 10.0,
-                length: Duration::from_secs(1),
-            },
-            Phase {
-                rate: 10.0,
-                length: Duration::from_secs(1),
-            },
-        ];
-        let mut a = Arrivals::new(phases, Spacing::Constant, 1);
-        a.truncate();
-        assert_eq!(count(a)[..2], [10, 0]);
     }
 }

@@ -278,9 +278,10 @@ impl Generator {
         self.post(target, &body).await.0
     }
 
-    async fn post(&self, target: &Target, body: &[u8]) -> (Outcome, Option<http::Answer>) {
+    /// POSTs `body` to `target`: the outcome, and a JSON-RPC error's message.
+    async fn post(&self, target: &Target, body: &[u8]) -> (Outcome, Option<String>) {
         match http::post(&target.endpoint, &target.pool, body, self.timeout).await {
-            Ok(answer) => (calls::classify(answer.status, &answer.body).0, Some(answer)),
+            Ok(answer) => calls::classify(answer.status, &answer.body),
             Err(failure) => (failure_outcome(failure), None),
         }
     }
@@ -341,7 +342,7 @@ impl Generator {
         };
         let body = calls::request("eth_sendRawTransaction", &format!("[\"{}\"]", signed.raw_hex));
         let sent_at = Instant::now();
-        let (outcome, answer) = self.post(target, body.as_bytes()).await;
+        let (outcome, message) = self.post(target, body.as_bytes()).await;
         let fate = match outcome {
             Outcome::Ok => {
                 self.tracker.borrow_mut().sent(signed.hash, seq, sent_at);
@@ -354,13 +355,7 @@ impl Generator {
                 }
                 NonceFate::Used
             }
-            Outcome::RpcError(_) => {
-                let message = answer
-                    .as_ref()
-                    .and_then(|a| calls::classify(a.status, &a.body).1)
-                    .unwrap_or_default();
-                senders::fate_of_error(&message)
-            }
+            Outcome::RpcError(_) => senders::fate_of_error(message.as_deref().unwrap_or_default()),
             // Refused: nothing reached the node.
             Outcome::Refused => NonceFate::Free,
             _ => NonceFate::Unknown,

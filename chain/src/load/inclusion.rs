@@ -10,10 +10,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::generator::{us, Generator};
@@ -161,36 +159,16 @@ pub async fn pool_probe(generator: Rc<Generator>, hash: alloy_primitives::B256, 
 fn subscribe_heads(url: String, stop: CancellationToken) -> mpsc::UnboundedReceiver<(u64, Instant)> {
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while !stop.is_cancelled() {
-            let connected =
-                tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url.as_str())).await;
-            if let Ok(Ok((mut socket, _))) = connected {
-                let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
-                if socket.send(Message::text(request)).await.is_ok() {
-                    loop {
-                        let message = tokio::select! {
-                            _ = stop.cancelled() => return,
-                            message = socket.next() => message,
-                        };
-                        let Some(Ok(message)) = message else { break };
-                        let at = Instant::now();
-                        let Ok(value) = serde_json::from_str::<Value>(message.to_text().unwrap_or("")) else {
-                            continue;
-                        };
-                        let number = crate::backend::local::rpc::quantity(&value["params"]["result"]["number"]);
-                        if let Some(number) = number {
-                            if sender.send((number, at)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
+        crate::backend::local::rpc::follow_new_heads(&url, &stop, |text, at| {
+            let Ok(value) = serde_json::from_str::<Value>(text) else {
+                return true;
+            };
+            match crate::backend::local::rpc::quantity(&value["params"]["result"]["number"]) {
+                Some(number) => sender.send((number, at)).is_ok(),
+                None => true,
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        })
+        .await;
     });
     receiver
 }

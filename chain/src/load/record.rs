@@ -93,8 +93,6 @@ pub struct Recorder {
     pub inclusion: Histogram<u64>,
     pub confirmation: Histogram<u64>,
     pub pool: Histogram<u64>,
-    /// Calls per whole second of intended time (for the per-second series), by kind: (sent, ok).
-    pub per_second: BTreeMap<u64, (u64, u64)>,
     pub first_sent_us: Option<u64>,
     pub last_sent_us: u64,
     pub last_done_us: u64,
@@ -133,7 +131,6 @@ impl Recorder {
             inclusion: histogram(),
             confirmation: histogram(),
             pool: histogram(),
-            per_second: BTreeMap::new(),
             first_sent_us: None,
             last_sent_us: 0,
             last_done_us: 0,
@@ -149,11 +146,6 @@ impl Recorder {
             self.first_sent_us = Some(self.first_sent_us.map_or(call.sent_us, |f| f.min(call.sent_us)));
             self.last_sent_us = self.last_sent_us.max(call.sent_us);
             self.last_done_us = self.last_done_us.max(call.sent_us + call.latency_us);
-        }
-        let second = self.per_second.entry(call.intended_us / 1_000_000).or_default();
-        second.0 += 1;
-        if call.outcome == Outcome::Ok {
-            second.1 += 1;
         }
         let (outcome, code) = call.outcome.code();
         let clamp = |v: u64| v.min(u64::from(u32::MAX - 1)) as u32;
@@ -209,73 +201,4 @@ impl Recorder {
         self.file = None;
         self.file_error.clone()
     }
-}
-
-/// One record read back from a records file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Record {
-    Call {
-        seq: u64,
-        kind: u8,
-        node: u16,
-        intended_us: u32,
-        sent_us: u32,
-        latency_us: u32,
-        outcome: u8,
-        code: i32,
-    },
-    Tx {
-        seq: u64,
-        inclusion_us: Option<u32>,
-        confirmation_us: Option<u32>,
-        pool_us: Option<u32>,
-    },
-}
-
-/// Reads a records file: its metadata and records.
-pub fn read_records(path: &Path) -> Result<(serde_json::Value, Vec<Record>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let not_ours = || format!("{} is not a dagctl load records file", path.display());
-    let first = bytes.iter().position(|b| *b == b'\n').ok_or_else(not_ours)?;
-    if &bytes[..first] != MAGIC.as_bytes() {
-        return Err(not_ours());
-    }
-    let second = first
-        + 1
-        + bytes[first + 1..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .ok_or_else(not_ours)?;
-    let meta = serde_json::from_slice(&bytes[first + 1..second]).map_err(|_| not_ours())?;
-    let body = &bytes[second + 1..];
-    if body.len() % 32 != 0 {
-        return Err(format!("{} ends in a partial record", path.display()));
-    }
-    let u32_at = |r: &[u8], i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes"));
-    let seen = |v: u32| (v != u32::MAX).then_some(v);
-    let records = body
-        .chunks_exact(32)
-        .map(|r| {
-            if r[31] == TX_TAG {
-                Record::Tx {
-                    seq: u64::from_le_bytes(r[0..8].try_into().expect("8 bytes")),
-                    inclusion_us: seen(u32_at(r, 8)),
-                    confirmation_us: seen(u32_at(r, 12)),
-                    pool_us: seen(u32_at(r, 16)),
-                }
-            } else {
-                Record::Call {
-                    intended_us: u32_at(r, 0),
-                    sent_us: u32_at(r, 4),
-                    latency_us: u32_at(r, 8),
-                    kind: r[12],
-                    outcome: r[13],
-                    node: u16::from_le_bytes([r[14], r[15]]),
-                    code: i32::from_le_bytes(r[16..20].try_into().expect("4 bytes")),
-                    seq: u64::from_le_bytes(r[20..28].try_into().expect("8 bytes")),
-                }
-            }
-        })
-        .collect();
-    Ok((meta, records))
 }

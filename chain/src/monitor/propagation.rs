@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// How long an unsettled block waits for the nodes that have not seen it.
@@ -79,33 +77,15 @@ impl Propagation {
 }
 
 async fn subscribe(node: String, url: String, arrivals: Arc<Mutex<Arrivals>>, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        let connected =
-            tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url.as_str())).await;
-        if let Ok(Ok((mut socket, _))) = connected {
-            let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
-            if socket.send(Message::text(request)).await.is_ok() {
-                loop {
-                    let message = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        message = socket.next() => message,
-                    };
-                    let Some(Ok(message)) = message else { break };
-                    let Ok(text) = message.to_text() else { continue };
-                    record(&node, text, &arrivals);
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
+    crate::backend::local::rpc::follow_new_heads(&url, &stop, |text, at| {
+        record(&node, text, at, &arrivals);
+        true
+    })
+    .await;
 }
 
-/// Records a `newHeads` notification's block as arrived at `node` now (the first time only).
-fn record(node: &str, text: &str, arrivals: &Mutex<Arrivals>) {
-    let now = Instant::now();
+/// Records a `newHeads` notification's block as arrived at `node` at `now` (the first time only).
+fn record(node: &str, text: &str, now: Instant, arrivals: &Mutex<Arrivals>) {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
@@ -149,12 +129,17 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"0x1","result":{{"number":"0x5","hash":"{hash}"}}}}}}"#
             )
         };
-        record("a", &note("0xaa"), &propagation.arrivals);
+        record("a", &note("0xaa"), Instant::now(), &propagation.arrivals);
         std::thread::sleep(Duration::from_millis(30));
         assert!(propagation.take_delays().is_empty(), "b has not seen it yet");
-        record("b", &note("0xaa"), &propagation.arrivals);
-        record("b", &note("0xaa"), &propagation.arrivals);
-        record("a", r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#, &propagation.arrivals);
+        record("b", &note("0xaa"), Instant::now(), &propagation.arrivals);
+        record("b", &note("0xaa"), Instant::now(), &propagation.arrivals);
+        record(
+            "a",
+            r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#,
+            Instant::now(),
+            &propagation.arrivals,
+        );
         let delays = propagation.take_delays();
         assert_eq!(delays["a"], vec![0.0]);
         assert!(delays["b"][0] >= 25.0, "{delays:?}");

@@ -300,3 +300,51 @@ async fn store_roundtrip_seconds(store: &Store, count: usize) -> Result<f64> {
     }
     Ok((started.elapsed().as_secs_f64() / count as f64).max(Duration::from_micros(1).as_secs_f64()))
 }
+
+/// Serves JSON-RPC over keep-alive HTTP/1.1 on `stream` until it closes or `stop`: each request's body (by its
+/// Content-Length) is parsed as JSON and answered with `reply(&call)` (the whole response object). The
+/// benchmarks' loopback nodes (replayed answers, a sink) are made of it.
+pub async fn serve_json_rpc(
+    mut stream: tokio::net::TcpStream,
+    stop: tokio_util::sync::CancellationToken,
+    reply: impl Fn(&serde_json::Value) -> serde_json::Value,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // One request: headers, then Content-Length bytes of body.
+        let request = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buffer.len() >= end + 4 + length {
+                    let body = buffer[end + 4..end + 4 + length].to_vec();
+                    buffer.drain(..end + 4 + length);
+                    break body;
+                }
+            }
+            let read = tokio::select! {
+                _ = stop.cancelled() => return,
+                read = stream.read(&mut chunk) => read,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let call: serde_json::Value = serde_json::from_slice(&request).unwrap_or(serde_json::Value::Null);
+        let answer = reply(&call).to_string();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}

@@ -105,7 +105,7 @@ fn start_sink(pin: bool) -> Result<(String, CancellationToken)> {
                     _ = stopped.cancelled() => return,
                     accepted = listener.accept() => {
                         if let Ok((stream, _)) = accepted {
-                            tokio::spawn(sink_connection(stream, stopped.clone()));
+                            tokio::spawn(super::bench::serve_json_rpc(stream, stopped.clone(), sink_reply));
                         }
                     }
                 }
@@ -116,62 +116,22 @@ fn start_sink(pin: bool) -> Result<(String, CancellationToken)> {
     Ok((url, stop))
 }
 
-/// One keep-alive connection to the sink.
-async fn sink_connection(mut stream: tokio::net::TcpStream, stop: CancellationToken) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 8192];
-    loop {
-        // A whole request: the head, then Content-Length bytes.
-        let (head_end, length) = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                break (end + 4, length);
-            }
-            let read = tokio::select! {
-                read = stream.read(&mut chunk) => read,
-                _ = stop.cancelled() => return,
-            };
-            match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        while buffer.len() < head_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
+/// What the sink answers: enough of a node for the generator's transfers, every transaction taken.
+fn sink_reply(call: &Value) -> Value {
+    let result = match call["method"].as_str().unwrap_or("") {
+        "eth_chainId" => json!("0x7a69"),
+        "eth_gasPrice" => json!("0x3b9aca00"),
+        "eth_getBalance" => json!("0xd3c21bcecceda1000000"),
+        "eth_getTransactionCount" | "eth_blockNumber" => json!("0x1"),
+        "eth_getBlockByNumber" => json!({"number": "0x1", "baseFeePerGas": "0x3b9aca00", "transactions": []}),
+        "eth_sendRawTransaction" => {
+            static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            json!(format!("0x{n:064x}"))
         }
-        let body: Value = serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
-        buffer.drain(..head_end + length);
-        let result = match body["method"].as_str().unwrap_or("") {
-            "eth_chainId" => json!("0x7a69"),
-            "eth_gasPrice" => json!("0x3b9aca00"),
-            "eth_getBalance" => json!("0xd3c21bcecceda1000000"),
-            "eth_getTransactionCount" | "eth_blockNumber" => json!("0x1"),
-            "eth_getBlockByNumber" => json!({"number": "0x1", "baseFeePerGas": "0x3b9aca00", "transactions": []}),
-            "eth_sendRawTransaction" => {
-                static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                json!(format!("0x{n:064x}"))
-            }
-            _ => Value::Null,
-        };
-        let answer = json!({"jsonrpc": "2.0", "id": body["id"], "result": result}).to_string();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if stream.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
+        _ => Value::Null,
+    };
+    json!({"jsonrpc": "2.0", "id": call["id"], "result": result})
 }
 
 fn round(value: f64, digits: i32) -> f64 {

@@ -344,7 +344,10 @@ fn start_replay(nodes: usize, answers: Arc<Vec<(String, Value)>>) -> Result<(Vec
                             accepted = listener.accept() => accepted,
                         };
                         let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(serve_replay(stream, answers.clone(), token.clone()));
+                        let answers = answers.clone();
+                        tokio::spawn(super::bench::serve_json_rpc(stream, token.clone(), move |call| {
+                            replay(&answers, call)
+                        }));
                     }
                 });
             }
@@ -354,49 +357,11 @@ fn start_replay(nodes: usize, answers: Arc<Vec<(String, Value)>>) -> Result<(Vec
     Ok((ports, stop))
 }
 
-async fn serve_replay(mut stream: tokio::net::TcpStream, answers: Arc<Vec<(String, Value)>>, stop: CancellationToken) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        // One request: headers, then Content-Length bytes of body.
-        let request = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if buffer.len() >= end + 4 + length {
-                    let body = buffer[end + 4..end + 4 + length].to_vec();
-                    buffer.drain(..end + 4 + length);
-                    break body;
-                }
-            }
-            let read = tokio::select! {
-                _ = stop.cancelled() => return,
-                read = stream.read(&mut chunk) => read,
-            };
-            match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let call: Value = serde_json::from_slice(&request).unwrap_or(Value::Null);
-        let method = call["method"].as_str().unwrap_or_default();
-        let result = answers.iter().find(|(m, _)| m == method).map(|(_, r)| r.clone());
-        let reply = match result {
-            Some(result) => json!({"jsonrpc": "2.0", "id": call["id"], "result": result}),
-            None => json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": "not recorded"}}),
-        }
-        .to_string();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            reply.len()
-        );
-        if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(reply.as_bytes()).await.is_err() {
-            return;
-        }
+/// Answers a recorded method with what the node answered; others with "method not found".
+fn replay(answers: &[(String, Value)], call: &Value) -> Value {
+    let method = call["method"].as_str().unwrap_or_default();
+    match answers.iter().find(|(m, _)| m == method) {
+        Some((_, result)) => json!({"jsonrpc": "2.0", "id": call["id"], "result": result}),
+        None => json!({"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32601, "message": "not recorded"}}),
     }
 }

@@ -98,6 +98,41 @@ pub async fn call(url: &str, method: &str, params: Value, timeout: Duration) -> 
     NodeRpc::new(url, timeout).call(method, params).await
 }
 
+/// Follows a node's `newHeads` subscription over its WebSocket `url` until `stop`, or until `each` returns
+/// false: `each` gets every message's text and when it arrived. A subscription that fails or closes is opened
+/// again a second later.
+pub async fn follow_new_heads(
+    url: &str,
+    stop: &tokio_util::sync::CancellationToken,
+    mut each: impl FnMut(&str, std::time::Instant) -> bool,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    while !stop.is_cancelled() {
+        let connected = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url)).await;
+        if let Ok(Ok((mut socket, _))) = connected {
+            let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+            if socket.send(Message::text(request)).await.is_ok() {
+                loop {
+                    let message = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        message = socket.next() => message,
+                    };
+                    let Some(Ok(message)) = message else { break };
+                    let Ok(text) = message.to_text() else { continue };
+                    if !each(text, std::time::Instant::now()) {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// A JSON-RPC quantity (`"0x1a"`) as a number.
 pub fn quantity(value: &Value) -> Option<u64> {
     let text = value.as_str()?;

@@ -39,6 +39,7 @@ pub mod extradata;
 mod generate;
 mod keys;
 mod keystore;
+pub mod kpi;
 pub mod lifecycle;
 pub mod load;
 pub mod monitor;

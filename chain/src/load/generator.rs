@@ -159,6 +159,7 @@ impl Generator {
         max_in_flight: u32,
     ) -> Generator {
         let mix = Mix::new(&kinds, 0x9E37_79B9_7F4A_7C15);
+        let start = Instant::now();
         Generator {
             targets,
             picker,
@@ -167,10 +168,10 @@ impl Generator {
             raw_next: Cell::new(0),
             recorder: RefCell::new(recorder),
             transfers,
-            tracker: RefCell::new(Tracker::default()),
+            tracker: RefCell::new(Tracker::new(start)),
             in_flight: Cell::new(0),
             seq: Cell::new(0),
-            start: Instant::now(),
+            start,
             timeout,
             max_in_flight,
             open_loop: Cell::new(true),

@@ -44,9 +44,24 @@ pub struct Tracker {
     pool: HashMap<u64, u64>,
     /// How many sampled transactions reached another node.
     pub pool_seen: u64,
+    /// The run's start, which records' send times count from.
+    start: Option<Instant>,
 }
 
 impl Tracker {
+    /// A tracker whose records count send times from `start`.
+    pub fn new(start: Instant) -> Tracker {
+        Tracker {
+            start: Some(start),
+            ..Tracker::default()
+        }
+    }
+
+    fn sent_us(&self, sent: Instant) -> u64 {
+        self.start
+            .map_or(0, |start| sent.saturating_duration_since(start).as_micros() as u64)
+    }
+
     /// A node accepted transfer `seq` with `hash`, sent at `at`.
     pub fn sent(&mut self, hash: B256, seq: u64, at: Instant) {
         self.pending.insert(hash, (seq, at));
@@ -97,6 +112,7 @@ impl Tracker {
             self.confirmed += 1;
             recorder.tx(TxFate {
                 seq: done.seq,
+                sent_us: self.sent_us(done.sent),
                 inclusion_us: Some(done.inclusion_us),
                 confirmation_us: Some(at.saturating_duration_since(done.sent).as_micros() as u64),
                 pool_us: self.pool.remove(&done.seq),
@@ -111,17 +127,21 @@ impl Tracker {
 
     /// Records what is still open: included but unconfirmed, or never seen.
     pub fn finish(&mut self, recorder: &mut Recorder) {
+        let start = self.start;
+        let sent_us = |sent: Instant| start.map_or(0, |s| sent.saturating_duration_since(s).as_micros() as u64);
         for done in self.included.drain(..) {
             recorder.tx(TxFate {
                 seq: done.seq,
+                sent_us: sent_us(done.sent),
                 inclusion_us: Some(done.inclusion_us),
                 confirmation_us: None,
                 pool_us: self.pool.remove(&done.seq),
             });
         }
-        for (_, (seq, _)) in self.pending.drain() {
+        for (_, (seq, sent)) in self.pending.drain() {
             recorder.tx(TxFate {
                 seq,
+                sent_us: sent_us(sent),
                 pool_us: self.pool.remove(&seq),
                 ..Default::default()
             });
@@ -255,8 +275,8 @@ mod tests {
     #[test]
     fn transfers_move_from_sent_to_included_to_confirmed() {
         let mut recorder = Recorder::new(None, &()).unwrap();
-        let mut tracker = Tracker::default();
         let t0 = Instant::now();
+        let mut tracker = Tracker::new(t0);
         let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
         tracker.sent(a, 0, t0);
         tracker.sent(b, 1, t0);

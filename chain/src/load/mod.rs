@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 pub use generator::Progress;
-use generator::{Generator, Picker, Target};
+use generator::{us, Generator, Picker, Target};
 use record::Recorder;
 pub use spec::{LoadArgs, Mode, Plan, Targets};
 use summary::{Latency, StepResult, Summary, TxSummary};
@@ -220,6 +220,9 @@ pub async fn run(
         "kinds": kind_names,
         "nodes": targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "outcomes": ["ok", "rpc_error", "http", "timeout", "refused", "reset", "garbage", "dropped"],
+        "sending_kinds": kinds.iter().filter(|k| k.sends()).map(|k| k.name.clone()).collect::<Vec<_>>(),
+        "confirmations": plan.confirmations,
+        "timeout_ms": plan.timeout.as_millis() as u64,
     });
     let recorder = Recorder::new(setup.records.as_deref(), &meta)?;
     let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
@@ -266,11 +269,18 @@ pub async fn run(
         let mut sustainable = None;
         match &plan.mode {
             Mode::Open { phases, spacing } => {
+                let mut start = Duration::ZERO;
+                for (index, phase) in phases.iter().enumerate() {
+                    let index = u16::try_from(index).unwrap_or(u16::MAX);
+                    generator.recorder.borrow_mut().phase(index, us(start), phase.rate);
+                    start += phase.length;
+                }
                 generator
                     .open_loop(phases.clone(), *spacing, Duration::ZERO, &stop, &cancel)
                     .await;
             }
             Mode::Closed { users, think, length } => {
+                generator.recorder.borrow_mut().phase(0, 0, f64::from(*users));
                 let until = length.map(|l| generator.start + l);
                 let user = || async {
                     while !cancel.is_cancelled()
@@ -298,6 +308,8 @@ pub async fn run(
                     generator.take_step();
                     generator.tracker.borrow_mut().mark();
                     let offset = generator.start.elapsed();
+                    let index = u16::try_from(steps.len()).unwrap_or(u16::MAX);
+                    generator.recorder.borrow_mut().phase(index, us(offset), rate);
                     let phase = arrivals::Phase {
                         rate,
                         length: step.length,

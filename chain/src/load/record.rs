@@ -8,8 +8,11 @@
 //! `intended_us u32 | sent_us u32 | latency_us u32 | kind u8 | outcome u8 | node u16 | code i32 | seq u64 |
 //! pad [u8; 3] | tag 0 u8` (times are microseconds from the run's start; latency is from the intended time in
 //! open loop, from the send in closed loop), and, for transactions:
-//! `seq u64 | inclusion_us u32 | confirmation_us u32 | pool_us u32 | pad [u8; 11] | tag 1 u8` (microseconds
-//! after the send; `u32::MAX` for what was not seen).
+//! `seq u64 | inclusion_us u32 | confirmation_us u32 | pool_us u32 | sent_us u32 | pad [u8; 7] | tag 1 u8`
+//! (microseconds after the send, `u32::MAX` for what was not seen; `sent_us` from the run's start), and, where a
+//! load phase begins (a rate of a ramp, a step of a breaking-point search, the users of a closed loop):
+//! `start_us u32 | rate f64 | index u16 | pad [u8; 17] | tag 2 u8` (`rate` is users for a closed loop).
+//! [`crate::kpi::calls`] reads it back.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +84,8 @@ pub struct Call {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TxFate {
     pub seq: u64,
+    /// Microseconds from the run's start.
+    pub sent_us: u64,
     pub inclusion_us: Option<u64>,
     pub confirmation_us: Option<u64>,
     pub pool_us: Option<u64>,
@@ -107,8 +112,11 @@ fn histogram() -> Histogram<u64> {
 /// The records file's first line.
 pub const MAGIC: &str = "dagctl-load-calls 1";
 /// The last byte of a record: what it is.
-const CALL_TAG: u8 = 0;
-const TX_TAG: u8 = 1;
+pub const CALL_TAG: u8 = 0;
+pub const TX_TAG: u8 = 1;
+pub const PHASE_TAG: u8 = 2;
+/// A record's length in bytes.
+pub const RECORD_LEN: usize = 32;
 
 impl Recorder {
     /// A recorder writing records to `path` (made, with `meta` as its metadata line), or to no file.
@@ -169,6 +177,7 @@ impl Recorder {
         record[8..12].copy_from_slice(&field(fate.inclusion_us).to_le_bytes());
         record[12..16].copy_from_slice(&field(fate.confirmation_us).to_le_bytes());
         record[16..20].copy_from_slice(&field(fate.pool_us).to_le_bytes());
+        record[20..24].copy_from_slice(&(fate.sent_us.min(u64::from(u32::MAX - 1)) as u32).to_le_bytes());
         record[31] = TX_TAG;
         for (value, histogram) in [
             (fate.inclusion_us, &mut self.inclusion),
@@ -179,6 +188,16 @@ impl Recorder {
                 histogram.saturating_record(v.max(1));
             }
         }
+        self.write(&record);
+    }
+
+    /// Load phase `index` (rate per second, or users) begins `start_us` after the run's start.
+    pub fn phase(&mut self, index: u16, start_us: u64, rate: f64) {
+        let mut record = [0u8; 32];
+        record[0..4].copy_from_slice(&(start_us.min(u64::from(u32::MAX - 1)) as u32).to_le_bytes());
+        record[4..12].copy_from_slice(&rate.to_le_bytes());
+        record[12..14].copy_from_slice(&index.to_le_bytes());
+        record[31] = PHASE_TAG;
         self.write(&record);
     }
 

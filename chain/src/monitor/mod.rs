@@ -32,6 +32,8 @@ pub use node::RpcState;
 
 /// The shortest interval a monitor accepts.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Settled blocks kept for [`Monitor::take_block_samples`] at most.
+const MAX_SETTLED: usize = 10_000;
 /// The longest a single JSON-RPC call of a reading may take.
 const MAX_CALL: Duration = Duration::from_secs(2);
 
@@ -165,6 +167,10 @@ pub const METRICS: &[&str] = &[
     "tx_pool_propagation_ms",
     "tx_inclusion_ms",
     "tx_confirmation_ms",
+    "block_arrival",
+    "block_gas_used",
+    "block_gas_limit",
+    "block_empty",
 ];
 
 /// Client series are stored as `client:<name>` (e.g. `client:chain_head_block`).
@@ -193,10 +199,12 @@ pub struct Monitor {
     /// Each node's log, followed from where it was when watching began.
     logs: Vec<(String, logs::LogFollower)>,
     alerts: logs::AlertBook,
-    /// `newHeads` subscriptions, when there are two nodes or more with WebSocket endpoints.
+    /// `newHeads` subscriptions on the nodes with WebSocket endpoints.
     propagation: Option<propagation::Propagation>,
     /// Probe transactions, when a key was given ([`Monitor::with_probe`]).
     prober: Option<probe::Prober>,
+    /// Blocks settled since [`Monitor::take_block_samples`] was last called.
+    settled: Vec<propagation::SettledBlock>,
 }
 
 impl Monitor {
@@ -240,10 +248,11 @@ impl Monitor {
                     .iter()
                     .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
                     .collect();
-                (ws.len() >= 2 && tokio::runtime::Handle::try_current().is_ok())
+                (!ws.is_empty() && tokio::runtime::Handle::try_current().is_ok())
                     .then(|| propagation::Propagation::start(&ws))
             },
             prober: None,
+            settled: Vec::new(),
         }
     }
 
@@ -297,6 +306,46 @@ impl Monitor {
         self.alerts.unparsed
     }
 
+    /// The blocks settled since the last call as store samples: `block_arrival` (the block's number) for each
+    /// node at its arrival there, and at its first arrival, on that node, `block_gas_used`, `block_gas_limit` and
+    /// `block_empty` (1 when it holds no transaction).
+    pub fn take_block_samples(
+        &mut self,
+        network: &str,
+        run_id: Option<&str>,
+        task_id: Option<&str>,
+    ) -> Vec<NodeSample> {
+        let sample = |node: &str, metric: &str, at: DateTime<Utc>, value: f64| NodeSample {
+            network: network.to_string(),
+            node: node.to_string(),
+            metric: metric.to_string(),
+            at,
+            value,
+            run_id: run_id.map(str::to_string),
+            task_id: task_id.map(str::to_string),
+        };
+        let mut samples = Vec::new();
+        for block in self.settled.drain(..) {
+            let Some(number) = block.header.number else { continue };
+            if let Some((node, at)) = block.arrivals.first() {
+                let per_block = [
+                    ("block_gas_used", block.header.gas_used.map(|v| v as f64)),
+                    ("block_gas_limit", block.header.gas_limit.map(|v| v as f64)),
+                    ("block_empty", block.header.empty.map(|e| if e { 1.0 } else { 0.0 })),
+                ];
+                for (metric, value) in per_block {
+                    if let Some(value) = value {
+                        samples.push(sample(node, metric, *at, value));
+                    }
+                }
+            }
+            for (node, at) in &block.arrivals {
+                samples.push(sample(node, "block_arrival", *at, number as f64));
+            }
+        }
+        samples
+    }
+
     /// One reading of every node, in node order.
     pub async fn tick(&mut self) -> Vec<NodeReading> {
         let at = Utc::now();
@@ -309,7 +358,19 @@ impl Monitor {
             }
         }))
         .await;
-        let mut delays = self.propagation.as_ref().map(|p| p.take_delays()).unwrap_or_default();
+        let settled = self.propagation.as_ref().map(|p| p.take_settled()).unwrap_or_default();
+        // One node has nothing to propagate to.
+        let mut delays = if self.nodes.len() >= 2 {
+            propagation::delays_of(&settled)
+        } else {
+            Default::default()
+        };
+        self.settled.extend(settled);
+        // Kept until taken; a caller that never takes them keeps the newest only.
+        if self.settled.len() > MAX_SETTLED {
+            let extra = self.settled.len() - MAX_SETTLED;
+            self.settled.drain(..extra);
+        }
         let mut probes: std::collections::BTreeMap<String, probe::ProbeResult> = self
             .prober
             .as_ref()

@@ -1,7 +1,9 @@
 //! Block propagation: a `newHeads` subscription (WebSocket) on every node records when each block first
 //! reached that node; a block's propagation to node i is its arrival at i minus its earliest arrival anywhere.
 //! A block is settled once every subscribed node has it, or 30 s after its first arrival (a node that never
-//! got it then simply has no delay for it).
+//! got it then simply has no delay for it). Settled blocks keep their number, gas and whether they hold
+//! transactions (from the header's transactions root), and their wall-clock arrivals: the KPIs' block times come
+//! from arrivals, since BFT clients stamp blocks to the second.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,10 +16,31 @@ const SETTLE_AFTER: Duration = Duration::from_secs(30);
 /// Blocks tracked at most (older ones are dropped first).
 const MAX_BLOCKS: usize = 4096;
 
+/// The transactions root of a block without transactions: keccak256 of the RLP of an empty list.
+const EMPTY_TRIE_ROOT: &str = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421";
+
+/// What a `newHeads` header says of its block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    pub number: Option<u64>,
+    pub gas_used: Option<u64>,
+    pub gas_limit: Option<u64>,
+    /// Holds no transaction.
+    pub empty: Option<bool>,
+}
+
+/// A block every node has (or that waited long enough), with when it reached each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledBlock {
+    pub header: Header,
+    /// Arrival at each node, wall clock, earliest first.
+    pub arrivals: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
 #[derive(Debug, Default)]
 struct Arrivals {
-    /// Block hash -> (first seen, arrival per node).
-    blocks: BTreeMap<String, (Instant, BTreeMap<String, Instant>)>,
+    /// Block hash -> (first seen, header, arrival per node).
+    blocks: BTreeMap<String, (Instant, Header, BTreeMap<String, Instant>)>,
 }
 
 /// Subscriptions to every node's new heads, and the arrivals they recorded.
@@ -50,30 +73,48 @@ impl Propagation {
         }
     }
 
-    /// The delays (ms) of the blocks settled since the last call, by node.
-    pub fn take_delays(&self) -> BTreeMap<String, Vec<f64>> {
-        let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    /// The blocks settled since the last call, oldest first.
+    pub fn take_settled(&self) -> Vec<SettledBlock> {
         let Ok(mut arrivals) = self.arrivals.lock() else {
-            return delays;
+            return Vec::new();
         };
+        let (now, wall) = (Instant::now(), chrono::Utc::now());
+        let to_wall =
+            |at: Instant| wall - chrono::Duration::from_std(now.saturating_duration_since(at)).unwrap_or_default();
         let settled: Vec<String> = arrivals
             .blocks
             .iter()
-            .filter(|(_, (first, seen))| seen.len() >= self.nodes || first.elapsed() >= SETTLE_AFTER)
+            .filter(|(_, (first, _, seen))| seen.len() >= self.nodes || first.elapsed() >= SETTLE_AFTER)
             .map(|(hash, _)| hash.clone())
             .collect();
-        for hash in settled {
-            if let Some((first, seen)) = arrivals.blocks.remove(&hash) {
-                for (node, at) in seen {
-                    delays
-                        .entry(node)
-                        .or_default()
-                        .push(at.duration_since(first).as_secs_f64() * 1000.0);
-                }
-            }
-        }
-        delays
+        let mut blocks: Vec<(Instant, SettledBlock)> = settled
+            .into_iter()
+            .filter_map(|hash| arrivals.blocks.remove(&hash))
+            .map(|(first, header, seen)| {
+                let mut arrivals: Vec<(String, Instant)> = seen.into_iter().collect();
+                arrivals.sort_by_key(|(_, at)| *at);
+                let arrivals = arrivals.into_iter().map(|(node, at)| (node, to_wall(at))).collect();
+                (first, SettledBlock { header, arrivals })
+            })
+            .collect();
+        blocks.sort_by_key(|(first, _)| *first);
+        blocks.into_iter().map(|(_, block)| block).collect()
     }
+}
+
+/// Each node's delays (ms) behind the earliest arrival, over `blocks`.
+pub fn delays_of(blocks: &[SettledBlock]) -> BTreeMap<String, Vec<f64>> {
+    let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for block in blocks {
+        let Some((_, first)) = block.arrivals.first() else {
+            continue;
+        };
+        for (node, at) in &block.arrivals {
+            let ms = (*at - *first).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+            delays.entry(node.clone()).or_default().push(ms);
+        }
+    }
+    delays
 }
 
 async fn subscribe(node: String, url: String, arrivals: Arc<Mutex<Arrivals>>, stop: CancellationToken) {
@@ -92,24 +133,31 @@ fn record(node: &str, text: &str, now: Instant, arrivals: &Mutex<Arrivals>) {
     if value["method"] != "eth_subscription" {
         return;
     }
-    let Some(hash) = value["params"]["result"]["hash"].as_str() else {
+    let result = &value["params"]["result"];
+    let Some(hash) = result["hash"].as_str() else {
         return;
     };
+    let quantity = |key: &str| crate::backend::local::rpc::quantity(&result[key]);
     let Ok(mut arrivals) = arrivals.lock() else { return };
     if arrivals.blocks.len() >= MAX_BLOCKS {
         if let Some(oldest) = arrivals
             .blocks
             .iter()
-            .min_by_key(|(_, (first, _))| *first)
+            .min_by_key(|(_, (first, _, _))| *first)
             .map(|(h, _)| h.clone())
         {
             arrivals.blocks.remove(&oldest);
         }
     }
-    let (_, seen) = arrivals
-        .blocks
-        .entry(hash.to_string())
-        .or_insert_with(|| (now, BTreeMap::new()));
+    let (_, _, seen) = arrivals.blocks.entry(hash.to_string()).or_insert_with(|| {
+        let header = Header {
+            number: quantity("number"),
+            gas_used: quantity("gasUsed"),
+            gas_limit: quantity("gasLimit"),
+            empty: result["transactionsRoot"].as_str().map(|root| root == EMPTY_TRIE_ROOT),
+        };
+        (now, header, BTreeMap::new())
+    });
     seen.entry(node.to_string()).or_insert(now);
 }
 
@@ -126,12 +174,12 @@ mod tests {
         };
         let note = |hash: &str| {
             format!(
-                r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"0x1","result":{{"number":"0x5","hash":"{hash}"}}}}}}"#
+                r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"0x1","result":{{"number":"0x5","hash":"{hash}","gasUsed":"0x5208","gasLimit":"0x1c9c380","transactionsRoot":"{EMPTY_TRIE_ROOT}"}}}}}}"#
             )
         };
         record("a", &note("0xaa"), Instant::now(), &propagation.arrivals);
         std::thread::sleep(Duration::from_millis(30));
-        assert!(propagation.take_delays().is_empty(), "b has not seen it yet");
+        assert!(propagation.take_settled().is_empty(), "b has not seen it yet");
         record("b", &note("0xaa"), Instant::now(), &propagation.arrivals);
         record("b", &note("0xaa"), Instant::now(), &propagation.arrivals);
         record(
@@ -140,9 +188,22 @@ mod tests {
             Instant::now(),
             &propagation.arrivals,
         );
-        let delays = propagation.take_delays();
+        let settled = propagation.take_settled();
+        assert_eq!(settled.len(), 1);
+        let block = &settled[0];
+        assert_eq!(
+            block.header,
+            Header {
+                number: Some(5),
+                gas_used: Some(21_000),
+                gas_limit: Some(30_000_000),
+                empty: Some(true)
+            }
+        );
+        let delays = delays_of(&settled);
         assert_eq!(delays["a"], vec![0.0]);
         assert!(delays["b"][0] >= 25.0, "{delays:?}");
-        assert!(propagation.take_delays().is_empty(), "settled once");
+        assert_eq!(block.arrivals[0].0, "a", "earliest first");
+        assert!(propagation.take_settled().is_empty(), "settled once");
     }
 }

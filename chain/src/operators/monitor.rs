@@ -346,6 +346,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
             }
             pending.extend(reading.samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
         }
+        pending.extend(monitor.take_block_samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
         if last_flush.elapsed() >= FLUSH_EVERY {
             let batch = Batch {
                 samples: std::mem::take(&mut pending),

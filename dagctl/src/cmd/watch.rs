@@ -240,7 +240,8 @@ pub async fn watch(config: &Config, args: &WatchArgs) -> Result<ExitCode> {
             break;
         }
         if args.store {
-            let samples: Vec<_> = readings.iter().flat_map(|r| r.samples(name, None, None)).collect();
+            let mut samples: Vec<_> = readings.iter().flat_map(|r| r.samples(name, None, None)).collect();
+            samples.extend(monitor.take_block_samples(name, None, None));
             match store.insert_samples(&samples).await {
                 Ok(n) => written += n,
                 Err(err) => eprintln!("cannot store samples (kept watching): {err}"),

@@ -1,0 +1,535 @@
+//! KPIs of a run: what its load tests recorded (per-call records files), what its monitor sampled (the store's
+//! node samples, block arrivals included) and the alerts its nodes' logs raised, turned into one [`Kpis`]
+//! value: throughput, latency per call kind x response type, errors, block time, propagation, resources per
+//! node and per 1,000 TPS, a configuration [`recommend`]ation, and, for what could not be computed, the reason.
+//! Definitions and their sources are in `docs/kpis.md`.
+//!
+//! [`Etl`] is fed in any order (records files, then samples one by one, then alerts) and holds only bounded
+//! state: records are read streaming ([`records`]), samples go into per-node series with a cap
+//! ([`network`]). `dagctl kpi` feeds it from the store; `chain.log_etl` through the task execution API.
+
+pub mod load;
+pub mod network;
+pub mod recommend;
+pub mod records;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use engine::store::NodeAlert;
+pub use load::LoadKpis;
+pub use network::{NetworkAcc, NetworkKpis};
+pub use recommend::{Capacity, Recommendation, Targets};
+
+/// The version of the [`Kpis`] shape.
+pub const VERSION: u32 = 1;
+
+/// The run the KPIs are of.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub dag_id: String,
+    pub run_id: String,
+    pub state: String,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// A KPI that could not be computed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Missing {
+    pub kpi: String,
+    pub reason: String,
+}
+
+/// Alerts of one pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertKpi {
+    pub node: String,
+    pub level: String,
+    pub pattern: String,
+    pub count: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Every KPI of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kpis {
+    pub version: u32,
+    pub run: RunInfo,
+    pub computed_at: DateTime<Utc>,
+    pub network: Option<String>,
+    pub loads: Vec<LoadKpis>,
+    pub blocks: Option<network::BlockKpis>,
+    pub nodes: Vec<network::NodeKpis>,
+    /// Alert counts by level (`warn`, `error`).
+    pub alerts_by_level: BTreeMap<String, i64>,
+    pub alerts: Vec<AlertKpi>,
+    pub recommendation: Recommendation,
+    pub not_computed: Vec<Missing>,
+    /// Series for charts (node metrics by node; block times and propagation delays).
+    pub charts: Charts,
+}
+
+/// What the report draws beyond the loads' own series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Charts {
+    pub nodes: BTreeMap<String, BTreeMap<String, network::Points>>,
+    pub block_times_s: Vec<f64>,
+    pub propagation_ms: Vec<f64>,
+}
+
+/// What the recommendation aims for and what a node's host has.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub targets: Targets,
+    pub capacity: Option<Capacity>,
+}
+
+/// The KPI computation, fed piece by piece.
+pub struct Etl {
+    run: RunInfo,
+    network: Option<String>,
+    expected_nodes: Vec<String>,
+    loads: Vec<LoadKpis>,
+    acc: NetworkAcc,
+    alerts: Vec<NodeAlert>,
+    missing: Vec<Missing>,
+}
+
+fn missing(kpi: &str, reason: impl Into<String>) -> Missing {
+    Missing {
+        kpi: kpi.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Etl {
+    /// KPIs of `run`, whose network (if any) is `network` with `nodes`.
+    pub fn new(run: RunInfo, network: Option<String>, nodes: Vec<String>) -> Etl {
+        Etl {
+            run,
+            network,
+            expected_nodes: nodes,
+            loads: Vec::new(),
+            acc: NetworkAcc::default(),
+            alerts: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Reads one load test's records file; a file that cannot be read is a reason, not an error.
+    pub fn add_records(&mut self, path: &Path, task_id: Option<String>) {
+        match load::compute(path, task_id.clone()) {
+            Ok(kpis) => self.loads.push(kpis),
+            Err(reason) => self
+                .missing
+                .push(missing(&format!("load {}", task_id.as_deref().unwrap_or("?")), reason)),
+        }
+    }
+
+    /// Notes that a load test left no records file to read.
+    pub fn add_missing(&mut self, kpi: &str, reason: impl Into<String>) {
+        self.missing.push(missing(kpi, reason));
+    }
+
+    /// Takes one monitor sample.
+    pub fn add_sample(&mut self, node: &str, metric: &str, at: DateTime<Utc>, value: f64) {
+        self.acc.add(node, metric, at, value);
+    }
+
+    pub fn add_alerts(&mut self, alerts: impl IntoIterator<Item = NodeAlert>) {
+        self.alerts.extend(alerts);
+    }
+
+    /// Every KPI.
+    pub fn finish(self, options: &Options) -> Kpis {
+        let Etl {
+            run,
+            network,
+            expected_nodes,
+            loads,
+            acc,
+            alerts,
+            mut missing,
+        } = self;
+        // The spans load ran, on the wall clock, and their rates, for resources per 1,000 TPS.
+        let load_windows: Vec<(i64, i64, f64)> = loads
+            .iter()
+            .filter(|l| l.seconds > 0.0)
+            .map(|l| {
+                let from = l.started_at.timestamp_micros();
+                (from, from + (l.seconds * 1e6) as i64, rate_of(l))
+            })
+            .collect();
+        let net = acc.finish(&load_windows);
+        if loads.is_empty() {
+            missing.push(self::missing(
+                "throughput, latency, errors",
+                "the run has no load test's records: no chain.load_test ran, or it kept no records file",
+            ));
+        }
+        let has_samples = net.samples > 0;
+        if !has_samples {
+            missing.push(self::missing(
+                "blocks, propagation, resources",
+                match &network {
+                    Some(name) => {
+                        format!("no monitor samples of network `{name}` in the run's time: no chain.monitor ran")
+                    }
+                    None => "the run has no network: nothing was monitored".to_string(),
+                },
+            ));
+        } else {
+            if net.blocks.blocks == 0 {
+                missing.push(self::missing(
+                    "block time, empty blocks, gas used, propagation",
+                    "the monitor recorded no block arrivals (they need the nodes' WebSocket newHeads)",
+                ));
+            } else if net.blocks.blocks < 2 {
+                missing.push(self::missing("block time", "fewer than two blocks arrived"));
+            }
+            for node in &expected_nodes {
+                if !net.nodes.iter().any(|n| &n.node == node) {
+                    missing.push(self::missing(&format!("node {node}"), "no sample of this node"));
+                }
+            }
+            for node in &net.nodes {
+                if node.resources.is_empty() {
+                    missing.push(self::missing(
+                        &format!("resources of {}", node.node),
+                        "no CPU or memory sample (its process was not found, or the monitor could not read it)",
+                    ));
+                }
+            }
+            // Load and samples must overlap in time, or their clocks disagree.
+            if let (Some(from), Some(to)) = (net.from, net.to) {
+                for (l, (lf, lt, _)) in loads.iter().zip(&load_windows) {
+                    let (sf, st) = (from.timestamp_micros(), to.timestamp_micros());
+                    if *lt < sf || *lf > st {
+                        missing.push(self::missing(
+                            &format!("resources per 1,000 TPS ({})", l.task_id.as_deref().unwrap_or(&l.file)),
+                            format!(
+                                "the load ran {} to {} but the samples span {} to {}: the clocks disagree, or no monitor ran during the load",
+                                fmt_time(*lf),
+                                fmt_time(*lt),
+                                fmt_time(sf),
+                                fmt_time(st)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let windows = windows_of(&loads, &net);
+        let inclusion_p50 = loads
+            .iter()
+            .filter_map(|l| l.transactions.as_ref())
+            .find(|t| t.included > 0)
+            .map(|t| t.inclusion_ms.p50);
+        let pool_growth = pool_growth(&net, &load_windows);
+        let capacity = options.capacity;
+        let recommendation = recommend::recommend(
+            windows,
+            capacity,
+            options.targets,
+            &net.blocks,
+            inclusion_p50,
+            pool_growth,
+        );
+        let mut alerts_by_level = BTreeMap::new();
+        let mut alert_rows: Vec<AlertKpi> = alerts
+            .into_iter()
+            .map(|a| {
+                *alerts_by_level.entry(a.level.clone()).or_insert(0) += a.count;
+                AlertKpi {
+                    node: a.node,
+                    level: a.level,
+                    pattern: a.pattern,
+                    count: a.count,
+                    first_at: a.first_at,
+                    last_at: a.last_at,
+                }
+            })
+            .collect();
+        alert_rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.pattern.cmp(&b.pattern)));
+        Kpis {
+            version: VERSION,
+            run,
+            computed_at: Utc::now(),
+            network,
+            blocks: has_samples.then(|| net.blocks.clone()),
+            nodes: net.nodes.clone(),
+            alerts_by_level,
+            alerts: alert_rows,
+            recommendation,
+            not_computed: missing,
+            charts: Charts {
+                nodes: net.charts,
+                block_times_s: net.block_times,
+                propagation_ms: net.propagation,
+            },
+            loads,
+        }
+    }
+}
+
+fn fmt_time(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A load's rate for per-TPS figures: transactions included per second when it sent any, else calls answered.
+fn rate_of(load: &LoadKpis) -> f64 {
+    match &load.transactions {
+        Some(t) if t.included > 0 => load.throughput.tps_included,
+        _ => load.throughput.throughput,
+    }
+}
+
+/// The recommendation's windows: each load's phases when it had two or more, else up to ten equal slices of
+/// at least 5 s of its series.
+fn windows_of(loads: &[LoadKpis], net: &NetworkKpis) -> Vec<recommend::Window> {
+    let mut windows = Vec::new();
+    for load in loads {
+        let base = load.started_at.timestamp_micros() as f64 / 1e6;
+        let transactions = load.transactions.as_ref().is_some_and(|t| t.included > 0);
+        let name = load.task_id.clone().unwrap_or_else(|| "load".into());
+        if load.phases.len() >= 2 {
+            for phase in &load.phases {
+                let seconds = (phase.end_s - phase.start_s).max(1e-9);
+                windows.push(recommend::Window {
+                    label: format!("{name} phase {} ({:.0}/s)", phase.index, phase.rate),
+                    from: base + phase.start_s,
+                    to: base + phase.end_s,
+                    rate: if transactions {
+                        phase.tps_included
+                    } else {
+                        phase.calls as f64 / seconds
+                    },
+                    p99_ms: phase.latency_ms.p99,
+                    error_rate: phase.error_rate,
+                    nodes: BTreeMap::new(),
+                });
+            }
+        } else {
+            let s = &load.series;
+            let n = s.answered_per_s.len();
+            if n == 0 {
+                continue;
+            }
+            let per = ((5.0 / s.width_s).ceil() as usize).max(n.div_ceil(10)).max(1);
+            for start in (0..n).step_by(per) {
+                let end = (start + per).min(n);
+                let slice = |v: &[f64]| v[start..end].iter().sum::<f64>() / (end - start) as f64;
+                let answered: f64 = s.answered_per_s[start..end].iter().sum();
+                let failed: f64 = s.failed_per_s[start..end].iter().sum();
+                windows.push(recommend::Window {
+                    label: format!("{name} {:.0}-{:.0} s", start as f64 * s.width_s, end as f64 * s.width_s),
+                    from: base + start as f64 * s.width_s,
+                    to: base + end as f64 * s.width_s,
+                    rate: if transactions {
+                        slice(&s.tps_included)
+                    } else {
+                        slice(&s.answered_per_s)
+                    },
+                    p99_ms: s.p99_ms[start..end].iter().flatten().copied().fold(0.0, f64::max),
+                    error_rate: if answered > 0.0 { failed / answered } else { 0.0 },
+                    nodes: BTreeMap::new(),
+                });
+            }
+        }
+    }
+    // Each node's mean use in each window, from the chart series.
+    let mean_in = |points: &network::Points, from: f64, to: f64| {
+        let v: Vec<f64> = points
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, v)| *v)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    for window in &mut windows {
+        for node in &net.nodes {
+            let cpu = net
+                .charts
+                .get("cpu_percent")
+                .and_then(|m| m.get(&node.node))
+                .and_then(|p| mean_in(p, window.from, window.to))
+                .map(|p| p / 100.0);
+            let memory = net
+                .charts
+                .get("rss_bytes")
+                .and_then(|m| m.get(&node.node))
+                .and_then(|p| mean_in(p, window.from, window.to))
+                .map(|b| b / f64::from(1u32 << 30));
+            if cpu.is_some() || memory.is_some() {
+                window.nodes.insert(
+                    node.node.clone(),
+                    recommend::NodeUse {
+                        cpu_cores: cpu,
+                        memory_gib: memory,
+                    },
+                );
+            }
+        }
+    }
+    windows
+}
+
+/// The node whose pending pool grew most over the load: (node, first, last) in the load's spans.
+fn pool_growth(net: &NetworkKpis, load_windows: &[(i64, i64, f64)]) -> Option<(String, f64, f64)> {
+    let (from, to) = (
+        load_windows.iter().map(|w| w.0).min()? as f64 / 1e6,
+        load_windows.iter().map(|w| w.1).max()? as f64 / 1e6,
+    );
+    net.charts
+        .get("txpool_pending")?
+        .iter()
+        .filter_map(|(node, points)| {
+            let inside: Vec<f64> = points
+                .iter()
+                .filter(|(t, _)| *t >= from && *t <= to)
+                .map(|(_, v)| *v)
+                .collect();
+            Some((node.clone(), *inside.first()?, *inside.last()?))
+        })
+        .max_by(|a, b| (a.2 - a.1).total_cmp(&(b.2 - b.1)))
+}
+
+impl Capacity {
+    /// This host's cores and memory (`/proc/meminfo`): the local backend runs nodes here.
+    pub fn of_this_host() -> Option<Capacity> {
+        let cores = std::thread::available_parallelism().ok()?.get() as f64;
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Capacity {
+            cores,
+            memory_gib: kib / f64::from(1u32 << 20),
+        })
+    }
+}
+
+impl Kpis {
+    /// A plain-text summary for a terminal.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "KPIs of {} / {} ({})\n",
+            self.run.dag_id, self.run.run_id, self.run.state
+        );
+        for load in &self.loads {
+            let t = &load.throughput;
+            out.push_str(&format!(
+                "load {} ({}, {:.1} s, {} records)\n  calls: send {:.1}/s, throughput {:.1}/s, reads {:.1}/s, errors {:.2}%\n",
+                load.task_id.as_deref().unwrap_or("-"),
+                load.mode,
+                load.seconds,
+                load.records,
+                t.send_rate,
+                t.throughput,
+                t.reads_per_second,
+                load.errors.rate * 100.0
+            ));
+            if let Some(tx) = &load.transactions {
+                out.push_str(&format!(
+                    "  transactions: {} sent, {} included, {} confirmed; TPS sent {:.1}, included {:.1}, confirmed {:.1}; inclusion p50 {:.0} ms p99 {:.0} ms\n",
+                    tx.sent, tx.included, tx.confirmed, t.tps_sent, t.tps_included, t.tps_confirmed,
+                    tx.inclusion_ms.p50, tx.inclusion_ms.p99
+                ));
+            }
+            out.push_str(&format!(
+                "  {:<24} {:<20} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}\n",
+                "kind", "response", "count", "min ms", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+            ));
+            for row in &load.latency {
+                let l = &row.latency_ms;
+                out.push_str(&format!(
+                    "  {:<24} {:<20} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2}\n",
+                    row.kind, row.response, row.count, l.min, l.p50, l.p90, l.p99, l.p999, l.max
+                ));
+            }
+            for phase in load.phases.iter().filter(|_| load.phases.len() > 1) {
+                out.push_str(&format!(
+                    "  phase {} at {:.0}/s ({:.0}-{:.0} s): {} calls, errors {:.2}%, p99 {:.1} ms, {:.1} TPS included\n",
+                    phase.index,
+                    phase.rate,
+                    phase.start_s,
+                    phase.end_s,
+                    phase.calls,
+                    phase.error_rate * 100.0,
+                    phase.latency_ms.p99,
+                    phase.tps_included
+                ));
+            }
+            for note in &load.notes {
+                out.push_str(&format!("  note: {note}\n"));
+            }
+        }
+        if let Some(blocks) = &self.blocks {
+            if let Some(bt) = &blocks.block_time_s {
+                out.push_str(&format!(
+                    "blocks: {} seen, block time mean {:.3} s, stddev {:.3} s, p99 {:.3} s",
+                    blocks.blocks, bt.mean, bt.stddev, bt.p99
+                ));
+                if let Some(empty) = blocks.empty_share {
+                    out.push_str(&format!(", {:.0}% empty", empty * 100.0));
+                }
+                if let Some(gas) = &blocks.gas_used_ratio {
+                    out.push_str(&format!(
+                        ", gas used {:.1}% of the limit (peak {:.1}%)",
+                        gas.mean * 100.0,
+                        gas.peak * 100.0
+                    ));
+                }
+                out.push('\n');
+            }
+        }
+        for node in &self.nodes {
+            let r = |m: &str| node.resources.get(m);
+            out.push_str(&format!(
+                "node {}: up {:.0}%, propagation p50 {} p99 {}, peers {}, pool peak {}, CPU mean {} peak {}, memory peak {}\n",
+                node.node,
+                node.up_share.unwrap_or(0.0) * 100.0,
+                node.propagation_ms.as_ref().map_or("-".into(), |p| format!("{:.0} ms", p.p50)),
+                node.propagation_ms.as_ref().map_or("-".into(), |p| format!("{:.0} ms", p.p99)),
+                node.peers.as_ref().map_or("-".into(), |p| format!("{}-{} ({} changes)", p.min, p.max, p.changes)),
+                node.txpool_peak.map_or("-".into(), |p| format!("{p:.0}")),
+                r("cpu_percent").map_or("-".into(), |c| format!("{:.0}%", c.mean)),
+                r("cpu_percent").map_or("-".into(), |c| format!("{:.0}%", c.peak)),
+                r("rss_bytes").map_or("-".into(), |m| format!("{:.0} MiB", m.peak / 1048576.0)),
+            ));
+        }
+        for (level, count) in &self.alerts_by_level {
+            out.push_str(&format!("alerts {level}: {count}\n"));
+        }
+        let rec = &self.recommendation;
+        if let Some(b) = &rec.bottleneck {
+            out.push_str(&format!("{}\n", b.text));
+        }
+        if let Some(s) = &rec.sizing {
+            out.push_str(&format!("{}\n", s.text));
+        }
+        for flag in &rec.flags {
+            out.push_str(&format!("setting {}: {}\n", flag.setting, flag.text));
+        }
+        for note in &rec.notes {
+            out.push_str(&format!("recommendation: {note}\n"));
+        }
+        for m in &self.not_computed {
+            out.push_str(&format!("not computed: {}: {}\n", m.kpi, m.reason));
+        }
+        out
+    }
+}

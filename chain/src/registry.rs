@@ -19,6 +19,8 @@
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
 //! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` | 204; 404 |
 //! | `POST /execution/networks/{name}/alerts` | `{alerts: [{node, level, pattern, message, count, first_at, last_at}]}` | 204; 404 |
+//! | `GET /execution/networks/{name}/samples?from=&to=&cursor=&skip=&limit=` | | `[NodeSample]`, one page; 404 |
+//! | `GET /execution/networks/{name}/alerts` | | `[NodeAlert]`; 404 |
 //!
 //! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
 //! otherwise). Over the API the engine's clock stands for `now`.
@@ -26,7 +28,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use engine::store::{NetworkRow, NewNetwork, NodeAlert, NodeSample, Store};
+use engine::store::{NetworkRow, NewNetwork, NodeAlert, NodeSample, SamplePage, Store};
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 use worker::client::{ClientError, ExecutionClient};
@@ -71,9 +73,25 @@ pub trait NetworkStore: Send + Sync {
     /// Adds log alerts of network `name` (counts since the last call). Over the API they are tied to the calling
     /// try's run and task.
     fn write_alerts(&self, name: &str, alerts: &[NodeAlert]) -> impl Future<Output = Result<()>> + Send;
+
+    /// One page of network `page.network`'s samples (see [`Store::samples_page`]).
+    fn sample_page(&self, page: &SamplePage<'_>) -> impl Future<Output = Result<Vec<NodeSample>>> + Send;
+
+    /// The alerts of network `name`, most recent first (at most 10,000).
+    fn read_alerts(&self, name: &str) -> impl Future<Output = Result<Vec<NodeAlert>>> + Send;
 }
 
 impl NetworkStore for Store {
+    async fn sample_page(&self, page: &SamplePage<'_>) -> Result<Vec<NodeSample>> {
+        Store::get_network(self, page.network).await?;
+        Ok(Store::samples_page(self, page).await?)
+    }
+
+    async fn read_alerts(&self, name: &str) -> Result<Vec<NodeAlert>> {
+        Store::get_network(self, name).await?;
+        Ok(Store::alerts(self, name, 10_000).await?)
+    }
+
     async fn write_alerts(&self, name: &str, alerts: &[NodeAlert]) -> Result<()> {
         Store::get_network(self, name).await?;
         Store::add_alerts(self, alerts).await?;
@@ -358,6 +376,36 @@ impl NetworkStore for ApiNetworks {
         };
         self.0
             .call::<_, ()>(Method::POST, &path, Some(&body))
+            .await
+            .map_err(|err| api_error(err, Some(name)))
+    }
+
+    async fn sample_page(&self, page: &SamplePage<'_>) -> Result<Vec<NodeSample>> {
+        let time = |t: DateTime<Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .replace('+', "%2B")
+        };
+        let mut path = format!(
+            "{}/samples?from={}&to={}&skip={}&limit={}",
+            network_path(page.network),
+            time(page.from),
+            time(page.to),
+            page.skip,
+            page.limit
+        );
+        if let Some(cursor) = page.cursor {
+            path.push_str(&format!("&cursor={}", time(cursor)));
+        }
+        self.0
+            .call(Method::GET, &path, NO_BODY)
+            .await
+            .map_err(|err| api_error(err, Some(page.network)))
+    }
+
+    async fn read_alerts(&self, name: &str) -> Result<Vec<NodeAlert>> {
+        let path = format!("{}/alerts", network_path(name));
+        self.0
+            .call(Method::GET, &path, NO_BODY)
             .await
             .map_err(|err| api_error(err, Some(name)))
     }

@@ -71,6 +71,8 @@ enum Command {
     Net(NetCommand),
     /// Drive load at a network or a node's URL: open or closed loop, ramps, a breaking-point search
     Load(Box<cmd::load::LoadFlags>),
+    /// KPIs of a run: throughput, latency, errors, blocks, nodes' resources, a configuration recommendation
+    Kpi(cmd::kpi::KpiArgs),
     /// Install pinned blockchain clients into the data dir
     #[command(subcommand)]
     Clients(ClientsCommand),
@@ -437,6 +439,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         }) => cmd::bench::scheduler(&config, database, pg_url, output).await,
         Command::Load(flags) => cmd::load::load(&config, &flags).await,
+        Command::Kpi(args) => cmd::kpi::kpi(&config, &args).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

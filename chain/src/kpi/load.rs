@@ -141,6 +141,8 @@ struct PhaseAcc {
     failed: u64,
     tx_sent: u64,
     tx_included: u64,
+    /// The latest intended start of its calls.
+    last_intended_us: u64,
     latency: Histogram<u32>,
 }
 
@@ -207,6 +209,7 @@ pub fn compute(path: &Path, task_id: Option<String>) -> Result<LoadKpis, String>
             }
             if let Some(phase) = phase_of(&mut phases, intended) {
                 add_call(phase, answer, latency);
+                phase.last_intended_us = phase.last_intended_us.max(intended);
             }
         }
         Record::Tx {
@@ -251,6 +254,7 @@ pub fn compute(path: &Path, task_id: Option<String>) -> Result<LoadKpis, String>
                 failed: 0,
                 tx_sent: 0,
                 tx_included: 0,
+                last_intended_us: u64::from(start_us),
                 latency: coarse_histogram(),
             });
             phases.sort_by_key(|p| p.start_us);
@@ -318,7 +322,7 @@ pub fn compute(path: &Path, task_id: Option<String>) -> Result<LoadKpis, String>
         .collect();
     let cdf = cdf_of(&all_ok);
     let end_us = last_done.max(last_included).max(last_confirmed);
-    let phases = finish_phases(phases, end_us);
+    let phases = finish_phases(phases, !meta.mode.starts_with("closed"));
     let transactions =
         (tx_sent > 0 || meta.sending_kinds.iter().any(|k| meta.kinds.contains(k))).then(|| Transactions {
             sent: tx_sent,
@@ -391,13 +395,24 @@ fn add_call(phase: &mut PhaseAcc, answer: Answer, latency: u64) {
     }
 }
 
-fn finish_phases(phases: Vec<PhaseAcc>, end_us: u64) -> Vec<Phase> {
+/// Each phase ends where the next begins; the last one a call's spacing after its last call's intended start
+/// (open loop), or at that start (closed loop).
+fn finish_phases(phases: Vec<PhaseAcc>, open_loop: bool) -> Vec<Phase> {
     let starts: Vec<u64> = phases.iter().map(|p| p.start_us).collect();
     phases
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            let end = starts.get(i + 1).copied().unwrap_or(end_us).max(p.start_us);
+            let spacing = if open_loop && p.rate > 0.0 {
+                (1e6 / p.rate) as u64
+            } else {
+                0
+            };
+            let end = starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(p.last_intended_us + spacing)
+                .max(p.start_us);
             let seconds = (end - p.start_us) as f64 / 1e6;
             let per_s = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
             Phase {

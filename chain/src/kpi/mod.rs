@@ -8,11 +8,14 @@
 //! state: records are read streaming ([`records`]), samples go into per-node series with a cap
 //! ([`network`]). `dagctl kpi` feeds it from the store; `chain.log_etl` through the task execution API.
 
+pub mod gather;
 pub mod load;
 pub mod network;
 pub mod recommend;
 pub mod records;
+pub mod report;
 pub mod stats;
+pub mod svg;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -192,6 +195,12 @@ impl Etl {
                 ));
             } else if net.blocks.blocks < 2 {
                 missing.push(self::missing("block time", "fewer than two blocks arrived"));
+            }
+            if net.blocks.blocks > 0 && net.nodes.len() >= 2 && net.propagation.is_empty() {
+                missing.push(self::missing(
+                    "block propagation",
+                    "no block reached two nodes or more (nodes that do not peer, such as anvil's, each make their own)",
+                ));
             }
             for node in &expected_nodes {
                 if !net.nodes.iter().any(|n| &n.node == node) {
@@ -423,6 +432,20 @@ impl Capacity {
 }
 
 impl Kpis {
+    /// The KPIs without their chart series (per-bucket series of the loads, node series, block times and
+    /// delays): what a task pushes as its XCom.
+    pub fn headline(&self) -> Kpis {
+        let mut kpis = self.clone();
+        kpis.charts = Charts::default();
+        for load in &mut kpis.loads {
+            load.series = load::LoadSeries {
+                width_s: load.series.width_s,
+                ..Default::default()
+            };
+        }
+        kpis
+    }
+
     /// A plain-text summary for a terminal.
     pub fn table(&self) -> String {
         let mut out = format!(

@@ -111,8 +111,8 @@ pub struct NetworkAcc {
     to: Option<i64>,
     /// (node, metric) -> (micros since the epoch, value).
     series: BTreeMap<(String, String), Vec<(i64, f64)>>,
-    /// Block number -> node -> earliest arrival (micros).
-    arrivals: BTreeMap<u64, BTreeMap<String, i64>>,
+    /// (node, micros) of an arrival -> the block's number, and its hash's first 48 bits.
+    arrivals: HashMap<(String, i64), (Option<u64>, Option<u64>)>,
     /// (node, micros) of a first arrival -> (gas used, gas limit, empty).
     gas: HashMap<(String, i64), BlockGas>,
 }
@@ -132,18 +132,17 @@ impl NetworkAcc {
         self.from = Some(self.from.map_or(t, |f| f.min(t)));
         self.to = Some(self.to.map_or(t, |x| x.max(t)));
         match metric {
-            "block_arrival"
+            "block_arrival" | "block_hash48"
                 if value >= 0.0
                     && value.is_finite()
-                    && (self.arrivals.len() < MAX_BLOCKS || self.arrivals.contains_key(&(value as u64))) =>
+                    && (self.arrivals.len() < MAX_BLOCKS || self.arrivals.contains_key(&(node.to_string(), t))) =>
             {
-                let slot = self
-                    .arrivals
-                    .entry(value as u64)
-                    .or_default()
-                    .entry(node.to_string())
-                    .or_insert(t);
-                *slot = (*slot).min(t);
+                let slot = self.arrivals.entry((node.to_string(), t)).or_default();
+                if metric == "block_arrival" {
+                    slot.0 = Some(value as u64);
+                } else {
+                    slot.1 = Some(value as u64);
+                }
             }
             "block_gas_used" | "block_gas_limit" | "block_empty" if self.gas.len() < MAX_BLOCKS => {
                 let entry = self.gas.entry((node.to_string(), t)).or_default();
@@ -174,16 +173,38 @@ impl NetworkAcc {
         for points in self.series.values_mut() {
             points.sort_by_key(|(t, _)| *t);
         }
+        // Blocks by (number, hash): each node's earliest arrival. Of a number's blocks (a fork, or nodes that
+        // do not peer), the canonical one is the one most nodes saw, then the earliest.
+        let mut blocks: BTreeMap<(u64, Option<u64>), BTreeMap<String, i64>> = BTreeMap::new();
+        for ((node, t), (number, hash)) in &self.arrivals {
+            if let Some(number) = number {
+                let slot = blocks
+                    .entry((*number, *hash))
+                    .or_default()
+                    .entry(node.clone())
+                    .or_insert(*t);
+                *slot = (*slot).min(*t);
+            }
+        }
+        let mut canonical: BTreeMap<u64, &BTreeMap<String, i64>> = BTreeMap::new();
+        for ((number, _), by_node) in &blocks {
+            let first = |m: &BTreeMap<String, i64>| m.values().min().copied().unwrap_or(i64::MAX);
+            let better = canonical
+                .get(number)
+                .is_none_or(|best| (by_node.len(), -first(by_node)) > (best.len(), -first(best)));
+            if better {
+                canonical.insert(*number, by_node);
+            }
+        }
         let nodes: Vec<String> = {
             let mut names: Vec<String> = self.series.keys().map(|(n, _)| n.clone()).collect();
-            names.extend(self.arrivals.values().flat_map(|m| m.keys().cloned()));
+            names.extend(self.arrivals.keys().map(|(n, _)| n.clone()));
             names.sort();
             names.dedup();
             names
         };
-        // Blocks: first arrival anywhere, then each node's delay behind it.
-        let firsts: Vec<(u64, i64)> = self
-            .arrivals
+        // Block time: between consecutive canonical blocks' first arrivals anywhere, per block.
+        let firsts: Vec<(u64, i64)> = canonical
             .iter()
             .filter_map(|(n, by_node)| Some((*n, *by_node.values().min()?)))
             .collect();
@@ -191,17 +212,15 @@ impl NetworkAcc {
             .windows(2)
             .map(|w| (w[1].1 - w[0].1) as f64 / 1e6 / (w[1].0 - w[0].0) as f64)
             .collect();
+        // Propagation: each node's arrival behind the first, over canonical blocks two nodes or more saw.
         let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let multi = nodes.len() >= 2;
-        for by_node in self.arrivals.values() {
+        for by_node in canonical.values().filter(|b| b.len() >= 2) {
             let Some(first) = by_node.values().min() else { continue };
-            if multi {
-                for (node, at) in by_node {
-                    delays
-                        .entry(node.clone())
-                        .or_default()
-                        .push((at - first) as f64 / 1000.0);
-                }
+            for (node, at) in by_node.iter() {
+                delays
+                    .entry(node.clone())
+                    .or_default()
+                    .push((at - first) as f64 / 1000.0);
             }
         }
         let mut ratios = Vec::new();
@@ -221,7 +240,7 @@ impl NetworkAcc {
             }
         }
         let blocks = BlockKpis {
-            blocks: self.arrivals.len() as u64,
+            blocks: canonical.len() as u64,
             block_time_s: Spread::of(block_times.clone()),
             empty_share: (!empties.is_empty()).then(|| empties.iter().sum::<f64>() / empties.len() as f64),
             gas_used_ratio: MeanPeak::of(ratios.into_iter()),
@@ -352,6 +371,13 @@ mod tests {
             acc.add("a", "block_empty", at(a), if number == 11 { 0.0 } else { 1.0 });
         }
         acc.add("b", "block_arrival", at(1200), 11.0);
+        // Block 12 on a fork only b saw (another hash), and on the chain a and b saw: the latter counts.
+        acc.add("b", "block_arrival", at(2000), 12.0);
+        acc.add("b", "block_hash48", at(2000), 7.0);
+        for (node, t) in [("a", 2050), ("b", 2090)] {
+            acc.add(node, "block_arrival", at(t), 12.0);
+            acc.add(node, "block_hash48", at(t), 9.0);
+        }
         for (i, peers) in [1.0, 1.0, 0.0, 1.0].into_iter().enumerate() {
             acc.add("a", "peers", at(i as i64 * 1000), peers);
             acc.add("a", "cpu_percent", at(i as i64 * 1000), 10.0 * (i + 1) as f64);
@@ -360,21 +386,20 @@ mod tests {
         acc.add("a", "metric_nobody_reads", at(0), 1.0);
         let window = (at(1000).timestamp_micros(), at(2000).timestamp_micros(), 500.0);
         let kpis = acc.finish(&[window]);
-        assert_eq!(kpis.blocks.blocks, 3);
-        assert_eq!(kpis.block_times, vec![1.0, 1.05]);
+        assert_eq!(kpis.blocks.blocks, 4);
+        assert_eq!(kpis.block_times, vec![1.0, 1.05, 1.05]);
         let bt = kpis.blocks.block_time_s.as_ref().unwrap();
-        assert!(
-            (bt.mean - 1.025).abs() < 1e-9 && (bt.stddev - 0.025).abs() < 1e-9,
-            "{bt:?}"
-        );
+        assert!((bt.mean - 1.0333333).abs() < 1e-6, "{bt:?}");
         assert!((kpis.blocks.empty_share.unwrap() - 2.0 / 3.0).abs() < 1e-9);
         let gas = kpis.blocks.gas_used_ratio.unwrap();
         assert_eq!((gas.peak, gas.samples), (0.5, 3));
         let a = &kpis.nodes[0];
         let b = &kpis.nodes[1];
         assert_eq!(a.propagation_ms.as_ref().unwrap().max, 0.0);
-        assert_eq!(b.propagation_ms.as_ref().unwrap().p50, 30.0);
-        assert_eq!(b.propagation_ms.as_ref().unwrap().max, 50.0);
+        // b's delays: 20, 50, 40 (block 12 of the chain both saw), 30.
+        // b's delays: 20, 50, 40 (the block 12 both saw), 30.
+        let pb = b.propagation_ms.as_ref().unwrap();
+        assert_eq!((pb.count, pb.p50, pb.max), (4, 30.0, 50.0), "{pb:?}");
         assert_eq!(a.peers.as_ref().unwrap().changes, 2);
         assert_eq!(a.resources["cpu_percent"].peak, 40.0);
         // Mean CPU in the load's window (20 and 30) per 1,000 TPS at 500 TPS.

@@ -168,6 +168,7 @@ pub const METRICS: &[&str] = &[
     "tx_inclusion_ms",
     "tx_confirmation_ms",
     "block_arrival",
+    "block_hash48",
     "block_gas_used",
     "block_gas_limit",
     "block_empty",
@@ -306,7 +307,8 @@ impl Monitor {
         self.alerts.unparsed
     }
 
-    /// The blocks settled since the last call as store samples: `block_arrival` (the block's number) for each
+    /// The blocks settled since the last call (with `final_take`, every block seen, for when watching ends) as
+    /// store samples: `block_arrival` (the block's number) and `block_hash48` (its hash's first 48 bits) for each
     /// node at its arrival there, and at its first arrival, on that node, `block_gas_used`, `block_gas_limit` and
     /// `block_empty` (1 when it holds no transaction).
     pub fn take_block_samples(
@@ -314,6 +316,7 @@ impl Monitor {
         network: &str,
         run_id: Option<&str>,
         task_id: Option<&str>,
+        final_take: bool,
     ) -> Vec<NodeSample> {
         let sample = |node: &str, metric: &str, at: DateTime<Utc>, value: f64| NodeSample {
             network: network.to_string(),
@@ -325,6 +328,11 @@ impl Monitor {
             task_id: task_id.map(str::to_string),
         };
         let mut samples = Vec::new();
+        if final_take {
+            if let Some(propagation) = &self.propagation {
+                self.settled.extend(propagation.take_all());
+            }
+        }
         for block in self.settled.drain(..) {
             let Some(number) = block.header.number else { continue };
             if let Some((node, at)) = block.arrivals.first() {
@@ -341,6 +349,9 @@ impl Monitor {
             }
             for (node, at) in &block.arrivals {
                 samples.push(sample(node, "block_arrival", *at, number as f64));
+                if let Some(hash) = block.header.hash48 {
+                    samples.push(sample(node, "block_hash48", *at, hash as f64));
+                }
             }
         }
         samples

@@ -23,6 +23,9 @@ const EMPTY_TRIE_ROOT: &str = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Header {
     pub number: Option<u64>,
+    /// The hash's first 48 bits (exact in a sample's f64): tells apart blocks of one number (forks, or nodes
+    /// that do not peer).
+    pub hash48: Option<u64>,
     pub gas_used: Option<u64>,
     pub gas_limit: Option<u64>,
     /// Holds no transaction.
@@ -75,6 +78,15 @@ impl Propagation {
 
     /// The blocks settled since the last call, oldest first.
     pub fn take_settled(&self) -> Vec<SettledBlock> {
+        self.take(false)
+    }
+
+    /// Every block seen and not yet taken, settled or not (when watching ends), oldest first.
+    pub fn take_all(&self) -> Vec<SettledBlock> {
+        self.take(true)
+    }
+
+    fn take(&self, all: bool) -> Vec<SettledBlock> {
         let Ok(mut arrivals) = self.arrivals.lock() else {
             return Vec::new();
         };
@@ -84,7 +96,7 @@ impl Propagation {
         let settled: Vec<String> = arrivals
             .blocks
             .iter()
-            .filter(|(_, (first, _, seen))| seen.len() >= self.nodes || first.elapsed() >= SETTLE_AFTER)
+            .filter(|(_, (first, _, seen))| all || seen.len() >= self.nodes || first.elapsed() >= SETTLE_AFTER)
             .map(|(hash, _)| hash.clone())
             .collect();
         let mut blocks: Vec<(Instant, SettledBlock)> = settled
@@ -152,6 +164,10 @@ fn record(node: &str, text: &str, now: Instant, arrivals: &Mutex<Arrivals>) {
     let (_, _, seen) = arrivals.blocks.entry(hash.to_string()).or_insert_with(|| {
         let header = Header {
             number: quantity("number"),
+            hash48: hash
+                .strip_prefix("0x")
+                .map(|h| h.get(..12).unwrap_or(h))
+                .and_then(|h| u64::from_str_radix(h, 16).ok()),
             gas_used: quantity("gasUsed"),
             gas_limit: quantity("gasLimit"),
             empty: result["transactionsRoot"].as_str().map(|root| root == EMPTY_TRIE_ROOT),
@@ -195,6 +211,7 @@ mod tests {
             block.header,
             Header {
                 number: Some(5),
+                hash48: Some(0xaa),
                 gas_used: Some(21_000),
                 gas_limit: Some(30_000_000),
                 empty: Some(true)

@@ -9,6 +9,7 @@
 mod deploy_network;
 mod load_test;
 mod locust;
+mod log_etl;
 mod monitor;
 mod teardown;
 
@@ -21,6 +22,7 @@ use crate::backend::NodeBackend;
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
 pub use load_test::LOAD_TEST;
 pub use locust::LOCUST;
+pub use log_etl::LOG_ETL;
 pub use monitor::MONITOR;
 pub use teardown::TEARDOWN;
 
@@ -42,6 +44,9 @@ pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Ar
     operators.add(Arc::new(monitor::MonitorOperator));
     operators.add(Arc::new(load_test::LoadTest {
         records_dir: settings.load_dir.clone(),
+    }));
+    operators.add(Arc::new(log_etl::LogEtl {
+        reports_dir: settings.load_dir.clone(),
     }));
     operators.add(Arc::new(locust::Locust {
         results_dir: settings.load_dir,

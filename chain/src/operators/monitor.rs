@@ -346,7 +346,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
             }
             pending.extend(reading.samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
         }
-        pending.extend(monitor.take_block_samples(&name, Some(&ctx.run_id), Some(&ctx.task_id)));
+        pending.extend(monitor.take_block_samples(&name, Some(&ctx.run_id), Some(&ctx.task_id), false));
         if last_flush.elapsed() >= FLUSH_EVERY {
             let batch = Batch {
                 samples: std::mem::take(&mut pending),
@@ -392,6 +392,7 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
         ended = "the try was stopped".into();
     }
     monitor.follow_logs_with(&mut ship);
+    pending.extend(monitor.take_block_samples(&name, Some(&ctx.run_id), Some(&ctx.task_id), true));
     let last = Batch {
         samples: pending,
         alerts: alert_rows(&mut monitor, &name, &ctx),

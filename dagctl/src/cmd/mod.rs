@@ -4,6 +4,7 @@ pub mod bench_monitor;
 pub mod bench_web;
 pub mod clients;
 pub mod dags;
+pub mod kpi;
 pub mod load;
 pub mod net;
 pub mod serve;

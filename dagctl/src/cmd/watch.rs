@@ -241,7 +241,7 @@ pub async fn watch(config: &Config, args: &WatchArgs) -> Result<ExitCode> {
         }
         if args.store {
             let mut samples: Vec<_> = readings.iter().flat_map(|r| r.samples(name, None, None)).collect();
-            samples.extend(monitor.take_block_samples(name, None, None));
+            samples.extend(monitor.take_block_samples(name, None, None, false));
             match store.insert_samples(&samples).await {
                 Ok(n) => written += n,
                 Err(err) => eprintln!("cannot store samples (kept watching): {err}"),

@@ -29,7 +29,7 @@ pub use networks::{NetworkRow, NewNetwork};
 pub use runs::{
     validate_manual_run_id, CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, ScheduledRun, TimeRange,
 };
-pub use samples::{NodeSample, SampleFilter};
+pub use samples::{NodeSample, SampleFilter, SamplePage};
 pub use tis::{FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
 

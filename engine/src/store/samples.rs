@@ -36,6 +36,32 @@ pub struct SampleFilter<'a> {
     pub limit: Option<u32>,
 }
 
+/// One page of a network's samples in a time window (see [`Store::samples_page`]).
+#[derive(Debug, Clone)]
+pub struct SamplePage<'a> {
+    pub network: &'a str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub cursor: Option<DateTime<Utc>>,
+    pub skip: u32,
+    pub limit: u32,
+}
+
+impl SamplePage<'_> {
+    /// Moves past `samples`, the page just read; false when it was the last.
+    pub fn advance(&mut self, samples: &[NodeSample]) -> bool {
+        let Some(last) = samples.last() else { return false };
+        let at_last = samples.iter().rev().take_while(|s| s.at == last.at).count() as u32;
+        if self.cursor == Some(last.at) {
+            self.skip += at_last;
+        } else {
+            self.cursor = Some(last.at);
+            self.skip = at_last;
+        }
+        samples.len() as u32 >= self.limit
+    }
+}
+
 fn row_to_sample(row: &AnyRow) -> Result<NodeSample> {
     Ok(NodeSample {
         network: row.try_get("network")?,
@@ -132,6 +158,26 @@ impl Store {
             query = query.bind(micros(to));
         }
         let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(row_to_sample).collect()
+    }
+
+    /// One page of `network`'s samples taken in `[from, to)`, in a fixed order (time, node, metric, value):
+    /// those at or after `cursor`, less the first `skip` of them (the ones at `cursor` already read). A reader
+    /// pages on with the last sample's time as the cursor and, as `skip`, how many of the samples read carry
+    /// that time.
+    pub async fn samples_page(&self, page: &SamplePage<'_>) -> Result<Vec<NodeSample>> {
+        let cursor = page.cursor.map_or(micros(page.from), micros).max(micros(page.from));
+        let rows = sqlx::query(&format!(
+            "SELECT network, node, metric, at, value, run_id, task_id FROM node_sample \
+             WHERE network = $1 AND at >= $2 AND at < $3 ORDER BY at, node, metric, value LIMIT {} OFFSET {}",
+            page.limit.clamp(1, 100_000),
+            page.skip
+        ))
+        .bind(page.network)
+        .bind(cursor)
+        .bind(micros(page.to))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(row_to_sample).collect()
     }
 

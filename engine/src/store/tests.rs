@@ -345,6 +345,28 @@ async fn samples_are_written_in_batches_read_by_series_and_pruned(db: TestDb) {
         .await
         .unwrap();
     assert!(other.is_empty());
+    // Paged in pages of 7 (which cut through the 6 samples sharing each time): every sample once, in order.
+    let mut page = super::SamplePage {
+        network: "net",
+        from: t0 + chrono::Duration::seconds(10),
+        to: t0 + chrono::Duration::seconds(20),
+        cursor: None,
+        skip: 0,
+        limit: 7,
+    };
+    let mut paged = Vec::new();
+    for _ in 0..100 {
+        let got = db.store.samples_page(&page).await.unwrap();
+        paged.extend(got.iter().map(|s| (s.at, s.node.clone(), s.metric.clone())));
+        if !page.advance(&got) {
+            break;
+        }
+    }
+    assert_eq!(paged.len(), 10 * 3 * 2);
+    let mut unique = paged.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), paged.len(), "no sample twice");
+    assert!(paged.windows(2).all(|w| w[0] < w[1]), "in order");
     // The newest sample per series, only for running networks.
     assert!(
         db.store.latest_samples_of_running(t0).await.unwrap().is_empty(),

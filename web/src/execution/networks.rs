@@ -14,6 +14,8 @@
 //! | `GET /execution/networks-past-ttl` | | `[NetworkRow]` |
 //! | `POST /execution/networks/{name}/samples` | `{samples: [{node, metric, at, value}]}` (at most 10,000) | 204; 404; 422 |
 //! | `POST /execution/networks/{name}/alerts` | `{alerts: [{node, level, pattern, message, count, first_at, last_at}]}` (at most 1,000) | 204; 404; 422 |
+//! | `GET /execution/networks/{name}/samples?from=&to=&cursor=&skip=&limit=` | | `[NodeSample]`: one page (`Store::samples_page`, at most 10,000); 404; 422 |
+//! | `GET /execution/networks/{name}/alerts` | | `[NodeAlert]`, most recent first (at most 10,000); 404 |
 //!
 //! Samples are stored with the network of the path and the calling try's run and task, whatever else the
 //! body says.
@@ -130,8 +132,8 @@ pub(super) fn routes() -> Router<ExecState> {
         .route("/execution/networks/{name}", get(show))
         .route("/execution/networks/{name}/nodes", put(set_nodes))
         .route("/execution/networks/{name}/transition", post(transition))
-        .route("/execution/networks/{name}/samples", post(samples))
-        .route("/execution/networks/{name}/alerts", post(alerts))
+        .route("/execution/networks/{name}/samples", post(samples).get(read_samples))
+        .route("/execution/networks/{name}/alerts", post(alerts).get(read_alerts))
 }
 
 /// `POST /execution/networks/{name}/alerts`: log alerts (counts since the caller's last batch), added up by
@@ -363,4 +365,44 @@ async fn list(
 async fn past_ttl(State(state): State<ExecState>, caller: CallerTry) -> ApiResult<Json<Vec<NetworkRow>>> {
     caller.current(&state).await?;
     Ok(Json(state.store.networks_past_ttl(Utc::now()).await?))
+}
+
+/// `GET /execution/networks/{name}/samples`: one page of the network's samples in `[from, to)` (see
+/// `Store::samples_page`), for the KPIs of a run.
+async fn read_samples(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<engine::store::NodeSample>>> {
+    caller.current(&state).await?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["from", "to", "cursor", "skip", "limit"])?;
+    let required = |key: &str| -> ApiResult<chrono::DateTime<Utc>> {
+        params
+            .time(key)?
+            .ok_or_else(|| ApiError::validation(&["query", key], format!("`{key}` is required"), "missing"))
+    };
+    let (from, to) = (required("from")?, required("to")?);
+    state.store.get_network(&name).await?;
+    let page = engine::store::SamplePage {
+        network: &name,
+        from,
+        to,
+        cursor: params.time("cursor")?,
+        skip: params.int("skip", 0, 0, i64::from(u32::MAX))? as u32,
+        limit: params.int("limit", i64::from(MAX_SAMPLES as u32), 1, MAX_SAMPLES as i64)? as u32,
+    };
+    Ok(Json(state.store.samples_page(&page).await?))
+}
+
+/// `GET /execution/networks/{name}/alerts`: the network's alerts, most recent first.
+async fn read_alerts(
+    State(state): State<ExecState>,
+    caller: CallerTry,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<engine::store::NodeAlert>>> {
+    caller.current(&state).await?;
+    state.store.get_network(&name).await?;
+    Ok(Json(state.store.alerts(&name, 10_000).await?))
 }

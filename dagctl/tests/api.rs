@@ -14,23 +14,6 @@ use serde_json::{json, Value};
 use api_support::*;
 use common::*;
 
-/// The interpreter of the venv `scripts/install-pytools.sh` makes; the tests that need it fail without it.
-fn python() -> String {
-    match std::env::var("DAGCTL_PYTHON") {
-        Ok(py) if !py.is_empty() => {
-            assert!(
-                Path::new(&py).exists(),
-                "DAGCTL_PYTHON={py} does not exist: run ./scripts/test.sh, or set DAGCTL_PYTHON=$(scripts/install-pytools.sh ~/.cache/dagctl/py)"
-            );
-            py
-        }
-        _ => panic!(
-            "DAGCTL_PYTHON is not set: run ./scripts/test.sh (it installs the pinned airflow client and schemathesis), \
-             or set DAGCTL_PYTHON=$(scripts/install-pytools.sh ~/.cache/dagctl/py)"
-        ),
-    }
-}
-
 /// Runs a command to completion within `limit` (killed after it), with stdout and stderr in files.
 fn run_bounded(mut command: Command, limit: Duration, scratch: &Path) -> (Option<ExitStatus>, String, String) {
     let out_path = scratch.join(format!("bounded-{}.out", std::process::id()));

@@ -179,7 +179,14 @@ fn transfers_are_included_once_with_gap_free_nonces_and_balances_that_add_up() {
     assert!(bytes.starts_with(b"dagctl-load-calls 1\n"));
     let body = &bytes[text_end..];
     assert_eq!(body.len() % 32, 0);
-    let (calls, txs): (Vec<&[u8]>, Vec<&[u8]>) = body.chunks(32).partition(|r| r[31] == 0);
+    let (calls, rest): (Vec<&[u8]>, Vec<&[u8]>) = body.chunks(32).partition(|r| r[31] == 0);
+    let (txs, phases): (Vec<&[u8]>, Vec<&[u8]>) = rest.into_iter().partition(|r| r[31] == 1);
+    assert_eq!(phases.len(), 1, "one phase marker for one rate");
+    assert!(
+        txs.iter()
+            .all(|r| u32::from_le_bytes(r[20..24].try_into().unwrap()) < 10_000_000),
+        "each transfer's send time is in the run"
+    );
     let total_calls = summary["total"]["succ"].as_u64().unwrap() + summary["total"]["fail"].as_u64().unwrap();
     assert_eq!(calls.len() as u64, total_calls);
     assert_eq!(txs.len() as u64, accepted);
@@ -426,7 +433,7 @@ fn the_load_test_operator_runs_in_a_dag_and_keeps_its_records() {
     let bytes = std::fs::read(records).unwrap();
     let body_at = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 1;
     let mut per_node = [0u64; 2];
-    for record in bytes[body_at..].chunks(32) {
+    for record in bytes[body_at..].chunks(32).filter(|r| r[31] == 0) {
         per_node[usize::from(u16::from_le_bytes([record[14], record[15]]))] += 1;
     }
     assert_eq!(per_node, [150, 150]);

@@ -103,21 +103,3 @@ fn the_breaking_point_example_steps_up_on_geth() {
         );
     }
 }
-
-/// `nightly-benchmark` with a 6 s load: the monitor and the load run side by side on the same network, both
-/// end by themselves, and the teardown follows.
-#[test]
-fn the_nightly_benchmark_example_monitors_while_it_loads() {
-    let (text, summary) = run_example("nightly-benchmark", "load", r#"{"rate": 50, "length": "6s"}"#);
-    assert_eq!(summary["total"]["fail"], 0, "{summary}");
-    assert_eq!(summary["total"]["succ"], 300, "{summary}");
-    assert_eq!(summary["tx"]["included"], summary["tx"]["sent"], "{summary}");
-    assert!(
-        text.contains("(its duration ended)"),
-        "the monitor watched for its duration: {text}"
-    );
-    assert!(
-        text.contains("--- nightly-benchmark.teardown try 1: success ---"),
-        "{text}"
-    );
-}

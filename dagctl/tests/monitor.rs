@@ -163,7 +163,29 @@ fn net_watch_reads_every_node_stores_samples_and_sees_a_node_go_down() {
     let samples = home.json(&["net", "samples", "watched", "--node", "node-1"]);
     let samples = samples.as_array().unwrap();
     let mut at_time: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for sample in samples {
+    // Block arrivals are stored at their own times (checked below); readings at the reading's.
+    let per_block = [
+        "block_arrival",
+        "block_hash48",
+        "block_gas_used",
+        "block_gas_limit",
+        "block_empty",
+    ];
+    let arrivals: Vec<&Value> = samples.iter().filter(|s| s["metric"] == "block_arrival").collect();
+    assert!(
+        arrivals.len() >= 2,
+        "anvil's 1 s blocks arrived while watching: {arrivals:?}"
+    );
+    assert!(
+        arrivals
+            .windows(2)
+            .all(|w| w[0]["value"].as_f64() < w[1]["value"].as_f64()),
+        "one arrival per block, in order: {arrivals:?}"
+    );
+    for sample in samples
+        .iter()
+        .filter(|s| !per_block.contains(&s["metric"].as_str().unwrap()))
+    {
         at_time
             .entry(sample["at"].as_str().unwrap().to_string())
             .or_default()

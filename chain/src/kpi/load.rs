@@ -115,6 +115,11 @@ pub struct LoadKpis {
     pub started_at: DateTime<Utc>,
     /// Seconds from the first send to the last answer or inclusion seen.
     pub seconds: f64,
+    /// Seconds from `started_at` to the last answer, inclusion or confirmation: the load's span on the wall
+    /// clock is `started_at` to `started_at + end_s`.
+    pub end_s: f64,
+    /// Seconds from `started_at` to the first and the last call sent.
+    pub sending_s: (f64, f64),
     pub mode: String,
     pub nodes: Vec<String>,
     pub records: u64,
@@ -365,6 +370,8 @@ pub fn compute(path: &Path, task_id: Option<String>) -> Result<LoadKpis, String>
         file: path.display().to_string(),
         started_at: meta.started_at,
         seconds: span(first, end_us),
+        end_s: end_us as f64 / 1e6,
+        sending_s: (first as f64 / 1e6, last_sent as f64 / 1e6),
         mode: meta.mode,
         nodes: meta.nodes,
         records: count,

@@ -163,10 +163,10 @@ impl Etl {
         // The spans load ran, on the wall clock, and their rates, for resources per 1,000 TPS.
         let load_windows: Vec<(i64, i64, f64)> = loads
             .iter()
-            .filter(|l| l.seconds > 0.0)
+            .filter(|l| l.end_s > 0.0)
             .map(|l| {
                 let from = l.started_at.timestamp_micros();
-                (from, from + (l.seconds * 1e6) as i64, rate_of(l))
+                (from, from + (l.end_s * 1e6).round() as i64, rate_of(l))
             })
             .collect();
         let net = acc.finish(&load_windows);
@@ -302,7 +302,7 @@ fn rate_of(load: &LoadKpis) -> f64 {
 }
 
 /// The recommendation's windows: each load's phases when it had two or more, else up to ten equal slices of
-/// at least 5 s of its series.
+/// at least 5 s of its sending span.
 fn windows_of(loads: &[LoadKpis], net: &NetworkKpis) -> Vec<recommend::Window> {
     let mut windows = Vec::new();
     for load in loads {
@@ -327,13 +327,15 @@ fn windows_of(loads: &[LoadKpis], net: &NetworkKpis) -> Vec<recommend::Window> {
                 });
             }
         } else {
+            // Slices of the sending span (not the tail where answers and inclusions trickle in).
             let s = &load.series;
-            let n = s.answered_per_s.len();
-            if n == 0 {
+            let first = (load.sending_s.0 / s.width_s).floor() as usize;
+            let n = ((load.sending_s.1 / s.width_s).floor() as usize + 1).min(s.answered_per_s.len());
+            if n <= first {
                 continue;
             }
-            let per = ((5.0 / s.width_s).ceil() as usize).max(n.div_ceil(10)).max(1);
-            for start in (0..n).step_by(per) {
+            let per = ((5.0 / s.width_s).ceil() as usize).max((n - first).div_ceil(10)).max(1);
+            for start in (first..n).step_by(per) {
                 let end = (start + per).min(n);
                 let slice = |v: &[f64]| v[start..end].iter().sum::<f64>() / (end - start) as f64;
                 let answered: f64 = s.answered_per_s[start..end].iter().sum();

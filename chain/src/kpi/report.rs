@@ -294,7 +294,7 @@ fn network(out: &mut String, kpis: &Kpis) {
             let from = l.started_at.timestamp_micros() as f64 / 1e6 - start;
             Span {
                 from,
-                to: from + l.seconds,
+                to: from + l.end_s,
                 label: format!("load {}", l.task_id.as_deref().unwrap_or("")),
             }
         })

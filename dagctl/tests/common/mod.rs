@@ -398,3 +398,20 @@ pub fn load(home: &Home, args: &[&str]) -> (serde_json::Value, String) {
     assert!(output.status.success(), "{}\n{err}", stdout(&output));
     (serde_json::from_str(&stdout(&output)).unwrap(), err)
 }
+
+/// The interpreter of the venv `scripts/install-pytools.sh` makes; the tests that need it fail without it.
+pub fn python() -> String {
+    match std::env::var("DAGCTL_PYTHON") {
+        Ok(py) if !py.is_empty() => {
+            assert!(
+                std::path::Path::new(&py).exists(),
+                "DAGCTL_PYTHON={py} does not exist: run ./scripts/test.sh, or set DAGCTL_PYTHON=$(scripts/install-pytools.sh ~/.cache/dagctl/py)"
+            );
+            py
+        }
+        _ => panic!(
+            "DAGCTL_PYTHON is not set: run ./scripts/test.sh (it installs the pinned airflow client and schemathesis), \
+             or set DAGCTL_PYTHON=$(scripts/install-pytools.sh ~/.cache/dagctl/py)"
+        ),
+    }
+}

@@ -323,6 +323,9 @@ enum BenchCommand {
     /// The load generator against wrk and locust on one anvil, signed transfers per second, and memory at
     /// millions of recorded calls
     Load(cmd::bench_load::LoadBenchArgs),
+    /// KPIs of millions of recorded calls and an hour of a network's samples, against reading them once, on
+    /// one core
+    Kpi(cmd::bench_kpi::KpiBenchArgs),
     /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
@@ -428,6 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Bench(BenchCommand::Monitor(args)) => cmd::bench_monitor::monitor(&config, &args).await,
         Command::Bench(BenchCommand::Load(args)) => cmd::bench_load::load(&config, &args).await,
+        Command::Bench(BenchCommand::Kpi(args)) => cmd::bench_kpi::kpi(&config, &args).await,
         Command::Bench(BenchCommand::Web {
             database,
             pg_url,

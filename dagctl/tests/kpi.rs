@@ -338,3 +338,31 @@ fn a_run_without_load_or_network_says_what_it_could_not_compute() {
         "{text}"
     );
 }
+
+/// `dagctl bench kpi` on a small run: both figures with their baselines, and the ETL read what was written.
+#[test]
+fn bench_kpi_reports_each_figure_with_a_baseline() {
+    let home = Home::new();
+    let rows = home.json(&["bench", "kpi", "--calls", "200000", "--minutes", "3"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0]["figure"]
+            .as_str()
+            .unwrap()
+            .starts_with("KPIs of 200000 calls + 3 min of 4 nodes"),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["baseline"], "reading every record and sample once");
+    assert_eq!(rows[1]["baseline"], "records file size");
+    for row in rows {
+        assert!(f(&row["value"]) > 0.0 && f(&row["baseline_value"]) > 0.0, "{row}");
+        assert!(f(&row["ratio_to_baseline"]) > 0.0, "{row}");
+    }
+    let output = home.run(&["bench", "kpi", "--calls", "0"]);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: --calls, --minutes and --nodes must be more than zero"
+    );
+}

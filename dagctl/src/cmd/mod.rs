@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_kpi;
 pub mod bench_load;
 pub mod bench_monitor;
 pub mod bench_web;

@@ -93,6 +93,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
         7,
         MigrationSql::Common(include_str!("../../../migrations/common/0007_node_alerts.sql")),
     ),
+    (
+        8,
+        MigrationSql::Common(include_str!("../../../migrations/common/0008_node_sample_time.sql")),
+    ),
 ];
 
 impl MigrationSql {

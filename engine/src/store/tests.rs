@@ -504,6 +504,11 @@ fn released_migrations_never_change() {
             "1200eb85ea8e7601a1ba8d2a8c30421cdfffb7b2a481eebd8ab5fb0711bdc08b",
             "1200eb85ea8e7601a1ba8d2a8c30421cdfffb7b2a481eebd8ab5fb0711bdc08b",
         ),
+        (
+            8,
+            "41238db398b7e85780693569622928e0a2b6d5df929ad2417c6d7775950fe32b",
+            "41238db398b7e85780693569622928e0a2b6d5df929ad2417c6d7775950fe32b",
+        ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));
     let versions: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();

@@ -21,6 +21,10 @@
 //! | `POST /execution/networks/{name}/alerts` | `{alerts: [{node, level, pattern, message, count, first_at, last_at}]}` | 204; 404 |
 //! | `GET /execution/networks/{name}/samples?from=&to=&cursor=&skip=&limit=` | | `[NodeSample]`, one page; 404 |
 //! | `GET /execution/networks/{name}/alerts` | | `[NodeAlert]`; 404 |
+//! | `PUT /execution/kpis` | `{kpis}` | 204: kept for the caller's DAG, run and task |
+//! | `GET /execution/kpis/history?limit=N` | | `[{run_id, computed_at, scalars}]`, the caller DAG's other runs |
+//!
+//! [`KpiStore`] is the same for KPIs: where `chain.log_etl` keeps a run's KPIs and reads its DAG's history.
 //!
 //! The claim's owner (`dag_id`, `run_id`, `task_id`), when given, must be the calling try's task (403
 //! otherwise). Over the API the engine's clock stands for `now`.
@@ -79,6 +83,84 @@ pub trait NetworkStore: Send + Sync {
 
     /// The alerts of network `name`, most recent first (at most 10,000).
     fn read_alerts(&self, name: &str) -> impl Future<Output = Result<Vec<NodeAlert>>> + Send;
+}
+
+/// Where a run's KPIs are kept and its DAG's earlier runs read, for trends.
+pub trait KpiStore: Send + Sync {
+    /// The headline figures of `dag_id`'s runs other than `run_id`, newest first (at most `limit`).
+    fn kpi_history(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::kpi::trend::TrendPoint>>> + Send;
+
+    /// Keeps `kpis` for (`dag_id`, `run_id`, `task_id`); over the API, for the calling try's.
+    fn save_kpis(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        kpis: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl KpiStore for Store {
+    async fn kpi_history(&self, dag_id: &str, run_id: &str, limit: u32) -> Result<Vec<crate::kpi::trend::TrendPoint>> {
+        let rows = Store::dag_kpis(self, dag_id, Some(run_id), limit).await?;
+        Ok(crate::kpi::trend::points_of(rows.into_iter().filter_map(|row| {
+            let value = serde_json::from_str(&row.kpis).ok()?;
+            Some((row.run_id, row.computed_at, value))
+        })))
+    }
+
+    async fn save_kpis(&self, dag_id: &str, run_id: &str, task_id: &str, kpis: &serde_json::Value) -> Result<()> {
+        let row = engine::store::RunKpiRow {
+            dag_id: dag_id.to_string(),
+            run_id: run_id.to_string(),
+            task_id: task_id.to_string(),
+            computed_at: Utc::now(),
+            kpis: kpis.to_string(),
+        };
+        Ok(Store::put_run_kpis(self, &row).await?)
+    }
+}
+
+/// One earlier run in `GET /execution/kpis/history`.
+#[derive(Debug, Deserialize)]
+struct HistoryItem {
+    run_id: String,
+    computed_at: DateTime<Utc>,
+    scalars: serde_json::Value,
+}
+
+impl KpiStore for ApiNetworks {
+    async fn kpi_history(
+        &self,
+        _dag_id: &str,
+        _run_id: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::kpi::trend::TrendPoint>> {
+        let items: Vec<HistoryItem> = self
+            .0
+            .call(Method::GET, &format!("/execution/kpis/history?limit={limit}"), NO_BODY)
+            .await
+            .map_err(|err| api_error(err, None))?;
+        Ok(crate::kpi::trend::points_of(items.into_iter().map(|item| {
+            (
+                item.run_id,
+                item.computed_at,
+                serde_json::json!({"scalars": item.scalars}),
+            )
+        })))
+    }
+
+    async fn save_kpis(&self, _dag_id: &str, _run_id: &str, _task_id: &str, kpis: &serde_json::Value) -> Result<()> {
+        self.0
+            .call::<_, ()>(Method::PUT, "/execution/kpis", Some(&serde_json::json!({"kpis": kpis})))
+            .await
+            .map_err(|err| api_error(err, None))
+    }
 }
 
 impl NetworkStore for Store {

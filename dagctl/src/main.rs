@@ -3,6 +3,7 @@
 mod cmd;
 mod config;
 mod output;
+mod reports;
 mod runtime;
 
 use std::path::PathBuf;

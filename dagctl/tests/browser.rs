@@ -259,3 +259,170 @@ fn the_network_page_charts_move_while_a_network_is_watched() {
     let bytes = std::fs::read(shots.join("network.png")).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+/// KPIs across runs, through the CLI, the REST API and the UI in Chromium: a DAG loads an anvil node four times
+/// and then a closed port once; `chain.log_etl` (with `on_regression: fail`) keeps each run's KPIs and fails the
+/// fifth on its error rate. `dagctl kpi` and the API show the trend and the regression; the run and trend pages
+/// draw their charts (`tests/web-harness/kpi-pages.mjs`; screenshots `kpi-run.png`, `kpi-trend.png`).
+#[test]
+fn kpis_trend_across_runs_and_a_regression_shows_in_the_cli_the_api_and_the_ui() {
+    let node_tools = tool("DAGCTL_NODE_TOOLS");
+    let chromium = tool("DAGCTL_CHROMIUM");
+    let anvil = common::client_binary("anvil", "DAGCTL_ANVIL");
+    let home = Home::new();
+    let up = home
+        .command()
+        .env("DAGCTL_ANVIL", &anvil)
+        .args([
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--nodes",
+            "1",
+            "--name",
+            "kpinet",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let shown = home.json(&["net", "show", "kpinet"]);
+    let url = shown["rpc"].as_str().unwrap_or_else(|| panic!("{shown}")).to_string();
+    home.write_dag(
+        "trended.yaml",
+        &format!(
+            "trended:\n  default_args: {{owner: qa, start_date: 2026-11-01}}\n  params: {{url: \"{url}\"}}\n  tasks:\n    load:\n      operator: chain.load_test\n      url: \"{{{{ params.url }}}}\"\n      rate: 50\n      duration: 1s\n      timeout: 500ms\n    kpis:\n      operator: chain.log_etl\n      dependencies: [load]\n      trigger_rule: all_done\n      on_regression: fail\n"
+        ),
+    );
+    let test_run = |conf: &str| {
+        let output = home
+            .command()
+            .args(["dags", "test", "trended", "--conf", conf])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    for i in 0..4 {
+        let text = test_run("{}");
+        assert!(
+            text.contains("--- run ") && text.contains(": success ---"),
+            "run {i}: {text}"
+        );
+    }
+    let closed = free_port();
+    let text = test_run(&format!(r#"{{"url": "http://127.0.0.1:{closed}"}}"#));
+    assert!(text.contains("regression: error_rate is 1.0000"), "{text}");
+    assert!(
+        text.contains("--- trended.kpis try 1: failed ---"),
+        "on_regression: fail: {text}"
+    );
+    let runs = home.json(&["dags", "list-runs", "trended"]);
+    let runs: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(runs.len(), 5);
+    let newest = runs.iter().max().unwrap().clone();
+    let oldest = runs.iter().min().unwrap().clone();
+    let kpis = home.json(&["kpi", "trended", &newest]);
+    assert_eq!(kpis["trend"].as_array().unwrap().len(), 5, "{}", kpis["trend"]);
+    let regressions: Vec<&str> = kpis["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kpi"].as_str().unwrap())
+        .collect();
+    assert!(regressions.contains(&"error_rate"), "{regressions:?}");
+    let first = home.json(&["kpi", "trended", &oldest]);
+    assert!(
+        first["regressions"].as_array().unwrap().is_empty(),
+        "the first run has no history"
+    );
+    assert_eq!(first["loads"][0]["errors"]["rate"], 0.0);
+
+    // The API of a standalone engine on the same data.
+    let port = free_port();
+    let mut server = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(60), "standalone to answer /health", || {
+        http_get(port, "/health").filter(|(code, _)| *code == 200)
+    });
+    let token = common::admin_token(&home, port);
+    let auth = format!("Bearer {token}");
+    let get = |path: &str, with_token: bool| {
+        let headers: Vec<(&str, &str)> = if with_token {
+            vec![("Authorization", auth.as_str())]
+        } else {
+            vec![]
+        };
+        let (status, head, body) = common::http(port, "GET", path, &headers, None);
+        (status, head, String::from_utf8_lossy(&body).to_string())
+    };
+    let (status, _, body) = get("/api/v2/dagctl/dags/trended/kpi-trend", true);
+    assert_eq!(status, 200, "{body}");
+    let trend: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(trend["runs"].as_array().unwrap().len(), 5, "{trend}");
+    assert_eq!(trend["runs"][4]["run_id"].as_str().unwrap(), newest, "oldest first");
+    assert!(trend["regressions"].to_string().contains("error_rate"), "{trend}");
+    let (status, _, body) = get(&format!("/api/v2/dagctl/runs/trended/{oldest}/kpis"), true);
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["loads"][0]["errors"]["calls"], 50, "{json}");
+    let (status, head, body) = get(&format!("/api/v2/dagctl/runs/trended/{newest}/report.html"), true);
+    assert_eq!(status, 200);
+    assert!(
+        head.iter().any(|(k, v)| k == "content-type" && v.contains("text/html")),
+        "{head:?}"
+    );
+    assert!(body.contains("Regression: error_rate"));
+    let (status, _, body) = get("/api/v2/dagctl/runs/trended/nope/kpis", true);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("detail"), "{body}");
+    assert_eq!(get("/api/v2/dagctl/dags/nope/kpi-trend", true).0, 404);
+    assert_eq!(get("/api/v2/dagctl/dags/trended/kpi-trend", false).0, 401);
+
+    // The pages in Chromium.
+    let password = std::fs::read_to_string(home.path().join("standalone_admin_password.txt")).unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let scenario = Command::new("timeout")
+        .args(["120", "node"])
+        .arg(repo().join("tests/web-harness/kpi-pages.mjs"))
+        .args([
+            "--base",
+            &format!("http://127.0.0.1:{port}"),
+            "--admin-password",
+            password.trim(),
+        ])
+        .args(["--dag", "trended", "--run", &newest, "--shots"])
+        .arg(&shots)
+        .env("DAGCTL_NODE_TOOLS", &node_tools)
+        .env("DAGCTL_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node kpi-pages.mjs");
+    let server_log = server.output();
+    server.stop();
+    let down = home.run(&["net", "down", "kpinet"]);
+    let stdout = String::from_utf8_lossy(&scenario.stdout);
+    assert!(
+        scenario.status.success() && stdout.contains("kpi pages passed"),
+        "KPI pages scenario failed ({}):\n{stdout}\n{}\n--- dagctl log ---\n{server_log}",
+        scenario.status,
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    assert!(down.status.success());
+    for shot in ["kpi-run.png", "kpi-trend.png"] {
+        let bytes = std::fs::read(shots.join(shot)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{shot}");
+    }
+}

@@ -169,6 +169,7 @@ def dagctl_paths():
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
     dag_id = {"name": "dag_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Dag Id"}}
+    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Run Id"}}
     network_name = {"name": "network_name", "in": "path", "required": True,
                     "schema": {"type": "string", "title": "Network Name"}}
     return {
@@ -213,6 +214,25 @@ def dagctl_paths():
                            {"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
             "responses": {"200": ok("DagctlNetworkAlerts"), **errors(401, 403, 404, 422)}}},
+        "/api/v2/dagctl/runs/{dag_id}/{run_id}/kpis": {"get": {
+            "tags": ["dagctl"], "summary": "Run KPIs", "operationId": "dagctl_run_kpis",
+            "description": "A run's KPIs computed now (live while it runs): loads, blocks, nodes, alerts, the "
+                           "configuration recommendation, trend and regressions (dagctl kpi -o json; docs/kpis.md).",
+            "security": security, "parameters": [dag_id, run_id],
+            "responses": {"200": ok("DagctlRunKpis"), **errors(401, 403, 404)}}},
+        "/api/v2/dagctl/runs/{dag_id}/{run_id}/report.html": {"get": {
+            "tags": ["dagctl"], "summary": "Run KPI Report", "operationId": "dagctl_run_report",
+            "description": "The run's KPIs as one self-contained HTML page with inline charts (dagctl kpi -o html).",
+            "security": security, "parameters": [dag_id, run_id],
+            "responses": {"200": {"description": "Successful Response",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **errors(401, 403, 404)}}},
+        "/api/v2/dagctl/dags/{dag_id}/kpi-trend": {"get": {
+            "tags": ["dagctl"], "summary": "DAG KPI Trend", "operationId": "dagctl_dag_kpi_trend",
+            "description": "The headline KPIs of the DAG's runs that kept them (chain.log_etl), oldest first, and the "
+                           "newest run's regressions.",
+            "security": security, "parameters": [dag_id],
+            "responses": {"200": ok("DagctlKpiTrend"), **errors(401, 403, 404)}}},
         "/api/v2/dagctl/dags/{dag_id}/graph": {"get": {
             "tags": ["dagctl"], "summary": "Graph", "operationId": "dagctl_graph",
             "description": "The DAG's tasks and their dependencies.",
@@ -222,6 +242,31 @@ def dagctl_paths():
 
 
 DAGCTL_SCHEMAS = {
+    "DagctlRunKpis": {
+        "title": "DagctlRunKpis", "type": "object",
+        "properties": {
+            "version": {"type": "integer"}, "run": {"type": "object"}, "computed_at": {"type": "string"},
+            "network": {"type": ["string", "null"]}, "loads": {"type": "array", "items": {"type": "object"}},
+            "blocks": {"type": ["object", "null"]}, "nodes": {"type": "array", "items": {"type": "object"}},
+            "alerts": {"type": "array", "items": {"type": "object"}}, "recommendation": {"type": "object"},
+            "not_computed": {"type": "array", "items": {"type": "object"}}, "scalars": {"type": "object"},
+            "trend": {"type": "array", "items": {"type": "object"}},
+            "regressions": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["version", "run", "loads", "nodes", "recommendation", "not_computed"],
+    },
+    "DagctlKpiTrend": {
+        "title": "DagctlKpiTrend", "type": "object",
+        "properties": {
+            "dag_id": {"type": "string"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "run_id": {"type": "string"}, "computed_at": {"type": "string", "format": "date-time"},
+                "values": {"type": "object", "additionalProperties": {"type": "number"}}},
+                "required": ["run_id", "computed_at", "values"]}},
+            "regressions": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["dag_id", "runs", "regressions"],
+    },
     "DagctlNetworkSeries": {
         "title": "DagctlNetworkSeries", "type": "object",
         "properties": {

@@ -12,6 +12,7 @@ pub mod execution;
 pub mod extract;
 pub mod html;
 pub mod oidc;
+pub mod reports;
 pub mod session;
 pub mod ui;
 
@@ -74,14 +75,23 @@ pub struct WebState {
     pub throttle: Arc<Throttle>,
     /// Task logs, read through their trait (files now; pod logs later).
     pub logs: Arc<dyn worker::log::TaskLogs>,
+    /// KPI reports, when the binary provides them.
+    pub reports: Option<Arc<dyn reports::RunReports>>,
 }
 
 impl WebState {
+    /// With KPI reports computed by `reports`.
+    pub fn with_reports(mut self, reports: Arc<dyn reports::RunReports>) -> WebState {
+        self.reports = Some(reports);
+        self
+    }
+
     pub fn new(store: Store, keys: Keys, config: WebConfig, logs: Arc<dyn worker::log::TaskLogs>) -> WebState {
         WebState {
             store,
             keys,
             logs,
+            reports: None,
             throttle: Arc::new(Throttle::default()),
             oidc: config.oidc.clone().map(|c| Arc::new(oidc::OidcClient::new(c))),
             config: Arc::new(config),

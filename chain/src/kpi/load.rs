@@ -88,7 +88,8 @@ pub struct Phase {
     pub tx_included: u64,
     /// Transactions sent in the phase and included, per second of it.
     pub tps_included: f64,
-    pub latency_ms: Latency,
+    /// Of its successful calls; none when none succeeded.
+    pub latency_ms: Option<Latency>,
 }
 
 /// Series for charts, one value per bucket of `width_s` from the load's start.
@@ -126,8 +127,8 @@ pub struct LoadKpis {
     /// What the file could not give, e.g. a last record cut short.
     pub notes: Vec<String>,
     pub throughput: Throughput,
-    /// Successful calls of every kind.
-    pub latency_ms: Latency,
+    /// Successful calls of every kind; none when none succeeded.
+    pub latency_ms: Option<Latency>,
     pub latency: Vec<KindLatency>,
     /// (milliseconds, share of successful calls at or below).
     pub cdf: Vec<(f64, f64)>,
@@ -377,7 +378,7 @@ pub fn compute(path: &Path, task_id: Option<String>) -> Result<LoadKpis, String>
         records: count,
         notes,
         throughput,
-        latency_ms: Latency::of(&all_ok),
+        latency_ms: (!all_ok.is_empty()).then(|| Latency::of(&all_ok)),
         latency,
         cdf,
         errors,
@@ -439,7 +440,7 @@ fn finish_phases(phases: Vec<PhaseAcc>, open_loop: bool) -> Vec<Phase> {
                 tx_sent: p.tx_sent,
                 tx_included: p.tx_included,
                 tps_included: per_s(p.tx_included),
-                latency_ms: latency_of(&p.latency),
+                latency_ms: (!p.latency.is_empty()).then(|| latency_of(&p.latency)),
             }
         })
         .collect()

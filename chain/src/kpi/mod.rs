@@ -16,6 +16,7 @@ pub mod records;
 pub mod report;
 pub mod stats;
 pub mod svg;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -76,6 +77,15 @@ pub struct Kpis {
     pub not_computed: Vec<Missing>,
     /// Series for charts (node metrics by node; block times and propagation delays).
     pub charts: Charts,
+    /// The headline figures trends and regressions are judged on ([`trend::scalars`]).
+    #[serde(default)]
+    pub scalars: BTreeMap<String, f64>,
+    /// This DAG's earlier runs, oldest first, then this one (when a history was given).
+    #[serde(default)]
+    pub trend: Vec<trend::TrendPoint>,
+    /// Figures worse than the last runs' noise allows.
+    #[serde(default)]
+    pub regressions: Vec<trend::Regression>,
 }
 
 /// What the report draws beyond the loads' own series.
@@ -266,7 +276,7 @@ impl Etl {
             })
             .collect();
         alert_rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.pattern.cmp(&b.pattern)));
-        Kpis {
+        let mut kpis = Kpis {
             version: VERSION,
             run,
             computed_at: Utc::now(),
@@ -283,7 +293,12 @@ impl Etl {
                 propagation_ms: net.propagation,
             },
             loads,
-        }
+            scalars: BTreeMap::new(),
+            trend: Vec::new(),
+            regressions: Vec::new(),
+        };
+        kpis.scalars = trend::scalars(&kpis);
+        kpis
     }
 }
 
@@ -321,7 +336,8 @@ fn windows_of(loads: &[LoadKpis], net: &NetworkKpis) -> Vec<recommend::Window> {
                     } else {
                         phase.calls as f64 / seconds
                     },
-                    p99_ms: phase.latency_ms.p99,
+                    // No successful call: as slow as can be measured.
+                    p99_ms: phase.latency_ms.as_ref().map_or(f64::INFINITY, |l| l.p99),
                     error_rate: phase.error_rate,
                     nodes: BTreeMap::new(),
                 });
@@ -487,14 +503,17 @@ impl Kpis {
             }
             for phase in load.phases.iter().filter(|_| load.phases.len() > 1) {
                 out.push_str(&format!(
-                    "  phase {} at {:.0}/s ({:.0}-{:.0} s): {} calls, errors {:.2}%, p99 {:.1} ms, {:.1} TPS included\n",
+                    "  phase {} at {:.0}/s ({:.0}-{:.0} s): {} calls, errors {:.2}%, p99 {} ms, {:.1} TPS included\n",
                     phase.index,
                     phase.rate,
                     phase.start_s,
                     phase.end_s,
                     phase.calls,
                     phase.error_rate * 100.0,
-                    phase.latency_ms.p99,
+                    phase
+                        .latency_ms
+                        .as_ref()
+                        .map_or("-".into(), |l| format!("{:.1}", l.p99)),
                     phase.tps_included
                 ));
             }
@@ -551,6 +570,15 @@ impl Kpis {
         }
         for note in &rec.notes {
             out.push_str(&format!("recommendation: {note}\n"));
+        }
+        for r in &self.regressions {
+            out.push_str(&format!("REGRESSION: {}\n", r.text));
+        }
+        if self.trend.len() > 1 && self.regressions.is_empty() {
+            out.push_str(&format!(
+                "no regression against the last {} runs\n",
+                self.trend.len() - 1
+            ));
         }
         for m in &self.not_computed {
             out.push_str(&format!("not computed: {}: {}\n", m.kpi, m.reason));

@@ -42,6 +42,9 @@ pub fn html(kpis: &Kpis) -> String {
             .unwrap_or_default(),
         c = kpis.computed_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );
+    for r in &kpis.regressions {
+        let _ = write!(out, "<p class=\"bad\">Regression: {}</p>", escape(&r.text));
+    }
     summary(&mut out, kpis);
     for load in &kpis.loads {
         let name = escape(load.task_id.as_deref().unwrap_or("load"));
@@ -80,8 +83,11 @@ pub fn html(kpis: &Kpis) -> String {
             for p in &load.phases {
                 let _ = write!(
                     out,
-                    "<tr><td>{}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{:.2}%</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td></tr>",
-                    p.index, p.rate, p.start_s, p.end_s, p.calls, p.error_rate * 100.0, p.latency_ms.p50, p.latency_ms.p99, p.tps_included
+                    "<tr><td>{}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{:.2}%</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+                    p.index, p.rate, p.start_s, p.end_s, p.calls, p.error_rate * 100.0,
+                    p.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.2}", l.p50)),
+                    p.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.2}", l.p99)),
+                    p.tps_included
                 );
             }
             out.push_str("</table>");
@@ -196,6 +202,15 @@ pub fn html(kpis: &Kpis) -> String {
         }
         out.push_str("</table>");
     }
+    if kpis.trend.len() > 1 {
+        let _ = write!(
+            out,
+            "<h2>Trend over the last {} runs of {}</h2>",
+            kpis.trend.len(),
+            escape(&run.dag_id)
+        );
+        trend_charts(&mut out, &kpis.trend, &kpis.regressions);
+    }
     if !kpis.not_computed.is_empty() {
         out.push_str("<h2>Not computed</h2><ul>");
         for m in &kpis.not_computed {
@@ -213,9 +228,10 @@ fn summary(out: &mut String, kpis: &Kpis) {
         let t = &load.throughput;
         let tx = load.transactions.as_ref();
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let opt2 = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         let _ = write!(
             out,
-            "<tr><td class=\"l\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}%</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}%</td><td>{}</td><td>{}</td></tr>",
             escape(load.task_id.as_deref().unwrap_or("load")),
             load.seconds,
             t.send_rate,
@@ -224,8 +240,8 @@ fn summary(out: &mut String, kpis: &Kpis) {
             opt(tx.map(|_| t.tps_sent)),
             opt(tx.map(|_| t.tps_included)),
             opt(tx.map(|_| t.tps_confirmed)),
-            load.latency_ms.p50,
-            load.latency_ms.p99,
+            opt2(load.latency_ms.as_ref().map(|l| l.p50)),
+            opt2(load.latency_ms.as_ref().map(|l| l.p99)),
             load.errors.rate * 100.0,
             opt(tx.filter(|t| t.included > 0).map(|t| t.inclusion_ms.p50)),
             opt(tx.filter(|t| t.included > 0).map(|t| t.inclusion_ms.p99)),
@@ -404,4 +420,86 @@ fn recommendation(out: &mut String, kpis: &Kpis) {
         }
         out.push_str("</table></details>");
     }
+}
+
+/// The names trends are drawn for, with their titles.
+const TREND_FIGURES: &[(&str, &str)] = &[
+    ("tps_included", "TPS included"),
+    ("throughput", "Throughput (calls/s)"),
+    ("reads_per_second", "Reads per second"),
+    ("p99_ms", "p99 latency (ms)"),
+    ("p50_ms", "p50 latency (ms)"),
+    ("error_rate", "Error rate"),
+    ("inclusion_p99_ms", "Inclusion p99 (ms)"),
+    ("block_time_mean_s", "Block time mean (s)"),
+    ("block_time_stddev_s", "Block time stddev (s)"),
+    ("propagation_p99_ms", "Propagation p99, worst node (ms)"),
+    ("cpu_mean_percent", "CPU mean, busiest node (%)"),
+    ("rss_peak_mib", "Memory peak, largest node (MiB)"),
+    ("cpu_percent_per_1000_tps", "CPU % per 1,000 TPS, worst node"),
+];
+
+/// One chart per figure across `points` (oldest first), x = the run's place; regressed figures titled so.
+fn trend_charts(out: &mut String, points: &[super::trend::TrendPoint], regressions: &[super::trend::Regression]) {
+    out.push_str("<div class=\"charts\">");
+    for (name, title) in TREND_FIGURES {
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some(((i + 1) as f64, *p.values.get(*name)?)))
+            .collect();
+        if line.len() < 2 {
+            continue;
+        }
+        let regressed = regressions.iter().any(|r| r.kpi == *name);
+        let title = if regressed {
+            format!("{title}: REGRESSION")
+        } else {
+            title.to_string()
+        };
+        out.push_str(&line_chart(
+            &title,
+            "run (oldest first)",
+            "",
+            &[Line { name, points: line }],
+            &[],
+            false,
+        ));
+    }
+    out.push_str(
+        "</div><details><summary>Runs</summary><table><tr><th class=\"l\">run</th><th class=\"l\">computed</th></tr>",
+    );
+    for (i, p) in points.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{} {}</td><td class=\"l\">{}</td></tr>",
+            i + 1,
+            escape(&p.run_id),
+            p.computed_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    out.push_str("</table></details>");
+}
+
+/// A DAG's trend page: its runs' headline figures (oldest first) and the newest run's regressions.
+pub fn trend_html(
+    dag_id: &str,
+    points: &[super::trend::TrendPoint],
+    regressions: &[super::trend::Regression],
+) -> String {
+    let mut out = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>KPI trend of {d}</title><style>{STYLE}</style></head><body><h1>KPI trend of {d}</h1>",
+        d = escape(dag_id)
+    );
+    if points.is_empty() {
+        out.push_str("<p class=\"note\">No run of this DAG has kept KPIs yet (a chain.log_etl task keeps them).</p>");
+    } else {
+        let _ = write!(out, "<p>{} runs with KPIs.</p>", points.len());
+        for r in regressions {
+            let _ = write!(out, "<p class=\"bad\">Newest run: regression: {}</p>", escape(&r.text));
+        }
+        trend_charts(&mut out, points, regressions);
+    }
+    out.push_str("</body></html>\n");
+    out
 }

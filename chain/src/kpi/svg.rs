@@ -187,6 +187,20 @@ pub fn line_chart(
             let _ = write!(path, "{}{:.1},{:.1} ", if pen_up { "M" } else { "L" }, px(*x), py(*y));
             pen_up = false;
         }
+        // A line of one point is a dot.
+        let finite: Vec<&(f64, f64)> = line
+            .points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_x || *x > 0.0))
+            .collect();
+        if let [(x, y)] = finite[..] {
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}" class="dot"/>"#,
+                px(*x),
+                py(*y)
+            );
+        }
         let _ = write!(
             svg,
             r#"<path d="{path}" stroke="{colour}" class="line"><title>{}</title></path><text x="{}" y="{}" fill="{colour}" class="legend">{}</text>"#,

@@ -1,7 +1,9 @@
 //! `chain.log_etl`: the KPIs of the run it is part of ([`crate::kpi`]): its load tests' records files, its
 //! network's samples and alerts (through the task execution API), turned into KPIs, a configuration
 //! recommendation and a self-contained HTML report. The XCom is the KPIs without their chart series (so it
-//! stays small), with `report_file`; the report is written to `<load dir>/<dag>/<run>/<task>-try<N>.html`.
+//! stays small), with `report_file`; the report is written to `<load dir>/<dag>/<run>/<task>-try<N>.html`. The
+//! whole KPIs are kept per run in the store (`PUT /execution/kpis`), and judged against the DAG's last runs
+//! ([`crate::kpi::trend`]): a regression is a warning, or with `on_regression: fail` fails the task.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult
 
 use crate::duration::SpecDuration;
 use crate::kpi::{self, Capacity, Options, RunInfo, Targets};
-use crate::registry::ApiNetworks;
+use crate::registry::{ApiNetworks, KpiStore};
 
 /// Canonical name of the log ETL operator.
 pub const LOG_ETL: &str = "chain.log_etl";
@@ -38,6 +40,19 @@ pub struct LogEtlArgs {
     /// Write the HTML report (default true).
     #[serde(default)]
     pub report: Option<bool>,
+    /// What a regression against the DAG's last runs does: `warn` (default: a warning in the log, the report
+    /// and the XCom) or `fail` (the task fails, after the KPIs and the report are kept).
+    #[serde(default)]
+    pub on_regression: Option<OnRegression>,
+}
+
+/// What a regression does to the task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRegression {
+    #[default]
+    Warn,
+    Fail,
 }
 
 fn positive(key: &str, value: Option<f64>) -> Result<(), ArgIssue> {
@@ -134,6 +149,26 @@ async fn run(ctx: OperatorContext, reports_dir: PathBuf) -> Result<serde_json::V
     let networks = ApiNetworks(ctx.api.clone());
     let (kpis, gathered) = kpi::gather::gather(&networks, run, &ctx.xcoms, &options).await?;
     let log = &ctx.log;
+    let history = match networks
+        .kpi_history(&ctx.dag_id, &ctx.run_id, kpi::trend::WINDOW as u32)
+        .await
+    {
+        Ok(history) => history,
+        Err(err) => {
+            log.line(
+                "warning",
+                "kpi",
+                &format!("no trend: the earlier runs' KPIs cannot be read: {err}"),
+            );
+            Vec::new()
+        }
+    };
+    let kpis = kpis.with_history(history);
+    let full = serde_json::to_value(&kpis).map_err(|e| e.to_string())?;
+    networks
+        .save_kpis(&ctx.dag_id, &ctx.run_id, &ctx.task_id, &full)
+        .await
+        .map_err(|e| format!("the KPIs cannot be kept: {e}"))?;
     log.line(
         "info",
         "kpi",
@@ -160,7 +195,21 @@ async fn run(ctx: OperatorContext, reports_dir: PathBuf) -> Result<serde_json::V
         log.line("info", "kpi", &format!("report: {}", path.display()));
         report_file = Some(path.display().to_string());
     }
+    for regression in &kpis.regressions {
+        log.line("warning", "kpi", &format!("regression: {}", regression.text));
+    }
     let mut value = serde_json::to_value(kpis.headline()).map_err(|e| e.to_string())?;
     value["report_file"] = serde_json::json!(report_file);
+    if args.on_regression.unwrap_or_default() == OnRegression::Fail && !kpis.regressions.is_empty() {
+        return Err(format!(
+            "{} regression(s) against the last runs: {}",
+            kpis.regressions.len(),
+            kpis.regressions
+                .iter()
+                .map(|r| r.kpi.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok(value)
 }

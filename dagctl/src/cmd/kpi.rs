@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use chain::kpi::{self, Capacity, Options, RunInfo, Targets};
+use chain::kpi::{self, Capacity, Options, Targets};
 use engine::store::{RunFilter, RunRow, Store};
 
 use crate::config::Config;
@@ -110,24 +110,12 @@ pub async fn find_run(store: &Store, ids: &[String]) -> Result<RunRow> {
     }
 }
 
-/// A run's identity for the KPIs.
-pub fn run_info(run: &RunRow) -> RunInfo {
-    RunInfo {
-        dag_id: run.dag_id.clone(),
-        run_id: run.run_id.clone(),
-        state: run.state.as_str().to_string(),
-        start: run.start_date,
-        end: run.end_date,
-    }
-}
-
 /// `dagctl kpi`.
 pub async fn kpi(config: &Config, args: &KpiArgs) -> Result<ExitCode> {
     let options = args.options()?;
     let store = open_store(config).await?;
     let run = find_run(&store, &args.ids).await?;
-    let xcoms = store.xcoms_of_run(run.id).await?;
-    let (kpis, _) = kpi::gather::gather(&store, run_info(&run), &xcoms, &options)
+    let kpis = crate::reports::compute(&store, &run, &options)
         .await
         .map_err(|e| anyhow!(e))?;
     match args.output {

@@ -190,12 +190,10 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web
             oidc.issuer
         );
     }
-    Ok(web::WebState::new(
-        store.clone(),
-        keys.clone(),
-        web_config,
-        task_logs(config),
-    ))
+    Ok(
+        web::WebState::new(store.clone(), keys.clone(), web_config, task_logs(config))
+            .with_reports(crate::reports::KpiReports::new(store.clone())),
+    )
 }
 
 /// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then

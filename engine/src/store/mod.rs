@@ -9,6 +9,7 @@
 mod alerts;
 mod changes;
 mod dags;
+mod kpis;
 mod misc;
 pub mod networks;
 pub mod runs;
@@ -24,6 +25,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use alerts::NodeAlert;
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use kpis::RunKpiRow;
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
 pub use networks::{NetworkRow, NewNetwork};
 pub use runs::{
@@ -96,6 +98,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         8,
         MigrationSql::Common(include_str!("../../../migrations/common/0008_node_sample_time.sql")),
+    ),
+    (
+        9,
+        MigrationSql::Common(include_str!("../../../migrations/common/0009_run_kpis.sql")),
     ),
 ];
 

@@ -454,6 +454,34 @@ async fn alerts_add_up_by_pattern(db: TestDb) {
     assert!(db.store.alerts("other", 100).await.unwrap().is_empty());
 }
 
+async fn run_kpis_are_kept_per_task_and_listed_per_dag(db: TestDb) {
+    use super::RunKpiRow;
+    let t0 = chrono::Utc::now();
+    let row = |run: &str, task: &str, seconds: i64, kpis: &str| RunKpiRow {
+        dag_id: "d".into(),
+        run_id: run.into(),
+        task_id: task.into(),
+        computed_at: t0 + chrono::Duration::seconds(seconds),
+        kpis: kpis.into(),
+    };
+    db.store.put_run_kpis(&row("r1", "k", 1, "{\"a\":1}")).await.unwrap();
+    db.store.put_run_kpis(&row("r2", "k", 2, "{\"a\":2}")).await.unwrap();
+    db.store.put_run_kpis(&row("r2", "k", 3, "{\"a\":3}")).await.unwrap();
+    db.store.put_run_kpis(&row("r3", "k", 4, "{\"a\":4}")).await.unwrap();
+    let listed = db.store.dag_kpis("d", Some("r3"), 10).await.unwrap();
+    let runs: Vec<(&str, &str)> = listed.iter().map(|r| (r.run_id.as_str(), r.kpis.as_str())).collect();
+    assert_eq!(
+        runs,
+        vec![("r2", "{\"a\":3}"), ("r1", "{\"a\":1}")],
+        "newest first, replaced, one run left out"
+    );
+    assert_eq!(db.store.dag_kpis("d", None, 1).await.unwrap()[0].run_id, "r3");
+    assert_eq!(db.store.run_kpis("d", "r2").await.unwrap().unwrap().kpis, "{\"a\":3}");
+    assert!(db.store.run_kpis("d", "nope").await.unwrap().is_none());
+    assert!(db.store.dag_kpis("other", None, 10).await.unwrap().is_empty());
+}
+
+each_backend!(run_kpis_are_kept_per_task_and_listed_per_dag);
 each_backend!(alerts_add_up_by_pattern);
 each_backend!(samples_are_written_in_batches_read_by_series_and_pruned);
 each_backend!(users_tokens_and_pools);
@@ -508,6 +536,11 @@ fn released_migrations_never_change() {
             8,
             "41238db398b7e85780693569622928e0a2b6d5df929ad2417c6d7775950fe32b",
             "41238db398b7e85780693569622928e0a2b6d5df929ad2417c6d7775950fe32b",
+        ),
+        (
+            9,
+            "b6f28eb437aba49a7958dd3439257762251a84e0139e2d739c6a61372de14a98",
+            "b6f28eb437aba49a7958dd3439257762251a84e0139e2d739c6a61372de14a98",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

@@ -12,6 +12,7 @@
 
 mod dags;
 mod forms;
+mod kpis;
 mod lists;
 mod login;
 mod logs;
@@ -48,6 +49,8 @@ pub fn routes() -> Router<WebState> {
             get(trigger::trigger_form).post(trigger::trigger_submit),
         )
         .route("/dags/{dag_id}/runs/{run_id}", get(runs::run))
+        .route("/dags/{dag_id}/runs/{run_id}/kpis", get(kpis::run_kpis))
+        .route("/dags/{dag_id}/kpis", get(kpis::dag_trend))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(logs::log))
         .route("/runs", get(runs::runs))

@@ -49,6 +49,7 @@ pub async fn network(State(state): State<WebState>, user: UiUser, Path(name): Pa
         json!({
             "name": row.name, "status": row.status, "backend": row.backend, "host": row.host,
             "client": spec.get("client"), "consensus": spec.get("consensus"), "nodes": nodes,
+            "dag_id": row.dag_id, "run_id": row.run_id,
         }),
     );
     ctx.insert(

@@ -288,6 +288,65 @@ async fn the_monitor_ships_node_logs_to_the_network_log_group() {
         text.contains("4 log lines shipped to CloudWatch Logs, 0 dropped"),
         "{text}"
     );
+    // The run's KPIs with its node logs read back from CloudWatch: the alerts and the lines by level are
+    // those shipped (the monitor's own stored alerts are not used).
+    let run_id = home.json(&["dags", "list-runs", "shipped"])[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kpis = home
+        .command()
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["kpi", &run_id, "-o", "json", "--cloudwatch-region", "us-east-1"])
+        .args(["--cloudwatch-endpoint-url", &moto.url()])
+        .output()
+        .unwrap();
+    assert!(kpis.status.success(), "{}", stderr(&kpis));
+    let kpis: serde_json::Value = serde_json::from_slice(&kpis.stdout).unwrap();
+    assert_eq!(kpis["logs_from"], format!("cloudwatch {group}"));
+    assert_eq!(
+        kpis["log_lines"],
+        serde_json::json!([{"node": "node-1", "level": "error", "count": 1}, {"node": "node-1", "level": "warn", "count": 3}])
+    );
+    let alerts: Vec<(String, String, i64)> = kpis["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["level"].as_str().unwrap().to_string(),
+                a["pattern"].as_str().unwrap().to_string(),
+                a["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!((alerts[0].0.as_str(), alerts[0].2), ("warn", 3), "{alerts:?}");
+    assert!(alerts[0].1.starts_with("Served eth_call"), "{alerts:?}");
+    assert_eq!((alerts[1].0.as_str(), alerts[1].2), ("error", 1), "{alerts:?}");
+    // A log group that is not there: one readable line, not a panic.
+    let missing = home
+        .command()
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "kpi",
+            &run_id,
+            "--cloudwatch-region",
+            "us-east-1",
+            "--cloudwatch-log-group",
+            "/nope",
+        ])
+        .args(["--cloudwatch-endpoint-url", &moto.url()])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = stderr(&missing);
+    assert!(err.contains("cannot read log group `/nope`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     // The secret is in no log and no file the engine wrote.
     let found = std::process::Command::new("grep")
         .args(["-r", "-l", SECRET_KEY])

@@ -22,6 +22,8 @@ const MAX_PAGES: u32 = 10_000;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gathered {
     pub samples: u64,
+    /// Node log lines read from CloudWatch Logs.
+    pub log_lines: u64,
     pub records_files: Vec<String>,
 }
 
@@ -103,12 +105,21 @@ pub async fn gather(
     let to = run.end.unwrap_or_else(Utc::now) + chrono::Duration::seconds(1);
     if let Some(name) = &name {
         gathered.samples = read_samples(store, name, from, to, &mut etl).await?;
-        let alerts = store.read_alerts(name).await.map_err(|e| e.to_string())?;
-        etl.add_alerts(
-            alerts.into_iter().filter(|a| {
-                a.run_id.as_deref() == Some(run.run_id.as_str()) || (a.last_at >= from && a.first_at <= to)
-            }),
-        );
+        match &options.cloudwatch {
+            Some(settings) => {
+                etl.logs_from(&format!("cloudwatch {}", settings.log_group(name)));
+                gathered.log_lines = super::cloudwatch::read_logs(settings, name, from, to, |node, at, line| {
+                    etl.add_log_line(node, at, line)
+                })
+                .await?;
+            }
+            None => {
+                let alerts = store.read_alerts(name).await.map_err(|e| e.to_string())?;
+                etl.add_alerts(alerts.into_iter().filter(|a| {
+                    a.run_id.as_deref() == Some(run.run_id.as_str()) || (a.last_at >= from && a.first_at <= to)
+                }));
+            }
+        }
     }
     Ok((etl.finish(options), gathered))
 }

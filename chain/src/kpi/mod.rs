@@ -8,6 +8,7 @@
 //! state: records are read streaming ([`records`]), samples go into per-node series with a cap
 //! ([`network`]). `dagctl kpi` feeds it from the store; `chain.log_etl` through the task execution API.
 
+pub mod cloudwatch;
 pub mod gather;
 pub mod load;
 pub mod network;
@@ -73,6 +74,12 @@ pub struct Kpis {
     /// Alert counts by level (`warn`, `error`).
     pub alerts_by_level: BTreeMap<String, i64>,
     pub alerts: Vec<AlertKpi>,
+    /// Where alerts came from: `monitor` (its stored alerts) or `cloudwatch <log group>`.
+    #[serde(default)]
+    pub logs_from: String,
+    /// Log lines by node and level (when read from CloudWatch Logs).
+    #[serde(default)]
+    pub log_lines: Vec<LogLines>,
     pub recommendation: Recommendation,
     pub not_computed: Vec<Missing>,
     /// Series for charts (node metrics by node; block times and propagation delays).
@@ -96,11 +103,22 @@ pub struct Charts {
     pub propagation_ms: Vec<f64>,
 }
 
-/// What the recommendation aims for and what a node's host has.
+/// What the recommendation aims for, what a node's host has, and where node logs are read from.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub targets: Targets,
     pub capacity: Option<Capacity>,
+    /// Read the network's node logs back from CloudWatch Logs (where `chain.monitor` shipped them): alerts and
+    /// line counts then come from there, not from the monitor's stored alerts.
+    pub cloudwatch: Option<crate::monitor::cloudwatch::CloudWatchSettings>,
+}
+
+/// Log lines of one node at one level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLines {
+    pub node: String,
+    pub level: String,
+    pub count: u64,
 }
 
 /// The KPI computation, fed piece by piece.
@@ -112,6 +130,8 @@ pub struct Etl {
     acc: NetworkAcc,
     alerts: Vec<NodeAlert>,
     missing: Vec<Missing>,
+    /// Lines read from a log store, when alerts come from there.
+    book: Option<(String, crate::monitor::logs::AlertBook, BTreeMap<(String, String), u64>)>,
 }
 
 fn missing(kpi: &str, reason: impl Into<String>) -> Missing {
@@ -132,6 +152,27 @@ impl Etl {
             acc: NetworkAcc::default(),
             alerts: Vec::new(),
             missing: Vec::new(),
+            book: None,
+        }
+    }
+
+    /// Alerts and line counts come from lines read from `source` (e.g. `cloudwatch <group>`), fed by
+    /// [`Etl::add_log_line`], instead of the monitor's stored alerts.
+    pub fn logs_from(&mut self, source: &str) {
+        self.book = Some((source.to_string(), Default::default(), BTreeMap::new()));
+    }
+
+    /// One node log line read at `at`.
+    pub fn add_log_line(&mut self, node: &str, at: DateTime<Utc>, line: &str) {
+        if let Some((_, book, counts)) = &mut self.book {
+            let level = crate::monitor::logs::parse_line(line).level;
+            let level = if level == crate::monitor::logs::Level::Unknown {
+                "unknown"
+            } else {
+                level.as_str()
+            };
+            *counts.entry((node.to_string(), level.to_string())).or_insert(0) += 1;
+            book.observe(node, line, at);
         }
     }
 
@@ -169,7 +210,24 @@ impl Etl {
             acc,
             alerts,
             mut missing,
+            book,
         } = self;
+        let (logs_from, alerts, log_lines) = match book {
+            None => ("monitor".to_string(), alerts, Vec::new()),
+            Some((source, mut book, counts)) => {
+                let network_name = network.clone().unwrap_or_default();
+                let rows = book
+                    .take()
+                    .iter()
+                    .map(|a| a.to_row(&network_name, Some(&run.run_id), None))
+                    .collect();
+                let lines = counts
+                    .into_iter()
+                    .map(|((node, level), count)| LogLines { node, level, count })
+                    .collect();
+                (source, rows, lines)
+            }
+        };
         // The spans load ran, on the wall clock, and their rates, for resources per 1,000 TPS.
         let load_windows: Vec<(i64, i64, f64)> = loads
             .iter()
@@ -285,6 +343,8 @@ impl Etl {
             nodes: net.nodes.clone(),
             alerts_by_level,
             alerts: alert_rows,
+            logs_from,
+            log_lines,
             recommendation,
             not_computed: missing,
             charts: Charts {
@@ -556,7 +616,10 @@ impl Kpis {
             ));
         }
         for (level, count) in &self.alerts_by_level {
-            out.push_str(&format!("alerts {level}: {count}\n"));
+            out.push_str(&format!("alerts {level} (from {}): {count}\n", self.logs_from));
+        }
+        for lines in &self.log_lines {
+            out.push_str(&format!("log lines {} {}: {}\n", lines.node, lines.level, lines.count));
         }
         let rec = &self.recommendation;
         if let Some(b) = &rec.bottleneck {

@@ -186,8 +186,22 @@ pub fn html(kpis: &Kpis) -> String {
     }
     network(&mut out, kpis);
     recommendation(&mut out, kpis);
+    if !kpis.log_lines.is_empty() {
+        out.push_str("<h2>Log lines by level</h2><table><tr><th class=\"l\">node</th><th class=\"l\">level</th><th>lines</th></tr>");
+        for l in &kpis.log_lines {
+            let _ = write!(
+                out,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+                escape(&l.node),
+                escape(&l.level),
+                l.count
+            );
+        }
+        out.push_str("</table>");
+    }
     if !kpis.alerts.is_empty() {
-        out.push_str("<h2>Alerts</h2><table><tr><th class=\"l\">node</th><th class=\"l\">level</th><th class=\"l\">pattern</th><th>count</th><th class=\"l\">first</th><th class=\"l\">last</th></tr>");
+        let _ = write!(out, "<h2>Alerts</h2><p>From {}.</p>", escape(&kpis.logs_from));
+        out.push_str("<table><tr><th class=\"l\">node</th><th class=\"l\">level</th><th class=\"l\">pattern</th><th>count</th><th class=\"l\">first</th><th class=\"l\">last</th></tr>");
         for a in &kpis.alerts {
             let _ = write!(
                 out,

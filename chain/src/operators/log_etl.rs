@@ -40,6 +40,11 @@ pub struct LogEtlArgs {
     /// Write the HTML report (default true).
     #[serde(default)]
     pub report: Option<bool>,
+    /// Read the network's node logs back from CloudWatch Logs, where `chain.monitor` shipped them (its
+    /// `cloudwatch` settings: `log_group`, `region`, `endpoint_url`): alerts and line counts by level come from
+    /// there.
+    #[serde(default)]
+    pub cloudwatch: Option<crate::monitor::cloudwatch::CloudWatchSettings>,
     /// What a regression against the DAG's last runs does: `warn` (default: a warning in the log, the report
     /// and the XCom) or `fail` (the task fails, after the KPIs and the report are kept).
     #[serde(default)]
@@ -79,7 +84,11 @@ impl OperatorArgs for LogEtlArgs {
             ));
         }
         positive("cores", self.cores)?;
-        positive("memory_gib", self.memory_gib)
+        positive("memory_gib", self.memory_gib)?;
+        if let Some(settings) = &self.cloudwatch {
+            settings.check().map_err(|reason| ArgIssue::new("cloudwatch", reason))?;
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +147,7 @@ async fn run(ctx: OperatorContext, reports_dir: PathBuf) -> Result<serde_json::V
             max_error_rate: args.max_error_rate.unwrap_or(0.01),
         },
         capacity,
+        cloudwatch: args.cloudwatch.clone(),
     };
     let run = RunInfo {
         dag_id: ctx.dag_id.clone(),
@@ -173,9 +183,10 @@ async fn run(ctx: OperatorContext, reports_dir: PathBuf) -> Result<serde_json::V
         "info",
         "kpi",
         &format!(
-            "read {} records file(s) and {} samples{}",
+            "read {} records file(s), {} samples and {} CloudWatch log lines{}",
             gathered.records_files.len(),
             gathered.samples,
+            gathered.log_lines,
             kpis.network
                 .as_deref()
                 .map(|n| format!(" of network `{n}`"))

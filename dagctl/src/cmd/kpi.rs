@@ -41,6 +41,16 @@ pub struct KpiArgs {
     /// A node host's memory in GiB (default: this host's)
     #[arg(long)]
     pub memory_gib: Option<f64>,
+    /// Read node logs (alerts, lines by level) from CloudWatch Logs in this region, where the monitor shipped
+    /// them
+    #[arg(long)]
+    pub cloudwatch_region: Option<String>,
+    /// Their log group (default /dagctl/networks/<network>)
+    #[arg(long)]
+    pub cloudwatch_log_group: Option<String>,
+    /// Another CloudWatch endpoint (a VPC endpoint, LocalStack, moto)
+    #[arg(long)]
+    pub cloudwatch_endpoint_url: Option<String>,
 }
 
 impl KpiArgs {
@@ -67,7 +77,20 @@ impl KpiArgs {
             (Some(cores), Some(memory_gib)) => Some(Capacity { cores, memory_gib }),
             _ => None,
         };
+        let cloudwatch = (self.cloudwatch_region.is_some()
+            || self.cloudwatch_log_group.is_some()
+            || self.cloudwatch_endpoint_url.is_some())
+        .then(|| chain::monitor::cloudwatch::CloudWatchSettings {
+            log_group: self.cloudwatch_log_group.clone(),
+            region: self.cloudwatch_region.clone(),
+            endpoint_url: self.cloudwatch_endpoint_url.clone(),
+            min_level: None,
+        });
+        if let Some(settings) = &cloudwatch {
+            settings.check().map_err(|e| anyhow!("--cloudwatch-*: {e}"))?;
+        }
         Ok(Options {
+            cloudwatch,
             targets: Targets {
                 tps: self.target_tps,
                 p99_ms: self.target_p99_ms,

@@ -131,7 +131,14 @@ pub struct Etl {
     alerts: Vec<NodeAlert>,
     missing: Vec<Missing>,
     /// Lines read from a log store, when alerts come from there.
-    book: Option<(String, crate::monitor::logs::AlertBook, BTreeMap<(String, String), u64>)>,
+    book: Option<LogBook>,
+}
+
+/// Node log lines read from a log store: where from, their alerts, and counts by (node, level).
+struct LogBook {
+    source: String,
+    alerts: crate::monitor::logs::AlertBook,
+    counts: BTreeMap<(String, String), u64>,
 }
 
 fn missing(kpi: &str, reason: impl Into<String>) -> Missing {
@@ -159,12 +166,16 @@ impl Etl {
     /// Alerts and line counts come from lines read from `source` (e.g. `cloudwatch <group>`), fed by
     /// [`Etl::add_log_line`], instead of the monitor's stored alerts.
     pub fn logs_from(&mut self, source: &str) {
-        self.book = Some((source.to_string(), Default::default(), BTreeMap::new()));
+        self.book = Some(LogBook {
+            source: source.to_string(),
+            alerts: Default::default(),
+            counts: BTreeMap::new(),
+        });
     }
 
     /// One node log line read at `at`.
     pub fn add_log_line(&mut self, node: &str, at: DateTime<Utc>, line: &str) {
-        if let Some((_, book, counts)) = &mut self.book {
+        if let Some(LogBook { alerts, counts, .. }) = &mut self.book {
             let level = crate::monitor::logs::parse_line(line).level;
             let level = if level == crate::monitor::logs::Level::Unknown {
                 "unknown"
@@ -172,7 +183,7 @@ impl Etl {
                 level.as_str()
             };
             *counts.entry((node.to_string(), level.to_string())).or_insert(0) += 1;
-            book.observe(node, line, at);
+            alerts.observe(node, line, at);
         }
     }
 
@@ -214,7 +225,11 @@ impl Etl {
         } = self;
         let (logs_from, alerts, log_lines) = match book {
             None => ("monitor".to_string(), alerts, Vec::new()),
-            Some((source, mut book, counts)) => {
+            Some(LogBook {
+                source,
+                alerts: mut book,
+                counts,
+            }) => {
                 let network_name = network.clone().unwrap_or_default();
                 let rows = book
                     .take()

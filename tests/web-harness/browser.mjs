@@ -20,6 +20,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** The value after `--name` on the command line (thrown if missing). */
+export function arg(name) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0 || !process.argv[i + 1]) throw new Error(`missing --${name}`);
+  return process.argv[i + 1];
+}
+
+/** Throws unless `ok`; says what passed. */
+export function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
 const require = createRequire(path.join(path.resolve(process.env.DAGCTL_NODE_TOOLS || here), 'package.json'));
 
 let playwright;

@@ -9,24 +9,13 @@
 // The last line on success is "kpi pages passed".
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchChromium } from './browser.mjs';
-
-function arg(name) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0 || !process.argv[i + 1]) throw new Error(`missing --${name}`);
-  return process.argv[i + 1];
-}
+import { arg, check, launchChromium } from './browser.mjs';
 
 const base = arg('base');
 const dag = arg('dag');
 const run = arg('run');
 const shots = arg('shots');
 const T = 30_000;
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok: ${what}`);
-}
 
 // Every chart's drawn lines: how many, and the widest line's extent in pixels.
 const drawn = (page) => page.evaluate(() => {

@@ -8,23 +8,12 @@
 // The last line on success is "network charts passed".
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchChromium } from './browser.mjs';
-
-function arg(name) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0 || !process.argv[i + 1]) throw new Error(`missing --${name}`);
-  return process.argv[i + 1];
-}
+import { arg, check, launchChromium } from './browser.mjs';
 
 const base = arg('base');
 const network = arg('network');
 const shots = arg('shots');
 const T = 20_000;
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok: ${what}`);
-}
 
 const browser = await launchChromium();
 try {

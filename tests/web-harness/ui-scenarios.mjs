@@ -17,23 +17,12 @@
 //   6. sign-out ends the session; the local admin signs in with the login form.
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchChromium, idpLogin } from './browser.mjs';
-
-function arg(name) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0 || !process.argv[i + 1]) throw new Error(`missing --${name}`);
-  return process.argv[i + 1];
-}
+import { arg, check, launchChromium, idpLogin } from './browser.mjs';
 
 const base = arg('base');
 const shots = arg('shots');
 const adminPassword = arg('admin-password');
 const T = 20_000;
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok: ${what}`);
-}
 
 async function shot(page, name, mustShow) {
   const text = await page.locator('body').innerText({ timeout: T });

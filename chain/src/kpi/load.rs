@@ -440,26 +440,10 @@ fn finish_phases(phases: Vec<PhaseAcc>, open_loop: bool) -> Vec<Phase> {
                 tx_sent: p.tx_sent,
                 tx_included: p.tx_included,
                 tps_included: per_s(p.tx_included),
-                latency_ms: (!p.latency.is_empty()).then(|| latency_of(&p.latency)),
+                latency_ms: (!p.latency.is_empty()).then(|| Latency::of(&p.latency)),
             }
         })
         .collect()
-}
-
-fn latency_of(h: &Histogram<u32>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
-    }
-    let ms = |us: u64| us as f64 / 1000.0;
-    Latency {
-        min: ms(h.min()),
-        mean: h.mean() / 1000.0,
-        p50: ms(h.value_at_quantile(0.5)),
-        p90: ms(h.value_at_quantile(0.9)),
-        p99: ms(h.value_at_quantile(0.99)),
-        p999: ms(h.value_at_quantile(0.999)),
-        max: ms(h.max()),
-    }
 }
 
 /// The CDF at `CDF_POINTS` quantiles from 0 to 1 (milliseconds, quantile).

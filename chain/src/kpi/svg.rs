@@ -137,19 +137,7 @@ pub fn line_chart(
         }
     }
     axes(&mut svg, x_label, y_label);
-    let y_ticks = ticks(y0, y1);
-    let y_step = y_ticks.get(1).map_or(1.0, |b| b - y_ticks[0]);
-    for t in y_ticks {
-        let y = py(t);
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" text-anchor="end" class="tick">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 4.0,
-            y + 4.0,
-            tick_label(t, y_step),
-        );
-    }
+    y_grid(&mut svg, &ticks(y0, y1), py);
     let x_ticks: Vec<f64> = if log_x {
         // Decades, and 2 and 5 between them when few decades are shown.
         let steps: &[f64] = if x1 - x0 < 2.5 { &[1.0, 2.0, 5.0] } else { &[1.0] };
@@ -242,17 +230,7 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
     axes(&mut svg, x_label, "count");
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    for t in ticks(0.0, top) {
-        let y = HEIGHT - BOTTOM - t / top * plot_h;
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" text-anchor="end" class="tick">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 4.0,
-            y + 4.0,
-            short(t)
-        );
-    }
+    y_grid(&mut svg, &ticks(0.0, top), |t| HEIGHT - BOTTOM - t / top * plot_h);
     for (i, count) in counts.iter().enumerate() {
         let h = *count as f64 / top * plot_h;
         let _ = write!(
@@ -278,6 +256,22 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Grid lines and labels at the `ticks` of the y axis, placed by `py`.
+fn y_grid(svg: &mut String, ticks: &[f64], py: impl Fn(f64) -> f64) {
+    let step = ticks.get(1).map_or(1.0, |b| b - ticks[0]);
+    for t in ticks {
+        let y = py(*t);
+        let _ = write!(
+            svg,
+            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" text-anchor="end" class="tick">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 4.0,
+            y + 4.0,
+            tick_label(*t, step),
+        );
+    }
 }
 
 fn header(title: &str) -> String {

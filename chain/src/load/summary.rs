@@ -22,7 +22,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    pub fn of(h: &Histogram<u64>) -> Latency {
+    /// Of a histogram of microseconds, in milliseconds (all zero when it is empty).
+    pub fn of<C: hdrhistogram::Counter>(h: &Histogram<C>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }

@@ -154,6 +154,17 @@ pub async fn scheduler(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The columns of a benchmark that prints each figure next to its baseline.
+pub const FIGURE_COLUMNS: &[&str] = &[
+    "figure",
+    "value",
+    "unit",
+    "baseline",
+    "baseline_value",
+    "ratio_to_baseline",
+    "note",
+];
+
 /// A fresh store for a benchmark: a scratch SQLite file, or a new database on a PostgreSQL server (`pg_url`,
 /// else the configured database's server, else the local one).
 pub async fn bench_db(config: &Config, database: Database, pg_url: Option<String>) -> Result<ScratchDb> {

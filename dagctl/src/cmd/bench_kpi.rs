@@ -237,19 +237,7 @@ pub async fn kpi(config: &Config, args: &KpiBenchArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&dir);
     drop(db);
     let rows = outcome?;
-    print_rows(
-        args.output,
-        &[
-            "figure",
-            "value",
-            "unit",
-            "baseline",
-            "baseline_value",
-            "ratio_to_baseline",
-            "note",
-        ],
-        &rows,
-    );
+    print_rows(args.output, super::bench::FIGURE_COLUMNS, &rows);
     Ok(ExitCode::SUCCESS)
 }
 

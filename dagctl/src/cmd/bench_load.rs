@@ -373,19 +373,7 @@ pub async fn load(config: &Config, args: &LoadBenchArgs) -> Result<ExitCode> {
         Err(e) => Err(e)?,
     };
     let _ = std::fs::remove_dir_all(&scratch);
-    print_rows(
-        args.output,
-        &[
-            "figure",
-            "value",
-            "unit",
-            "baseline",
-            "baseline_value",
-            "ratio_to_baseline",
-            "note",
-        ],
-        &rows,
-    );
+    print_rows(args.output, super::bench::FIGURE_COLUMNS, &rows);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -664,3 +664,90 @@ impl Kpis {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::record::{Call, Outcome, Recorder};
+
+    /// A records file of `calls` ok calls started at `started_at`.
+    fn records(dir: &Path, started_at: DateTime<Utc>, calls: u64) -> std::path::PathBuf {
+        let path = dir.join("r.calls");
+        let meta = serde_json::json!({"started_at": started_at, "mode": "open loop, 10 calls/s", "kinds": ["eth_blockNumber"],
+            "nodes": ["node-1"], "sending_kinds": []});
+        let mut recorder = Recorder::new(Some(&path), &meta).unwrap();
+        recorder.phase(0, 0, 10.0);
+        for i in 0..calls {
+            recorder.call(Call {
+                seq: i,
+                kind: 0,
+                node: 0,
+                intended_us: i * 100_000,
+                sent_us: i * 100_000,
+                latency_us: 500,
+                outcome: Outcome::Ok,
+            });
+        }
+        assert!(recorder.close().is_none());
+        path
+    }
+
+    fn reasons(kpis: &Kpis) -> Vec<String> {
+        kpis.not_computed
+            .iter()
+            .map(|m| format!("{}: {}", m.kpi, m.reason))
+            .collect()
+    }
+
+    #[test]
+    fn what_cannot_be_computed_is_said_and_never_shown_as_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let run = RunInfo {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            state: "success".into(),
+            start: Some(now),
+            end: Some(now),
+        };
+        // The load's clock says a day ago; the samples are from now; node-2 has none; no block arrived.
+        let mut etl = Etl::new(run.clone(), Some("net".into()), vec!["node-1".into(), "node-2".into()]);
+        etl.add_records(
+            &records(dir.path(), now - chrono::Duration::days(1), 20),
+            Some("load".into()),
+        );
+        for i in 0..5 {
+            let at = now + chrono::Duration::seconds(i);
+            etl.add_sample("node-1", "up", at, 1.0);
+            etl.add_sample("node-1", "peers", at, 0.0);
+        }
+        let kpis = etl.finish(&Options::default());
+        let said = reasons(&kpis);
+        assert!(said.iter().any(|r| r.starts_with("node node-2: no sample")), "{said:?}");
+        assert!(
+            said.iter()
+                .any(|r| r.contains("the monitor recorded no block arrivals")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|r| r.starts_with("resources per 1,000 TPS (load)") && r.contains("the clocks disagree")),
+            "{said:?}"
+        );
+        assert!(said.iter().any(|r| r.starts_with("resources of node-1")), "{said:?}");
+        let node = &kpis.nodes[0];
+        assert!(node.per_1000_tps.is_empty() && node.resources.is_empty(), "{node:?}");
+        let blocks = kpis.blocks.as_ref().unwrap();
+        assert!(blocks.block_time_s.is_none() && blocks.empty_share.is_none() && blocks.gas_used_ratio.is_none());
+        assert_eq!(kpis.loads[0].errors.calls, 20);
+        // No successful call: no latency at all, and "-" where a number would be.
+        let mut etl = Etl::new(run, None, vec![]);
+        etl.add_missing("load x", "the load test kept no records file");
+        let kpis = etl.finish(&Options::default());
+        let said = reasons(&kpis);
+        assert_eq!(said.len(), 3, "{said:?}");
+        let html = report::html(&kpis);
+        assert!(html.contains("the load test kept no records file") && html.contains("Not computed"));
+        assert!(kpis.scalars.is_empty(), "{:?}", kpis.scalars);
+    }
+}

@@ -72,6 +72,9 @@ enum Command {
     Net(NetCommand),
     /// Drive load at a network or a node's URL: open or closed loop, ramps, a breaking-point search
     Load(Box<cmd::load::LoadFlags>),
+    /// What a network's nodes (or one node's URL) expose over JSON-RPC: namespaces, binding, CORS, hosts,
+    /// unlocked accounts, discovery
+    Audit(cmd::audit::AuditArgs),
     /// KPIs of a run: throughput, latency, errors, blocks, nodes' resources, a configuration recommendation
     Kpi(cmd::kpi::KpiArgs),
     /// Install pinned blockchain clients into the data dir
@@ -445,6 +448,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => cmd::bench::scheduler(&config, database, pg_url, output).await,
         Command::Load(flags) => cmd::load::load(&config, &flags).await,
         Command::Kpi(args) => cmd::kpi::kpi(&config, &args).await,
+        Command::Audit(args) => cmd::audit::audit(&config, &args).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

@@ -73,6 +73,33 @@ pub fn listening_sockets(pid: u32) -> std::io::Result<Vec<Listener>> {
     Ok(found.into_iter().collect())
 }
 
+/// Every TCP socket listening on `port` in this network namespace, whatever process holds it (what
+/// `ss -lnt sport = :port` shows): how a service at a local URL is bound.
+pub fn tcp_listeners_on_port(port: u16) -> Vec<Listener> {
+    let mut found = BTreeSet::new();
+    for file in ["tcp", "tcp6"] {
+        let Ok(table) = std::fs::read_to_string(format!("/proc/self/net/{file}")) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            if *state != "0A" {
+                continue;
+            }
+            if let Some(address) = parse_address(local).filter(|a| a.port() == port) {
+                found.insert(Listener {
+                    protocol: Protocol::Tcp,
+                    address,
+                });
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
 /// Inodes of the sockets among `pid`'s open files.
 fn socket_inodes(pid: u32) -> std::io::Result<BTreeSet<u64>> {
     let mut inodes = BTreeSet::new();

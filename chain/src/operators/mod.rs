@@ -6,6 +6,7 @@
 //! ([`crate::registry::ApiNetworks`]) with the try's token, and the XCom they read is the run's XCom when the
 //! try started ([`worker::operator::OperatorContext::xcoms`]).
 
+mod audit;
 mod deploy_network;
 mod load_test;
 mod locust;
@@ -19,6 +20,7 @@ use worker::operator::Operators;
 
 use crate::backend::NodeBackend;
 
+pub use audit::AUDIT;
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
 pub use load_test::LOAD_TEST;
 pub use locust::LOCUST;
@@ -41,6 +43,7 @@ pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Ar
         backend: backend.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));
+    operators.add(Arc::new(audit::Audit));
     operators.add(Arc::new(monitor::MonitorOperator));
     operators.add(Arc::new(load_test::LoadTest {
         records_dir: settings.load_dir.clone(),

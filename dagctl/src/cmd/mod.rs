@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod bench;
 pub mod bench_kpi;
 pub mod bench_load;

@@ -72,6 +72,8 @@ enum Command {
     Net(NetCommand),
     /// Drive load at a network or a node's URL: open or closed loop, ramps, a breaking-point search
     Load(Box<cmd::load::LoadFlags>),
+    /// A fault on a running network's nodes: kill, pause, stop, restart (pumba's grammar, --target naming nodes)
+    Chaos(Box<cmd::chaos::ChaosArgs>),
     /// What a network's nodes (or one node's URL) expose over JSON-RPC: namespaces, binding, CORS, hosts,
     /// unlocked accounts, discovery
     Audit(cmd::audit::AuditArgs),
@@ -449,6 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(flags) => cmd::load::load(&config, &flags).await,
         Command::Kpi(args) => cmd::kpi::kpi(&config, &args).await,
         Command::Audit(args) => cmd::audit::audit(&config, &args).await,
+        Command::Chaos(args) => cmd::chaos::chaos(&config, &args).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

@@ -1,0 +1,172 @@
+//! Faults on node processes, through the [`NodeBackend`]: `kill` (a signal, SIGKILL by default; with
+//! `restart_after`, the node is started again with its own command line after that long), `pause` (SIGSTOP,
+//! then SIGCONT after `duration`), `stop` (SIGTERM, then started again after `duration`) and `restart`. Every
+//! targeted node gets the fault at once; what was done is reported with times. A pause or stop is undone at its
+//! end, and at once when `cancel` fires (a task stopped or timed out), so no node is left stopped by a fault
+//! that ended.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{NodeBackend, NodeSignal, Progress};
+use crate::lifecycle;
+use crate::registry::NetworkStore;
+
+/// A fault on node processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessFault {
+    Kill {
+        signal: NodeSignal,
+        restart_after: Option<Duration>,
+    },
+    Pause {
+        duration: Duration,
+    },
+    Stop {
+        duration: Duration,
+    },
+    Restart,
+}
+
+/// One thing done to one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub node: String,
+    pub at: DateTime<Utc>,
+    pub action: String,
+}
+
+/// What a fault did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultReport {
+    pub fault: String,
+    pub nodes: Vec<String>,
+    pub steps: Vec<Step>,
+    /// Seconds from the first step to the fault's end (its undoing included).
+    pub seconds: f64,
+    /// Whether it was cut short by a cancel (and undone then).
+    pub cancelled: bool,
+}
+
+impl ProcessFault {
+    /// The fault's name in reports: `kill SIGKILL`, `pause 10s`, ...
+    pub fn name(&self) -> String {
+        match self {
+            ProcessFault::Kill { signal, restart_after } => match restart_after {
+                Some(d) => format!("kill {signal}, restart after {d:?}"),
+                None => format!("kill {signal}"),
+            },
+            ProcessFault::Pause { duration } => format!("pause {duration:?}"),
+            ProcessFault::Stop { duration } => format!("stop {duration:?}"),
+            ProcessFault::Restart => "restart".into(),
+        }
+    }
+}
+
+/// Waits `duration`, or less when cancelled; whether it was cancelled.
+async fn hold(duration: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+/// Applies `fault` to `nodes` of network `name` and undoes it at its end (or at `cancel`).
+pub async fn apply<S: NetworkStore, B: NodeBackend>(
+    store: &S,
+    backend: &B,
+    name: &str,
+    nodes: &[String],
+    fault: &ProcessFault,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> crate::error::Result<FaultReport> {
+    let started = Instant::now();
+    let mut report = FaultReport {
+        fault: fault.name(),
+        nodes: nodes.to_vec(),
+        ..Default::default()
+    };
+    let step = |report: &mut FaultReport, node: &str, action: String| {
+        progress(&format!("{node}: {action}"));
+        report.steps.push(Step {
+            node: node.to_string(),
+            at: Utc::now(),
+            action,
+        });
+    };
+    let signal_all = |signal: NodeSignal| async move {
+        let mut errors = Vec::new();
+        for node in nodes {
+            if let Err(err) = lifecycle::signal_node(store, backend, name, node, signal).await {
+                errors.push(format!("{node}: {err}"));
+            }
+        }
+        errors
+    };
+    match fault {
+        ProcessFault::Kill { signal, restart_after } => {
+            let errors = signal_all(*signal).await;
+            for node in nodes {
+                step(&mut report, node, format!("sent {signal}"));
+            }
+            if !errors.is_empty() {
+                return Err(crate::error::Error::Rejected(errors.join("; ")));
+            }
+            if let Some(after) = restart_after {
+                report.cancelled = hold(*after, cancel).await;
+                for node in nodes {
+                    lifecycle::restart_node(store, backend, name, node, progress).await?;
+                    step(&mut report, node, "started again".into());
+                }
+            }
+        }
+        ProcessFault::Pause { duration } => {
+            let errors = signal_all(NodeSignal::Stop).await;
+            for node in nodes {
+                step(&mut report, node, "paused (SIGSTOP)".into());
+            }
+            // Undo whatever was applied, even when the pause failed half-way.
+            if errors.is_empty() {
+                report.cancelled = hold(*duration, cancel).await;
+            }
+            let undo = signal_all(NodeSignal::Continue).await;
+            for node in nodes {
+                step(&mut report, node, "resumed (SIGCONT)".into());
+            }
+            if !errors.is_empty() || !undo.is_empty() {
+                return Err(crate::error::Error::Rejected(
+                    errors.into_iter().chain(undo).collect::<Vec<_>>().join("; "),
+                ));
+            }
+        }
+        ProcessFault::Stop { duration } => {
+            let errors = signal_all(NodeSignal::Terminate).await;
+            for node in nodes {
+                step(&mut report, node, "stopped (SIGTERM)".into());
+            }
+            if errors.is_empty() {
+                report.cancelled = hold(*duration, cancel).await;
+            }
+            for node in nodes {
+                lifecycle::restart_node(store, backend, name, node, progress).await?;
+                step(&mut report, node, "started again".into());
+            }
+            if !errors.is_empty() {
+                return Err(crate::error::Error::Rejected(errors.join("; ")));
+            }
+        }
+        ProcessFault::Restart => {
+            for node in nodes {
+                lifecycle::restart_node(store, backend, name, node, progress).await?;
+                step(&mut report, node, "restarted".into());
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

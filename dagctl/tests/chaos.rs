@@ -1,0 +1,269 @@
+//! Faults on node processes (`dagctl chaos`) on a real two-node anvil network: a paused node answers nothing
+//! while its neighbour does, and answers again after; Ctrl-C during a pause resumes the node at once; kill with a
+//! restart and restart bring nodes back as new processes on the same data and ports. anvil comes from
+//! `DAGCTL_ANVIL` or `DAGCTL_CLIENTS_BIN`; without it the tests fail.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, wait_for, Home};
+use serde_json::Value;
+
+/// Whether `url` answers `eth_blockNumber` within half a second.
+fn answers(url: &str) -> bool {
+    let (host, port) = url.trim_start_matches("http://").rsplit_once(':').unwrap();
+    let port: u16 = port.trim_end_matches('/').parse().unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let Ok(mut stream) = std::net::TcpStream::connect((host, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if std::io::Write::write_all(&mut stream, request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    answer.contains("\"result\"")
+}
+
+/// A process's state letter (`T` when stopped).
+fn state(pid: u64) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim().chars().next())
+        .unwrap_or('?')
+}
+
+fn nodes(home: &Home) -> Vec<(String, String, u64)> {
+    let shown = home.json(&["net", "show", "faulted"]);
+    shown["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_string(),
+                n["rpc"].as_str().unwrap().to_string(),
+                n["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn process_faults_hit_their_targets_and_are_undone() {
+    let home = Home::new();
+    let up = home
+        .command()
+        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
+        .args([
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--nodes",
+            "2",
+            "--block-time",
+            "1",
+        ])
+        .args(["--name", "faulted"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+    let before = nodes(&home);
+    let (url1, url2, pid1) = (before[0].1.clone(), before[1].1.clone(), before[0].2);
+
+    // A 2 s pause of node-1: it answers nothing while node-2 does, then answers again, same process.
+    let pause = home.spawn(&[
+        "chaos",
+        "--network",
+        "faulted",
+        "pause",
+        "--duration",
+        "2s",
+        "--target",
+        "node-1",
+    ]);
+    wait_for(Duration::from_secs(10), "node-1 to be stopped", || {
+        (state(pid1) == 'T').then_some(())
+    });
+    assert!(!answers(&url1), "a paused node answers nothing");
+    assert!(answers(&url2), "its neighbour answers");
+    let started = Instant::now();
+    wait_for(Duration::from_secs(10), "the pause to end", || {
+        (!common::pid_alive(pause.pid())).then_some(())
+    });
+    let out = pause.output();
+    assert!(
+        out.contains("node-1: paused (SIGSTOP)") && out.contains("node-1: resumed (SIGCONT)"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_ne!(state(pid1), 'T');
+    assert!(answers(&url1), "answers again after the pause");
+
+    // Ctrl-C during a long pause resumes the node at once.
+    let long = home.spawn(&[
+        "chaos",
+        "--network",
+        "faulted",
+        "pause",
+        "--duration",
+        "5m",
+        "--target",
+        "re2:node-1",
+    ]);
+    wait_for(Duration::from_secs(10), "node-1 to be stopped", || {
+        (state(pid1) == 'T').then_some(())
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(long.pid()), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for(Duration::from_secs(10), "chaos to end on Ctrl-C", || {
+        (!common::pid_alive(long.pid())).then_some(())
+    });
+    assert!(long.output().contains("cut short and undone"), "{}", long.output());
+    assert_ne!(state(pid1), 'T', "no node is left stopped");
+    assert!(answers(&url1));
+
+    // Kill with a restart after 1 s: a new process, answering on the same port.
+    let report = home.json(&[
+        "chaos",
+        "--network",
+        "faulted",
+        "kill",
+        "--restart-after",
+        "1s",
+        "--target",
+        "node-1",
+    ]);
+    assert_eq!(report["nodes"], serde_json::json!(["node-1"]));
+    let actions: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["sent SIGKILL", "started again"]);
+    let after = nodes(&home);
+    assert_ne!(after[0].2, pid1, "a new process");
+    assert_eq!(after[0].1, url1, "on the same port");
+    wait_for(Duration::from_secs(20), "the restarted node to answer", || {
+        answers(&url1).then_some(())
+    });
+    // Restart by percentage: 50% of two nodes is one.
+    let report: Value = home.json(&[
+        "chaos",
+        "--network",
+        "faulted",
+        "restart",
+        "--target",
+        "50%",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 1);
+    home.ok(&["net", "down", "faulted"]);
+}
+
+#[test]
+fn bad_faults_and_targets_are_one_clear_error() {
+    let home = Home::new();
+    let up = home
+        .command()
+        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
+        .args([
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--nodes",
+            "2",
+            "--name",
+            "faulted",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+    for (args, expected) in [
+        (
+            vec!["chaos", "pause", "--duration", "1s", "--target", "node-1"],
+            "--network: which network?",
+        ),
+        (
+            vec!["chaos", "--network", "faulted", "pause", "--duration", "1s"],
+            "--target: which nodes?",
+        ),
+        (
+            vec![
+                "chaos",
+                "--network",
+                "faulted",
+                "pause",
+                "--duration",
+                "0s",
+                "--target",
+                "node-1",
+            ],
+            "--duration: must be more than zero",
+        ),
+        (
+            vec![
+                "chaos",
+                "--network",
+                "faulted",
+                "pause",
+                "--duration",
+                "1s",
+                "--target",
+                "node-9",
+            ],
+            "has no node `node-9`",
+        ),
+        (
+            vec!["chaos", "--network", "faulted", "kill", "--target", "f"],
+            "tolerates no faulty validator",
+        ),
+        (
+            vec!["chaos", "--network", "faulted", "kill", "--target", "101%"],
+            "at most 100",
+        ),
+        (
+            vec![
+                "chaos",
+                "--network",
+                "faulted",
+                "kill",
+                "--signal",
+                "HUP",
+                "--target",
+                "node-1",
+            ],
+            "--signal: `HUP`",
+        ),
+        (
+            vec!["chaos", "--network", "nope", "restart", "--target", "node-1"],
+            "network `nope` not found",
+        ),
+    ] {
+        let output = home.run(&args);
+        assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
+        let err = stderr(&output);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    for (_, _, pid) in nodes(&home) {
+        assert_ne!(state(pid), 'T', "nothing was applied");
+    }
+    home.ok(&["net", "down", "faulted"]);
+}

@@ -268,27 +268,8 @@ fn the_network_page_charts_move_while_a_network_is_watched() {
 fn kpis_trend_across_runs_and_a_regression_shows_in_the_cli_the_api_and_the_ui() {
     let node_tools = tool("DAGCTL_NODE_TOOLS");
     let chromium = tool("DAGCTL_CHROMIUM");
-    let anvil = common::client_binary("anvil", "DAGCTL_ANVIL");
     let home = Home::new();
-    let up = home
-        .command()
-        .env("DAGCTL_ANVIL", &anvil)
-        .args([
-            "net",
-            "up",
-            "--client",
-            "anvil",
-            "--consensus",
-            "interval",
-            "--nodes",
-            "1",
-            "--name",
-            "kpinet",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    common::anvil_network(&home, "kpinet", 1);
     let shown = home.json(&["net", "show", "kpinet"]);
     let url = shown["rpc"].as_str().unwrap_or_else(|| panic!("{shown}")).to_string();
     home.write_dag(

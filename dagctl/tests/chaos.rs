@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{stderr, stdout, wait_for, Home};
@@ -59,26 +58,7 @@ fn nodes(home: &Home) -> Vec<(String, String, u64)> {
 #[test]
 fn process_faults_hit_their_targets_and_are_undone() {
     let home = Home::new();
-    let up = home
-        .command()
-        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
-        .args([
-            "net",
-            "up",
-            "--client",
-            "anvil",
-            "--consensus",
-            "interval",
-            "--nodes",
-            "2",
-            "--block-time",
-            "1",
-        ])
-        .args(["--name", "faulted"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(up.status.success(), "{}", stderr(&up));
+    common::anvil_network(&home, "faulted", 2);
     let before = nodes(&home);
     let (url1, url2, pid1) = (before[0].1.clone(), before[1].1.clone(), before[0].2);
 
@@ -176,25 +156,7 @@ fn process_faults_hit_their_targets_and_are_undone() {
 #[test]
 fn bad_faults_and_targets_are_one_clear_error() {
     let home = Home::new();
-    let up = home
-        .command()
-        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
-        .args([
-            "net",
-            "up",
-            "--client",
-            "anvil",
-            "--consensus",
-            "interval",
-            "--nodes",
-            "2",
-            "--name",
-            "faulted",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(up.status.success(), "{}", stderr(&up));
+    common::anvil_network(&home, "faulted", 2);
     for (args, expected) in [
         (
             vec!["chaos", "pause", "--duration", "1s", "--target", "node-1"],

@@ -415,3 +415,26 @@ pub fn python() -> String {
         ),
     }
 }
+
+/// `dagctl net up` of an anvil network of `nodes` nodes (1 s blocks) named `name`; panics with its stderr on
+/// failure.
+pub fn anvil_network(home: &Home, name: &str, nodes: u32) {
+    let up = home
+        .command()
+        .env("DAGCTL_ANVIL", client_binary("anvil", "DAGCTL_ANVIL"))
+        .args([
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--block-time",
+            "1",
+        ])
+        .args(["--nodes", &nodes.to_string(), "--name", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+}

@@ -1,4 +1,4 @@
-//! Faults on node processes (`dagctl chaos`) on a real two-node anvil network: a paused node answers nothing
+//! Faults on node processes (`dagctl chaos`, `chain.chaos`) on a real two-node anvil network: a paused node answers nothing
 //! while its neighbour does, and answers again after; Ctrl-C during a pause resumes the node at once; kill with a
 //! restart and restart bring nodes back as new processes on the same data and ports. anvil comes from
 //! `DAGCTL_ANVIL` or `DAGCTL_CLIENTS_BIN`; without it the tests fail.
@@ -228,4 +228,93 @@ fn bad_faults_and_targets_are_one_clear_error() {
         assert_ne!(state(pid), 'T', "nothing was applied");
     }
     home.ok(&["net", "down", "faulted"]);
+}
+
+/// `chain.chaos` in a DAG: a pause of node-1 and, 1 s later, a restart of node-2, at once; the XCom reports
+/// both; a bash task checks both nodes answer afterwards. Bad faults are import errors naming the key.
+#[test]
+fn the_chaos_operator_runs_faults_side_by_side_in_a_dag() {
+    let home = Home::new();
+    let xcom = home.path().join("chaos.json");
+    home.write_dag(
+        "chaotic.yaml",
+        &r#"chaotic:
+  default_args: {owner: qa, start_date: 2026-11-01}
+  tasks:
+    deploy:
+      operator: chain.deploy_network
+      client: anvil
+      consensus: interval
+      nodes: 2
+      block_time: 1s
+    chaos:
+      operator: chain.chaos
+      dependencies: [deploy]
+      network: deploy
+      faults:
+        - {pause: {duration: 2s}, target: node-1}
+        - {restart: {}, target: "re2:node-2", offset: 1s}
+    check:
+      operator: bash
+      dependencies: [chaos]
+      bash_command: |
+        echo '{{ ti.xcom_pull("chaos") | tojson }}' > XCOM
+        for url in {{ ti.xcom_pull("deploy").nodes | map(attribute="rpc") | join(" ") }}; do
+          curl -sf -m 2 -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' "$url" | grep -q result
+        done
+    teardown:
+      operator: chain.teardown
+      network: deploy
+      trigger_rule: all_done
+      dependencies: [check]
+"#
+        .replace("XCOM", xcom.to_str().unwrap()),
+    );
+    let output = home
+        .command()
+        .env("DAGCTL_ANVIL", common::client_binary("anvil", "DAGCTL_ANVIL"))
+        .args(["dags", "test", "chaotic"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("{chaos} INFO - node-1: paused (SIGSTOP)"), "{text}");
+    assert!(text.contains("{chaos} INFO - node-2: restarted"), "{text}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&xcom).unwrap()).unwrap();
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{report}");
+    assert_eq!(faults[0]["nodes"], serde_json::json!(["node-1"]));
+    assert!(
+        f64::from(faults[0]["seconds"].as_f64().unwrap() as f32) >= 2.0,
+        "{report}"
+    );
+    assert_eq!(faults[1]["fault"], "restart");
+    // The restart began during the pause: the faults ran side by side.
+    let paused_at = faults[0]["steps"][0]["at"].as_str().unwrap().to_string();
+    let resumed_at = faults[0]["steps"][1]["at"].as_str().unwrap().to_string();
+    let restarted_at = faults[1]["steps"][0]["at"].as_str().unwrap().to_string();
+    assert!(paused_at < restarted_at && restarted_at < resumed_at, "{report}");
+
+    let dag = home.write_dag(
+        "bad.yaml",
+        "bad:\n  tasks:\n    c:\n      operator: chain.chaos\n      network: n\n      faults:\n        - {pause: {duration: 1s}, kill: {}, target: a}\n        - {pause: {duration: 1s}, target: \"101%\"}\n",
+    );
+    let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(!output.status.success());
+    assert!(
+        text.contains("key `faults.0`: give exactly one of kill, pause, stop and restart"),
+        "{text}"
+    );
+    let dag = home.write_dag(
+        "bad.yaml",
+        "bad:\n  tasks:\n    c:\n      operator: chain.chaos\n      network: n\n      faults:\n        - {pause: {duration: 1s}, target: \"101%\"}\n",
+    );
+    let output = home.run(&["dags", "validate", dag.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        text.contains("key `faults.0.target`: `101%`: a percentage must be more than 0 and at most 100"),
+        "{text}"
+    );
 }

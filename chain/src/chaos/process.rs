@@ -67,6 +67,16 @@ impl ProcessFault {
     }
 }
 
+/// The signal of a `kill` fault: SIGKILL or SIGTERM (by name, with or without `SIG`, or number).
+pub fn kill_signal(text: &str) -> Result<NodeSignal, String> {
+    let wanted = text.trim().to_ascii_uppercase();
+    match wanted.strip_prefix("SIG").unwrap_or(&wanted) {
+        "KILL" | "9" => Ok(NodeSignal::Kill),
+        "TERM" | "15" => Ok(NodeSignal::Terminate),
+        _ => Err(format!("`{text}` is not SIGKILL or SIGTERM (pause is its own fault)")),
+    }
+}
+
 /// Waits `duration`, or less when cancelled; whether it was cancelled.
 async fn hold(duration: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {

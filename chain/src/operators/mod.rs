@@ -7,6 +7,7 @@
 //! try started ([`worker::operator::OperatorContext::xcoms`]).
 
 mod audit;
+mod chaos;
 mod deploy_network;
 mod load_test;
 mod locust;
@@ -21,6 +22,7 @@ use worker::operator::Operators;
 use crate::backend::NodeBackend;
 
 pub use audit::AUDIT;
+pub use chaos::CHAOS;
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
 pub use load_test::LOAD_TEST;
 pub use locust::LOCUST;
@@ -40,6 +42,9 @@ pub struct Settings {
 /// Registers the chain operators; their networks run on `backend`.
 pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Arc<B>, settings: Settings) {
     operators.add(Arc::new(deploy_network::DeployNetwork {
+        backend: backend.clone(),
+    }));
+    operators.add(Arc::new(chaos::Chaos {
         backend: backend.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));

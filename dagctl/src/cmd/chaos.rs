@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use chain::backend::NodeSignal;
 use chain::chaos::{process, ProcessFault, Selector};
 use chain::lifecycle;
 use tokio_util::sync::CancellationToken;
@@ -70,12 +69,7 @@ fn duration(flag: &str, text: &str) -> Result<std::time::Duration> {
 fn fault_of(command: &FaultCommand) -> Result<ProcessFault> {
     Ok(match command {
         FaultCommand::Kill { signal, restart_after } => {
-            let wanted = signal.trim().to_ascii_uppercase();
-            let signal = match wanted.strip_prefix("SIG").unwrap_or(&wanted) {
-                "KILL" | "9" => NodeSignal::Kill,
-                "TERM" | "15" => NodeSignal::Terminate,
-                _ => bail!("--signal: `{signal}` is not SIGKILL or SIGTERM (pause is its own fault)"),
-            };
+            let signal = process::kill_signal(signal).map_err(|e| anyhow!("--signal: {e}"))?;
             ProcessFault::Kill {
                 signal,
                 restart_after: restart_after

@@ -324,7 +324,7 @@ fn network_path(name: &str) -> String {
 }
 
 /// The engine's answer as the error [`Store`] would have given; `name` is the network the call is about.
-fn api_error(err: ClientError, name: Option<&str>) -> Error {
+pub(crate) fn api_error(err: ClientError, name: Option<&str>) -> Error {
     match err {
         // The store says `… not found`; any other 404 (`Not Found`, or none) is a route this engine lacks.
         ClientError::Refused { status: 404, detail } if detail.ends_with(" not found") => Error::NotFound(match name {

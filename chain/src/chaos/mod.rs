@@ -1,11 +1,109 @@
-//! Faults on a running network, pumba's and Chaos Mesh's vocabulary on this machine's nodes. Built so far:
-//! which nodes a fault hits ([`targets`]) and faults on node processes ([`process`]: kill with a signal and
-//! optionally restart, pause with SIGSTOP for a duration, stop and start again, restart), each undone at its
-//! end or when cancelled. Network faults (delay, loss, partition), stress and clock skew, the resilience
-//! verdict and the profile score are not built yet (see `docs/chaos.md`).
+//! Faults on a running network, pumba's and Chaos Mesh's vocabulary on this machine's nodes: which nodes a
+//! fault hits ([`targets`]); faults on node processes ([`process`]: kill, pause, stop, restart); faults on
+//! peer links ([`network`]: netem delay and rate, partitions) through a fault-injecting TCP proxy ([`link`]);
+//! and the ledger ([`ledger`]) that records every part of a fault before it is applied, so whatever happens
+//! to the process that applied it, the engine undoes it. Stress, clock skew, the resilience verdict and the
+//! profile score are not built yet (see `docs/chaos.md`).
 
+pub mod ledger;
+pub mod link;
+pub mod network;
 pub mod process;
 pub mod targets;
 
+pub use ledger::{Book, FaultLedger, Undo};
+pub use network::NetworkFault;
 pub use process::{FaultReport, ProcessFault};
 pub use targets::Selector;
+
+/// Any fault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Process(ProcessFault),
+    Network(NetworkFault),
+}
+
+impl Fault {
+    pub fn name(&self) -> String {
+        match self {
+            Fault::Process(f) => f.name(),
+            Fault::Network(f) => f.name(),
+        }
+    }
+}
+
+/// A fault with the nodes (and, for a network fault, the links) it hits, chosen before anything is applied.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub fault: Fault,
+    pub nodes: Vec<String>,
+    pub links: Vec<network::LinkPlan>,
+    pub seed: u64,
+}
+
+/// What is wrong with a plan: with the target (`target: true`) or with the fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    pub target: bool,
+    pub message: String,
+}
+
+/// Chooses what `fault` on `target` hits in `record`; an error says what is wrong and nothing is applied.
+pub fn plan(
+    record: &crate::backend::local::NetworkRecord,
+    target: &Selector,
+    fault: Fault,
+    seed: u64,
+) -> Result<Planned, PlanError> {
+    let nodes = target
+        .select(record, seed)
+        .map_err(|message| PlanError { target: true, message })?;
+    let links = match &fault {
+        Fault::Network(f) => {
+            network::plan(record, &nodes, f, seed).map_err(|message| PlanError { target: false, message })?
+        }
+        Fault::Process(_) => Vec::new(),
+    };
+    Ok(Planned {
+        fault,
+        nodes,
+        links,
+        seed,
+    })
+}
+
+/// Applies a planned fault to network `name` (recorded in `ledger` under a new fault id), and undoes it at its
+/// end or when `cancel` fires.
+pub async fn apply<S, B, L>(
+    store: &S,
+    backend: &B,
+    ledger: &L,
+    name: &str,
+    planned: &Planned,
+    cancel: &tokio_util::sync::CancellationToken,
+    progress: crate::backend::Progress<'_>,
+) -> crate::error::Result<FaultReport>
+where
+    S: crate::registry::NetworkStore,
+    B: crate::backend::NodeBackend,
+    L: FaultLedger,
+{
+    let book = Book::new(ledger, name, backend.host_id())?;
+    match &planned.fault {
+        Fault::Process(fault) => {
+            process::apply(store, backend, &book, name, &planned.nodes, fault, cancel, progress).await
+        }
+        Fault::Network(fault) => {
+            network::apply(
+                &book,
+                &planned.nodes,
+                &planned.links,
+                fault,
+                planned.seed,
+                cancel,
+                progress,
+            )
+            .await
+        }
+    }
+}

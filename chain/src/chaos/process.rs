@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::ledger::{Book, FaultLedger, Undo};
 use crate::backend::{NodeBackend, NodeSignal, Progress};
 use crate::lifecycle;
 use crate::registry::NetworkStore;
@@ -85,10 +86,13 @@ async fn hold(duration: Duration, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Applies `fault` to `nodes` of network `name` and undoes it at its end (or at `cancel`).
-pub async fn apply<S: NetworkStore, B: NodeBackend>(
+/// Applies `fault` to `nodes` of network `name` and undoes it at its end (or at `cancel`). Each node's part is
+/// recorded in `book` before it is applied and closed once undone.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
     store: &S,
     backend: &B,
+    book: &Book<'_, L>,
     name: &str,
     nodes: &[String],
     fault: &ProcessFault,
@@ -118,65 +122,94 @@ pub async fn apply<S: NetworkStore, B: NodeBackend>(
         }
         errors
     };
-    match fault {
-        ProcessFault::Kill { signal, restart_after } => {
-            let errors = signal_all(*signal).await;
-            for node in nodes {
-                step(&mut report, node, format!("sent {signal}"));
+    let (kind, undo): (&str, fn(&str) -> Undo) = match fault {
+        ProcessFault::Kill {
+            restart_after: None, ..
+        } => ("kill", |_| Undo::Nothing),
+        ProcessFault::Kill { .. } => ("kill", |n| Undo::Start { node: n.to_string() }),
+        ProcessFault::Pause { .. } => ("pause", |n| Undo::Resume { node: n.to_string() }),
+        ProcessFault::Stop { .. } => ("stop", |n| Undo::Start { node: n.to_string() }),
+        ProcessFault::Restart => ("restart", |n| Undo::Start { node: n.to_string() }),
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        if let Err(err) = book.applying(node, kind, &undo(node)).await {
+            // Nothing was applied: close what was recorded.
+            for done in &nodes[..i] {
+                let _ = book.undone(done, None).await;
             }
-            if !errors.is_empty() {
-                return Err(crate::error::Error::Rejected(errors.join("; ")));
+            return Err(err);
+        }
+    }
+    let result: crate::error::Result<()> = async {
+        let report = &mut report;
+        match fault {
+            ProcessFault::Kill { signal, restart_after } => {
+                let errors = signal_all(*signal).await;
+                for node in nodes {
+                    step(report, node, format!("sent {signal}"));
+                }
+                if !errors.is_empty() {
+                    return Err(crate::error::Error::Rejected(errors.join("; ")));
+                }
+                if let Some(after) = restart_after {
+                    report.cancelled = hold(*after, cancel).await;
+                    for node in nodes {
+                        lifecycle::restart_node(store, backend, name, node, progress).await?;
+                        step(report, node, "started again".into());
+                    }
+                }
             }
-            if let Some(after) = restart_after {
-                report.cancelled = hold(*after, cancel).await;
+            ProcessFault::Pause { duration } => {
+                let errors = signal_all(NodeSignal::Stop).await;
+                for node in nodes {
+                    step(report, node, "paused (SIGSTOP)".into());
+                }
+                // Undo whatever was applied, even when the pause failed half-way.
+                if errors.is_empty() {
+                    report.cancelled = hold(*duration, cancel).await;
+                }
+                let undo = signal_all(NodeSignal::Continue).await;
+                for node in nodes {
+                    step(report, node, "resumed (SIGCONT)".into());
+                }
+                if !errors.is_empty() || !undo.is_empty() {
+                    return Err(crate::error::Error::Rejected(
+                        errors.into_iter().chain(undo).collect::<Vec<_>>().join("; "),
+                    ));
+                }
+            }
+            ProcessFault::Stop { duration } => {
+                let errors = signal_all(NodeSignal::Terminate).await;
+                for node in nodes {
+                    step(report, node, "stopped (SIGTERM)".into());
+                }
+                if errors.is_empty() {
+                    report.cancelled = hold(*duration, cancel).await;
+                }
                 for node in nodes {
                     lifecycle::restart_node(store, backend, name, node, progress).await?;
-                    step(&mut report, node, "started again".into());
+                    step(report, node, "started again".into());
+                }
+                if !errors.is_empty() {
+                    return Err(crate::error::Error::Rejected(errors.join("; ")));
+                }
+            }
+            ProcessFault::Restart => {
+                for node in nodes {
+                    lifecycle::restart_node(store, backend, name, node, progress).await?;
+                    step(report, node, "restarted".into());
                 }
             }
         }
-        ProcessFault::Pause { duration } => {
-            let errors = signal_all(NodeSignal::Stop).await;
-            for node in nodes {
-                step(&mut report, node, "paused (SIGSTOP)".into());
-            }
-            // Undo whatever was applied, even when the pause failed half-way.
-            if errors.is_empty() {
-                report.cancelled = hold(*duration, cancel).await;
-            }
-            let undo = signal_all(NodeSignal::Continue).await;
-            for node in nodes {
-                step(&mut report, node, "resumed (SIGCONT)".into());
-            }
-            if !errors.is_empty() || !undo.is_empty() {
-                return Err(crate::error::Error::Rejected(
-                    errors.into_iter().chain(undo).collect::<Vec<_>>().join("; "),
-                ));
-            }
-        }
-        ProcessFault::Stop { duration } => {
-            let errors = signal_all(NodeSignal::Terminate).await;
-            for node in nodes {
-                step(&mut report, node, "stopped (SIGTERM)".into());
-            }
-            if errors.is_empty() {
-                report.cancelled = hold(*duration, cancel).await;
-            }
-            for node in nodes {
-                lifecycle::restart_node(store, backend, name, node, progress).await?;
-                step(&mut report, node, "started again".into());
-            }
-            if !errors.is_empty() {
-                return Err(crate::error::Error::Rejected(errors.join("; ")));
-            }
-        }
-        ProcessFault::Restart => {
-            for node in nodes {
-                lifecycle::restart_node(store, backend, name, node, progress).await?;
-                step(&mut report, node, "restarted".into());
-            }
-        }
+        Ok(())
     }
+    .await;
+    let error = result.as_ref().err().map(|e| e.to_string());
+    for node in nodes {
+        // A ledger out of reach leaves the part open; recovery finds it undone.
+        let _ = book.undone(node, error.as_deref()).await;
+    }
+    result?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
 use crate::backend::NodeBackend;
-use crate::chaos::{process, ProcessFault, Selector};
+use crate::chaos::network::{NetemSpec, PartitionSpec};
+use crate::chaos::{process, Fault, ProcessFault, Selector};
 use crate::duration::SpecDuration;
 use crate::registry::{ApiNetworks, NetworkStore};
 
@@ -44,7 +45,7 @@ pub struct Lasting {
     pub duration: SpecDuration,
 }
 
-/// One fault: exactly one of `kill`, `pause`, `stop`, `restart`, with its target.
+/// One fault: exactly one of `kill`, `pause`, `stop`, `restart`, `netem`, `partition`, with its target.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultArgs {
@@ -62,19 +63,40 @@ pub struct FaultArgs {
     /// `restart: {}`.
     #[serde(default)]
     pub restart: Option<serde_json::Map<String, serde_json::Value>>,
+    /// pumba's netem: `{duration, interface?, direction?, delay|rate: {...}}`.
+    #[serde(default)]
+    pub netem: Option<NetemSpec>,
+    /// `{duration, from?, direction?, mode?}`: the target cut off from `from` (every other node by default).
+    #[serde(default)]
+    pub partition: Option<PartitionSpec>,
 }
 
 impl FaultArgs {
-    fn fault(&self) -> Result<ProcessFault, String> {
+    fn fault(&self) -> Result<Fault, String> {
         let given = [
             self.kill.is_some(),
             self.pause.is_some(),
             self.stop.is_some(),
             self.restart.is_some(),
+            self.netem.is_some(),
+            self.partition.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err("give exactly one of kill, pause, stop and restart".into());
+            return Err("give exactly one of kill, pause, stop, restart, netem and partition".into());
         }
+        if let Some(netem) = &self.netem {
+            return netem.fault().map(Fault::Network).map_err(|e| format!("netem: {e}"));
+        }
+        if let Some(partition) = &self.partition {
+            return partition
+                .fault()
+                .map(Fault::Network)
+                .map_err(|e| format!("partition: {e}"));
+        }
+        self.process_fault().map(Fault::Process)
+    }
+
+    fn process_fault(&self) -> Result<ProcessFault, String> {
         let positive = |d: &SpecDuration, key: &str| {
             if d.0.is_zero() {
                 Err(format!("`{key}` must be more than zero"))
@@ -184,22 +206,25 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
     // Every target is chosen before any fault is applied: a bad one applies nothing.
     let mut planned = Vec::new();
     for (i, fault) in args.faults.iter().enumerate() {
-        let nodes = Selector::parse(&fault.target)
-            .and_then(|s| s.select(&record, seed.wrapping_add(i as u64)))
-            .map_err(|e| format!("faults.{i}.target: {e}"))?;
-        planned.push((fault.offset.map(|d| d.0).unwrap_or_default(), nodes, fault.fault()?));
+        let selector = Selector::parse(&fault.target).map_err(|e| format!("faults.{i}.target: {e}"))?;
+        let kind = fault.fault().map_err(|e| format!("faults.{i}: {e}"))?;
+        let plan = crate::chaos::plan(&record, &selector, kind, seed.wrapping_add(i as u64)).map_err(|e| {
+            let key = if e.target { "target" } else { "fault" };
+            format!("faults.{i}.{key}: {}", e.message)
+        })?;
+        planned.push((fault.offset.map(|d| d.0).unwrap_or_default(), plan));
     }
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chaos", line);
-    let runs = planned.iter().map(|(offset, nodes, fault)| {
+    let runs = planned.iter().map(|(offset, plan)| {
         let (networks, backend, name, cancel, progress) = (&networks, &backend, &name, &ctx.cancel, &progress);
         async move {
             tokio::select! {
                 _ = cancel.cancelled() => return Err("cancelled before it began".to_string()),
                 _ = tokio::time::sleep(*offset) => {}
             }
-            progress(&format!("{} on {}", fault.name(), nodes.join(", ")));
-            process::apply(networks, backend.as_ref(), name, nodes, fault, cancel, progress)
+            progress(&format!("{} on {}", plan.fault.name(), plan.nodes.join(", ")));
+            crate::chaos::apply(networks, backend.as_ref(), networks, name, plan, cancel, progress)
                 .await
                 .map_err(|e| e.to_string())
         }

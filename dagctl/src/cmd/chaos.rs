@@ -1,11 +1,14 @@
 //! `dagctl chaos [--network N] FAULT --target SEL ...`: a fault on a running network's nodes, in pumba's
 //! grammar with `--target` naming nodes (`chain::chaos`): `kill [--signal S] [--restart-after D]`, `pause
-//! --duration D`, `stop --duration D`, `restart`. Ctrl-C undoes a pause or stop at once.
+//! --duration D`, `stop --duration D`, `restart`, `netem --duration D [--interface I] delay|rate|... ...`,
+//! `partition --duration D [--from SEL] [--direction both|to|from] [--mode blackhole|reset]`. Ctrl-C undoes
+//! the fault at once; `dagctl chaos recover` undoes faults whose process was killed.
 
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use chain::chaos::{process, ProcessFault, Selector};
+use chain::chaos::network::{DelaySpec, NetemSpec, PartitionSpec, PercentSpec, RateSpec};
+use chain::chaos::{process, Fault, ProcessFault, Selector};
 use chain::lifecycle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +58,81 @@ pub enum FaultCommand {
     },
     /// Restart the target nodes with their own command lines
     Restart,
+    /// pumba's netem on the target nodes' peer links (through a fault-injecting proxy: this kernel has no netem)
+    Netem {
+        #[arg(long)]
+        duration: String,
+        /// pumba's interface; here the node's peer links
+        #[arg(long)]
+        interface: Option<String>,
+        /// egress (netem's), ingress or both
+        #[arg(long)]
+        direction: Option<String>,
+        #[command(subcommand)]
+        effect: NetemCommand,
+    },
+    /// Cut the target nodes off from the others (or from --from) for a duration
+    Partition {
+        #[arg(long)]
+        duration: String,
+        /// The other group (a target selector; default: every node not targeted)
+        #[arg(long)]
+        from: Option<String>,
+        /// both (default), to or from
+        #[arg(long)]
+        direction: Option<String>,
+        /// blackhole (default: what is sent is swallowed) or reset (connections refused)
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// Undo the faults of processes that died mid-fault (with --all: every open fault of this host)
+    Recover {
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// netem's effects, with pumba's flags.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum NetemCommand {
+    /// Delay what the targets send: --time ms [--jitter ms] [--correlation %] [--distribution D]
+    Delay {
+        #[arg(long)]
+        time: u64,
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
+        #[arg(long, default_value_t = 0.0)]
+        correlation: f64,
+        /// uniform (default), normal, pareto or paretonormal
+        #[arg(long)]
+        distribution: Option<String>,
+    },
+    /// Drop packets (refused here: a TCP proxy cannot)
+    Loss {
+        #[arg(long)]
+        percent: f64,
+        #[arg(long, default_value_t = 0.0)]
+        correlation: f64,
+    },
+    /// Duplicate packets (refused here)
+    Duplicate {
+        #[arg(long)]
+        percent: f64,
+        #[arg(long, default_value_t = 0.0)]
+        correlation: f64,
+    },
+    /// Corrupt packets (refused here)
+    Corrupt {
+        #[arg(long)]
+        percent: f64,
+        #[arg(long, default_value_t = 0.0)]
+        correlation: f64,
+    },
+    /// Limit the rate: --rate 100kbit, 1mbit, 500kbps
+    Rate {
+        #[arg(long)]
+        rate: String,
+    },
 }
 
 fn duration(flag: &str, text: &str) -> Result<std::time::Duration> {
@@ -65,8 +143,82 @@ fn duration(flag: &str, text: &str) -> Result<std::time::Duration> {
     Ok(d)
 }
 
+fn spec_duration(flag: &str, text: &str) -> Result<chain::SpecDuration> {
+    text.parse::<chain::SpecDuration>()
+        .map_err(|e| anyhow!("--{flag}: {e}"))
+}
+
 /// The fault `command` names, checked.
-fn fault_of(command: &FaultCommand) -> Result<ProcessFault> {
+fn fault_of(command: &FaultCommand) -> Result<Fault> {
+    Ok(match command {
+        FaultCommand::Netem {
+            duration,
+            interface,
+            direction,
+            effect,
+        } => {
+            let percent = |percent: f64, correlation: f64| Some(PercentSpec { percent, correlation });
+            let mut spec = NetemSpec {
+                duration: spec_duration("duration", duration)?,
+                interface: interface.clone(),
+                direction: direction.clone(),
+                delay: None,
+                loss: None,
+                duplicate: None,
+                corrupt: None,
+                rate: None,
+            };
+            match effect {
+                NetemCommand::Delay {
+                    time,
+                    jitter,
+                    correlation,
+                    distribution,
+                } => {
+                    spec.delay = Some(DelaySpec {
+                        time: *time,
+                        jitter: *jitter,
+                        correlation: *correlation,
+                        distribution: distribution.clone(),
+                    })
+                }
+                NetemCommand::Loss {
+                    percent: p,
+                    correlation,
+                } => spec.loss = percent(*p, *correlation),
+                NetemCommand::Duplicate {
+                    percent: p,
+                    correlation,
+                } => spec.duplicate = percent(*p, *correlation),
+                NetemCommand::Corrupt {
+                    percent: p,
+                    correlation,
+                } => spec.corrupt = percent(*p, *correlation),
+                NetemCommand::Rate { rate } => spec.rate = Some(RateSpec { rate: rate.clone() }),
+            }
+            Fault::Network(spec.fault().map_err(|e| anyhow!("netem: {e}"))?)
+        }
+        FaultCommand::Partition {
+            duration,
+            from,
+            direction,
+            mode,
+        } => {
+            let spec = PartitionSpec {
+                duration: spec_duration("duration", duration)?,
+                from: from.clone(),
+                direction: direction.clone(),
+                mode: mode.clone(),
+            };
+            Fault::Network(spec.fault().map_err(|e| anyhow!("partition: {e}"))?)
+        }
+        FaultCommand::Recover { .. } => bail!("recover is not a fault"),
+        other => Fault::Process(process_fault_of(other)?),
+    })
+}
+
+/// The process fault `command` names, checked.
+fn process_fault_of(command: &FaultCommand) -> Result<ProcessFault> {
     Ok(match command {
         FaultCommand::Kill { signal, restart_after } => {
             let signal = process::kill_signal(signal).map_err(|e| anyhow!("--signal: {e}"))?;
@@ -85,11 +237,15 @@ fn fault_of(command: &FaultCommand) -> Result<ProcessFault> {
             duration: duration("duration", d)?,
         },
         FaultCommand::Restart => ProcessFault::Restart,
+        _ => bail!("not a fault on node processes"),
     })
 }
 
 /// `dagctl chaos`.
 pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
+    if let FaultCommand::Recover { all } = args.fault {
+        return recover(config, all).await;
+    }
     let fault = fault_of(&args.fault)?;
     let name = args
         .network
@@ -109,7 +265,10 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
     let seed = args
         .seed
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
-    let nodes = selector.select(&record, seed).map_err(|e| anyhow!("--target: {e}"))?;
+    let planned = chain::chaos::plan(&record, &selector, fault, seed).map_err(|e| match e.target {
+        true => anyhow!("--target: {}", e.message),
+        false => anyhow!("{}", e.message),
+    })?;
     let backend = chain_backend(config);
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -118,7 +277,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
             on_signal.cancel();
         }
     });
-    let report = process::apply(&store, &backend, name, &nodes, &fault, &cancel, &|line: &str| {
+    let report = chain::chaos::apply(&store, &backend, &store, name, &planned, &cancel, &|line: &str| {
         eprintln!("{line}")
     })
     .await?;
@@ -137,4 +296,26 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dagctl chaos recover`: undoes the faults of this host whose process is gone (all open ones with `--all`).
+async fn recover(config: &Config, all: bool) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    let backend = chain_backend(config);
+    let undone = chain::chaos::ledger::recover(&store, &backend, all, &|line: &str| eprintln!("{line}")).await?;
+    let left = store.open_chaos_faults(None).await?;
+    println!(
+        "undid {} fault part(s){}",
+        undone.len(),
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!("; {} still open (owner alive, or undo failed: see above)", left.len())
+        }
+    );
+    Ok(if left.iter().any(|row| row.undo_error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -201,6 +201,8 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web
 async fn watch_networks(config: Config, store: Store, shutdown: CancellationToken) {
     let backend = crate::runtime::chain_backend(&config);
     let progress = |line: &str| info!("{line}");
+    // Faults first: a node a dead chaos process left stopped would otherwise count as lost.
+    undo_orphan_faults(&store, &backend, &progress).await;
     match chain::lifecycle::recover(&store, &backend, &progress).await {
         Ok(recovery) if !recovery.attached.is_empty() || !recovery.cleaned.is_empty() => {
             info!(attached = ?recovery.attached, cleaned = ?recovery.cleaned, "networks recovered after start")
@@ -213,11 +215,25 @@ async fn watch_networks(config: Config, store: Store, shutdown: CancellationToke
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = shutdown.cancelled() => return,
         }
+        undo_orphan_faults(&store, &backend, &progress).await;
         match chain::lifecycle::reap(&store, &backend, Utc::now(), &progress).await {
             Ok(reaped) if !reaped.is_empty() => info!(networks = ?reaped, "tore down networks past their TTL"),
             Ok(_) => {}
             Err(err) => warn!(error = %err, "cannot reap networks"),
         }
+    }
+}
+
+/// Undoes chaos faults whose owner process died mid-fault (see `chain::chaos::ledger`).
+async fn undo_orphan_faults<B: chain::backend::NodeBackend>(
+    store: &Store,
+    backend: &B,
+    progress: chain::backend::Progress<'_>,
+) {
+    match chain::chaos::ledger::recover(store, backend, false, progress).await {
+        Ok(undone) if !undone.is_empty() => info!(faults = ?undone, "undid chaos faults left by dead processes"),
+        Ok(_) => {}
+        Err(err) => warn!(error = %err, "cannot undo chaos faults left by dead processes"),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod changes;
+mod chaos;
 mod dags;
 mod kpis;
 mod misc;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use alerts::NodeAlert;
+pub use chaos::ChaosFaultRow;
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use kpis::RunKpiRow;
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
@@ -102,6 +104,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         9,
         MigrationSql::Common(include_str!("../../../migrations/common/0009_run_kpis.sql")),
+    ),
+    (
+        10,
+        MigrationSql::Common(include_str!("../../../migrations/common/0010_chaos_faults.sql")),
     ),
 ];
 

@@ -481,7 +481,59 @@ async fn run_kpis_are_kept_per_task_and_listed_per_dag(db: TestDb) {
     assert!(db.store.dag_kpis("other", None, 10).await.unwrap().is_empty());
 }
 
+async fn chaos_faults_stay_open_until_undone(db: TestDb) {
+    use super::ChaosFaultRow;
+    let t0 = chrono::Utc::now();
+    let row = |id: &str, part: &str, network: &str, seconds: i64| ChaosFaultRow {
+        id: id.into(),
+        part: part.into(),
+        network: network.into(),
+        kind: "pause".into(),
+        undo: format!("{{\"resume\":\"{part}\"}}"),
+        owner_host: "h".into(),
+        owner_pid: 42,
+        owner_started: 7,
+        dag_id: Some("d".into()),
+        run_id: None,
+        task_id: None,
+        applied_at: super::from_micros(super::micros(t0 + chrono::Duration::seconds(seconds))),
+        undone_at: None,
+        undo_error: None,
+    };
+    db.store.record_chaos_fault(&row("f1", "n1", "net", 1)).await.unwrap();
+    db.store.record_chaos_fault(&row("f1", "n2", "net", 2)).await.unwrap();
+    db.store.record_chaos_fault(&row("f2", "n1", "other", 3)).await.unwrap();
+    let open = db.store.open_chaos_faults(None).await.unwrap();
+    let parts: Vec<(&str, &str)> = open.iter().map(|r| (r.id.as_str(), r.part.as_str())).collect();
+    assert_eq!(parts, vec![("f1", "n1"), ("f1", "n2"), ("f2", "n1")], "oldest first");
+    assert_eq!(open[0], row("f1", "n1", "net", 1), "read back as written");
+    assert_eq!(db.store.open_chaos_faults(Some("other")).await.unwrap().len(), 1);
+    // A failed undo keeps the part open with its reason; a done one closes it, once.
+    assert!(db
+        .store
+        .close_chaos_fault("f1", "n1", t0, Some("no such process"))
+        .await
+        .unwrap());
+    let open = db.store.open_chaos_faults(Some("net")).await.unwrap();
+    assert_eq!(open[0].undo_error.as_deref(), Some("no such process"));
+    assert!(db.store.close_chaos_fault("f1", "n1", t0, None).await.unwrap());
+    assert!(
+        !db.store.close_chaos_fault("f1", "n1", t0, None).await.unwrap(),
+        "closed once"
+    );
+    let open = db.store.open_chaos_faults(Some("net")).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].part, "n2");
+    let all = db.store.chaos_fault("f1").await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].undone_at.is_some() && all[0].undo_error.is_none());
+    // Recorded again (applied again), it is open again.
+    db.store.record_chaos_fault(&row("f1", "n1", "net", 4)).await.unwrap();
+    assert_eq!(db.store.open_chaos_faults(Some("net")).await.unwrap().len(), 2);
+}
+
 each_backend!(run_kpis_are_kept_per_task_and_listed_per_dag);
+each_backend!(chaos_faults_stay_open_until_undone);
 each_backend!(alerts_add_up_by_pattern);
 each_backend!(samples_are_written_in_batches_read_by_series_and_pruned);
 each_backend!(users_tokens_and_pools);
@@ -541,6 +593,11 @@ fn released_migrations_never_change() {
             9,
             "b6f28eb437aba49a7958dd3439257762251a84e0139e2d739c6a61372de14a98",
             "b6f28eb437aba49a7958dd3439257762251a84e0139e2d739c6a61372de14a98",
+        ),
+        (
+            10,
+            "6f27a740935b2a9386f23503efc28de3128037da3f67e8ae3566f80fbd8ad39e",
+            "6f27a740935b2a9386f23503efc28de3128037da3f67e8ae3566f80fbd8ad39e",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

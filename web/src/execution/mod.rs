@@ -5,6 +5,7 @@
 //! A malformed, expired or foreign token is a 401; a token for another try, or a try that has ended, a 403;
 //! a body that does not parse (or names a state a try may not report) a 422. Nothing is written then.
 
+mod chaos;
 mod kpis;
 mod networks;
 
@@ -87,6 +88,7 @@ pub fn router(state: ExecState) -> Router {
         .route("/execution/task-instances/{id}/state", patch(finish))
         .merge(networks::routes())
         .merge(kpis::routes())
+        .merge(chaos::routes())
         .layer(DefaultBodyLimit::max(MAX_EXECUTION_BODY))
         .with_state(state)
 }

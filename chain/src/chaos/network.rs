@@ -1,0 +1,774 @@
+//! Faults on peer links: pumba's `netem` (`delay`, `rate`; `loss`, `duplicate` and `corrupt` are refused, see
+//! below) and partitions between node groups. The local backend runs every node on loopback and this kernel
+//! has no `netem`, so each affected peer link is rerouted through a fault-injecting TCP proxy
+//! ([`super::link`]): over JSON-RPC (`admin_removePeer` on both ends, `admin_addPeer` of the proxy's address on
+//! the dialing end), recorded in the ledger first, and put back on its direct path at the end, on cancel, or by
+//! the engine's recovery if this process dies.
+//!
+//! Which link carries what, for a delay on targets T (netem shapes a node's egress by default):
+//! `x -> y` is delayed when x is in T (egress, both) or y is in T (ingress, both). A partition between groups
+//! A (the target) and B (`from`, by default every other node) cuts `A -> B` (`to`), `B -> A` (`from`) or both.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::{relink, Book, FaultLedger, LinkEnd, Undo};
+use super::link::{parse_rate, Cut, Delay, Distribution, LinkProxy, Shape};
+use super::process::{FaultReport, Step};
+use super::targets::Selector;
+use crate::backend::local::rpc::call;
+use crate::backend::local::NetworkRecord;
+use crate::backend::Progress;
+use crate::duration::SpecDuration;
+use crate::error::{Error, Result};
+use crate::spec::Client;
+
+const RPC: Duration = Duration::from_secs(5);
+
+/// Which of a target's directions a netem fault shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Egress,
+    Ingress,
+    Both,
+}
+
+/// Which way a partition cuts, as Chaos Mesh says it: `to` the other group, `from` it, or `both`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CutDirection {
+    To,
+    From,
+    Both,
+}
+
+/// A fault on peer links.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkFault {
+    /// netem on the targets' links.
+    Netem {
+        duration: Duration,
+        interface: Option<String>,
+        direction: Direction,
+        shape: Shape,
+    },
+    /// The targets cut off from `from` (every other node when absent).
+    Partition {
+        duration: Duration,
+        from: Option<Selector>,
+        direction: CutDirection,
+        mode: Cut,
+    },
+}
+
+/// `delay` of `netem`, in pumba's units (milliseconds, percent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelaySpec {
+    pub time: u64,
+    #[serde(default)]
+    pub jitter: u64,
+    #[serde(default)]
+    pub correlation: f64,
+    #[serde(default)]
+    pub distribution: Option<String>,
+}
+
+/// `loss`, `duplicate` and `corrupt` of `netem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PercentSpec {
+    pub percent: f64,
+    #[serde(default)]
+    pub correlation: f64,
+}
+
+/// `rate` of `netem`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// e.g. `100kbit`, `1mbit`, `500kbps`.
+    pub rate: String,
+}
+
+/// `netem` as written in a DAG file (and built from `dagctl chaos netem` flags): one of the effects.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetemSpec {
+    pub duration: SpecDuration,
+    /// pumba's interface; here the node's peer links (nodes run on loopback).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// `egress` (netem's, the default), `ingress` or `both`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub delay: Option<DelaySpec>,
+    #[serde(default)]
+    pub loss: Option<PercentSpec>,
+    #[serde(default)]
+    pub duplicate: Option<PercentSpec>,
+    #[serde(default)]
+    pub corrupt: Option<PercentSpec>,
+    #[serde(default)]
+    pub rate: Option<RateSpec>,
+}
+
+/// `partition` as written in a DAG file (and built from `dagctl chaos partition` flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSpec {
+    pub duration: SpecDuration,
+    /// The other group (a target selector); every node not targeted when absent.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `both` (default), `to` or `from`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// `blackhole` (default) or `reset`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+fn positive(d: SpecDuration) -> Result<Duration, String> {
+    if d.0.is_zero() {
+        Err("`duration` must be more than zero".into())
+    } else {
+        Ok(d.0)
+    }
+}
+
+fn percent(key: &str, value: f64) -> Result<f64, String> {
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!("`{key}` is a percentage: 0 to 100, not {value}"));
+    }
+    Ok(value)
+}
+
+impl NetemSpec {
+    /// The fault, checked: exactly one effect, numbers in range; what cannot be applied here is refused.
+    pub fn fault(&self) -> Result<NetworkFault, String> {
+        let given = [
+            ("delay", self.delay.is_some()),
+            ("loss", self.loss.is_some()),
+            ("duplicate", self.duplicate.is_some()),
+            ("corrupt", self.corrupt.is_some()),
+            ("rate", self.rate.is_some()),
+        ];
+        if given.iter().filter(|(_, g)| *g).count() != 1 {
+            return Err("give exactly one of delay, loss, duplicate, corrupt and rate".into());
+        }
+        let duration = positive(self.duration)?;
+        let direction = match self.direction.as_deref().unwrap_or("egress") {
+            "egress" => Direction::Egress,
+            "ingress" => Direction::Ingress,
+            "both" => Direction::Both,
+            other => return Err(format!("`direction: {other}`: expected egress, ingress or both")),
+        };
+        for (name, spec) in [
+            ("loss", &self.loss),
+            ("duplicate", &self.duplicate),
+            ("corrupt", &self.corrupt),
+        ] {
+            if let Some(spec) = spec {
+                percent(&format!("{name}.percent"), spec.percent)?;
+                percent(&format!("{name}.correlation"), spec.correlation)?;
+                return Err(format!(
+                    "netem {name} cannot be applied here: nodes run on loopback without netem (this kernel has none), \
+                     and the TCP proxy that stands in for it carries a byte stream, which cannot {} packets; \
+                     use delay, rate or partition",
+                    match name {
+                        "loss" => "lose",
+                        "duplicate" => "duplicate",
+                        _ => "corrupt",
+                    }
+                ));
+            }
+        }
+        let mut shape = Shape::default();
+        if let Some(delay) = &self.delay {
+            if delay.time == 0 {
+                return Err("`delay.time` must be more than zero milliseconds".into());
+            }
+            if delay.jitter > delay.time.saturating_mul(10) {
+                return Err("`delay.jitter` is more than ten times `delay.time`".into());
+            }
+            shape.delay = Some(Delay {
+                time: Duration::from_millis(delay.time),
+                jitter: Duration::from_millis(delay.jitter),
+                correlation: percent("delay.correlation", delay.correlation)? / 100.0,
+                distribution: delay
+                    .distribution
+                    .as_deref()
+                    .unwrap_or("uniform")
+                    .parse::<Distribution>()
+                    .map_err(|e| format!("`delay.distribution`: {e}"))?,
+            });
+        }
+        if let Some(rate) = &self.rate {
+            shape.rate = Some(parse_rate(&rate.rate).map_err(|e| format!("`rate.rate`: {e}"))?);
+        }
+        Ok(NetworkFault::Netem {
+            duration,
+            interface: self.interface.clone(),
+            direction,
+            shape,
+        })
+    }
+}
+
+impl PartitionSpec {
+    /// The fault, checked.
+    pub fn fault(&self) -> Result<NetworkFault, String> {
+        Ok(NetworkFault::Partition {
+            duration: positive(self.duration)?,
+            from: self
+                .from
+                .as_deref()
+                .map(|s| Selector::parse(s).map_err(|e| format!("`from`: {e}")))
+                .transpose()?,
+            direction: match self.direction.as_deref().unwrap_or("both") {
+                "both" => CutDirection::Both,
+                "to" => CutDirection::To,
+                "from" => CutDirection::From,
+                other => return Err(format!("`direction: {other}`: expected both, to or from")),
+            },
+            mode: match self.mode.as_deref().unwrap_or("blackhole") {
+                "blackhole" => Cut::Blackhole,
+                "reset" => Cut::Reset,
+                other => return Err(format!("`mode: {other}`: expected blackhole or reset")),
+            },
+        })
+    }
+}
+
+impl NetworkFault {
+    /// The fault's name in reports.
+    pub fn name(&self) -> String {
+        match self {
+            NetworkFault::Netem {
+                duration,
+                interface,
+                direction,
+                shape,
+            } => {
+                let mut name = String::from("netem");
+                if let Some(d) = shape.delay {
+                    name.push_str(&format!(
+                        " delay {}ms ± {}ms, correlation {}%, {:?}",
+                        d.time.as_millis(),
+                        d.jitter.as_millis(),
+                        (d.correlation * 100.0).round(),
+                        d.distribution
+                    ));
+                }
+                if let Some(rate) = shape.rate {
+                    name.push_str(&format!(" rate {rate} bytes/s"));
+                }
+                let on = interface
+                    .as_deref()
+                    .map(|i| format!(", interface {i} (the node's peer links)"))
+                    .unwrap_or_default();
+                format!("{name} ({direction:?}{on}) for {duration:?}").to_lowercase()
+            }
+            NetworkFault::Partition {
+                duration,
+                direction,
+                mode,
+                ..
+            } => format!("partition ({direction:?}, {mode:?}) for {duration:?}").to_lowercase(),
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        match self {
+            NetworkFault::Netem { duration, .. } | NetworkFault::Partition { duration, .. } => *duration,
+        }
+    }
+}
+
+/// One link to reroute: `a` dials `b` through the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkPlan {
+    pub a: LinkEnd,
+    pub b: LinkEnd,
+    /// `b`'s p2p address.
+    pub target: SocketAddr,
+    /// What `a` sends.
+    pub forward: Shape,
+    /// What `b` sends.
+    pub backward: Shape,
+}
+
+impl LinkPlan {
+    pub fn part(&self) -> String {
+        format!("{}|{}", self.a.node, self.b.node)
+    }
+}
+
+/// `host:port` of an `enode://id@host:port?...` URL.
+fn enode_address(enode: &str) -> Option<SocketAddr> {
+    let rest = enode.strip_prefix("enode://")?.split_once('@')?.1;
+    let address = rest.split(['?', '/']).next()?;
+    address.parse().ok()
+}
+
+/// The enode `enode` with its address replaced by `address`.
+fn enode_at(enode: &str, address: SocketAddr) -> String {
+    let id = enode
+        .strip_prefix("enode://")
+        .and_then(|r| r.split_once('@'))
+        .map(|(id, _)| id)
+        .unwrap_or_default();
+    format!("enode://{id}@{address}?discport=0")
+}
+
+/// The links `fault` on `nodes` reroutes, each with its shapes; an error (nothing applied) when the network's
+/// client cannot rewire peers or the groups are wrong. `seed` drives a random `from`.
+pub fn plan(
+    record: &NetworkRecord,
+    nodes: &[String],
+    fault: &NetworkFault,
+    seed: u64,
+) -> Result<Vec<LinkPlan>, String> {
+    if !matches!(record.client, Client::Geth | Client::Quorum) {
+        return Err(format!(
+            "network faults reroute peer links with admin_addPeer/admin_removePeer, which dagctl uses on geth and \
+             GoQuorum; network `{}` runs {}",
+            record.name,
+            serde_json::to_value(record.client)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+    }
+    let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
+    let shape_of = |x: &str, y: &str| -> Shape {
+        match fault {
+            NetworkFault::Netem { direction, shape, .. } => {
+                let from_x = targets.contains(x) && matches!(direction, Direction::Egress | Direction::Both);
+                let into_y = targets.contains(y) && matches!(direction, Direction::Ingress | Direction::Both);
+                if from_x || into_y {
+                    *shape
+                } else {
+                    Shape::default()
+                }
+            }
+            NetworkFault::Partition { .. } => Shape::default(),
+        }
+    };
+    let others: BTreeSet<String> = match fault {
+        NetworkFault::Partition { from: Some(from), .. } => {
+            let picked = from.select(record, seed.wrapping_add(0x5eed))?;
+            if let Some(twice) = picked.iter().find(|n| targets.contains(n.as_str())) {
+                return Err(format!(
+                    "`from`: node `{twice}` is in both groups of the partition (named twice)"
+                ));
+            }
+            picked.into_iter().collect()
+        }
+        _ => record
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .filter(|n| !targets.contains(n.as_str()))
+            .collect(),
+    };
+    if others.is_empty() {
+        return Err("every node is targeted: there is no link to another node to fault".into());
+    }
+    let end = |i: usize| -> Result<(LinkEnd, SocketAddr), String> {
+        let node = &record.nodes[i];
+        let enode = node
+            .enode
+            .clone()
+            .ok_or_else(|| format!("node `{}` has no p2p address", node.name))?;
+        let address = enode_address(&enode).ok_or_else(|| format!("node `{}`: unreadable enode {enode}", node.name))?;
+        Ok((
+            LinkEnd {
+                node: node.name.clone(),
+                rpc: node.rpc.clone(),
+                enode,
+            },
+            address,
+        ))
+    };
+    let mut links = Vec::new();
+    for i in 0..record.nodes.len() {
+        for j in i + 1..record.nodes.len() {
+            let (x, y) = (record.nodes[i].name.as_str(), record.nodes[j].name.as_str());
+            let (forward, backward) = match fault {
+                NetworkFault::Partition { direction, mode, .. } => {
+                    let x_in_a = targets.contains(x);
+                    let crosses = (x_in_a && others.contains(y)) || (targets.contains(y) && others.contains(x));
+                    if !crosses {
+                        continue;
+                    }
+                    let cut = Shape {
+                        cut: Some(*mode),
+                        ..Shape::default()
+                    };
+                    // x -> y goes from group A to B when x is in A.
+                    let a_to_b = *direction != CutDirection::From;
+                    let b_to_a = *direction != CutDirection::To;
+                    let x_to_y = if x_in_a { a_to_b } else { b_to_a };
+                    let y_to_x = if x_in_a { b_to_a } else { a_to_b };
+                    (
+                        if x_to_y { cut } else { Shape::default() },
+                        if y_to_x { cut } else { Shape::default() },
+                    )
+                }
+                NetworkFault::Netem { .. } => {
+                    if !targets.contains(x) && !targets.contains(y) {
+                        continue;
+                    }
+                    (shape_of(x, y), shape_of(y, x))
+                }
+            };
+            if forward.is_none() && backward.is_none() {
+                continue;
+            }
+            let (a, _) = end(i)?;
+            let (b, target) = end(j)?;
+            links.push(LinkPlan {
+                a,
+                b,
+                target,
+                forward,
+                backward,
+            });
+        }
+    }
+    if links.is_empty() {
+        return Err("the fault touches no peer link".into());
+    }
+    Ok(links)
+}
+
+/// Reroutes one link through `proxy`.
+async fn reroute(link: &LinkPlan, proxy: SocketAddr) -> Result<()> {
+    call(&link.a.rpc, "admin_removePeer", serde_json::json!([link.b.enode]), RPC).await?;
+    call(&link.b.rpc, "admin_removePeer", serde_json::json!([link.a.enode]), RPC).await?;
+    call(
+        &link.a.rpc,
+        "admin_addPeer",
+        serde_json::json!([enode_at(&link.b.enode, proxy)]),
+        RPC,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `a` has `b` as a peer through the proxy at `proxy`.
+async fn through_proxy(link: &LinkPlan, proxy: SocketAddr) -> bool {
+    let Ok(peers) = call(&link.a.rpc, "admin_peers", serde_json::json!([]), RPC).await else {
+        return false;
+    };
+    let want = proxy.to_string();
+    peers.as_array().is_some_and(|peers| {
+        peers
+            .iter()
+            .any(|p| p.pointer("/network/remoteAddress").and_then(|v| v.as_str()) == Some(want.as_str()))
+    })
+}
+
+/// Applies `fault` to `links` for its duration (or until `cancel`), then puts every link back. Each link is
+/// recorded in `book` before it is rerouted; a link that cannot be rerouted rolls back those that were, and
+/// the error says what was applied and undone.
+pub async fn apply<L: FaultLedger>(
+    book: &Book<'_, L>,
+    nodes: &[String],
+    links: &[LinkPlan],
+    fault: &NetworkFault,
+    seed: u64,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> Result<FaultReport> {
+    let started = Instant::now();
+    let mut report = FaultReport {
+        fault: fault.name(),
+        nodes: nodes.to_vec(),
+        ..Default::default()
+    };
+    let step = |report: &mut FaultReport, part: &str, action: String| {
+        progress(&format!("{part}: {action}"));
+        report.steps.push(Step {
+            node: part.to_string(),
+            at: Utc::now(),
+            action,
+        });
+    };
+    let mut applied: Vec<(&LinkPlan, LinkProxy)> = Vec::new();
+    let mut failure = None;
+    for (i, link) in links.iter().enumerate() {
+        let listen = SocketAddr::new(link.target.ip(), 0);
+        let proxy = match LinkProxy::start(
+            listen,
+            link.target,
+            link.forward,
+            link.backward,
+            seed.wrapping_add(i as u64 * 7919),
+        )
+        .await
+        {
+            Ok(proxy) => proxy,
+            Err(err) => {
+                failure = Some(format!("{}: cannot start its proxy: {err}", link.part()));
+                break;
+            }
+        };
+        let undo = Undo::Relink {
+            a: link.a.clone(),
+            b: link.b.clone(),
+        };
+        if let Err(err) = book.applying(&link.part(), "link", &undo).await {
+            failure = Some(format!("{}: cannot record it: {err}", link.part()));
+            break;
+        }
+        let proxy_address = proxy.address;
+        applied.push((link, proxy));
+        if let Err(err) = reroute(link, proxy_address).await {
+            failure = Some(format!("{}: cannot reroute it: {err}", link.part()));
+            break;
+        }
+        step(&mut report, &link.part(), format!("rerouted through {proxy_address}"));
+    }
+    if failure.is_none() {
+        // Links that carry traffic come up through their proxies within seconds; the fault runs from then.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (link, proxy) in &applied {
+            let carries = link.forward.cut.is_none() && link.backward.cut.is_none();
+            while carries && Instant::now() < deadline && !cancel.is_cancelled() {
+                if through_proxy(link, proxy.address).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        step(
+            &mut report,
+            "links",
+            format!("fault in place on {} link(s)", applied.len()),
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => report.cancelled = true,
+            _ = tokio::time::sleep(fault.duration()) => {}
+        }
+    }
+    let mut undo_errors = Vec::new();
+    for (link, proxy) in applied.drain(..).rev() {
+        let result = relink(&link.a, &link.b).await;
+        drop(proxy);
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Err(err) = book.undone(&link.part(), error.as_deref()).await {
+            undo_errors.push(format!("{}: undone, but the ledger was not told: {err}", link.part()));
+        }
+        match error {
+            None => step(&mut report, &link.part(), "back on its direct path".into()),
+            Some(err) => {
+                step(&mut report, &link.part(), format!("could not be put back: {err}"));
+                undo_errors.push(format!("{}: {err}", link.part()));
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Some(failure) = failure {
+        let done: Vec<&str> = report.steps.iter().map(|s| s.action.as_str()).collect();
+        return Err(Error::Rejected(format!(
+            "{failure}; rolled back what was applied ({}){}",
+            done.join("; "),
+            if undo_errors.is_empty() {
+                String::new()
+            } else {
+                format!("; left open for recovery: {}", undo_errors.join("; "))
+            }
+        )));
+    }
+    if !undo_errors.is_empty() {
+        return Err(Error::Rejected(format!(
+            "the fault ran, but not every link was put back (the engine's recovery retries): {}",
+            undo_errors.join("; ")
+        )));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flow-style YAML of plain words and numbers as JSON: every bare word quoted.
+    fn json5(yaml: &str) -> String {
+        let mut out = String::new();
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String| {
+            if word.is_empty() {
+                return;
+            }
+            if word.parse::<f64>().is_ok() {
+                out.push_str(word);
+            } else {
+                out.push_str(&format!("\"{}\"", word.trim_matches('\'')));
+            }
+            word.clear();
+        };
+        for c in yaml.chars() {
+            if matches!(c, '{' | '}' | ':' | ',' | ' ')
+                && !(c == ',' && word.starts_with('\'') && !word.ends_with('\''))
+            {
+                flush(&mut word, &mut out);
+                out.push(c);
+            } else {
+                word.push(c);
+            }
+        }
+        flush(&mut word, &mut out);
+        out
+    }
+
+    fn netem(yaml: &str) -> Result<NetworkFault, String> {
+        serde_json::from_str::<NetemSpec>(&json5(yaml))
+            .map_err(|e| e.to_string())?
+            .fault()
+    }
+
+    #[test]
+    fn the_seed_example_reads_and_what_cannot_be_applied_is_refused() {
+        let fault = netem("{duration: 5m, interface: eth1, delay: {time: 3000, jitter: 30, correlation: 20}}").unwrap();
+        let NetworkFault::Netem { shape, direction, .. } = &fault else {
+            panic!()
+        };
+        assert_eq!(*direction, Direction::Egress);
+        let delay = shape.delay.unwrap();
+        assert_eq!((delay.time.as_millis(), delay.jitter.as_millis()), (3000, 30));
+        assert!((delay.correlation - 0.2).abs() < 1e-9);
+        assert!(fault.name().contains("interface eth1"), "{}", fault.name());
+        assert!(netem("{duration: 1m, loss: {percent: 10}}")
+            .unwrap_err()
+            .contains("cannot lose"));
+        assert!(netem("{duration: 1m, loss: {percent: 120}}")
+            .unwrap_err()
+            .contains("0 to 100"));
+        assert!(netem("{duration: 1m, corrupt: {percent: 1}}")
+            .unwrap_err()
+            .contains("cannot corrupt"));
+        assert!(netem("{duration: 1m}").unwrap_err().contains("exactly one"));
+        assert!(netem("{duration: 0s, delay: {time: 10}}")
+            .unwrap_err()
+            .contains("more than zero"));
+        assert!(netem("{duration: -5s, delay: {time: 10}}")
+            .unwrap_err()
+            .contains("negative"));
+        assert!(netem("{duration: 1m, delay: {time: 10, distribution: cauchy}}")
+            .unwrap_err()
+            .contains("cauchy"));
+        assert!(netem("{duration: 1m, delay: {time: 10, correlation: 101}}")
+            .unwrap_err()
+            .contains("0 to 100"));
+        assert!(netem("{duration: 1m, rate: {rate: 1mbit}, direction: up}")
+            .unwrap_err()
+            .contains("egress"));
+        let NetworkFault::Netem { shape, .. } = netem("{duration: 1m, rate: {rate: 1mbit}}").unwrap() else {
+            panic!()
+        };
+        assert_eq!(shape.rate, Some(125_000));
+    }
+
+    fn record(n: usize) -> NetworkRecord {
+        let nodes: Vec<serde_json::Value> = (1..=n)
+            .map(|i| {
+                serde_json::json!({
+                    "name": format!("v{i}"), "role": "validator", "region": "local",
+                    "rpc": format!("http://127.0.0.1:{}", 8000 + i), "ws": null,
+                    "enode": format!("enode://{:0>128}@127.0.0.1:{}?discport=0", i, 30300 + i),
+                    "address": "0x00", "pid": null, "data_dir": "/x", "log": "/x/log",
+                    "ports": {"p2p": 30300 + i, "rpc": 8000 + i},
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "name": "net", "client": "geth", "consensus": "clique", "chain_id": 1, "base_dir": "/x",
+            "deployer_pid": 1, "nodes": nodes,
+        }))
+        .unwrap()
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_delay_shapes_the_targets_links_in_its_direction() {
+        let rec = record(4);
+        let fault = netem("{duration: 1m, delay: {time: 100}}").unwrap();
+        let links = plan(&rec, &names(&["v2"]), &fault, 1).unwrap();
+        let parts: Vec<String> = links.iter().map(LinkPlan::part).collect();
+        assert_eq!(parts, vec!["v1|v2", "v2|v3", "v2|v4"]);
+        // Egress of v2: v1 -> v2 untouched, v2 -> v1 delayed.
+        assert!(links[0].forward.is_none() && links[0].backward.delay.is_some());
+        assert!(links[1].forward.delay.is_some() && links[1].backward.is_none());
+        assert_eq!(links[1].target, "127.0.0.1:30303".parse().unwrap());
+        let both = netem("{duration: 1m, delay: {time: 100}, direction: both}").unwrap();
+        let links = plan(&rec, &names(&["v2"]), &both, 1).unwrap();
+        assert!(links
+            .iter()
+            .all(|l| l.forward.delay.is_some() && l.backward.delay.is_some()));
+    }
+
+    #[test]
+    fn a_partition_cuts_only_links_between_its_groups() {
+        let rec = record(4);
+        let spec = |yaml: &str| serde_json::from_str::<PartitionSpec>(&json5(yaml)).unwrap().fault();
+        let fault = spec("{duration: 1m}").unwrap();
+        let links = plan(&rec, &names(&["v1", "v2"]), &fault, 1).unwrap();
+        let parts: Vec<String> = links.iter().map(LinkPlan::part).collect();
+        assert_eq!(
+            parts,
+            vec!["v1|v3", "v1|v4", "v2|v3", "v2|v4"],
+            "2/2: four links cut, none inside a side"
+        );
+        assert!(links
+            .iter()
+            .all(|l| l.forward.cut == Some(Cut::Blackhole) && l.backward.cut.is_some()));
+        // One way only: v3 -> v1 is cut when v3 is in the target and the direction is `to`.
+        let to = spec("{duration: 1m, from: v1, direction: to}").unwrap();
+        let links = plan(&rec, &names(&["v3"]), &to, 1).unwrap();
+        assert_eq!(links.len(), 1);
+        assert!(
+            links[0].forward.is_none() && links[0].backward.cut.is_some(),
+            "{links:?}"
+        );
+        let twice = spec("{duration: 1m, from: 'v2,v3'}").unwrap();
+        assert!(plan(&rec, &names(&["v1", "v2"]), &twice, 1)
+            .unwrap_err()
+            .contains("named twice"));
+        let all = spec("{duration: 1m}").unwrap();
+        assert!(plan(&rec, &names(&["v1", "v2", "v3", "v4"]), &all, 1)
+            .unwrap_err()
+            .contains("every node"));
+        assert!(spec("{duration: 1m, mode: drop}")
+            .unwrap_err()
+            .contains("blackhole or reset"));
+        let mut anvil = rec.clone();
+        anvil.client = Client::Anvil;
+        assert!(plan(&anvil, &names(&["v1"]), &all, 1)
+            .unwrap_err()
+            .contains("runs anvil"));
+    }
+
+    #[test]
+    fn enodes_are_read_and_readdressed() {
+        let enode = "enode://abcd@127.0.0.1:30303?discport=0";
+        assert_eq!(enode_address(enode), Some("127.0.0.1:30303".parse().unwrap()));
+        assert_eq!(
+            enode_at(enode, "127.0.0.1:4000".parse().unwrap()),
+            "enode://abcd@127.0.0.1:4000?discport=0"
+        );
+    }
+}

@@ -35,7 +35,8 @@ bin=$cache/bin
 log() { echo "install-clients: $*" >&2; }
 
 geth_ok() {
-    [ -x "$bin/geth" ] && "$bin/geth" version 2>/dev/null | grep -q "^Version: ${GETH_VERSION}-"
+    # Read the whole answer first: `grep -q` stops at its match and, under pipefail, geth's SIGPIPE failed it.
+    [ -x "$bin/geth" ] && grep -q "^Version: ${GETH_VERSION}-" <<<"$("$bin/geth" version 2>/dev/null)"
 }
 
 geth_archive() {
@@ -84,7 +85,7 @@ case "$(uname -m)" in
     aarch64 | arm64) anvil_real=$anvil_pkg/node_modules/@foundry-rs/anvil-linux-arm64/bin/anvil ;;
 esac
 anvil_ok() {
-    [ -x "$bin/anvil" ] && "$bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_VERSION"
+    [ -x "$bin/anvil" ] && grep -q "$ANVIL_VERSION" <<<"$("$bin/anvil" --version 2>/dev/null)"
 }
 
 if anvil_ok; then

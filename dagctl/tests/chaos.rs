@@ -304,7 +304,7 @@ fn the_chaos_operator_runs_faults_side_by_side_in_a_dag() {
     let text = format!("{}{}", stdout(&output), stderr(&output));
     assert!(!output.status.success());
     assert!(
-        text.contains("key `faults.0`: give exactly one of kill, pause, stop and restart"),
+        text.contains("key `faults.0`: give exactly one of kill, pause, stop, restart, netem and partition"),
         "{text}"
     );
     let dag = home.write_dag(

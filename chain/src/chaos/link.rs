@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -150,9 +150,12 @@ impl Jitter {
     }
 }
 
-/// A running proxy: the dialer connects to `port` on `listen`'s host.
+/// A running proxy: the dialer connects to `address`. Its shapes can change while connections live, as a
+/// qdisc changes on a live interface: a link is set up unshaped (a peer handshake under a 3 s delay would time
+/// out, which netem on an established link never causes) and shaped once it carries traffic.
 pub struct LinkProxy {
     pub address: SocketAddr,
+    shapes: watch::Sender<(Shape, Shape)>,
     stop: CancellationToken,
 }
 
@@ -169,6 +172,7 @@ impl LinkProxy {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
         let stop = CancellationToken::new();
+        let (shapes, watching) = watch::channel((forward, backward));
         let token = stop.clone();
         tokio::spawn(async move {
             let mut n = 0u64;
@@ -179,18 +183,21 @@ impl LinkProxy {
                 };
                 let Ok((inbound, _)) = accepted else { continue };
                 n += 1;
-                let token = token.clone();
                 tokio::spawn(connection(
                     inbound,
                     target,
-                    forward,
-                    backward,
+                    watching.clone(),
                     seed.wrapping_add(n * 2),
-                    token,
+                    token.clone(),
                 ));
             }
         });
-        Ok(LinkProxy { address, stop })
+        Ok(LinkProxy { address, shapes, stop })
+    }
+
+    /// Changes the shapes of the live link and of later connections.
+    pub fn set(&self, forward: Shape, backward: Shape) {
+        self.shapes.send_replace((forward, backward));
     }
 }
 
@@ -200,52 +207,82 @@ impl Drop for LinkProxy {
     }
 }
 
-/// Refuses a connection with a reset (SO_LINGER 0, then close).
-fn reset(stream: TcpStream) {
-    let _ = stream.set_zero_linger();
-    drop(stream);
+fn resets((forward, backward): &(Shape, Shape)) -> bool {
+    forward.cut == Some(Cut::Reset) || backward.cut == Some(Cut::Reset)
 }
 
 async fn connection(
     inbound: TcpStream,
     target: SocketAddr,
-    forward: Shape,
-    backward: Shape,
+    mut shapes: watch::Receiver<(Shape, Shape)>,
     seed: u64,
     stop: CancellationToken,
 ) {
-    if forward.cut == Some(Cut::Reset) || backward.cut == Some(Cut::Reset) {
-        return reset(inbound);
+    // Every close of a proxied connection is a reset, as a cut link's would be.
+    let _ = inbound.set_zero_linger();
+    if resets(&shapes.borrow_and_update()) {
+        return;
     }
     let outbound = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(target)).await {
         Ok(Ok(stream)) => stream,
-        _ => return reset(inbound),
+        _ => return,
     };
-    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+    let _ = (
+        inbound.set_nodelay(true),
+        outbound.set_nodelay(true),
+        outbound.set_zero_linger(),
+    );
     let (in_read, in_write) = inbound.into_split();
     let (out_read, out_write) = outbound.into_split();
-    let one = pump(in_read, out_write, forward, seed, stop.clone());
-    let other = pump(out_read, in_write, backward, seed.wrapping_add(1), stop.clone());
+    let one = pump(in_read, out_write, shapes.clone(), 0, seed, stop.clone());
+    let other = pump(
+        out_read,
+        in_write,
+        shapes.clone(),
+        1,
+        seed.wrapping_add(1),
+        stop.clone(),
+    );
+    let reset = async {
+        while shapes.changed().await.is_ok() {
+            if resets(&shapes.borrow_and_update()) {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
     // When one direction ends, the other is closed too: a peer link is one connection.
     tokio::select! {
         _ = one => {}
         _ = other => {}
+        _ = reset => {}
         _ = stop.cancelled() => {}
     }
 }
 
-/// Moves bytes one way, shaped: a reader stamps each chunk with when it may be delivered, a writer delivers
-/// it then (at most `rate` bytes a second). A bounded queue between them keeps TCP's back-pressure.
+/// Moves bytes one way (`side` 0: the dialer's, 1: the other's), shaped as the proxy says at each chunk: a
+/// reader stamps each chunk with when it may be delivered, a writer delivers it then (at most `rate` bytes a
+/// second). A bounded queue between them keeps TCP's back-pressure.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    shape: Shape,
+    shapes: watch::Receiver<(Shape, Shape)>,
+    side: usize,
     seed: u64,
     stop: CancellationToken,
 ) {
+    let shape_now = move || {
+        let both = *shapes.borrow();
+        if side == 0 {
+            both.0
+        } else {
+            both.1
+        }
+    };
     let (send, mut receive) = mpsc::channel::<(Instant, Vec<u8>)>(256);
+    let reader_shape = shape_now.clone();
     let reader = async move {
-        let mut jitter = shape.delay.map(|d| Jitter::new(d, seed));
+        let mut jitter: Option<Jitter> = None;
         let mut last = Instant::now();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -253,12 +290,16 @@ async fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            if shape.cut == Some(Cut::Blackhole) {
+            let shape = reader_shape();
+            if shape.cut.is_some() {
                 continue;
+            }
+            if jitter.as_ref().map(|j| j.delay) != shape.delay {
+                jitter = shape.delay.map(|d| Jitter::new(d, seed));
             }
             let at = match jitter.as_mut() {
                 Some(j) => (Instant::now() + j.draw()).max(last),
-                None => Instant::now(),
+                None => Instant::now().max(last),
             };
             last = at;
             if send.send((at, buf[..n].to_vec())).await.is_err() {
@@ -273,7 +314,7 @@ async fn pump(
             if to.write_all(&bytes).await.is_err() {
                 return;
             }
-            if let Some(rate) = shape.rate.filter(|r| *r > 0) {
+            if let Some(rate) = shape_now().rate.filter(|r| *r > 0) {
                 free_at = Instant::now().max(free_at) + Duration::from_secs_f64(bytes.len() as f64 / rate as f64);
             }
         }
@@ -464,6 +505,31 @@ mod tests {
         };
         let refused = LinkProxy::start(any, echo, Shape::default(), refuse, 1).await.unwrap();
         assert!(round_trip(refused.address, 10).await.is_err());
+        // Shapes change on a live connection: unshaped first, then delayed, then cut with a reset.
+        let live = LinkProxy::start(any, echo, Shape::default(), Shape::default(), 1)
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(live.address).await.unwrap();
+        let mut echoed = [0u8; 4];
+        let started = Instant::now();
+        stream.write_all(b"ping").await.unwrap();
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(100));
+        live.set(slow, Shape::default());
+        let started = Instant::now();
+        stream.write_all(b"ping").await.unwrap();
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the same connection, now delayed"
+        );
+        live.set(refuse, Shape::default());
+        let mut rest = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(ended, Ok(Err(_)) | Ok(Ok(0))),
+            "a reset ends the live connection: {ended:?}"
+        );
         // Dropped, it listens no more.
         let address = plain.address;
         drop(plain);

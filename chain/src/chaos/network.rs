@@ -451,10 +451,48 @@ pub fn plan(
     Ok(links)
 }
 
-/// Reroutes one link through `proxy`.
+/// The public key part of an enode URL (what identifies a peer whatever its address).
+fn pubkey(enode: &str) -> &str {
+    enode
+        .strip_prefix("enode://")
+        .and_then(|r| r.split_once('@'))
+        .map(|(key, _)| key)
+        .unwrap_or_default()
+}
+
+/// Whether `a` and `b` are still peers on a direct connection: `a` has `b` at another address than `proxy`, or
+/// `b` dialed `a` itself.
+async fn direct_link(link: &LinkPlan, proxy: Option<SocketAddr>) -> Result<bool> {
+    let peers_of = |rpc: &str| {
+        let rpc = rpc.to_string();
+        async move {
+            let peers = call(&rpc, "admin_peers", serde_json::json!([]), RPC).await?;
+            Ok::<_, Error>(peers.as_array().cloned().unwrap_or_default())
+        }
+    };
+    let proxy = proxy.map(|p| p.to_string());
+    let from_a = peers_of(&link.a.rpc).await?.iter().any(|p| {
+        p["enode"].as_str().map(pubkey) == Some(pubkey(&link.b.enode))
+            && p.pointer("/network/remoteAddress").and_then(|v| v.as_str()) != proxy.as_deref()
+    });
+    let from_b = peers_of(&link.b.rpc).await?.iter().any(|p| {
+        p["enode"].as_str().map(pubkey) == Some(pubkey(&link.a.enode))
+            && p.pointer("/network/inbound").and_then(|v| v.as_bool()) == Some(false)
+    });
+    Ok(from_a || from_b)
+}
+
+/// Reroutes one link through `proxy`: both ends drop each other (again, while a redial that was under way when
+/// the first drop came lands a direct connection), then `a` dials `b` through the proxy.
 async fn reroute(link: &LinkPlan, proxy: SocketAddr) -> Result<()> {
-    call(&link.a.rpc, "admin_removePeer", serde_json::json!([link.b.enode]), RPC).await?;
-    call(&link.b.rpc, "admin_removePeer", serde_json::json!([link.a.enode]), RPC).await?;
+    for _ in 0..20 {
+        call(&link.a.rpc, "admin_removePeer", serde_json::json!([link.b.enode]), RPC).await?;
+        call(&link.b.rpc, "admin_removePeer", serde_json::json!([link.a.enode]), RPC).await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !direct_link(link, None).await? {
+            break;
+        }
+    }
     call(
         &link.a.rpc,
         "admin_addPeer",
@@ -508,11 +546,12 @@ pub async fn apply<L: FaultLedger>(
     let mut failure = None;
     for (i, link) in links.iter().enumerate() {
         let listen = SocketAddr::new(link.target.ip(), 0);
+        // Unshaped until the link runs through it (see `LinkProxy`).
         let proxy = match LinkProxy::start(
             listen,
             link.target,
-            link.forward,
-            link.backward,
+            Shape::default(),
+            Shape::default(),
             seed.wrapping_add(i as u64 * 7919),
         )
         .await
@@ -540,21 +579,30 @@ pub async fn apply<L: FaultLedger>(
         step(&mut report, &link.part(), format!("rerouted through {proxy_address}"));
     }
     if failure.is_none() {
-        // Links that carry traffic come up through their proxies within seconds; the fault runs from then.
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Each link comes up through its proxy, then is shaped: as netem on a live link, not a handshake under
+        // the fault. geth dials a peer at most once in 35 s (its dial history), so a link dialed lately comes
+        // up only when that expires.
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let mut up = 0;
         for (link, proxy) in &applied {
-            let carries = link.forward.cut.is_none() && link.backward.cut.is_none();
-            while carries && Instant::now() < deadline && !cancel.is_cancelled() {
+            while Instant::now() < deadline && !cancel.is_cancelled() {
                 if through_proxy(link, proxy.address).await {
+                    up += 1;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        for (link, proxy) in &applied {
+            proxy.set(link.forward, link.backward);
+        }
         step(
             &mut report,
             "links",
-            format!("fault in place on {} link(s)", applied.len()),
+            format!(
+                "fault in place on {} link(s), {up} of them connected through it",
+                applied.len()
+            ),
         );
         tokio::select! {
             _ = cancel.cancelled() => report.cancelled = true,
@@ -562,6 +610,9 @@ pub async fn apply<L: FaultLedger>(
         }
     }
     let mut undo_errors = Vec::new();
+    for (_, proxy) in &applied {
+        proxy.set(Shape::default(), Shape::default());
+    }
     for (link, proxy) in applied.drain(..).rev() {
         let result = relink(&link.a, &link.b).await;
         drop(proxy);

@@ -85,6 +85,8 @@ pub enum FaultCommand {
         #[arg(long)]
         mode: Option<String>,
     },
+    /// List the faults in place now (recorded and not undone), with who applied them
+    Faults,
     /// Undo the faults of processes that died mid-fault (with --all: every open fault of this host)
     Recover {
         #[arg(long)]
@@ -212,7 +214,7 @@ fn fault_of(command: &FaultCommand) -> Result<Fault> {
             };
             Fault::Network(spec.fault().map_err(|e| anyhow!("partition: {e}"))?)
         }
-        FaultCommand::Recover { .. } => bail!("recover is not a fault"),
+        FaultCommand::Recover { .. } | FaultCommand::Faults => bail!("not a fault"),
         other => Fault::Process(process_fault_of(other)?),
     })
 }
@@ -243,8 +245,10 @@ fn process_fault_of(command: &FaultCommand) -> Result<ProcessFault> {
 
 /// `dagctl chaos`.
 pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
-    if let FaultCommand::Recover { all } = args.fault {
-        return recover(config, all).await;
+    match args.fault {
+        FaultCommand::Recover { all } => return recover(config, all).await,
+        FaultCommand::Faults => return faults(config, args.output).await,
+        _ => {}
     }
     let fault = fault_of(&args.fault)?;
     let name = args
@@ -318,4 +322,39 @@ async fn recover(config: &Config, all: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `dagctl chaos faults`: what is in place now.
+async fn faults(config: &Config, output: Format) -> Result<ExitCode> {
+    let store = open_store(config).await?;
+    let open = store.open_chaos_faults(None).await?;
+    match output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&open)?),
+        Format::Table => {
+            if open.is_empty() {
+                println!("no fault in place");
+            }
+            for row in &open {
+                let task = match (&row.dag_id, &row.run_id, &row.task_id) {
+                    (Some(d), Some(r), Some(t)) => format!(" task {d}/{r}/{t}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "{} {} {} {} since {} by pid {} on {}{task}{}",
+                    row.id,
+                    row.network,
+                    row.kind,
+                    row.part,
+                    row.applied_at.format("%H:%M:%S"),
+                    row.owner_pid,
+                    row.owner_host,
+                    row.undo_error
+                        .as_deref()
+                        .map(|e| format!(" (undo failed: {e})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

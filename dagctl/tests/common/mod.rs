@@ -438,3 +438,44 @@ pub fn anvil_network(home: &Home, name: &str, nodes: u32) {
         .unwrap();
     assert!(up.status.success(), "{}", stderr(&up));
 }
+
+/// `dagctl net up` of a geth 1.13 Clique network of `nodes` signers (1 s blocks) named `name`.
+pub fn geth_clique_network(home: &Home, name: &str, nodes: u32) {
+    let up = home
+        .command()
+        .env("DAGCTL_GETH", client_binary("geth", "DAGCTL_GETH"))
+        .args([
+            "net",
+            "up",
+            "--client",
+            "geth",
+            "--consensus",
+            "clique",
+            "--block-time",
+            "1",
+        ])
+        .args(["--nodes", &nodes.to_string(), "--name", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+}
+
+/// A JSON-RPC call to the node at `url` (`http://127.0.0.1:PORT`): its `result`, or `None` when it fails.
+pub fn rpc(url: &str, method: &str, params: serde_json::Value) -> Option<serde_json::Value> {
+    let port: u16 = url.rsplit_once(':')?.1.trim_end_matches('/').parse().ok()?;
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let (status, _, answer) = try_http(
+        port,
+        "POST",
+        "/",
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    )
+    .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+    value.get("result").cloned()
+}

@@ -1,6 +1,6 @@
 //! Network faults (`dagctl chaos netem|partition`) on a real four-signer geth 1.13 Clique network, and faults
-//! undone after the process that applied them is SIGKILLed. Checks that can fail: a 1.5 s delay on one node
-//! raises how late it sees blocks by about that much, and it goes back after; a 2/2 partition stalls both
+//! undone after the process that applied them is SIGKILLed. Checks that can fail: a 500 ms delay on what a member
+//! node receives raises how late it sees blocks by about that much, and it goes back after; a 2/2 partition stalls both
 //! halves (a Clique signer may seal one block in three) and the network converges on one head after healing;
 //! a partition and a pause whose `dagctl chaos` was SIGKILLed stay in place until `dagctl chaos recover` (or an
 //! engine start) undoes them. geth comes from `DAGCTL_GETH` or `DAGCTL_CLIENTS_BIN`; without it the tests fail.
@@ -99,6 +99,18 @@ fn peer_count(url: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The log of task `task` in `dags test` output: from its `--- DAG.TASK try N: STATE ---` line to the next.
+fn section<'a>(text: &'a str, dag: &str, task: &str) -> &'a str {
+    let head = format!("--- {dag}.{task} try ");
+    let start = text.find(&head).unwrap_or_else(|| panic!("no log of {task}: {text}"));
+    let rest = &text[start + head.len()..];
+    let end = rest
+        .find("\n--- ")
+        .map(|e| start + head.len() + e)
+        .unwrap_or(text.len());
+    &text[start..end]
+}
+
 fn wait_in_place(proc: &common::Proc) {
     wait_for(Duration::from_secs(90), "the fault to be in place", || {
         proc.output().contains("fault in place").then_some(())
@@ -108,15 +120,17 @@ fn wait_in_place(proc: &common::Proc) {
 #[test]
 fn delays_and_partitions_shape_real_peer_links_and_are_undone() {
     let home = Home::new();
-    common::geth_clique_network(&home, "links", 4);
+    // Four signers and a member: the member seals nothing, so when it sees a block is propagation alone.
+    common::geth_clique_network_with_members(&home, "links", 4, 1);
     let urls: Vec<String> = nodes(&home, "links").into_iter().map(|n| n.1).collect();
-    let before = median_lag(&urls, 3, Duration::from_secs(8));
+    assert_eq!(urls.len(), 5);
+    let before = median_lag(&urls, 4, Duration::from_secs(8));
     assert!(
-        before < 0.5,
-        "validator-4 sees blocks late before any fault: {before:.2}s"
+        before < 0.25,
+        "member-1 sees blocks late before any fault: {before:.2}s"
     );
 
-    // pumba's seed example, shorter, 1 s and on what validator-4 receives (ingress).
+    // pumba's seed example, shorter, 500 ms and on what member-1 receives (ingress).
     let mut delay = home.spawn(&[
         "chaos",
         "--network",
@@ -130,40 +144,41 @@ fn delays_and_partitions_shape_real_peer_links_and_are_undone() {
         "ingress",
         "delay",
         "--time",
-        "1000",
+        "500",
         "--jitter",
         "30",
         "--correlation",
         "20",
         "--target",
-        "validator-4",
+        "member-1",
     ]);
     wait_in_place(&delay);
-    let during = median_lag(&urls, 3, Duration::from_secs(12));
+    let during = median_lag(&urls, 4, Duration::from_secs(12));
     assert!(
-        (0.7..2.5).contains(&during),
-        "a 1 s delay into validator-4 should make it see blocks about 1 s late: {during:.2}s (before {before:.2}s); {}",
+        (0.3..1.5).contains(&during),
+        "a 500 ms delay into member-1 should make it see blocks about 0.5 s late: {during:.2}s (before {before:.2}s); {}",
         delay.output()
     );
     let open = home.json(&["chaos", "faults"]);
     assert_eq!(
         open.as_array().unwrap().len(),
-        3,
-        "validator-4's three links are recorded: {open}"
+        4,
+        "member-1's four links are recorded: {open}"
     );
     wait_for(Duration::from_secs(60), "the delay to end", || {
         (!common::pid_alive(delay.pid())).then_some(())
     });
     let out = delay.output();
-    assert_eq!(out.matches("back on its direct path").count(), 3, "{out}");
+    assert_eq!(out.matches("back on its direct path").count(), 4, "{out}");
     delay.stop();
     assert_eq!(home.json(&["chaos", "faults"]), json!([]), "nothing left in place");
     // geth redials a peer at most once in 35 s.
     wait_for(Duration::from_secs(60), "full mesh again", || {
-        urls.iter().all(|u| peer_count(u) == 3).then_some(())
+        urls.iter().all(|u| peer_count(u) == 4).then_some(())
     });
-    let after = median_lag(&urls, 3, Duration::from_secs(6));
-    assert!(after < 0.5, "validator-4 catches up once the delay ends: {after:.2}s");
+    std::thread::sleep(Duration::from_secs(5));
+    let after = median_lag(&urls, 4, Duration::from_secs(8));
+    assert!(after < 0.3, "member-1 catches up once the delay ends: {after:.2}s");
 
     // A 2/2 partition: each half has two of four signers, so it seals at most two blocks, then stalls.
     let start = converged(&urls, 0, Duration::from_secs(30));
@@ -273,4 +288,105 @@ fn faults_of_a_killed_chaos_process_are_undone_by_recover_and_by_an_engine_start
     assert_eq!(status["status"], "running", "the network was kept: {status}");
     converged(&urls, 0, Duration::from_secs(60));
     home.ok(&["net", "down", "orphan"]);
+}
+
+/// The `chaos-clique` example as shipped, its durations shortened: delay, partition and crash each run under
+/// load, are undone and judged, then KPIs and teardown.
+#[test]
+fn the_chaos_clique_example_passes_its_verdicts_end_to_end() {
+    let home = Home::new();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags/chaos-clique.yaml");
+    let text = std::fs::read_to_string(source).unwrap();
+    let short = text
+        .replace("duration: 2m", "duration: 20s")
+        .replace("duration: 1m}", "duration: 15s}")
+        .replace("duration: 6m", "duration: 90s")
+        .replace("restart_after: 20s", "restart_after: 12s")
+        .replace("baseline: 10s", "baseline: 5s");
+    assert_ne!(short, text);
+    std::fs::write(home.dags().join("chaos-clique.yaml"), short).unwrap();
+    let output = home
+        .command()
+        .env("DAGCTL_GETH", common::client_binary("geth", "DAGCTL_GETH"))
+        .args(["dags", "test", "chaos-clique"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", common::stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    // Every phase runs, is undone and judged on all five criteria (reported, not enforced: see the DAG file).
+    for task in ["delay", "partition", "crash"] {
+        let log = section(&text, "chaos-clique", task);
+        assert!(log.contains("try 1: success ---"), "{task}: {log}");
+        for criterion in ["progress", "blocks_missed", "converged", "fork_depth", "recovered"] {
+            assert!(
+                log.contains(&format!("PASS {criterion}: ")) || log.contains(&format!("FAIL {criterion}: ")),
+                "{task} {criterion}: {log}"
+            );
+        }
+    }
+    assert!(
+        section(&text, "chaos-clique", "delay").contains("{chaos} INFO - validator-1|validator-2: rerouted through"),
+        "{text}"
+    );
+    assert!(
+        section(&text, "chaos-clique", "crash").contains("validator-3: started again"),
+        "{text}"
+    );
+    assert!(text.contains("--- chaos-clique.teardown try 1: success ---"), "{text}");
+}
+
+/// The `chaos-ibft` example as shipped, shortened, on GoQuorum 24.4.1: one validator of four partitioned away
+/// leaves a quorum and the others keep making blocks; a 2/2 split leaves none and every head stops, then the
+/// network heals; the crash of f = 1 validator does not stop it. Every verdict passes.
+#[test]
+fn the_chaos_ibft_example_keeps_going_without_f_and_stops_without_a_quorum() {
+    let home = Home::new();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags/chaos-ibft.yaml");
+    let text = std::fs::read_to_string(source).unwrap();
+    let short = text
+        .replace("duration: 2m", "duration: 20s")
+        .replace("duration: 1m}", "duration: 15s}")
+        .replace("duration: 8m", "duration: 2m")
+        .replace("restart_after: 20s", "restart_after: 12s")
+        .replace("baseline: 10s", "baseline: 5s");
+    std::fs::write(home.dags().join("chaos-ibft.yaml"), short).unwrap();
+    let output = home
+        .command()
+        .env("DAGCTL_QUORUM", common::client_binary("quorum", "DAGCTL_QUORUM"))
+        .args(["dags", "test", "chaos-ibft"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", common::stdout(&output), stderr(&output));
+    assert!(output.status.success(), "{text}");
+    assert!(!text.contains("- FAIL "), "{text}");
+    // Which untargeted heads advanced: all three without validator-4, none without a quorum.
+    let progress = |task: &str| -> Vec<i64> {
+        let log = section(&text, "chaos-ibft", task);
+        assert!(log.contains("try 1: success ---"), "{task}: {log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("PASS progress: heads of untargeted nodes advanced by"))
+            .unwrap_or_else(|| panic!("no progress line for {task}: {log}"));
+        line.rsplit("advanced by ")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let without_f = progress("partition_f");
+    assert_eq!(without_f.len(), 3);
+    assert!(
+        without_f.iter().all(|a| *a > 3),
+        "three of four keep making blocks: {without_f:?}"
+    );
+    let without_quorum = progress("partition_quorum");
+    assert_eq!(without_quorum.len(), 2);
+    assert!(
+        without_quorum.iter().all(|a| *a <= 1),
+        "no quorum, no blocks: {without_quorum:?}"
+    );
+    assert!(text.contains("--- chaos-ibft.teardown try 1: success ---"), "{text}");
 }

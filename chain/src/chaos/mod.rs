@@ -10,6 +10,7 @@ pub mod link;
 pub mod network;
 pub mod process;
 pub mod targets;
+pub mod verdict;
 
 pub use ledger::{Book, FaultLedger, Undo};
 pub use network::NetworkFault;

@@ -337,17 +337,6 @@ pub fn plan(
     fault: &NetworkFault,
     seed: u64,
 ) -> Result<Vec<LinkPlan>, String> {
-    if !matches!(record.client, Client::Geth | Client::Quorum) {
-        return Err(format!(
-            "network faults reroute peer links with admin_addPeer/admin_removePeer, which dagctl uses on geth and \
-             GoQuorum; network `{}` runs {}",
-            record.name,
-            serde_json::to_value(record.client)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        ));
-    }
     let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
     let shape_of = |x: &str, y: &str| -> Shape {
         match fault {
@@ -382,6 +371,17 @@ pub fn plan(
     };
     if others.is_empty() {
         return Err("every node is targeted: there is no link to another node to fault".into());
+    }
+    if !matches!(record.client, Client::Geth | Client::Quorum) {
+        return Err(format!(
+            "network faults reroute peer links with admin_addPeer/admin_removePeer, which dagctl uses on geth and \
+             GoQuorum; network `{}` runs {}",
+            record.name,
+            serde_json::to_value(record.client)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
     }
     let end = |i: usize| -> Result<(LinkEnd, SocketAddr), String> {
         let node = &record.nodes[i];
@@ -546,12 +546,19 @@ pub async fn apply<L: FaultLedger>(
     let mut failure = None;
     for (i, link) in links.iter().enumerate() {
         let listen = SocketAddr::new(link.target.ip(), 0);
-        // Unshaped until the link runs through it (see `LinkProxy`).
+        // A cut link is cut from the start; a delayed or limited one is unshaped until it runs through the
+        // proxy (see `LinkProxy`).
+        let cuts = link.forward.cut.is_some() || link.backward.cut.is_some();
+        let (forward, backward) = if cuts {
+            (link.forward, link.backward)
+        } else {
+            (Shape::default(), Shape::default())
+        };
         let proxy = match LinkProxy::start(
             listen,
             link.target,
-            Shape::default(),
-            Shape::default(),
+            forward,
+            backward,
             seed.wrapping_add(i as u64 * 7919),
         )
         .await
@@ -585,7 +592,8 @@ pub async fn apply<L: FaultLedger>(
         let deadline = Instant::now() + Duration::from_secs(45);
         let mut up = 0;
         for (link, proxy) in &applied {
-            while Instant::now() < deadline && !cancel.is_cancelled() {
+            let cuts = link.forward.cut.is_some() || link.backward.cut.is_some();
+            while !cuts && Instant::now() < deadline && !cancel.is_cancelled() {
                 if through_proxy(link, proxy.address).await {
                     up += 1;
                     break;

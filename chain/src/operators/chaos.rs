@@ -1,6 +1,6 @@
 //! `chain.chaos`: faults on the nodes of a running network ([`crate::chaos`]), several at once, each with its
 //! target, an optional start offset, and undone at its end, or at once when the try is stopped or times out.
-//! The XCom is every fault's report (nodes hit, steps with times).
+//! The XCom is every fault's report (nodes hit, steps with times) and, with `verdict:`, the resilience verdict.
 //!
 //! ```yaml
 //!     chaos:
@@ -19,6 +19,7 @@ use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult
 
 use crate::backend::NodeBackend;
 use crate::chaos::network::{NetemSpec, PartitionSpec};
+use crate::chaos::verdict::{VerdictSpec, Watch};
 use crate::chaos::{process, Fault, ProcessFault, Selector};
 use crate::duration::SpecDuration;
 use crate::registry::{ApiNetworks, NetworkStore};
@@ -140,6 +141,9 @@ pub struct ChaosArgs {
     /// Seed of random, percentage and `f` choices (default: the clock).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Judge the network's resilience around the faults ([`crate::chaos::verdict`]).
+    #[serde(default)]
+    pub verdict: Option<VerdictSpec>,
 }
 
 impl OperatorArgs for ChaosArgs {
@@ -152,6 +156,9 @@ impl OperatorArgs for ChaosArgs {
         }
         if self.faults.is_empty() {
             return Err(ArgIssue::new("faults", "give at least one fault"));
+        }
+        if let Some(verdict) = &self.verdict {
+            verdict.check().map_err(|e| ArgIssue::new("verdict", e))?;
         }
         for (i, fault) in self.faults.iter().enumerate() {
             if !engine::operators::is_template(&fault.target) {
@@ -216,6 +223,17 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
     }
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chaos", line);
+    let watch = match &args.verdict {
+        Some(spec) => {
+            let nodes: Vec<(String, String)> = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
+            progress(&format!(
+                "watching the network for {:?} before the faults",
+                spec.baseline()
+            ));
+            Some(Watch::baseline(spec, &nodes, &ctx.cancel).await)
+        }
+        None => None,
+    };
     let runs = planned.iter().map(|(offset, plan)| {
         let (networks, backend, name, cancel, progress) = (&networks, &backend, &name, &ctx.cancel, &progress);
         async move {
@@ -244,5 +262,35 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
     if ctx.cancel.is_cancelled() {
         return Err("the try was stopped; every fault was undone".into());
     }
-    Ok(serde_json::json!({"network": name, "seed": seed, "faults": reports}))
+    let verdict = match watch {
+        Some(watch) => {
+            let mut targeted: Vec<String> = planned.iter().flat_map(|(_, p)| p.nodes.clone()).collect();
+            targeted.sort();
+            targeted.dedup();
+            let verdict = watch.judge(&targeted, &ctx.cancel).await;
+            for c in &verdict.criteria {
+                let level = if c.passed { "info" } else { "warning" };
+                ctx.log.line(
+                    level,
+                    "verdict",
+                    &format!("{} {}: {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail),
+                );
+            }
+            Some(verdict)
+        }
+        None => None,
+    };
+    let value = serde_json::json!({"network": name, "seed": seed, "faults": reports, "verdict": verdict});
+    if let Some(v) = verdict.as_ref().filter(|v| !v.passed) {
+        if args.verdict.as_ref().and_then(|s| s.fail_task).unwrap_or(true) {
+            let failed: Vec<String> = v
+                .criteria
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            return Err(format!("the resilience verdict failed: {}", failed.join("; ")));
+        }
+    }
+    Ok(value)
 }

@@ -441,6 +441,11 @@ pub fn anvil_network(home: &Home, name: &str, nodes: u32) {
 
 /// `dagctl net up` of a geth 1.13 Clique network of `nodes` signers (1 s blocks) named `name`.
 pub fn geth_clique_network(home: &Home, name: &str, nodes: u32) {
+    geth_clique_network_with_members(home, name, nodes, 0);
+}
+
+/// Like [`geth_clique_network`], with `members` non-sealing nodes (`member-N`) besides the signers.
+pub fn geth_clique_network_with_members(home: &Home, name: &str, nodes: u32, members: u32) {
     let up = home
         .command()
         .env("DAGCTL_GETH", client_binary("geth", "DAGCTL_GETH"))
@@ -454,7 +459,14 @@ pub fn geth_clique_network(home: &Home, name: &str, nodes: u32) {
             "--block-time",
             "1",
         ])
-        .args(["--nodes", &nodes.to_string(), "--name", name])
+        .args([
+            "--nodes",
+            &nodes.to_string(),
+            "--members",
+            &members.to_string(),
+            "--name",
+            name,
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -84,12 +84,16 @@ fn median_lag(urls: &[String], slow: usize, long: Duration) -> f64 {
     lags[lags.len() / 2]
 }
 
-/// Waits until every node has the same head hash and the network advanced past `past`.
+/// Waits until every node is on one chain (the block at the lowest head is the same on all) past `past`.
 fn converged(urls: &[String], past: u64, limit: Duration) -> u64 {
-    wait_for(limit, "every node to agree on one advancing head", || {
+    wait_for(limit, "every node to be on one advancing chain", || {
         let heads: Vec<(u64, String)> = urls.iter().map(|u| head(u)).collect::<Option<_>>()?;
-        let agree = heads.iter().all(|h| h == &heads[0]);
-        (agree && heads[0].0 > past).then_some(heads[0].0)
+        let (lowest, hash) = heads.iter().min_by_key(|h| h.0)?.clone();
+        let same = urls.iter().all(|u| {
+            rpc(u, "eth_getBlockByNumber", json!([format!("0x{lowest:x}"), false]))
+                .is_some_and(|b| b["hash"].as_str() == Some(hash.as_str()))
+        });
+        (same && lowest > past).then_some(lowest)
     })
 }
 
@@ -181,7 +185,7 @@ fn delays_and_partitions_shape_real_peer_links_and_are_undone() {
     assert!(after < 0.3, "member-1 catches up once the delay ends: {after:.2}s");
 
     // A 2/2 partition: each half has two of four signers, so it seals at most two blocks, then stalls.
-    let start = converged(&urls, 0, Duration::from_secs(30));
+    let start = converged(&urls, 0, Duration::from_secs(60));
     let partition = home.spawn(&[
         "chaos",
         "--network",
@@ -214,7 +218,7 @@ fn faults_of_a_killed_chaos_process_are_undone_by_recover_and_by_an_engine_start
     common::geth_clique_network(&home, "orphan", 4);
     let all = nodes(&home, "orphan");
     let urls: Vec<String> = all.iter().map(|n| n.1.clone()).collect();
-    converged(&urls, 0, Duration::from_secs(30));
+    converged(&urls, 0, Duration::from_secs(60));
 
     // A 5-minute partition whose chaos process is SIGKILLed: the links stay cut (the proxies died with it).
     let mut partition = home.spawn(&[

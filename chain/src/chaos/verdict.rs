@@ -2,7 +2,8 @@
 //! before, during and after the faults of one `chain.chaos` task, and judged on criteria, each with its
 //! numbers and pass/fail:
 //!
-//! - `progress`: every node the faults did not target advanced its head while they ran;
+//! - `progress`: every node the faults did not target went beyond the best head of the network when they
+//!   began (catching up does not count);
 //! - `blocks_missed`: blocks the network made during the faults against what its baseline rate would have
 //!   made (at most `max_missed` of them, a fraction, may be missing);
 //! - `converged`: every node is on one chain (the block at the lowest of their heads is the same everywhere)
@@ -153,15 +154,22 @@ impl Watch {
         let fault_seconds = self.started.elapsed().as_secs_f64();
         let at_end = heads(&self.nodes).await;
         let mut criteria = Vec::new();
-        // Progress of the nodes not targeted.
+        // Progress of the nodes not targeted: new heights beyond the best head any node had when the faults
+        // began (a node that was behind and only catches up has made no progress).
+        let best_at_start = self
+            .at_start
+            .values()
+            .flatten()
+            .map(|h| h.number as i64)
+            .max()
+            .unwrap_or(0);
         let advanced: BTreeMap<&str, i64> = self
             .nodes
             .iter()
             .filter(|(n, _)| !targeted.contains(n))
             .map(|(n, _)| {
-                let before = self.at_start.get(n).cloned().flatten().map(|h| h.number as i64);
                 let after = at_end.get(n).cloned().flatten().map(|h| h.number as i64);
-                (n.as_str(), after.unwrap_or(-1) - before.unwrap_or(0))
+                (n.as_str(), after.map_or(-1, |a| (a - best_at_start).max(0)))
             })
             .collect();
         let expect_progress = self.spec.expect_progress.unwrap_or(true);

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod link;
 pub mod network;
 pub mod process;
+pub mod spec;
 pub mod targets;
 pub mod verdict;
 

@@ -14,17 +14,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::ledger::{relink, Book, FaultLedger, LinkEnd, Undo};
-use super::link::{parse_rate, Cut, Delay, Distribution, LinkProxy, Shape};
+use super::link::{Cut, LinkProxy, Shape};
 use super::process::{FaultReport, Step};
 use super::targets::Selector;
 use crate::backend::local::rpc::call;
 use crate::backend::local::NetworkRecord;
 use crate::backend::Progress;
-use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
 use crate::spec::Client;
 
@@ -65,187 +63,6 @@ pub enum NetworkFault {
         direction: CutDirection,
         mode: Cut,
     },
-}
-
-/// `delay` of `netem`, in pumba's units (milliseconds, percent).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DelaySpec {
-    pub time: u64,
-    #[serde(default)]
-    pub jitter: u64,
-    #[serde(default)]
-    pub correlation: f64,
-    #[serde(default)]
-    pub distribution: Option<String>,
-}
-
-/// `loss`, `duplicate` and `corrupt` of `netem`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PercentSpec {
-    pub percent: f64,
-    #[serde(default)]
-    pub correlation: f64,
-}
-
-/// `rate` of `netem`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateSpec {
-    /// e.g. `100kbit`, `1mbit`, `500kbps`.
-    pub rate: String,
-}
-
-/// `netem` as written in a DAG file (and built from `dagctl chaos netem` flags): one of the effects.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetemSpec {
-    pub duration: SpecDuration,
-    /// pumba's interface; here the node's peer links (nodes run on loopback).
-    #[serde(default)]
-    pub interface: Option<String>,
-    /// `egress` (netem's, the default), `ingress` or `both`.
-    #[serde(default)]
-    pub direction: Option<String>,
-    #[serde(default)]
-    pub delay: Option<DelaySpec>,
-    #[serde(default)]
-    pub loss: Option<PercentSpec>,
-    #[serde(default)]
-    pub duplicate: Option<PercentSpec>,
-    #[serde(default)]
-    pub corrupt: Option<PercentSpec>,
-    #[serde(default)]
-    pub rate: Option<RateSpec>,
-}
-
-/// `partition` as written in a DAG file (and built from `dagctl chaos partition` flags).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartitionSpec {
-    pub duration: SpecDuration,
-    /// The other group (a target selector); every node not targeted when absent.
-    #[serde(default)]
-    pub from: Option<String>,
-    /// `both` (default), `to` or `from`.
-    #[serde(default)]
-    pub direction: Option<String>,
-    /// `blackhole` (default) or `reset`.
-    #[serde(default)]
-    pub mode: Option<String>,
-}
-
-fn positive(d: SpecDuration) -> Result<Duration, String> {
-    if d.0.is_zero() {
-        Err("`duration` must be more than zero".into())
-    } else {
-        Ok(d.0)
-    }
-}
-
-fn percent(key: &str, value: f64) -> Result<f64, String> {
-    if !(0.0..=100.0).contains(&value) {
-        return Err(format!("`{key}` is a percentage: 0 to 100, not {value}"));
-    }
-    Ok(value)
-}
-
-impl NetemSpec {
-    /// The fault, checked: exactly one effect, numbers in range; what cannot be applied here is refused.
-    pub fn fault(&self) -> Result<NetworkFault, String> {
-        let given = [
-            ("delay", self.delay.is_some()),
-            ("loss", self.loss.is_some()),
-            ("duplicate", self.duplicate.is_some()),
-            ("corrupt", self.corrupt.is_some()),
-            ("rate", self.rate.is_some()),
-        ];
-        if given.iter().filter(|(_, g)| *g).count() != 1 {
-            return Err("give exactly one of delay, loss, duplicate, corrupt and rate".into());
-        }
-        let duration = positive(self.duration)?;
-        let direction = match self.direction.as_deref().unwrap_or("egress") {
-            "egress" => Direction::Egress,
-            "ingress" => Direction::Ingress,
-            "both" => Direction::Both,
-            other => return Err(format!("`direction: {other}`: expected egress, ingress or both")),
-        };
-        for (name, spec) in [
-            ("loss", &self.loss),
-            ("duplicate", &self.duplicate),
-            ("corrupt", &self.corrupt),
-        ] {
-            if let Some(spec) = spec {
-                percent(&format!("{name}.percent"), spec.percent)?;
-                percent(&format!("{name}.correlation"), spec.correlation)?;
-                return Err(format!(
-                    "netem {name} cannot be applied here: nodes run on loopback without netem (this kernel has none), \
-                     and the TCP proxy that stands in for it carries a byte stream, which cannot {} packets; \
-                     use delay, rate or partition",
-                    match name {
-                        "loss" => "lose",
-                        "duplicate" => "duplicate",
-                        _ => "corrupt",
-                    }
-                ));
-            }
-        }
-        let mut shape = Shape::default();
-        if let Some(delay) = &self.delay {
-            if delay.time == 0 {
-                return Err("`delay.time` must be more than zero milliseconds".into());
-            }
-            if delay.jitter > delay.time.saturating_mul(10) {
-                return Err("`delay.jitter` is more than ten times `delay.time`".into());
-            }
-            shape.delay = Some(Delay {
-                time: Duration::from_millis(delay.time),
-                jitter: Duration::from_millis(delay.jitter),
-                correlation: percent("delay.correlation", delay.correlation)? / 100.0,
-                distribution: delay
-                    .distribution
-                    .as_deref()
-                    .unwrap_or("uniform")
-                    .parse::<Distribution>()
-                    .map_err(|e| format!("`delay.distribution`: {e}"))?,
-            });
-        }
-        if let Some(rate) = &self.rate {
-            shape.rate = Some(parse_rate(&rate.rate).map_err(|e| format!("`rate.rate`: {e}"))?);
-        }
-        Ok(NetworkFault::Netem {
-            duration,
-            interface: self.interface.clone(),
-            direction,
-            shape,
-        })
-    }
-}
-
-impl PartitionSpec {
-    /// The fault, checked.
-    pub fn fault(&self) -> Result<NetworkFault, String> {
-        Ok(NetworkFault::Partition {
-            duration: positive(self.duration)?,
-            from: self
-                .from
-                .as_deref()
-                .map(|s| Selector::parse(s).map_err(|e| format!("`from`: {e}")))
-                .transpose()?,
-            direction: match self.direction.as_deref().unwrap_or("both") {
-                "both" => CutDirection::Both,
-                "to" => CutDirection::To,
-                "from" => CutDirection::From,
-                other => return Err(format!("`direction: {other}`: expected both, to or from")),
-            },
-            mode: match self.mode.as_deref().unwrap_or("blackhole") {
-                "blackhole" => Cut::Blackhole,
-                "reset" => Cut::Reset,
-                other => return Err(format!("`mode: {other}`: expected blackhole or reset")),
-            },
-        })
-    }
 }
 
 impl NetworkFault {
@@ -662,81 +479,10 @@ pub async fn apply<L: FaultLedger>(
 mod tests {
     use super::*;
 
-    /// Flow-style YAML of plain words and numbers as JSON: every bare word quoted.
-    fn json5(yaml: &str) -> String {
-        let mut out = String::new();
-        let mut word = String::new();
-        let flush = |word: &mut String, out: &mut String| {
-            if word.is_empty() {
-                return;
-            }
-            if word.parse::<f64>().is_ok() {
-                out.push_str(word);
-            } else {
-                out.push_str(&format!("\"{}\"", word.trim_matches('\'')));
-            }
-            word.clear();
-        };
-        for c in yaml.chars() {
-            if matches!(c, '{' | '}' | ':' | ',' | ' ')
-                && !(c == ',' && word.starts_with('\'') && !word.ends_with('\''))
-            {
-                flush(&mut word, &mut out);
-                out.push(c);
-            } else {
-                word.push(c);
-            }
-        }
-        flush(&mut word, &mut out);
-        out
-    }
+    use crate::chaos::spec::{NetemSpec, PartitionSpec};
 
     fn netem(yaml: &str) -> Result<NetworkFault, String> {
-        serde_json::from_str::<NetemSpec>(&json5(yaml))
-            .map_err(|e| e.to_string())?
-            .fault()
-    }
-
-    #[test]
-    fn the_seed_example_reads_and_what_cannot_be_applied_is_refused() {
-        let fault = netem("{duration: 5m, interface: eth1, delay: {time: 3000, jitter: 30, correlation: 20}}").unwrap();
-        let NetworkFault::Netem { shape, direction, .. } = &fault else {
-            panic!()
-        };
-        assert_eq!(*direction, Direction::Egress);
-        let delay = shape.delay.unwrap();
-        assert_eq!((delay.time.as_millis(), delay.jitter.as_millis()), (3000, 30));
-        assert!((delay.correlation - 0.2).abs() < 1e-9);
-        assert!(fault.name().contains("interface eth1"), "{}", fault.name());
-        assert!(netem("{duration: 1m, loss: {percent: 10}}")
-            .unwrap_err()
-            .contains("cannot lose"));
-        assert!(netem("{duration: 1m, loss: {percent: 120}}")
-            .unwrap_err()
-            .contains("0 to 100"));
-        assert!(netem("{duration: 1m, corrupt: {percent: 1}}")
-            .unwrap_err()
-            .contains("cannot corrupt"));
-        assert!(netem("{duration: 1m}").unwrap_err().contains("exactly one"));
-        assert!(netem("{duration: 0s, delay: {time: 10}}")
-            .unwrap_err()
-            .contains("more than zero"));
-        assert!(netem("{duration: -5s, delay: {time: 10}}")
-            .unwrap_err()
-            .contains("negative"));
-        assert!(netem("{duration: 1m, delay: {time: 10, distribution: cauchy}}")
-            .unwrap_err()
-            .contains("cauchy"));
-        assert!(netem("{duration: 1m, delay: {time: 10, correlation: 101}}")
-            .unwrap_err()
-            .contains("0 to 100"));
-        assert!(netem("{duration: 1m, rate: {rate: 1mbit}, direction: up}")
-            .unwrap_err()
-            .contains("egress"));
-        let NetworkFault::Netem { shape, .. } = netem("{duration: 1m, rate: {rate: 1mbit}}").unwrap() else {
-            panic!()
-        };
-        assert_eq!(shape.rate, Some(125_000));
+        crate::chaos::spec::read::<NetemSpec>(yaml)?.fault()
     }
 
     fn record(n: usize) -> NetworkRecord {
@@ -783,7 +529,7 @@ mod tests {
     #[test]
     fn a_partition_cuts_only_links_between_its_groups() {
         let rec = record(4);
-        let spec = |yaml: &str| serde_json::from_str::<PartitionSpec>(&json5(yaml)).unwrap().fault();
+        let spec = |yaml: &str| crate::chaos::spec::read::<PartitionSpec>(yaml).unwrap().fault();
         let fault = spec("{duration: 1m}").unwrap();
         let links = plan(&rec, &names(&["v1", "v2"]), &fault, 1).unwrap();
         let parts: Vec<String> = links.iter().map(LinkPlan::part).collect();

@@ -1,6 +1,7 @@
 //! Which nodes a fault hits, as pumba and Chaos Mesh let one say it: node names, `re2:<regex>` over names,
 //! `random:N` nodes, `P%` of the nodes (rounded down, at least one), or `f`: the most faulty validators the
-//! consensus tolerates (floor((n-1)/3) for BFT engines, a minority floor((n-1)/2) for Clique, Raft and Aura).
+//! consensus tolerates (floor((n-1)/3) for BFT engines, a minority floor((n-1)/2) for Clique, Raft and Aura),
+//! `majority` (floor(v/2)+1 of the v validators) or `validators:N`.
 //! A selector that matches no node is an error, never a fault on nothing.
 
 use crate::backend::local::NetworkRecord;
@@ -14,6 +15,10 @@ pub enum Selector {
     Random(usize),
     Percent(f64),
     Tolerated,
+    /// `majority`: more than half of the validators (floor(v/2)+1).
+    Majority,
+    /// `validators:N`: N validators at random.
+    Validators(usize),
 }
 
 impl Selector {
@@ -21,7 +26,9 @@ impl Selector {
     pub fn parse(text: &str) -> Result<Selector, String> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("an empty target; expected node names, re2:<regex>, random:N, P% or f".into());
+            return Err(
+                "an empty target; expected node names, re2:<regex>, random:N, validators:N, P%, f or majority".into(),
+            );
         }
         if let Some(pattern) = text.strip_prefix("re2:") {
             regex_lite_check(pattern)?;
@@ -47,6 +54,18 @@ impl Selector {
         }
         if text == "f" {
             return Ok(Selector::Tolerated);
+        }
+        if text == "majority" {
+            return Ok(Selector::Majority);
+        }
+        if let Some(n) = text.strip_prefix("validators:") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("`{text}`: validators:N needs a whole number of validators"))?;
+            if n == 0 {
+                return Err(format!("`{text}`: validators:0 selects no node"));
+            }
+            return Ok(Selector::Validators(n));
         }
         let names: Vec<String> = text.split(',').map(|n| n.trim().to_string()).collect();
         if names.iter().any(String::is_empty) {
@@ -101,13 +120,32 @@ impl Selector {
                 let n = ((names.len() as f64 * p / 100.0).floor() as usize).max(1);
                 shuffled(&names, seed).into_iter().take(n).map(str::to_string).collect()
             }
+            Selector::Majority | Selector::Validators(_) => {
+                let validators = validators(record);
+                let n = match self {
+                    Selector::Validators(n) => *n,
+                    _ => validators.len() / 2 + 1,
+                };
+                if n > validators.len() {
+                    return Err(format!(
+                        "{}: network `{}` has {} validator(s)",
+                        if matches!(self, Selector::Majority) {
+                            "majority".to_string()
+                        } else {
+                            format!("validators:{n}")
+                        },
+                        record.name,
+                        validators.len()
+                    ));
+                }
+                shuffled(&validators, seed)
+                    .into_iter()
+                    .take(n)
+                    .map(str::to_string)
+                    .collect()
+            }
             Selector::Tolerated => {
-                let validators: Vec<&str> = record
-                    .nodes
-                    .iter()
-                    .filter(|n| n.role == Role::Validator)
-                    .map(|n| n.name.as_str())
-                    .collect();
+                let validators = validators(record);
                 let f = tolerated(record.consensus, validators.len());
                 if f == 0 {
                     return Err(format!(
@@ -137,6 +175,15 @@ impl Selector {
         ordered.dedup();
         Ok(ordered)
     }
+}
+
+fn validators(record: &NetworkRecord) -> Vec<&str> {
+    record
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Validator)
+        .map(|n| n.name.as_str())
+        .collect()
 }
 
 /// The most faulty validators `consensus` tolerates among `n`.
@@ -229,6 +276,13 @@ mod tests {
         assert_eq!(tolerated(Consensus::Qbft, 7), 2);
         assert_eq!(tolerated(Consensus::Raft, 5), 2);
         assert_eq!(tolerated(Consensus::Interval, 3), 0);
+        // A majority of the 4 signers is 3, never the member; validators:N picks only validators.
+        let majority = pick("majority").unwrap();
+        assert_eq!(majority.len(), 3);
+        assert!(majority.iter().all(|n| n.starts_with("validator-")), "{majority:?}");
+        assert_eq!(pick("validators:4").unwrap().len(), 4);
+        assert!(pick("validators:5").unwrap_err().contains("has 4 validator(s)"));
+        assert!(pick("validators:0").is_err() && pick("validators:x").is_err());
         // What is wrong, said.
         assert!(pick("validator-9").unwrap_err().contains("has no node `validator-9`"));
         assert!(pick("re2:nothing-.*").unwrap_err().contains("matches no node"));

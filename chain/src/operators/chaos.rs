@@ -18,118 +18,13 @@ use serde::Deserialize;
 use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
 use crate::backend::NodeBackend;
-use crate::chaos::network::{NetemSpec, PartitionSpec};
+pub use crate::chaos::spec::FaultArgs;
 use crate::chaos::verdict::{VerdictSpec, Watch};
-use crate::chaos::{process, Fault, ProcessFault, Selector};
-use crate::duration::SpecDuration;
+use crate::chaos::Selector;
 use crate::registry::{ApiNetworks, NetworkStore};
 
 /// Canonical name of the chaos operator.
 pub const CHAOS: &str = "chain.chaos";
-
-/// `kill`'s settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KillArgs {
-    /// SIGKILL (default) or SIGTERM.
-    #[serde(default)]
-    pub signal: Option<String>,
-    /// Start the nodes again after this long.
-    #[serde(default)]
-    pub restart_after: Option<SpecDuration>,
-}
-
-/// A fault that lasts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lasting {
-    pub duration: SpecDuration,
-}
-
-/// One fault: exactly one of `kill`, `pause`, `stop`, `restart`, `netem`, `partition`, with its target.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultArgs {
-    /// Which nodes: names, `re2:<regex>`, `random:N`, `P%` or `f`.
-    pub target: String,
-    /// Wait this long after the task starts.
-    #[serde(default)]
-    pub offset: Option<SpecDuration>,
-    #[serde(default)]
-    pub kill: Option<KillArgs>,
-    #[serde(default)]
-    pub pause: Option<Lasting>,
-    #[serde(default)]
-    pub stop: Option<Lasting>,
-    /// `restart: {}`.
-    #[serde(default)]
-    pub restart: Option<serde_json::Map<String, serde_json::Value>>,
-    /// pumba's netem: `{duration, interface?, direction?, delay|rate: {...}}`.
-    #[serde(default)]
-    pub netem: Option<NetemSpec>,
-    /// `{duration, from?, direction?, mode?}`: the target cut off from `from` (every other node by default).
-    #[serde(default)]
-    pub partition: Option<PartitionSpec>,
-}
-
-impl FaultArgs {
-    fn fault(&self) -> Result<Fault, String> {
-        let given = [
-            self.kill.is_some(),
-            self.pause.is_some(),
-            self.stop.is_some(),
-            self.restart.is_some(),
-            self.netem.is_some(),
-            self.partition.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err("give exactly one of kill, pause, stop, restart, netem and partition".into());
-        }
-        if let Some(netem) = &self.netem {
-            return netem.fault().map(Fault::Network).map_err(|e| format!("netem: {e}"));
-        }
-        if let Some(partition) = &self.partition {
-            return partition
-                .fault()
-                .map(Fault::Network)
-                .map_err(|e| format!("partition: {e}"));
-        }
-        self.process_fault().map(Fault::Process)
-    }
-
-    fn process_fault(&self) -> Result<ProcessFault, String> {
-        let positive = |d: &SpecDuration, key: &str| {
-            if d.0.is_zero() {
-                Err(format!("`{key}` must be more than zero"))
-            } else {
-                Ok(d.0)
-            }
-        };
-        Ok(if let Some(kill) = &self.kill {
-            ProcessFault::Kill {
-                signal: process::kill_signal(kill.signal.as_deref().unwrap_or("SIGKILL"))?,
-                restart_after: kill
-                    .restart_after
-                    .as_ref()
-                    .map(|d| positive(d, "restart_after"))
-                    .transpose()?,
-            }
-        } else if let Some(pause) = &self.pause {
-            ProcessFault::Pause {
-                duration: positive(&pause.duration, "duration")?,
-            }
-        } else if let Some(stop) = &self.stop {
-            ProcessFault::Stop {
-                duration: positive(&stop.duration, "duration")?,
-            }
-        } else {
-            if self.restart.as_ref().is_some_and(|r| !r.is_empty()) {
-                return Err("`restart` takes no settings: write `restart: {}`".into());
-            }
-            ProcessFault::Restart
-        })
-    }
-}
 
 /// The arguments of `chain.chaos`.
 #[derive(Debug, Clone, Deserialize)]

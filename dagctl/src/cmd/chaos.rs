@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use chain::chaos::network::{DelaySpec, NetemSpec, PartitionSpec, PercentSpec, RateSpec};
+use chain::chaos::spec::{DelaySpec, NetemSpec, PartitionSpec, PercentSpec, RateSpec};
 use chain::chaos::{process, Fault, ProcessFault, Selector};
 use chain::lifecycle;
 use tokio_util::sync::CancellationToken;

@@ -32,6 +32,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod certify;
 pub mod chaos;
 mod clients;
 mod duration;

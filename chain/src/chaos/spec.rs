@@ -235,6 +235,37 @@ pub struct FaultArgs {
     /// `{duration, from?, direction?, mode?}`: the target cut off from `from` (every other node by default).
     #[serde(default)]
     pub partition: Option<PartitionSpec>,
+    /// `{offset: +30s, duration}`: the node's clock skewed (read, and refused when planned: see
+    /// [`super::clock_refusal`]).
+    #[serde(default)]
+    pub clock: Option<ClockSpec>,
+}
+
+/// `clock` skew: `offset` is a signed duration (`+30s`, `-2m`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    pub offset: String,
+    pub duration: SpecDuration,
+}
+
+impl ClockSpec {
+    pub fn fault(&self) -> Result<Fault, String> {
+        let text = self.offset.trim();
+        let (sign, rest) = match text.strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let d = engine::duration::parse_duration_str(rest)
+            .map_err(|e| format!("`offset`: {e} (a signed duration: +30s, -2m)"))?;
+        if d.is_zero() {
+            return Err("`offset` must not be zero".into());
+        }
+        Ok(Fault::Clock {
+            offset_seconds: sign * d.as_secs() as i64,
+            duration: positive(self.duration)?,
+        })
+    }
 }
 
 impl FaultArgs {
@@ -247,9 +278,13 @@ impl FaultArgs {
             self.restart.is_some(),
             self.netem.is_some(),
             self.partition.is_some(),
+            self.clock.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err("give exactly one of kill, pause, stop, restart, netem and partition".into());
+            return Err("give exactly one of kill, pause, stop, restart, netem, partition and clock".into());
+        }
+        if let Some(clock) = &self.clock {
+            return clock.fault().map_err(|e| format!("clock: {e}"));
         }
         if let Some(netem) = &self.netem {
             return netem.fault().map(Fault::Network).map_err(|e| format!("netem: {e}"));

@@ -25,7 +25,7 @@ use crate::backend::local::rpc::NodeRpc;
 use crate::duration::SpecDuration;
 
 /// What the verdict expects, as written in a DAG file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictSpec {
     /// How long to watch before the faults (default 10 s).

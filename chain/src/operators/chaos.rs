@@ -20,7 +20,7 @@ use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult
 use crate::backend::NodeBackend;
 pub use crate::chaos::spec::FaultArgs;
 use crate::chaos::verdict::{VerdictSpec, Watch};
-use crate::chaos::Selector;
+use crate::chaos::{episode, Selector};
 use crate::registry::{ApiNetworks, NetworkStore};
 
 /// Canonical name of the chaos operator.
@@ -106,16 +106,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
         .seed
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
     // Every target is chosen before any fault is applied: a bad one applies nothing.
-    let mut planned = Vec::new();
-    for (i, fault) in args.faults.iter().enumerate() {
-        let selector = Selector::parse(&fault.target).map_err(|e| format!("faults.{i}.target: {e}"))?;
-        let kind = fault.fault().map_err(|e| format!("faults.{i}: {e}"))?;
-        let plan = crate::chaos::plan(&record, &selector, kind, seed.wrapping_add(i as u64)).map_err(|e| {
-            let key = if e.target { "target" } else { "fault" };
-            format!("faults.{i}.{key}: {}", e.message)
-        })?;
-        planned.push((fault.offset.map(|d| d.0).unwrap_or_default(), plan));
-    }
+    let planned = episode::plan(&record, &args.faults, seed)?;
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chaos", line);
     let watch = match &args.verdict {
@@ -129,40 +120,22 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
         }
         None => None,
     };
-    let runs = planned.iter().map(|(offset, plan)| {
-        let (networks, backend, name, cancel, progress) = (&networks, &backend, &name, &ctx.cancel, &progress);
-        async move {
-            tokio::select! {
-                _ = cancel.cancelled() => return Err("cancelled before it began".to_string()),
-                _ = tokio::time::sleep(*offset) => {}
-            }
-            progress(&format!("{} on {}", plan.fault.name(), plan.nodes.join(", ")));
-            crate::chaos::apply(networks, backend.as_ref(), networks, name, plan, cancel, progress)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    });
-    let results = futures_util::future::join_all(runs).await;
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    for (i, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(report) => reports.push(report),
-            Err(err) => errors.push(format!("fault {i}: {err}")),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
+    let reports = episode::run(
+        &networks,
+        backend.as_ref(),
+        &networks,
+        &name,
+        &planned,
+        &ctx.cancel,
+        &progress,
+    )
+    .await?;
     if ctx.cancel.is_cancelled() {
         return Err("the try was stopped; every fault was undone".into());
     }
     let verdict = match watch {
         Some(watch) => {
-            let mut targeted: Vec<String> = planned.iter().flat_map(|(_, p)| p.nodes.clone()).collect();
-            targeted.sort();
-            targeted.dedup();
-            let verdict = watch.judge(&targeted, &ctx.cancel).await;
+            let verdict = watch.judge(&episode::targeted(&planned), &ctx.cancel).await;
             for c in &verdict.criteria {
                 let level = if c.passed { "info" } else { "warning" };
                 ctx.log.line(

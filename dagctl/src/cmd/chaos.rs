@@ -85,6 +85,14 @@ pub enum FaultCommand {
         #[arg(long)]
         mode: Option<String>,
     },
+    /// Skew the target node's clock by --offset (+30s, -2m) for a duration (refused here with the reason:
+    /// no mechanism on this machine reaches a Go client's clock)
+    Clock {
+        #[arg(long, allow_hyphen_values = true)]
+        offset: String,
+        #[arg(long)]
+        duration: String,
+    },
     /// List the faults in place now (recorded and not undone), with who applied them
     Faults,
     /// Undo the faults of processes that died mid-fault (with --all: every open fault of this host)
@@ -214,6 +222,12 @@ fn fault_of(command: &FaultCommand) -> Result<Fault> {
             };
             Fault::Network(spec.fault().map_err(|e| anyhow!("partition: {e}"))?)
         }
+        FaultCommand::Clock { offset, duration } => chain::chaos::spec::ClockSpec {
+            offset: offset.clone(),
+            duration: spec_duration("duration", duration)?,
+        }
+        .fault()
+        .map_err(|e| anyhow!("clock: {e}"))?,
         FaultCommand::Recover { .. } | FaultCommand::Faults => bail!("not a fault"),
         other => Fault::Process(process_fault_of(other)?),
     })

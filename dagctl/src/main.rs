@@ -77,6 +77,9 @@ enum Command {
     /// What a network's nodes (or one node's URL) expose over JSON-RPC: namespaces, binding, CORS, hosts,
     /// unlocked accounts, discovery
     Audit(cmd::audit::AuditArgs),
+    /// Run a network through a resilience profile (gos-v1): faults, attacks, an exposure audit; a 0-100
+    /// score and a hashed, optionally signed report (`certify verify` checks one)
+    Certify(Box<cmd::certify::CertifyArgs>),
     /// KPIs of a run: throughput, latency, errors, blocks, nodes' resources, a configuration recommendation
     Kpi(cmd::kpi::KpiArgs),
     /// Install pinned blockchain clients into the data dir
@@ -452,6 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kpi(args) => cmd::kpi::kpi(&config, &args).await,
         Command::Audit(args) => cmd::audit::audit(&config, &args).await,
         Command::Chaos(args) => cmd::chaos::chaos(&config, &args).await,
+        Command::Certify(args) => cmd::certify::certify(&config, &args).await,
         Command::Net(command) => match command {
             NetCommand::Up(args) => cmd::net::up(&config, *args).await,
             NetCommand::Down { name } => cmd::net::down(&config, &name).await,

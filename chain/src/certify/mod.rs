@@ -235,6 +235,14 @@ where
                 }
             }
         }
+        // The window lasts at least as long as the baseline, so progress and missed blocks are measured over
+        // comparable spans (a burst of hostile requests may be over in a fraction of a block time).
+        if let Some(rest) = spec.baseline().checked_sub(watch.elapsed()) {
+            tokio::select! {
+                _ = bench.cancel.cancelled() => {}
+                _ = tokio::time::sleep(rest) => {}
+            }
+        }
         load_cancel.cancel();
         (watch, faults, attack)
     };

@@ -3,7 +3,9 @@
 //! operators' reports can be compared and checked; optionally signed with the operator's ed25519 key.
 //!
 //! The digest is SHA-256 over the report's canonical JSON (keys sorted, no spaces) without `digest` and
-//! `signature`; the signature is ed25519 over the digest's text (`sha256:<hex>`).
+//! `signature`; the signature is ed25519 over the digest's text (`sha256:<hex>`). Numbers that are not whole
+//! are kept to 6 decimals when the report is sealed: a JSON parser reads such a number back to the very same
+//! double (at most 15 significant digits), so the digest survives a trip through a file and any reader.
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
@@ -151,10 +153,25 @@ pub fn canonical(value: &Value) -> String {
     }
 }
 
+/// `value` with every number that is not whole rounded to 6 decimals.
+pub fn rounded(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or_default();
+            serde_json::Number::from_f64((x * 1e6).round() / 1e6)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(rounded).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+        other => other,
+    }
+}
+
 impl Report {
     /// The digest of everything but `digest` and `signature`.
     pub fn compute_digest(&self) -> Result<String, String> {
-        let mut value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let mut value = rounded(serde_json::to_value(self).map_err(|e| e.to_string())?);
         if let Value::Object(map) = &mut value {
             map.remove("digest");
             map.remove("signature");
@@ -167,6 +184,8 @@ impl Report {
 
     /// Sets the digest, and signs it with `key` when given.
     pub fn seal(&mut self, key: Option<&SigningKey>) -> Result<(), String> {
+        *self = serde_json::from_value(rounded(serde_json::to_value(&*self).map_err(|e| e.to_string())?))
+            .map_err(|e| e.to_string())?;
         let digest = self.compute_digest()?;
         self.signature = key.map(|key| Signature {
             algorithm: "ed25519".into(),
@@ -319,6 +338,26 @@ mod tests {
         assert_eq!((r.score, r.coverage), (66.7, 60.0));
         assert_eq!(r.scenarios[1].status, Status::Failed);
         assert_eq!(r.scenarios[0].status, Status::Passed);
+    }
+
+    #[test]
+    fn a_digest_survives_numbers_that_do_not_read_back_exactly() {
+        // Doubles with 17 significant digits, as measurements give: serde_json's default parser may read some
+        // back one unit off in the last place; rounded to 6 decimals they read back exactly.
+        let mut r = report();
+        let mut x = 0.1f64;
+        let values: Vec<Value> = (0..2000)
+            .map(|i| {
+                x = (x * 7.919 + i as f64 / 3.0).fract() * 1000.0 + 1.0 / 7.0;
+                json!(x)
+            })
+            .collect();
+        r.scenarios[0].evidence = json!({"samples": values});
+        r.seal(None).unwrap();
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        back.verify(None).unwrap();
+        assert_eq!(rounded(json!(0.123456789)), json!(0.123457));
+        assert_eq!(rounded(json!(5)), json!(5));
     }
 
     #[test]

@@ -179,10 +179,14 @@ async fn alive(url: &str, within: Duration) -> bool {
 
 /// Runs the load generator with `args` (JSON of [`crate::load::LoadArgs`]) at `nodes` on a thread of its own.
 pub async fn load(
-    args: Value,
+    mut args: Value,
     nodes: &[(String, String)],
     cancel: &CancellationToken,
 ) -> Result<crate::load::summary::Summary, String> {
+    // The nodes are given here, not found by a network's name: the name only satisfies the arguments' check.
+    if args.get("network").is_none() && args.get("url").is_none() {
+        args["network"] = json!("attacked-nodes");
+    }
     let args: crate::load::LoadArgs = serde_json::from_value(args).map_err(|e| e.to_string())?;
     let plan = args.plan().map_err(|i| format!("{}: {}", i.key, i.message))?;
     let setup = crate::load::Setup::of(&args, nodes.to_vec(), Default::default(), None)?;

@@ -149,6 +149,11 @@ impl Watch {
         }
     }
 
+    /// How long since the baseline ended (the faults' window so far).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Judges the faults that just ended; `targeted` are the nodes they hit.
     pub async fn judge(self, targeted: &[String], cancel: &CancellationToken) -> Verdict {
         let fault_seconds = self.started.elapsed().as_secs_f64();

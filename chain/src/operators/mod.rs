@@ -7,6 +7,7 @@
 //! try started ([`worker::operator::OperatorContext::xcoms`]).
 
 mod audit;
+mod certify;
 mod chaos;
 mod deploy_network;
 mod load_test;
@@ -22,6 +23,7 @@ use worker::operator::Operators;
 use crate::backend::NodeBackend;
 
 pub use audit::AUDIT;
+pub use certify::CERTIFY;
 pub use chaos::CHAOS;
 pub use deploy_network::{default_network_name, DEPLOY_NETWORK};
 pub use load_test::LOAD_TEST;
@@ -46,6 +48,10 @@ pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Ar
     }));
     operators.add(Arc::new(chaos::Chaos {
         backend: backend.clone(),
+    }));
+    operators.add(Arc::new(certify::Certify {
+        backend: backend.clone(),
+        reports_dir: settings.load_dir.clone(),
     }));
     operators.add(Arc::new(teardown::Teardown { backend }));
     operators.add(Arc::new(audit::Audit));

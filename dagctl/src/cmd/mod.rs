@@ -4,6 +4,7 @@ pub mod bench_kpi;
 pub mod bench_load;
 pub mod bench_monitor;
 pub mod bench_web;
+pub mod certify;
 pub mod chaos;
 pub mod clients;
 pub mod dags;

@@ -15,6 +15,8 @@ pub struct Home {
     pub dir: tempfile::TempDir,
     pub database_url: Option<String>,
     pg_name: Option<String>,
+    /// Networks brought up by the helpers below: torn down when the home is dropped, even by a failed test.
+    networks: std::cell::RefCell<Vec<String>>,
 }
 
 impl Home {
@@ -25,6 +27,7 @@ impl Home {
             dir,
             database_url: None,
             pg_name: None,
+            networks: Default::default(),
         }
     }
 
@@ -138,8 +141,25 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Tears network `name` down when the home is dropped (a test that fails half-way leaves no node behind).
+    pub fn down_at_end(&self, name: &str) {
+        self.networks.borrow_mut().push(name.to_string());
+    }
+}
+
 impl Drop for Home {
     fn drop(&mut self) {
+        for name in self.networks.take() {
+            // Already down when the test ended well: the error is expected and ignored.
+            let _ = self
+                .command()
+                .args(["net", "down", &name])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         if let Some(name) = self.pg_name.take() {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 rt.block_on(engine::testing::drop_pg_database(&name));
@@ -419,6 +439,7 @@ pub fn python() -> String {
 /// `dagctl net up` of an anvil network of `nodes` nodes (1 s blocks) named `name`; panics with its stderr on
 /// failure.
 pub fn anvil_network(home: &Home, name: &str, nodes: u32) {
+    home.down_at_end(name);
     let up = home
         .command()
         .env("DAGCTL_ANVIL", client_binary("anvil", "DAGCTL_ANVIL"))
@@ -446,6 +467,7 @@ pub fn geth_clique_network(home: &Home, name: &str, nodes: u32) {
 
 /// Like [`geth_clique_network`], with `members` non-sealing nodes (`member-N`) besides the signers.
 pub fn geth_clique_network_with_members(home: &Home, name: &str, nodes: u32, members: u32) {
+    home.down_at_end(name);
     let up = home
         .command()
         .env("DAGCTL_GETH", client_binary("geth", "DAGCTL_GETH"))

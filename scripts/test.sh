@@ -26,6 +26,8 @@ DAGCTL_NODE_TOOLS=$(./scripts/install-node-tools.sh "$cache/node")
 DAGCTL_CHROMIUM=$(./scripts/ensure-chromium.sh)
 # The load benchmark's baselines: Debian's wrk (locust is in the venv above).
 DAGCTL_WRK=$(./scripts/ensure-wrk.sh)
+# The `stress` chaos fault's stress-ng (Debian's, found on PATH).
+./scripts/ensure-stress-ng.sh >/dev/null
 export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM DAGCTL_WRK
 
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -393,3 +393,162 @@ fn the_chaos_operator_runs_faults_side_by_side_in_a_dag() {
         "{text}"
     );
 }
+
+/// The `stress-ng` processes of chaos faults: those tagged (`DAGCTL_CHAOS_TAG` in their environment) and
+/// the workers in their process groups (which rename themselves and lose the tag).
+fn tagged_stress() -> Vec<u32> {
+    let stress: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("stress-ng")))
+        .collect();
+    let leaders: Vec<u32> = stress
+        .iter()
+        .copied()
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|v| v.starts_with(b"DAGCTL_CHAOS_TAG="))
+        })
+        .collect();
+    stress
+        .into_iter()
+        .filter(|pid| leaders.contains(pid) || process_group(*pid).is_some_and(|g| leaders.contains(&g)))
+        .collect()
+}
+
+/// The process group of `pid`.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// CPU ticks (user + system) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|r| r.1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn stress_loads_the_host_with_stress_ng_and_is_undone_also_after_a_kill() {
+    let home = Home::new();
+    common::anvil_network(&home, "stressed", 2);
+    // Ours alone: another test's stress-ng would be counted.
+    assert!(tagged_stress().is_empty(), "a stress-ng of another fault runs");
+    let stress = home.spawn(&[
+        "chaos",
+        "--network",
+        "stressed",
+        "stress",
+        "--duration",
+        "4s",
+        "--cpu",
+        "1",
+        "--cpu-load",
+        "50",
+        "--memory",
+        "16M",
+        "--target",
+        "node-1",
+        "-o",
+        "json",
+    ]);
+    let running = wait_for(Duration::from_secs(20), "stress-ng to run", || {
+        let pids = tagged_stress();
+        (!pids.is_empty()).then_some(pids)
+    });
+    let faults = home.ok(&["chaos", "faults"]);
+    assert!(faults.contains("stressed stress node-1"), "{faults}");
+    // It burns CPU: its workers use ticks (the tagged processes are stress-ng's parent and workers).
+    let before: u64 = running.iter().map(|p| cpu_ticks(*p)).sum();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after: u64 = tagged_stress().iter().map(|p| cpu_ticks(*p)).sum();
+    assert!(
+        after > before + 20,
+        "stress-ng used {} ticks in 1.5 s: {running:?} then {:?}",
+        after - before,
+        tagged_stress()
+    );
+    wait_for(Duration::from_secs(20), "the stress to end", || {
+        stress
+            .child
+            .as_ref()
+            .map(|_| ())
+            .filter(|_| !common::pid_alive(stress.pid()))
+    });
+    let output = stress.output();
+    let json = &output[output.find('{').unwrap_or(0)..];
+    let report: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {output}"));
+    assert_eq!(report["nodes"], serde_json::json!(["node-1"]));
+    assert!(
+        report["fault"].as_str().unwrap().contains("1 CPU worker(s) at 50%"),
+        "{report}"
+    );
+    assert!(
+        tagged_stress().is_empty(),
+        "stress-ng left behind: {:?}",
+        tagged_stress()
+    );
+    assert_eq!(home.ok(&["chaos", "faults"]).trim(), "no fault in place");
+
+    // SIGKILL of the command mid-stress: stress-ng outlives it until `chaos recover` kills it by its tag.
+    let mut long = home.spawn(&[
+        "chaos",
+        "--network",
+        "stressed",
+        "stress",
+        "--duration",
+        "5m",
+        "--cpu",
+        "1",
+        "--cpu-load",
+        "10",
+        "--target",
+        "node-2",
+    ]);
+    wait_for(Duration::from_secs(20), "stress-ng to run", || {
+        (!tagged_stress().is_empty()).then_some(())
+    });
+    long.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !tagged_stress().is_empty(),
+        "stress-ng ended with its owner: nothing to recover"
+    );
+    let out = home.run(&["chaos", "recover"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("undid 1 fault part(s)"), "{}", stdout(&out));
+    wait_for(Duration::from_secs(5), "stress-ng to be gone", || {
+        tagged_stress().is_empty().then_some(())
+    });
+    // Bad settings are one line, naming the flag, and nothing runs.
+    let bad = home.run(&[
+        "chaos",
+        "--network",
+        "stressed",
+        "stress",
+        "--duration",
+        "5s",
+        "--cpu-load",
+        "120",
+        "--cpu",
+        "1",
+        "--target",
+        "node-1",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("stress: `cpu_load` is a percentage"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(tagged_stress().is_empty());
+    home.ok(&["net", "down", "stressed"]);
+}

@@ -32,6 +32,8 @@ pub enum Undo {
     /// Put a peer link rerouted through a proxy back on its direct path: on `a`, drop the peer `b` (by id,
     /// whatever address it has) and add it at its own address; on `b`, add `a` at its own.
     Relink { a: LinkEnd, b: LinkEnd },
+    /// Kill the processes tagged `tag` (a `stress-ng`, see [`super::stress`]).
+    Kill { tag: String },
 }
 
 /// One end of a peer link: what it takes to rewire it over JSON-RPC.
@@ -203,6 +205,11 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
     undo: &Undo,
     progress: Progress<'_>,
 ) -> Result<()> {
+    // A tagged process is killed whatever became of its network.
+    if let Undo::Kill { tag } = undo {
+        super::stress::kill_tagged(tag).await;
+        return Ok(());
+    }
     let running = match store.get_network(network).await {
         Ok(row) => row.status == "running",
         Err(Error::NotFound(_)) => false,
@@ -230,6 +237,7 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
             Ok(())
         }
         Undo::Relink { a, b } => relink(a, b).await,
+        Undo::Kill { .. } => Ok(()),
     }
 }
 

@@ -3,8 +3,9 @@
 //! peer links ([`network`]: netem delay and rate, partitions) through a fault-injecting TCP proxy ([`link`]);
 //! and the ledger ([`ledger`]) that records every part of a fault before it is applied, so whatever happens
 //! to the process that applied it, the engine undoes it; several faults as one episode ([`episode`]); attacks
-//! beside them ([`attack`]); the resilience verdict ([`verdict`]). Clock skew is read and refused with the
-//! reason (no mechanism here reaches a Go client's clock); stress is not built yet (see `docs/chaos.md`).
+//! beside them ([`attack`]); the resilience verdict ([`verdict`]). CPU and memory pressure ([`stress`],
+//! `stress-ng`). Clock skew is read and refused with the reason (no mechanism here reaches a Go client's clock;
+//! see `docs/chaos.md`).
 
 pub mod attack;
 pub mod episode;
@@ -13,6 +14,7 @@ pub mod link;
 pub mod network;
 pub mod process;
 pub mod spec;
+pub mod stress;
 pub mod targets;
 pub mod verdict;
 
@@ -26,6 +28,8 @@ pub use targets::Selector;
 pub enum Fault {
     Process(ProcessFault),
     Network(NetworkFault),
+    /// CPU and memory pressure on the targets' host (`stress-ng`).
+    Stress(stress::StressFault),
     /// One node's clock off by `offset_seconds` for `duration`.
     Clock {
         offset_seconds: i64,
@@ -38,6 +42,7 @@ impl Fault {
         match self {
             Fault::Process(f) => f.name(),
             Fault::Network(f) => f.name(),
+            Fault::Stress(f) => f.name(),
             Fault::Clock {
                 offset_seconds,
                 duration,
@@ -93,7 +98,7 @@ pub fn plan(
         Fault::Network(f) => {
             network::plan(record, &nodes, f, seed).map_err(|message| PlanError { target: false, message })?
         }
-        Fault::Process(_) => Vec::new(),
+        Fault::Process(_) | Fault::Stress(_) => Vec::new(),
         Fault::Clock { .. } => {
             return Err(PlanError {
                 target: false,
@@ -141,6 +146,12 @@ where
                 progress,
             )
             .await
+        }
+        Fault::Stress(fault) => {
+            let row = store.get_network(name).await?;
+            let record = crate::lifecycle::record_of(&row)?
+                .ok_or_else(|| crate::error::Error::Rejected(format!("network `{name}` has no nodes recorded")))?;
+            stress::apply(&book, &record, &planned.nodes, fault, cancel, progress).await
         }
         Fault::Clock { .. } => Err(crate::error::Error::Rejected(
             "clock skew cannot be applied here (refused when planned)".into(),

@@ -239,6 +239,9 @@ pub struct FaultArgs {
     /// [`super::clock_refusal`]).
     #[serde(default)]
     pub clock: Option<ClockSpec>,
+    /// `{duration, cpu?, cpu_load?, memory?, vm?}`: `stress-ng` on the target's host.
+    #[serde(default)]
+    pub stress: Option<super::stress::StressSpec>,
 }
 
 /// `clock` skew: `offset` is a signed duration (`+30s`, `-2m`).
@@ -279,9 +282,13 @@ impl FaultArgs {
             self.netem.is_some(),
             self.partition.is_some(),
             self.clock.is_some(),
+            self.stress.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err("give exactly one of kill, pause, stop, restart, netem, partition and clock".into());
+            return Err("give exactly one of kill, pause, stop, restart, netem, partition, stress and clock".into());
+        }
+        if let Some(stress) = &self.stress {
+            return stress.fault().map(Fault::Stress).map_err(|e| format!("stress: {e}"));
         }
         if let Some(clock) = &self.clock {
             return clock.fault().map_err(|e| format!("clock: {e}"));

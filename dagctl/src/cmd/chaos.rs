@@ -85,6 +85,24 @@ pub enum FaultCommand {
         #[arg(long)]
         mode: Option<String>,
     },
+    /// CPU and memory pressure on the target nodes' host for a duration (Debian's stress-ng, pinned to the
+    /// CPUs each node may run on)
+    Stress {
+        #[arg(long)]
+        duration: String,
+        /// CPU workers
+        #[arg(long)]
+        cpu: Option<u32>,
+        /// Each CPU worker's load, percent (default 100)
+        #[arg(long)]
+        cpu_load: Option<u32>,
+        /// Memory each memory worker touches: 256M, 1G, 50%
+        #[arg(long)]
+        memory: Option<String>,
+        /// Memory workers (default 1 with --memory)
+        #[arg(long)]
+        vm: Option<u32>,
+    },
     /// Skew the target node's clock by --offset (+30s, -2m) for a duration (refused here with the reason:
     /// no mechanism on this machine reaches a Go client's clock)
     Clock {
@@ -222,6 +240,23 @@ fn fault_of(command: &FaultCommand) -> Result<Fault> {
             };
             Fault::Network(spec.fault().map_err(|e| anyhow!("partition: {e}"))?)
         }
+        FaultCommand::Stress {
+            duration,
+            cpu,
+            cpu_load,
+            memory,
+            vm,
+        } => Fault::Stress(
+            chain::chaos::stress::StressSpec {
+                duration: spec_duration("duration", duration)?,
+                cpu: *cpu,
+                cpu_load: *cpu_load,
+                memory: memory.clone(),
+                vm: *vm,
+            }
+            .fault()
+            .map_err(|e| anyhow!("stress: {e}"))?,
+        ),
         FaultCommand::Clock { offset, duration } => chain::chaos::spec::ClockSpec {
             offset: offset.clone(),
             duration: spec_duration("duration", duration)?,

@@ -267,7 +267,7 @@ fn bad_profiles_and_arguments_are_one_line_errors() {
     }
     let listed = home.ok(&["certify", "profile"]);
     assert!(listed.starts_with("gos v1 (gos-v1 (bundled)), sha256 "), "{listed}");
-    assert_eq!(listed.lines().count(), 12, "{listed}");
+    assert_eq!(listed.lines().count(), 13, "{listed}");
     // A DAG naming a scenario the profile lacks is refused at import, naming the key.
     home.write_dag(
         "c.yaml",

@@ -338,4 +338,23 @@ fn the_chaos_clique_example_passes_its_verdicts_end_to_end() {
         "{text}"
     );
     assert!(text.contains("--- chaos-clique.teardown try 1: success ---"), "{text}");
+    // The run's KPIs hold each chaos task: its faults, verdict, and KPIs during them against the span before.
+    let kpis = section(&text, "chaos-clique", "kpis");
+    for task in ["delay", "partition", "crash"] {
+        assert!(kpis.contains(&format!("chaos {task} (")), "{task}: {kpis}");
+    }
+    let line = kpis
+        .lines()
+        .skip_while(|l| !l.contains("chaos partition ("))
+        .find(|l| l.contains("during vs before: blocks/s"))
+        .unwrap_or_else(|| panic!("{kpis}"));
+    let rates: Vec<f64> = line
+        .split("blocks/s ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .map(|r| r.split(" vs ").filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    assert_eq!(rates.len(), 2, "{line}");
+    // A 2/2 Clique split seals at most two blocks a side, then stalls: far fewer blocks than before it.
+    assert!(rates[0] < 0.6 * rates[1], "partition: {line}");
 }

@@ -282,11 +282,9 @@ where
             began.elapsed().as_secs_f64(),
         );
     }
-    let mut targeted = episode::targeted(&planned);
-    targeted.extend(attacked.iter().map(|(n, _)| n.clone()));
-    targeted.sort();
-    targeted.dedup();
-    let verdict = watch.judge(&targeted, bench.cancel).await;
+    // Attacked nodes are judged like the others: an attack on a node's JSON-RPC must not stop it following
+    // (or making) the chain.
+    let verdict = watch.judge(&episode::targeted(&planned), bench.cancel).await;
     let mut criteria = verdict.criteria.clone();
     evidence["verdict"] = json!({
         "baseline_blocks_per_second": verdict.baseline_blocks_per_second,

@@ -45,8 +45,8 @@ pub enum FloodRate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FloodSpec {
-    /// Calls per second over all targets, or `breaking_point` (searched first: from 200/s up by 400 every 3 s,
-    /// until a step fails more than 1 % of calls or its p99 passes 1 s).
+    /// Calls per second over all targets, or `breaking_point` (searched first: from 500/s up by 1000 every 2 s,
+    /// until a step fails more than 1 % of calls or its p99 passes 1 s, at most 15 steps).
     pub rate: FloodRate,
     pub duration: SpecDuration,
     /// The breaking point times this (default 1).
@@ -226,15 +226,24 @@ async fn run_flood(
     let (rate, search) = match &flood.rate {
         FloodRate::Rate(r) => (*r, Value::Null),
         FloodRate::Named(_) => {
-            progress("rpc_flood: searching the breaking point (from 200/s, up by 400 every 3 s)");
+            progress("rpc_flood: searching the breaking point (from 500/s, up by 1000 every 2 s)");
             let summary = load(
-                json!({"step": {"start": 200, "increase": 400, "for": "3s", "max_steps": 10,
+                json!({"step": {"start": 500, "increase": 1000, "for": "2s", "max_steps": 15,
                     "max_error_rate": 0.01, "max_p99": "1s"}, "workload": workload}),
                 nodes,
                 cancel,
             )
             .await?;
             let found = summary.sustainable_rate.unwrap_or(200.0).max(1.0);
+            let broke = summary.steps.iter().any(|s| s.broke.is_some());
+            progress(&format!(
+                "rpc_flood: {}",
+                if broke {
+                    format!("the node broke past {found:.0} calls/s")
+                } else {
+                    format!("no step broke the node up to {found:.0} calls/s (the generator's limit, or the search's)")
+                }
+            ));
             let steps: Vec<Value> = summary
                 .steps
                 .iter()

@@ -121,7 +121,9 @@ pub async fn gather(
             }
         }
     }
-    Ok((etl.finish(options), gathered))
+    let mut kpis = etl.finish(options);
+    kpis.resilience = super::resilience::phases(xcoms, kpis.charts.nodes.get("head"), &kpis.loads);
+    Ok((kpis, gathered))
 }
 
 async fn read_samples(

@@ -15,6 +15,7 @@ pub mod network;
 pub mod recommend;
 pub mod records;
 pub mod report;
+pub mod resilience;
 pub mod stats;
 pub mod svg;
 pub mod trend;
@@ -93,6 +94,9 @@ pub struct Kpis {
     /// Figures worse than the last runs' noise allows.
     #[serde(default)]
     pub regressions: Vec<trend::Regression>,
+    /// The run's chaos tasks: faults, verdicts, and KPIs during the faults against the span before them.
+    #[serde(default)]
+    pub resilience: Vec<resilience::ChaosPhase>,
 }
 
 /// What the report draws beyond the loads' own series.
@@ -371,6 +375,7 @@ impl Etl {
             scalars: BTreeMap::new(),
             trend: Vec::new(),
             regressions: Vec::new(),
+            resilience: Vec::new(),
         };
         kpis.scalars = trend::scalars(&kpis);
         kpis
@@ -596,6 +601,7 @@ impl Kpis {
                 out.push_str(&format!("  note: {note}\n"));
             }
         }
+        out.push_str(&resilience::table(&self.resilience));
         if let Some(blocks) = &self.blocks {
             if let Some(bt) = &blocks.block_time_s {
                 out.push_str(&format!(

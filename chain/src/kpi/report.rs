@@ -14,7 +14,7 @@ th{background:#f4f4f5}td.l,th.l{text-align:left}.charts{display:flex;flex-wrap:w
 .chart{width:640px;height:260px;border:1px solid #eee;background:#fff}.chart .title{font-weight:600;font-size:12px}\
 .chart .tick,.chart .legend,.chart .label,.chart .spanlabel{font-size:10px}.chart .none{fill:#999}\
 .chart .axis{stroke:#444}.chart .grid{stroke:#eee}.chart .line{fill:none;stroke-width:1.5}\
-.chart .span{fill:#fde68a;opacity:.35}.chart .bar{fill:#60a5fa}.note{color:#92400e}.bad{color:#b91c1c;font-weight:600}";
+.chart .span{fill:#fde68a;opacity:.35}.chart .bar{fill:#60a5fa}.note{color:#92400e}.bad{color:#b91c1c;font-weight:600}.ok{color:#166534}";
 
 fn latency_cells(l: &Latency) -> String {
     format!(
@@ -185,6 +185,7 @@ pub fn html(kpis: &Kpis) -> String {
         out.push_str("</div>");
     }
     network(&mut out, kpis);
+    resilience(&mut out, kpis);
     recommendation(&mut out, kpis);
     if !kpis.log_lines.is_empty() {
         out.push_str("<h2>Log lines by level</h2><table><tr><th class=\"l\">node</th><th class=\"l\">level</th><th>lines</th></tr>");
@@ -234,6 +235,48 @@ pub fn html(kpis: &Kpis) -> String {
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// The chaos tasks: faults, verdict criteria with their numbers, KPIs during the faults against before.
+fn resilience(out: &mut String, kpis: &Kpis) {
+    if kpis.resilience.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Resilience</h2><table><tr><th class=\"l\">task</th><th class=\"l\">faults</th><th class=\"l\">verdict</th><th>blocks/s during</th><th>before</th><th>calls during</th><th>before</th><th>errors during</th><th>before</th><th>worst p99 ms during</th><th>before</th></tr>");
+    let num = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+    for p in &kpis.resilience {
+        let verdict: Vec<String> = p
+            .criteria
+            .iter()
+            .map(|c| {
+                format!(
+                    "<span class=\"{}\">{} {}</span>: {}",
+                    if c.passed { "ok" } else { "bad" },
+                    if c.passed { "PASS" } else { "FAIL" },
+                    escape(&c.name),
+                    escape(&c.detail)
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{} on {}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.task),
+            escape(&p.faults.join("; ")),
+            escape(&p.nodes.join(", ")),
+            if verdict.is_empty() { "no verdict".to_string() } else { verdict.join("<br>") },
+            num(p.during.blocks_per_second, 2),
+            num(p.before.blocks_per_second, 2),
+            p.during.calls,
+            p.before.calls,
+            pct(p.during.error_rate),
+            pct(p.before.error_rate),
+            num(p.during.worst_p99_ms, 0),
+            num(p.before.worst_p99_ms, 0),
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn summary(out: &mut String, kpis: &Kpis) {

@@ -29,6 +29,10 @@ scenarios:
     weight: 20
     attack: {target: validator-2, rpc_flood: {rate: 200, duration: 4s}}
     pass: {baseline: 3s, grace: 30s, max_missed: 0.9}
+  - name: spam
+    weight: 20
+    attack: {target: validator-3, low_fee_spam: {rate: 30, duration: 14s, funder_key: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"}}
+    pass: {baseline: 3s, grace: 30s, max_missed: 0.9}
   - name: clock-skew
     weight: 20
     faults:
@@ -59,7 +63,33 @@ fn criterion<'a>(s: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn a_network_is_certified_scored_signed_and_verified() {
     let home = Home::new();
-    common::geth_clique_network(&home, "certnet", 4);
+    // Four signers, and the well-known first dev key of Hardhat funded for the spam (a private test network).
+    home.down_at_end("certnet");
+    let up = home
+        .command()
+        .env("DAGCTL_GETH", common::client_binary("geth", "DAGCTL_GETH"))
+        .args([
+            "net",
+            "up",
+            "--client",
+            "geth",
+            "--consensus",
+            "clique",
+            "--block-time",
+            "1",
+            "--nodes",
+            "4",
+        ])
+        .args([
+            "--name",
+            "certnet",
+            "--account",
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266=1000000000000000000000000",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
     let profile = home.path().join("short.yaml");
     std::fs::write(&profile, PROFILE).unwrap();
     let key = home.path().join("operator.key");
@@ -137,6 +167,22 @@ fn a_network_is_certified_scored_signed_and_verified() {
     assert!((600..=900).contains(&calls), "{flood:#}");
     assert_eq!(criterion(flood, "attacked_nodes_answer")["passed"], true, "{flood:#}");
 
+    // Lowest-fee spam: the spam ran, and normal-fee transfers sent during it were still included.
+    let spam = scenario(&report, "spam");
+    assert_eq!(
+        criterion(spam, "normal_fee_transfers_included")["passed"],
+        true,
+        "{spam:#}"
+    );
+    assert!(
+        spam["evidence"]["attack"]["detail"]["spam"]["calls"].as_u64().unwrap() > 200,
+        "{spam:#}"
+    );
+    assert!(
+        spam["evidence"]["attack"]["detail"]["probes"].as_array().unwrap().len() >= 3,
+        "{spam:#}"
+    );
+
     // Clock skew is refused here, with the reason, and left out of the score.
     let clock = scenario(&report, "clock-skew");
     assert_eq!(clock["status"], "not_run");
@@ -162,10 +208,10 @@ fn a_network_is_certified_scored_signed_and_verified() {
     }
     let expected = (1000.0 * points / ran).round() / 10.0;
     assert_eq!(report["score"].as_f64().unwrap(), expected, "{report:#}");
-    assert_eq!(report["coverage"], 80.0);
+    assert_eq!(report["coverage"], 83.3);
     assert!(
         stdout(&out).contains(&format!(
-            "score {} / 100 at 80% coverage",
+            "score {} / 100 at 83.3% coverage",
             report["score"].as_f64().unwrap()
         )),
         "{text}"
@@ -267,7 +313,7 @@ fn bad_profiles_and_arguments_are_one_line_errors() {
     }
     let listed = home.ok(&["certify", "profile"]);
     assert!(listed.starts_with("gos v1 (gos-v1 (bundled)), sha256 "), "{listed}");
-    assert_eq!(listed.lines().count(), 13, "{listed}");
+    assert_eq!(listed.lines().count(), 14, "{listed}");
     // A DAG naming a scenario the profile lacks is refused at import, naming the key.
     home.write_dag(
         "c.yaml",

@@ -29,6 +29,8 @@ pub struct Bench<'a, S, B, L> {
     pub ledger: &'a L,
     pub record: &'a NetworkRecord,
     pub seed: u64,
+    /// The operator's funded key (hex), for scenarios that send transactions and name none.
+    pub funder_key: Option<String>,
     pub cancel: &'a CancellationToken,
     pub progress: crate::backend::Progress<'a>,
 }
@@ -176,6 +178,22 @@ where
         Ok(p) => p,
         Err(reason) => return ScenarioResult::not_run(name, weight, reason),
     };
+    // An attack that sends transactions takes the operator's funded key when the profile names none.
+    let mut attack_spec = scenario.attack.clone();
+    if let Some(spam) = attack_spec.as_mut().and_then(|a| a.low_fee_spam.as_mut()) {
+        if spam.funder_key.is_none() {
+            match &bench.funder_key {
+                Some(key) => spam.funder_key = Some(key.clone()),
+                None => {
+                    return ScenarioResult::not_run(
+                        name,
+                        weight,
+                        "low_fee_spam needs a funded key: give --funder-key (chain.certify: funder_key)".into(),
+                    )
+                }
+            }
+        }
+    }
     let attacked: Vec<(String, String)> = match &scenario.attack {
         Some(a) => match Selector::parse(&a.target).and_then(|s| s.select(record, seed)) {
             Ok(picked) => record
@@ -220,7 +238,7 @@ where
             .await
         };
         let attack = async {
-            match &scenario.attack {
+            match &attack_spec {
                 Some(a) => Some(attack::run(a, &attacked, bench.cancel, bench.progress).await),
                 None => None,
             }

@@ -4,7 +4,9 @@
 //!   search, [`crate::load`]) or a given rate, for a duration;
 //! - `malformed_rpc`: hostile requests one after another (not JSON, nested 100,000 deep, 16 MiB, a 10,000-call
 //!   batch, a 1 MiB method name, wrong types, a 10,000-digit block number, bytes that are not UTF-8, an empty
-//!   body, the wrong content type), the node asked for its head after each.
+//!   body, the wrong content type), the node asked for its head after each;
+//! - `low_fee_spam`: transfers at the lowest fee a block takes (the load generator's `transfer_low_fee`) for a
+//!   duration, while the funder sends a normal-fee transfer every 2 s: those must still be included.
 //!
 //! Each attack gives criteria of its own (judged with the resilience verdict's): the attacked nodes answer
 //! afterwards, and hostile requests are refused, not served.
@@ -31,6 +33,24 @@ pub struct AttackSpec {
     pub rpc_flood: Option<FloodSpec>,
     #[serde(default)]
     pub malformed_rpc: Option<MalformedSpec>,
+    #[serde(default)]
+    pub low_fee_spam: Option<SpamSpec>,
+}
+
+/// `low_fee_spam`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpamSpec {
+    /// Low-fee transfers per second over all targets.
+    pub rate: f64,
+    pub duration: SpecDuration,
+    /// A funded key (hex): it funds the spamming senders and sends the normal-fee probes (in a certify
+    /// profile, the operator's `--funder-key` when not given here).
+    #[serde(default)]
+    pub funder_key: Option<String>,
+    /// How long a normal-fee probe may take to be included (default 30 s).
+    #[serde(default)]
+    pub max_inclusion: Option<SpecDuration>,
 }
 
 /// A flood's rate: calls per second, or `breaking_point`.
@@ -66,6 +86,25 @@ impl AttackSpec {
     /// What is wrong with it, naming the key.
     pub fn check(&self) -> Result<(), String> {
         Selector::parse(&self.target).map_err(|e| format!("target: {e}"))?;
+        if let Some(spam) = &self.low_fee_spam {
+            if self.rpc_flood.is_some() || self.malformed_rpc.is_some() {
+                return Err("give exactly one of rpc_flood, malformed_rpc and low_fee_spam".into());
+            }
+            if !(spam.rate > 0.0 && spam.rate.is_finite()) {
+                return Err(format!("low_fee_spam.rate: must be more than zero, not {}", spam.rate));
+            }
+            if spam.duration.0.is_zero() {
+                return Err("low_fee_spam.duration: must be more than zero".into());
+            }
+            if let Some(key) = spam
+                .funder_key
+                .as_deref()
+                .filter(|k| !engine::operators::is_template(k))
+            {
+                crate::load::spec::parse_key(key).map_err(|e| format!("low_fee_spam.funder_key: {e}"))?;
+            }
+            return Ok(());
+        }
         match (&self.rpc_flood, &self.malformed_rpc) {
             (Some(flood), None) => {
                 match &flood.rate {
@@ -94,13 +133,15 @@ impl AttackSpec {
                 Ok(())
             }
             (None, Some(_)) => Ok(()),
-            _ => Err("give exactly one of rpc_flood and malformed_rpc".into()),
+            _ => Err("give exactly one of rpc_flood, malformed_rpc and low_fee_spam".into()),
         }
     }
 
     pub fn name(&self) -> &'static str {
         if self.rpc_flood.is_some() {
             "rpc_flood"
+        } else if self.low_fee_spam.is_some() {
+            "low_fee_spam"
         } else {
             "malformed_rpc"
         }
@@ -125,8 +166,9 @@ pub async fn run(
     progress: crate::backend::Progress<'_>,
 ) -> Result<AttackReport, String> {
     let began = Instant::now();
-    let (detail, mut criteria) = match (&spec.rpc_flood, &spec.malformed_rpc) {
+    let (detail, mut criteria) = match (&spec.rpc_flood, &spec.low_fee_spam) {
         (Some(flood), _) => run_flood(flood, nodes, cancel, progress).await?,
+        (_, Some(spam)) => run_spam(spam, nodes, cancel, progress).await?,
         _ => run_malformed(nodes, cancel, progress).await,
     };
     criteria.push(answering(nodes).await);
@@ -270,6 +312,146 @@ async fn run_flood(
     .await?;
     let detail = json!({"rate": rate, "breaking_point": search, "load": load_figures(&summary)});
     Ok((detail, Vec::new()))
+}
+
+async fn run_spam(
+    spam: &SpamSpec,
+    nodes: &[(String, String)],
+    cancel: &CancellationToken,
+    progress: crate::backend::Progress<'_>,
+) -> Result<(Value, Vec<Criterion>), String> {
+    let key = spam
+        .funder_key
+        .as_deref()
+        .ok_or("low_fee_spam needs a funded key (`funder_key`)")?;
+    let funder = crate::load::spec::parse_key(key).map_err(|e| format!("low_fee_spam.funder_key: {e}"))?;
+    let url = nodes.first().map(|(_, u)| u.clone()).ok_or("no node to spam")?;
+    progress(&format!(
+        "low_fee_spam: {:.0} lowest-fee transfers/s for {:?}, a normal-fee probe every 2 s",
+        spam.rate, spam.duration.0
+    ));
+    let spam_cancel = cancel.child_token();
+    let flood = load(
+        json!({"rate": spam.rate, "duration": format!("{}ms", spam.duration.0.as_millis()),
+            "workload": {"transfer_low_fee": 1}, "funder_key": key, "senders": 32,
+            "timeout": "5s", "settle": "5s"}),
+        nodes,
+        &spam_cancel,
+    );
+    let probes = probe(&funder, &url, spam.duration.0, cancel);
+    let (flood, probes) = futures_util::future::join(flood, probes).await;
+    let flood = flood?;
+    let probes = probes?;
+    let max = spam.max_inclusion.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+    let included: Vec<f64> = probes.iter().filter_map(|p| p.1).collect();
+    let worst = included
+        .iter()
+        .cloned()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let passed = !probes.is_empty() && included.len() == probes.len() && worst.is_some_and(|w| w <= max.as_secs_f64());
+    let criteria = vec![Criterion {
+        name: "normal_fee_transfers_included".into(),
+        passed,
+        detail: format!(
+            "{} of {} normal-fee transfers sent during the spam were included, the slowest in {} (at most {:?})",
+            included.len(),
+            probes.len(),
+            worst.map_or("-".into(), |w| format!("{w:.1} s")),
+            max
+        ),
+        value: json!({"sent": probes.len(), "included": included.len(), "worst_seconds": worst}),
+    }];
+    let tx = flood.tx.as_ref().map(|t| serde_json::to_value(t).unwrap_or_default());
+    Ok((
+        json!({"spam": load_figures(&flood), "spam_transactions": tx, "probes": probes}),
+        criteria,
+    ))
+}
+
+/// Normal-fee transfers from the funder to itself, one every 2 s for `long` (from 5 s in, once the spam's
+/// senders are funded), each followed into a block: (hash, seconds to inclusion).
+async fn probe(
+    funder: &alloy_primitives::B256,
+    url: &str,
+    long: Duration,
+    cancel: &CancellationToken,
+) -> Result<Vec<(String, Option<f64>)>, String> {
+    use alloy_signer_local::PrivateKeySigner;
+    let key = PrivateKeySigner::from_bytes(funder).map_err(|e| e.to_string())?;
+    let rpc = |method: &'static str, params: Value| async move {
+        call(url, method, params, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let quantity = |v: &Value| crate::backend::local::rpc::quantity(v).map(u128::from);
+    tokio::select! {
+        _ = cancel.cancelled() => return Ok(Vec::new()),
+        _ = tokio::time::sleep(Duration::from_secs(5).min(long)) => {}
+    }
+    let chain_id = quantity(&rpc("eth_chainId", json!([])).await?).ok_or("bad eth_chainId")? as u64;
+    let gas_price = rpc("eth_gasPrice", json!([]))
+        .await
+        .ok()
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| u128::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        })
+        .unwrap_or(0);
+    let head = rpc("eth_getBlockByNumber", json!(["latest", false])).await?;
+    let base = head["baseFeePerGas"]
+        .as_str()
+        .and_then(|s| u128::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+    let tip = if gas_price == 0 {
+        0
+    } else {
+        1_000_000_000u128.min(gas_price)
+    };
+    let fees = crate::load::senders::Fees {
+        chain_id,
+        gas_price: gas_price.saturating_mul(2),
+        eip1559: base.map(|b| (b.saturating_mul(2) + tip, tip)),
+    };
+    let mut nonce =
+        quantity(&rpc("eth_getTransactionCount", json!([key.address(), "pending"])).await?).ok_or("bad nonce")? as u64;
+    // Send one every 2 s while the spam lasts, and follow every one sent into a block (polled every 500 ms,
+    // so an inclusion time is at most half a second late), for at most 60 s after the last.
+    let mut sent: Vec<(String, Instant, Option<f64>)> = Vec::new();
+    let sending_until = Instant::now() + long.saturating_sub(Duration::from_secs(5));
+    let mut next_send = Instant::now();
+    let mut deadline = sending_until + Duration::from_secs(60);
+    while Instant::now() < deadline && !cancel.is_cancelled() {
+        let now = Instant::now();
+        if now < sending_until && now >= next_send && sent.len() < 100 {
+            next_send = now + Duration::from_secs(2);
+            let signed = crate::load::senders::sign_transfer(
+                &key,
+                &fees,
+                false,
+                nonce,
+                key.address(),
+                alloy_primitives::U256::from(1u64),
+            )?;
+            if rpc("eth_sendRawTransaction", json!([signed.raw_hex])).await.is_ok() {
+                sent.push((format!("{:#x}", signed.hash), Instant::now(), None));
+                nonce += 1;
+            }
+        }
+        for (hash, at, included) in sent.iter_mut().filter(|s| s.2.is_none()) {
+            if let Ok(receipt) = rpc("eth_getTransactionReceipt", json!([hash.clone()])).await {
+                if receipt.get("blockNumber").is_some_and(|b| !b.is_null()) {
+                    *included = Some(at.elapsed().as_secs_f64());
+                }
+            }
+        }
+        if Instant::now() >= sending_until && sent.iter().all(|s| s.2.is_some()) {
+            break;
+        }
+        if Instant::now() >= sending_until && sent.is_empty() {
+            deadline = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(sent.into_iter().map(|(h, _, i)| (h, i)).collect())
 }
 
 /// One hostile request.
@@ -490,6 +672,18 @@ mod tests {
                 "eth_nothing",
             ),
             ("{target: v1}", "exactly one"),
+            (
+                "{target: v1, malformed_rpc: {}, low_fee_spam: {rate: 1, duration: 1s}}",
+                "exactly one",
+            ),
+            (
+                "{target: v1, low_fee_spam: {rate: 1, duration: 1s, funder_key: '0x12'}}",
+                "low_fee_spam.funder_key",
+            ),
+            (
+                "{target: v1, low_fee_spam: {rate: -1, duration: 1s}}",
+                "low_fee_spam.rate",
+            ),
             ("{target: 'random:0', malformed_rpc: {}}", "target:"),
             ("{target: v1, malformed_rpc: {depth: 3}}", "unknown field"),
         ] {

@@ -24,6 +24,8 @@ pub const READS: &[(&str, &str)] = &[
 /// Signed transfers: EIP-1559 where the chain has a base fee (legacy otherwise), and always legacy.
 pub const TRANSFER: &str = "transfer";
 pub const TRANSFER_LEGACY: &str = "transfer_legacy";
+/// A transfer at the lowest fee a block takes: a 1 wei tip over the base fee (EIP-1559), or a 1 wei gas price.
+pub const TRANSFER_LOW_FEE: &str = "transfer_low_fee";
 /// One line of `raw_file`, in turn.
 pub const RAW: &str = "raw";
 /// The bundled token (`token.rs`): a `transfer` from a sender, a deployment of a new token, a `balanceOf` read.
@@ -32,7 +34,13 @@ pub const TOKEN_DEPLOY: &str = "token_deploy";
 pub const TOKEN_BALANCE: &str = "token_balance";
 
 /// The kinds that send transactions from the senders.
-pub const SENDING: &[&str] = &[TRANSFER, TRANSFER_LEGACY, TOKEN_TRANSFER, TOKEN_DEPLOY];
+pub const SENDING: &[&str] = &[
+    TRANSFER,
+    TRANSFER_LEGACY,
+    TRANSFER_LOW_FEE,
+    TOKEN_TRANSFER,
+    TOKEN_DEPLOY,
+];
 /// The kinds that need the token deployed at the start.
 pub const TOKEN: &[&str] = &[TOKEN_TRANSFER, TOKEN_BALANCE];
 
@@ -44,6 +52,7 @@ pub fn known() -> Vec<&'static str> {
         .chain([
             TRANSFER,
             TRANSFER_LEGACY,
+            TRANSFER_LOW_FEE,
             RAW,
             TOKEN_TRANSFER,
             TOKEN_DEPLOY,
@@ -57,6 +66,8 @@ pub fn known() -> Vec<&'static str> {
 pub enum TxWork {
     /// A value transfer to a receiver.
     Transfer { legacy: bool },
+    /// A value transfer at the lowest fee a block takes.
+    LowFeeTransfer,
     /// A token `transfer` of 1 to a receiver.
     TokenTransfer,
     /// A new token, the sender its one holder.
@@ -104,6 +115,7 @@ pub fn kinds(
             let body = match name.as_str() {
                 TRANSFER => Body::Tx(TxWork::Transfer { legacy: false }),
                 TRANSFER_LEGACY => Body::Tx(TxWork::Transfer { legacy: true }),
+                TRANSFER_LOW_FEE => Body::Tx(TxWork::LowFeeTransfer),
                 TOKEN_TRANSFER => Body::Tx(TxWork::TokenTransfer),
                 TOKEN_DEPLOY => Body::Tx(TxWork::TokenDeploy),
                 RAW => Body::Raw(raw.to_vec()),

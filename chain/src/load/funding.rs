@@ -17,6 +17,9 @@ use super::token;
 pub struct Transfers {
     pub senders: Senders,
     pub fees: Fees,
+    /// The lowest fees a block takes (`transfer_low_fee`): a 1 wei tip over the base fee, or a 1 wei gas price
+    /// (0 on a free-gas network).
+    pub low_fees: Fees,
     pub receivers: Vec<Address>,
     pub value: U256,
     pub(super) next_receiver: Cell<usize>,
@@ -68,6 +71,11 @@ pub async fn prepare_transfers(
         // Twice the node's price: room for the base fee to rise during the run.
         gas_price: gas_price.saturating_mul(2),
         eip1559: base_fee.map(|base| (base.saturating_mul(2) + priority, priority)),
+    };
+    let low_fees = Fees {
+        chain_id,
+        gas_price: gas_price.min(1),
+        eip1559: base_fee.map(|base| (base + priority.min(1), priority.min(1))),
     };
     let funder_key = PrivateKeySigner::from_bytes(funder).map_err(|e| format!("funder_key: {e}"))?;
     let keys = senders::sender_keys(funder, count)?;
@@ -156,6 +164,7 @@ pub async fn prepare_transfers(
     Ok(Transfers {
         senders: Senders::new(senders),
         fees,
+        low_fees,
         receivers: senders::receivers(funder),
         value: U256::from(value),
         next_receiver: Cell::new(0),

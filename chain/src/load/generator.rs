@@ -317,8 +317,13 @@ impl Generator {
         transfers.next_receiver.set(r + 1);
         let to = transfers.receivers[r % transfers.receivers.len()];
         let token = transfers.token.unwrap_or_default();
+        let fees = match work {
+            TxWork::LowFeeTransfer => &transfers.low_fees,
+            _ => &transfers.fees,
+        };
         let (legacy, kind, value, input, gas) = match work {
             TxWork::Transfer { legacy } => (legacy, TxKind::Call(to), transfers.value, Bytes::new(), 21_000),
+            TxWork::LowFeeTransfer => (false, TxKind::Call(to), transfers.value, Bytes::new(), 21_000),
             TxWork::TokenTransfer => (
                 false,
                 TxKind::Call(token),
@@ -334,7 +339,7 @@ impl Generator {
                 }
             },
         };
-        let signed = match senders::sign_tx(&key, &transfers.fees, legacy, nonce, kind, value, input, gas) {
+        let signed = match senders::sign_tx(&key, fees, legacy, nonce, kind, value, input, gas) {
             Ok(signed) => signed,
             Err(_) => {
                 lease.settle(NonceFate::Free);

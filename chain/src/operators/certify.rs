@@ -42,6 +42,9 @@ pub struct CertifyArgs {
     /// The operator's ed25519 key (PKCS#8 PEM or 32 bytes of hex) to sign the report with.
     #[serde(default)]
     pub key_file: Option<String>,
+    /// A funded key (hex) for scenarios that send transactions (`low_fee_spam`).
+    #[serde(default)]
+    pub funder_key: Option<String>,
     /// Fail the task when the score is below this.
     #[serde(default)]
     pub min_score: Option<f64>,
@@ -57,6 +60,13 @@ impl OperatorArgs for CertifyArgs {
         }
         if let Some(s) = self.min_score.filter(|s| !(0.0..=100.0).contains(s)) {
             return Err(ArgIssue::new("min_score", format!("a score is 0 to 100, not {s}")));
+        }
+        if let Some(key) = self
+            .funder_key
+            .as_deref()
+            .filter(|k| !engine::operators::is_template(k))
+        {
+            crate::load::spec::parse_key(key).map_err(|e| ArgIssue::new("funder_key", e))?;
         }
         if engine::operators::is_template(&self.profile) {
             return Ok(());
@@ -135,6 +145,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>, dir: PathBuf
         seed: args
             .seed
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64),
+        funder_key: args.funder_key.clone(),
         cancel: &ctx.cancel,
         progress: &progress,
     };

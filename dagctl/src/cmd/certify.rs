@@ -32,6 +32,9 @@ pub struct CertifyArgs {
     /// bytes of hex)
     #[arg(long)]
     pub key: Option<std::path::PathBuf>,
+    /// A funded private key (hex) for scenarios that send transactions (low-fee spam)
+    #[arg(long)]
+    pub funder_key: Option<String>,
     /// Write the report (JSON) here
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
@@ -101,6 +104,9 @@ pub async fn certify(config: &Config, args: &CertifyArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    if let Some(key) = &args.funder_key {
+        chain::load::spec::parse_key(key).map_err(|e| anyhow!("--funder-key: {e}"))?;
+    }
     let store = open_store(config).await?;
     let row = store.get_network(name).await?;
     let record = match lifecycle::record_of(&row)? {
@@ -124,6 +130,7 @@ pub async fn certify(config: &Config, args: &CertifyArgs) -> Result<ExitCode> {
         seed: args
             .seed
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64),
+        funder_key: args.funder_key.clone(),
         cancel: &cancel,
         progress: &progress,
     };

@@ -53,6 +53,9 @@ pub struct UpArgs {
     /// Prefund every node's own address with this many wei
     #[arg(long)]
     pub node_balance: Option<String>,
+    /// Prefund an account at genesis: ADDRESS=WEI (repeat for more)
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
     /// Network name (default <client>-<consensus>-<suffix>)
     #[arg(long)]
     pub name: Option<String>,
@@ -104,6 +107,15 @@ fn spec_from(args: &UpArgs) -> Result<NetworkSpec> {
         ),
         None => None,
     };
+    for text in &args.accounts {
+        let (address, balance) = text
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--account: `{text}`: expected ADDRESS=WEI"))?;
+        spec.accounts.push(
+            serde_json::from_value(json!({"address": address.trim(), "balance": balance.trim()}))
+                .map_err(|e| anyhow!("--account: `{text}`: {e}"))?,
+        );
+    }
     spec.validate().map_err(|e| anyhow!("invalid network: {e}"))?;
     Ok(spec)
 }

@@ -101,6 +101,18 @@ fn backend_of(
     chain::local::LocalBackend::new(LocalOptions::new(networks_dir, binaries, hostname()))
 }
 
+/// A token cancelled when the user presses Ctrl-C (SIGINT).
+pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    cancel
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))

@@ -64,32 +64,15 @@ fn criterion<'a>(s: &'a Value, name: &str) -> &'a Value {
 fn a_network_is_certified_scored_signed_and_verified() {
     let home = Home::new();
     // Four signers, and the well-known first dev key of Hardhat funded for the spam (a private test network).
-    home.down_at_end("certnet");
-    let up = home
-        .command()
-        .env("DAGCTL_GETH", common::client_binary("geth", "DAGCTL_GETH"))
-        .args([
-            "net",
-            "up",
-            "--client",
-            "geth",
-            "--consensus",
-            "clique",
-            "--block-time",
-            "1",
-            "--nodes",
-            "4",
-        ])
-        .args([
-            "--name",
-            "certnet",
+    common::geth_clique_network_with(
+        &home,
+        "certnet",
+        4,
+        &[
             "--account",
             "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266=1000000000000000000000000",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(up.status.success(), "{}", stderr(&up));
+        ],
+    );
     let profile = home.path().join("short.yaml");
     std::fs::write(&profile, PROFILE).unwrap();
     let key = home.path().join("operator.key");

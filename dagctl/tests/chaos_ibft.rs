@@ -5,18 +5,7 @@
 
 mod common;
 
-use common::{stderr, Home};
-
-fn section<'a>(text: &'a str, dag: &str, task: &str) -> &'a str {
-    let head = format!("--- {dag}.{task} try ");
-    let start = text.find(&head).unwrap_or_else(|| panic!("no log of {task}: {text}"));
-    let rest = &text[start + head.len()..];
-    let end = rest
-        .find("\n--- ")
-        .map(|e| start + head.len() + e)
-        .unwrap_or(text.len());
-    &text[start..end]
-}
+use common::{section, stderr, Home};
 
 #[test]
 fn the_chaos_ibft_example_keeps_going_without_f_and_stops_without_a_quorum() {

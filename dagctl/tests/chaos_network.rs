@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{rpc, stderr, wait_for, Home};
+use common::{rpc, section, stderr, wait_for, Home};
 use serde_json::{json, Value};
 
 /// `(name, rpc, pid)` of every node.
@@ -101,18 +101,6 @@ fn peer_count(url: &str) -> usize {
     rpc(url, "admin_peers", json!([]))
         .and_then(|p| p.as_array().map(Vec::len))
         .unwrap_or(0)
-}
-
-/// The log of task `task` in `dags test` output: from its `--- DAG.TASK try N: STATE ---` line to the next.
-fn section<'a>(text: &'a str, dag: &str, task: &str) -> &'a str {
-    let head = format!("--- {dag}.{task} try ");
-    let start = text.find(&head).unwrap_or_else(|| panic!("no log of {task}: {text}"));
-    let rest = &text[start + head.len()..];
-    let end = rest
-        .find("\n--- ")
-        .map(|e| start + head.len() + e)
-        .unwrap_or(text.len());
-    &text[start..end]
 }
 
 fn wait_in_place(proc: &common::Proc) {

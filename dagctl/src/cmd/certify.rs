@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use chain::certify::{self, report, Loaded, Report};
 use chain::lifecycle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::output::Format;
@@ -114,13 +113,7 @@ pub async fn certify(config: &Config, args: &CertifyArgs) -> Result<ExitCode> {
         _ => bail!("network `{name}` is {}: nothing runs to certify", row.status),
     };
     let backend = chain_backend(config);
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let cancel = crate::runtime::cancel_on_ctrl_c();
     let progress = |line: &str| eprintln!("{line}");
     let bench = certify::Bench {
         store: &store,

@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Result};
 use chain::chaos::spec::{DelaySpec, NetemSpec, PartitionSpec, PercentSpec, RateSpec};
 use chain::chaos::{process, Fault, ProcessFault, Selector};
 use chain::lifecycle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::output::Format;
@@ -323,13 +322,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
         false => anyhow!("{}", e.message),
     })?;
     let backend = chain_backend(config);
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let cancel = crate::runtime::cancel_on_ctrl_c();
     let report = chain::chaos::apply(&store, &backend, &store, name, &planned, &cancel, &|line: &str| {
         eprintln!("{line}")
     })

@@ -382,13 +382,7 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
             }
         }
     });
-    let shutdown = CancellationToken::new();
-    let ctrl_c = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.cancel();
-        }
-    });
+    let shutdown = crate::runtime::cancel_on_ctrl_c();
     let result = scheduler.run(shutdown).await;
     stop_server.cancel();
     let _ = server.await;

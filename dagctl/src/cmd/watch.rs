@@ -10,7 +10,6 @@ use anyhow::{bail, Result};
 use chain::lifecycle;
 use chain::monitor::{self, Monitor, NodeReading, Schedule};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::output::{table, Format};
@@ -211,13 +210,7 @@ pub async fn watch(config: &Config, args: &WatchArgs) -> Result<ExitCode> {
         bail!("network `{}` has no nodes yet", args.name);
     };
     let mut monitor = Monitor::new(&record, interval);
-    let cancel = CancellationToken::new();
-    let on_ctrl_c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_ctrl_c.cancel();
-        }
-    });
+    let cancel = crate::runtime::cancel_on_ctrl_c();
     let until = duration.map(|d| Instant::now() + d);
     let redraw = args.output == Format::Table && std::io::stdout().is_terminal();
     let name = args.name.as_str();

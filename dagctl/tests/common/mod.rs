@@ -467,6 +467,11 @@ pub fn geth_clique_network(home: &Home, name: &str, nodes: u32) {
 
 /// Like [`geth_clique_network`], with `members` non-sealing nodes (`member-N`) besides the signers.
 pub fn geth_clique_network_with_members(home: &Home, name: &str, nodes: u32, members: u32) {
+    geth_clique_network_with(home, name, nodes, &["--members", &members.to_string()]);
+}
+
+/// Like [`geth_clique_network`], with more `net up` flags (`--account ADDRESS=WEI`, `--members N`).
+pub fn geth_clique_network_with(home: &Home, name: &str, nodes: u32, extra: &[&str]) {
     home.down_at_end(name);
     let up = home
         .command()
@@ -481,18 +486,25 @@ pub fn geth_clique_network_with_members(home: &Home, name: &str, nodes: u32, mem
             "--block-time",
             "1",
         ])
-        .args([
-            "--nodes",
-            &nodes.to_string(),
-            "--members",
-            &members.to_string(),
-            "--name",
-            name,
-        ])
+        .args(["--nodes", &nodes.to_string(), "--name", name])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", stderr(&up));
+}
+
+/// The log of `dag`.`task` in the output of `dagctl dags test` (from its `--- dag.task try` header to the
+/// next header).
+pub fn section<'a>(text: &'a str, dag: &str, task: &str) -> &'a str {
+    let head = format!("--- {dag}.{task} try ");
+    let start = text.find(&head).unwrap_or_else(|| panic!("no log of {task}: {text}"));
+    let rest = &text[start + head.len()..];
+    let end = rest
+        .find("\n--- ")
+        .map(|e| start + head.len() + e)
+        .unwrap_or(text.len());
+    &text[start..end]
 }
 
 /// A JSON-RPC call to the node at `url` (`http://127.0.0.1:PORT`): its `result`, or `None` when it fails.

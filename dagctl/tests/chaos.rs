@@ -379,7 +379,9 @@ fn the_chaos_operator_runs_faults_side_by_side_in_a_dag() {
     let text = format!("{}{}", stdout(&output), stderr(&output));
     assert!(!output.status.success());
     assert!(
-        text.contains("key `faults.0`: give exactly one of kill, pause, stop, restart, netem and partition"),
+        text.contains(
+            "key `faults.0`: give exactly one of kill, pause, stop, restart, netem, partition, stress and clock"
+        ),
         "{text}"
     );
     let dag = home.write_dag(

@@ -359,20 +359,29 @@ fn network(out: &mut String, kpis: &Kpis) {
         .flat_map(|by_node| by_node.values())
         .filter_map(|p| p.first().map(|(t, _)| *t))
         .fold(f64::MAX, f64::min);
-    // Loads' spans on the nodes' time axis.
+    // Loads' and chaos faults' spans on the nodes' time axis.
+    let at = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros() as f64 / 1e6 - start;
     let spans: Vec<Span> = kpis
         .loads
         .iter()
         .map(|l| {
-            let from = l.started_at.timestamp_micros() as f64 / 1e6 - start;
+            let from = at(l.started_at);
             Span {
                 from,
                 to: from + l.end_s,
                 label: format!("load {}", l.task_id.as_deref().unwrap_or("")),
             }
         })
+        .chain(kpis.resilience.iter().filter_map(|p| {
+            Some(Span {
+                from: at(p.during.from?),
+                to: at(p.during.to?),
+                label: format!("chaos {}", p.task),
+            })
+        }))
         .collect();
     for (metric, title, scale) in [
+        ("head", "Head (block number)", 1.0),
         ("cpu_percent", "CPU (% of one core)", 1.0),
         ("rss_bytes", "Memory (MiB)", 1.0 / 1048576.0),
         ("disk_write_bytes_per_second", "Disk writes (bytes/s)", 1.0),

@@ -21,8 +21,8 @@ pub struct ChaosArgs {
     /// The network
     #[arg(long, global = true)]
     pub network: Option<String>,
-    /// Which nodes: names (a,b), re2:<regex>, random:N, P%, or f (the most faulty validators the consensus
-    /// tolerates)
+    /// Which nodes: names (a,b), re2:<regex>, random:N, validators:N, P%, f (the most faulty validators the
+    /// consensus tolerates) or majority (of the validators)
     #[arg(long, global = true)]
     pub target: Option<String>,
     /// Seed of random:, P% and f choices (default: the clock)
@@ -303,10 +303,9 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
         .network
         .as_deref()
         .ok_or_else(|| anyhow!("--network: which network?"))?;
-    let target = args
-        .target
-        .as_deref()
-        .ok_or_else(|| anyhow!("--target: which nodes? names, re2:<regex>, random:N, P% or f"))?;
+    let target = args.target.as_deref().ok_or_else(|| {
+        anyhow!("--target: which nodes? names, re2:<regex>, random:N, validators:N, P%, f or majority")
+    })?;
     let selector = Selector::parse(target).map_err(|e| anyhow!("--target: {e}"))?;
     let store = open_store(config).await?;
     let row = store.get_network(name).await?;

@@ -197,6 +197,38 @@ fn bad_faults_and_targets_are_one_clear_error() {
             "tolerates no faulty validator",
         ),
         (
+            vec![
+                "chaos",
+                "--network",
+                "faulted",
+                "pause",
+                "--duration",
+                "2s",
+                "--interval",
+                "1s",
+                "--repeat",
+                "2",
+                "--target",
+                "node-1",
+            ],
+            "would overlap",
+        ),
+        (
+            vec![
+                "chaos",
+                "--network",
+                "faulted",
+                "pause",
+                "--duration",
+                "2s",
+                "--repeat",
+                "2",
+                "--target",
+                "node-1",
+            ],
+            "--repeat: give --interval too",
+        ),
+        (
             vec!["chaos", "--network", "faulted", "kill", "--target", "101%"],
             "at most 100",
         ),
@@ -553,4 +585,50 @@ fn stress_loads_the_host_with_stress_ng_and_is_undone_also_after_a_kill() {
     );
     assert!(tagged_stress().is_empty());
     home.ok(&["net", "down", "stressed"]);
+}
+
+#[test]
+fn a_fault_repeats_every_interval_as_pumba_does() {
+    let home = Home::new();
+    common::anvil_network(&home, "faulted", 2);
+    let out = home.run(&[
+        "chaos",
+        "--network",
+        "faulted",
+        "pause",
+        "--duration",
+        "1s",
+        "--interval",
+        "3s",
+        "--repeat",
+        "2",
+        "--target",
+        "random:1",
+        "--seed",
+        "3",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let at = |r: &Value, i: usize| {
+        r["steps"][i]["at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    // Each paused then resumed; the second starts one interval after the first.
+    for r in reports {
+        assert_eq!(r["steps"].as_array().unwrap().len(), 2, "{r}");
+    }
+    let apart = (at(&reports[1], 0) - at(&reports[0], 0)).num_milliseconds();
+    assert!((2900..3600).contains(&apart), "{apart} ms apart");
+    assert_eq!(home.ok(&["chaos", "faults"]).trim(), "no fault in place");
+    for (_, url, _) in nodes(&home) {
+        assert!(answers(&url), "{url} answers after the repeats");
+    }
+    home.ok(&["net", "down", "faulted"]);
 }

@@ -182,6 +182,7 @@ impl Scenario {
         for (i, fault) in self.faults.iter().enumerate() {
             Selector::parse(&fault.target).map_err(|e| (format!("faults.{i}.target"), e))?;
             fault.fault().map_err(|e| (format!("faults.{i}"), e))?;
+            fault.timing().map_err(|e| (format!("faults.{i}"), e))?;
         }
         if let Some(attack) = &self.attack {
             attack.check().map_err(|e| ("attack".to_string(), e))?;

@@ -1,6 +1,7 @@
 //! Several faults as one episode: every target chosen before anything is applied (a bad one applies
-//! nothing), then all applied side by side, each after its offset, and every one undone at its end or at once
-//! when the episode is cancelled. `chain.chaos` and each scenario of a certify profile run their faults so.
+//! nothing), then all applied side by side, each after its offset (and again every `interval`, `repeat` times,
+//! its targets chosen anew each time), and every one undone at its end or at once when the episode is
+//! cancelled. `chain.chaos` and each scenario of a certify profile run their faults so.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::backend::local::NetworkRecord;
 use crate::backend::NodeBackend;
 use crate::registry::NetworkStore;
 
-/// The faults of an episode, planned: each with its offset.
+/// The faults of an episode, planned: each application with when it starts (from the episode's start).
 pub type Episode = Vec<(Duration, Planned)>;
 
 /// Plans `faults` on `record`; an error names the fault (`faults.N.target` or `faults.N.fault`) and what is
@@ -22,11 +23,16 @@ pub fn plan(record: &NetworkRecord, faults: &[FaultArgs], seed: u64) -> Result<E
     for (i, fault) in faults.iter().enumerate() {
         let selector = Selector::parse(&fault.target).map_err(|e| format!("faults.{i}.target: {e}"))?;
         let kind = fault.fault().map_err(|e| format!("faults.{i}: {e}"))?;
-        let plan = super::plan(record, &selector, kind, seed.wrapping_add(i as u64)).map_err(|e| {
-            let key = if e.target { "target" } else { "fault" };
-            format!("faults.{i}.{key}: {}", e.message)
-        })?;
-        planned.push((fault.offset.map(|d| d.0).unwrap_or_default(), plan));
+        let (times, every) = fault.timing().map_err(|e| format!("faults.{i}: {e}"))?;
+        let offset = fault.offset.map(|d| d.0).unwrap_or_default();
+        for k in 0..times {
+            let seed = seed.wrapping_add(i as u64).wrapping_add(7919 * u64::from(k));
+            let plan = super::plan(record, &selector, kind.clone(), seed).map_err(|e| {
+                let key = if e.target { "target" } else { "fault" };
+                format!("faults.{i}.{key}: {}", e.message)
+            })?;
+            planned.push((offset + every * k, plan));
+        }
     }
     Ok(planned)
 }

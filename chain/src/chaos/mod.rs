@@ -51,6 +51,20 @@ impl Fault {
     }
 }
 
+impl Fault {
+    /// How long the fault lasts once applied (its undoing excluded): a kill with restart until the restart.
+    pub fn lasts(&self) -> std::time::Duration {
+        match self {
+            Fault::Process(ProcessFault::Kill { restart_after, .. }) => restart_after.unwrap_or_default(),
+            Fault::Process(ProcessFault::Pause { duration } | ProcessFault::Stop { duration }) => *duration,
+            Fault::Process(ProcessFault::Restart) => std::time::Duration::ZERO,
+            Fault::Network(f) => f.duration(),
+            Fault::Stress(f) => f.duration,
+            Fault::Clock { duration, .. } => *duration,
+        }
+    }
+}
+
 /// Why clock skew cannot be applied to a node of `client` here. libfaketime (Debian's) fakes the time only
 /// for programs that read it through libc; geth and GoQuorum are Go programs, whose runtime reads the clock
 /// through the kernel's vDSO (measured: geth 1.13 `--dev` under `FAKETIME=+2h` with libfaketime preloaded

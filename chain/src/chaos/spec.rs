@@ -211,7 +211,8 @@ pub struct Lasting {
     pub duration: SpecDuration,
 }
 
-/// One fault: exactly one of `kill`, `pause`, `stop`, `restart`, `netem`, `partition`, with its target.
+/// One fault: exactly one of `kill`, `pause`, `stop`, `restart`, `netem`, `partition`, `stress`, `clock`, with
+/// its target and timing (`offset`, and pumba's `interval` with a bounded `repeat`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultArgs {
@@ -220,6 +221,12 @@ pub struct FaultArgs {
     /// Wait this long after the task starts.
     #[serde(default)]
     pub offset: Option<SpecDuration>,
+    /// Apply the fault again every `interval` (from one start to the next), `repeat` times in all; the
+    /// targets are chosen again each time (a `random:` or `P%` target may differ).
+    #[serde(default)]
+    pub interval: Option<SpecDuration>,
+    #[serde(default)]
+    pub repeat: Option<u32>,
     #[serde(default)]
     pub kill: Option<KillArgs>,
     #[serde(default)]
@@ -272,6 +279,29 @@ impl ClockSpec {
 }
 
 impl FaultArgs {
+    /// How many times and how far apart: `(repeat, interval)`, checked against how long the fault lasts.
+    pub fn timing(&self) -> Result<(u32, Duration), String> {
+        let times = self.repeat.unwrap_or(1);
+        if !(1..=1000).contains(&times) {
+            return Err(format!("`repeat` is 1 to 1000 times in all, not {times}"));
+        }
+        match (times, self.interval) {
+            (1, None) => Ok((1, Duration::ZERO)),
+            (1, Some(_)) => Err("`interval` needs `repeat` (how many times in all, at least 2)".into()),
+            (_, None) => Err("`repeat` needs `interval` (from one start to the next)".into()),
+            (n, Some(every)) => {
+                let lasts = self.fault()?.lasts();
+                if every.0 < lasts || every.0.is_zero() {
+                    return Err(format!(
+                        "`interval` ({:?}) is shorter than the fault lasts ({lasts:?}): repetitions would overlap",
+                        every.0
+                    ));
+                }
+                Ok((n, every.0))
+            }
+        }
+    }
+
     /// The fault, checked.
     pub fn fault(&self) -> Result<Fault, String> {
         let given = [
@@ -349,6 +379,42 @@ pub fn read<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repetitions_are_bounded_and_never_overlap() {
+        let timing = |yaml: &str| read::<FaultArgs>(yaml)?.timing();
+        assert_eq!(
+            timing("{target: f, pause: {duration: 5s}}").unwrap(),
+            (1, Duration::ZERO)
+        );
+        assert_eq!(
+            timing("{target: f, pause: {duration: 5s}, interval: 10s, repeat: 3}").unwrap(),
+            (3, Duration::from_secs(10))
+        );
+        for (yaml, needle) in [
+            (
+                "{target: f, pause: {duration: 5s}, interval: 4s, repeat: 3}",
+                "would overlap",
+            ),
+            (
+                "{target: f, kill: {restart_after: 20s}, interval: 10s, repeat: 2}",
+                "would overlap",
+            ),
+            ("{target: f, pause: {duration: 5s}, interval: 10s}", "needs `repeat`"),
+            ("{target: f, pause: {duration: 5s}, repeat: 3}", "needs `interval`"),
+            (
+                "{target: f, pause: {duration: 5s}, interval: 10s, repeat: 5000}",
+                "1 to 1000",
+            ),
+            (
+                "{target: f, pause: {duration: 5s}, interval: 10s, repeat: 0}",
+                "1 to 1000",
+            ),
+        ] {
+            let err = timing(yaml).unwrap_err();
+            assert!(err.contains(needle), "{yaml}: {err}");
+        }
+    }
 
     fn netem(yaml: &str) -> Result<NetworkFault, String> {
         read::<NetemSpec>(yaml)?.fault()

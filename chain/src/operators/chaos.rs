@@ -60,6 +60,7 @@ impl OperatorArgs for ChaosArgs {
                 Selector::parse(&fault.target).map_err(|e| ArgIssue::new(&format!("faults.{i}.target"), e))?;
             }
             fault.fault().map_err(|e| ArgIssue::new(&format!("faults.{i}"), e))?;
+            fault.timing().map_err(|e| ArgIssue::new(&format!("faults.{i}"), e))?;
         }
         Ok(())
     }

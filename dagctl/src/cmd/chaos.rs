@@ -28,6 +28,12 @@ pub struct ChaosArgs {
     /// Seed of random:, P% and f choices (default: the clock)
     #[arg(long, global = true)]
     pub seed: Option<u64>,
+    /// Apply the fault again this long after each start (pumba's --interval; with --repeat)
+    #[arg(long, global = true)]
+    pub interval: Option<String>,
+    /// How many times in all (1 to 1000; the targets are chosen again each time)
+    #[arg(long, global = true)]
+    pub repeat: Option<u32>,
     #[arg(short, long, value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
     #[command(subcommand)]
@@ -316,29 +322,78 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
     let seed = args
         .seed
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
-    let planned = chain::chaos::plan(&record, &selector, fault, seed).map_err(|e| match e.target {
-        true => anyhow!("--target: {}", e.message),
-        false => anyhow!("{}", e.message),
-    })?;
+    let repeat = args.repeat.unwrap_or(1);
+    if !(1..=1000).contains(&repeat) {
+        bail!("--repeat: 1 to 1000 times in all, not {repeat}");
+    }
+    let interval = match (&args.interval, repeat) {
+        (None, 1) => std::time::Duration::ZERO,
+        (Some(_), 1) => bail!("--interval: give --repeat too (how many times in all, at least 2)"),
+        (None, _) => bail!("--repeat: give --interval too (from one start to the next)"),
+        (Some(text), _) => {
+            let every = duration("interval", text)?;
+            if every < fault.lasts() {
+                bail!(
+                    "--interval: {every:?} is shorter than the fault lasts ({:?}): repetitions would overlap",
+                    fault.lasts()
+                );
+            }
+            every
+        }
+    };
+    let plan = |k: u32| {
+        chain::chaos::plan(
+            &record,
+            &selector,
+            fault.clone(),
+            seed.wrapping_add(7919 * u64::from(k)),
+        )
+        .map_err(|e| match e.target {
+            true => anyhow!("--target: {}", e.message),
+            false => anyhow!("{}", e.message),
+        })
+    };
+    let first = plan(0)?;
     let backend = chain_backend(config);
     let cancel = crate::runtime::cancel_on_ctrl_c();
-    let report = chain::chaos::apply(&store, &backend, &store, name, &planned, &cancel, &|line: &str| {
-        eprintln!("{line}")
-    })
-    .await?;
-    match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => println!(
-            "{} on {} of {name}: done in {:.1}s{}",
-            report.fault,
-            report.nodes.join(", "),
-            report.seconds,
-            if report.cancelled {
-                " (cut short and undone)"
-            } else {
-                ""
+    let began = tokio::time::Instant::now();
+    let mut reports = Vec::new();
+    for k in 0..repeat {
+        let planned = if k == 0 {
+            first.clone()
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(began + interval * k) => {}
             }
-        ),
+            plan(k)?
+        };
+        let report = chain::chaos::apply(&store, &backend, &store, name, &planned, &cancel, &|line: &str| {
+            eprintln!("{line}")
+        })
+        .await?;
+        match args.output {
+            Format::Json if repeat == 1 => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Json => {}
+            Format::Table => println!(
+                "{} on {} of {name}: done in {:.1}s{}",
+                report.fault,
+                report.nodes.join(", "),
+                report.seconds,
+                if report.cancelled {
+                    " (cut short and undone)"
+                } else {
+                    ""
+                }
+            ),
+        }
+        reports.push(report);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    if repeat > 1 && matches!(args.output, Format::Json) {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(ExitCode::SUCCESS)
 }

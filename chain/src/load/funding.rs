@@ -61,22 +61,7 @@ pub async fn prepare_transfers(
         .get("baseFeePerGas")
         .and_then(|v| big(v).ok())
         .map(|v| v.to::<u128>());
-    let priority = if gas_price == 0 {
-        0
-    } else {
-        1_000_000_000u128.min(gas_price)
-    };
-    let fees = Fees {
-        chain_id,
-        // Twice the node's price: room for the base fee to rise during the run.
-        gas_price: gas_price.saturating_mul(2),
-        eip1559: base_fee.map(|base| (base.saturating_mul(2) + priority, priority)),
-    };
-    let low_fees = Fees {
-        chain_id,
-        gas_price: gas_price.min(1),
-        eip1559: base_fee.map(|base| (base + priority.min(1), priority.min(1))),
-    };
+    let (fees, low_fees) = Fees::of_node(chain_id, gas_price, base_fee);
     let funder_key = PrivateKeySigner::from_bytes(funder).map_err(|e| format!("funder_key: {e}"))?;
     let keys = senders::sender_keys(funder, count)?;
     let funder_balance = big(&target

@@ -24,6 +24,30 @@ pub struct Fees {
     pub eip1559: Option<(u128, u128)>,
 }
 
+impl Fees {
+    /// From what the node says (its chain id, gas price, and the head's base fee if any): the fees transfers
+    /// pay (twice the node's price, or twice the base fee plus a tip of 1 gwei or the price if lower: room for
+    /// the base fee to rise), and the lowest fees a block takes (a 1 wei tip or price; 0 on a free-gas network).
+    pub fn of_node(chain_id: u64, gas_price: u128, base_fee: Option<u128>) -> (Fees, Fees) {
+        let priority = if gas_price == 0 {
+            0
+        } else {
+            1_000_000_000u128.min(gas_price)
+        };
+        let normal = Fees {
+            chain_id,
+            gas_price: gas_price.saturating_mul(2),
+            eip1559: base_fee.map(|base| (base.saturating_mul(2) + priority, priority)),
+        };
+        let low = Fees {
+            chain_id,
+            gas_price: gas_price.min(1),
+            eip1559: base_fee.map(|base| (base + priority.min(1), priority.min(1))),
+        };
+        (normal, low)
+    }
+}
+
 /// A signed transaction: what `eth_sendRawTransaction` takes, and its hash.
 #[derive(Debug, Clone)]
 pub struct Signed {

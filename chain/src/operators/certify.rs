@@ -20,7 +20,7 @@ use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult
 
 use crate::backend::NodeBackend;
 use crate::certify::{self, report, Loaded};
-use crate::registry::{ApiNetworks, NetworkStore};
+use crate::registry::ApiNetworks;
 
 /// Canonical name of the certify operator.
 pub const CERTIFY: &str = "chain.certify";
@@ -127,14 +127,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>, dir: PathBuf
         None => None,
     };
     let networks = ApiNetworks(ctx.api.clone());
-    let name = super::resolve_network(&ctx, &networks, &args.network)
-        .await
-        .map_err(|e| e.to_string())?;
-    let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
-    let record = match crate::lifecycle::record_of(&row).map_err(|e| e.to_string())? {
-        Some(record) if row.status == "running" => record,
-        _ => return Err(format!("network `{name}` is {}: nothing runs to certify", row.status)),
-    };
+    let (_, record) = super::running_record(&ctx, &networks, &args.network, "nothing runs to certify").await?;
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "certify", line);
     let bench = certify::Bench {

@@ -21,7 +21,7 @@ use crate::backend::NodeBackend;
 pub use crate::chaos::spec::FaultArgs;
 use crate::chaos::verdict::{VerdictSpec, Watch};
 use crate::chaos::{episode, Selector};
-use crate::registry::{ApiNetworks, NetworkStore};
+use crate::registry::ApiNetworks;
 
 /// Canonical name of the chaos operator.
 pub const CHAOS: &str = "chain.chaos";
@@ -95,14 +95,7 @@ impl<B: NodeBackend + 'static> Operator for Chaos<B> {
 async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<serde_json::Value, String> {
     let args = ctx.args_as::<ChaosArgs>()?;
     let networks = ApiNetworks(ctx.api.clone());
-    let name = super::resolve_network(&ctx, &networks, &args.network)
-        .await
-        .map_err(|e| e.to_string())?;
-    let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
-    let record = match crate::lifecycle::record_of(&row).map_err(|e| e.to_string())? {
-        Some(record) if row.status == "running" => record,
-        _ => return Err(format!("network `{name}` is {}: no node to fault", row.status)),
-    };
+    let (name, record) = super::running_record(&ctx, &networks, &args.network, "no node to fault").await?;
     let seed = args
         .seed
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);

@@ -91,6 +91,25 @@ async fn resolve_network(
     Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
 }
 
+/// The running network behind `reference` (see [`resolve_network`]) and its record; otherwise
+/// "network `N` is STATUS: `nothing`".
+async fn running_record(
+    ctx: &worker::operator::OperatorContext,
+    networks: &crate::registry::ApiNetworks,
+    reference: &str,
+    nothing: &str,
+) -> Result<(String, crate::backend::local::NetworkRecord), String> {
+    use crate::registry::NetworkStore;
+    let name = resolve_network(ctx, networks, reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
+    match crate::lifecycle::record_of(&row).map_err(|e| e.to_string())? {
+        Some(record) if row.status == "running" => Ok((name, record)),
+        _ => Err(format!("network `{name}` is {}: {nothing}", row.status)),
+    }
+}
+
 /// `<dir>/<dag>/<run>/<task>-try<N>.<extension>`, every part made safe for a file name.
 fn results_path(dir: &std::path::Path, ctx: &worker::operator::OperatorContext, extension: &str) -> std::path::PathBuf {
     let part = |text: &str| -> String {

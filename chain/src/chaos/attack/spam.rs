@@ -97,16 +97,7 @@ async fn probe(
     let base = head["baseFeePerGas"]
         .as_str()
         .and_then(|s| u128::from_str_radix(s.trim_start_matches("0x"), 16).ok());
-    let tip = if gas_price == 0 {
-        0
-    } else {
-        1_000_000_000u128.min(gas_price)
-    };
-    let fees = crate::load::senders::Fees {
-        chain_id,
-        gas_price: gas_price.saturating_mul(2),
-        eip1559: base.map(|b| (b.saturating_mul(2) + tip, tip)),
-    };
+    let (fees, _) = crate::load::senders::Fees::of_node(chain_id, gas_price, base);
     let mut nonce =
         quantity(&rpc("eth_getTransactionCount", json!([key.address(), "pending"])).await?).ok_or("bad nonce")? as u64;
     // Send one every 2 s while the spam lasts, and follow every one sent into a block (polled every 500 ms,

@@ -221,7 +221,7 @@ where
         Some(attack::load(args, &nodes, &load_cancel).await)
     };
     let acts = async {
-        let watch = Watch::baseline(&spec, &nodes, bench.cancel).await;
+        let mut watch = Watch::baseline(&spec, &nodes, bench.cancel).await;
         let faults = async {
             if planned.is_empty() {
                 return Ok(Vec::new());
@@ -243,7 +243,7 @@ where
                 None => None,
             }
         };
-        let (faults, attack) = futures_util::future::join(faults, attack).await;
+        let (faults, attack) = watch.during(futures_util::future::join(faults, attack)).await;
         // A load-only scenario runs for its load's duration.
         if planned.is_empty() && scenario.attack.is_none() {
             if let Some(d) = scenario.load.as_ref().and_then(|l| l.duration) {
@@ -302,7 +302,9 @@ where
     }
     // Attacked nodes are judged like the others: an attack on a node's JSON-RPC must not stop it following
     // (or making) the chain.
-    let verdict = watch.judge(&episode::targeted(&planned), bench.cancel).await;
+    let verdict = watch
+        .judge(&episode::targeted(&planned), episode::in_place(&faults), bench.cancel)
+        .await;
     let mut criteria = verdict.criteria.clone();
     evidence["verdict"] = json!({
         "baseline_blocks_per_second": verdict.baseline_blocks_per_second,

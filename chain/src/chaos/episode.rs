@@ -45,6 +45,11 @@ pub fn targeted(episode: &Episode) -> Vec<String> {
     nodes
 }
 
+/// When the last of `reports` was in place (None when none ever was).
+pub fn in_place(reports: &[FaultReport]) -> Option<chrono::DateTime<chrono::Utc>> {
+    reports.iter().filter_map(|r| r.in_place).max()
+}
+
 /// Applies the episode's faults to network `name` side by side; the reports in order, or every fault's error.
 pub async fn run<S, B, L>(
     store: &S,

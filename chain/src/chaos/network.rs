@@ -429,6 +429,7 @@ pub async fn apply<L: FaultLedger>(
                 applied.len()
             ),
         );
+        report.in_place = Some(Utc::now());
         tokio::select! {
             _ = cancel.cancelled() => report.cancelled = true,
             _ = tokio::time::sleep(fault.duration()) => {}

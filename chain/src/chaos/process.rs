@@ -51,6 +51,9 @@ pub struct FaultReport {
     pub seconds: f64,
     /// Whether it was cut short by a cancel (and undone then).
     pub cancelled: bool,
+    /// When the fault was fully in place (every target hit, every link rerouted), if it ever was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_place: Option<DateTime<Utc>>,
 }
 
 impl ProcessFault {
@@ -151,6 +154,7 @@ pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
                 if !errors.is_empty() {
                     return Err(crate::error::Error::Rejected(errors.join("; ")));
                 }
+                report.in_place = Some(Utc::now());
                 if let Some(after) = restart_after {
                     report.cancelled = hold(*after, cancel).await;
                     for node in nodes {
@@ -166,6 +170,7 @@ pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
                 }
                 // Undo whatever was applied, even when the pause failed half-way.
                 if errors.is_empty() {
+                    report.in_place = Some(Utc::now());
                     report.cancelled = hold(*duration, cancel).await;
                 }
                 let undo = signal_all(NodeSignal::Continue).await;
@@ -184,6 +189,7 @@ pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
                     step(report, node, "stopped (SIGTERM)".into());
                 }
                 if errors.is_empty() {
+                    report.in_place = Some(Utc::now());
                     report.cancelled = hold(*duration, cancel).await;
                 }
                 for node in nodes {
@@ -199,6 +205,7 @@ pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
                     lifecycle::restart_node(store, backend, name, node, progress).await?;
                     step(report, node, "restarted".into());
                 }
+                report.in_place = Some(Utc::now());
             }
         }
         Ok(())

@@ -280,6 +280,7 @@ pub async fn apply<L: FaultLedger>(
         }
     }
     if failure.is_none() {
+        report.in_place = Some(Utc::now());
         // Hold, watching for a stress-ng that ends early (a bad size, no memory).
         let until = tokio::time::Instant::now() + fault.duration;
         'hold: loop {

@@ -2,8 +2,9 @@
 //! before, during and after the faults of one `chain.chaos` task, and judged on criteria, each with its
 //! numbers and pass/fail:
 //!
-//! - `progress`: every node the faults did not target went beyond the best head of the network when they
-//!   began (catching up does not count);
+//! - `progress`: every node the faults did not target went beyond the best head of the network when the
+//!   faults were in place (catching up does not count; blocks made while a partition's links were still being
+//!   rerouted do not count either);
 //! - `blocks_missed`: blocks the network made during the faults against what its baseline rate would have
 //!   made (at most `max_missed` of them, a fraction, may be missing);
 //! - `converged`: every node is on one chain (the block at the lowest of their heads is the same everywhere)
@@ -12,11 +13,15 @@
 //!   chain (at most `max_fork_depth`);
 //! - `recovered`: the converged chain advances again.
 //!
-//! The baseline is watched for `baseline` before the first fault.
+//! The baseline is watched for `baseline` before the first fault; during the faults every head is sampled
+//! every 500 ms ([`Watch::during`]), so progress is measured from the first sample taken once every fault was
+//! in place.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +107,10 @@ async fn head(rpc: &NodeRpc) -> Option<Head> {
     })
 }
 
-async fn heads(nodes: &[(String, NodeRpc)]) -> BTreeMap<String, Option<Head>> {
+/// Every node's head (None for a node not answering), by node name.
+type Heads = BTreeMap<String, Option<Head>>;
+
+async fn heads(nodes: &[(String, NodeRpc)]) -> Heads {
     let mut out = BTreeMap::new();
     for (name, rpc) in nodes {
         out.insert(name.clone(), head(rpc).await);
@@ -117,7 +125,13 @@ pub struct Watch {
     rate: f64,
     at_start: BTreeMap<String, Option<Head>>,
     started: Instant,
+    started_at: DateTime<Utc>,
+    /// Heads sampled during the faults, with when each round of calls began.
+    samples: Vec<(DateTime<Utc>, Heads)>,
 }
+
+/// At most this many samples are kept (500 ms apart: more than 13 hours of faults).
+const MAX_SAMPLES: usize = 100_000;
 
 impl Watch {
     /// Watches `nodes` (name, RPC URL) for the baseline; returns when it is over (or cancelled).
@@ -147,6 +161,28 @@ impl Watch {
             at_start: last,
             nodes,
             started: Instant::now(),
+            started_at: Utc::now(),
+            samples: Vec::new(),
+        }
+    }
+
+    /// Runs `work` (the faults) while sampling every node's head every 500 ms; its output.
+    pub async fn during<F: Future>(&mut self, work: F) -> F::Output {
+        let nodes = &self.nodes;
+        let samples = &mut self.samples;
+        let sampler = async {
+            loop {
+                let at = Utc::now();
+                let now = heads(nodes).await;
+                if samples.len() < MAX_SAMPLES {
+                    samples.push((at, now));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = sampler => never,
         }
     }
 
@@ -155,27 +191,38 @@ impl Watch {
         self.started.elapsed()
     }
 
-    /// Judges the faults that just ended; `targeted` are the nodes they hit.
-    pub async fn judge(self, targeted: &[String], cancel: &CancellationToken) -> Verdict {
+    /// Judges the faults that just ended; `targeted` are the nodes they hit, `in_place` when the last of them
+    /// was in place (see [`super::episode::in_place`]).
+    pub async fn judge(
+        self,
+        targeted: &[String],
+        in_place: Option<DateTime<Utc>>,
+        cancel: &CancellationToken,
+    ) -> Verdict {
         let fault_seconds = self.started.elapsed().as_secs_f64();
         let at_end = heads(&self.nodes).await;
         let mut criteria = Vec::new();
-        // Progress of the nodes not targeted: new heights beyond the best head any node had when the faults
-        // began (a node that was behind and only catches up has made no progress).
-        let best_at_start = self
-            .at_start
-            .values()
-            .flatten()
-            .map(|h| h.number as i64)
-            .max()
-            .unwrap_or(0);
+        let best = |heads: &BTreeMap<String, Option<Head>>| heads.values().flatten().map(|h| h.number as i64).max();
+        let best_at_start = best(&self.at_start).unwrap_or(0);
+        // Progress of the nodes not targeted: new heights beyond the best head any node had once the faults
+        // were in place (a node that was behind and only catches up has made no progress). Without a sample
+        // from then (a fault shorter than a sampling round), from when the faults began.
+        let from_sample = in_place.and_then(|t| self.samples.iter().find(|(at, _)| *at >= t));
+        let best_in_place = from_sample.and_then(|(_, h)| best(h)).unwrap_or(best_at_start);
+        let since = match (from_sample, in_place) {
+            (Some((at, _)), Some(_)) => format!(
+                "from block {best_in_place}, the best head {:.1} s into the faults when they were all in place",
+                (*at - self.started_at).num_milliseconds() as f64 / 1000.0
+            ),
+            _ => format!("from block {best_in_place}, the best head when the faults began"),
+        };
         let advanced: BTreeMap<&str, i64> = self
             .nodes
             .iter()
             .filter(|(n, _)| !targeted.contains(n))
             .map(|(n, _)| {
                 let after = at_end.get(n).cloned().flatten().map(|h| h.number as i64);
-                (n.as_str(), after.map_or(-1, |a| (a - best_at_start).max(0)))
+                (n.as_str(), after.map_or(-1, |a| (a - best_in_place).max(0)))
             })
             .collect();
         let expect_progress = self.spec.expect_progress.unwrap_or(true);
@@ -187,7 +234,7 @@ impl Watch {
                 "every node was targeted".into()
             } else {
                 format!(
-                    "heads of untargeted nodes advanced by {}",
+                    "{since}, heads of untargeted nodes advanced by {}",
                     advanced
                         .iter()
                         .map(|(n, a)| format!("{n} {a}"))

@@ -103,7 +103,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
     let planned = episode::plan(&record, &args.faults, seed)?;
     let log = ctx.log.clone();
     let progress = move |line: &str| log.line("info", "chaos", line);
-    let watch = match &args.verdict {
+    let mut watch = match &args.verdict {
         Some(spec) => {
             let nodes: Vec<(String, String)> = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
             progress(&format!(
@@ -114,7 +114,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
         }
         None => None,
     };
-    let reports = episode::run(
+    let faults = episode::run(
         &networks,
         backend.as_ref(),
         &networks,
@@ -122,14 +122,19 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
         &planned,
         &ctx.cancel,
         &progress,
-    )
-    .await?;
+    );
+    let reports = match watch.as_mut() {
+        Some(watch) => watch.during(faults).await,
+        None => faults.await,
+    }?;
     if ctx.cancel.is_cancelled() {
         return Err("the try was stopped; every fault was undone".into());
     }
     let verdict = match watch {
         Some(watch) => {
-            let verdict = watch.judge(&episode::targeted(&planned), &ctx.cancel).await;
+            let verdict = watch
+                .judge(&episode::targeted(&planned), episode::in_place(&reports), &ctx.cancel)
+                .await;
             for c in &verdict.criteria {
                 let level = if c.passed { "info" } else { "warning" };
                 ctx.log.line(

@@ -173,6 +173,23 @@ async fn save_record<S: NetworkStore, R: Serialize>(store: &S, name: &str, recor
     Ok(())
 }
 
+/// Sets (or clears, `None`) the clock offset node `node` of the running local network `name` is to run with
+/// from its next (re)start (see [`crate::chaos::clock`]); whether it changed.
+pub async fn set_clock_offset<S: NetworkStore>(store: &S, name: &str, node: &str, offset: Option<i64>) -> Result<bool> {
+    let row = store.get_network(name).await?;
+    let mut record = record_of(&row)?.ok_or_else(|| Error::Network {
+        name: name.to_string(),
+        reason: "it has no nodes recorded".into(),
+    })?;
+    let index = record.node_index(node)?;
+    if record.nodes[index].clock_offset == offset {
+        return Ok(false);
+    }
+    record.nodes[index].clock_offset = offset;
+    save_record(store, name, &record).await?;
+    Ok(true)
+}
+
 /// The local record of a stored network, if its processes were ever started.
 pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
     stored_record(row)

@@ -355,6 +355,10 @@ fn main() -> ExitCode {
     if args.nth(1).is_some_and(|a| a == "tasks") && args.next().is_some_and(|a| a == "run") {
         return cmd::tasks::run_main();
     }
+    // The clock supervisor a skewed node runs under (`chain::chaos::clock`): no runtime, no configuration.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "clock-shim") {
+        return cmd::chaos::clock_shim_main();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

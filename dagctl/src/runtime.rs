@@ -98,7 +98,10 @@ fn backend_of(
         path: path.map(Into::into),
         overrides,
     };
-    chain::local::LocalBackend::new(LocalOptions::new(networks_dir, binaries, hostname()))
+    let mut options = LocalOptions::new(networks_dir, binaries, hostname());
+    // This binary's `clock-shim` runs a node under a skewed clock (chain::chaos::clock).
+    options.clock_shim = std::env::current_exe().ok();
+    chain::local::LocalBackend::new(options)
 }
 
 /// A token cancelled when the user presses Ctrl-C (SIGINT).

@@ -34,6 +34,8 @@ pub enum Undo {
     Relink { a: LinkEnd, b: LinkEnd },
     /// Kill the processes tagged `tag` (a `stress-ng`, see [`super::stress`]).
     Kill { tag: String },
+    /// Start a node whose clock was skewed again on the host's clock ([`super::clock`]).
+    Unskew { node: String },
 }
 
 /// One end of a peer link: what it takes to rewire it over JSON-RPC.
@@ -236,6 +238,9 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
             }
             Ok(())
         }
+        Undo::Unskew { node } => super::clock::unskew(store, backend, network, node, progress)
+            .await
+            .map(|_| ()),
         Undo::Relink { a, b } => relink(a, b).await,
         Undo::Kill { .. } => Ok(()),
     }

@@ -8,6 +8,7 @@
 //! see `docs/chaos.md`).
 
 pub mod attack;
+pub mod clock;
 pub mod episode;
 pub mod ledger;
 pub mod link;
@@ -46,7 +47,7 @@ impl Fault {
             Fault::Clock {
                 offset_seconds,
                 duration,
-            } => format!("clock {offset_seconds:+} s for {duration:?}"),
+            } => clock::name(*offset_seconds, *duration),
         }
     }
 }
@@ -63,23 +64,6 @@ impl Fault {
             Fault::Clock { duration, .. } => *duration,
         }
     }
-}
-
-/// Why clock skew cannot be applied to a node of `client` here. libfaketime (Debian's) fakes the time only
-/// for programs that read it through libc; geth and GoQuorum are Go programs, whose runtime reads the clock
-/// through the kernel's vDSO (measured: geth 1.13 `--dev` under `FAKETIME=+2h` with libfaketime preloaded
-/// seals blocks stamped with the real time), a time namespace cannot shift the wall clock, and anvil has no
-/// consensus for a skewed clock to upset.
-pub fn clock_refusal(client: crate::spec::Client) -> String {
-    let name = serde_json::to_value(client)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    format!(
-        "clock skew cannot be applied to {name} nodes here: libfaketime fakes the time only for programs that \
-         read it through libc, and geth and GoQuorum (Go) read it through the kernel's vDSO; a time namespace \
-         cannot shift the wall clock; anvil has no consensus to upset"
-    )
 }
 
 /// A fault with the nodes (and, for a network fault, the links) it hits, chosen before anything is applied.
@@ -113,12 +97,10 @@ pub fn plan(
             network::plan(record, &nodes, f, seed).map_err(|message| PlanError { target: false, message })?
         }
         Fault::Process(_) | Fault::Stress(_) => Vec::new(),
-        Fault::Clock { .. } => {
-            return Err(PlanError {
-                target: false,
-                message: clock_refusal(record.client),
-            })
-        }
+        Fault::Clock { .. } => match clock::refusal() {
+            None => Vec::new(),
+            Some(message) => return Err(PlanError { target: false, message }),
+        },
     };
     Ok(Planned {
         fault,
@@ -167,8 +149,22 @@ where
                 .ok_or_else(|| crate::error::Error::Rejected(format!("network `{name}` has no nodes recorded")))?;
             stress::apply(&book, &record, &planned.nodes, fault, cancel, progress).await
         }
-        Fault::Clock { .. } => Err(crate::error::Error::Rejected(
-            "clock skew cannot be applied here (refused when planned)".into(),
-        )),
+        Fault::Clock {
+            offset_seconds,
+            duration,
+        } => {
+            clock::apply(
+                store,
+                backend,
+                &book,
+                name,
+                &planned.nodes,
+                *offset_seconds,
+                *duration,
+                cancel,
+                progress,
+            )
+            .await
+        }
     }
 }

@@ -82,7 +82,7 @@ pub fn kill_signal(text: &str) -> Result<NodeSignal, String> {
 }
 
 /// Waits `duration`, or less when cancelled; whether it was cancelled.
-async fn hold(duration: Duration, cancel: &CancellationToken) -> bool {
+pub(super) async fn hold(duration: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,

@@ -242,8 +242,8 @@ pub struct FaultArgs {
     /// `{duration, from?, direction?, mode?}`: the target cut off from `from` (every other node by default).
     #[serde(default)]
     pub partition: Option<PartitionSpec>,
-    /// `{offset: +30s, duration}`: the node's clock skewed (read, and refused when planned: see
-    /// [`super::clock_refusal`]).
+    /// `{offset: +30s, duration}`: the node's wall clock skewed, under the clock supervisor
+    /// ([`super::clock`]).
     #[serde(default)]
     pub clock: Option<ClockSpec>,
     /// `{duration, cpu?, cpu_load?, memory?, vm?}`: `stress-ng` on the target's host.
@@ -261,18 +261,9 @@ pub struct ClockSpec {
 
 impl ClockSpec {
     pub fn fault(&self) -> Result<Fault, String> {
-        let text = self.offset.trim();
-        let (sign, rest) = match text.strip_prefix('-') {
-            Some(rest) => (-1, rest),
-            None => (1, text.strip_prefix('+').unwrap_or(text)),
-        };
-        let d = engine::duration::parse_duration_str(rest)
-            .map_err(|e| format!("`offset`: {e} (a signed duration: +30s, -2m)"))?;
-        if d.is_zero() {
-            return Err("`offset` must not be zero".into());
-        }
+        let offset_seconds = super::clock::parse_offset(&self.offset)?;
         Ok(Fault::Clock {
-            offset_seconds: sign * d.as_secs() as i64,
+            offset_seconds,
             duration: positive(self.duration)?,
         })
     }

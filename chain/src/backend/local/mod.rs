@@ -47,6 +47,9 @@ pub struct LocalOptions {
     pub kill_grace: Duration,
     /// Longest time one init command (e.g. `geth init`) may take.
     pub init_timeout: Duration,
+    /// The program whose `clock-shim OFFSET PROGRAM ARGS...` runs a node under a skewed wall clock
+    /// ([`crate::chaos::clock`]): the dagctl binary. None: clock faults are refused.
+    pub clock_shim: Option<PathBuf>,
 }
 
 impl LocalOptions {
@@ -58,6 +61,7 @@ impl LocalOptions {
             host_id,
             kill_grace: Duration::from_secs(10),
             init_timeout: Duration::from_secs(120),
+            clock_shim: None,
         }
     }
 }
@@ -132,6 +136,7 @@ impl LocalBackend {
                 log: record.base_dir.join(format!("{}.log", node.name)),
                 ports: node.ports,
                 launch: None,
+                clock_offset: None,
             });
         }
         let client_program = spec.client.program();

@@ -8,6 +8,7 @@ use nix::sys::signal::Signal;
 use super::{process, ready, LocalBackend, NetworkRecord, Progress};
 use crate::backend::NodeSignal;
 use crate::error::{Error, Result};
+use crate::output::CommandSpec;
 
 /// How long a restarted Clique signer may take to answer RPC and unlock its key before `miner_start`.
 const RESTART_SEALING_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,10 +66,35 @@ pub(super) async fn restart(
             });
         }
     }
-    let command = backend.launcher.command(&target.name, &launch.program, &launch.command);
+    let command = match target.clock_offset {
+        None => backend.launcher.command(&target.name, &launch.program, &launch.command),
+        Some(offset) => {
+            let Some(shim) = backend.options.clock_shim.as_ref() else {
+                return Err(Error::Network {
+                    name: record.name.clone(),
+                    reason: format!(
+                        "node `{node}` is to run with its clock skewed by {offset:+} s, but this dagctl has no clock supervisor configured"
+                    ),
+                });
+            };
+            let mut spec = CommandSpec::new("dagctl");
+            spec.args(["clock-shim".to_string(), format!("{offset:+}s")]);
+            spec.args([launch.program.to_string_lossy().into_owned()]);
+            spec.args(launch.command.args.iter().cloned());
+            spec.env = launch.command.env.clone();
+            backend.launcher.command(&target.name, shim, &spec)
+        }
+    };
     let pid = process::spawn(command, &target.data_dir, &target.log, &target.name)?;
     record.nodes[index].pid = Some(pid);
-    progress(&format!("restarted {node} (pid {pid}) rpc {}", target.rpc));
+    progress(&format!(
+        "restarted {node} (pid {pid}) rpc {}{}",
+        target.rpc,
+        target
+            .clock_offset
+            .map(|o| format!(", its clock {o:+} s off"))
+            .unwrap_or_default()
+    ));
     if record.sealing_deferred && target.role == crate::spec::Role::Validator {
         ready::start_sealing(&record, &record.nodes[index], RESTART_SEALING_TIMEOUT).await?;
         progress(&format!("{node} started sealing again"));
@@ -143,6 +169,7 @@ mod tests {
                 program: "sleep".into(),
                 command: spec,
             }),
+            clock_offset: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct NodeRecord {
     /// Absent in records written before restarts existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<NodeLaunch>,
+    /// Seconds the node's wall clock is skewed by while a clock fault holds: it runs under the clock
+    /// supervisor ([`crate::chaos::clock`]) whenever it is (re)started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset: Option<i64>,
 }
 
 /// The program (resolved to a path) and command line a node runs.

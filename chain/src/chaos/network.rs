@@ -117,6 +117,9 @@ pub struct LinkPlan {
     pub b: LinkEnd,
     /// `b`'s p2p address.
     pub target: SocketAddr,
+    /// Where the link's proxy listens: `b`'s address on loopback, this host's bridge address when the nodes
+    /// run in network namespaces.
+    pub listen: std::net::IpAddr,
     /// What `a` sends.
     pub forward: Shape,
     /// What `b` sends.
@@ -253,10 +256,18 @@ pub fn plan(
             }
             let (a, _) = end(i)?;
             let (b, target) = end(j)?;
+            let listen = match &record.netns {
+                Some(layout) => layout
+                    .gateway
+                    .parse()
+                    .map_err(|_| format!("the bridge address `{}` is not an IP address", layout.gateway))?,
+                None => target.ip(),
+            };
             links.push(LinkPlan {
                 a,
                 b,
                 target,
+                listen,
                 forward,
                 backward,
             });
@@ -362,7 +373,7 @@ pub async fn apply<L: FaultLedger>(
     let mut applied: Vec<(&LinkPlan, LinkProxy)> = Vec::new();
     let mut failure = None;
     for (i, link) in links.iter().enumerate() {
-        let listen = SocketAddr::new(link.target.ip(), 0);
+        let listen = SocketAddr::new(link.listen, 0);
         // A cut link is cut from the start; a delayed or limited one is unshaped until it runs through the
         // proxy (see `LinkProxy`).
         let cuts = link.forward.cut.is_some() || link.backward.cut.is_some();

@@ -41,6 +41,7 @@ const SPEC_KEYS: &[&str] = &[
     "regions",
     "placement",
     "key_seed",
+    "isolation",
 ];
 /// Arguments of `chain.deploy_network` that are not spec fields.
 const DEPLOY_OPTIONS: &[&str] = &["ready_timeout", "ttl"];

@@ -78,6 +78,27 @@ pub struct NetworkSpec {
     /// Seed for deterministic keys; random keys when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_seed: Option<String>,
+    /// How the local backend isolates nodes: `host` (every node a process on loopback, the default) or
+    /// `netns` (each node in its own network namespace on a bridge; root only).
+    #[serde(default, skip_serializing_if = "Isolation::is_host")]
+    pub isolation: Isolation,
+}
+
+/// How nodes are isolated from each other on one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Processes on loopback.
+    #[default]
+    Host,
+    /// A network namespace per node, veth pairs on a bridge.
+    Netns,
+}
+
+impl Isolation {
+    pub fn is_host(&self) -> bool {
+        *self == Isolation::Host
+    }
 }
 
 /// A validated spec with every default filled in, in client-neutral units.
@@ -121,6 +142,7 @@ impl NetworkSpec {
             regions: Vec::new(),
             placement: BTreeMap::new(),
             key_seed: None,
+            isolation: Isolation::Host,
         }
     }
 

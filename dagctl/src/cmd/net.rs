@@ -59,6 +59,10 @@ pub struct UpArgs {
     /// Network name (default <client>-<consensus>-<suffix>)
     #[arg(long)]
     pub name: Option<String>,
+    /// How nodes are isolated: host (processes on loopback) or netns (a network namespace per node, veth pairs
+    /// on a bridge; root only)
+    #[arg(long, default_value = "host")]
+    pub isolation: String,
     /// Give up if the network is not ready after this long (e.g. 3m)
     #[arg(long, default_value = "3m")]
     pub wait_ready_timeout: String,
@@ -101,6 +105,8 @@ fn spec_from(args: &UpArgs) -> Result<NetworkSpec> {
     spec.chain_id = args.chain_id;
     spec.version = args.client_version.clone();
     spec.regions = args.regions.iter().map(|r| Region::named(r.trim())).collect();
+    spec.isolation = serde_json::from_value(json!(args.isolation))
+        .map_err(|_| anyhow!("--isolation: `{}` is neither host nor netns", args.isolation))?;
     spec.node_balance = match &args.node_balance {
         Some(text) => Some(
             chain::Balance::parse(text).ok_or_else(|| anyhow!("--node-balance: `{text}` is not a number of wei"))?,

@@ -11,6 +11,7 @@
 
 pub mod clients;
 mod clique;
+pub mod netns;
 mod node_ops;
 pub mod process;
 mod ready;
@@ -88,6 +89,21 @@ impl LocalBackend {
         &self.options
     }
 
+    /// The command that runs `program` with `spec` for `node`, in `namespace` when it has one.
+    fn node_command(
+        &self,
+        namespace: Option<&str>,
+        node: &str,
+        program: &Path,
+        spec: &crate::output::CommandSpec,
+    ) -> Result<std::process::Command> {
+        let mut command = self.launcher.command(node, program, spec);
+        if let Some(ns) = namespace {
+            netns::enter(&mut command, ns)?;
+        }
+        Ok(command)
+    }
+
     async fn start_nodes(
         &self,
         spec: &NetworkSpec,
@@ -105,6 +121,18 @@ impl LocalBackend {
         let per_node =
             2 + usize::from(has_ws) + usize::from(needs_authrpc) + usize::from(needs_raft) + usize::from(has_metrics);
         let ports = free_ports(slots.len() * per_node)?;
+        if spec.isolation == crate::spec::Isolation::Netns {
+            let names: Vec<String> = slots.iter().map(|s| s.name.clone()).collect();
+            let layout = netns::create(&spec.name, &names)?;
+            progress(&format!(
+                "network namespaces {}..{} on bridge {} ({}/24)",
+                layout.nodes.first().map(|n| n.namespace.as_str()).unwrap_or_default(),
+                layout.nodes.last().map(|n| n.namespace.as_str()).unwrap_or_default(),
+                layout.bridge,
+                layout.gateway
+            ));
+            record.netns = Some(layout);
+        }
         let mut params = Vec::with_capacity(slots.len());
         for (i, slot) in slots.iter().enumerate() {
             let mut next = ports[i * per_node..(i + 1) * per_node].iter().copied();
@@ -115,7 +143,10 @@ impl LocalBackend {
             node_ports.metrics = has_metrics.then(|| next.next().unwrap_or(0));
             params.push(NodeParams {
                 data_dir: record.base_dir.join(&slot.name),
-                host: self.launcher.node_host(&slot.name),
+                host: match record.netns.as_ref().and_then(|l| l.of(&slot.name)) {
+                    Some(ns) => ns.ip.clone(),
+                    None => self.launcher.node_host(&slot.name),
+                },
                 ports: node_ports,
             });
         }
@@ -165,7 +196,12 @@ impl LocalBackend {
             } else {
                 PathBuf::from(&node.command.program)
             };
-            let command = self.launcher.command(&node.name, &binary, &node.command);
+            let command = self.node_command(
+                record_netns(&record.netns, &node.name),
+                &node.name,
+                &binary,
+                &node.command,
+            )?;
             let pid = process::spawn(command, &node.data_dir, &node_record.log, &node.name)?;
             node_record.pid = Some(pid);
             node_record.launch = Some(NodeLaunch {
@@ -271,6 +307,7 @@ impl NodeBackend for LocalBackend {
             deployer_pid: std::process::id(),
             sealing_deferred: false,
             nodes: Vec::new(),
+            netns: None,
         };
         match self.start_nodes(spec, &program, &mut record, cancel, progress).await {
             Ok(()) => Ok(record),
@@ -309,6 +346,15 @@ impl NodeBackend for LocalBackend {
                 name: record.name.clone(),
                 reason: format!("processes {left:?} survived SIGKILL; data dir kept"),
             });
+        }
+        if let Some(layout) = &record.netns {
+            let left = netns::remove(layout);
+            if !left.is_empty() {
+                return Err(Error::Network {
+                    name: record.name.clone(),
+                    reason: format!("its network namespaces could not all be removed: {}", left.join("; ")),
+                });
+            }
         }
         let removed_dir = record.base_dir.exists();
         if removed_dir {
@@ -355,6 +401,11 @@ impl NodeBackend for LocalBackend {
     }
 }
 
+/// The network namespace of `node`, if the network has them.
+fn record_netns<'a>(layout: &'a Option<netns::NetnsLayout>, node: &str) -> Option<&'a str> {
+    layout.as_ref()?.of(node).map(|n| n.namespace.as_str())
+}
+
 /// Says which node listens beyond loopback (every listener dagctl configures is on the node's host address;
 /// GoQuorum's raft transport binds every interface whatever its flags).
 fn warn_exposed(record: &NetworkRecord, progress: Progress<'_>) {
@@ -363,7 +414,16 @@ fn warn_exposed(record: &NetworkRecord, progress: Progress<'_>) {
         let Ok(listeners) = crate::audit::listening_sockets(pid) else {
             continue;
         };
-        for listener in listeners.iter().filter(|l| !l.is_loopback()) {
+        // In its own namespace a node's address is private to this host's bridge.
+        let own = record
+            .netns
+            .as_ref()
+            .and_then(|l| l.of(&node.name))
+            .and_then(|n| n.ip.parse::<std::net::IpAddr>().ok());
+        for listener in listeners
+            .iter()
+            .filter(|l| !l.is_loopback() && Some(l.address.ip()) != own)
+        {
             let why = if node.ports.raft == Some(listener.address.port()) {
                 ": GoQuorum's raft transport listens on every interface and has no flag to bind it; firewall this port if the host is reachable"
             } else {

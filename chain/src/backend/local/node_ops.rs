@@ -67,7 +67,12 @@ pub(super) async fn restart(
         }
     }
     let command = match target.clock_offset {
-        None => backend.launcher.command(&target.name, &launch.program, &launch.command),
+        None => backend.node_command(
+            super::record_netns(&record.netns, node),
+            &target.name,
+            &launch.program,
+            &launch.command,
+        )?,
         Some(offset) => {
             let Some(shim) = backend.options.clock_shim.as_ref() else {
                 return Err(Error::Network {
@@ -82,7 +87,7 @@ pub(super) async fn restart(
             spec.args([launch.program.to_string_lossy().into_owned()]);
             spec.args(launch.command.args.iter().cloned());
             spec.env = launch.command.env.clone();
-            backend.launcher.command(&target.name, shim, &spec)
+            backend.node_command(super::record_netns(&record.netns, node), &target.name, shim, &spec)?
         }
     };
     let pid = process::spawn(command, &target.data_dir, &target.log, &target.name)?;
@@ -191,6 +196,7 @@ mod tests {
             deployer_pid: std::process::id(),
             sealing_deferred: false,
             nodes: vec![sleeping_node(&base_dir, "node-1"), sleeping_node(&base_dir, "node-2")],
+            netns: None,
         };
         let mut cleanup = StopOnDrop(record.processes());
         let first = record.nodes[0].pid.unwrap();
@@ -262,6 +268,7 @@ mod tests {
             deployer_pid: std::process::id(),
             sealing_deferred: false,
             nodes,
+            netns: None,
         };
         let _cleanup = StopOnDrop(record.processes());
         let pid = |i: usize| record.nodes[i].pid.unwrap();

@@ -57,6 +57,9 @@ pub struct NetworkRecord {
     #[serde(default)]
     pub sealing_deferred: bool,
     pub nodes: Vec<NodeRecord>,
+    /// The nodes' network namespaces (`isolation: netns`); absent when they run on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<super::netns::NetnsLayout>,
 }
 
 impl NetworkRecord {

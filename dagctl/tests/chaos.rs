@@ -263,7 +263,7 @@ fn bad_faults_and_targets_are_one_clear_error() {
                 "--target",
                 "node-1",
             ],
-            "netem: netem loss cannot be applied here",
+            "netem loss cannot be applied to nodes on loopback",
         ),
         (
             vec![

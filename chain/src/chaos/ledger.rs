@@ -36,6 +36,10 @@ pub enum Undo {
     Kill { tag: String },
     /// Start a node whose clock was skewed again on the host's clock ([`super::clock`]).
     Unskew { node: String },
+    /// Delete an nftables table (`table ip TABLE`) in a node's network namespace ([`super::netns`]).
+    NftTable { namespace: String, table: String },
+    /// Delete the root qdisc of `device`, in `namespace` or on the host ([`super::netns`]).
+    Qdisc { namespace: Option<String>, device: String },
 }
 
 /// One end of a peer link: what it takes to rewire it over JSON-RPC.
@@ -207,10 +211,15 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
     undo: &Undo,
     progress: Progress<'_>,
 ) -> Result<()> {
-    // A tagged process is killed whatever became of its network.
-    if let Undo::Kill { tag } = undo {
-        super::stress::kill_tagged(tag).await;
-        return Ok(());
+    // A tagged process is killed, a table or qdisc removed, whatever became of its network (a namespace gone
+    // took its tables and qdiscs with it).
+    match undo {
+        Undo::Kill { tag } => {
+            super::stress::kill_tagged(tag).await;
+            return Ok(());
+        }
+        Undo::NftTable { .. } | Undo::Qdisc { .. } => return super::netns::unmake(undo),
+        _ => {}
     }
     let running = match store.get_network(network).await {
         Ok(row) => row.status == "running",
@@ -242,7 +251,7 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
             .await
             .map(|_| ()),
         Undo::Relink { a, b } => relink(a, b).await,
-        Undo::Kill { .. } => Ok(()),
+        Undo::Kill { .. } | Undo::NftTable { .. } | Undo::Qdisc { .. } => Ok(()),
     }
 }
 

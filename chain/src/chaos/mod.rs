@@ -12,6 +12,7 @@ pub mod clock;
 pub mod episode;
 pub mod ledger;
 pub mod link;
+pub mod netns;
 pub mod network;
 pub mod process;
 pub mod spec;
@@ -72,6 +73,8 @@ pub struct Planned {
     pub fault: Fault,
     pub nodes: Vec<String>,
     pub links: Vec<network::LinkPlan>,
+    /// For a network fault on nodes in network namespaces: the tables and qdiscs it makes (no links then).
+    pub rules: Vec<netns::Rule>,
     pub seed: u64,
 }
 
@@ -92,10 +95,23 @@ pub fn plan(
     let nodes = target
         .select(record, seed)
         .map_err(|message| PlanError { target: true, message })?;
-    let links = match &fault {
-        Fault::Network(f) => {
-            network::plan(record, &nodes, f, seed).map_err(|message| PlanError { target: false, message })?
+    let refuse = |message: String| PlanError { target: false, message };
+    // Nodes in network namespaces: the kernel acts on their packets, except for delay (no netem here).
+    if let (Fault::Network(f), Some(layout)) = (&fault, &record.netns) {
+        if netns::expresses(f) {
+            let others = network::other_group(record, &nodes, f, seed).map_err(refuse)?;
+            let rules = netns::plan(record, layout, &nodes, &others, f, seed).map_err(refuse)?;
+            return Ok(Planned {
+                fault,
+                nodes,
+                links: Vec::new(),
+                rules,
+                seed,
+            });
         }
+    }
+    let links = match &fault {
+        Fault::Network(f) => network::plan(record, &nodes, f, seed).map_err(refuse)?,
         Fault::Process(_) | Fault::Stress(_) => Vec::new(),
         Fault::Clock { .. } => match clock::refusal() {
             None => Vec::new(),
@@ -106,6 +122,7 @@ pub fn plan(
         fault,
         nodes,
         links,
+        rules: Vec::new(),
         seed,
     })
 }
@@ -130,6 +147,9 @@ where
     match &planned.fault {
         Fault::Process(fault) => {
             process::apply(store, backend, &book, name, &planned.nodes, fault, cancel, progress).await
+        }
+        Fault::Network(fault) if !planned.rules.is_empty() => {
+            netns::apply(&book, &planned.nodes, &planned.rules, fault, cancel, progress).await
         }
         Fault::Network(fault) => {
             network::apply(

@@ -56,6 +56,13 @@ pub enum NetworkFault {
         direction: Direction,
         shape: Shape,
     },
+    /// Packets of the targets' interfaces lost, duplicated or corrupted (nodes in network namespaces only).
+    Packets {
+        duration: Duration,
+        interface: Option<String>,
+        direction: Direction,
+        effect: PacketEffect,
+    },
     /// The targets cut off from `from` (every other node when absent).
     Partition {
         duration: Duration,
@@ -94,6 +101,23 @@ impl NetworkFault {
                     .unwrap_or_default();
                 format!("{name} ({direction:?}{on}) for {duration:?}").to_lowercase()
             }
+            NetworkFault::Packets {
+                duration,
+                interface,
+                direction,
+                effect,
+            } => {
+                let (percent, correlation) = effect.share();
+                let on = interface
+                    .as_deref()
+                    .map(|i| format!(", interface {i}"))
+                    .unwrap_or_default();
+                format!(
+                    "netem {} {percent}%, correlation {correlation}% ({direction:?}{on}) for {duration:?}",
+                    effect.kind()
+                )
+                .to_lowercase()
+            }
             NetworkFault::Partition {
                 duration,
                 direction,
@@ -105,7 +129,37 @@ impl NetworkFault {
 
     pub fn duration(&self) -> Duration {
         match self {
-            NetworkFault::Netem { duration, .. } | NetworkFault::Partition { duration, .. } => *duration,
+            NetworkFault::Netem { duration, .. }
+            | NetworkFault::Packets { duration, .. }
+            | NetworkFault::Partition { duration, .. } => *duration,
+        }
+    }
+}
+
+/// What happens to a share of a node's packets: netem's `loss`, `duplicate` and `corrupt`. Percentages 0 to
+/// 100; `correlation` is netem's (only 0 can be expressed by nftables, which draws each packet anew).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PacketEffect {
+    Loss { percent: f64, correlation: f64 },
+    Duplicate { percent: f64, correlation: f64 },
+    Corrupt { percent: f64, correlation: f64 },
+}
+
+impl PacketEffect {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PacketEffect::Loss { .. } => "loss",
+            PacketEffect::Duplicate { .. } => "duplicate",
+            PacketEffect::Corrupt { .. } => "corrupt",
+        }
+    }
+
+    /// (percent, correlation).
+    pub fn share(&self) -> (f64, f64) {
+        match *self {
+            PacketEffect::Loss { percent, correlation }
+            | PacketEffect::Duplicate { percent, correlation }
+            | PacketEffect::Corrupt { percent, correlation } => (percent, correlation),
         }
     }
 }
@@ -149,6 +203,38 @@ fn enode_at(enode: &str, address: SocketAddr) -> String {
     format!("enode://{id}@{address}?discport=0")
 }
 
+/// The group a fault on `nodes` acts against: a partition's `from` (checked not to overlap the targets), or
+/// every node not targeted; never empty.
+pub fn other_group(
+    record: &NetworkRecord,
+    nodes: &[String],
+    fault: &NetworkFault,
+    seed: u64,
+) -> Result<BTreeSet<String>, String> {
+    let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
+    let others: BTreeSet<String> = match fault {
+        NetworkFault::Partition { from: Some(from), .. } => {
+            let picked = from.select(record, seed.wrapping_add(0x5eed))?;
+            if let Some(twice) = picked.iter().find(|n| targets.contains(n.as_str())) {
+                return Err(format!(
+                    "`from`: node `{twice}` is in both groups of the partition (named twice)"
+                ));
+            }
+            picked.into_iter().collect()
+        }
+        _ => record
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .filter(|n| !targets.contains(n.as_str()))
+            .collect(),
+    };
+    if others.is_empty() {
+        return Err("every node is targeted: there is no link to another node to fault".into());
+    }
+    Ok(others)
+}
+
 /// The links `fault` on `nodes` reroutes, each with its shapes; an error (nothing applied) when the network's
 /// client cannot rewire peers or the groups are wrong. `seed` drives a random `from`.
 pub fn plan(
@@ -169,28 +255,20 @@ pub fn plan(
                     Shape::default()
                 }
             }
-            NetworkFault::Partition { .. } => Shape::default(),
+            NetworkFault::Partition { .. } | NetworkFault::Packets { .. } => Shape::default(),
         }
     };
-    let others: BTreeSet<String> = match fault {
-        NetworkFault::Partition { from: Some(from), .. } => {
-            let picked = from.select(record, seed.wrapping_add(0x5eed))?;
-            if let Some(twice) = picked.iter().find(|n| targets.contains(n.as_str())) {
-                return Err(format!(
-                    "`from`: node `{twice}` is in both groups of the partition (named twice)"
-                ));
+    let others = other_group(record, nodes, fault, seed)?;
+    if let NetworkFault::Packets { effect, .. } = fault {
+        return Err(format!(
+            "netem {} cannot be applied to nodes on loopback: this kernel has no netem, and the TCP proxy that stands in for it carries a byte stream, which cannot {} packets; deploy the network with `isolation: netns` (nftables then acts on the nodes' packets), or use delay, rate or partition",
+            effect.kind(),
+            match effect {
+                PacketEffect::Loss { .. } => "lose",
+                PacketEffect::Duplicate { .. } => "duplicate",
+                PacketEffect::Corrupt { .. } => "corrupt",
             }
-            picked.into_iter().collect()
-        }
-        _ => record
-            .nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .filter(|n| !targets.contains(n.as_str()))
-            .collect(),
-    };
-    if others.is_empty() {
-        return Err("every node is targeted: there is no link to another node to fault".into());
+        ));
     }
     if !matches!(record.client, Client::Geth | Client::Quorum) {
         return Err(format!(
@@ -244,7 +322,7 @@ pub fn plan(
                         if y_to_x { cut } else { Shape::default() },
                     )
                 }
-                NetworkFault::Netem { .. } => {
+                NetworkFault::Netem { .. } | NetworkFault::Packets { .. } => {
                     if !targets.contains(x) && !targets.contains(y) {
                         continue;
                     }

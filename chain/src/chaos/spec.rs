@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::link::{parse_rate, Cut, Delay, Distribution, Shape};
-use super::network::{CutDirection, Direction, NetworkFault};
+use super::network::{CutDirection, Direction, NetworkFault, PacketEffect};
 use super::{process, Fault, ProcessFault, Selector};
 use crate::duration::SpecDuration;
 
@@ -121,18 +121,19 @@ impl NetemSpec {
             ("corrupt", &self.corrupt),
         ] {
             if let Some(spec) = spec {
-                percent(&format!("{name}.percent"), spec.percent)?;
-                percent(&format!("{name}.correlation"), spec.correlation)?;
-                return Err(format!(
-                    "netem {name} cannot be applied here: nodes run on loopback without netem (this kernel has none), \
-                     and the TCP proxy that stands in for it carries a byte stream, which cannot {} packets; \
-                     use delay, rate or partition",
-                    match name {
-                        "loss" => "lose",
-                        "duplicate" => "duplicate",
-                        _ => "corrupt",
-                    }
-                ));
+                let percent = percent(&format!("{name}.percent"), spec.percent)?;
+                let correlation = self::percent(&format!("{name}.correlation"), spec.correlation)?;
+                let effect = match name {
+                    "loss" => PacketEffect::Loss { percent, correlation },
+                    "duplicate" => PacketEffect::Duplicate { percent, correlation },
+                    _ => PacketEffect::Corrupt { percent, correlation },
+                };
+                return Ok(NetworkFault::Packets {
+                    duration,
+                    interface: self.interface.clone(),
+                    direction,
+                    effect,
+                });
             }
         }
         let mut shape = Shape::default();
@@ -422,15 +423,29 @@ mod tests {
         assert_eq!((delay.time.as_millis(), delay.jitter.as_millis()), (3000, 30));
         assert!((delay.correlation - 0.2).abs() < 1e-9);
         assert!(fault.name().contains("interface eth1"), "{}", fault.name());
-        assert!(netem("{duration: 1m, loss: {percent: 10}}")
-            .unwrap_err()
-            .contains("cannot lose"));
+        let loss = netem("{duration: 1m, loss: {percent: 10, correlation: 25}, direction: ingress}").unwrap();
+        assert_eq!(
+            loss,
+            NetworkFault::Packets {
+                duration: Duration::from_secs(60),
+                interface: None,
+                direction: Direction::Ingress,
+                effect: PacketEffect::Loss {
+                    percent: 10.0,
+                    correlation: 25.0
+                },
+            }
+        );
         assert!(netem("{duration: 1m, loss: {percent: 120}}")
             .unwrap_err()
             .contains("0 to 100"));
-        assert!(netem("{duration: 1m, corrupt: {percent: 1}}")
-            .unwrap_err()
-            .contains("cannot corrupt"));
+        assert!(matches!(
+            netem("{duration: 1m, corrupt: {percent: 1}}"),
+            Ok(NetworkFault::Packets {
+                effect: PacketEffect::Corrupt { .. },
+                ..
+            })
+        ));
         assert!(netem("{duration: 1m}").unwrap_err().contains("exactly one"));
         assert!(netem("{duration: 0s, delay: {time: 10}}")
             .unwrap_err()

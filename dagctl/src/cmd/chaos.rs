@@ -140,21 +140,22 @@ pub enum NetemCommand {
         #[arg(long)]
         distribution: Option<String>,
     },
-    /// Drop packets (refused here: a TCP proxy cannot)
+    /// Drop --percent of the packets the targets exchange with other nodes (nodes in network namespaces:
+    /// nftables; refused on loopback, where a TCP proxy carries the links)
     Loss {
         #[arg(long)]
         percent: f64,
         #[arg(long, default_value_t = 0.0)]
         correlation: f64,
     },
-    /// Duplicate packets (refused here)
+    /// Send --percent of the targets' packets to other nodes twice (network namespaces, egress only)
     Duplicate {
         #[arg(long)]
         percent: f64,
         #[arg(long, default_value_t = 0.0)]
         correlation: f64,
     },
-    /// Corrupt packets (refused here)
+    /// Overwrite a byte of --percent of the targets' TCP segments to other nodes (network namespaces)
     Corrupt {
         #[arg(long)]
         percent: f64,

@@ -28,6 +28,8 @@ DAGCTL_CHROMIUM=$(./scripts/ensure-chromium.sh)
 DAGCTL_WRK=$(./scripts/ensure-wrk.sh)
 # The `stress` chaos fault's stress-ng (Debian's, found on PATH).
 ./scripts/ensure-stress-ng.sh >/dev/null
+# Nodes in network namespaces and their packet faults: iproute2 (ip, tc, ss) and nftables.
+./scripts/ensure-netns-tools.sh
 export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM DAGCTL_WRK
 
 cargo nextest run --workspace --no-fail-fast "$@"

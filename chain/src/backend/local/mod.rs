@@ -369,6 +369,13 @@ impl NodeBackend for LocalBackend {
 
     /// Removes the network's directory.
     async fn discard(&self, name: &str) -> Result<()> {
+        let left = netns::remove_named(name);
+        if !left.is_empty() {
+            return Err(Error::Network {
+                name: name.to_string(),
+                reason: format!("its network namespaces could not all be removed: {}", left.join("; ")),
+            });
+        }
         let dir = self.options.networks_dir.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;

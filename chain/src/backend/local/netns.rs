@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 /// The interface each node sees, named as in pumba's example (`--interface eth1`).
 pub const NODE_INTERFACE: &str = "eth1";
 const SUBNET: &str = "10.213";
+/// The bridge's alias: this prefix and the network's name.
+const ALIAS: &str = "dagctl:";
 
 /// Where a network's namespaces are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +134,12 @@ pub fn create(network: &str, nodes: &[String]) -> Result<NetnsLayout> {
         nodes: Vec::new(),
     };
     let made = (|| -> Result<()> {
+        // The bridge says whose it is, so that what a deploy killed before it recorded anything made can be
+        // found by the network's name ([`remove_named`]).
+        run(
+            "ip",
+            &["link", "set", "dev", &bridge, "alias", &format!("{ALIAS}{network}")],
+        )?;
         run(
             "ip",
             &["addr", "add", &format!("{}/24", layout.gateway), "dev", &bridge],
@@ -216,6 +224,48 @@ pub fn remove(layout: &NetnsLayout) -> Vec<String> {
         if let Err(e) = run("ip", &["link", "del", &layout.bridge]) {
             left.push(e.to_string());
         }
+    }
+    left
+}
+
+/// Removes the namespaces, pairs and bridge of network `name` found by the bridge's alias (for a deploy that
+/// died before its record was written); what could not be removed.
+pub fn remove_named(network: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    for entry in entries.flatten() {
+        let bridge = entry.file_name().to_string_lossy().into_owned();
+        let Some(n) = bridge.strip_prefix("dgbr") else {
+            continue;
+        };
+        let alias = std::fs::read_to_string(entry.path().join("ifalias")).unwrap_or_default();
+        if alias.trim() != format!("{ALIAS}{network}") {
+            continue;
+        }
+        let prefix = format!("dg{n}-");
+        let nodes: Vec<NetnsNode> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let ns = e.file_name().to_string_lossy().into_owned();
+                        let i = ns.strip_prefix(&prefix)?.to_string();
+                        Some(NetnsNode {
+                            node: String::new(),
+                            veth: format!("dgv{n}-{i}"),
+                            namespace: ns,
+                            ip: String::new(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.extend(remove(&NetnsLayout {
+            bridge: bridge.clone(),
+            gateway: String::new(),
+            nodes,
+        }));
     }
     left
 }
@@ -318,5 +368,14 @@ mod tests {
         }
         assert!(!exists_link(&layout.bridge));
         assert!(remove(&layout).is_empty(), "removing again is fine");
+
+        // What a deploy that died before recording it made is found by the network's name.
+        let again = create(&name, &nodes).unwrap();
+        assert!(remove_named(&name).is_empty());
+        assert!(!exists_link(&again.bridge));
+        for node in &again.nodes {
+            assert!(!exists_namespace(&node.namespace));
+            assert!(!exists_link(&node.veth));
+        }
     }
 }

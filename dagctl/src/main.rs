@@ -332,6 +332,10 @@ enum BenchCommand {
     /// The load generator against wrk and locust on one anvil, signed transfers per second, and memory at
     /// millions of recorded calls
     Load(cmd::bench_load::LoadBenchArgs),
+    /// The chaos mechanisms: round trips and throughput through the link proxy against a direct connection,
+    /// the delay and rate it applies against its settings, and a wall-clock read under the clock supervisor
+    /// against one without it
+    Chaos(cmd::bench_chaos::ChaosBenchArgs),
     /// KPIs of millions of recorded calls and an hour of a network's samples, against reading them once, on
     /// one core
     Kpi(cmd::bench_kpi::KpiBenchArgs),
@@ -358,6 +362,10 @@ fn main() -> ExitCode {
     // The clock supervisor a skewed node runs under (`chain::chaos::clock`): no runtime, no configuration.
     if std::env::args_os().nth(1).is_some_and(|a| a == "clock-shim") {
         return cmd::chaos::clock_shim_main();
+    }
+    // The program `dagctl bench chaos` runs with and without that supervisor.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "clock-probe") {
+        return cmd::bench_chaos::clock_probe_main();
     }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -445,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Monitor(args)) => cmd::bench_monitor::monitor(&config, &args).await,
         Command::Bench(BenchCommand::Load(args)) => cmd::bench_load::load(&config, &args).await,
         Command::Bench(BenchCommand::Kpi(args)) => cmd::bench_kpi::kpi(&config, &args).await,
+        Command::Bench(BenchCommand::Chaos(args)) => cmd::bench_chaos::chaos(&args).await,
         Command::Bench(BenchCommand::Web {
             database,
             pg_url,

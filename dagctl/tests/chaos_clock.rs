@@ -215,3 +215,37 @@ fn a_skewed_signer_runs_an_hour_ahead_and_comes_back() {
     assert!(stderr(&bad).contains("`offset` must not be zero"), "{}", stderr(&bad));
     home.ok(&["net", "down", "skewed"]);
 }
+
+#[test]
+fn bench_chaos_reports_every_figure_with_a_baseline() {
+    let home = Home::new();
+    let rows = home.json(&[
+        "bench",
+        "chaos",
+        "--round-trips",
+        "200",
+        "--mib",
+        "8",
+        "--delay-ms",
+        "10",
+        "--rate-kbit",
+        "4000",
+        "--clock-reads",
+        "2000",
+    ]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for row in rows {
+        for key in ["value", "baseline_value", "ratio_to_baseline"] {
+            assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {row}");
+        }
+        assert!(!row["baseline"].as_str().unwrap().is_empty(), "{row}");
+    }
+    // Not a speed: the supervised program's clock is where it was asked to be.
+    let offset = rows
+        .iter()
+        .find(|r| r["figure"] == "offset the supervised program sees")
+        .unwrap();
+    let seen = offset["value"].as_f64().unwrap();
+    assert!((3595.0..=3605.0).contains(&seen), "{offset}");
+}

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod bench;
+pub mod bench_chaos;
 pub mod bench_kpi;
 pub mod bench_load;
 pub mod bench_monitor;

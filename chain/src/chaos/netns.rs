@@ -442,25 +442,7 @@ pub async fn apply<L: FaultLedger>(
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
-    if let Some(failure) = failure {
-        let done: Vec<&str> = report.steps.iter().map(|s| s.action.as_str()).collect();
-        return Err(Error::Rejected(format!(
-            "{failure}; rolled back what was made ({}){}",
-            done.join("; "),
-            if undo_errors.is_empty() {
-                String::new()
-            } else {
-                format!("; left open for recovery: {}", undo_errors.join("; "))
-            }
-        )));
-    }
-    if !undo_errors.is_empty() {
-        return Err(Error::Rejected(format!(
-            "the fault ran, but not everything could be removed: {}",
-            undo_errors.join("; ")
-        )));
-    }
-    Ok(report)
+    report.outcome(failure, &undo_errors, "not everything could be removed")
 }
 
 fn describe(rule: &Rule) -> String {

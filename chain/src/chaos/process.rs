@@ -56,6 +56,38 @@ pub struct FaultReport {
     pub in_place: Option<DateTime<Utc>>,
 }
 
+impl FaultReport {
+    /// The fault's outcome once everything it applied was undone (or tried): the report, or an error naming
+    /// the `failure` that stopped it being applied and what was applied and rolled back, or the parts that
+    /// could not be undone (`not_undone` says what that means for this kind of fault).
+    pub fn outcome(
+        self,
+        failure: Option<String>,
+        undo_errors: &[String],
+        not_undone: &str,
+    ) -> crate::error::Result<FaultReport> {
+        if let Some(failure) = failure {
+            let done: Vec<&str> = self.steps.iter().map(|s| s.action.as_str()).collect();
+            return Err(crate::error::Error::Rejected(format!(
+                "{failure}; rolled back what was applied ({}){}",
+                done.join("; "),
+                if undo_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left open for recovery: {}", undo_errors.join("; "))
+                }
+            )));
+        }
+        if !undo_errors.is_empty() {
+            return Err(crate::error::Error::Rejected(format!(
+                "the fault ran, but {not_undone}: {}",
+                undo_errors.join("; ")
+            )));
+        }
+        Ok(self)
+    }
+}
+
 impl ProcessFault {
     /// The fault's name in reports: `kill SIGKILL`, `pause 10s`, ...
     pub fn name(&self) -> String {

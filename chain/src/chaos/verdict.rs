@@ -8,7 +8,8 @@
 //! - `blocks_missed`: blocks the network made during the faults against what its baseline rate would have
 //!   made (at most `max_missed` of them, a fraction, may be missing);
 //! - `converged`: every node is on one chain (the block at the lowest of their heads is the same everywhere)
-//!   within `grace` after the faults end (`recovery_seconds`);
+//!   and caught up (the lowest head at most 2 blocks plus one second's worth at the baseline rate behind the
+//!   highest) within `grace` after the faults end (`recovery_seconds`);
 //! - `fork_depth`: how many blocks a node's head at the end of the faults had to give up to the converged
 //!   chain (at most `max_fork_depth`);
 //! - `recovered`: the converged chain advances again.
@@ -265,6 +266,9 @@ impl Watch {
         });
         // Convergence within the grace period.
         let grace = self.spec.grace.map(|d| d.0).unwrap_or(Duration::from_secs(60));
+        // A node restarted after a crash may come back far behind (a client persists its head lazily) and
+        // share only an old block with the others: it has converged once it has caught up.
+        let lag_allowed = 2 + self.rate.ceil() as u64;
         let ended = Instant::now();
         let mut agreed: Option<Head> = None;
         let mut last = BTreeMap::new();
@@ -272,7 +276,11 @@ impl Watch {
             let now = heads(&self.nodes).await;
             last = now.clone();
             let all: Vec<&Head> = now.values().filter_map(Option::as_ref).collect();
-            if all.len() == self.nodes.len() {
+            let spread = match (all.iter().map(|h| h.number).max(), all.iter().map(|h| h.number).min()) {
+                (Some(high), Some(low)) => high - low,
+                _ => u64::MAX,
+            };
+            if all.len() == self.nodes.len() && spread <= lag_allowed {
                 if let Some(common) = one_chain(&self.nodes, &all).await {
                     agreed = Some(common);
                     break;

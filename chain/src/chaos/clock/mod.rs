@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::ledger::{Book, FaultLedger, Undo};
 use super::process::{hold, FaultReport, Step};
 use crate::backend::{NodeBackend, Progress};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lifecycle;
 use crate::registry::NetworkStore;
 
@@ -117,25 +117,11 @@ pub async fn apply<S: NetworkStore, B: NodeBackend, L: FaultLedger>(
         let _ = book.undone(node, error.as_deref()).await;
     }
     report.seconds = started.elapsed().as_secs_f64();
-    match (applied, undo_errors.is_empty()) {
-        (Ok(()), true) => Ok(report),
-        (Ok(()), false) => Err(Error::Rejected(format!(
-            "the clock fault ran, but not every node could be put back: {}",
-            undo_errors.join("; ")
-        ))),
-        (Err(err), _) => {
-            let done: Vec<&str> = report.steps.iter().map(|s| s.action.as_str()).collect();
-            Err(Error::Rejected(format!(
-                "{err}; rolled back what was applied ({}){}",
-                done.join("; "),
-                if undo_errors.is_empty() {
-                    String::new()
-                } else {
-                    format!("; left open for recovery: {}", undo_errors.join("; "))
-                }
-            )))
-        }
-    }
+    report.outcome(
+        applied.err().map(|e| e.to_string()),
+        &undo_errors,
+        "not every node could be put back on the host's clock",
+    )
 }
 
 /// Starts `node` again on the host's clock if it runs skewed; whether it did. Also what recovery does for a

@@ -22,7 +22,7 @@ scenarios:
   - name: pause
     weight: 20
     faults:
-      - {pause: {duration: 4s}, target: "validators:1"}
+      - {pause: {duration: 8s}, target: "validators:1"}
     load: {rate: 20, max_error_rate: 0.5}
     pass: {baseline: 4s, grace: 40s, max_missed: 0.9}
   - name: flood

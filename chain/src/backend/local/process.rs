@@ -14,9 +14,9 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::output::CommandSpec;
 
-/// How a node's process is started. The default runs it directly on this host; a later
-/// implementation can run it inside the node's own network namespace (e.g. by prefixing
-/// `ip netns exec <ns>`) and hand out that namespace's address.
+/// How a node's process is started. The default runs it directly on this host. Network namespaces
+/// (`isolation: netns`) are not a launcher: they are per network, kept in its record, and applied on top of
+/// whatever the launcher builds (`LocalBackend::node_command`, `netns::enter`).
 pub trait Launcher: Send + Sync {
     /// Address the node binds to and its peers dial.
     fn node_host(&self, node: &str) -> String;

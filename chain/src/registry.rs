@@ -560,6 +560,7 @@ mod tests {
         });
         let retry = RetryPolicy {
             budget: Duration::from_millis(200),
+            report_budget: Duration::from_millis(200),
             first_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
         };

@@ -188,6 +188,7 @@ pub fn build_scheduler(
     let minter = Arc::new(web::execution::TryTokens(keys.clone()));
     let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config));
     options.paused_at_creation = config.paused_at_creation;
+    options.api_url = Some(api_url.to_string());
     Ok(Scheduler::new(
         store.clone(),
         options,

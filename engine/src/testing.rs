@@ -87,3 +87,63 @@ macro_rules! each_backend {
         }
     };
 }
+
+/// Runs one statement on the test server's admin database (for faults a test injects: terminating sessions,
+/// refusing connections).
+async fn pg_admin(sql: &str) -> u64 {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&pg_admin_url())
+        .await
+        .unwrap_or_else(|err| panic!("PostgreSQL must answer at {} for this test: {err}", pg_admin_url()));
+    let rows = sqlx::query(sql)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|err| panic!("`{sql}` failed: {err}"));
+    rows.len() as u64
+}
+
+/// Ends every session on database `name` (made by [`create_pg_database`]), as an administrator's
+/// `pg_terminate_backend` would; returns how many were ended.
+pub async fn terminate_pg_sessions(name: &str) -> u64 {
+    assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    pg_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .await
+}
+
+/// Lets database `name` accept new connections or not (sessions already open are not ended by this).
+pub async fn allow_pg_connections(name: &str, allow: bool) {
+    assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    pg_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")).await;
+}
+
+/// Holds the write lock of the SQLite database at `path` for `hold` (as another program, e.g. a backup tool,
+/// would), from a connection of its own; returns once the lock is taken and releases it from a thread.
+pub fn hold_sqlite_lock(path: &std::path::Path, hold: std::time::Duration) -> std::thread::JoinHandle<()> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", path.display());
+    let (taken, is_taken) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("PRAGMA busy_timeout = 60000")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+            let _ = taken.send(());
+            tokio::time::sleep(hold).await;
+            sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+        });
+    });
+    is_taken
+        .recv_timeout(std::time::Duration::from_secs(90))
+        .expect("the SQLite lock was taken");
+    handle
+}

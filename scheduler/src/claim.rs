@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use engine::state::{TaskEvent, TaskState};
-use engine::store::FinishedTry;
+use engine::store::{FinishedTry, TiRow};
 use tracing::warn;
 use worker::LaunchRequest;
 
@@ -91,20 +91,26 @@ impl Scheduler {
                     run.version_hash
                 }
             };
-            let dag = self.spec(&version_hash).await?;
-            let execution_timeout = dag.task(&ti.task_id).and_then(|task| task.execution_timeout);
             let mut ti = ti;
             ti.try_number = *try_number;
             ti.state = TaskState::Running;
             ti.start_date = Some(now);
             ti.hostname = Some(self.options.hostname.clone());
-            self.in_flight.insert(ti.id, InFlight::new(&ti));
-            let span = tracing::info_span!("launch", dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, try_number = ti.try_number);
-            span.in_scope(|| {
-                tracing::debug!("launching the try's runner");
-                self.executor.launch(LaunchRequest { ti, execution_timeout });
-            });
+            self.launch_try(ti, &version_hash).await?;
         }
         Ok(started.len())
+    }
+
+    /// Starts the runner of try `ti.try_number` (recorded as running) on the executor.
+    pub(crate) async fn launch_try(&mut self, ti: TiRow, version_hash: &str) -> Result<()> {
+        let dag = self.spec(version_hash).await?;
+        let execution_timeout = dag.task(&ti.task_id).and_then(|task| task.execution_timeout);
+        self.in_flight.insert(ti.id, InFlight::new(&ti));
+        let span = tracing::info_span!("launch", dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, try_number = ti.try_number);
+        span.in_scope(|| {
+            tracing::debug!("launching the try's runner");
+            self.executor.launch(LaunchRequest { ti, execution_timeout });
+        });
+        Ok(())
     }
 }

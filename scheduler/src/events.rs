@@ -7,11 +7,19 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use engine::state::{Outcome, TaskState};
 use engine::store::{FinishedTry, TiRow};
-use tracing::warn;
+use tracing::{info, warn};
 use worker::ExecutorEvent;
 
 use crate::main_loop::Scheduler;
 use crate::Result;
+
+/// A runner that is gone, as its executor told.
+struct Exit {
+    ti_id: i64,
+    try_number: i64,
+    pid: Option<u32>,
+    detail: String,
+}
 
 /// Told to observers when a task instance's try ends.
 #[derive(Debug, Clone)]
@@ -32,7 +40,7 @@ impl Scheduler {
 
     /// Records every executor event that arrived: runners' pids, and runners that are gone. A try whose runner
     /// ended without reporting (killed, crashed, lost) is failed here, by the task's retry policy. Returns how
-    /// many tries ended.
+    /// many tries ended. On a store error the events stay pending for the next step: none is dropped.
     pub(crate) async fn drain_events(&mut self) -> Result<usize> {
         while let Ok(event) = self.events.try_recv() {
             self.pending_events.push(event);
@@ -40,9 +48,8 @@ impl Scheduler {
         if self.pending_events.is_empty() {
             return Ok(0);
         }
-        let events = std::mem::take(&mut self.pending_events);
         let mut exited = Vec::new();
-        for event in events {
+        for event in std::mem::take(&mut self.pending_events) {
             match event {
                 // The runner records its own pid and host when it starts (one write, by the execution API).
                 ExecutorEvent::Started { .. } => {
@@ -51,14 +58,41 @@ impl Scheduler {
                 ExecutorEvent::Exited {
                     ti_id,
                     try_number,
+                    pid,
                     detail,
-                } => exited.push((ti_id, try_number, detail)),
+                } => exited.push(Exit {
+                    ti_id,
+                    try_number,
+                    pid,
+                    detail,
+                }),
             }
         }
         if exited.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = exited.iter().map(|(id, _, _)| *id).collect();
+        match self.record_exits(&exited).await {
+            Ok(()) => Ok(exited.len()),
+            Err(err) => {
+                let later = std::mem::take(&mut self.pending_events);
+                self.pending_events = exited
+                    .into_iter()
+                    .map(|exit| ExecutorEvent::Exited {
+                        ti_id: exit.ti_id,
+                        try_number: exit.try_number,
+                        pid: exit.pid,
+                        detail: exit.detail,
+                    })
+                    .chain(later)
+                    .collect();
+                Err(err)
+            }
+        }
+    }
+
+    /// Fails the tries whose runner ended without reporting (one transaction), then counts and tells observers.
+    async fn record_exits(&mut self, exited: &[Exit]) -> Result<()> {
+        let ids: Vec<i64> = exited.iter().map(|exit| exit.ti_id).collect();
         let rows: HashMap<i64, TiRow> = self
             .store
             .tis_by_ids(&ids)
@@ -68,10 +102,24 @@ impl Scheduler {
             .collect();
         let now = Utc::now();
         let mut lost = Vec::new();
-        for (ti_id, try_number, detail) in &exited {
+        for Exit {
+            ti_id,
+            try_number,
+            pid,
+            detail,
+        } in exited
+        {
             let Some(ti) = rows.get(ti_id) else { continue };
             if ti.try_number != *try_number || !ti.state.is_executing() {
                 continue;
+            }
+            // Another runner started this try first (it was relaunched after its scheduler died): that one
+            // holds it, and this scheduler looks after it at its next reconciliation.
+            if let (Some(held), Some(pid)) = (ti.pid, pid) {
+                if held != i64::from(*pid) {
+                    info!(dag_id = %ti.dag_id, task_id = %ti.task_id, held, pid, "a second runner of a try stood down");
+                    continue;
+                }
             }
             let run = self.store.get_run_by_pk(ti.run_pk).await?;
             let spec = self.spec(&run.version_hash).await.ok();
@@ -88,7 +136,7 @@ impl Scheduler {
             ));
         }
         let results: HashMap<i64, TaskState> = self.store.finish_tries(&lost).await?.into_iter().collect();
-        for (ti_id, try_number, _) in &exited {
+        for Exit { ti_id, try_number, .. } in exited {
             let state = results
                 .get(ti_id)
                 .copied()
@@ -118,6 +166,6 @@ impl Scheduler {
                 state,
             });
         }
-        Ok(exited.len())
+        Ok(())
     }
 }

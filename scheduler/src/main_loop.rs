@@ -58,6 +58,9 @@ pub struct Scheduler {
     pub(crate) processor: Option<DagProcessor>,
     /// When old monitor samples are next deleted.
     pub(crate) next_prune: Instant,
+    /// When a step last failed on a store error: other schedulers' heartbeats are not judged until they have
+    /// had `job_timeout` to write again (a database blip stops every scheduler's heartbeat, not only theirs).
+    pub(crate) store_failed_at: Option<Instant>,
 }
 
 impl Scheduler {
@@ -89,6 +92,7 @@ impl Scheduler {
             next_due: HashMap::new(),
             processor,
             next_prune: Instant::now(),
+            store_failed_at: None,
         }
     }
 
@@ -114,7 +118,13 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let now = Utc::now();
         self.store
-            .register_job(&self.options.id, &self.options.hostname, std::process::id(), now)
+            .register_job(
+                &self.options.id,
+                &self.options.hostname,
+                std::process::id(),
+                self.options.api_url.as_deref(),
+                now,
+            )
             .await?;
         info!(scheduler_id = %self.options.id, "scheduler started");
         let full = self.options.scope.is_none();
@@ -138,7 +148,11 @@ impl Scheduler {
             let busy = match step {
                 Ok(busy) => busy,
                 Err(err) => {
+                    // Nothing is lost: executor events stay pending until recorded, and every other step
+                    // starts again from what the store holds.
                     warn!(error = %err, "scheduler loop failed, retrying");
+                    self.store_failed_at = Some(Instant::now());
+                    self.metrics.scheduler_loop_errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     false
                 }
@@ -148,7 +162,9 @@ impl Scheduler {
                 while let Ok(event) = self.events.try_recv() {
                     self.pending_events.push(event);
                 }
-                if idle && self.pending_events.is_empty() && self.store.runs_unfinished(scope).await? == 0 {
+                // A store error here is one more turn of the loop, not the end of the scoped runs.
+                let unfinished = self.store.runs_unfinished(scope).await.unwrap_or(1);
+                if idle && self.pending_events.is_empty() && unfinished == 0 {
                     break Ok(());
                 }
             }

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub ti_retries: AtomicU64,
     pub ti_adopted: AtomicU64,
     pub ti_orphans_failed: AtomicU64,
+    /// Tries of this scheduler found lost (not running here, no end recorded) and failed or requeued.
+    pub ti_reconciled: AtomicU64,
+    /// Scheduler loop steps that failed (store errors); the loop retries.
+    pub scheduler_loop_errors: AtomicU64,
     pub dagrun_success: AtomicU64,
     pub dagrun_failed: AtomicU64,
     pub dagrun_created: AtomicU64,
@@ -177,6 +181,18 @@ impl Metrics {
             "task_instances_without_heartbeats_killed",
             "Orphaned tries failed because their process was gone.",
             load(&self.ti_orphans_failed),
+        );
+        counter(
+            &mut out,
+            "ti_reconciled",
+            "Tries this scheduler lost track of (after a store error) and failed by policy or requeued.",
+            load(&self.ti_reconciled),
+        );
+        counter(
+            &mut out,
+            "scheduler_loop_errors",
+            "Scheduler loop steps that failed on a store error and were retried.",
+            load(&self.scheduler_loop_errors),
         );
         counter(
             &mut out,

@@ -31,6 +31,9 @@ pub struct SchedulerOptions {
     /// Monitor samples older than this are deleted (checked every `prune_interval`); None keeps them.
     pub sample_retention: Option<Duration>,
     pub prune_interval: Duration,
+    /// Where this scheduler's runners reach the task execution API; recorded with the scheduler's job so that
+    /// runners of a scheduler that died can report to a live one.
+    pub api_url: Option<String>,
 }
 
 impl SchedulerOptions {
@@ -50,6 +53,7 @@ impl SchedulerOptions {
             create_scheduled_runs: true,
             sample_retention: Some(DEFAULT_SAMPLE_RETENTION),
             prune_interval: Duration::from_secs(600),
+            api_url: None,
         }
     }
 }

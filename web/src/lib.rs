@@ -289,22 +289,44 @@ async fn monitor_health(state: State<Store>) -> Response {
     response
 }
 
-/// `/health`: 503 when the database does not answer, for load balancers and probes.
+/// How long `/health` waits for the database.
+const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `/health`: 503 when the database does not answer (within 3 s), with the reason, for load balancers and
+/// probes. The engine keeps running its tasks meanwhile and catches up when the database returns.
 async fn health(State(store): State<Store>) -> Response {
-    let db_ok = store.ping().await.is_ok();
-    let heartbeat = store.latest_scheduler_heartbeat().await.ok().flatten();
+    let db_error = match tokio::time::timeout(HEALTH_DB_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(err.to_string()),
+        Err(_) => Some(format!(
+            "the database did not answer within {} s",
+            HEALTH_DB_TIMEOUT.as_secs()
+        )),
+    };
+    let heartbeat = match db_error {
+        None => tokio::time::timeout(HEALTH_DB_TIMEOUT, store.latest_scheduler_heartbeat())
+            .await
+            .ok()
+            .and_then(|hb| hb.ok())
+            .flatten(),
+        Some(_) => None,
+    };
     let scheduler_ok = heartbeat
         .map(|hb| Utc::now() - hb < chrono::Duration::seconds(30))
         .unwrap_or(false);
     let status = |ok: bool| if ok { "healthy" } else { "unhealthy" };
     let hb = heartbeat.map(|hb| hb.to_rfc3339_opts(SecondsFormat::Micros, true));
+    let mut metadatabase = json!({"status": status(db_error.is_none())});
+    if let Some(reason) = &db_error {
+        metadatabase["reason"] = json!(reason);
+    }
     let body = json!({
-        "metadatabase": {"status": status(db_ok)},
+        "metadatabase": metadatabase,
         "scheduler": {"status": status(scheduler_ok), "latest_scheduler_heartbeat": hb},
         "triggerer": {"status": null, "latest_triggerer_heartbeat": null},
         "dag_processor": {"status": status(scheduler_ok), "latest_dag_processor_heartbeat": hb},
     });
-    let code = if db_ok {
+    let code = if db_error.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

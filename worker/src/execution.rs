@@ -27,6 +27,9 @@ use crate::log::LogLine;
 pub const API_URL_ENV: &str = "DAGCTL_EXECUTION_API_URL";
 /// The environment variable holding a runner's try-scoped token.
 pub const TOKEN_ENV: &str = "DAGCTL_TASK_TOKEN";
+/// A response header of the start and heartbeat calls: the execution API addresses of the live engines
+/// (comma-separated, newest first). A runner whose engine went away reports to one of them.
+pub const ENGINES_HEADER: &str = "x-dagctl-engines";
 /// The `kind` of execution tokens (API and session tokens are refused on `/execution`).
 pub const TOKEN_KIND: &str = "execution";
 

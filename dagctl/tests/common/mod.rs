@@ -15,6 +15,8 @@ pub struct Home {
     pub dir: tempfile::TempDir,
     pub database_url: Option<String>,
     pg_name: Option<String>,
+    /// Extra environment of every `dagctl` this home runs.
+    pub env: Vec<(String, String)>,
     /// Networks brought up by the helpers below: torn down when the home is dropped, even by a failed test.
     networks: std::cell::RefCell<Vec<String>>,
 }
@@ -27,8 +29,23 @@ impl Home {
             dir,
             database_url: None,
             pg_name: None,
+            env: Vec::new(),
             networks: Default::default(),
         }
+    }
+
+    /// Another data dir and DAGs folder on the same database as `other` (a second engine on another machine,
+    /// as far as files go); the database stays `other`'s to drop.
+    pub fn sharing(other: &Home) -> Home {
+        let mut home = Home::new();
+        home.database_url = other.database_url.clone();
+        home.env = other.env.clone();
+        home
+    }
+
+    /// The name of this home's PostgreSQL database.
+    pub fn pg_name(&self) -> &str {
+        self.pg_name.as_deref().expect("a home made by Home::postgres")
     }
 
     /// A home whose store is a fresh PostgreSQL database.
@@ -64,7 +81,8 @@ impl Home {
             .env("DAGCTL_HOME", self.path())
             .env("DAGCTL_DAGS_FOLDER", self.dags())
             .env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", "false")
-            .env_remove("DAGCTL_PARALLELISM");
+            .env_remove("DAGCTL_PARALLELISM")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         match &self.database_url {
             Some(url) => command.env("DAGCTL_DATABASE_URL", url),
             None => command.env_remove("DAGCTL_DATABASE_URL"),

@@ -238,12 +238,21 @@ impl Store {
     }
 
     /// Registers a scheduler process.
-    pub async fn register_job(&self, id: &str, hostname: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("INSERT INTO scheduler_job (id, hostname, pid, state, started_at, heartbeat_at) VALUES ($1, $2, $3, 'running', $4, $4)")
+    /// Records a scheduler that starts; `api_url` is where its runners reach the task execution API.
+    pub async fn register_job(
+        &self,
+        id: &str,
+        hostname: &str,
+        pid: u32,
+        api_url: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO scheduler_job (id, hostname, pid, state, started_at, heartbeat_at, api_url) VALUES ($1, $2, $3, 'running', $4, $4, $5)")
             .bind(id)
             .bind(hostname)
             .bind(i64::from(pid))
             .bind(micros(now))
+            .bind(api_url.map(str::to_string))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -284,6 +293,18 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The execution API addresses of the schedulers that heartbeated since `since`, newest first.
+    pub async fn live_api_urls(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT api_url, MAX(heartbeat_at) FROM scheduler_job WHERE state = 'running' AND api_url IS NOT NULL \
+             AND heartbeat_at >= $1 GROUP BY api_url ORDER BY 2 DESC",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
     }
 
     /// Latest heartbeat of any scheduler.

@@ -109,6 +109,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
         10,
         MigrationSql::Common(include_str!("../../../migrations/common/0010_chaos_faults.sql")),
     ),
+    (
+        11,
+        MigrationSql::Common(include_str!("../../../migrations/common/0011_scheduler_api_url.sql")),
+    ),
 ];
 
 impl MigrationSql {

@@ -532,6 +532,47 @@ async fn chaos_faults_stay_open_until_undone(db: TestDb) {
     assert_eq!(db.store.open_chaos_faults(Some("net")).await.unwrap().len(), 2);
 }
 
+async fn schedulers_name_their_execution_api(db: TestDb) {
+    let store = &db.store;
+    let now = Utc::now();
+    store
+        .register_job(
+            "a",
+            "h",
+            1,
+            Some("http://127.0.0.1:1"),
+            now - chrono::Duration::seconds(120),
+        )
+        .await
+        .unwrap();
+    store
+        .register_job("b", "h", 2, Some("http://127.0.0.1:2"), now)
+        .await
+        .unwrap();
+    store.register_job("c", "h", 3, None, now).await.unwrap();
+    store
+        .register_job(
+            "d",
+            "h",
+            4,
+            Some("http://127.0.0.1:4"),
+            now - chrono::Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+    let since = now - chrono::Duration::seconds(60);
+    assert_eq!(
+        store.live_api_urls(since).await.unwrap(),
+        vec!["http://127.0.0.1:2".to_string(), "http://127.0.0.1:4".to_string()]
+    );
+    store.set_job_state("b", "dead").await.unwrap();
+    assert_eq!(
+        store.live_api_urls(since).await.unwrap(),
+        vec!["http://127.0.0.1:4".to_string()]
+    );
+}
+
+each_backend!(schedulers_name_their_execution_api);
 each_backend!(run_kpis_are_kept_per_task_and_listed_per_dag);
 each_backend!(chaos_faults_stay_open_until_undone);
 each_backend!(alerts_add_up_by_pattern);

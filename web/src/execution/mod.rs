@@ -11,11 +11,11 @@ mod networks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post, put};
 use axum::{Json, Router};
@@ -25,7 +25,8 @@ use engine::store::{FinishedTry, Store, TiRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use worker::execution::{
-    FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, TokenMinter, XcomValue, TOKEN_KIND,
+    FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, TokenMinter, XcomValue, ENGINES_HEADER,
+    TOKEN_KIND,
 };
 use worker::log::{TaskLogs, TryKey};
 
@@ -49,7 +50,14 @@ pub struct ExecState {
     /// How often runners heartbeat.
     pub heartbeat_interval: Duration,
     specs: Arc<Mutex<HashMap<String, Arc<DagSpec>>>>,
+    /// The live engines' execution API addresses and when they were read.
+    engines: Arc<Mutex<Option<(Instant, HeaderValue)>>>,
 }
+
+/// How long the live engines' addresses are reused before the store is asked again.
+const ENGINES_TTL: Duration = Duration::from_secs(2);
+/// An engine that has not heartbeated for this long is not offered to runners.
+const ENGINE_SILENCE: chrono::Duration = chrono::Duration::seconds(60);
 
 impl ExecState {
     pub fn new(store: Store, keys: Keys, logs: Arc<dyn TaskLogs>) -> ExecState {
@@ -60,7 +68,32 @@ impl ExecState {
             wake: None,
             heartbeat_interval: Duration::from_secs(5),
             specs: Arc::new(Mutex::new(HashMap::new())),
+            engines: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The header naming the live engines (none when the store cannot say now: the runner keeps its list).
+    async fn engines_header(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some((name, value)) = self.engines().await {
+            headers.insert(name, value);
+        }
+        headers
+    }
+
+    async fn engines(&self) -> Option<(HeaderName, HeaderValue)> {
+        let name = HeaderName::from_static(ENGINES_HEADER);
+        if let Some((at, value)) = self.engines.lock().ok().and_then(|e| e.clone()) {
+            if at.elapsed() < ENGINES_TTL {
+                return Some((name, value));
+            }
+        }
+        let urls = self.store.live_api_urls(Utc::now() - ENGINE_SILENCE).await.ok()?;
+        let value = HeaderValue::from_str(&urls.join(",")).ok()?;
+        if let Ok(mut engines) = self.engines.lock() {
+            *engines = Some((Instant::now(), value.clone()));
+        }
+        Some((name, value))
     }
 
     async fn spec(&self, version_hash: &str) -> ApiResult<Arc<DagSpec>> {
@@ -206,7 +239,7 @@ async fn start(
     State(state): State<ExecState>,
     caller: CallerTry,
     JsonBody(body): JsonBody<StartRequest>,
-) -> ApiResult<Json<TaskContext>> {
+) -> ApiResult<Response> {
     let ti = match state.store.get_ti(&body.dag_id, &body.run_id, &body.task_id).await {
         Ok(ti) => ti,
         Err(engine::Error::NotFound(what)) => return Err(ApiError::forbidden(format!("{what}: not this token's try"))),
@@ -221,7 +254,9 @@ async fn start(
         .set_runner(ti.id, caller.try_number, &body.hostname, body.pid, Utc::now())
         .await?
     {
-        return Err(ApiError::forbidden("the try ended while it was starting"));
+        return Err(ApiError::forbidden(
+            "the try ended while it was starting, or another runner started it first",
+        ));
     }
     let run = state.store.get_run_by_pk(ti.run_pk).await?;
     let spec = state.spec(&run.version_hash).await?;
@@ -238,7 +273,7 @@ async fn start(
         .into_iter()
         .map(|((task_id, key), value)| XcomValue { task_id, key, value })
         .collect();
-    Ok(Json(TaskContext {
+    let context = Json(TaskContext {
         ti_id: ti.id,
         dag_id: ti.dag_id,
         run_id: ti.run_id,
@@ -255,7 +290,8 @@ async fn start(
         render_template_as_native_obj: spec.render_template_as_native_obj,
         xcoms,
         heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
-    }))
+    });
+    Ok((state.engines_header().await, context).into_response())
 }
 
 /// `PUT …/heartbeat`: 204 while the try is current, 403 once it is not (the runner then stops).
@@ -264,7 +300,7 @@ async fn heartbeat(State(state): State<ExecState>, caller: CallerTry, Path(id): 
     if !state.store.heartbeat_try(id, caller.try_number, Utc::now()).await? {
         return Err(ApiError::forbidden("the try is no longer current"));
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok((StatusCode::NO_CONTENT, state.engines_header().await).into_response())
 }
 
 fn key_of(ti: &TiRow, try_number: i64) -> TryKey {

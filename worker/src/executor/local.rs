@@ -60,6 +60,8 @@ struct Inner {
     logs: Arc<dyn TaskLogs>,
     events: mpsc::UnboundedSender<ExecutorEvent>,
     running: Mutex<HashMap<i64, Entry>>,
+    /// The other live engines' execution API addresses.
+    peers: Mutex<Vec<String>>,
 }
 
 /// Runs task tries as processes on this machine.
@@ -83,6 +85,7 @@ impl LocalExecutor {
                 logs,
                 events,
                 running: Mutex::new(HashMap::new()),
+                peers: Mutex::new(Vec::new()),
             }),
         };
         (executor, receiver)
@@ -104,15 +107,25 @@ impl Inner {
 
     /// Tells the scheduler a runner is gone. The event is sent before the runner leaves the running set, so
     /// a scheduler that sees no running tries has every event in its channel.
-    fn finish(&self, ti: &TiRow, detail: String) {
+    fn finish(&self, ti: &TiRow, pid: Option<u32>, detail: String) {
         let _ = self.events.send(ExecutorEvent::Exited {
             ti_id: ti.id,
             try_number: ti.try_number,
+            pid,
             detail,
         });
         if let Ok(mut running) = self.running.lock() {
             running.remove(&ti.id);
         }
+    }
+
+    /// This engine's execution API first, then the other live ones (comma-separated, as the runner reads it).
+    fn api_urls(&self) -> String {
+        let mut urls = vec![self.options.api_url.clone()];
+        if let Ok(peers) = self.peers.lock() {
+            urls.extend(peers.iter().filter(|p| **p != self.options.api_url).cloned());
+        }
+        urls.join(",")
     }
 
     fn note(&self, ti: &TiRow, level: &str, text: &str) {
@@ -145,7 +158,7 @@ impl Inner {
             .arg(ti.try_number.to_string())
             .env_clear()
             .envs(self.options.base_env.iter().cloned())
-            .env(API_URL_ENV, &self.options.api_url)
+            .env(API_URL_ENV, self.api_urls())
             .env(TOKEN_ENV, token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -161,7 +174,7 @@ impl Inner {
                 );
                 self.note(ti, "error", &detail);
                 let _ = std::fs::remove_file(&stderr_path);
-                self.finish(ti, detail);
+                self.finish(ti, None, detail);
                 return;
             }
         };
@@ -194,14 +207,14 @@ impl Inner {
         } else {
             format!("{detail}: {tail}")
         };
-        self.finish(ti, detail);
+        self.finish(ti, pid, detail);
     }
 
     async fn watch_adopted(self: Arc<Self>, ti: TiRow, pid: u32) {
         while runner_alive(pid, &ti) {
             tokio::time::sleep(ADOPTED_POLL).await;
         }
-        self.finish(&ti, format!("the adopted runner (pid {pid}) ended"));
+        self.finish(&ti, Some(pid), format!("the adopted runner (pid {pid}) ended"));
     }
 }
 
@@ -297,6 +310,12 @@ impl Executor for LocalExecutor {
 
     fn engine_process_alive(&self, hostname: &str, pid: u32) -> Option<bool> {
         (hostname == self.inner.options.hostname).then(|| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    fn set_peer_engines(&self, urls: Vec<String>) {
+        if let Ok(mut peers) = self.inner.peers.lock() {
+            *peers = urls;
+        }
     }
 }
 

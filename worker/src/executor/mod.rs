@@ -30,6 +30,8 @@ pub enum ExecutorEvent {
     Exited {
         ti_id: i64,
         try_number: i64,
+        /// The runner's pid when it was a local process (a try is held by the first runner that started it).
+        pid: Option<u32>,
         detail: String,
     },
 }
@@ -69,4 +71,7 @@ pub trait Executor: Send + Sync {
     /// Whether a process of the engine (a scheduler) on `hostname` with `pid` lives, when this executor can
     /// tell (it runs on that host); `None` otherwise.
     fn engine_process_alive(&self, hostname: &str, pid: u32) -> Option<bool>;
+    /// The execution API addresses of the other live engines: runners started from now on report to them when
+    /// this engine is gone.
+    fn set_peer_engines(&self, urls: Vec<String>);
 }

@@ -169,7 +169,7 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
         logs: log.take(),
     };
     match client
-        .call::<_, FinishResponse>(Method::PATCH, &format!("{base}/state"), Some(&finish))
+        .report::<_, FinishResponse>(Method::PATCH, &format!("{base}/state"), Some(&finish))
         .await
     {
         Ok(_) if state == Outcome::Failed => exit::FAILED,

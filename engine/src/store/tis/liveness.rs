@@ -12,7 +12,8 @@ use crate::Result;
 const EXECUTING: &str = TaskState::EXECUTING_SQL;
 
 impl Store {
-    /// Records where a try's runner runs (its own report at start), when the try is still the current one.
+    /// Records where a try's runner runs (its own report at start), when the try is still the current one and
+    /// no other runner started it first (a try relaunched after its scheduler died is held by one runner).
     pub async fn set_runner(
         &self,
         ti_id: i64,
@@ -23,7 +24,7 @@ impl Store {
     ) -> Result<bool> {
         let sql = format!(
             "UPDATE task_instance SET pid = $1, hostname = $2, heartbeat_at = $3 WHERE id = $4 AND try_number = $5 \
-             AND state IN {EXECUTING}"
+             AND state IN {EXECUTING} AND (pid IS NULL OR (pid = $1 AND hostname = $2))"
         );
         let result = sqlx::query(&sql)
             .bind(i64::from(pid))
@@ -90,6 +91,18 @@ impl Store {
             query = query.bind(id.clone());
         }
         query.fetch_all(&self.pool).await?.iter().map(ti_from_row).collect()
+    }
+
+    /// Task instances that are queued, running or restarting under scheduler `scheduler_id`.
+    pub async fn executing_tis_owned_by(&self, scheduler_id: &str) -> Result<Vec<TiRow>> {
+        let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE state IN {EXECUTING} AND scheduler_id = $1");
+        sqlx::query(&sql)
+            .bind(scheduler_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ti_from_row)
+            .collect()
     }
 
     /// Takes over an orphaned task instance (compare-and-set on its old owner).

@@ -258,8 +258,10 @@ impl Store {
         Ok(())
     }
 
+    /// A live scheduler's heartbeat; one that another judged dead while it could not write (a database blip
+    /// of its own) is running again.
     pub async fn heartbeat_job(&self, id: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1, state = 'running' WHERE id = $2")
             .bind(micros(now))
             .bind(id)
             .execute(&self.pool)

@@ -38,6 +38,7 @@ struct FileConfig {
     geth_release_url: Option<String>,
     quorum_release_url: Option<String>,
     sample_retention: Option<String>,
+    scheduler_idle_sleep_time: Option<String>,
     runner_pass_env: Option<Vec<String>>,
     locust: Option<PathBuf>,
     oidc: Option<FileOidc>,
@@ -116,6 +117,9 @@ pub struct Config {
     pub quorum_release_url: Option<String>,
     /// How long monitor samples are kept (`sample_retention`, e.g. `7d`; `none` keeps them for good).
     pub sample_retention: Option<std::time::Duration>,
+    /// The longest a scheduler sleeps with nothing to do (Airflow's `scheduler_idle_sleep_time`): a fallback,
+    /// since changes wake it at once.
+    pub scheduler_idle_sleep_time: std::time::Duration,
     /// The `locust` program `chain.locust` runs (`DAGCTL_LOCUST`, `locust`); None = `locust` on PATH.
     pub locust: Option<PathBuf>,
 }
@@ -222,6 +226,18 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("sample_retention: {e} (a duration like 7d or 12h, or none)"))?,
             ),
         };
+        let scheduler_idle_sleep_time = match env("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME").or(file.scheduler_idle_sleep_time)
+        {
+            None => std::time::Duration::from_millis(500),
+            Some(text) => engine::duration::parse_duration_str(&text)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(3600))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "scheduler_idle_sleep_time: `{text}` is not a duration from 1ms to 1h (e.g. 500ms, 5s)"
+                    )
+                })?,
+        };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
         let pass_env: Vec<String> = match env("DAGCTL_RUNNER_PASS_ENV") {
@@ -250,6 +266,7 @@ impl Config {
             geth_release_url: env("DAGCTL_GETH_RELEASE_URL").or(file.geth_release_url),
             quorum_release_url: env("DAGCTL_QUORUM_RELEASE_URL").or(file.quorum_release_url),
             sample_retention,
+            scheduler_idle_sleep_time,
             locust: env(LOCUST_ENV).map(PathBuf::from).or(file.locust),
             user: env("USER"),
             path: env("PATH"),

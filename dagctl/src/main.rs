@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod link;
 mod output;
 mod reports;
 mod runtime;

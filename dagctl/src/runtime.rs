@@ -23,7 +23,16 @@ use crate::config::{
 };
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
+/// The store, for a command that is not the engine: on SQLite, what it changes is also told to the running
+/// engine of the data dir (see `link`).
 pub async fn open_store(config: &Config) -> Result<Store> {
+    let store = open_engine_store(config).await?;
+    crate::link::relay_changes(config, &store);
+    Ok(store)
+}
+
+/// The store, for the engine itself (`standalone`, `scheduler`).
+pub async fn open_engine_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.home)
         .with_context(|| format!("cannot create data dir {}", config.home.display()))?;
     Ok(Store::connect(&config.database_url).await?)
@@ -212,6 +221,7 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
     );
     options.dags_folder = Some(config.dags_folder.clone());
     options.sample_retention = config.sample_retention;
+    options.idle_interval = config.scheduler_idle_sleep_time;
     options
 }
 

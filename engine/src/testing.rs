@@ -147,3 +147,23 @@ pub fn hold_sqlite_lock(path: &std::path::Path, hold: std::time::Duration) -> st
         .expect("the SQLite lock was taken");
     handle
 }
+
+/// Ends the listening connections (`LISTEN` for changes) on database `name`; returns how many.
+pub async fn terminate_pg_listeners(name: &str) -> u64 {
+    assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    pg_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND application_name = '{}'",
+        crate::store::events::LISTENER_APPLICATION
+    ))
+    .await
+}
+
+/// How many listening connections database `name` has.
+pub async fn count_pg_listeners(name: &str) -> u64 {
+    assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    pg_admin(&format!(
+        "SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND application_name = '{}'",
+        crate::store::events::LISTENER_APPLICATION
+    ))
+    .await
+}

@@ -134,6 +134,9 @@ impl Scheduler {
         let mut next_parse = Instant::now();
         let mut next_heartbeat = Instant::now() + self.options.heartbeat_interval;
         let mut next_orphans = Instant::now() + self.options.orphan_interval;
+        // Changes committed by this process or (on PostgreSQL) any other wake the loop at once; the idle
+        // interval is the fallback.
+        let mut changes = self.store.subscribe();
         let result = loop {
             let started = Instant::now();
             let span = tracing::debug_span!("scheduler_loop", scheduler_id = %self.options.id);
@@ -182,6 +185,7 @@ impl Scheduler {
                     }
                 }
                 _ = self.wake.notified() => {}
+                _ = changes.next() => {}
                 _ = tokio::time::sleep(self.options.idle_interval) => {}
                 _ = shutdown.cancelled() => break Ok(()),
             }

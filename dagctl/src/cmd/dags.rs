@@ -234,6 +234,12 @@ pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
         user: config.user.clone(),
         ..RunRequest::new(kind, TriggeredBy::Cli, Utc::now())
     };
+    // Listening before the run exists: nothing it does can be missed.
+    let source = if args.wait {
+        Some(crate::link::ChangeSource::open(config, &store).await)
+    } else {
+        None
+    };
     let run = store.create_run(request.new_run(&dag.spec)?).await?;
     match args.output {
         Format::Json if !args.wait => {
@@ -247,10 +253,10 @@ pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
             dag.dag_id, dag.dag_id
         );
     }
-    if !args.wait {
+    let Some(source) = source else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let state = wait_for_run(&store, &run, timeout).await?;
+    };
+    let state = wait_for_run(&store, &run, timeout, source).await?;
     if args.output == Format::Json {
         println!(
             "{}",
@@ -277,8 +283,15 @@ fn run_json(run: &RunRow) -> Value {
     })
 }
 
-/// Waits until a run ends, showing a live line of progress. Returns its final state.
-pub async fn wait_for_run(store: &Store, run: &RunRow, timeout: Option<Duration>) -> Result<RunState> {
+/// Waits until a run ends, showing a live line of progress. Returns its final state. The run is read again
+/// when `source` tells of a change to it (or when it may have missed one), else every 200 ms without a live
+/// source (and every 5 s with one, as a fallback).
+pub async fn wait_for_run(
+    store: &Store,
+    run: &RunRow,
+    timeout: Option<Duration>,
+    mut source: crate::link::ChangeSource,
+) -> Result<RunState> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut last_line = String::new();
@@ -349,7 +362,22 @@ pub async fn wait_for_run(store: &Store, run: &RunRow, timeout: Option<Duration>
                 );
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let fallback = if source.is_live() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(200)
+        };
+        let deadline = tokio::time::Instant::now() + fallback;
+        loop {
+            tokio::select! {
+                change = source.next() => {
+                    if change.run_pk().is_none_or(|pk| pk == run.id) {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
     }
 }
 

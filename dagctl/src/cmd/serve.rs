@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::runtime::{bind, build_scheduler, execution_state, keys, open_store, scheduler_options, task_logs};
+use crate::runtime::{
+    bind, build_scheduler, execution_state, keys, open_engine_store, open_store, scheduler_options, task_logs,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -87,7 +89,7 @@ pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
 /// `execution_api_url`, e.g. a webserver's).
 async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalone: bool) -> Result<ExitCode> {
     init_tracing();
-    let store = open_store(&config).await?;
+    let store = open_engine_store(&config).await?;
     std::fs::create_dir_all(&config.dags_folder)
         .with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
     let metrics = Arc::new(Metrics::default());
@@ -141,6 +143,9 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
     println!("dags folder: {}", config.dags_folder.display());
     println!("database:    {}", engine::store::redact_url(&config.database_url));
     let networks = tokio::spawn(watch_networks(config.clone(), store.clone(), shutdown.clone()));
+    if let Err(err) = crate::link::serve(&config, store.clone(), shutdown.clone()).await {
+        warn!(error = %err, "cannot serve the engine link (other dagctl processes then reach this engine on timers)");
+    }
     scheduler.run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = networks.await;

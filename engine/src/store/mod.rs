@@ -10,6 +10,7 @@ mod alerts;
 mod changes;
 mod chaos;
 mod dags;
+pub mod events;
 mod kpis;
 mod misc;
 pub mod networks;
@@ -27,6 +28,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 pub use alerts::NodeAlert;
 pub use chaos::ChaosFaultRow;
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use events::{Change, Changes};
 pub use kpis::RunKpiRow;
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
 pub use networks::{NetworkRow, NewNetwork};
@@ -51,6 +53,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    bus: std::sync::Arc<events::Bus>,
 }
 
 /// The SQL of one schema migration: the same script for both databases (`migrations/common/`), or one per
@@ -174,7 +177,11 @@ impl Store {
             Backend::Postgres => options.max_connections(10).connect(url).await,
         }
         .map_err(|err| Error::Database(format!("cannot connect to {}: {err}", redact_url(url))))?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            bus: events::Bus::new(backend, url),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -8,7 +8,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{run_from_row, RunRow, RunType, RUN_COLUMNS};
 use crate::spec::DagSpec;
 use crate::store::dags::spec_hash;
-use crate::store::{micros, misc, Store, CHUNK};
+use crate::store::{micros, misc, Change, Store, CHUNK};
 use crate::timetable::DataInterval;
 use crate::{Error, Result};
 
@@ -74,7 +74,10 @@ impl Store {
             Some(&new.triggered_by),
         )
         .await?;
+        let changes = [Change::RunCreated(run.id)];
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         Ok(run)
     }
 
@@ -107,7 +110,10 @@ impl Store {
         }
         match insert_run(&mut tx, &new).await {
             Ok(run) => {
+                let changes = [Change::RunCreated(run.id)];
+                self.announce(&mut tx, &changes).await?;
                 tx.commit().await?;
+                self.emit(&changes);
                 Ok(ScheduledRun::Created(Box::new(run)))
             }
             Err(Error::Conflict(_)) => {

@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::RunRow;
 use crate::state::{next_run_state, RunEvent, RunState};
-use crate::store::{micros, misc, Store};
+use crate::store::{micros, misc, Change, Store};
 use crate::Result;
 
 impl Store {
@@ -56,7 +56,14 @@ impl Store {
             Some(to.as_str()),
         )
         .await?;
+        let changes = [if to.is_finished() {
+            Change::RunEnded(run.id, to)
+        } else {
+            Change::TasksChanged(run.id)
+        }];
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         self.get_run(dag_id, run_id).await
     }
 }

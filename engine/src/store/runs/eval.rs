@@ -8,11 +8,12 @@ use super::{run_from_row, RunRow, RUN_COLUMNS};
 use crate::state::{next_run_state, RunEvent, RunState};
 use crate::store::changes::{apply_changes, TiChange};
 use crate::store::tis::{ti_from_row, TiRow, TI_COLUMNS};
-use crate::store::{micros, Store};
+use crate::store::{micros, Change, Store};
 use crate::Result;
 
 /// Runs locked for evaluation, with their task instances; apply plans with [`EvalBatch::apply`].
 pub struct EvalBatch {
+    store: Store,
     tx: Transaction<'static, Any>,
     pub runs: Vec<(RunRow, Vec<TiRow>)>,
 }
@@ -31,11 +32,19 @@ impl EvalBatch {
     /// Writes every plan and commits. Returns how many task instances changed.
     pub async fn apply(mut self, plans: &[RunPlan], now: DateTime<Utc>) -> Result<usize> {
         let mut changed = 0;
+        let mut events = Vec::new();
         for plan in plans {
-            changed += apply_changes(&mut self.tx, &plan.changes, now).await?;
+            let moved = apply_changes(&mut self.tx, &plan.changes, now).await?;
+            if moved > 0 {
+                events.push(Change::TasksChanged(plan.run_pk));
+            }
+            changed += moved;
             match plan.run_event {
                 Some((from, event)) => {
                     let to = next_run_state(from, event)?;
+                    if to.is_finished() {
+                        events.push(Change::RunEnded(plan.run_pk, to));
+                    }
                     sqlx::query("UPDATE dag_run SET state = $1, end_date = $2, needs_eval = 0, next_eval_at = NULL, updated_at = $2 WHERE id = $3 AND state = $4")
                         .bind(to.as_str())
                         .bind(micros(now))
@@ -53,7 +62,9 @@ impl EvalBatch {
                 }
             }
         }
+        self.store.announce(&mut self.tx, &events).await?;
         self.tx.commit().await?;
+        self.store.emit(&events);
         Ok(changed)
     }
 }
@@ -95,6 +106,10 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             out.push((run, tis));
         }
-        Ok(EvalBatch { tx, runs: out })
+        Ok(EvalBatch {
+            store: self.clone(),
+            tx,
+            runs: out,
+        })
     }
 }

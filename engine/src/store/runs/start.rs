@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{run_from_row, RunRow, RUN_COLUMNS};
 use crate::state::{next_run_state, RunEvent, RunState};
-use crate::store::{micros, Store};
+use crate::store::{micros, Change, Store};
 use crate::Result;
 
 impl Store {
@@ -53,7 +53,10 @@ impl Store {
                 started.push(*pk);
             }
         }
+        let changes: Vec<Change> = started.iter().map(|pk| Change::RunStarted(*pk)).collect();
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         Ok(started)
     }
 }

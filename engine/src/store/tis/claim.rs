@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{ti_from_row, TiRow, TI_COLUMNS};
 use crate::state::{next_task_state, TaskEvent, TaskState};
-use crate::store::{micros, placeholders, Backend, Store, CHUNK};
+use crate::store::{micros, placeholders, Backend, Change, Store, CHUNK};
 use crate::Result;
 
 const EXECUTING: &str = TaskState::EXECUTING_SQL;
@@ -147,10 +147,11 @@ impl Store {
         let to = next_task_state(TaskState::Queued, TaskEvent::Start)?;
         let mut tx = self.begin().await?;
         let mut started = Vec::new();
+        let mut runs = Vec::new();
         for chunk in ti_ids.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE task_instance SET state = $1, try_number = try_number + 1, start_date = $2, end_date = NULL, heartbeat_at = $2, \
-                 updated_at = $2, hostname = $3, pid = NULL, message = NULL, next_retry_at = NULL WHERE state = 'queued' AND id IN ({}) RETURNING id, try_number",
+                 updated_at = $2, hostname = $3, pid = NULL, message = NULL, next_retry_at = NULL WHERE state = 'queued' AND id IN ({}) RETURNING id, try_number, run_pk",
                 placeholders(4, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(to.as_str()).bind(micros(now)).bind(hostname);
@@ -159,9 +160,15 @@ impl Store {
             }
             for row in query.fetch_all(&mut *tx).await? {
                 started.push((row.try_get(0)?, row.try_get(1)?));
+                runs.push(row.try_get::<i64, _>(2)?);
             }
         }
+        runs.sort_unstable();
+        runs.dedup();
+        let changes: Vec<Change> = runs.into_iter().map(Change::TasksChanged).collect();
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         Ok(started)
     }
 }

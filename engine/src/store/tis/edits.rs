@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::TiRow;
 use crate::state::{next_run_state, next_task_state, RunEvent, TaskEvent, TaskState};
 use crate::store::changes::{apply_changes, TiChange};
-use crate::store::{micros, misc, Store};
+use crate::store::{micros, misc, Change, Store};
 use crate::{Error, Result};
 
 impl Store {
@@ -77,7 +77,10 @@ impl Store {
             Some(&cleared.join(",")),
         )
         .await?;
+        let changes = [Change::TasksChanged(run.id)];
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         Ok(cleared)
     }
 
@@ -118,7 +121,10 @@ impl Store {
             Some(to.as_str()),
         )
         .await?;
+        let changes = [Change::TasksChanged(ti.run_pk)];
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         self.get_ti(dag_id, run_id, task_id).await
     }
 }

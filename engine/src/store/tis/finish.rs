@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::TiRow;
 use crate::state::{next_task_state, TaskEvent, TaskState};
-use crate::store::{micros, placeholders, Store, CHUNK};
+use crate::store::{micros, placeholders, Change, Store, CHUNK};
 use crate::Result;
 
 /// The end of one try, as the executor reports it.
@@ -88,6 +88,8 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
+        let changes: Vec<Change> = run_pks.iter().map(|pk| Change::TryEnded(*pk)).collect();
+        self.announce(&mut tx, &changes).await?;
         let mut results = Vec::new();
         for done in tries {
             let row =
@@ -178,6 +180,7 @@ impl Store {
             results.push((done.ti_id, to));
         }
         tx.commit().await?;
+        self.emit(&changes);
         Ok(results)
     }
 }

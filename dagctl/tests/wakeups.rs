@@ -1,0 +1,92 @@
+//! The scheduler and `--wait` wake on changes, not on timers: with the scheduler's fallback sleep set to a
+//! minute, a CLI trigger still starts at once (SQLite: the engine link; PostgreSQL: NOTIFY/LISTEN), `--wait`
+//! returns as soon as the run ends, and a listening connection that is cut is reopened without losing the
+//! change that came meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The scheduler's fallback timer: far longer than any of these runs may take.
+const IDLE: &str = "60s";
+/// What a three-task chain may take end to end here when nothing waits on a timer (the `--wait` fallback alone
+/// would add 5 s).
+const BOUND: Duration = Duration::from_millis(4500);
+
+fn chain_dag(home: &Home) {
+    home.write_dag(
+        "chain3.yml",
+        "chain3:\n  tasks:\n    a: {operator: bash, bash_command: 'true'}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n    c: {operator: bash, bash_command: 'true', dependencies: [b]}\n",
+    );
+}
+
+/// `dags trigger chain3 --wait`, which must succeed; returns how long it took.
+fn trigger_and_wait(home: &Home, run_id: &str) -> Duration {
+    let started = Instant::now();
+    let out = home.ok(&["dags", "trigger", "chain3", "--run-id", run_id, "--wait"]);
+    let took = started.elapsed();
+    assert!(out.contains(run_id), "{out}");
+    took
+}
+
+#[test]
+fn a_cli_trigger_on_sqlite_wakes_the_engine_and_wait_follows_its_changes() {
+    let mut home = Home::new();
+    home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
+    chain_dag(&home);
+    let port = free_port();
+    let engine = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    wait_for(Duration::from_secs(30), "the DAG", || {
+        home.try_json(&["dags", "list"])
+            .filter(|d| d.as_array().unwrap().iter().any(|d| d["dag_id"] == "chain3"))
+    });
+    let socket = home.path().join("run").join("engine.sock");
+    assert!(socket.exists(), "no engine link at {}", socket.display());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the link is for this data dir's user only");
+    for i in 0..3 {
+        let took = trigger_and_wait(&home, &format!("c{i}"));
+        assert!(took < BOUND, "trigger --wait took {took:?}\n{}", engine.output());
+    }
+}
+
+#[test]
+fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
+    let mut home = Home::postgres();
+    home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
+    chain_dag(&home);
+    home.ok(&["dags", "list"]);
+    let scheduler = home.spawn(&["scheduler"]);
+    wait_for(Duration::from_secs(30), "the scheduler to listen", || {
+        (pg_listeners(&home) >= 1).then_some(())
+    });
+    let took = trigger_and_wait(&home, "p0");
+    assert!(took < BOUND, "trigger --wait took {took:?}\n{}", scheduler.output());
+    // Cut the scheduler's listening connection, then trigger at once: the change may come while it is away,
+    // and the scheduler must look again when it has listened anew.
+    for i in 1..4 {
+        let cut = pg(engine::testing::terminate_pg_listeners(home.pg_name()));
+        assert!(cut >= 1, "no listening connection to cut");
+        let took = trigger_and_wait(&home, &format!("p{i}"));
+        assert!(
+            took < BOUND,
+            "trigger --wait took {took:?} after the listener was cut\n{}",
+            scheduler.output()
+        );
+    }
+}
+
+fn pg_listeners(home: &Home) -> u64 {
+    pg(engine::testing::count_pg_listeners(home.pg_name()))
+}
+
+fn pg<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}

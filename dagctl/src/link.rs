@@ -113,8 +113,9 @@ pub fn relay_changes(config: &Config, store: &Store) {
     }));
 }
 
-/// Where a waiting CLI hears of changes: the database's notifications (PostgreSQL), the engine link (SQLite
-/// with a running engine), or nothing (then it looks on a timer).
+/// Where a waiting CLI hears of changes: the engine link (a running engine of this data dir: it also tells of
+/// new log lines), else the database's notifications (PostgreSQL, any host), else nothing (then it looks on a
+/// timer).
 pub enum ChangeSource {
     Store(Changes),
     Link(tokio::io::Lines<BufReader<UnixStream>>),
@@ -123,18 +124,15 @@ pub enum ChangeSource {
 
 impl ChangeSource {
     pub async fn open(config: &Config, store: &Store) -> ChangeSource {
+        if let Ok(mut stream) = UnixStream::connect(socket_path(&config.home)).await {
+            if stream.write_all(b"watch\n").await.is_ok() {
+                return ChangeSource::Link(BufReader::new(stream).lines());
+            }
+        }
         if store.backend() == Backend::Postgres {
             return ChangeSource::Store(store.subscribe());
         }
-        match UnixStream::connect(socket_path(&config.home)).await {
-            Ok(mut stream) => {
-                if stream.write_all(b"watch\n").await.is_err() {
-                    return ChangeSource::None;
-                }
-                ChangeSource::Link(BufReader::new(stream).lines())
-            }
-            Err(_) => ChangeSource::None,
-        }
+        ChangeSource::None
     }
 
     /// Whether changes arrive as they happen (else the caller looks on a short timer).

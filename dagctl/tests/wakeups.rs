@@ -79,6 +79,63 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
     }
 }
 
+#[test]
+fn a_run_s_events_stream_its_changes_until_it_ends() {
+    let mut home = Home::new();
+    home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
+    home.write_dag(
+        "slow.yml",
+        "slow:\n  tasks:\n    a: {operator: bash, bash_command: 'sleep 1'}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n",
+    );
+    let port = free_port();
+    let engine = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    wait_for(Duration::from_secs(30), "the DAG", || {
+        home.try_json(&["dags", "list"])
+            .filter(|d| d.as_array().unwrap().iter().any(|d| d["dag_id"] == "slow"))
+    });
+    let token = admin_token(&home, port);
+    let auth = format!("Bearer {token}");
+    let path = "/api/v2/dagctl/runs/slow/s1/events";
+    home.ok(&["dags", "trigger", "slow", "--run-id", "s1"]);
+    // The stream ends by itself once the run has ended.
+    let started = Instant::now();
+    let (status, headers, body) = http(port, "GET", path, &[("Authorization", &auth)], None);
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "text/event-stream"),
+        "{headers:?}"
+    );
+    let changes: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert!(changes.iter().any(|c| c.starts_with("try:")), "{body}");
+    assert!(
+        changes
+            .last()
+            .is_some_and(|c| c.starts_with("ended:") && c.ends_with(":success")),
+        "{body}\n{}",
+        engine.output()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // A finished run's stream says so at once; strangers and unknown runs get JSON errors.
+    let (status, _, body) = http(port, "GET", path, &[("Authorization", &auth)], None);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("ended:"));
+    let (status, _, body) = http(port, "GET", path, &[], None);
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = http(
+        port,
+        "GET",
+        "/api/v2/dagctl/runs/slow/nope/events",
+        &[("Authorization", &auth)],
+        None,
+    );
+    assert_eq!(status, 404);
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["detail"].is_string());
+}
+
 fn pg_listeners(home: &Home) -> u64 {
     pg(engine::testing::count_pg_listeners(home.pg_name()))
 }

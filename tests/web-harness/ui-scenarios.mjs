@@ -10,7 +10,8 @@
 //   2. alice triggers `hello-dagctl` with a conf through the form; the run page shows it reach success with
 //      one gantt bar per task; the grid and the graph show it. Screenshots: dags, grid, graph, run.
 //   3. alice opens the log of `live-logs`' task while it runs; lines appear without a reload and the viewer
-//      notices the end. Screenshot: log.
+//      notices the end. Screenshot: log. 3b. a second run's page follows the run through server-sent events
+//      (`/api/v2/dagctl/runs/.../events`): the task row and the state badge change with no reload.
 //   4. victor (dagctl-viewers) sees no trigger button or pause toggle; the trigger form is 403; the API
 //      answers his session's PATCH (with a valid CSRF token) with 403; a form post without CSRF is refused.
 //   5. nobody (no group) is refused with a clear message; a wrong IdP password stays at the IdP.
@@ -102,6 +103,17 @@ try {
   check(!first.includes('tick 6') && later.includes('tick 6'), 'new log lines appeared without a reload');
   await waitForText(page, '#follow-status', 'finished: success', 20_000, false);
   await shot(page, 'log', ['tick', 'tick 6', 'finished: success']);
+
+  // 3b. The run page follows its run through server-sent events: no reload, no polling.
+  await page.goto(`${base}/dags/live-logs/trigger`, { timeout: T });
+  await page.fill('#run_id', 'live-2');
+  await Promise.all([page.waitForURL('**/runs/live-2', { timeout: T }), page.click('#trigger-submit', { timeout: T })]);
+  await page.evaluate(() => { window.__samePage = true; });
+  check((await page.locator('#run-live').getAttribute('data-live')) === 'true', 'the run page follows a run that is not over');
+  await waitForText(page, 'tr[data-task-id="tick"]', 'running', 30_000, false);
+  await waitForText(page, '#run-state', 'success', 30_000, false);
+  check(await page.evaluate(() => window.__samePage === true), 'the run page updated in place (no reload)');
+  check((await page.locator('tr[data-task-id="tick"]').innerText()).includes('success'), 'the task row shows success');
 
   // 4. A Viewer reads but cannot change anything.
   const victorCtx = await browser.newContext();

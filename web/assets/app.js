@@ -1,5 +1,32 @@
-// dagctl UI: the log viewer follows a running try through the REST API (session cookie; GETs need no CSRF).
+// dagctl UI: the run page follows its run through server-sent events (no polling), and the log viewer follows
+// a running try through the REST API (session cookie; GETs need no CSRF).
 "use strict";
+(function () {
+  const live = document.getElementById("run-live");
+  if (!live || live.dataset.live !== "true" || !window.EventSource) return;
+  const events = new EventSource(live.dataset.events, { withCredentials: true });
+  let pending = null;
+  // Re-reads this page and swaps in the run's facts, task table and state badge.
+  async function refresh() {
+    pending = null;
+    try {
+      const res = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!res.ok) return;
+      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      for (const id of ["run-live", "run-state"]) {
+        const fresh = doc.getElementById(id);
+        const current = document.getElementById(id);
+        if (fresh && current) current.replaceWith(fresh);
+      }
+    } catch (e) {
+      // The next change refreshes again.
+    }
+  }
+  events.addEventListener("change", (e) => {
+    if (!pending) pending = setTimeout(refresh, 100);
+    if (String(e.data).startsWith("ended:")) events.close();
+  });
+})();
 (function () {
   const viewer = document.getElementById("log-viewer");
   if (!viewer || viewer.dataset.live !== "true") return;

@@ -371,7 +371,7 @@ pub async fn wait_for_run(
         loop {
             tokio::select! {
                 change = source.next() => {
-                    if change.run_pk().is_none_or(|pk| pk == run.id) {
+                    if change.concerns_run(run.id) {
                         break;
                     }
                 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use chrono::SecondsFormat;
-use engine::store::RunFilter;
+use engine::store::{Change, RunFilter};
 use serde_json::{json, Value};
 
 use crate::cmd::dags::find_dag;
@@ -66,6 +66,11 @@ pub async fn logs(
     if !follow && !logs.exists(&key) {
         bail!("no log for try {try_number} at {}", logs.describe(&key));
     }
+    let mut source = if follow {
+        crate::link::ChangeSource::open(config, &store).await
+    } else {
+        crate::link::ChangeSource::None
+    };
     let mut offset = 0;
     let print_new = |offset: &mut u64| -> Result<()> {
         loop {
@@ -93,7 +98,24 @@ pub async fn logs(
             print_new(&mut offset)?;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // New lines or the try's end are told as they happen; the timer is the fallback.
+        let fallback = if source.is_live() {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(300)
+        };
+        let deadline = tokio::time::Instant::now() + fallback;
+        loop {
+            tokio::select! {
+                change = source.next() => match change {
+                    Change::Log(id) if id == ti.id => break,
+                    Change::Resync => break,
+                    change if change.run_pk() == Some(ti.run_pk) => break,
+                    _ => {}
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,12 +34,15 @@ pub enum Change {
     TryEnded(i64),
     /// A run ended (or was marked) in this state.
     RunEnded(i64, RunState),
+    /// Log lines were added to a try of this task instance (told in this process and over the engine link;
+    /// not sent through the database).
+    Log(i64),
     /// Events may have been missed (a listener reconnected, a subscriber fell behind): look at everything.
     Resync,
 }
 
 impl Change {
-    /// The run it is about (None for `Resync`).
+    /// The run it is about (None for `Resync` and `Log`).
     pub fn run_pk(&self) -> Option<i64> {
         match *self {
             Change::RunCreated(pk)
@@ -47,7 +50,16 @@ impl Change {
             | Change::TasksChanged(pk)
             | Change::TryEnded(pk)
             | Change::RunEnded(pk, _) => Some(pk),
-            Change::Resync => None,
+            Change::Resync | Change::Log(_) => None,
+        }
+    }
+
+    /// Whether someone watching run `run_pk` should look again (a change to it, or a possible miss).
+    pub fn concerns_run(&self, run_pk: i64) -> bool {
+        match self {
+            Change::Resync => true,
+            Change::Log(_) => false,
+            change => change.run_pk() == Some(run_pk),
         }
     }
 
@@ -59,6 +71,7 @@ impl Change {
             Change::TasksChanged(pk) => format!("tasks:{pk}"),
             Change::TryEnded(pk) => format!("try:{pk}"),
             Change::RunEnded(pk, state) => format!("ended:{pk}:{state}"),
+            Change::Log(ti) => format!("log:{ti}"),
             Change::Resync => "resync".into(),
         }
     }
@@ -77,6 +90,7 @@ impl Change {
             "tasks" => Change::TasksChanged(pk),
             "try" => Change::TryEnded(pk),
             "ended" => Change::RunEnded(pk, parts.next()?.parse().ok()?),
+            "log" => Change::Log(pk),
             _ => return None,
         };
         parts.next().is_none().then_some(change)
@@ -284,6 +298,7 @@ mod tests {
             Change::TryEnded(4),
             Change::RunEnded(5, RunState::Success),
             Change::RunEnded(6, RunState::Failed),
+            Change::Log(7),
             Change::Resync,
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));

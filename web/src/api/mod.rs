@@ -3,6 +3,7 @@
 //! `/api/v2/openapi.json`.
 
 pub mod dags;
+mod events;
 pub(crate) mod kpis;
 mod misc;
 mod networks;
@@ -70,6 +71,7 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v2/dagctl/networks/{network_name}/series", get(networks::series))
         .route("/api/v2/dagctl/networks/{network_name}/alerts", get(networks::alerts))
         .route("/api/v2/dagctl/runs/{dag_id}/{run_id}/kpis", get(kpis::kpis))
+        .route("/api/v2/dagctl/runs/{dag_id}/{run_id}/events", get(events::run_events))
         .route("/api/v2/dagctl/runs/{dag_id}/{run_id}/report.html", get(kpis::report))
         .route("/api/v2/dagctl/dags/{dag_id}/kpi-trend", get(kpis::trend))
         .fallback(not_found)

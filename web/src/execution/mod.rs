@@ -21,7 +21,7 @@ use axum::routing::{patch, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use engine::spec::DagSpec;
-use engine::store::{FinishedTry, Store, TiRow};
+use engine::store::{Change, FinishedTry, Store, TiRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use worker::execution::{
@@ -307,10 +307,11 @@ fn key_of(ti: &TiRow, try_number: i64) -> TryKey {
     TryKey::new(&ti.dag_id, &ti.run_id, &ti.task_id, try_number)
 }
 
-async fn append(state: &ExecState, key: TryKey, lines: Vec<worker::log::LogLine>) -> ApiResult<()> {
+async fn append(state: &ExecState, ti_id: i64, key: TryKey, lines: Vec<worker::log::LogLine>) -> ApiResult<()> {
     if lines.is_empty() {
         return Ok(());
     }
+    let store = state.store.clone();
     let logs = Arc::clone(&state.logs);
     tokio::task::spawn_blocking(move || logs.append(&key, &lines))
         .await
@@ -318,7 +319,10 @@ async fn append(state: &ExecState, key: TryKey, lines: Vec<worker::log::LogLine>
         .map_err(|err| {
             tracing::error!(error = %err, "cannot write a task log");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cannot write the task log now")
-        })
+        })?;
+    // Followers (`tasks logs --follow`, the log page) read the new lines at once.
+    store.publish(&[Change::Log(ti_id)]);
+    Ok(())
 }
 
 /// `POST …/logs`: appends lines to the try's log.
@@ -329,7 +333,7 @@ async fn logs(
     JsonBody(batch): JsonBody<LogBatch>,
 ) -> ApiResult<Response> {
     let ti = caller.authorize(&state, id).await?;
-    append(&state, key_of(&ti, caller.try_number), batch.lines).await?;
+    append(&state, ti.id, key_of(&ti, caller.try_number), batch.lines).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -351,7 +355,7 @@ async fn finish(
     }
     let ti = caller.authorize(&state, id).await?;
     let key = key_of(&ti, caller.try_number);
-    append(&state, key.clone(), body.logs).await?;
+    append(&state, ti.id, key.clone(), body.logs).await?;
     let run = state.store.get_run_by_pk(ti.run_pk).await?;
     let spec = state.spec(&run.version_hash).await.ok();
     let task = spec.as_ref().and_then(|s| s.task(&ti.task_id));

@@ -40,7 +40,7 @@ pub async fn run_events(
     let changes = state.store.subscribe();
     let run = find_run(&state, &dag_id, &run_id).await?;
     let run_pk = run.id;
-    let first = run.state.is_finished().then(|| Change::RunEnded(run_pk, run.state));
+    let first = run.state.is_finished().then_some(Change::RunEnded(run_pk, run.state));
     let started = Instant::now();
     let permit = Arc::new(permit);
     let stream = futures_util::stream::unfold((changes, first, false), move |(mut changes, first, ended)| {

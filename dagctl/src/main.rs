@@ -340,6 +340,10 @@ enum BenchCommand {
     /// KPIs of millions of recorded calls and an hour of a network's samples, against reading them once, on
     /// one core
     Kpi(cmd::bench_kpi::KpiBenchArgs),
+    /// Trigger to first task and run end to waiter, through the CLI and the API, against a standalone engine
+    /// (median and p99), next to the store's round trip; `dags trigger chain_20 --wait` against the chain in
+    /// process
+    Trigger(cmd::bench_trigger::TriggerBenchArgs),
     /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
@@ -454,6 +458,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Monitor(args)) => cmd::bench_monitor::monitor(&config, &args).await,
         Command::Bench(BenchCommand::Load(args)) => cmd::bench_load::load(&config, &args).await,
         Command::Bench(BenchCommand::Kpi(args)) => cmd::bench_kpi::kpi(&config, &args).await,
+        Command::Bench(BenchCommand::Trigger(args)) => cmd::bench_trigger::trigger(&config, &args).await,
         Command::Bench(BenchCommand::Chaos(args)) => cmd::bench_chaos::chaos(&args).await,
         Command::Bench(BenchCommand::Web {
             database,

@@ -272,6 +272,18 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     })
 }
 
+/// Wall seconds of a chain of `tasks` `bash true` run in this process by a scoped scheduler (the in-process
+/// baseline of `bench trigger`).
+pub async fn chain_in_process(config: &Config, store: &Store, tasks: usize) -> Result<f64> {
+    let scenario = Scenario {
+        name: "chain-bash",
+        tasks,
+        chain: true,
+        operator: "bash",
+    };
+    Ok(run_scenario(config, store, &scenario).await?.wall)
+}
+
 /// Wall seconds of `count` bare `bash -c true` spawned by this program, `workers` at a time.
 fn bare_spawns_seconds(count: usize, workers: usize) -> Result<f64> {
     let started = Instant::now();

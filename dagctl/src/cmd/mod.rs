@@ -4,6 +4,7 @@ pub mod bench_chaos;
 pub mod bench_kpi;
 pub mod bench_load;
 pub mod bench_monitor;
+pub mod bench_trigger;
 pub mod bench_web;
 pub mod certify;
 pub mod chaos;

@@ -22,6 +22,14 @@ fn chain_dag(home: &Home) {
     );
 }
 
+/// `slow`: a task that sleeps a second, then one more.
+fn slow_dag(home: &Home) {
+    home.write_dag(
+        "slow.yml",
+        "slow:\n  tasks:\n    a: {operator: bash, bash_command: 'sleep 1'}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n",
+    );
+}
+
 /// `dags trigger chain3 --wait`, which must succeed; returns how long it took.
 fn trigger_and_wait(home: &Home, run_id: &str) -> Duration {
     let started = Instant::now();
@@ -58,6 +66,7 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
     let mut home = Home::postgres();
     home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
     chain_dag(&home);
+    slow_dag(&home);
     home.ok(&["dags", "list"]);
     let scheduler = home.spawn(&["scheduler"]);
     wait_for(Duration::from_secs(30), "the scheduler to listen", || {
@@ -66,7 +75,15 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
     let took = trigger_and_wait(&home, "p0");
     assert!(took < BOUND, "trigger --wait took {took:?}\n{}", scheduler.output());
     // Cut the scheduler's listening connection, then trigger at once: the change may come while it is away,
-    // and the scheduler must look again when it has listened anew.
+    // and the scheduler must look again when it has listened anew. The first cut comes in the middle of a
+    // run (its task sleeps), which must still end on time.
+    home.ok(&["dags", "trigger", "slow", "--run-id", "mid"]);
+    wait_for(Duration::from_secs(20), "the slow run's task to run", || {
+        home.states("slow", "mid")
+            .iter()
+            .any(|ti| ti["task_id"] == "a" && ti["state"] == "running")
+            .then_some(())
+    });
     for i in 1..4 {
         let cut = pg(engine::testing::terminate_pg_listeners(home.pg_name()));
         assert!(cut >= 1, "no listening connection to cut");
@@ -77,16 +94,22 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
             scheduler.output()
         );
     }
+    let started = Instant::now();
+    home.ok(&["dags", "trigger", "slow", "--run-id", "after", "--wait"]);
+    let mid = home.json(&["dags", "list-runs", "slow"]);
+    assert!(mid.as_array().unwrap().iter().all(|r| r["state"] == "success"), "{mid}");
+    assert!(
+        started.elapsed() < BOUND + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn a_run_s_events_stream_its_changes_until_it_ends() {
     let mut home = Home::new();
     home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
-    home.write_dag(
-        "slow.yml",
-        "slow:\n  tasks:\n    a: {operator: bash, bash_command: 'sleep 1'}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n",
-    );
+    slow_dag(&home);
     let port = free_port();
     let engine = home.spawn(&["standalone", "--port", &port.to_string()]);
     wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));

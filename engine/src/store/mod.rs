@@ -195,7 +195,22 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Whether every migration is applied already (one read; the usual case for a CLI command).
+    async fn schema_is_current(&self) -> bool {
+        let Ok(rows) = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&self.pool)
+            .await
+        else {
+            return false;
+        };
+        let applied: Vec<i64> = rows.iter().filter_map(|row| row.try_get::<i64, _>(0).ok()).collect();
+        MIGRATIONS.iter().all(|(version, _)| applied.contains(version))
+    }
+
     async fn migrate(&self) -> Result<()> {
+        if self.schema_is_current().await {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several schedulers may start at once: one migrates, the others wait.

@@ -185,7 +185,10 @@ impl Scheduler {
                     }
                 }
                 _ = self.wake.notified() => {}
-                _ = changes.next() => {}
+                _ = changes.next() => {
+                    // One step looks at everything: the changes that came meanwhile need no step of their own.
+                    changes.drain();
+                }
                 _ = tokio::time::sleep(self.options.idle_interval) => {}
                 _ = shutdown.cancelled() => break Ok(()),
             }

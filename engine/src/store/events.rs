@@ -139,6 +139,18 @@ impl Changes {
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
+
+    /// Takes every change already waiting, without waiting; returns how many there were (a subscriber that
+    /// looks at everything anyway needs one wake-up for many changes).
+    pub fn drain(&mut self) -> usize {
+        let mut taken = 0;
+        loop {
+            match self.receiver.try_recv() {
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => taken += 1,
+                Err(_) => return taken,
+            }
+        }
+    }
 }
 
 impl Store {

@@ -140,6 +140,23 @@ impl ChangeSource {
         !matches!(self, ChangeSource::None)
     }
 
+    /// Returns when `wanted` says a change matters (a source that breaks gives `Resync`), or when the fallback
+    /// time has passed: `live` when the source tells changes as they happen, `polling` otherwise.
+    pub async fn wait(&mut self, live: Duration, polling: Duration, wanted: impl Fn(&Change) -> bool) {
+        let fallback = if self.is_live() { live } else { polling };
+        let deadline = tokio::time::Instant::now() + fallback;
+        loop {
+            tokio::select! {
+                change = self.next() => {
+                    if wanted(&change) {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     /// The next change; `Resync` when the source broke (it is then closed: the caller falls back to its
     /// timer).
     pub async fn next(&mut self) -> Change {

@@ -87,14 +87,6 @@ fn trigger_runs(home: &Home, dag_id: &str, runs: usize) {
     }
 }
 
-fn pg<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
 #[test]
 fn postgres_sessions_terminated_during_runs_lose_no_task() {
     let home = Home::postgres();
@@ -109,7 +101,7 @@ fn postgres_sessions_terminated_during_runs_lose_no_task() {
     let (mut ended, mut rounds, mut during) = (0, 0, 0);
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        ended += pg(engine::testing::terminate_pg_sessions(home.pg_name()));
+        ended += block_on(engine::testing::terminate_pg_sessions(home.pg_name()));
         rounds += 1;
         if rounds == 8 {
             during = executions(&marks).values().sum::<usize>();
@@ -146,8 +138,8 @@ fn a_postgres_database_away_for_a_while_keeps_the_running_task_s_outcome() {
             .any(|ti| ti["task_id"] == "long" && ti["state"] == "running" && ti["pid"].is_i64())
             .then_some(())
     });
-    pg(engine::testing::allow_pg_connections(home.pg_name(), false));
-    pg(engine::testing::terminate_pg_sessions(home.pg_name()));
+    block_on(engine::testing::allow_pg_connections(home.pg_name(), false));
+    block_on(engine::testing::terminate_pg_sessions(home.pg_name()));
     let down = Instant::now();
     let (code, body) = wait_for(Duration::from_secs(15), "/health to say the database is away", || {
         http_get(port, "/health").filter(|(code, _)| *code == 503)
@@ -162,7 +154,7 @@ fn a_postgres_database_away_for_a_while_keeps_the_running_task_s_outcome() {
     // `long` ends while the database is away; its runner keeps the outcome and retries.
     std::thread::sleep(Duration::from_secs(12).saturating_sub(down.elapsed()));
     assert!(pid_alive(engine.pid()), "the engine stopped: {}", engine.output());
-    pg(engine::testing::allow_pg_connections(home.pg_name(), true));
+    block_on(engine::testing::allow_pg_connections(home.pg_name(), true));
     let state = wait_for(Duration::from_secs(60), "the run to end", || {
         run_states(&home, "away")
             .get("r00")
@@ -229,8 +221,8 @@ fn a_killed_scheduler_s_runners_report_to_a_survivor_on_another_data_dir() {
     let mut first = first_home.spawn(&["scheduler"]);
     let mut second = second_home.spawn(&["scheduler"]);
     for proc in [&first, &second] {
-        wait_for(Duration::from_secs(30), "a scheduler to listen", || {
-            proc.output().contains("listening on").then_some(())
+        wait_for(Duration::from_secs(30), "a scheduler to start", || {
+            proc.output().contains("scheduler started").then_some(())
         });
     }
     first_home.ok(&["dags", "trigger", "wide", "--run-id", "w"]);

@@ -85,7 +85,7 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
             .then_some(())
     });
     for i in 1..4 {
-        let cut = pg(engine::testing::terminate_pg_listeners(home.pg_name()));
+        let cut = block_on(engine::testing::terminate_pg_listeners(home.pg_name()));
         assert!(cut >= 1, "no listening connection to cut");
         let took = trigger_and_wait(&home, &format!("p{i}"));
         assert!(
@@ -160,13 +160,5 @@ fn a_run_s_events_stream_its_changes_until_it_ends() {
 }
 
 fn pg_listeners(home: &Home) -> u64 {
-    pg(engine::testing::count_pg_listeners(home.pg_name()))
-}
-
-fn pg<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
+    block_on(engine::testing::count_pg_listeners(home.pg_name()))
 }

@@ -73,6 +73,10 @@ impl Scheduler {
         // execution API, with its own clock), and a start stamped with the step's earlier `now` could seem to
         // overlap the end that made room for it.
         let now = Utc::now();
+        if self.options.scope.is_none() {
+            // Best effort: on a store error the runners get the engines known before.
+            let _ = self.refresh_peers(now).await;
+        }
         let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
         let mut runs: HashMap<i64, String> = HashMap::new();
         for ti in claim.queued {

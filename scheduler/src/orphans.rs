@@ -51,17 +51,24 @@ impl Scheduler {
                 live.push(job.id);
             }
         }
-        // Runners launched from now on can report to the other live engines should this one die.
-        let peers = self
-            .store
-            .live_api_urls(now - chrono::Duration::from_std(self.options.job_timeout).unwrap_or_default())
-            .await?;
-        self.executor.set_peer_engines(peers);
+        self.refresh_peers(now).await?;
         let orphans = self.store.executing_tis_not_owned_by(&live).await?;
         for ti in orphans {
             self.handle_orphan(ti, now).await?;
         }
         self.reconcile_own().await
+    }
+
+    /// Tells the executor the live engines, so that runners launched from now on can report to another one
+    /// should this one die (also before every launch: a scheduler that started a moment ago is known to the
+    /// runners launched after it).
+    pub(crate) async fn refresh_peers(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let peers = self
+            .store
+            .live_api_urls(now - chrono::Duration::from_std(self.options.job_timeout).unwrap_or_default())
+            .await?;
+        self.executor.set_peer_engines(peers);
+        Ok(())
     }
 
     /// Finds this scheduler's own tries that it lost track of: recorded as queued or running under it, but

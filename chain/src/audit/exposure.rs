@@ -170,7 +170,8 @@ fn parse_answer(raw: &[u8]) -> Option<Answer> {
     Some(Answer { status, headers, body })
 }
 
-fn dechunk(mut body: &str) -> String {
+/// The body of an HTTP/1.1 answer sent with `Transfer-Encoding: chunked`, joined.
+pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let Ok(size) = usize::from_str_radix(size.trim(), 16) else {

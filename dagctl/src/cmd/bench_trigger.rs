@@ -325,26 +325,11 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&
         .and_then(|c| c.parse().ok())
         .context("no HTTP status in the answer")?;
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
+        chain::audit::exposure::dechunk(body)
     } else {
         body.to_string()
     };
     Ok((code, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Removes the benchmark's data dir when dropped.

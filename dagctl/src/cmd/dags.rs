@@ -362,22 +362,11 @@ pub async fn wait_for_run(
                 );
             }
         }
-        let fallback = if source.is_live() {
-            Duration::from_secs(5)
-        } else {
-            Duration::from_millis(200)
-        };
-        let deadline = tokio::time::Instant::now() + fallback;
-        loop {
-            tokio::select! {
-                change = source.next() => {
-                    if change.concerns_run(run.id) {
-                        break;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        source
+            .wait(Duration::from_secs(5), Duration::from_millis(200), |change| {
+                change.concerns_run(run.id)
+            })
+            .await;
     }
 }
 

@@ -99,23 +99,16 @@ pub async fn logs(
             break;
         }
         // New lines or the try's end are told as they happen; the timer is the fallback.
-        let fallback = if source.is_live() {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_millis(300)
-        };
-        let deadline = tokio::time::Instant::now() + fallback;
-        loop {
-            tokio::select! {
-                change = source.next() => match change {
-                    Change::Log(id) if id == ti.id => break,
-                    Change::Resync => break,
-                    change if change.run_pk() == Some(ti.run_pk) => break,
-                    _ => {}
+        source
+            .wait(
+                Duration::from_secs(2),
+                Duration::from_millis(300),
+                |change| match change {
+                    Change::Log(id) => *id == ti.id,
+                    change => change.concerns_run(ti.run_pk),
                 },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+            )
+            .await;
     }
     Ok(ExitCode::SUCCESS)
 }

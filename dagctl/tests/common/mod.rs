@@ -245,6 +245,15 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `future` to its end on a runtime of its own (for the store helpers of `engine::testing`).
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }

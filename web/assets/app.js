@@ -22,6 +22,10 @@
       // The next change refreshes again.
     }
   }
+  // Changes made between this page's rendering and the stream's (re)opening are read once at the opening.
+  events.addEventListener("open", () => {
+    if (!pending) pending = setTimeout(refresh, 0);
+  });
   events.addEventListener("change", (e) => {
     if (!pending) pending = setTimeout(refresh, 100);
     if (String(e.data).startsWith("ended:")) events.close();

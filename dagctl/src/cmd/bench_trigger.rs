@@ -61,7 +61,7 @@ pub async fn trigger(config: &Config, args: &TriggerBenchArgs) -> Result<ExitCod
     let home = std::env::temp_dir().join(format!("dagctl-bench-trigger-{}", uuid::Uuid::new_v4().simple()));
     let dags = home.join("dags");
     std::fs::create_dir_all(&dags)?;
-    let cleanup = scopeguard(home.clone());
+    let cleanup = DirGuard(home.clone());
     std::fs::write(
         dags.join("one.yml"),
         "one:\n  tasks:\n    t: {operator: bash, bash_command: 'true'}\n",
@@ -339,8 +339,4 @@ impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn scopeguard(dir: std::path::PathBuf) -> DirGuard {
-    DirGuard(dir)
 }

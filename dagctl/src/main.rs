@@ -6,6 +6,7 @@ mod link;
 mod output;
 mod reports;
 mod runtime;
+mod trigger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -383,14 +384,19 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            let mut message = err.to_string();
-            for cause in err.chain().skip(1) {
-                message.push_str(&format!(": {cause}"));
-            }
-            eprintln!("error: {}", message.replace('\n', " "));
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, as the CLI prints it after `error: `.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        message.push_str(&format!(": {cause}"));
+    }
+    message.replace('\n', " ")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

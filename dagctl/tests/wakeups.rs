@@ -59,6 +59,36 @@ fn a_cli_trigger_on_sqlite_wakes_the_engine_and_wait_follows_its_changes() {
         let took = trigger_and_wait(&home, &format!("c{i}"));
         assert!(took < BOUND, "trigger --wait took {took:?}\n{}", engine.output());
     }
+    // The engine creates the run for the CLI: a DAG file written just before is triggered as written, and
+    // mistakes read as they do without an engine.
+    home.write_dag(
+        "fresh.yml",
+        "fresh:\n  tasks:\n    t: {operator: bash, bash_command: 'true'}\n",
+    );
+    let run = home.json(&["dags", "trigger", "fresh", "--run-id", "f1", "--conf", "{\"k\": 1}"]);
+    assert_eq!(run["run_id"], "f1", "{run}");
+    assert_eq!(run["conf"]["k"], 1, "{run}");
+    assert!(
+        engine.output().contains("run triggered over the engine link"),
+        "{}",
+        engine.output()
+    );
+    let out = home.run(&["dags", "trigger", "nope"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("dag `nope` not found"), "{}", stderr(&out));
+    let out = home.run(&["dags", "trigger", "fresh", "--run-id", "f1"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("f1"), "{}", stderr(&out));
+    let out = home.run(&["dags", "trigger", "fresh", "--logical-date", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).starts_with("error: --logical-date"), "{}", stderr(&out));
+    wait_for(Duration::from_secs(20), "the fresh run", || {
+        home.states("fresh", "f1")
+            .iter()
+            .all(|ti| ti["state"] == "success")
+            .then_some(())
+    });
 }
 
 #[test]
@@ -72,6 +102,12 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
     wait_for(Duration::from_secs(30), "the scheduler to listen", || {
         (pg_listeners(&home) >= 1).then_some(())
     });
+    // The CLI of another host (another data dir, no engine link): only the database tells the scheduler.
+    let mut cli = Home::sharing(&home);
+    cli.env
+        .push(("DAGCTL_DAGS_FOLDER".into(), home.dags().display().to_string()));
+    let pg_name = home.pg_name().to_string();
+    let (_engine_home, home) = (home, cli);
     let took = trigger_and_wait(&home, "p0");
     assert!(took < BOUND, "trigger --wait took {took:?}\n{}", scheduler.output());
     // Cut the scheduler's listening connection, then trigger at once: the change may come while it is away,
@@ -85,7 +121,7 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
             .then_some(())
     });
     for i in 1..4 {
-        let cut = block_on(engine::testing::terminate_pg_listeners(home.pg_name()));
+        let cut = block_on(engine::testing::terminate_pg_listeners(&pg_name));
         assert!(cut >= 1, "no listening connection to cut");
         let took = trigger_and_wait(&home, &format!("p{i}"));
         assert!(
@@ -103,6 +139,48 @@ fn postgres_notifications_wake_the_scheduler_and_a_cut_listener_is_reopened() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_cli_waiting_through_the_engine_link_outlives_an_engine_restart() {
+    let mut home = Home::new();
+    home.env.push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), IDLE.into()));
+    slow_dag(&home);
+    let port = free_port();
+    let mut engine = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    let waiter = home
+        .command()
+        .args([
+            "dags",
+            "trigger",
+            "slow",
+            "--run-id",
+            "w1",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the run's first task to run", || {
+        home.try_json(&["tasks", "states-for-dag-run", "slow", "w1"])
+            .filter(|tis| tis.as_array().unwrap().iter().any(|ti| ti["state"] == "running"))
+    });
+    // The engine that answered the waiter goes; the waiter reads the store until a new engine ends the run.
+    engine.stop();
+    let engine = home.spawn(&["standalone", "--port", &port.to_string()]);
+    let out = waiter.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        err.contains("w1 success") || err.contains("w1 failed"),
+        "{err}\n{}",
+        engine.output()
+    );
+    assert!(!err.contains("error:"), "{err}");
 }
 
 #[test]
@@ -157,6 +235,121 @@ fn a_run_s_events_stream_its_changes_until_it_ends() {
     );
     assert_eq!(status, 404);
     assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["detail"].is_string());
+}
+
+#[test]
+fn a_listen_connection_that_cannot_be_opened_is_logged_once_and_timers_keep_scheduling() {
+    let home = Home::postgres();
+    let url = home.database_url.clone().unwrap();
+    // The engine reaches PostgreSQL through a gate that turns away its listening connection (as a pooler in
+    // transaction mode would), and only that one.
+    let gate = RefusingGate::start(&url, "dagctl_listen");
+    let mut engine_home = Home::sharing(&home);
+    engine_home.database_url = Some(gate.url.clone());
+    engine_home
+        .env
+        .push(("DAGCTL_SCHEDULER_IDLE_SLEEP_TIME".into(), "300ms".into()));
+    chain_dag(&engine_home);
+    engine_home.ok(&["dags", "list"]);
+    let scheduler = engine_home.spawn(&["scheduler"]);
+    // A CLI of another host: its NOTIFY reaches no one, so only the scheduler's timer finds the run.
+    let mut cli = Home::sharing(&home);
+    cli.env
+        .push(("DAGCTL_DAGS_FOLDER".into(), engine_home.dags().display().to_string()));
+    for i in 0..3 {
+        let took = trigger_and_wait(&cli, &format!("t{i}"));
+        assert!(took < BOUND, "trigger --wait took {took:?}\n{}", scheduler.output());
+    }
+    wait_for(Duration::from_secs(20), "the scheduler to try to listen again", || {
+        (gate.refused() >= 3).then_some(())
+    });
+    let log = scheduler.output();
+    assert_eq!(log.matches("cannot LISTEN for changes").count(), 1, "{log}");
+    wait_for(Duration::from_secs(10), "no connection listening", || {
+        (pg_listeners(&home) == 0).then_some(())
+    });
+}
+
+/// A TCP gate to PostgreSQL that closes every connection whose startup message names `refused` (e.g. an
+/// application name), and passes the others through. Stops when dropped.
+struct RefusingGate {
+    url: String,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RefusingGate {
+    fn start(url: &str, refused: &'static str) -> RefusingGate {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let (head, tail) = url.split_once('@').unwrap();
+        let (target, path) = tail.split_once('/').unwrap();
+        let target = target.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let gate = RefusingGate {
+            // Without TLS, so the gate can read the startup message.
+            url: format!("{head}@127.0.0.1:{port}/{path}{separator}sslmode=disable"),
+            refused: Default::default(),
+            stop: Default::default(),
+        };
+        let (count, stop) = (gate.refused.clone(), gate.stop.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((mut client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let mut length = [0u8; 4];
+                if client.read_exact(&mut length).is_err() {
+                    continue;
+                }
+                let mut startup = vec![0u8; (u32::from_be_bytes(length) as usize).saturating_sub(4).min(10_000)];
+                if client.read_exact(&mut startup).is_err() {
+                    continue;
+                }
+                if String::from_utf8_lossy(&startup).contains(refused) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Ok(mut server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                if server
+                    .write_all(&length)
+                    .and_then(|_| server.write_all(&startup))
+                    .is_err()
+                {
+                    continue;
+                }
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client, &mut server);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        gate
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for RefusingGate {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn pg_listeners(home: &Home) -> u64 {

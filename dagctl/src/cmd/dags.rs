@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use chrono::{SecondsFormat, Utc};
 use engine::parse::{load_folder, parse_path};
-use engine::runs::{ManualRunId, RunKind, RunRequest, TriggeredBy};
+use engine::runs::{RunKind, RunRequest, TriggeredBy};
 use engine::state::{RunState, TaskState};
 use engine::store::{DagRow, RunFilter, RunRow, Store};
 use engine::timetable::{parse_datetime, Timetable};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::output::{print_rows, Format};
 use crate::runtime::{open_store, scheduler_options, scoped_scheduler, sync_folder, task_logs};
+use crate::trigger::{RunReader, RunStatus, Trigger, Triggered};
 use crate::TriggerArgs;
 
 fn time(value: Option<chrono::DateTime<Utc>>) -> Value {
@@ -200,77 +201,56 @@ pub async fn pause(config: &Config, dag_id: &str, paused: bool) -> Result<ExitCo
 }
 
 pub async fn trigger(config: &Config, args: TriggerArgs) -> Result<ExitCode> {
-    let conf = parse_conf(args.conf.as_deref())?;
-    let run_id = args
-        .run_id
-        .as_deref()
-        .map(ManualRunId::new)
-        .transpose()
-        .map_err(|e| anyhow!("--run-id: {e}"))?;
     let timeout = args
         .timeout
         .as_deref()
         .map(engine::duration::parse_duration_str)
         .transpose()
         .map_err(|e| anyhow!("--timeout: {e}"))?;
-    let store = open_store(config).await?;
-    sync_folder(config, &store).await?;
-    let dag = find_dag(&store, &args.dag_id).await?;
-    let logical_date = args
-        .logical_date
-        .as_deref()
-        .map(|text| parse_datetime(text, &dag.spec.timezone))
-        .transpose()
-        .map_err(|e| anyhow!("--logical-date: {e}"))?;
-    let kind = RunKind::Manual {
-        run_id,
-        logical_date,
-        data_interval_start: None,
-        data_interval_end: None,
-        run_after: None,
-    };
-    let request = RunRequest {
-        conf,
-        user: config.user.clone(),
-        ..RunRequest::new(kind, TriggeredBy::Cli, Utc::now())
-    };
-    // Listening before the run exists: nothing it does can be missed.
-    let source = if args.wait {
-        Some(crate::link::ChangeSource::open(config, &store).await)
-    } else {
-        None
-    };
-    let run = store.create_run(request.new_run(&dag.spec)?).await?;
-    match args.output {
-        Format::Json if !args.wait => {
-            println!("{}", serde_json::to_string_pretty(&run_json(&run))?)
+    let request = Trigger::new(config, &args)?;
+    let (run, store, source) = match crate::link::trigger(config, &request).await? {
+        // The running engine created it; the store is only needed to follow it.
+        Some((run, source)) => (run, None, args.wait.then_some(source)),
+        None => {
+            let store = open_store(config).await?;
+            sync_folder(config, &store).await?;
+            // Listening before the run exists: nothing it does can be missed.
+            let source = match args.wait {
+                true => Some(crate::link::ChangeSource::open(config, &store).await),
+                false => None,
+            };
+            (request.create(&store).await?, Some(store), source)
         }
+    };
+    match args.output {
+        Format::Json if !args.wait => println!("{}", serde_json::to_string_pretty(&run.json)?),
         _ => println!("triggered run {} of dag {}", run.run_id, run.dag_id),
     }
-    if dag.is_paused {
+    if run.paused {
         eprintln!(
             "warning: dag `{}` is paused: the run starts when you unpause it (dagctl dags unpause {})",
-            dag.dag_id, dag.dag_id
+            run.dag_id, run.dag_id
         );
     }
     let Some(source) = source else {
         return Ok(ExitCode::SUCCESS);
     };
-    let state = wait_for_run(&store, &run, timeout, source).await?;
+    let mut reader = match store {
+        Some(store) => RunReader::Store(store),
+        None => RunReader::Engine(Box::new(config.clone())),
+    };
+    let status = wait_for_run(&mut reader, &run, timeout, source).await?;
     if args.output == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run_json(&store.get_run_by_pk(run.id).await?))?
-        );
+        println!("{}", serde_json::to_string_pretty(&status.json)?);
     }
-    Ok(if state == RunState::Success {
+    Ok(if status.state == RunState::Success {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn run_json(run: &RunRow) -> Value {
+pub fn run_json(run: &RunRow) -> Value {
     json!({
         "dag_id": run.dag_id,
         "run_id": run.run_id,
@@ -287,17 +267,18 @@ fn run_json(run: &RunRow) -> Value {
 /// when `source` tells of a change to it (or when it may have missed one), else every 200 ms without a live
 /// source (and every 5 s with one, as a fallback).
 pub async fn wait_for_run(
-    store: &Store,
-    run: &RunRow,
+    reader: &mut RunReader,
+    run: &Triggered,
     timeout: Option<Duration>,
     mut source: crate::link::ChangeSource,
-) -> Result<RunState> {
+) -> Result<RunStatus> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut last_line = String::new();
     let mut warned = false;
     loop {
-        let (state, tis) = store.run_progress(run.id).await?;
+        let status = reader.status(run.pk).await?;
+        let (state, tis) = (status.state, &status.tis);
         let count = |wanted: &[TaskState]| tis.iter().filter(|(_, s)| wanted.contains(s)).count();
         let done = tis.iter().filter(|(_, s)| s.is_finished()).count();
         let line = format!(
@@ -337,21 +318,18 @@ pub async fn wait_for_run(
                     run.run_id
                 );
             }
-            return Ok(state);
+            return Ok(status);
         }
-        if !warned && state == RunState::Queued && started.elapsed() > Duration::from_secs(5) {
-            let alive = store
-                .latest_scheduler_heartbeat()
-                .await?
-                .map(|hb| Utc::now() - hb < chrono::Duration::seconds(30))
-                .unwrap_or(false);
-            if !alive {
-                eprintln!(
-                    "{}note: no scheduler is running; start one with `dagctl standalone` or `dagctl scheduler`",
-                    if tty { "\n" } else { "" }
-                );
-                warned = true;
-            }
+        if !warned
+            && state == RunState::Queued
+            && started.elapsed() > Duration::from_secs(5)
+            && !reader.scheduler_alive().await?
+        {
+            eprintln!(
+                "{}note: no scheduler is running; start one with `dagctl standalone` or `dagctl scheduler`",
+                if tty { "\n" } else { "" }
+            );
+            warned = true;
         }
         if let Some(limit) = timeout {
             if started.elapsed() > limit {
@@ -364,7 +342,7 @@ pub async fn wait_for_run(
         }
         source
             .wait(Duration::from_secs(5), Duration::from_millis(200), |change| {
-                change.concerns_run(run.id)
+                change.concerns_run(run.pk)
             })
             .await;
     }

@@ -373,6 +373,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "clock-probe") {
         return cmd::bench_chaos::clock_probe_main();
     }
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -388,6 +389,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dagctl dags show X | head -1`: when whoever reads our output has gone, end as `ls` or `cat` do (killed by
+/// SIGPIPE, no message), not with a panic. SIGPIPE itself stays ignored, so a socket whose peer went away is an
+/// error to handle, never the end of an engine.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            use nix::sys::signal::{raise, signal, SigHandler, Signal};
+            // SAFETY: restoring the default action of a signal; no handler function is installed.
+            let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            let _ = raise(Signal::SIGPIPE);
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 /// An error and its causes on one line, as the CLI prints it after `error: `.

@@ -196,14 +196,22 @@ rules:
     on_fail: {operator: bash, bash_command: 'true', dependencies: [boom], trigger_rule: one_failed}
     needs_success: {operator: empty, dependencies: [boom]}
     none_failed: {operator: empty, dependencies: [skipper], trigger_rule: none_failed}
-    teardown: {operator: bash, bash_command: 'true', dependencies: [needs_success, on_fail], trigger_rule: all_done}
+    teardown: {operator: bash, bash_command: 'true', dependencies: [needs_success, on_fail], trigger_rule: all_done, is_teardown: true}
 "#,
     );
+    // The same without the teardown marker: its last task ran and succeeded, so the run did (Airflow's rule).
+    let plain = std::fs::read_to_string(home.dags().join("rules.yml"))
+        .unwrap()
+        .replace("rules:", "rules_plain:")
+        .replace(", is_teardown: true", "");
+    home.write_dag("rules_plain.yml", &plain);
+    let output = home.run(&["dags", "test", "rules_plain"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = home.run(&["dags", "test", "rules"]);
     assert_eq!(
         output.status.code(),
         Some(1),
-        "the run fails: boom failed upstream of the teardown"
+        "the run fails: boom failed upstream of the teardown, which does not decide"
     );
     let runs = home.json(&["dags", "list-runs", "rules"]);
     assert_eq!(runs[0]["state"], "failed");
@@ -291,4 +299,70 @@ fn tasks_do_not_inherit_the_engine_s_secrets() {
     // The runner's environment is an allow-list (issue 8): not even the data dir, which holds the database.
     assert!(out.contains("pw=unset key=unset oidc=unset home=\n"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
+}
+
+/// `dagctl ... | head -1`: a listing whose reader has gone ends quietly (SIGPIPE, as `ls` does), never with a
+/// panic. Every listing here is larger than a pipe's buffer, so it does write after the reader left.
+#[test]
+fn no_listing_panics_into_a_closed_pipe() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let home = Home::new();
+    let mut big = String::from("big:\n  tasks:\n");
+    for i in 0..1500 {
+        big.push_str(&format!(
+            "    task_number_{i:05}: {{operator: bash, bash_command: 'echo {i}'}}\n"
+        ));
+    }
+    home.write_dag("big.yml", &big);
+    let mut many = String::new();
+    for i in 0..1500 {
+        many.push_str(&format!("dag_number_{i:05}:\n  tasks:\n    t: {{operator: empty}}\n"));
+    }
+    home.write_dag("many.yml", &many);
+    let mut broken = String::new();
+    for i in 0..1500 {
+        broken.push_str(&format!(
+            "broken_{i:05}:\n  tasks:\n    t: {{operator: no_such_operator_{i}}}\n"
+        ));
+    }
+    home.write_dag("broken.yml", &broken);
+    home.ok(&["dags", "list"]);
+    let listings: &[&[&str]] = &[
+        &["dags", "list"],
+        &["dags", "list", "-o", "json"],
+        &["dags", "show", "big"],
+        &["dags", "show", "big", "-o", "json"],
+        &["tasks", "list", "big"],
+        &["tasks", "list", "big", "-o", "json"],
+        &["dags", "list-import-errors"],
+        &["dags", "list-import-errors", "-o", "json"],
+    ];
+    for args in listings {
+        let mut child = home
+            .command()
+            .args(*args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is gone now (stdout dropped); the rest of the listing meets a closed pipe.
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert!(!first.is_empty(), "{args:?}: no first line; {err}");
+        assert!(
+            !err.contains("panicked") && output.status.code() != Some(101),
+            "{args:?}: {err}"
+        );
+        assert!(
+            output.status.success() || output.status.signal() == Some(13),
+            "{args:?} ended {:?}: {err}",
+            output.status
+        );
+    }
 }

@@ -80,6 +80,15 @@ pub struct TaskSpec {
     pub do_xcom_push: bool,
     pub task_group: Option<String>,
     pub owner: String,
+    /// Airflow's setup and teardown markers. A teardown (`chain.teardown` by default) runs when its upstream is
+    /// done and one of its setups succeeded, and its own outcome does not decide its run's unless
+    /// `on_failure_fail_dagrun`.
+    #[serde(default)]
+    pub is_setup: bool,
+    #[serde(default)]
+    pub is_teardown: bool,
+    #[serde(default)]
+    pub on_failure_fail_dagrun: bool,
 }
 
 impl TaskSpec {
@@ -151,6 +160,9 @@ mod tests {
             do_xcom_push: true,
             task_group: None,
             owner: "airflow".into(),
+            is_setup: false,
+            is_teardown: false,
+            on_failure_fail_dagrun: false,
         }
     }
 

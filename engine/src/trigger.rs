@@ -17,7 +17,7 @@ pub enum TriggerRule {
     AllFailed,
     AllDone,
     AllDoneMinOneSuccess,
-    /// Without setup tasks (dagctl has none yet) this is `all_done`.
+    /// `all_done`, but with setup tasks upstream at least one of them must have succeeded (a teardown's rule).
     AllDoneSetupSuccess,
     AllSkipped,
     OneSuccess,
@@ -102,12 +102,29 @@ pub struct UpstreamCounts {
     pub failed: usize,
     pub upstream_failed: usize,
     pub skipped: usize,
+    /// Setup tasks among them, and how many of those succeeded or were skipped.
+    pub setup: usize,
+    pub setup_success: usize,
+    pub setup_skipped: usize,
 }
 
 impl UpstreamCounts {
     pub fn from_states(states: impl IntoIterator<Item = TaskState>) -> Self {
+        Self::from_upstream(states.into_iter().map(|state| (state, false)))
+    }
+
+    /// From each upstream task's state and whether it is a setup task.
+    pub fn from_upstream(upstream: impl IntoIterator<Item = (TaskState, bool)>) -> Self {
         let mut counts = UpstreamCounts::default();
-        for state in states {
+        for (state, is_setup) in upstream {
+            if is_setup && state != TaskState::Removed {
+                counts.setup += 1;
+                match state {
+                    TaskState::Success => counts.setup_success += 1,
+                    TaskState::Skipped => counts.setup_skipped += 1,
+                    _ => {}
+                }
+            }
             // A removed upstream no longer exists for its downstream tasks.
             if state == TaskState::Removed {
                 continue;
@@ -176,11 +193,23 @@ pub fn evaluate(rule: TriggerRule, counts: UpstreamCounts) -> Decision {
                 Wait
             }
         }
-        R::AllDone | R::AllDoneSetupSuccess => {
+        R::AllDone => {
             if all_done {
                 Run
             } else {
                 Wait
+            }
+        }
+        // As Airflow: setups upstream that were all skipped skip it; none succeeded fails it upstream.
+        R::AllDoneSetupSuccess => {
+            if !all_done {
+                Wait
+            } else if counts.setup > 0 && counts.setup_skipped >= counts.setup {
+                Skip
+            } else if counts.setup > 0 && counts.setup_success == 0 {
+                UpstreamFailed
+            } else {
+                Run
             }
         }
         R::AllDoneMinOneSuccess => {
@@ -287,6 +316,7 @@ mod tests {
             (R::AllDone, &[S::Failed, S::Skipped, S::Success], Run),
             (R::AllDone, &[S::Failed, S::UpForRetry], Wait),
             (R::AllDoneSetupSuccess, &[S::Failed, S::Success], Run),
+            (R::AllDoneSetupSuccess, &[S::Failed, S::Running], Wait),
             (R::AllDoneMinOneSuccess, &[S::Failed, S::Success], Run),
             (R::AllDoneMinOneSuccess, &[S::Failed, S::Skipped], Skip),
             (R::AllSkipped, &[S::Skipped, S::Skipped], Run),
@@ -314,6 +344,33 @@ mod tests {
         for (rule, states, want) in cases {
             assert_eq!(decide(*rule, states), *want, "{rule} on {states:?}");
         }
+    }
+
+    #[test]
+    fn a_teardown_needs_one_of_its_setups_to_have_succeeded() {
+        let teardown = |upstream: &[(TaskState, bool)]| {
+            evaluate(
+                TriggerRule::AllDoneSetupSuccess,
+                UpstreamCounts::from_upstream(upstream.iter().copied()),
+            )
+        };
+        // setup succeeded, work failed: the teardown runs
+        assert_eq!(teardown(&[(S::Success, true), (S::Failed, false)]), Run);
+        // one of two setups succeeded
+        assert_eq!(
+            teardown(&[(S::Failed, true), (S::Success, true), (S::UpstreamFailed, false)]),
+            Run
+        );
+        // no setup succeeded: nothing to tear down
+        assert_eq!(
+            teardown(&[(S::Failed, true), (S::UpstreamFailed, false)]),
+            UpstreamFailed
+        );
+        // every setup skipped
+        assert_eq!(teardown(&[(S::Skipped, true), (S::Skipped, false)]), Skip);
+        // no setups upstream: as all_done
+        assert_eq!(teardown(&[(S::Failed, false), (S::Skipped, false)]), Run);
+        assert_eq!(teardown(&[(S::Success, true), (S::Running, false)]), Wait);
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use engine::operators::OperatorRegistry;
-use engine::spec::DagSpec;
+use engine::spec::{DagSpec, TaskSpec};
 use engine::state::{next_task_state, RunEvent, RunState, TaskEvent, TaskState};
 use engine::store::runs::{RunPlan, TiChange};
 use engine::store::{RunRow, TiRow};
-use engine::trigger::{evaluate, Decision, TriggerRule, UpstreamCounts};
+use engine::trigger::{evaluate, Decision, UpstreamCounts};
 use tracing::{debug, info, warn};
 
 use crate::main_loop::Scheduler;
@@ -71,6 +71,12 @@ pub fn plan_run(
         plan.next_eval_at = Some(deadline);
     }
 
+    let setups: std::collections::HashSet<&str> = dag
+        .tasks
+        .iter()
+        .filter(|t| t.is_setup)
+        .map(|t| t.task_id.as_str())
+        .collect();
     for task in &dag.tasks {
         let Some(ti) = by_task.get(task.task_id.as_str()) else {
             continue;
@@ -78,8 +84,11 @@ pub fn plan_run(
         let state = states[task.task_id.as_str()];
         match state {
             TaskState::None => {
-                let counts =
-                    UpstreamCounts::from_states(task.upstream.iter().filter_map(|up| states.get(up.as_str()).copied()));
+                let counts = UpstreamCounts::from_upstream(
+                    task.upstream
+                        .iter()
+                        .filter_map(|up| states.get(up.as_str()).map(|s| (*s, setups.contains(up.as_str())))),
+                );
                 let new_state = match evaluate(task.trigger_rule, counts) {
                     Decision::Wait => None,
                     Decision::Run => {
@@ -140,36 +149,41 @@ pub fn plan_run(
     plan
 }
 
-/// A run succeeds when none of its deciding leaves failed. Leaves are tasks with no downstream; a leaf whose
-/// trigger rule is `all_done` (a teardown such as `chain.teardown`) does not decide by itself: its upstream
-/// tasks do, as Airflow's teardown tasks do.
+/// A run succeeds when none of its deciding leaves failed or was failed upstream, as Airflow decides: the
+/// leaves are the tasks with no downstream other than teardowns, teardowns themselves (without
+/// `on_failure_fail_dagrun`) excepted; a DAG of teardowns only is decided by its plain leaves. A plain task with
+/// trigger rule `all_done` at the end is a leaf like any other: when it succeeds the run succeeds, even if a
+/// task before it failed.
 pub fn run_succeeded(dag: &DagSpec, states: &HashMap<&str, TaskState>) -> bool {
-    let mut deciding: Vec<&str> = dag
-        .tasks
-        .iter()
-        .filter(|task| dag.downstream_of(&task.task_id).next().is_none())
-        .map(|task| task.task_id.as_str())
-        .collect();
-    let mut checked = std::collections::HashSet::new();
-    while let Some(task_id) = deciding.pop() {
-        if !checked.insert(task_id) {
-            continue;
-        }
-        let Some(task) = dag.task(task_id) else {
-            continue;
-        };
-        if task.trigger_rule == TriggerRule::AllDone
-            && !task.upstream.is_empty()
-            && states.get(task_id) != Some(&TaskState::Failed)
-        {
-            deciding.extend(task.upstream.iter().map(String::as_str));
-            continue;
-        }
-        if matches!(states.get(task_id), Some(TaskState::Failed | TaskState::UpstreamFailed)) {
-            return false;
+    let ignorable = |task: &TaskSpec| task.is_teardown && !task.on_failure_fail_dagrun;
+    let mut has_downstream = std::collections::HashSet::new();
+    let mut has_deciding_downstream = std::collections::HashSet::new();
+    for task in &dag.tasks {
+        for up in &task.upstream {
+            has_downstream.insert(up.as_str());
+            if !ignorable(task) {
+                has_deciding_downstream.insert(up.as_str());
+            }
         }
     }
-    true
+    let mut leaves: Vec<&TaskSpec> = dag
+        .tasks
+        .iter()
+        .filter(|task| !ignorable(task) && !has_deciding_downstream.contains(task.task_id.as_str()))
+        .collect();
+    if leaves.is_empty() {
+        leaves = dag
+            .tasks
+            .iter()
+            .filter(|task| !has_downstream.contains(task.task_id.as_str()))
+            .collect();
+    }
+    !leaves.iter().any(|task| {
+        matches!(
+            states.get(task.task_id.as_str()),
+            Some(TaskState::Failed | TaskState::UpstreamFailed)
+        )
+    })
 }
 
 impl Scheduler {
@@ -245,6 +259,7 @@ mod tests {
     use super::*;
     use engine::parse::parse_text;
     use engine::store::RunType;
+    use engine::trigger::TriggerRule;
 
     fn dag(text: &str) -> DagSpec {
         let parsed = parse_text("t.yml", text, &[], &OperatorRegistry::builtin());
@@ -339,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn failure_propagates_and_teardown_still_runs_but_the_run_fails() {
+    fn failure_propagates_and_an_all_done_leaf_still_runs() {
         let d = dag(
             "d:\n  tasks:\n    deploy: {operator: bash, bash_command: x}\n    load: {operator: bash, bash_command: x, dependencies: [deploy]}\n    teardown: {operator: bash, bash_command: x, dependencies: [load], trigger_rule: all_done}\n",
         );
@@ -355,24 +370,105 @@ mod tests {
         assert_eq!(states["load"], TaskState::UpstreamFailed);
         assert_eq!(states["teardown"], TaskState::Scheduled);
         assert!(plan.run_event.is_none());
-        let t = tis(
-            &d,
-            &[
-                ("deploy", TaskState::Failed),
-                ("load", TaskState::UpstreamFailed),
-                ("teardown", TaskState::Success),
-            ],
+    }
+
+    /// The run's state once every task has ended, as Airflow's `DagRun.update_state` gives it (its
+    /// `_tis_for_dagrun_state`: leaves not counting teardowns without `on_failure_fail_dagrun`).
+    #[test]
+    fn run_state_as_airflow_decides_it() {
+        use TaskState::{Failed as F, Skipped as K, Success as S, UpstreamFailed as U};
+        /// What the case shows, the tasks, their final states, whether the run succeeded.
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, TaskState)], bool);
+        let cases: &[Case] = &[
+            (
+                "a plain all_done leaf decides: it succeeded, so the run did although an inner task failed",
+                "    a: {operator: bash, bash_command: x}\n    b: {operator: bash, bash_command: x, dependencies: [a]}\n    c: {operator: bash, bash_command: x, dependencies: [b], trigger_rule: all_done}\n",
+                &[("a", F), ("b", U), ("c", S)],
+                true,
+            ),
+            (
+                "a failing all_done leaf fails the run",
+                "    a: {operator: bash, bash_command: x}\n    c: {operator: bash, bash_command: x, dependencies: [a], trigger_rule: all_done}\n",
+                &[("a", S), ("c", F)],
+                false,
+            ),
+            (
+                "a teardown does not decide: the work before it does",
+                "    a: {operator: bash, bash_command: x}\n    b: {operator: bash, bash_command: x, dependencies: [a]}\n    down: {operator: bash, bash_command: x, dependencies: [b], is_teardown: true}\n",
+                &[("a", F), ("b", U), ("down", S)],
+                false,
+            ),
+            (
+                "a teardown that fails does not fail a run whose work succeeded",
+                "    a: {operator: bash, bash_command: x}\n    down: {operator: bash, bash_command: x, dependencies: [a], is_teardown: true}\n",
+                &[("a", S), ("down", F)],
+                true,
+            ),
+            (
+                "unless it says on_failure_fail_dagrun",
+                "    a: {operator: bash, bash_command: x}\n    down: {operator: bash, bash_command: x, dependencies: [a], as_teardown: {on_failure_fail_dagrun: true}}\n",
+                &[("a", S), ("down", F)],
+                false,
+            ),
+            (
+                "leaves and skips: skipped leaves count as success",
+                "    a: {operator: bash, bash_command: x}\n    b: {operator: bash, bash_command: x, dependencies: [a]}\n    c: {operator: bash, bash_command: x}\n",
+                &[("a", S), ("b", K), ("c", S)],
+                true,
+            ),
+            (
+                "a DAG of teardowns only is decided by its plain leaves",
+                "    down: {operator: bash, bash_command: x, is_teardown: true}\n",
+                &[("down", F)],
+                false,
+            ),
+            (
+                "a setup that failed: the work and the teardown are failed upstream, the run fails",
+                "    up: {operator: bash, bash_command: x, is_setup: true}\n    work: {operator: bash, bash_command: x, dependencies: [up]}\n    down: {operator: bash, bash_command: x, as_teardown: {setups: [up]}, dependencies: [work]}\n",
+                &[("up", F), ("work", U), ("down", U)],
+                false,
+            ),
+        ];
+        for (what, tasks, states, success) in cases {
+            let d = dag(&format!("d:\n  tasks:\n{tasks}"));
+            let states: HashMap<&str, TaskState> = states.iter().copied().collect();
+            assert_eq!(run_succeeded(&d, &states), *success, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_teardown_runs_when_one_of_its_setups_succeeded_and_not_otherwise() {
+        let d = dag(
+            "d:\n  tasks:\n    up: {operator: bash, bash_command: x, is_setup: true}\n    work: {operator: bash, bash_command: x, dependencies: [up]}\n    down: {operator: bash, bash_command: x, dependencies: [work], as_teardown: {setups: [up]}}\n",
         );
-        let plan = plan_run(
-            &d,
-            &run(RunState::Running),
-            &t,
-            &OperatorRegistry::builtin(),
-            Utc::now(),
+        let down = d.task("down").unwrap();
+        assert!(down.is_teardown);
+        assert_eq!(down.trigger_rule, TriggerRule::AllDoneSetupSuccess);
+        assert!(down.upstream.contains(&"up".to_string()), "{:?}", down.upstream);
+        let decide = |states: &[(&str, TaskState)]| {
+            let t = tis(&d, states);
+            after(
+                &plan_run(
+                    &d,
+                    &run(RunState::Running),
+                    &t,
+                    &OperatorRegistry::builtin(),
+                    Utc::now(),
+                ),
+                &t,
+            )["down"]
+        };
+        assert_eq!(
+            decide(&[("up", TaskState::Success), ("work", TaskState::Failed)]),
+            TaskState::Scheduled
         );
         assert_eq!(
-            plan.run_event,
-            Some((RunState::Running, RunEvent::Finish { success: false }))
+            decide(&[("up", TaskState::Failed), ("work", TaskState::UpstreamFailed)]),
+            TaskState::UpstreamFailed
+        );
+        assert_eq!(
+            decide(&[("up", TaskState::Skipped), ("work", TaskState::Skipped)]),
+            TaskState::Skipped
         );
     }
 

@@ -62,6 +62,7 @@ impl Operator for Audit {
             aliases: &[],
             validate: |args| validate_typed::<AuditArgs>(AUDIT, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

@@ -102,6 +102,7 @@ impl<B: NodeBackend + 'static> Operator for Certify<B> {
             aliases: &[],
             validate: |args| validate_typed::<CertifyArgs>(CERTIFY, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

@@ -78,6 +78,7 @@ impl<B: NodeBackend + 'static> Operator for Chaos<B> {
             aliases: &[],
             validate: |args| validate_typed::<ChaosArgs>(CHAOS, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

@@ -245,6 +245,7 @@ impl<B: NodeBackend + 'static> Operator for DeployNetwork<B> {
             aliases: &[],
             validate: validate_deploy,
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

@@ -26,6 +26,7 @@ impl Operator for LoadTest {
             aliases: &[],
             validate: |args| validate_typed::<LoadArgs>(LOAD_TEST, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

@@ -110,6 +110,7 @@ impl Operator for Locust {
             aliases: &[],
             validate: |args| validate_typed::<LocustArgs>(LOCUST, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

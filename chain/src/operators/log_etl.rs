@@ -105,6 +105,7 @@ impl Operator for LogEtl {
             aliases: &[],
             validate: |args| validate_typed::<LogEtlArgs>(LOG_ETL, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

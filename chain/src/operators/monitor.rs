@@ -145,6 +145,7 @@ impl Operator for MonitorOperator {
             aliases: &[],
             validate: |args| validate_typed::<MonitorArgs>(MONITOR, args),
             completes_in_scheduler: false,
+            is_teardown: false,
         }
     }
 

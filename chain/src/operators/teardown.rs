@@ -46,6 +46,7 @@ impl<B: NodeBackend + 'static> Operator for Teardown<B> {
             aliases: &[],
             validate: |args| validate_typed::<TeardownArgs>(TEARDOWN, args),
             completes_in_scheduler: false,
+            is_teardown: true,
         }
     }
 

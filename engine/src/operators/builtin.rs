@@ -129,6 +129,7 @@ pub fn bash() -> OperatorDef {
         ],
         validate: |args| validate_typed::<BashArgs>("bash", args),
         completes_in_scheduler: false,
+        is_teardown: false,
     }
 }
 
@@ -145,5 +146,6 @@ pub fn empty() -> OperatorDef {
         ],
         validate: |args| validate_typed::<EmptyArgs>("empty", args),
         completes_in_scheduler: true,
+        is_teardown: false,
     }
 }

@@ -24,6 +24,8 @@ pub struct OperatorDef {
     pub validate: ValidateFn,
     /// Runs inside the scheduler without an executor slot (Airflow does this for EmptyOperator).
     pub completes_in_scheduler: bool,
+    /// Its tasks are teardown tasks unless the DAG says `is_teardown: false` (e.g. `chain.teardown`).
+    pub is_teardown: bool,
 }
 
 /// The operators known to this process.

@@ -30,7 +30,14 @@ const TASK_KEYS: &[&str] = &[
     "doc_md",
     "queue",
     "depends_on_past",
+    "is_setup",
+    "is_teardown",
+    "as_teardown",
+    "on_failure_fail_dagrun",
 ];
+
+/// Task keys that describe the task itself: not inherited from `default_args`.
+const OWN_KEYS: &[&str] = &["is_setup", "is_teardown", "as_teardown", "on_failure_fail_dagrun"];
 
 pub(super) struct WrittenTask {
     pub(super) name: String,
@@ -50,6 +57,9 @@ pub(super) struct WrittenTask {
     pub(super) priority_weight: i64,
     pub(super) do_xcom_push: bool,
     pub(super) owner: String,
+    pub(super) is_setup: bool,
+    pub(super) is_teardown: bool,
+    pub(super) on_failure_fail_dagrun: bool,
 }
 
 /// `default_args` that tasks inherit: those that are also task keys.
@@ -61,7 +71,7 @@ impl TaskDefaults {
     pub(super) fn read(default_args: &BTreeMap<String, Sourced>) -> Self {
         let sources = default_args
             .iter()
-            .filter(|(key, _)| TASK_KEYS.contains(&key.as_str()))
+            .filter(|(key, _)| TASK_KEYS.contains(&key.as_str()) && !OWN_KEYS.contains(&key.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         TaskDefaults { sources }
@@ -141,6 +151,7 @@ impl DagCtx<'_> {
         };
         let canonical = def.name.to_string();
         let validate = def.validate;
+        let teardown_by_default = def.is_teardown;
         let mut args_entries = Vec::new();
         let mut common: HashMap<String, Sourced> = HashMap::new();
         for (k, v) in entries {
@@ -168,9 +179,25 @@ impl DagCtx<'_> {
             args.entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let pick = |key: &str| common.get(key).cloned().or_else(|| defaults.sources.get(key).cloned());
 
-        let trigger_rule = pick("trigger_rule")
-            .and_then(|src| self.trigger_rule(&src, task))
-            .unwrap_or_default();
+        let roles = self.roles(file, &common, teardown_by_default, task);
+        let written_rule = pick("trigger_rule").and_then(|src| self.trigger_rule(&src, task).map(|rule| (rule, src)));
+        let trigger_rule = match written_rule {
+            Some((rule, src))
+                if roles.is_teardown && !matches!(rule, TriggerRule::AllDone | TriggerRule::AllDoneSetupSuccess) =>
+            {
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some("trigger_rule"),
+                    format!("a teardown task runs when its upstream is done: its trigger_rule is all_done_setup_success (the default) or all_done, not `{rule}`"),
+                );
+                rule
+            }
+            Some((rule, _)) => rule,
+            None if roles.is_teardown => TriggerRule::AllDoneSetupSuccess,
+            None => TriggerRule::default(),
+        };
         let retries = pick("retries")
             .and_then(|src| self.count(&src, "retries", task, 0))
             .unwrap_or(0);
@@ -221,7 +248,8 @@ impl DagCtx<'_> {
             }
         }
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
-        let dependencies = self.name_list(file, node.get("dependencies"), task);
+        let mut dependencies = self.name_list(file, node.get("dependencies"), task);
+        dependencies.extend(roles.setups);
         Some(WrittenTask {
             name,
             line: node.line,
@@ -240,6 +268,99 @@ impl DagCtx<'_> {
             priority_weight,
             do_xcom_push,
             owner: task_owner,
+            is_setup: roles.is_setup,
+            is_teardown: roles.is_teardown,
+            on_failure_fail_dagrun: roles.on_failure_fail_dagrun,
         })
     }
+
+    /// `is_setup`, `is_teardown`, `on_failure_fail_dagrun` and Airflow's `as_teardown` (`true`, or
+    /// `{setups: [..], on_failure_fail_dagrun: ..}`: the setups become upstream tasks).
+    fn roles(
+        &mut self,
+        file: &str,
+        common: &HashMap<String, Sourced>,
+        teardown_by_default: bool,
+        task: Option<&str>,
+    ) -> Roles {
+        let flag = |ctx: &mut Self, key: &str| common.get(key).and_then(|src| ctx.boolean(src, key, task));
+        let mut roles = Roles {
+            is_setup: flag(self, "is_setup").unwrap_or(false),
+            is_teardown: flag(self, "is_teardown").unwrap_or(teardown_by_default),
+            on_failure_fail_dagrun: flag(self, "on_failure_fail_dagrun").unwrap_or(false),
+            setups: Vec::new(),
+        };
+        if let Some(src) = common.get("as_teardown") {
+            match &src.node.value {
+                Value::Bool(b) => roles.is_teardown = *b,
+                Value::Map(entries) => {
+                    roles.is_teardown = true;
+                    for (k, v) in entries {
+                        let inner = Sourced {
+                            node: v.clone(),
+                            file: file.to_string(),
+                        };
+                        match k.key_text().as_deref() {
+                            Some("setups") => roles.setups = self.name_list(file, Some(v), task),
+                            Some("on_failure_fail_dagrun") => {
+                                roles.on_failure_fail_dagrun =
+                                    self.boolean(&inner, "on_failure_fail_dagrun", task).unwrap_or(false)
+                            }
+                            other => self.error(
+                                file,
+                                k.line,
+                                task,
+                                Some("as_teardown"),
+                                format!(
+                                    "unknown `as_teardown` key `{}`; expected setups or on_failure_fail_dagrun",
+                                    other.unwrap_or("?")
+                                ),
+                            ),
+                        }
+                    }
+                }
+                _ => self.error(
+                    file,
+                    src.node.line,
+                    task,
+                    Some("as_teardown"),
+                    format!(
+                        "`as_teardown` must be true, false or a mapping of setups and on_failure_fail_dagrun, got {}",
+                        src.node.kind()
+                    ),
+                ),
+            }
+        }
+        let line = |key: &str| common.get(key).map(|src| src.node.line);
+        if roles.is_setup && roles.is_teardown {
+            let at = line("is_setup").or(line("is_teardown")).unwrap_or(0);
+            self.error(
+                file,
+                at,
+                task,
+                Some("is_setup"),
+                "a task cannot be both a setup and a teardown",
+            );
+        }
+        if roles.on_failure_fail_dagrun && !roles.is_teardown {
+            let at = line("on_failure_fail_dagrun").or(line("as_teardown")).unwrap_or(0);
+            self.error(
+                file,
+                at,
+                task,
+                Some("on_failure_fail_dagrun"),
+                "`on_failure_fail_dagrun` is for teardown tasks (add `is_teardown: true`)",
+            );
+        }
+        roles
+    }
+}
+
+/// A task's setup and teardown markers.
+struct Roles {
+    is_setup: bool,
+    is_teardown: bool,
+    on_failure_fail_dagrun: bool,
+    /// `as_teardown`'s setups, as dependencies.
+    setups: Vec<(String, usize)>,
 }

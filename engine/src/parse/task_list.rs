@@ -242,6 +242,9 @@ impl DagCtx<'_> {
                     do_xcom_push: task.do_xcom_push,
                     task_group: task.group.clone(),
                     owner: task.owner.clone(),
+                    is_setup: task.is_setup,
+                    is_teardown: task.is_teardown,
+                    on_failure_fail_dagrun: task.on_failure_fail_dagrun,
                 }
             })
             .collect()

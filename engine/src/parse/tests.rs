@@ -284,3 +284,53 @@ fn never_panics_on_odd_input() {
         let _ = parse(text);
     }
 }
+
+#[test]
+fn setup_and_teardown_markers_are_read_and_checked() {
+    let parsed = parse(
+        "d:\n  tasks:\n    up: {operator: bash, bash_command: x, is_setup: true}\n    down: {operator: bash, bash_command: x, as_teardown: {setups: [up], on_failure_fail_dagrun: true}}\n    plain: {operator: bash, bash_command: x, dependencies: [up], trigger_rule: all_done}\n",
+    );
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+    let dag = &parsed.dags[0];
+    let down = dag.task("down").unwrap();
+    assert!(down.is_teardown && down.on_failure_fail_dagrun && !down.is_setup);
+    assert_eq!(down.trigger_rule, TriggerRule::AllDoneSetupSuccess);
+    assert_eq!(down.upstream, vec!["up".to_string()]);
+    assert!(dag.task("up").unwrap().is_setup);
+    assert!(!dag.task("plain").unwrap().is_teardown);
+    let cases = [
+        (
+            "    t: {operator: bash, bash_command: x, is_setup: true, is_teardown: true}\n",
+            "cannot be both a setup and a teardown",
+        ),
+        (
+            "    t: {operator: bash, bash_command: x, on_failure_fail_dagrun: true}\n",
+            "`on_failure_fail_dagrun` is for teardown tasks",
+        ),
+        (
+            "    t: {operator: bash, bash_command: x, is_teardown: true, trigger_rule: all_success}\n",
+            "a teardown task runs when its upstream is done",
+        ),
+        (
+            "    t: {operator: bash, bash_command: x, as_teardown: [a]}\n",
+            "`as_teardown` must be",
+        ),
+        (
+            "    t: {operator: bash, bash_command: x, as_teardown: {setup: [a]}}\n",
+            "unknown `as_teardown` key `setup`",
+        ),
+        (
+            "    t: {operator: bash, bash_command: x, is_teardown: 'yes'}\n",
+            "`is_teardown` must be true or false",
+        ),
+    ];
+    for (task, want) in cases {
+        let err = only_error(&format!("d:\n  tasks:\n{task}"));
+        assert!(err.message.contains(want), "{task}: {}", err.message);
+        assert_eq!(err.location.line, Some(3), "{task}: {err:?}");
+    }
+    // Markers belong to a task: `default_args` cannot make every task a teardown.
+    let err =
+        only_error("d:\n  default_args: {is_teardown: true}\n  tasks:\n    t: {operator: bash, bash_command: x}\n");
+    assert!(err.message.contains("is_teardown"), "{}", err.message);
+}

@@ -1,7 +1,11 @@
 //! A YAML tree that remembers the line of every node, so errors in DAG files can name the line.
 //!
-//! Built on yaml-rust2's event parser. Plain scalars resolve like YAML 1.2's core schema (null, booleans,
-//! integers, floats); quoted scalars are strings; dates stay strings. Anchors, aliases and `<<` merge keys work.
+//! Built on yaml-rust2's event parser, and reading what PyYAML (dag-factory's reader) reads: plain scalars
+//! resolve by YAML 1.1's rules as PyYAML's resolver does (`yes`/`no`/`on`/`off` are booleans, `0o17` and `1e3`
+//! are strings, `0777` is octal, `1_000` and `1:30` are integers); quoted scalars are strings; dates stay
+//! strings. Anchors, aliases and `<<` merge keys work; a key given twice keeps its last value (with a warning);
+//! a flow collection may close at its key's indentation. Alias expansion is bounded (no "billion laughs").
+//! `dagctl/tests/yaml_parity.rs` compares the trees with PyYAML's.
 
 use std::collections::HashMap;
 
@@ -104,8 +108,36 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The most nodes that aliases may copy in one text (PyYAML users bound the same against "billion laughs";
+/// a DAG file needs a tiny fraction of it).
+pub const MAX_ALIAS_NODES: usize = 1_000_000;
+
+/// Every document of a YAML text, and what it says that may not be meant (a key given twice: line, message).
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub docs: Vec<Node>,
+    pub warnings: Vec<(usize, String)>,
+}
+
 /// Parses every document of a YAML text.
 pub fn parse_str(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    parse(text).map(|parsed| parsed.docs)
+}
+
+/// Parses every document of a YAML text, with its warnings.
+pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
+    match parse_once(text) {
+        // PyYAML ignores indentation inside `[...]` and `{...}`, so `]` may stand under its key; yaml-rust2 does
+        // not. Such a text is read again with its flow lines indented (a change of columns only).
+        Err(err) if err.message.contains("indentation") => match indent_flow_lines(text) {
+            Some(indented) => parse_once(&indented).map_err(|_| err),
+            None => Err(err),
+        },
+        other => other,
+    }
+}
+
+fn parse_once(text: &str) -> Result<Parsed, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|err| SyntaxError {
@@ -115,7 +147,92 @@ pub fn parse_str(text: &str) -> Result<Vec<Node>, SyntaxError> {
     if let Some(error) = builder.error {
         return Err(error);
     }
-    Ok(builder.docs)
+    Ok(Parsed {
+        docs: builder.docs,
+        warnings: builder.warnings,
+    })
+}
+
+/// The text with every line that starts inside a flow collection (`[...]`, `{...}`) indented by one more
+/// space than the line that opened it, or None when there is no such line. Quotes, comments and block
+/// scalars are skipped; whitespace at the start of a line inside a flow collection carries no content.
+fn indent_flow_lines(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut depth = 0usize;
+    let mut opener_indent = 0usize;
+    let mut quote: Option<char> = None;
+    let mut block_indent: Option<usize> = None;
+    let mut changed = false;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        if let Some(parent) = block_indent {
+            if content.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            block_indent = None;
+        }
+        if (depth > 0 || quote.is_some()) && indent <= opener_indent && !content.trim().is_empty() {
+            out.push_str(&" ".repeat(opener_indent + 1 - indent));
+            changed = true;
+        }
+        out.push_str(line);
+        let chars: Vec<char> = content.chars().collect();
+        let mut i = 0;
+        let mut last_significant = ' ';
+        while i < chars.len() {
+            let c = chars[i];
+            match quote {
+                Some('\'') => {
+                    if c == '\'' {
+                        if chars.get(i + 1) == Some(&'\'') {
+                            i += 1;
+                        } else {
+                            quote = None;
+                        }
+                    }
+                }
+                Some(_) => {
+                    if c == '\\' {
+                        i += 1;
+                    } else if c == '"' {
+                        quote = None;
+                    }
+                }
+                None => {
+                    let after_space = i == 0 || chars[i - 1] == ' ' || chars[i - 1] == '\t';
+                    match c {
+                        '#' if after_space => break,
+                        '\'' | '"' if after_space || matches!(last_significant, '[' | '{' | ',' | ':') => {
+                            quote = Some(c)
+                        }
+                        '[' | '{' if depth > 0 || after_space || matches!(last_significant, ':' | '-') => {
+                            if depth == 0 {
+                                opener_indent = indent;
+                            }
+                            depth += 1;
+                        }
+                        ']' | '}' if depth > 0 => depth -= 1,
+                        '|' | '>' if depth == 0 && after_space && matches!(last_significant, ':' | '-' | ' ') => {
+                            let rest: String = chars[i + 1..].iter().collect();
+                            let rest = rest.split(" #").next().unwrap_or("").trim();
+                            if rest.chars().all(|r| r.is_ascii_digit() || r == '-' || r == '+') {
+                                block_indent = Some(indent);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !c.is_whitespace() {
+                last_significant = c;
+            }
+            i += 1;
+        }
+    }
+    changed.then_some(out)
 }
 
 enum Frame {
@@ -135,8 +252,21 @@ enum Frame {
 struct Builder {
     docs: Vec<Node>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far.
+    aliased: usize,
     error: Option<SyntaxError>,
+    warnings: Vec<(usize, String)>,
+}
+
+/// How many nodes a tree holds.
+fn size(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(size).sum(),
+        Value::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl Builder {
@@ -160,16 +290,15 @@ impl Builder {
                         if key.as_str() == Some("<<") {
                             merge_into(merged, &node);
                         } else if let Some(existing) = entries.iter_mut().find(|(k, _)| k.value == key.value) {
-                            if self.error.is_none() {
-                                self.error = Some(SyntaxError {
-                                    line: key.line,
-                                    message: format!(
-                                        "duplicate key `{}` (first at line {})",
-                                        key.key_text().unwrap_or_default(),
-                                        existing.0.line
-                                    ),
-                                });
-                            }
+                            self.warnings.push((
+                                key.line,
+                                format!(
+                                    "duplicate key `{}` (first at line {}): the last one counts, as PyYAML reads it",
+                                    key.key_text().unwrap_or_default(),
+                                    existing.0.line
+                                ),
+                            ));
+                            existing.1 = node;
                         } else {
                             entries.push((key, node));
                         }
@@ -197,38 +326,159 @@ fn merge_into(entries: &mut Vec<(Node, Node)>, source: &Node) {
     }
 }
 
+/// A scalar with an explicit tag, as PyYAML's safe loader builds it (`!!str 123` is text, `!!int '7'` a number);
+/// tags it has no constructor for are refused as it refuses them.
+fn tagged(handle: &str, suffix: &str, text: String) -> Result<Value, String> {
+    let core = matches!(handle, "!!" | "tag:yaml.org,2002:");
+    let wrong = |kind: &str| format!("`!!{kind}` cannot read `{text}`");
+    match (core, suffix) {
+        (true, "str") => Ok(Value::Str(text)),
+        (true, "timestamp") => Ok(Value::Str(text)),
+        (true, "int") => match resolve_plain(&text) {
+            Value::Int(n) => Ok(Value::Int(n)),
+            _ => Err(wrong("int")),
+        },
+        (true, "float") => match resolve_plain(&text) {
+            Value::Int(n) => Ok(Value::Float(n as f64)),
+            Value::Float(f) => Ok(Value::Float(f)),
+            _ => Err(wrong("float")),
+        },
+        (true, "bool") => match resolve_plain(&text) {
+            Value::Bool(b) => Ok(Value::Bool(b)),
+            _ => Err(wrong("bool")),
+        },
+        (true, "null") => Ok(Value::Null),
+        _ => Err(format!(
+            "the tag `{handle}{suffix}` is not supported (PyYAML's safe loader has no constructor for it either)"
+        )),
+    }
+}
+
+/// A plain scalar's value by PyYAML's resolver (YAML 1.1): its null, bool, int and float patterns.
 fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | "+.inf" => return Value::Float(f64::INFINITY),
-        "-.inf" | "-.Inf" => return Value::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" => return Value::Float(f64::NAN),
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Value::Bool(true),
+        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Value::Bool(false),
         _ => {}
     }
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(n) = text.parse::<i64>() {
-            return Value::Int(n);
-        }
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let signed = |n: i64| Value::Int(if negative { -n } else { n });
+    if let Some(int) = resolve_int(body) {
+        return match int {
+            Some(n) => signed(n),
+            // Too large for 64 bits: kept as written (PyYAML would give a Python int).
+            None => Value::Str(text.to_string()),
+        };
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(n) = i64::from_str_radix(hex, 16) {
-            return Value::Int(n);
-        }
-    }
-    let looks_numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
-        && digits.bytes().any(|b| b.is_ascii_digit());
-    if looks_numeric && !digits.contains("--") {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if let Some(f) = resolve_float(body) {
+        return Value::Float(if negative { -f } else { f });
     }
     Value::Str(text.to_string())
+}
+
+/// `0b1_0`, `0777` (octal), `0x_1F`, `1_000`, `0`, `1:30:00` (base 60); Some(None) when it overflows.
+fn resolve_int(body: &str) -> Option<Option<i64>> {
+    let digits = |s: &str, ok: fn(u8) -> bool| !s.is_empty() && s.bytes().all(|b| ok(b) || b == b'_');
+    let radix = |s: &str, r: u32| Some(i64::from_str_radix(&s.replace('_', ""), r).ok());
+    if let Some(rest) = body.strip_prefix("0b") {
+        return digits(rest, |b| b == b'0' || b == b'1')
+            .then(|| radix(rest, 2))
+            .flatten();
+    }
+    if let Some(rest) = body.strip_prefix("0x") {
+        return digits(rest, |b| b.is_ascii_hexdigit())
+            .then(|| radix(rest, 16))
+            .flatten();
+    }
+    if body == "0" {
+        return Some(Some(0));
+    }
+    if let Some(rest) = body.strip_prefix('0') {
+        return digits(rest, |b| (b'0'..=b'7').contains(&b))
+            .then(|| radix(rest, 8))
+            .flatten();
+    }
+    if !body.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    if body.contains(':') {
+        let mut parts = body.split(':');
+        let head = parts.next()?;
+        let tail: Vec<&str> = parts.collect();
+        let sixty = |p: &&str| {
+            !p.is_empty()
+                && p.len() <= 2
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u8>().is_ok_and(|n| n < 60)
+        };
+        if !digits(head, |b| b.is_ascii_digit()) || !tail.iter().all(sixty) {
+            return None;
+        }
+        let mut value = head.replace('_', "").parse::<i64>().ok();
+        for part in tail {
+            value = value
+                .and_then(|v| v.checked_mul(60))
+                .and_then(|v| v.checked_add(part.parse::<i64>().ok()?));
+        }
+        return Some(value);
+    }
+    digits(body, |b| b.is_ascii_digit()).then(|| radix(body, 10)).flatten()
+}
+
+/// `1.5`, `1.`, `.5`, `1_0.5`, `1.0e+3` (the exponent needs its sign), `.inf`, `.nan`, `1:30.5` (base 60).
+fn resolve_float(body: &str) -> Option<f64> {
+    match body {
+        ".inf" | ".Inf" | ".INF" => return Some(f64::INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    if let Some(exponent) = exponent {
+        let digits = exponent.strip_prefix(['-', '+'])?;
+        if exponent.len() == digits.len() || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    if mantissa.contains(':') {
+        if exponent.is_some() {
+            return None;
+        }
+        let (whole, fraction) = mantissa.split_once('.')?;
+        let seconds = resolve_int(whole)??;
+        if !fraction.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+            return None;
+        }
+        let fraction: f64 = format!("0.{}", fraction.replace('_', "")).parse().ok()?;
+        return Some(seconds as f64 + fraction);
+    }
+    let (whole, fraction) = mantissa.split_once('.')?;
+    let whole_ok = whole.is_empty()
+        || (whole.starts_with(|c: char| c.is_ascii_digit()) && whole.bytes().all(|b| b.is_ascii_digit() || b == b'_'));
+    let fraction_ok = fraction.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    if !whole_ok
+        || !fraction_ok
+        || (whole.is_empty() && fraction.is_empty())
+        || (whole.is_empty() && !fraction.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    format!(
+        "{}.{}{}",
+        whole.replace('_', ""),
+        fraction.replace('_', ""),
+        exponent.map(|e| format!("e{e}")).unwrap_or_default()
+    )
+    .replace(".e", ".0e")
+    .parse::<f64>()
+    .ok()
 }
 
 impl MarkedEventReceiver for Builder {
@@ -236,15 +486,23 @@ impl MarkedEventReceiver for Builder {
         let line = mark.line();
         let col = mark.col() + 1;
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
-                let value = if style == TScalarStyle::Plain {
-                    resolve_plain(&text)
-                } else {
-                    Value::Str(text)
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = match tag {
+                    Some(tag) => match tagged(&tag.handle, &tag.suffix, text) {
+                        Ok(value) => value,
+                        Err(message) => {
+                            if self.error.is_none() {
+                                self.error = Some(SyntaxError { line, message });
+                            }
+                            Value::Null
+                        }
+                    },
+                    None if style == TScalarStyle::Plain => resolve_plain(&text),
+                    None => Value::Str(text),
                 };
                 let node = Node { value, line, col };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), 1));
                 }
                 self.push_value(node);
             }
@@ -291,14 +549,27 @@ impl MarkedEventReceiver for Builder {
                         }
                     };
                     if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
+                        let nodes = size(&node);
+                        self.anchors.insert(anchor, (node.clone(), nodes));
                     }
                     self.push_value(node);
                 }
             }
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(found) => Node {
+                let found = self.anchors.get(&id).filter(|(_, nodes)| {
+                    self.aliased = self.aliased.saturating_add(*nodes);
+                    self.aliased <= MAX_ALIAS_NODES
+                });
+                if found.is_none() && self.aliased > MAX_ALIAS_NODES && self.error.is_none() {
+                    self.error = Some(SyntaxError {
+                        line,
+                        message: format!(
+                            "aliases here would copy more than {MAX_ALIAS_NODES} nodes (a YAML alias bomb?); the file is not read"
+                        ),
+                    });
+                }
+                let node = match found {
+                    Some((found, _)) => Node {
                         value: found.value.clone(),
                         line,
                         col,
@@ -347,11 +618,83 @@ mod tests {
     }
 
     #[test]
-    fn syntax_errors_and_duplicates_have_lines() {
+    fn syntax_errors_have_lines_and_duplicates_warn_with_pyyaml_s_last_value() {
         let err = parse_str("a: 1\nb: [1, 2\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
-        let err = parse_str("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert_eq!(err.line, 3);
-        assert!(err.message.contains("duplicate key `a`"));
+        let parsed = parse("a: 1\nb: 2\na: 3\n").unwrap();
+        assert_eq!(parsed.docs[0].get("a").unwrap().value, Value::Int(3));
+        assert_eq!(parsed.warnings.len(), 1);
+        assert_eq!(parsed.warnings[0].0, 3);
+        assert!(parsed.warnings[0].1.contains("duplicate key `a` (first at line 1)"));
+    }
+
+    #[test]
+    fn plain_scalars_resolve_as_pyyaml_s() {
+        let cases: &[(&str, Value)] = &[
+            ("yes", Value::Bool(true)),
+            ("No", Value::Bool(false)),
+            ("on", Value::Bool(true)),
+            ("OFF", Value::Bool(false)),
+            ("y", Value::Str("y".into())),
+            ("0777", Value::Int(511)),
+            ("0o17", Value::Str("0o17".into())),
+            ("0b101", Value::Int(5)),
+            ("0x_1F", Value::Int(31)),
+            ("1_000", Value::Int(1000)),
+            ("-1:30", Value::Int(-90)),
+            ("190:20:30", Value::Int(685_230)),
+            ("1e3", Value::Str("1e3".into())),
+            ("1.0e3", Value::Str("1.0e3".into())),
+            ("1.0e+3", Value::Float(1000.0)),
+            ("1.", Value::Float(1.0)),
+            (".5", Value::Float(0.5)),
+            ("-.inf", Value::Float(f64::NEG_INFINITY)),
+            ("1:30.5", Value::Float(90.5)),
+            ("2024-11-11", Value::Str("2024-11-11".into())),
+            ("99999999999999999999", Value::Str("99999999999999999999".into())),
+            ("+12", Value::Int(12)),
+            ("1.2.3", Value::Str("1.2.3".into())),
+            ("08", Value::Str("08".into())),
+            ("~", Value::Null),
+        ];
+        for (text, want) in cases {
+            assert_eq!(resolve_plain(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_flow_sequence_may_close_at_its_key_s_indentation() {
+        let text = "d:\n  tasks:\n    t:\n      dependencies: [\n      a,\n      b\n      ]\n      x: 1\n    u: {\n    k: v\n    }\n";
+        assert!(parse_once(text).is_err(), "yaml-rust2 alone refuses it");
+        let docs = parse_str(text).unwrap();
+        let t = docs[0].get("d").unwrap().get("tasks").unwrap().get("t").unwrap();
+        assert_eq!(t.get("dependencies").unwrap().to_json(), serde_json::json!(["a", "b"]));
+        assert_eq!(t.get("x").unwrap().line, 8);
+        let u = docs[0].get("d").unwrap().get("tasks").unwrap().get("u").unwrap();
+        assert_eq!(u.get("k").unwrap().as_str(), Some("v"));
+        // Brackets in quotes, comments and block scalars are not flow collections.
+        let text = "a: '[x'\nb: |\n  echo [\nc: [1, # ]\n  2\n]\n";
+        let docs = parse_str(text).unwrap();
+        assert_eq!(docs[0].get("c").unwrap().to_json(), serde_json::json!([1, 2]));
+        assert_eq!(docs[0].get("b").unwrap().as_str(), Some("echo [\n"));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{err:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // Modest reuse is fine.
+        assert!(parse_str("base: &b {x: 1}\nc: [*b, *b, *b]\n").is_ok());
     }
 }

@@ -122,8 +122,13 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
         path: file.to_string(),
         ..Default::default()
     };
-    let docs = match yaml::parse_str(text) {
-        Ok(docs) => docs,
+    let docs = match yaml::parse(text) {
+        Ok(read) => {
+            for (line, message) in read.warnings {
+                parsed.warnings.push(file_error(file, Some(line), message));
+            }
+            read.docs
+        }
         Err(err) => {
             parsed.errors.push(file_error(
                 file,

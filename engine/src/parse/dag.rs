@@ -63,18 +63,13 @@ const DEFAULT_ARG_KEYS: &[&str] = &[
 
 impl DagCtx<'_> {
     pub(super) fn build(&mut self, layers: &[&Layer], dag_line: usize) -> Option<DagSpec> {
-        if self.dag_id.is_empty()
-            || !self
-                .dag_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !super::task::is_airflow_key(&self.dag_id, true, 250) {
             self.error(
                 self.file,
                 dag_line,
                 None,
                 None,
-                "dag id may only contain letters, digits, `-`, `_` and `.`",
+                "a dag id is 1 to 250 letters, digits, `_`, `-` and `.` (Airflow's pattern)",
             );
             return None;
         }
@@ -101,16 +96,24 @@ impl DagCtx<'_> {
                     for (k, v) in entries {
                         let name = k.key_text().unwrap_or_default();
                         if !DEFAULT_ARG_KEYS.contains(&name.as_str()) {
-                            self.error(
-                                file,
-                                k.line,
-                                None,
-                                Some(&format!("default_args.{name}")),
-                                format!(
-                                    "unknown default_args key `{name}`; expected one of {}",
-                                    DEFAULT_ARG_KEYS.join(", ")
+                            // Airflow hands each operator only the default_args it takes, so other keys are
+                            // harmless there; one a letter or two from a known key is a typo.
+                            let key = format!("default_args.{name}");
+                            match super::values::closest(&name, DEFAULT_ARG_KEYS) {
+                                Some(known) => self.error(
+                                    file,
+                                    k.line,
+                                    None,
+                                    Some(&key),
+                                    format!("unknown default_args key `{name}`; did you mean `{known}`?"),
                                 ),
-                            );
+                                None => self.warn(
+                                    file,
+                                    k.line,
+                                    &key,
+                                    format!("default_args key `{name}` is ignored: no dagctl operator takes it (Airflow ignores it the same way for operators that do not)"),
+                                ),
+                            }
                             continue;
                         }
                         default_args.insert(

@@ -75,6 +75,15 @@ impl DagCtx<'_> {
                 );
                 continue;
             };
+            if !super::task::is_airflow_key(&name, false, 200) {
+                self.error(
+                    &src.file,
+                    node.line,
+                    None,
+                    Some("group_name"),
+                    format!("task group `{name}`: a group id is 1 to 200 letters, digits, `_` and `-` (Airflow's pattern; no `.`, which joins a group to its tasks)"),
+                );
+            }
             let dependencies = self.name_list(&src.file, node.get("dependencies"), None);
             let parent = node.get("parent_group_name").and_then(Node::key_text);
             let prefix = !matches!(node.get("prefix_group_id").map(|n| &n.value), Some(Value::Bool(false)));

@@ -120,13 +120,23 @@ impl DagCtx<'_> {
                 return None;
             }
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if !is_airflow_key(&name, true, 250) {
             self.error(
                 file,
                 node.line,
                 Some(&name),
                 Some("task_id"),
-                "task id may only contain letters, digits, `-` and `_`",
+                "a task id is 1 to 250 letters, digits, `_`, `-` and `.` (Airflow's pattern)",
+            );
+            return None;
+        }
+        if node.get("decorator").is_some() {
+            self.error(
+                file,
+                node.line,
+                Some(name.as_str()),
+                Some("decorator"),
+                "Python TaskFlow tasks (`decorator:`) are not supported: dagctl runs no Python; use an operator",
             );
             return None;
         }
@@ -354,6 +364,16 @@ impl DagCtx<'_> {
         }
         roles
     }
+}
+
+/// Airflow's id patterns: `^[\w.-]+$` for task and DAG ids (`dots`), `^[\w-]+$` for task groups, `\w` being a
+/// letter or digit of any script, or `_`.
+pub(super) fn is_airflow_key(id: &str, dots: bool, max_len: usize) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= max_len
+        && id
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || (dots && c == '.'))
 }
 
 /// A task's setup and teardown markers.

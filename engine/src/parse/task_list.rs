@@ -34,15 +34,6 @@ impl DagCtx<'_> {
                 return Vec::new();
             }
         };
-        if items.is_empty() {
-            self.error(
-                &file,
-                src.node.line,
-                None,
-                Some("tasks"),
-                "a DAG needs at least one task",
-            );
-        }
         // First pass: each task as written.
         let mut written: Vec<WrittenTask> = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();

@@ -329,8 +329,71 @@ fn setup_and_teardown_markers_are_read_and_checked() {
         assert!(err.message.contains(want), "{task}: {}", err.message);
         assert_eq!(err.location.line, Some(3), "{task}: {err:?}");
     }
-    // Markers belong to a task: `default_args` cannot make every task a teardown.
-    let err =
-        only_error("d:\n  default_args: {is_teardown: true}\n  tasks:\n    t: {operator: bash, bash_command: x}\n");
-    assert!(err.message.contains("is_teardown"), "{}", err.message);
+    // Markers belong to a task: `default_args` cannot make every task a teardown (Airflow's operators do not
+    // take them as arguments either).
+    let parsed = parse("d:\n  default_args: {is_teardown: true}\n  tasks:\n    t: {operator: bash, bash_command: x}\n");
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+    assert!(!parsed.dags[0].task("t").unwrap().is_teardown);
+    assert!(
+        parsed.warnings[0].message.contains("`is_teardown` is ignored"),
+        "{:#?}",
+        parsed.warnings
+    );
+}
+
+#[test]
+fn ids_follow_airflow_s_patterns_and_empty_dags_load() {
+    let parsed = parse(
+        "d:\n  tasks:\n    extract.v2: {operator: bash, bash_command: x}\n    größe_1: {operator: bash, bash_command: x, dependencies: [extract.v2]}\n",
+    );
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+    let dag = &parsed.dags[0];
+    assert_eq!(dag.task("größe_1").unwrap().upstream, vec!["extract.v2".to_string()]);
+    let parsed = parse("empty:\n  tasks: []\nalso_empty:\n  tasks: {}\n");
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+    assert_eq!(parsed.dags.len(), 2);
+    assert!(parsed.dags.iter().all(|d| d.tasks.is_empty()));
+    let long = "t".repeat(251);
+    let cases = [
+        (
+            format!("    {long}: {{operator: bash, bash_command: x}}\n"),
+            "1 to 250 letters",
+        ),
+        (
+            "    'a/b': {operator: bash, bash_command: x}\n".to_string(),
+            "1 to 250 letters",
+        ),
+        (
+            "    t: {decorator: airflow.decorators.task, python_callable: f}\n".to_string(),
+            "Python TaskFlow tasks",
+        ),
+    ];
+    for (task, want) in cases {
+        let err = only_error(&format!("d:\n  tasks:\n{task}"));
+        assert!(err.message.contains(want), "{task}: {}", err.message);
+    }
+    let err = only_error(
+        "d:\n  task_groups:\n    a.b: {}\n  tasks:\n    t: {operator: bash, bash_command: x, task_group_name: a.b}\n",
+    );
+    assert!(err.message.contains("a group id is 1 to 200"), "{}", err.message);
+}
+
+#[test]
+fn default_args_airflow_ignores_warn_and_typos_still_fail() {
+    let parsed = parse(
+        "d:\n  default_args:\n    owner: me\n    provide_context: true\n    sla: 3600\n    catchup: false\n  tasks:\n    t: {operator: bash, bash_command: x}\n",
+    );
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+    assert_eq!(parsed.dags.len(), 1);
+    let lines: Vec<(Option<usize>, &str)> = parsed
+        .warnings
+        .iter()
+        .map(|w| (w.location.line, w.message.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0].0, Some(4), "{lines:?}");
+    assert!(lines[0].1.contains("`provide_context` is ignored"), "{lines:?}");
+    let err = only_error("d:\n  default_args:\n    retires: 2\n  tasks:\n    t: {operator: bash, bash_command: x}\n");
+    assert!(err.message.contains("did you mean `retries`?"), "{}", err.message);
+    assert_eq!(err.location.line, Some(3));
 }

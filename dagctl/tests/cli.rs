@@ -366,3 +366,49 @@ fn no_listing_panics_into_a_closed_pipe() {
         );
     }
 }
+
+/// `dags validate FILE` reads a DAG file with every `defaults.yml` from the DAGs folder down, as the engine
+/// does, and checks a `defaults.yml` named on its own as the layer it is.
+#[test]
+fn validate_reads_a_file_with_its_layers_and_a_defaults_file_as_a_layer() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.dags().join("dev")).unwrap();
+    home.write_dag("defaults.yml", "default_args:\n  owner: team\n  retries: many\n");
+    home.write_dag("dev/defaults.yml", "default_args:\n  retry_delay: 30s\n");
+    home.write_dag(
+        "dev/x.yml",
+        "x:\n  tasks:\n    t: {operator: bash, bash_command: 'true'}\n",
+    );
+    let top = home.dags().join("defaults.yml").display().to_string();
+    let dev_defaults = home.dags().join("dev/defaults.yml").display().to_string();
+    let dev_dag = home.dags().join("dev/x.yml").display().to_string();
+    // The DAG file alone: the folder's top layer applies, with its bad `retries`.
+    let out = home.run(&["dags", "validate", &dev_dag]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&top) && stderr(&out).contains("retries"),
+        "{}",
+        stderr(&out)
+    );
+    // The defaults file alone: a layer (no DAGs), checked with the layers above it.
+    let out = home.run(&["dags", "validate", &dev_defaults]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 file(s), 0 DAG(s), 1 error(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("defaults_check"), "{}", stderr(&out));
+    home.write_dag("defaults.yml", "default_args:\n  owner: team\n  retries: 2\n");
+    let out = home.run(&["dags", "validate", &dev_defaults]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 file(s), 0 DAG(s), 0 error(s)"),
+        "{}",
+        stdout(&out)
+    );
+    home.write_dag("dev/defaults.yml", "default_args:\n  retry_delay: soon\n");
+    let out = home.run(&["dags", "validate", &dev_defaults]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("{dev_defaults}:2")), "{}", stderr(&out));
+}

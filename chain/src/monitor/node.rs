@@ -48,6 +48,11 @@ pub async fn read(rpc: &NodeRpc, client: Client) -> RpcState {
     // `false` when in sync, an object with progress while syncing.
     state.syncing = syncing.ok().map(|v| v != Value::Bool(false));
     if let Some(block) = block.ok().filter(|b| b.is_object()) {
+        // The head and its header from one answer: a block made between the two calls would otherwise pair
+        // one block's number with the next one's timestamp.
+        if let Some(number) = quantity(&block["number"]) {
+            state.head = Some(number);
+        }
         state.head_timestamp = quantity(&block["timestamp"]);
         state.head_gas_used = quantity(&block["gasUsed"]);
         state.head_gas_limit = quantity(&block["gasLimit"]);

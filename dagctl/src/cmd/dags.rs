@@ -142,8 +142,20 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
         if target.is_dir() {
             files.extend(load_folder(target, &registry));
         } else if target.is_file() {
-            let root = target.parent().map(PathBuf::from).unwrap_or_default();
-            files.push(parse_path(&root, target, &registry));
+            // Inside the DAGs folder, the layers from the folder down apply, as they do when the engine reads it.
+            let folder = std::path::absolute(&config.dags_folder).ok();
+            let root = target
+                .ancestors()
+                .skip(1)
+                .find(|dir| folder.is_some() && std::path::absolute(dir).ok() == folder)
+                .or_else(|| target.parent())
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            if engine::parse::is_defaults_file(target) {
+                files.push(engine::parse::check_defaults(&root, target, &registry));
+            } else {
+                files.push(parse_path(&root, target, &registry));
+            }
         } else {
             bail!("{} does not exist", target.display());
         }

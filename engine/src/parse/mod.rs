@@ -97,6 +97,45 @@ pub fn parse_path(root: &Path, path: &Path, registry: &OperatorRegistry) -> Pars
             }
         }
     };
+    let (layers, errors) = read_layers(root, path);
+    let mut parsed = parse_text(&display, &text, &layers, registry);
+    parsed.errors.splice(0..0, errors);
+    if !parsed.errors.is_empty() {
+        parsed.dags.clear();
+    }
+    parsed
+}
+
+/// Whether `path` is a `defaults.yml` layer rather than a DAG file.
+pub fn is_defaults_file(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name == "defaults.yml" || name == "defaults.yaml")
+}
+
+/// Checks a `defaults.yml` named on its own (`dags validate dags/dev/defaults.yml`) as the layer it is: with
+/// the layers above it from `root`, applied to a DAG of one `empty` task, so every key it sets is read and
+/// checked as it would be for the DAG files in its folder and below. Its result holds no DAGs.
+pub fn check_defaults(root: &Path, path: &Path, registry: &OperatorRegistry) -> ParsedFile {
+    const PROBE: &str = "defaults_check";
+    let display = path.display().to_string();
+    let (layers, errors) = read_layers(root, path);
+    let probe = format!("{PROBE}:\n  tasks:\n    {PROBE}: {{operator: empty}}\n");
+    let mut parsed = parse_text(&display, &probe, &layers, registry);
+    parsed.dags.clear();
+    for problem in parsed.errors.iter_mut().chain(parsed.warnings.iter_mut()) {
+        if problem.location.dag_id.as_deref() == Some(PROBE) {
+            problem.location.dag_id = None;
+        }
+        if problem.location.task_id.as_deref() == Some(PROBE) {
+            problem.location.task_id = None;
+        }
+    }
+    parsed.errors.splice(0..0, errors);
+    parsed
+}
+
+/// The `defaults.yml` documents between `root` and `path`, lowest first, and the files that could not be read.
+fn read_layers(root: &Path, path: &Path) -> (Vec<(String, Node)>, Vec<DagFileError>) {
     let mut layers = Vec::new();
     let mut errors = Vec::new();
     for defaults in defaults_files(root, path) {
@@ -108,12 +147,7 @@ pub fn parse_path(root: &Path, path: &Path, registry: &OperatorRegistry) -> Pars
             Err(message) => errors.push(file_error(&defaults.display().to_string(), None, message)),
         }
     }
-    let mut parsed = parse_text(&display, &text, &layers, registry);
-    parsed.errors.splice(0..0, errors);
-    if !parsed.errors.is_empty() {
-        parsed.dags.clear();
-    }
-    parsed
+    (layers, errors)
 }
 
 /// Reads DAGs from the text of one file. `layers` are `defaults.yml` documents (lowest first) with their paths.

@@ -75,10 +75,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
         if path.is_dir() {
             collect_files(&path, out);
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && name != "defaults.yml"
-            && name != "defaults.yaml"
-        {
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_defaults_file(&path) {
             out.push(path);
         }
     }

@@ -15,7 +15,7 @@ pub use claim::Claim;
 pub use finish::FinishedTry;
 
 use super::{opt_time, placeholders, time, Store, CHUNK};
-use crate::state::{RunState, TaskState};
+use crate::state::TaskState;
 use crate::{Error, Result};
 
 /// A task instance row.
@@ -190,12 +190,5 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get::<String, _>(0)?.parse()?, row.try_get(1)?)))
             .collect()
-    }
-
-    /// States of a run's task instances, for progress displays.
-    pub async fn run_progress(&self, run_pk: i64) -> Result<(RunState, Vec<(String, TaskState)>)> {
-        let run = self.get_run_by_pk(run_pk).await?;
-        let tis = self.tis_of_run(run_pk).await?;
-        Ok((run.state, tis.into_iter().map(|ti| (ti.task_id, ti.state)).collect()))
     }
 }

@@ -27,6 +27,7 @@ pub struct GlobalFlags {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     dags_folder: Option<PathBuf>,
+    dag_ignore_file_syntax: Option<String>,
     database_url: Option<String>,
     parallelism: Option<usize>,
     dags_are_paused_at_creation: Option<bool>,
@@ -87,6 +88,9 @@ impl std::fmt::Debug for OidcSettings {
 pub struct Config {
     pub home: PathBuf,
     pub dags_folder: PathBuf,
+    /// How `.airflowignore` patterns are written (Airflow's `dag_ignore_file_syntax`: glob, the default, or
+    /// regexp).
+    pub dag_ignore_file_syntax: engine::parse::IgnoreSyntax,
     pub database_url: String,
     pub parallelism: usize,
     pub paused_at_creation: bool,
@@ -238,6 +242,13 @@ impl Config {
                     )
                 })?,
         };
+        let dag_ignore_file_syntax = match env("DAGCTL_DAG_IGNORE_FILE_SYNTAX").or(file.dag_ignore_file_syntax) {
+            None => engine::parse::IgnoreSyntax::default(),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("dag_ignore_file_syntax: {e}"))?,
+        };
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
         let pass_env: Vec<String> = match env("DAGCTL_RUNNER_PASS_ENV") {
@@ -275,6 +286,7 @@ impl Config {
             oidc,
             home,
             dags_folder,
+            dag_ignore_file_syntax,
             database_url,
             parallelism,
             paused_at_creation,
@@ -446,6 +458,21 @@ mod tests {
             _ => None,
         });
         assert!(err.is_err());
+        std::fs::write(dir.path().join("dagctl.toml"), "dag_ignore_file_syntax = \"regexp\"\n").unwrap();
+        let config =
+            Config::load_from(&GlobalFlags::default(), |n| (n == "DAGCTL_HOME").then(|| home.clone())).unwrap();
+        assert_eq!(config.dag_ignore_file_syntax, engine::parse::IgnoreSyntax::Regexp);
+        let err = Config::load_from(&GlobalFlags::default(), |n| match n {
+            "DAGCTL_HOME" => Some(home.clone()),
+            "DAGCTL_DAG_IGNORE_FILE_SYNTAX" => Some("fnmatch".into()),
+            _ => None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("dag_ignore_file_syntax") && err.contains("glob or regexp"),
+            "{err}"
+        );
     }
 }
 

@@ -138,7 +138,8 @@ pub fn hostname() -> String {
 pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFile>> {
     let registry = registry(config);
     let folder = config.dags_folder.clone();
-    let files = tokio::task::spawn_blocking(move || load_folder(&folder, &registry)).await?;
+    let syntax = config.dag_ignore_file_syntax;
+    let files = tokio::task::spawn_blocking(move || load_folder(&folder, syntax, &registry)).await?;
     store.sync_dags(&files, config.paused_at_creation, Utc::now()).await?;
     Ok(files)
 }
@@ -220,6 +221,7 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
         hostname(),
     );
     options.dags_folder = Some(config.dags_folder.clone());
+    options.dag_ignore_file_syntax = config.dag_ignore_file_syntax;
     options.sample_retention = config.sample_retention;
     options.idle_interval = config.scheduler_idle_sleep_time;
     options

@@ -412,3 +412,19 @@ fn validate_reads_a_file_with_its_layers_and_a_defaults_file_as_a_layer() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&format!("{dev_defaults}:2")), "{}", stderr(&out));
 }
+
+#[test]
+fn the_bundled_example_keeps_run_conf_out_of_the_shell() {
+    let home = Home::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../dags/hello-dagctl.yaml");
+    home.write_dag("hello-dagctl.yaml", &std::fs::read_to_string(example).unwrap());
+    let marker = home.path().join("injected");
+    let who = format!("x\"; echo INJECTED > {}; echo \"", marker.display());
+    let conf = serde_json::json!({ "who": who }).to_string();
+    let out = home.ok(&["dags", "test", "hello-dagctl", "--conf", &conf]);
+    assert!(!marker.exists(), "conf ran as shell text:\n{out}");
+    assert!(
+        out.contains(&format!("hello {who} on")),
+        "conf is printed as written:\n{out}"
+    );
+}

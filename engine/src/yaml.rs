@@ -245,7 +245,40 @@ enum Frame {
         anchor: usize,
         pending_key: Option<Node>,
         merged: Vec<(Node, Node)>,
+        /// Where each key is in the mapping's entries (keys that are lists or mappings are not indexed).
+        index: HashMap<KeyId, usize>,
     },
+}
+
+/// A scalar key as PyYAML compares keys: by type and value (`1` and `"1"` are two keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+impl KeyId {
+    fn of(node: &Node) -> Option<KeyId> {
+        Some(match &node.value {
+            Value::Null => KeyId::Null,
+            Value::Bool(b) => KeyId::Bool(*b),
+            Value::Int(n) => KeyId::Int(*n),
+            Value::Float(f) => KeyId::Float(if *f == 0.0 { 0 } else { f.to_bits() }),
+            Value::Str(text) => KeyId::Str(text.clone()),
+            Value::Seq(_) | Value::Map(_) => return None,
+        })
+    }
+}
+
+/// The position of `key` among `entries`: by `index` for scalar keys, else by comparing.
+fn find_key(entries: &[(Node, Node)], index: &HashMap<KeyId, usize>, key: &Node) -> Option<usize> {
+    match KeyId::of(key) {
+        Some(id) => index.get(&id).copied(),
+        None => entries.iter().position(|(k, _)| k.value == key.value),
+    }
 }
 
 #[derive(Default)]
@@ -282,6 +315,7 @@ impl Builder {
                 node: map,
                 pending_key,
                 merged,
+                index,
                 ..
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
@@ -289,7 +323,7 @@ impl Builder {
                     if let Value::Map(entries) = &mut map.value {
                         if key.as_str() == Some("<<") {
                             merge_into(merged, &node);
-                        } else if let Some(existing) = entries.iter_mut().find(|(k, _)| k.value == key.value) {
+                        } else if let Some(existing) = find_key(entries, index, &key).map(|i| &mut entries[i]) {
                             self.warnings.push((
                                 key.line,
                                 format!(
@@ -300,6 +334,9 @@ impl Builder {
                             ));
                             existing.1 = node;
                         } else {
+                            if let Some(id) = KeyId::of(&key) {
+                                index.insert(id, entries.len());
+                            }
                             entries.push((key, node));
                         }
                     }
@@ -309,16 +346,25 @@ impl Builder {
     }
 }
 
-/// `<<: *anchor` or `<<: [*a, *b]`: collects the keys to merge; explicit keys of the mapping win.
+/// `<<: *anchor` or `<<: [*a, *b]`: collects the keys to merge (the first source with a key gives its
+/// value); explicit keys of the mapping win.
 fn merge_into(entries: &mut Vec<(Node, Node)>, source: &Node) {
     let sources: Vec<&Node> = match &source.value {
         Value::Seq(items) => items.iter().collect(),
         _ => vec![source],
     };
+    let mut index: HashMap<KeyId, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (k, _))| KeyId::of(k).map(|id| (id, i)))
+        .collect();
     for src in sources {
         if let Value::Map(src_entries) = &src.value {
             for (k, v) in src_entries {
-                if !entries.iter().any(|(existing, _)| existing.value == k.value) {
+                if find_key(entries, &index, k).is_none() {
+                    if let Some(id) = KeyId::of(k) {
+                        index.insert(id, entries.len());
+                    }
                     entries.push((k.clone(), v.clone()));
                 }
             }
@@ -526,6 +572,7 @@ impl MarkedEventReceiver for Builder {
                     anchor,
                     pending_key: None,
                     merged: Vec::new(),
+                    index: HashMap::new(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -536,11 +583,12 @@ impl MarkedEventReceiver for Builder {
                             mut node,
                             anchor,
                             merged,
+                            index,
                             ..
                         } => {
                             if let Value::Map(entries) = &mut node.value {
                                 for (k, v) in merged {
-                                    if !entries.iter().any(|(existing, _)| existing.value == k.value) {
+                                    if find_key(entries, &index, &k).is_none() {
                                         entries.push((k, v));
                                     }
                                 }

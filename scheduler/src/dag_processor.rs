@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use chrono::Utc;
 use engine::operators::OperatorRegistry;
-use engine::parse::{load_folder, ParsedFile};
+use engine::parse::{load_folder, IgnoreSyntax, ParsedFile, IGNORE_FILE};
 use engine::store::{Store, SyncReport};
 use tracing::{info, warn};
 
@@ -17,6 +17,7 @@ use crate::Result;
 /// Remembers the folder's last seen state.
 pub struct DagProcessor {
     folder: PathBuf,
+    ignore_syntax: IgnoreSyntax,
     registry: OperatorRegistry,
     paused_at_creation: bool,
     fingerprint: Option<BTreeMap<PathBuf, (SystemTime, u64)>>,
@@ -32,9 +33,15 @@ pub struct ProcessReport {
 }
 
 impl DagProcessor {
-    pub fn new(folder: &Path, registry: OperatorRegistry, paused_at_creation: bool) -> DagProcessor {
+    pub fn new(
+        folder: &Path,
+        ignore_syntax: IgnoreSyntax,
+        registry: OperatorRegistry,
+        paused_at_creation: bool,
+    ) -> DagProcessor {
         DagProcessor {
             folder: folder.to_path_buf(),
+            ignore_syntax,
             registry,
             paused_at_creation,
             fingerprint: None,
@@ -50,7 +57,8 @@ impl DagProcessor {
         let started = Instant::now();
         let folder = self.folder.clone();
         let registry = self.registry.clone();
-        let files = tokio::task::spawn_blocking(move || load_folder(&folder, &registry))
+        let syntax = self.ignore_syntax;
+        let files = tokio::task::spawn_blocking(move || load_folder(&folder, syntax, &registry))
             .await
             .unwrap_or_default();
         let parse_time = started.elapsed();
@@ -91,7 +99,9 @@ fn fingerprint(folder: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(path);
-            } else if path.extension().map(|e| e == "yml" || e == "yaml").unwrap_or(false) {
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml")
+                || path.file_name().is_some_and(|name| name == IGNORE_FILE)
+            {
                 out.insert(path, (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len()));
             }
         }

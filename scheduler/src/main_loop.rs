@@ -72,10 +72,14 @@ impl Scheduler {
         events: mpsc::UnboundedReceiver<ExecutorEvent>,
         metrics: Arc<Metrics>,
     ) -> Scheduler {
-        let processor = options
-            .dags_folder
-            .as_ref()
-            .map(|folder| DagProcessor::new(folder, registry.clone(), options.paused_at_creation));
+        let processor = options.dags_folder.as_ref().map(|folder| {
+            DagProcessor::new(
+                folder,
+                options.dag_ignore_file_syntax,
+                registry.clone(),
+                options.paused_at_creation,
+            )
+        });
         Scheduler {
             store,
             options,

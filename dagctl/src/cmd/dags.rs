@@ -140,7 +140,7 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
     let mut files = Vec::new();
     for target in &targets {
         if target.is_dir() {
-            files.extend(load_folder(target, &registry));
+            files.extend(load_folder(target, config.dag_ignore_file_syntax, &registry));
         } else if target.is_file() {
             // Inside the DAGs folder, the layers from the folder down apply, as they do when the engine reads it.
             let folder = std::path::absolute(&config.dags_folder).ok();

@@ -1,5 +1,7 @@
 //! The DAG being read, and the errors and warnings that name its file, line, task and key.
 
+use std::collections::HashMap;
+
 use crate::error::{DagFileError, Location};
 use crate::operators::OperatorRegistry;
 use crate::yaml::Node;
@@ -21,6 +23,8 @@ pub(super) struct DagCtx<'a> {
     pub(super) errors: Vec<DagFileError>,
     pub(super) warnings: Vec<DagFileError>,
     pub(super) registry: &'a OperatorRegistry,
+    /// Each error's (file, line, key, message), to report each cause once.
+    pub(super) causes: HashMap<(String, usize, Option<String>, String), usize>,
 }
 
 /// A value with where it was written.
@@ -39,6 +43,18 @@ impl DagCtx<'_> {
         key: Option<&str>,
         message: impl Into<String>,
     ) {
+        let message = message.into();
+        // One root cause, one error: a bad value that several tasks inherit (from `default_args` or a group)
+        // is reported once, for none of them in particular.
+        let cause = (file.to_string(), line, key.map(str::to_string), message.clone());
+        if let Some(&index) = self.causes.get(&cause) {
+            let earlier = &mut self.errors[index];
+            if earlier.location.task_id.as_deref() != task_id {
+                earlier.location.task_id = None;
+            }
+            return;
+        }
+        self.causes.insert(cause, self.errors.len());
         self.errors.push(DagFileError {
             location: Location {
                 file: file.to_string(),
@@ -47,7 +63,7 @@ impl DagCtx<'_> {
                 task_id: task_id.map(str::to_string),
                 key: key.map(str::to_string),
             },
-            message: message.into(),
+            message,
         });
     }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::spec::DagSpec;
 use crate::timetable::{parse_timezone, Schedule};
-use crate::yaml::Value;
+use crate::yaml::{Node, Value};
 
 use super::context::{DagCtx, Sourced};
 use super::layers::Layer;
@@ -61,6 +61,31 @@ const DEFAULT_ARG_KEYS: &[&str] = &[
     "email_on_retry",
 ];
 
+/// Why a DAG key Airflow or dag-factory knows cannot be had in dagctl, when it is one of those.
+fn not_supported_dag_key(key: &str) -> Option<String> {
+    let python = (key.starts_with("on_") || key.starts_with("sla_miss")) && key.contains("callback")
+        || matches!(
+            key,
+            "user_defined_macros"
+                | "user_defined_filters"
+                | "doc_md_python_callable_name"
+                | "doc_md_python_callable_file"
+        );
+    if python {
+        return Some(format!("`{key}` names Python code, which dagctl does not run"));
+    }
+    match key {
+        "doc_md_file_path" => Some("`doc_md_file_path` is not supported: write the markdown in `doc_md`".into()),
+        "template_searchpath" => {
+            Some("`template_searchpath` is not supported: templates are written in the task's fields".into())
+        }
+        "access_control" => {
+            Some("`access_control` is not supported: roles are set per user (Admin, Op, User, Viewer)".into())
+        }
+        _ => None,
+    }
+}
+
 impl DagCtx<'_> {
     pub(super) fn build(&mut self, layers: &[&Layer], dag_line: usize) -> Option<DagSpec> {
         if !super::task::is_airflow_key(&self.dag_id, true, 250) {
@@ -76,8 +101,13 @@ impl DagCtx<'_> {
         // Merge the layers: plain keys override, default_args merge key by key.
         let mut keys: BTreeMap<String, Sourced> = BTreeMap::new();
         let mut default_args: BTreeMap<String, Sourced> = BTreeMap::new();
-        for layer in layers {
+        for (depth, layer) in layers.iter().enumerate() {
+            let defaults_file = depth + 1 < layers.len();
             for (key, node, file) in layer.iter() {
+                if let Some(why) = not_supported_dag_key(key) {
+                    self.error(file, node.line, None, Some(key), why);
+                    continue;
+                }
                 if !DAG_KEYS.contains(&key.as_str()) {
                     self.error(
                         file,
@@ -95,6 +125,10 @@ impl DagCtx<'_> {
                     };
                     for (k, v) in entries {
                         let name = k.key_text().unwrap_or_default();
+                        if let Some(why) = super::task::not_supported_task_key(&name) {
+                            self.error(file, k.line, None, Some(&format!("default_args.{name}")), why);
+                            continue;
+                        }
                         if !DEFAULT_ARG_KEYS.contains(&name.as_str()) {
                             // Airflow hands each operator only the default_args it takes, so other keys are
                             // harmless there; one a letter or two from a known key is a typo.
@@ -124,6 +158,26 @@ impl DagCtx<'_> {
                             },
                         );
                     }
+                } else if let (true, "tags", Some(Value::Seq(earlier)), Value::Seq(more)) = (
+                    defaults_file,
+                    key.as_str(),
+                    keys.get("tags").map(|s| &s.node.value),
+                    &node.value,
+                ) {
+                    // Tags of nested defaults.yml files add up (sorted, each once), as dag-factory merges them.
+                    let mut all: Vec<Node> = earlier.iter().chain(more).cloned().collect();
+                    all.sort_by_key(|tag| tag.key_text());
+                    all.dedup_by_key(|tag| tag.key_text());
+                    keys.insert(
+                        key.clone(),
+                        Sourced {
+                            node: Node {
+                                value: Value::Seq(all),
+                                ..node.clone()
+                            },
+                            file: file.clone(),
+                        },
+                    );
                 } else {
                     keys.insert(
                         key.clone(),
@@ -196,18 +250,19 @@ impl DagCtx<'_> {
             .and_then(|src| self.date(&src, "end_date", &timezone));
         if let (Some(start), Some(end)) = (start_date, end_date) {
             if end < start {
+                // Airflow accepts such a DAG; it is never scheduled.
                 if let Some(src) = get("end_date").or_else(|| arg("end_date")) {
-                    self.error(
+                    self.warn(
                         &src.file,
                         src.node.line,
-                        None,
-                        Some("end_date"),
-                        "`end_date` is before `start_date`",
+                        "end_date",
+                        "`end_date` is before `start_date`: no scheduled run will be made (manual runs still can)",
                     );
                 }
             }
         }
-        if matches!(schedule, Schedule::Once | Schedule::Cron { .. }) && start_date.is_none() {
+        let start_date_written = get("start_date").or_else(|| arg("start_date")).is_some();
+        if matches!(schedule, Schedule::Once | Schedule::Cron { .. }) && !start_date_written {
             let line = get("schedule")
                 .or_else(|| get("schedule_interval"))
                 .map(|s| s.node.line)
@@ -275,17 +330,6 @@ impl DagCtx<'_> {
         for key in ["dag_display_name", "default_view", "orientation"] {
             if let Some(src) = get(key) {
                 self.string(&src, key, None);
-            }
-        }
-        if let Some(src) = arg("depends_on_past") {
-            if src.node.value != Value::Bool(false) {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    None,
-                    Some("default_args.depends_on_past"),
-                    "`depends_on_past` is not supported by dagctl (only `false`)",
-                );
             }
         }
         let owner = arg("owner")

@@ -1,9 +1,10 @@
 //! `defaults.yml` layers: which files lie between the DAGs folder and a file, and one layer's keys.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::DagFileError;
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
 
 use super::context::file_error;
 
@@ -39,4 +40,37 @@ pub(super) fn layer_entries(file: &str, node: &Node) -> Result<Layer, Box<DagFil
         .iter()
         .map(|(k, v)| (k.key_text().unwrap_or_default(), v.clone(), file.to_string()))
         .collect())
+}
+
+/// dag-factory's merge of a file's `default:` block into one DAG (its `merge_configs`): the DAG's entries win;
+/// a key only in `default` is added; where both hold a mapping, the two merge the same way, all the way down.
+/// A typed value (`__type__`) is one value, never merged field by field.
+pub(super) fn merge_default(dag: &Node, default: &Node) -> Node {
+    let (Some(own), Some(defaults)) = (mergeable(dag), mergeable(default)) else {
+        return dag.clone();
+    };
+    let mut entries: Vec<(Node, Node)> = own.to_vec();
+    let mut index: HashMap<Option<String>, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.key_text(), i))
+        .collect();
+    for (key, value) in defaults {
+        match index.get(&key.key_text()) {
+            Some(&i) => entries[i].1 = merge_default(&entries[i].1, value),
+            None => {
+                index.insert(key.key_text(), entries.len());
+                entries.push((key.clone(), value.clone()));
+            }
+        }
+    }
+    Node {
+        value: Value::Map(entries),
+        line: dag.line,
+        col: dag.col,
+    }
+}
+
+fn mergeable(node: &Node) -> Option<&[(Node, Node)]> {
+    node.as_map().filter(|_| node.get("__type__").is_none())
 }

@@ -6,13 +6,17 @@
 mod context;
 mod dag;
 mod groups;
+mod ignore;
 mod layers;
 mod task;
 mod task_list;
+mod typed;
 mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+pub use ignore::{IgnoreSyntax, IGNORE_FILE};
 
 use crate::error::{DagFileError, Location};
 use crate::operators::OperatorRegistry;
@@ -20,7 +24,7 @@ use crate::spec::DagSpec;
 use crate::yaml::{self, Node, Value};
 
 use context::{file_error, DagCtx};
-use layers::{defaults_files, layer_entries, Layer};
+use layers::{defaults_files, layer_entries, merge_default, Layer};
 
 /// The outcome of reading one DAG file.
 #[derive(Debug, Clone, Default)]
@@ -32,12 +36,21 @@ pub struct ParsedFile {
 }
 
 /// Reads every `*.yaml` / `*.yml` DAG file under `folder` (recursively; `defaults.yml` files are layers, not
-/// DAGs). One broken file never hides the others. DAG ids defined twice are errors in the later file.
-pub fn load_folder(folder: &Path, registry: &OperatorRegistry) -> Vec<ParsedFile> {
+/// DAGs; what `.airflowignore` files match, in `syntax`, is skipped). One broken file never hides the others.
+/// DAG ids defined twice are errors in the later file.
+pub fn load_folder(folder: &Path, syntax: IgnoreSyntax, registry: &OperatorRegistry) -> Vec<ParsedFile> {
     let mut files = Vec::new();
-    collect_files(folder, &mut files);
+    let mut notes = Vec::new();
+    collect_files(
+        folder,
+        folder,
+        &ignore::IgnoreRules::new(syntax),
+        &mut files,
+        &mut notes,
+    );
     files.sort();
     let mut out: Vec<ParsedFile> = files.iter().map(|path| parse_path(folder, path, registry)).collect();
+    out.extend(notes);
     let mut seen: HashMap<String, String> = HashMap::new();
     for parsed in &mut out {
         let mut duplicates = Vec::new();
@@ -63,10 +76,29 @@ pub fn load_folder(folder: &Path, registry: &OperatorRegistry) -> Vec<ParsedFile
     out
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The DAG files under `dir`; `notes` gets one entry per `.airflowignore` with patterns that were skipped.
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    inherited: &ignore::IgnoreRules,
+    out: &mut Vec<PathBuf>,
+    notes: &mut Vec<ParsedFile>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let (rules, skipped) = inherited.enter(dir);
+    if !skipped.is_empty() {
+        let display = dir.join(IGNORE_FILE).display().to_string();
+        notes.push(ParsedFile {
+            path: display.clone(),
+            warnings: skipped
+                .into_iter()
+                .map(|(line, message)| file_error(&display, Some(line), message))
+                .collect(),
+            ..Default::default()
+        });
+    }
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
@@ -74,8 +106,13 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
             continue;
         }
         if path.is_dir() {
-            collect_files(&path, out);
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_defaults_file(&path) {
+            if !rules.ignores(root, &path, true) {
+                collect_files(root, &path, &rules, out, notes);
+            }
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && !is_defaults_file(&path)
+            && !rules.ignores(root, &path, false)
+        {
             out.push(path);
         }
     }
@@ -140,7 +177,20 @@ fn read_layers(root: &Path, path: &Path) -> (Vec<(String, Node)>, Vec<DagFileErr
             .map_err(|err| err.to_string())
             .and_then(|t| yaml::parse_str(&t).map_err(|err| format!("line {}: {}", err.line, err.message)))
         {
-            Ok(docs) => layers.extend(docs.into_iter().map(|node| (defaults.display().to_string(), node))),
+            Ok(docs) => {
+                let display = defaults.display().to_string();
+                for mut node in docs {
+                    let problems = typed::resolve(&mut node);
+                    if problems.is_empty() {
+                        layers.push((display.clone(), node));
+                    }
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|(line, message)| file_error(&display, Some(line), message)),
+                    );
+                }
+            }
             Err(message) => errors.push(file_error(&defaults.display().to_string(), None, message)),
         }
     }
@@ -153,7 +203,7 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
         path: file.to_string(),
         ..Default::default()
     };
-    let docs = match yaml::parse(text) {
+    let mut docs = match yaml::parse(text) {
         Ok(read) => {
             for (line, message) in read.warnings {
                 parsed.warnings.push(file_error(file, Some(line), message));
@@ -169,6 +219,10 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
             return parsed;
         }
     };
+    // Each cause once per file: a bad key in a `defaults.yml` or in `default:` is one error, for no DAG in
+    // particular, however many DAGs inherit it.
+    let mut causes: HashMap<Cause, usize> = HashMap::new();
+    let mut warning_causes: HashMap<Cause, usize> = HashMap::new();
     let mut base: Vec<Layer> = Vec::new();
     for (layer_file, node) in layers {
         match layer_entries(layer_file, node) {
@@ -176,10 +230,28 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
             Err(err) => parsed.errors.push(*err),
         }
     }
-    for doc in &docs {
+    for doc in &mut docs {
         if doc.value == Value::Null {
             continue;
         }
+        // dag-factory builds typed values file by file; a problem belongs to the DAG (or `default:`) it is in.
+        let mut broken: HashSet<usize> = HashSet::new();
+        if let Value::Map(entries) = &mut doc.value {
+            for (index, (key, value)) in entries.iter_mut().enumerate() {
+                let problems = typed::resolve(value);
+                if problems.is_empty() {
+                    continue;
+                }
+                broken.insert(index);
+                let dag_id = key.key_text().filter(|id| id != "default");
+                parsed.errors.extend(problems.into_iter().map(|(line, message)| {
+                    let mut error = file_error(file, Some(line), message);
+                    error.location.dag_id = dag_id.clone();
+                    error
+                }));
+            }
+        }
+        let doc = &*doc;
         let Some(entries) = doc.as_map() else {
             parsed.errors.push(file_error(
                 file,
@@ -188,14 +260,24 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
             ));
             continue;
         };
-        let mut file_default: Option<Layer> = None;
-        if let Some(default) = doc.get("default") {
-            match layer_entries(file, default) {
-                Ok(entries) => file_default = Some(entries),
-                Err(err) => parsed.errors.push(*err),
+        let file_default = doc.get("default");
+        if let Some(default) = file_default {
+            if let Err(err) = layer_entries(file, default) {
+                parsed.errors.push(*err);
             }
         }
-        for (key, value) in entries {
+        if entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some("default"))
+            .is_some_and(|i| broken.contains(&i))
+        {
+            // The `default:` block's own errors stand for every DAG of the file.
+            continue;
+        }
+        for (index, (key, value)) in entries.iter().enumerate() {
+            if broken.contains(&index) {
+                continue;
+            }
             let Some(dag_id) = key.key_text() else {
                 parsed
                     .errors
@@ -206,10 +288,15 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
                 continue;
             }
             let mut stack: Vec<&Layer> = base.iter().collect();
-            if let Some(layer) = &file_default {
-                stack.push(layer);
-            }
-            let own = match layer_entries(file, value) {
+            // dag-factory merges the file's `default:` into each DAG all the way down (mappings key by key,
+            // the DAG's values winning), so dict-form `tasks` or `params` in `default:` add to the DAG's.
+            let merged = match file_default {
+                Some(default) if default.as_map().is_some() && value.as_map().is_some() => {
+                    merge_default(value, default)
+                }
+                _ => value.clone(),
+            };
+            let own = match layer_entries(file, &merged) {
                 Ok(entries) => entries,
                 Err(mut err) => {
                     err.location.dag_id = Some(dag_id.clone());
@@ -224,17 +311,46 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
                 errors: Vec::new(),
                 warnings: Vec::new(),
                 registry,
+                causes: HashMap::new(),
             };
             if let Some(dag) = ctx.build(&stack, key.line) {
                 if ctx.errors.is_empty() {
                     parsed.dags.push(dag);
                 }
             }
-            parsed.errors.extend(ctx.errors);
-            parsed.warnings.extend(ctx.warnings);
+            merge_causes(&mut parsed.errors, &mut causes, ctx.errors);
+            merge_causes(&mut parsed.warnings, &mut warning_causes, ctx.warnings);
         }
     }
     parsed
+}
+
+/// Where an error is and what it says, without the DAG it was found in.
+type Cause = (String, Option<usize>, Option<String>, Option<String>, String);
+
+/// Adds one DAG's errors (or warnings) to a file's: one already there for another DAG loses its DAG id instead
+/// of being added again.
+fn merge_causes(all: &mut Vec<DagFileError>, causes: &mut HashMap<Cause, usize>, new: Vec<DagFileError>) {
+    for error in new {
+        let cause = (
+            error.location.file.clone(),
+            error.location.line,
+            error.location.task_id.clone(),
+            error.location.key.clone(),
+            error.message.clone(),
+        );
+        match causes.get(&cause) {
+            Some(&index) => {
+                if all[index].location.dag_id != error.location.dag_id {
+                    all[index].location.dag_id = None;
+                }
+            }
+            None => {
+                causes.insert(cause, all.len());
+                all.push(error);
+            }
+        }
+    }
 }
 
 /// Ids of the DAGs in a set of parsed files, to tell which stored DAGs lost their file.
@@ -245,5 +361,7 @@ pub fn dag_ids(files: &[ParsedFile]) -> HashSet<String> {
         .collect()
 }
 
+#[cfg(test)]
+mod dag_factory_tests;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,18 @@ const TASK_KEYS: &[&str] = &[
     "on_failure_fail_dagrun",
 ];
 
+/// Why a task key Airflow knows cannot be had in dagctl, when it is one of those.
+pub(super) fn not_supported_task_key(key: &str) -> Option<String> {
+    match key {
+        "outlets" | "inlets" => Some(format!("`{key}` (assets) are not supported by dagctl yet")),
+        "expand" | "partial" => Some(format!("dynamic task mapping (`{key}`) is not supported by dagctl yet")),
+        _ if key.starts_with("python_callable") || (key.starts_with("on_") && key.contains("callback")) => {
+            Some(format!("`{key}` names Python code, which dagctl does not run"))
+        }
+        _ => None,
+    }
+}
+
 /// Task keys that describe the task itself: not inherited from `default_args`.
 const OWN_KEYS: &[&str] = &["is_setup", "is_teardown", "as_teardown", "on_failure_fail_dagrun"];
 
@@ -152,10 +164,14 @@ impl DagCtx<'_> {
                 operator_node.line,
                 task,
                 Some("operator"),
-                format!(
-                    "unknown operator `{operator_name}`; available: {}",
-                    self.registry.names().join(", ")
-                ),
+                if operator_name.rsplit('.').next().is_some_and(|class| class.contains("Python")) {
+                    format!("`{operator_name}` runs Python, which dagctl does not: run a script with the bash operator instead")
+                } else {
+                    format!(
+                        "unknown operator `{operator_name}`; available: {}",
+                        self.registry.names().join(", ")
+                    )
+                },
             );
             return None;
         };
@@ -166,6 +182,10 @@ impl DagCtx<'_> {
         let mut common: HashMap<String, Sourced> = HashMap::new();
         for (k, v) in entries {
             let key = k.key_text().unwrap_or_default();
+            if let Some(why) = not_supported_task_key(&key) {
+                self.error(file, k.line, task, Some(&key), why);
+                continue;
+            }
             if TASK_KEYS.contains(&key.as_str()) {
                 common.insert(
                     key,

@@ -14,7 +14,15 @@ impl DagCtx<'_> {
     pub(super) fn schedule(&mut self, src: &Sourced, key: &str) -> Schedule {
         let text = match &src.node.value {
             Value::Null => None,
+            Value::Str(text) if text.contains(['&', '|']) => {
+                return self.unsupported_schedule(src, key, "an asset condition");
+            }
             Value::Str(text) => Some(text.as_str()),
+            Value::Seq(_) => return self.unsupported_schedule(src, key, "a list of assets"),
+            Value::Map(_) if src.node.get("__type__").is_some() => {
+                return self.unsupported_schedule(src, key, "a timedelta")
+            }
+            Value::Map(_) => return self.unsupported_schedule(src, key, "an asset schedule"),
             _ => {
                 self.error(
                     &src.file,
@@ -32,6 +40,17 @@ impl DagCtx<'_> {
         })
     }
 
+    fn unsupported_schedule(&mut self, src: &Sourced, key: &str, what: &str) -> Schedule {
+        self.error(
+            &src.file,
+            src.node.line,
+            None,
+            Some(key),
+            format!("`{key}` is {what}, which dagctl does not schedule by yet; write a cron string, a preset like @daily, or null"),
+        );
+        Schedule::None
+    }
+
     pub(super) fn date(&mut self, src: &Sourced, key: &str, tz: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         let text = match &src.node.value {
             Value::Str(text) => text.clone(),
@@ -46,9 +65,18 @@ impl DagCtx<'_> {
                 return None;
             }
         };
-        parse_datetime(&text, tz)
-            .map_err(|message| self.error(&src.file, src.node.line, None, Some(key), message))
-            .ok()
+        match parse_datetime(&text, tz) {
+            Ok(date) => Some(date),
+            Err(message) => match relative_date(&text, tz, chrono::Utc::now()) {
+                Some(date) => Some(date),
+                None => self.reject(
+                    src,
+                    None,
+                    key,
+                    format!("{message}, or a time before today as dag-factory writes it (`2 days`, `6 hours`)"),
+                ),
+            },
+        }
     }
 
     pub(super) fn string(&mut self, src: &Sourced, key: &str, task: Option<&str>) -> Option<String> {
@@ -152,6 +180,44 @@ impl DagCtx<'_> {
             }
         }
     }
+}
+
+/// dag-factory's relative dates: `N hours`, `N minutes`, `N seconds` or `N days` (one of them, read from the
+/// start of the text as its pattern reads it) before the start of today in `tz`, the day `now` falls on.
+pub(super) fn relative_date(
+    text: &str,
+    tz: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    let zone = crate::timetable::parse_timezone(tz).ok()?;
+    let mut rest = text;
+    let mut delta = chrono::Duration::zero();
+    let mut any = false;
+    for (unit, seconds) in [("hour", 3600), ("minute", 60), ("second", 1), ("day", 86_400)] {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            continue;
+        }
+        let after = rest[digits..].trim_start();
+        if after.len() == rest[digits..].len()
+            || !after
+                .get(..unit.len())
+                .is_some_and(|word| word.eq_ignore_ascii_case(unit))
+        {
+            continue;
+        }
+        let amount: i64 = rest[..digits].parse().ok()?;
+        delta = delta.checked_add(&chrono::Duration::try_seconds(amount.checked_mul(seconds)?)?)?;
+        rest = &after[unit.len()..];
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    let today = now.with_timezone(&zone).date_naive().and_hms_opt(0, 0, 0)?;
+    let start_of_day = zone.from_local_datetime(&today).earliest()?;
+    start_of_day.with_timezone(&chrono::Utc).checked_sub_signed(delta)
 }
 
 /// The known key `name` is probably a typo of: at most two edits away, and fewer than a third of its length.

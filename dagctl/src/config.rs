@@ -28,6 +28,8 @@ pub struct GlobalFlags {
 struct FileConfig {
     dags_folder: Option<PathBuf>,
     dag_ignore_file_syntax: Option<String>,
+    dag_file_max_bytes: Option<u64>,
+    dagbag_import_timeout: Option<String>,
     database_url: Option<String>,
     parallelism: Option<usize>,
     dags_are_paused_at_creation: Option<bool>,
@@ -88,9 +90,9 @@ impl std::fmt::Debug for OidcSettings {
 pub struct Config {
     pub home: PathBuf,
     pub dags_folder: PathBuf,
-    /// How `.airflowignore` patterns are written (Airflow's `dag_ignore_file_syntax`: glob, the default, or
-    /// regexp).
-    pub dag_ignore_file_syntax: engine::parse::IgnoreSyntax,
+    /// How the DAGs folder is read: `.airflowignore` syntax (Airflow's `dag_ignore_file_syntax`: glob, the
+    /// default, or regexp) and the budgets per file (`dag_file_max_bytes`, `dagbag_import_timeout`).
+    pub folder_options: engine::parse::FolderOptions,
     pub database_url: String,
     pub parallelism: usize,
     pub paused_at_creation: bool,
@@ -242,13 +244,25 @@ impl Config {
                     )
                 })?,
         };
-        let dag_ignore_file_syntax = match env("DAGCTL_DAG_IGNORE_FILE_SYNTAX").or(file.dag_ignore_file_syntax) {
-            None => engine::parse::IgnoreSyntax::default(),
-            Some(text) => text
+        let mut folder_options = engine::parse::FolderOptions::default();
+        if let Some(text) = env("DAGCTL_DAG_IGNORE_FILE_SYNTAX").or(file.dag_ignore_file_syntax) {
+            folder_options.ignore_syntax = text
                 .trim()
                 .parse()
-                .map_err(|e| anyhow::anyhow!("dag_ignore_file_syntax: {e}"))?,
-        };
+                .map_err(|e| anyhow::anyhow!("dag_ignore_file_syntax: {e}"))?;
+        }
+        if let Some(bytes) = file.dag_file_max_bytes {
+            if bytes == 0 {
+                bail!("dag_file_max_bytes must be at least 1");
+            }
+            folder_options.limits.max_file_bytes = bytes;
+        }
+        if let Some(text) = env("DAGCTL_DAGBAG_IMPORT_TIMEOUT").or(file.dagbag_import_timeout) {
+            folder_options.limits.import_timeout = engine::duration::parse_duration_str(&text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("dagbag_import_timeout: `{text}` is not a duration (e.g. 30s, 2m)"))?;
+        }
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
         let pass_env: Vec<String> = match env("DAGCTL_RUNNER_PASS_ENV") {
@@ -286,7 +300,7 @@ impl Config {
             oidc,
             home,
             dags_folder,
-            dag_ignore_file_syntax,
+            folder_options,
             database_url,
             parallelism,
             paused_at_creation,
@@ -461,7 +475,7 @@ mod tests {
         std::fs::write(dir.path().join("dagctl.toml"), "dag_ignore_file_syntax = \"regexp\"\n").unwrap();
         let config =
             Config::load_from(&GlobalFlags::default(), |n| (n == "DAGCTL_HOME").then(|| home.clone())).unwrap();
-        assert_eq!(config.dag_ignore_file_syntax, engine::parse::IgnoreSyntax::Regexp);
+        assert_eq!(config.folder_options.ignore_syntax, engine::parse::IgnoreSyntax::Regexp);
         let err = Config::load_from(&GlobalFlags::default(), |n| match n {
             "DAGCTL_HOME" => Some(home.clone()),
             "DAGCTL_DAG_IGNORE_FILE_SYNTAX" => Some("fnmatch".into()),

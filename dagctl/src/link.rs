@@ -76,7 +76,7 @@ pub async fn serve(config: &Config, store: Store, stop: CancellationToken) -> an
         setup: crate::trigger::setup(config),
         processor: Mutex::new(DagProcessor::new(
             &config.dags_folder,
-            config.dag_ignore_file_syntax,
+            config.folder_options,
             crate::runtime::registry(config),
             config.paused_at_creation,
         )),

@@ -359,6 +359,9 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything dagctl makes (the database, logs, keys, sockets, network dirs, and what its tasks write) is
+    // for its user alone, whatever umask it was started under.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // The task runner starts before anything else (no engine configuration, a single-threaded runtime), so a
     // task's overhead stays small.
     let mut args = std::env::args_os();

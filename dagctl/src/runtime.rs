@@ -35,7 +35,35 @@ pub async fn open_store(config: &Config) -> Result<Store> {
 pub async fn open_engine_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.home)
         .with_context(|| format!("cannot create data dir {}", config.home.display()))?;
-    Ok(Store::connect(&config.database_url).await?)
+    let store = Store::connect(&config.database_url).await?;
+    make_private(&config.home);
+    Ok(store)
+}
+
+/// The data dir 0700 and what lies directly in it (the SQLite files, keys, the admin password, logs) 0600 or
+/// 0700, also when an older dagctl or another umask made them readable by others.
+fn make_private(home: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let tighten = |path: &std::path::Path, mode: u32| {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o077 == 0 {
+            return;
+        }
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), "cannot make it private to this user: {err}");
+        }
+    };
+    tighten(home, 0o700);
+    for entry in std::fs::read_dir(home).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tighten(&path, 0o700),
+            Ok(kind) if kind.is_file() => tighten(&path, 0o600),
+            _ => {}
+        }
+    }
 }
 
 /// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run
@@ -138,8 +166,8 @@ pub fn hostname() -> String {
 pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFile>> {
     let registry = registry(config);
     let folder = config.dags_folder.clone();
-    let syntax = config.dag_ignore_file_syntax;
-    let files = tokio::task::spawn_blocking(move || load_folder(&folder, syntax, &registry)).await?;
+    let options = config.folder_options;
+    let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry)).await?;
     store.sync_dags(&files, config.paused_at_creation, Utc::now()).await?;
     Ok(files)
 }
@@ -221,7 +249,7 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
         hostname(),
     );
     options.dags_folder = Some(config.dags_folder.clone());
-    options.dag_ignore_file_syntax = config.dag_ignore_file_syntax;
+    options.folder_options = config.folder_options;
     options.sample_retention = config.sample_retention;
     options.idle_interval = config.scheduler_idle_sleep_time;
     options

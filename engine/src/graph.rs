@@ -72,37 +72,92 @@ fn find_cycle(tasks: &[(String, Vec<String>)], index: &HashMap<&str, usize>) -> 
     Vec::new()
 }
 
-/// Own weight plus the weights of every task downstream (each counted once), per task id.
-pub fn downstream_weights(tasks: &[(String, Vec<String>, i64)]) -> BTreeMap<String, i64> {
+/// The most tasks the exact weight count may visit for one DAG; past it, see [`Weights::approximate`].
+pub const WEIGHT_STEPS: usize = 20_000_000;
+
+/// Downstream priority weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Weights {
+    pub by_task: BTreeMap<String, i64>,
+    /// Tasks whose weight is an upper bound (their children's totals summed, shared tasks counted more than
+    /// once) because counting each downstream task once would have gone past [`WEIGHT_STEPS`].
+    pub approximate: usize,
+}
+
+/// Own weight plus the weights of every task downstream (each counted once), per task id (Airflow's
+/// `downstream` weight rule). Linear for chains and trees: a task with one downstream task adds that task's
+/// total; one with several walks its downstream tasks once, within a budget of [`WEIGHT_STEPS`] visits for
+/// the whole DAG. The tasks must form no cycle (a task on one keeps its own weight).
+pub fn downstream_weights(tasks: &[(String, Vec<String>, i64)]) -> Weights {
     let index: HashMap<&str, usize> = tasks
         .iter()
         .enumerate()
         .map(|(i, (id, _, _))| (id.as_str(), i))
         .collect();
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    let mut indegree = vec![0usize; tasks.len()];
     for (i, (_, upstream, _)) in tasks.iter().enumerate() {
         for up in upstream {
             if let Some(&u) = index.get(up.as_str()) {
-                downstream[u].push(i);
+                if !downstream[u].contains(&i) {
+                    downstream[u].push(i);
+                    indegree[i] += 1;
+                }
             }
         }
     }
-    let mut out = BTreeMap::new();
-    for (i, (id, _, weight)) in tasks.iter().enumerate() {
-        let mut seen = vec![false; tasks.len()];
-        let mut stack = downstream[i].clone();
-        let mut total = *weight;
-        while let Some(d) = stack.pop() {
-            if seen[d] {
-                continue;
+    // A topological order (Kahn's), walked backwards so every task's downstream tasks are done first.
+    let mut order: Vec<usize> = (0..tasks.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut next = 0;
+    while next < order.len() {
+        for &d in &downstream[order[next]] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                order.push(d);
             }
-            seen[d] = true;
-            total = total.saturating_add(tasks[d].2);
-            stack.extend(&downstream[d]);
         }
-        out.insert(id.clone(), total);
+        next += 1;
     }
-    out
+    let mut totals: Vec<i64> = tasks.iter().map(|(_, _, w)| *w).collect();
+    let mut stamp = vec![0u32; tasks.len()];
+    let mut budget = WEIGHT_STEPS;
+    let mut approximate = 0;
+    let mut stack = Vec::new();
+    for (generation, &node) in order.iter().rev().enumerate() {
+        let own = tasks[node].2;
+        totals[node] = match downstream[node].as_slice() {
+            [] => own,
+            [only] => own.saturating_add(totals[*only]),
+            children if budget > 0 => {
+                let mark = generation as u32 + 1;
+                let mut total = own;
+                stack.clear();
+                stack.extend_from_slice(children);
+                while let Some(d) = stack.pop() {
+                    if stamp[d] == mark {
+                        continue;
+                    }
+                    stamp[d] = mark;
+                    total = total.saturating_add(tasks[d].2);
+                    stack.extend(&downstream[d]);
+                    budget = budget.saturating_sub(1);
+                }
+                total
+            }
+            children => {
+                approximate += 1;
+                children.iter().fold(own, |sum, c| sum.saturating_add(totals[*c]))
+            }
+        };
+    }
+    Weights {
+        by_task: tasks
+            .iter()
+            .zip(totals)
+            .map(|((id, _, _), total)| (id.clone(), total))
+            .collect(),
+        approximate,
+    }
 }
 
 #[cfg(test)]
@@ -132,9 +187,48 @@ mod tests {
             ("c".into(), vec!["a".into()], 3),
             ("d".into(), vec!["b".into(), "c".into()], 4),
         ]);
-        assert_eq!(weights["a"], 10);
-        assert_eq!(weights["b"], 6);
-        assert_eq!(weights["d"], 4);
+        assert_eq!(weights.by_task["a"], 10);
+        assert_eq!(weights.by_task["b"], 6);
+        assert_eq!(weights.by_task["d"], 4);
+        assert_eq!(weights.approximate, 0);
+    }
+
+    #[test]
+    fn weights_of_a_long_chain_are_linear() {
+        let n = 200_000;
+        let tasks: Vec<(String, Vec<String>, i64)> = (0..n)
+            .map(|i| {
+                (
+                    format!("t{i}"),
+                    if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] },
+                    1,
+                )
+            })
+            .collect();
+        let weights = downstream_weights(&tasks);
+        assert_eq!(weights.by_task["t0"], n as i64);
+        assert_eq!(weights.by_task[&format!("t{}", n - 1)], 1);
+        assert_eq!(weights.approximate, 0);
+    }
+
+    /// Every task's weight counted the slow, obvious way.
+    fn naive_weights(tasks: &[(String, Vec<String>, i64)]) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for (id, _, weight) in tasks {
+            let mut seen = std::collections::HashSet::new();
+            let mut stack = vec![id.clone()];
+            let mut total = *weight;
+            while let Some(current) = stack.pop() {
+                for (other, upstream, w) in tasks {
+                    if upstream.contains(&current) && seen.insert(other.clone()) {
+                        total += w;
+                        stack.push(other.clone());
+                    }
+                }
+            }
+            out.insert(id.clone(), total);
+        }
+        out
     }
 
     proptest! {
@@ -155,6 +249,25 @@ mod tests {
                     prop_assert!(position[up] < position[id]);
                 }
             }
+        }
+
+        /// The fast count equals the obvious one on any DAG (shared downstream tasks counted once).
+        #[test]
+        fn weights_equal_the_obvious_count(
+            edges in proptest::collection::vec((0usize..25, 0usize..25), 0..70),
+            own in proptest::collection::vec(1i64..5, 25),
+        ) {
+            let mut tasks: Vec<(String, Vec<String>, i64)> =
+                (0..25).map(|i| (format!("t{i}"), vec![], own[i])).collect();
+            for (a, b) in edges {
+                let (lo, hi) = (a.min(b), a.max(b));
+                if lo != hi {
+                    tasks[hi].1.push(format!("t{lo}"));
+                }
+            }
+            let weights = downstream_weights(&tasks);
+            prop_assert_eq!(weights.approximate, 0);
+            prop_assert_eq!(weights.by_task, naive_weights(&tasks));
         }
     }
 }

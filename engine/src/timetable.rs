@@ -44,7 +44,8 @@ impl Schedule {
         };
         let trimmed = raw.trim();
         let expr = match trimmed {
-            "" | "None" | "none" | "null" => return Ok(Schedule::None),
+            "" => return Err("an empty schedule; write null (or leave `schedule` out) for a DAG that only runs when triggered".into()),
+            "None" | "none" | "null" => return Ok(Schedule::None),
             "@once" => return Ok(Schedule::Once),
             "@hourly" => "0 * * * *",
             "@daily" | "@midnight" => "0 0 * * *",
@@ -65,7 +66,21 @@ impl Schedule {
                 "`{trimmed}` is not a cron expression: expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"
             ));
         }
-        compile(expr).map_err(|err| format!("`{trimmed}` is not a valid cron expression: {err}"))?;
+        if let Some(field) = expr.split_whitespace().find(|f| f.split(',').any(str::is_empty)) {
+            return Err(format!(
+                "`{trimmed}` is not a valid cron expression: the field `{field}` has an empty list item"
+            ));
+        }
+        let cron = compile(expr).map_err(|err| format!("`{trimmed}` is not a valid cron expression: {err}"))?;
+        // A schedule that never fires (`0 0 31 2 *`, the 31st of February) is a mistake: its next time is
+        // looked for over ten years (enough for the 29th of February).
+        let from = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single().unwrap_or_default();
+        let fires = cron
+            .find_next_occurrence(&from, false)
+            .is_ok_and(|next| next < from + chrono::Duration::days(3653));
+        if !fires {
+            return Err(format!("`{trimmed}` never fires (no time matches it in ten years)"));
+        }
         Ok(Schedule::Cron {
             expr: expr.to_string(),
             display: trimmed.to_string(),
@@ -266,6 +281,18 @@ pub struct NextRunParams {
 /// Parses a date or date-time as DAG files write it (`2024-11-11`, `2024-11-11T03:00:00`, with or without an
 /// offset) in time zone `tz` when it has none.
 pub fn parse_datetime(text: &str, tz: &str) -> Result<DateTime<Utc>, String> {
+    use chrono::Datelike;
+    let at = parse_any_datetime(text, tz)?;
+    if !(1..=9999).contains(&at.year()) {
+        return Err(format!(
+            "`{}` is outside the dates Airflow takes (years 1 to 9999)",
+            text.trim()
+        ));
+    }
+    Ok(at)
+}
+
+fn parse_any_datetime(text: &str, tz: &str) -> Result<DateTime<Utc>, String> {
     let zone = parse_timezone(tz)?;
     let trimmed = text.trim();
     if let Ok(with_offset) = DateTime::parse_from_rfc3339(trimmed) {

@@ -119,6 +119,29 @@ pub struct Parsed {
     pub warnings: Vec<(usize, String)>,
 }
 
+/// How deep lists and mappings may nest by default (PyYAML has no bound of its own, but Python's recursion
+/// limit stops its constructor a few hundred levels down).
+pub const MAX_DEPTH: usize = 100;
+
+/// What one read may cost: nesting depth, and a time by which it must be done.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub max_depth: usize,
+    pub deadline: Option<std::time::Instant>,
+    /// The time the deadline allowed, for the error.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_depth: MAX_DEPTH,
+            deadline: None,
+            timeout: std::time::Duration::ZERO,
+        }
+    }
+}
+
 /// Parses every document of a YAML text.
 pub fn parse_str(text: &str) -> Result<Vec<Node>, SyntaxError> {
     parse(text).map(|parsed| parsed.docs)
@@ -126,19 +149,27 @@ pub fn parse_str(text: &str) -> Result<Vec<Node>, SyntaxError> {
 
 /// Parses every document of a YAML text, with its warnings.
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    match parse_once(text) {
+    parse_within(text, Budget::default())
+}
+
+/// Parses every document of a YAML text within `budget`.
+pub fn parse_within(text: &str, budget: Budget) -> Result<Parsed, SyntaxError> {
+    match parse_once(text, budget) {
         // PyYAML ignores indentation inside `[...]` and `{...}`, so `]` may stand under its key; yaml-rust2 does
         // not. Such a text is read again with its flow lines indented (a change of columns only).
         Err(err) if err.message.contains("indentation") => match indent_flow_lines(text) {
-            Some(indented) => parse_once(&indented).map_err(|_| err),
+            Some(indented) => parse_once(&indented, budget).map_err(|_| err),
             None => Err(err),
         },
         other => other,
     }
 }
 
-fn parse_once(text: &str) -> Result<Parsed, SyntaxError> {
-    let mut builder = Builder::default();
+fn parse_once(text: &str, budget: Budget) -> Result<Parsed, SyntaxError> {
+    let mut builder = Builder {
+        budget,
+        ..Default::default()
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|err| SyntaxError {
         line: err.marker().line(),
@@ -291,6 +322,9 @@ struct Builder {
     aliased: usize,
     error: Option<SyntaxError>,
     warnings: Vec<(usize, String)>,
+    budget: Budget,
+    /// Events seen, to look at the clock every few thousand.
+    events: usize,
 }
 
 /// How many nodes a tree holds.
@@ -531,6 +565,32 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let line = mark.line();
         let col = mark.col() + 1;
+        if self.error.is_some() {
+            return;
+        }
+        self.events += 1;
+        if self.events.is_multiple_of(4096) && self.budget.deadline.is_some_and(|at| std::time::Instant::now() > at) {
+            self.error = Some(SyntaxError {
+                line,
+                message: format!(
+                    "reading the file took longer than {:?} (dagbag_import_timeout); the file is not read",
+                    self.budget.timeout
+                ),
+            });
+            return;
+        }
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..))
+            && self.stack.len() >= self.budget.max_depth
+        {
+            self.error = Some(SyntaxError {
+                line,
+                message: format!(
+                    "lists and mappings nest deeper than {} levels here; the file is not read",
+                    self.budget.max_depth
+                ),
+            });
+            return;
+        }
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match tag {
@@ -713,7 +773,10 @@ mod tests {
     #[test]
     fn a_flow_sequence_may_close_at_its_key_s_indentation() {
         let text = "d:\n  tasks:\n    t:\n      dependencies: [\n      a,\n      b\n      ]\n      x: 1\n    u: {\n    k: v\n    }\n";
-        assert!(parse_once(text).is_err(), "yaml-rust2 alone refuses it");
+        assert!(
+            parse_once(text, Budget::default()).is_err(),
+            "yaml-rust2 alone refuses it"
+        );
         let docs = parse_str(text).unwrap();
         let t = docs[0].get("d").unwrap().get("tasks").unwrap().get("t").unwrap();
         assert_eq!(t.get("dependencies").unwrap().to_json(), serde_json::json!(["a", "b"]));

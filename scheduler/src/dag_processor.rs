@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use chrono::Utc;
 use engine::operators::OperatorRegistry;
-use engine::parse::{load_folder, IgnoreSyntax, ParsedFile, IGNORE_FILE};
+use engine::parse::{load_folder, FolderOptions, ParsedFile, IGNORE_FILE};
 use engine::store::{Store, SyncReport};
 use tracing::{info, warn};
 
@@ -17,7 +17,7 @@ use crate::Result;
 /// Remembers the folder's last seen state.
 pub struct DagProcessor {
     folder: PathBuf,
-    ignore_syntax: IgnoreSyntax,
+    options: FolderOptions,
     registry: OperatorRegistry,
     paused_at_creation: bool,
     fingerprint: Option<BTreeMap<PathBuf, (SystemTime, u64)>>,
@@ -35,13 +35,13 @@ pub struct ProcessReport {
 impl DagProcessor {
     pub fn new(
         folder: &Path,
-        ignore_syntax: IgnoreSyntax,
+        options: FolderOptions,
         registry: OperatorRegistry,
         paused_at_creation: bool,
     ) -> DagProcessor {
         DagProcessor {
             folder: folder.to_path_buf(),
-            ignore_syntax,
+            options,
             registry,
             paused_at_creation,
             fingerprint: None,
@@ -57,8 +57,8 @@ impl DagProcessor {
         let started = Instant::now();
         let folder = self.folder.clone();
         let registry = self.registry.clone();
-        let syntax = self.ignore_syntax;
-        let files = tokio::task::spawn_blocking(move || load_folder(&folder, syntax, &registry))
+        let options = self.options;
+        let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry))
             .await
             .unwrap_or_default();
         let parse_time = started.elapsed();

@@ -75,7 +75,7 @@ impl Scheduler {
         let processor = options.dags_folder.as_ref().map(|folder| {
             DagProcessor::new(
                 folder,
-                options.dag_ignore_file_syntax,
+                options.folder_options,
                 registry.clone(),
                 options.paused_at_creation,
             )

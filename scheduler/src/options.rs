@@ -14,8 +14,8 @@ pub struct SchedulerOptions {
     pub hostname: String,
     /// Read DAG files from here (None: only what the store already has).
     pub dags_folder: Option<PathBuf>,
-    /// How `.airflowignore` files in it are written.
-    pub dag_ignore_file_syntax: engine::parse::IgnoreSyntax,
+    /// How it is read: `.airflowignore` syntax and the budgets per file.
+    pub folder_options: engine::parse::FolderOptions,
     pub paused_at_creation: bool,
     pub parse_interval: Duration,
     /// Longest sleep when there is nothing to do.
@@ -44,7 +44,7 @@ impl SchedulerOptions {
             id,
             hostname,
             dags_folder: None,
-            dag_ignore_file_syntax: engine::parse::IgnoreSyntax::default(),
+            folder_options: engine::parse::FolderOptions::default(),
             paused_at_creation: true,
             parse_interval: Duration::from_secs(2),
             idle_interval: Duration::from_millis(500),

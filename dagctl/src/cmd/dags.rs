@@ -140,7 +140,7 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
     let mut files = Vec::new();
     for target in &targets {
         if target.is_dir() {
-            files.extend(load_folder(target, config.dag_ignore_file_syntax, &registry));
+            files.extend(load_folder(target, &config.folder_options, &registry));
         } else if target.is_file() {
             // Inside the DAGs folder, the layers from the folder down apply, as they do when the engine reads it.
             let folder = std::path::absolute(&config.dags_folder).ok();
@@ -152,9 +152,14 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
                 .map(PathBuf::from)
                 .unwrap_or_default();
             if engine::parse::is_defaults_file(target) {
-                files.push(engine::parse::check_defaults(&root, target, &registry));
+                files.push(engine::parse::check_defaults(
+                    &root,
+                    target,
+                    &config.folder_options.limits,
+                    &registry,
+                ));
             } else {
-                files.push(parse_path(&root, target, &registry));
+                files.push(parse_path(&root, target, &config.folder_options.limits, &registry));
             }
         } else {
             bail!("{} does not exist", target.display());

@@ -10,6 +10,9 @@ use super::context::{DagCtx, Sourced};
 use super::layers::Layer;
 use super::task::TaskDefaults;
 
+/// The longest tag, as Airflow's `TAG_MAX_LEN`.
+const MAX_TAG_LEN: usize = 100;
+
 /// Keys a DAG may have.
 const DAG_KEYS: &[&str] = &[
     "default_args",
@@ -298,7 +301,35 @@ impl DagCtx<'_> {
         let tags = match get("tags") {
             None => Vec::new(),
             Some(src) => match &src.node.value {
-                Value::Seq(items) => items.iter().filter_map(|item| item.key_text()).collect(),
+                Value::Seq(items) => {
+                    let mut tags = Vec::new();
+                    for item in items {
+                        match &item.value {
+                            Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                                let tag = item.key_text().unwrap_or_default();
+                                if tag.chars().count() > MAX_TAG_LEN {
+                                    self.error(
+                                        &src.file,
+                                        item.line,
+                                        None,
+                                        Some("tags"),
+                                        format!("a tag is at most {MAX_TAG_LEN} characters (Airflow's limit), this one has {}", tag.chars().count()),
+                                    );
+                                } else {
+                                    tags.push(tag);
+                                }
+                            }
+                            _ => self.error(
+                                &src.file,
+                                item.line,
+                                None,
+                                Some("tags"),
+                                format!("a tag must be text, got {}", item.kind()),
+                            ),
+                        }
+                    }
+                    tags
+                }
                 _ => {
                     self.error(
                         &src.file,

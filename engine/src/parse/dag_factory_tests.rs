@@ -214,7 +214,7 @@ fn tags_of_nested_defaults_files_add_up_and_the_dags_own_win() {
         "plain:\n  tasks: {a: {operator: empty}}\nown:\n  tags: [mine]\n  tasks: {a: {operator: empty}}\n",
     )
     .unwrap();
-    let files = load_folder(dir.path(), IgnoreSyntax::Glob, &OperatorRegistry::builtin());
+    let files = load_folder(dir.path(), &Default::default(), &OperatorRegistry::builtin());
     assert_eq!(files.len(), 1);
     assert!(files[0].errors.is_empty(), "{:#?}", files[0].errors);
     let tags = |id: &str| files[0].dags.iter().find(|d| d.dag_id == id).unwrap().tags.clone();
@@ -243,10 +243,17 @@ fn airflowignore_skips_files_and_folders_in_either_syntax() {
     std::fs::write(root.join(IGNORE_FILE), "scratch_*   # scratch files\ndrafts/\n").unwrap();
     std::fs::write(root.join("team").join(IGNORE_FILE), "old\nwip.yaml\n").unwrap();
     let ids = |syntax: IgnoreSyntax| {
-        let mut ids: Vec<String> = load_folder(root, syntax, &OperatorRegistry::builtin())
-            .iter()
-            .flat_map(|f| f.dags.iter().map(|d| d.dag_id.clone()))
-            .collect();
+        let mut ids: Vec<String> = load_folder(
+            root,
+            &FolderOptions {
+                ignore_syntax: syntax,
+                ..Default::default()
+            },
+            &OperatorRegistry::builtin(),
+        )
+        .iter()
+        .flat_map(|f| f.dags.iter().map(|d| d.dag_id.clone()))
+        .collect();
         ids.sort();
         ids
     };
@@ -256,7 +263,14 @@ fn airflowignore_skips_files_and_folders_in_either_syntax() {
     assert_eq!(ids(IgnoreSyntax::Regexp), ["keep", "team_dag"]);
     // A pattern Rust's regex cannot read is skipped with a warning on the .airflowignore's line.
     std::fs::write(root.join(IGNORE_FILE), "^scratch_\n^drafts\n(?!x)y\n").unwrap();
-    let files = load_folder(root, IgnoreSyntax::Regexp, &OperatorRegistry::builtin());
+    let files = load_folder(
+        root,
+        &FolderOptions {
+            ignore_syntax: IgnoreSyntax::Regexp,
+            ..Default::default()
+        },
+        &OperatorRegistry::builtin(),
+    );
     let note = files.iter().find(|f| f.path.ends_with(IGNORE_FILE)).unwrap();
     assert_eq!(note.warnings.len(), 1);
     assert_eq!(note.warnings[0].location.line, Some(3));

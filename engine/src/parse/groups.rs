@@ -14,6 +14,9 @@ const GROUP_KEYS: &[&str] = &[
     "prefix_group_id",
 ];
 
+/// How deep task groups may nest (a task id of nested group prefixes soon passes Airflow's 250 characters).
+const MAX_GROUP_DEPTH: usize = 64;
+
 pub(super) struct Group {
     pub(super) line: usize,
     pub(super) dependencies: Vec<(String, usize)>,
@@ -122,6 +125,48 @@ impl DagCtx<'_> {
                         group.parent = None;
                     }
                 }
+            }
+        }
+        // Parents must not lead back to the group: `a` in `b` in `a` (or a group its own parent) is refused,
+        // and the loop is cut so the rest of the DAG can still be checked.
+        let names: Vec<String> = out.keys().cloned().collect();
+        for name in names {
+            let mut path = vec![name.clone()];
+            let mut current = out[&name].parent.clone();
+            while let Some(parent) = current {
+                if parent == name {
+                    path.push(parent);
+                    let message = if path.len() == 2 {
+                        format!("task group `{name}` is its own parent")
+                    } else {
+                        format!("task group parents form a cycle: {}", path.join(" -> "))
+                    };
+                    let line = out[&name].line;
+                    self.error(&src.file, line, None, Some("parent_group_name"), message);
+                    if let Some(group) = out.get_mut(&name) {
+                        group.parent = None;
+                    }
+                    break;
+                }
+                if path.contains(&parent) {
+                    break;
+                }
+                if path.len() >= MAX_GROUP_DEPTH {
+                    let line = out[&name].line;
+                    self.error(
+                        &src.file,
+                        line,
+                        None,
+                        Some("parent_group_name"),
+                        format!("task group `{name}` is nested more than {MAX_GROUP_DEPTH} groups deep"),
+                    );
+                    if let Some(group) = out.get_mut(&name) {
+                        group.parent = None;
+                    }
+                    break;
+                }
+                path.push(parent.clone());
+                current = out.get(&parent).and_then(|g| g.parent.clone());
             }
         }
         out

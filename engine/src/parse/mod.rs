@@ -8,6 +8,7 @@ mod dag;
 mod groups;
 mod ignore;
 mod layers;
+mod limits;
 mod task;
 mod task_list;
 mod typed;
@@ -17,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub use ignore::{IgnoreSyntax, IGNORE_FILE};
+pub use limits::{FolderOptions, Limits, DEFAULT_IMPORT_TIMEOUT, DEFAULT_MAX_FILE_BYTES};
 
 use crate::error::{DagFileError, Location};
 use crate::operators::OperatorRegistry;
@@ -36,20 +38,23 @@ pub struct ParsedFile {
 }
 
 /// Reads every `*.yaml` / `*.yml` DAG file under `folder` (recursively; `defaults.yml` files are layers, not
-/// DAGs; what `.airflowignore` files match, in `syntax`, is skipped). One broken file never hides the others.
-/// DAG ids defined twice are errors in the later file.
-pub fn load_folder(folder: &Path, syntax: IgnoreSyntax, registry: &OperatorRegistry) -> Vec<ParsedFile> {
+/// DAGs; what `.airflowignore` files match is skipped), each within `options.limits`. One broken file never
+/// hides the others. DAG ids defined twice are errors in the later file.
+pub fn load_folder(folder: &Path, options: &FolderOptions, registry: &OperatorRegistry) -> Vec<ParsedFile> {
     let mut files = Vec::new();
     let mut notes = Vec::new();
-    collect_files(
-        folder,
-        folder,
-        &ignore::IgnoreRules::new(syntax),
-        &mut files,
-        &mut notes,
-    );
+    let mut walk = Walk {
+        root: folder,
+        files: &mut files,
+        notes: &mut notes,
+        seen: HashSet::new(),
+    };
+    walk.folder(folder, &ignore::IgnoreRules::new(options.ignore_syntax));
     files.sort();
-    let mut out: Vec<ParsedFile> = files.iter().map(|path| parse_path(folder, path, registry)).collect();
+    let mut out: Vec<ParsedFile> = files
+        .iter()
+        .map(|path| parse_path(folder, path, &options.limits, registry))
+        .collect();
     out.extend(notes);
     let mut seen: HashMap<String, String> = HashMap::new();
     for parsed in &mut out {
@@ -76,68 +81,125 @@ pub fn load_folder(folder: &Path, syntax: IgnoreSyntax, registry: &OperatorRegis
     out
 }
 
-/// The DAG files under `dir`; `notes` gets one entry per `.airflowignore` with patterns that were skipped.
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    inherited: &ignore::IgnoreRules,
-    out: &mut Vec<PathBuf>,
-    notes: &mut Vec<ParsedFile>,
-) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let (rules, skipped) = inherited.enter(dir);
-    if !skipped.is_empty() {
-        let display = dir.join(IGNORE_FILE).display().to_string();
-        notes.push(ParsedFile {
-            path: display.clone(),
-            warnings: skipped
-                .into_iter()
-                .map(|(line, message)| file_error(&display, Some(line), message))
-                .collect(),
-            ..Default::default()
-        });
-    }
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            if !rules.ignores(root, &path, true) {
-                collect_files(root, &path, &rules, out, notes);
-            }
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && !is_defaults_file(&path)
-            && !rules.ignores(root, &path, false)
+/// A walk of the DAGs folder: the DAG files found, one note per `.airflowignore` with patterns that were
+/// skipped, and the folders entered (by their real paths: a symbolic link back up is not followed twice).
+struct Walk<'a> {
+    root: &'a Path,
+    files: &'a mut Vec<PathBuf>,
+    notes: &'a mut Vec<ParsedFile>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn folder(&mut self, dir: &Path, inherited: &ignore::IgnoreRules) {
+        if !self
+            .seen
+            .insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
         {
-            out.push(path);
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let (rules, skipped) = inherited.enter(dir);
+        if !skipped.is_empty() {
+            let display = dir.join(IGNORE_FILE).display().to_string();
+            self.notes.push(ParsedFile {
+                path: display.clone(),
+                warnings: skipped
+                    .into_iter()
+                    .map(|(line, message)| file_error(&display, Some(line), message))
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                if !rules.ignores(self.root, &path, true) {
+                    self.folder(&path, &rules);
+                }
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && !is_defaults_file(&path)
+                && !rules.ignores(self.root, &path, false)
+            {
+                self.files.push(path);
+            }
         }
     }
 }
 
-/// Reads one file, with the `defaults.yml` layers between `root` and it.
-pub fn parse_path(root: &Path, path: &Path, registry: &OperatorRegistry) -> ParsedFile {
+/// Reads one file within `limits`, with the `defaults.yml` layers between `root` and it.
+pub fn parse_path(root: &Path, path: &Path, limits: &Limits, registry: &OperatorRegistry) -> ParsedFile {
     let display = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
+    let budget = budget(limits);
+    let text = match read_limited(path, limits) {
         Ok(text) => text,
-        Err(err) => {
+        Err(message) => {
             return ParsedFile {
                 path: display.clone(),
-                errors: vec![file_error(&display, None, format!("cannot read file: {err}"))],
+                errors: vec![file_error(&display, None, message)],
                 ..Default::default()
             }
         }
     };
-    let (layers, errors) = read_layers(root, path);
-    let mut parsed = parse_text(&display, &text, &layers, registry);
+    let (layers, errors) = read_layers(root, path, limits, budget);
+    let mut parsed = parse_text_within(&display, &text, &layers, budget, registry);
     parsed.errors.splice(0..0, errors);
     if !parsed.errors.is_empty() {
         parsed.dags.clear();
     }
+    limit_problems(&mut parsed, limits.max_errors);
     parsed
+}
+
+/// The YAML budget of one file read from now.
+fn budget(limits: &Limits) -> yaml::Budget {
+    yaml::Budget {
+        max_depth: limits.max_depth,
+        deadline: Some(std::time::Instant::now() + limits.import_timeout),
+        timeout: limits.import_timeout,
+    }
+}
+
+/// The text of a file no larger than `limits.max_file_bytes`.
+fn read_limited(path: &Path, limits: &Limits) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|err| format!("cannot read file: {err}"))?;
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("cannot read file: {err}"))?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(format!(
+            "the file is larger than {} bytes (dag_file_max_bytes); it is not read",
+            limits.max_file_bytes
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text; it is not read".to_string())
+}
+
+/// Keeps the first `max` errors and warnings of a file, and says how many more there were.
+fn limit_problems(parsed: &mut ParsedFile, max: usize) {
+    let path = parsed.path.clone();
+    limits::keep_first(&mut parsed.errors, max, |more| {
+        file_error(
+            &path,
+            None,
+            format!("{more} more errors in this file (only the first {max} are kept)"),
+        )
+    });
+    limits::keep_first(&mut parsed.warnings, max, |more| {
+        file_error(
+            &path,
+            None,
+            format!("{more} more warnings in this file (only the first {max} are kept)"),
+        )
+    });
 }
 
 /// Whether `path` is a `defaults.yml` layer rather than a DAG file.
@@ -149,12 +211,13 @@ pub fn is_defaults_file(path: &Path) -> bool {
 /// Checks a `defaults.yml` named on its own (`dags validate dags/dev/defaults.yml`) as the layer it is: with
 /// the layers above it from `root`, applied to a DAG of one `empty` task, so every key it sets is read and
 /// checked as it would be for the DAG files in its folder and below. Its result holds no DAGs.
-pub fn check_defaults(root: &Path, path: &Path, registry: &OperatorRegistry) -> ParsedFile {
+pub fn check_defaults(root: &Path, path: &Path, limits: &Limits, registry: &OperatorRegistry) -> ParsedFile {
     const PROBE: &str = "defaults_check";
     let display = path.display().to_string();
-    let (layers, errors) = read_layers(root, path);
+    let budget = budget(limits);
+    let (layers, errors) = read_layers(root, path, limits, budget);
     let probe = format!("{PROBE}:\n  tasks:\n    {PROBE}: {{operator: empty}}\n");
-    let mut parsed = parse_text(&display, &probe, &layers, registry);
+    let mut parsed = parse_text_within(&display, &probe, &layers, budget, registry);
     parsed.dags.clear();
     for problem in parsed.errors.iter_mut().chain(parsed.warnings.iter_mut()) {
         if problem.location.dag_id.as_deref() == Some(PROBE) {
@@ -165,20 +228,29 @@ pub fn check_defaults(root: &Path, path: &Path, registry: &OperatorRegistry) -> 
         }
     }
     parsed.errors.splice(0..0, errors);
+    limit_problems(&mut parsed, limits.max_errors);
     parsed
 }
 
 /// The `defaults.yml` documents between `root` and `path`, lowest first, and the files that could not be read.
-fn read_layers(root: &Path, path: &Path) -> (Vec<(String, Node)>, Vec<DagFileError>) {
+fn read_layers(
+    root: &Path,
+    path: &Path,
+    limits: &Limits,
+    budget: yaml::Budget,
+) -> (Vec<(String, Node)>, Vec<DagFileError>) {
     let mut layers = Vec::new();
     let mut errors = Vec::new();
     for defaults in defaults_files(root, path) {
-        match std::fs::read_to_string(&defaults)
-            .map_err(|err| err.to_string())
-            .and_then(|t| yaml::parse_str(&t).map_err(|err| format!("line {}: {}", err.line, err.message)))
-        {
-            Ok(docs) => {
-                let display = defaults.display().to_string();
+        let display = defaults.display().to_string();
+        match read_limited(&defaults, limits)
+            .map_err(|message| (None, message))
+            .and_then(|text| {
+                yaml::parse_within(&text, budget)
+                    .map_err(|err| (Some(err.line), format!("invalid YAML: {}", err.message)))
+            }) {
+            Ok(read) => {
+                let docs = read.docs;
                 for mut node in docs {
                     let problems = typed::resolve(&mut node);
                     if problems.is_empty() {
@@ -191,7 +263,7 @@ fn read_layers(root: &Path, path: &Path) -> (Vec<(String, Node)>, Vec<DagFileErr
                     );
                 }
             }
-            Err(message) => errors.push(file_error(&defaults.display().to_string(), None, message)),
+            Err((line, message)) => errors.push(file_error(&display, line, message)),
         }
     }
     (layers, errors)
@@ -199,11 +271,21 @@ fn read_layers(root: &Path, path: &Path) -> (Vec<(String, Node)>, Vec<DagFileErr
 
 /// Reads DAGs from the text of one file. `layers` are `defaults.yml` documents (lowest first) with their paths.
 pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &OperatorRegistry) -> ParsedFile {
+    parse_text_within(file, text, layers, yaml::Budget::default(), registry)
+}
+
+fn parse_text_within(
+    file: &str,
+    text: &str,
+    layers: &[(String, Node)],
+    budget: yaml::Budget,
+    registry: &OperatorRegistry,
+) -> ParsedFile {
     let mut parsed = ParsedFile {
         path: file.to_string(),
         ..Default::default()
     };
-    let mut docs = match yaml::parse(text) {
+    let mut docs = match yaml::parse_within(text, budget) {
         Ok(read) => {
             for (line, message) in read.warnings {
                 parsed.warnings.push(file_error(file, Some(line), message));
@@ -320,6 +402,18 @@ pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &
             }
             merge_causes(&mut parsed.errors, &mut causes, ctx.errors);
             merge_causes(&mut parsed.warnings, &mut warning_causes, ctx.warnings);
+            if budget.deadline.is_some_and(|at| std::time::Instant::now() > at) {
+                parsed.errors.push(file_error(
+                    file,
+                    Some(key.line),
+                    format!(
+                        "reading the file took longer than {:?} (dagbag_import_timeout); it is not read further",
+                        budget.timeout
+                    ),
+                ));
+                parsed.dags.clear();
+                return parsed;
+            }
         }
     }
     parsed
@@ -363,5 +457,7 @@ pub fn dag_ids(files: &[ParsedFile]) -> HashSet<String> {
 
 #[cfg(test)]
 mod dag_factory_tests;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -263,6 +263,12 @@ impl DagCtx<'_> {
         let do_xcom_push = pick("do_xcom_push")
             .and_then(|src| self.boolean(&src, "do_xcom_push", task))
             .unwrap_or(true);
+        // Read for their shape only: dagctl has one queue, and a task's doc is not shown yet.
+        for key in ["queue", "doc_md"] {
+            if let Some(src) = pick(key) {
+                self.string(&src, key, task);
+            }
+        }
         let task_owner = pick("owner")
             .and_then(|src| self.string(&src, "owner", task))
             .unwrap_or_else(|| owner.to_string());

@@ -1,7 +1,7 @@
 //! A DAG's `tasks`: each task as written, ids with group prefixes, dependencies resolved (groups expanded),
 //! topological order and priority weights.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::graph;
 use crate::spec::TaskSpec;
@@ -105,42 +105,92 @@ impl DagCtx<'_> {
                 _ => task.name.clone(),
             })
             .collect();
-        // Which tasks each group holds, nested groups included.
-        let in_group = |task: &WrittenTask, group: &str| -> bool {
-            let mut current = task.group.clone();
-            let mut guard = 0;
+        // A group and the groups it is nested in, innermost first (parents form no cycle: `groups` broke them).
+        let chain = |group: &str| -> Vec<&str> {
+            let mut out = Vec::new();
+            let mut current = groups.get_key_value(group).map(|(k, _)| k.as_str());
             while let Some(name) = current {
-                guard += 1;
-                if name == group {
-                    return true;
+                if out.contains(&name) {
+                    break;
                 }
-                if guard > 64 {
-                    return false;
-                }
-                current = groups.get(&name).and_then(|g| g.parent.clone());
+                out.push(name);
+                current = groups
+                    .get(name)
+                    .and_then(|g| g.parent.as_deref())
+                    .and_then(|p| groups.get_key_value(p).map(|(k, _)| k.as_str()));
             }
-            false
+            out
         };
-        let members: BTreeMap<&str, Vec<usize>> = groups
-            .keys()
-            .map(|group| {
-                (
-                    group.as_str(),
-                    (0..written.len()).filter(|&i| in_group(&written[i], group)).collect(),
-                )
+        // Which tasks each group holds, nested groups included.
+        let mut members: HashMap<&str, Vec<usize>> = groups.keys().map(|g| (g.as_str(), Vec::new())).collect();
+        for (i, task) in written.iter().enumerate() {
+            if let Some(group) = &task.group {
+                for name in chain(group) {
+                    if let Some(list) = members.get_mut(name) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        let member_sets: HashMap<&str, HashSet<usize>> = members
+            .iter()
+            .map(|(g, list)| (*g, list.iter().copied().collect()))
+            .collect();
+        // A group as upstream means its leaves: members no other member depends on.
+        let leaves: HashMap<&str, Vec<usize>> = members
+            .iter()
+            .map(|(g, inside)| {
+                let depended_on: HashSet<&str> = inside
+                    .iter()
+                    .flat_map(|&k| written[k].dependencies.iter().map(|(dep, _)| dep.as_str()))
+                    .collect();
+                let leaves = inside
+                    .iter()
+                    .copied()
+                    .filter(|&j| !depended_on.contains(written[j].name.as_str()))
+                    .collect();
+                (*g, leaves)
             })
             .collect();
+        // A group's dependencies: not itself, not a group it is in or that is in it (each would be a cycle
+        // Airflow refuses).
+        let mut group_deps: Vec<(&str, &Group)> = Vec::new();
+        for (group, spec) in groups {
+            let ancestors = chain(group);
+            let mut ok = true;
+            for (dep, line) in &spec.dependencies {
+                let problem = if dep == group {
+                    Some(format!("task group `{group}` depends on itself"))
+                } else if ancestors.contains(&dep.as_str()) {
+                    Some(format!(
+                        "task group `{group}` depends on task group `{dep}`, which contains it"
+                    ))
+                } else if groups.contains_key(dep) && chain(dep).contains(&group.as_str()) {
+                    Some(format!(
+                        "task group `{group}` depends on task group `{dep}`, which it contains"
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    self.error(&file, *line, None, Some("dependencies"), message);
+                    ok = false;
+                }
+            }
+            if ok {
+                group_deps.push((group.as_str(), spec));
+            }
+        }
         // Upstream names as written, per task; then expand groups.
         let mut upstream: Vec<Vec<(String, usize)>> = written.iter().map(|task| task.dependencies.clone()).collect();
-        for (group, spec) in groups {
-            let inside = &members[group.as_str()];
-            for &i in inside {
+        for (group, spec) in group_deps {
+            let inside = &member_sets[group];
+            for &i in &members[group] {
                 let has_upstream_inside = upstream[i].iter().any(|(name, _)| {
-                    names.get(name).map(|j| inside.contains(j)).unwrap_or(false)
-                        || members
-                            .get(name.as_str())
-                            .map(|m| m.iter().all(|j| inside.contains(j)) && !m.is_empty())
-                            .unwrap_or(false)
+                    names.get(name).is_some_and(|j| inside.contains(j))
+                        || (groups.contains_key(name)
+                            && !members[name.as_str()].is_empty()
+                            && chain(name).contains(&group))
                 });
                 if !has_upstream_inside {
                     upstream[i].extend(spec.dependencies.iter().cloned());
@@ -153,24 +203,33 @@ impl DagCtx<'_> {
             for (name, line) in deps {
                 if let Some(&j) = names.get(name) {
                     ids.push(final_ids[j].clone());
-                } else if let Some(inside) = members.get(name.as_str()) {
-                    // A group as upstream means its leaves: members no other member depends on.
-                    for &j in inside {
-                        let is_leaf = !inside
-                            .iter()
-                            .any(|&k| written[k].dependencies.iter().any(|(dep, _)| dep == &written[j].name));
-                        if is_leaf && j != i {
-                            ids.push(final_ids[j].clone());
-                        }
+                } else if let Some(inside) = member_sets.get(name.as_str()) {
+                    if inside.contains(&i) {
+                        self.error(
+                            &file,
+                            *line,
+                            Some(&written[i].name),
+                            Some("dependencies"),
+                            format!(
+                                "task `{}` is in task group `{name}` and cannot depend on it",
+                                written[i].name
+                            ),
+                        );
+                        continue;
                     }
+                    ids.extend(leaves[name.as_str()].iter().map(|&j| final_ids[j].clone()));
                 } else {
-                    let known: Vec<&str> = written.iter().map(|t| t.name.as_str()).collect();
+                    let known: Vec<&str> = written.iter().take(20).map(|t| t.name.as_str()).collect();
+                    let more = if written.len() > known.len() { ", ..." } else { "" };
                     self.error(
                         &file,
                         *line,
                         Some(&written[i].name),
                         Some("dependencies"),
-                        format!("unknown dependency `{name}`; tasks in this DAG: {}", known.join(", ")),
+                        format!(
+                            "unknown dependency `{name}`; tasks in this DAG: {}{more}",
+                            known.join(", ")
+                        ),
                     );
                 }
             }
@@ -209,6 +268,19 @@ impl DagCtx<'_> {
                 .map(|((id, up), task)| (id.clone(), up.clone(), task.priority_weight))
                 .collect::<Vec<_>>(),
         );
+        if weights.approximate > 0 {
+            self.warn(
+                &file,
+                src.node.line,
+                "tasks",
+                format!(
+                    "priority weights of {} tasks are upper bounds: counting each downstream task once would visit more than {} tasks",
+                    weights.approximate,
+                    graph::WEIGHT_STEPS
+                ),
+            );
+        }
+        let weights = weights.by_task;
         let position: HashMap<&String, usize> = final_ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
         order
             .iter()

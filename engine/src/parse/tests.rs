@@ -223,11 +223,7 @@ fn one_bad_dag_voids_its_file_only() {
         "nested:\n  tasks: {a: {operator: empty}}\n",
     )
     .unwrap();
-    let files = load_folder(
-        dir.path(),
-        crate::parse::IgnoreSyntax::Glob,
-        &OperatorRegistry::builtin(),
-    );
+    let files = load_folder(dir.path(), &Default::default(), &OperatorRegistry::builtin());
     assert_eq!(files.len(), 3);
     let by_name = |suffix: &str| files.iter().find(|f| f.path.ends_with(suffix)).unwrap();
     assert!(by_name("bad.yml").dags.is_empty());
@@ -243,11 +239,7 @@ fn duplicate_dag_ids_across_files() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.yml"), "same:\n  tasks: {a: {operator: empty}}\n").unwrap();
     std::fs::write(dir.path().join("b.yml"), "same:\n  tasks: {a: {operator: empty}}\n").unwrap();
-    let files = load_folder(
-        dir.path(),
-        crate::parse::IgnoreSyntax::Glob,
-        &OperatorRegistry::builtin(),
-    );
+    let files = load_folder(dir.path(), &Default::default(), &OperatorRegistry::builtin());
     assert_eq!(files[0].dags.len(), 1);
     assert!(files[1].errors[0].message.contains("already defined"));
 }

@@ -1,0 +1,195 @@
+//! Hostile or careless DAG files: each is read within its budgets (size, nesting, time, errors kept), the
+//! folder walk ends on symbolic link loops, checks stay linear in tasks and keys, and every invalid form is
+//! refused with its line and reason instead of being read into something else.
+
+use std::time::Duration;
+
+use super::*;
+
+fn one_error(parsed: &ParsedFile) -> String {
+    assert!(parsed.dags.is_empty(), "no DAGs from a file over a budget");
+    assert_eq!(parsed.errors.len(), 1, "{:#?}", parsed.errors);
+    parsed.errors[0].message.clone()
+}
+
+fn file_with(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dag.yml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_not_read() {
+    let (dir, path) = file_with(&format!(
+        "d:\n  description: {}\n  tasks: {{a: {{operator: empty}}}}\n",
+        "x".repeat(2000)
+    ));
+    let limits = Limits {
+        max_file_bytes: 1000,
+        ..Default::default()
+    };
+    let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+    let message = one_error(&parsed);
+    assert!(
+        message.contains("larger than 1000 bytes") && message.contains("dag_file_max_bytes"),
+        "{message}"
+    );
+    assert!(
+        parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin())
+            .errors
+            .is_empty()
+    );
+}
+
+#[test]
+fn nesting_past_the_limit_is_one_error_at_its_line() {
+    let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+    let (dir, path) = file_with(&format!(
+        "d:\n  params:\n    p: {deep}\n  tasks: {{a: {{operator: empty}}}}\n"
+    ));
+    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    let message = one_error(&parsed);
+    assert!(message.contains("deeper than 100 levels"), "{message}");
+    assert_eq!(parsed.errors[0].location.line, Some(3));
+    let shallow = format!("{}{}", "[".repeat(50), "]".repeat(50));
+    let (dir, path) = file_with(&format!(
+        "d:\n  params:\n    p: {shallow}\n  tasks: {{a: {{operator: empty}}}}\n"
+    ));
+    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
+}
+
+#[test]
+fn a_file_past_its_time_limit_is_one_error() {
+    let mut text = String::from("d:\n  tasks:\n");
+    for i in 0..50_000 {
+        text.push_str(&format!("    t{i}: {{operator: empty}}\n"));
+    }
+    let (dir, path) = file_with(&text);
+    let limits = Limits {
+        import_timeout: Duration::from_nanos(1),
+        ..Default::default()
+    };
+    let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+    let message = one_error(&parsed);
+    assert!(message.contains("dagbag_import_timeout"), "{message}");
+}
+
+#[test]
+fn errors_kept_per_file_are_bounded_and_the_rest_counted() {
+    let mut text = String::from("d:\n  tasks:\n");
+    for i in 0..1000 {
+        text.push_str(&format!("    t{i}: {{operator: nope}}\n"));
+    }
+    let (dir, path) = file_with(&text);
+    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    assert_eq!(parsed.errors.len(), 101);
+    assert!(
+        parsed.errors[100].message.contains("900 more errors"),
+        "{}",
+        parsed.errors[100].message
+    );
+}
+
+#[test]
+fn a_symbolic_link_loop_in_the_folder_is_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("a.yml"), "a:\n  tasks: {t: {operator: empty}}\n").unwrap();
+    std::os::unix::fs::symlink(dir.path(), sub.join("back_up")).unwrap();
+    let files = load_folder(dir.path(), &FolderOptions::default(), &OperatorRegistry::builtin());
+    let dags: Vec<&str> = files
+        .iter()
+        .flat_map(|f| f.dags.iter().map(|d| d.dag_id.as_str()))
+        .collect();
+    assert_eq!(dags, ["a"], "{files:#?}");
+}
+
+#[test]
+fn many_tasks_and_keys_stay_linear() {
+    // A chain of 100,000 tasks and 100,000 params: seconds, not minutes (a quadratic check would take
+    // minutes here). Timing is not asserted; the test would time out.
+    let mut text = String::from("d:\n  params:\n");
+    for i in 0..100_000 {
+        text.push_str(&format!("    p{i}: {i}\n"));
+    }
+    text.push_str("  tasks:\n");
+    for i in 0..100_000 {
+        if i == 0 {
+            text.push_str("    t0: {operator: empty}\n");
+        } else {
+            text.push_str(&format!("    t{i}: {{operator: empty, dependencies: [t{}]}}\n", i - 1));
+        }
+    }
+    let parsed = parse_text("big.yml", &text, &[], &OperatorRegistry::builtin());
+    assert!(
+        parsed.errors.is_empty(),
+        "{:#?}",
+        &parsed.errors[..parsed.errors.len().min(3)]
+    );
+    let dag = &parsed.dags[0];
+    assert_eq!(dag.tasks.len(), 100_000);
+    assert_eq!(dag.params.len(), 100_000);
+    assert_eq!(dag.tasks[0].effective_priority, 100_000);
+}
+
+fn only_error(text: &str) -> DagFileError {
+    let parsed = parse_text("dags/test.yml", text, &[], &OperatorRegistry::builtin());
+    assert!(parsed.dags.is_empty(), "no DAG from:\n{text}");
+    assert_eq!(parsed.errors.len(), 1, "{text}\n{:#?}", parsed.errors);
+    parsed.errors[0].clone()
+}
+
+#[test]
+fn invalid_forms_are_refused_with_their_line() {
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "d:\n  task_groups: {g: {}}\n  tasks:\n    a: {operator: empty, task_group_name: g, dependencies: [g]}\n",
+            4,
+            "is in task group `g` and cannot depend on it",
+        ),
+        (
+            "d:\n  task_groups:\n    g: {dependencies: [g]}\n  tasks:\n    a: {operator: empty, task_group_name: g}\n",
+            3,
+            "depends on itself",
+        ),
+        (
+            "d:\n  task_groups:\n    outer: {}\n    inner: {parent_group_name: outer, dependencies: [outer]}\n  tasks:\n    a: {operator: empty, task_group_name: inner}\n",
+            4,
+            "which contains it",
+        ),
+        (
+            "d:\n  task_groups:\n    g: {parent_group_name: g}\n  tasks:\n    a: {operator: empty, task_group_name: g}\n",
+            3,
+            "is its own parent",
+        ),
+        (
+            "d:\n  task_groups:\n    a: {parent_group_name: b}\n    b: {parent_group_name: a}\n  tasks:\n    t: {operator: empty, task_group_name: a}\n",
+            3,
+            "parents form a cycle",
+        ),
+        ("d:\n  task_groups:\n    ../x: {}\n  tasks: {a: {operator: empty}}\n", 3, "group id"),
+        ("d:\n  start_date: -0001-01-01\n  tasks: {a: {operator: empty}}\n", 2, "years 1 to 9999"),
+        ("d:\n  start_date: 2025-01-01\n  schedule: 0 0 31 2 *\n  tasks: {a: {operator: empty}}\n", 3, "never fires"),
+        ("d:\n  schedule: ''\n  tasks: {a: {operator: empty}}\n", 2, "empty schedule"),
+        ("d:\n  start_date: 2025-01-01\n  schedule: 1,2,3,,4 * * * *\n  tasks: {a: {operator: empty}}\n", 3, "cron"),
+        ("d:\n  tags: [[1]]\n  tasks: {a: {operator: empty}}\n", 2, "a tag must be text"),
+        ("d:\n  tasks:\n    a: {operator: empty, queue: [q]}\n", 3, "`queue` must be a string"),
+    ];
+    for (text, line, needle) in cases {
+        let error = only_error(text);
+        assert_eq!(error.location.line, Some(*line), "{text}\n{error:?}");
+        assert!(
+            error.message.contains(needle),
+            "{text}\nexpected `{needle}` in: {}",
+            error.message
+        );
+    }
+    let long_tag = format!(
+        "d:\n  tags: [{}]\n  tasks: {{a: {{operator: empty}}}}\n",
+        "t".repeat(10_000)
+    );
+    assert!(only_error(&long_tag).message.contains("at most 100 characters"));
+}

@@ -496,3 +496,78 @@ fn a_signed_in_user_can_mint_an_api_token() {
         .json();
     assert_eq!(events["total_entries"], 1, "{events}");
 }
+
+/// `POST /auth/token` from the loopback address `source` (any of 127.0.0.0/8 reaches the server), as a
+/// client elsewhere would; the answer's status.
+fn sign_in_from(port: u16, source: &str, username: &str, password: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"username": username, "password": password}).to_string();
+    common::block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let mut stream = socket
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
+        let request = format!(
+            "POST /auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer);
+        text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    })
+}
+
+#[test]
+fn nobody_can_lock_a_user_out_and_a_flood_of_names_does_not_reset_the_count() {
+    let server = Server::start();
+    let port = server.port;
+    let password = server.password.clone();
+    // Cheap lockout: passwords over the length limit are refused without a hash and are not counted...
+    let long = "x".repeat(1025);
+    for _ in 0..20 {
+        assert_eq!(sign_in_from(port, "127.0.0.2", "admin", &long), 401);
+    }
+    assert_eq!(
+        sign_in_from(port, "127.0.0.1", "admin", &password),
+        201,
+        "the admin is not locked out"
+    );
+    // ...and wrong passwords from another address lock that address's guesses, not the real user.
+    for i in 0..5 {
+        assert_eq!(sign_in_from(port, "127.0.0.2", "admin", &format!("guess-{i}")), 401);
+    }
+    assert_eq!(
+        sign_in_from(port, "127.0.0.2", "admin", &password),
+        429,
+        "the guesser waits"
+    );
+    assert_eq!(
+        sign_in_from(port, "127.0.0.1", "admin", &password),
+        201,
+        "the real user does not"
+    );
+    // A flood of made-up names from one address stops that address, whose later guesses at a real user
+    // are throttled.
+    let mut refused_at = None;
+    for i in 0..200 {
+        if sign_in_from(port, "127.0.0.3", &format!("made-up-{i}"), "nope") == 429 {
+            refused_at = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        refused_at,
+        Some(50),
+        "the flooding address is stopped after 50 failures"
+    );
+    let statuses: Vec<u16> = (0..30)
+        .map(|i| sign_in_from(port, "127.0.0.3", "admin", &format!("guess-{i}")))
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 429), "{statuses:?}");
+    // The flood cost the real user nothing.
+    assert_eq!(sign_in_from(port, "127.0.0.1", "admin", &password), 201);
+}

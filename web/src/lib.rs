@@ -14,7 +14,10 @@ pub mod html;
 pub mod oidc;
 pub mod reports;
 pub mod session;
+pub mod throttle;
 pub mod ui;
+
+pub use throttle::Throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -357,6 +360,7 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let client = client_address(&req);
     let bytes = extract::read_body(req, &()).await?;
     let body: LoginBody = match content_type.as_str() {
         "application/json" => extract::parse_json(&bytes)?,
@@ -382,7 +386,7 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
             ))
         }
     };
-    let user = check_local_login(&state, &body.username, &body.password).await?;
+    let user = check_local_login(&state, &body.username, &body.password, client).await?;
     let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
     let (token, _) = state
         .keys
@@ -395,73 +399,41 @@ async fn token(State(state): State<WebState>, req: axum::extract::Request) -> Ap
 /// login attempts queues instead of exhausting memory and threads.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
-/// Failed sign-ins per user name: after [`Throttle::MAX_FAILURES`] within [`Throttle::WINDOW`], that name
-/// may not try again for [`Throttle::LOCKOUT`] (short, so an attacker cannot keep a real user out for long).
-#[derive(Default)]
-pub struct Throttle {
-    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
-}
-
-impl Throttle {
-    pub const MAX_FAILURES: u32 = 5;
-    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
-    pub const LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
-    const MAX_NAMES: usize = 10_000;
-
-    /// Seconds to wait before `username` may try again, if it must.
-    fn wait(&self, username: &str) -> Option<u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, last) = failures.get(&username.to_lowercase())?;
-        let since = last.elapsed();
-        (*count >= Self::MAX_FAILURES && since < Self::LOCKOUT).then(|| (Self::LOCKOUT - since).as_secs().max(1))
+/// Checks a local user's password (the same slow hash runs whether or not the user exists). A name and
+/// client address with too many recent failures, or a client with too many, gets 429 without a check (see
+/// [`throttle`]); an attempt that can never succeed (over the length limits) is refused without being counted.
+pub async fn check_local_login(
+    state: &WebState,
+    username: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> ApiResult<UserRow> {
+    if password.len() > MAX_PASSWORD_BYTES || username.len() > MAX_USERNAME_BYTES {
+        return Err(ApiError::unauthorized("invalid username or password"));
     }
-
-    fn failed(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= Self::MAX_NAMES {
-            failures.retain(|_, (_, last)| last.elapsed() < Self::WINDOW);
-        }
-        if failures.len() >= Self::MAX_NAMES {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let entry = failures.entry(username.to_lowercase()).or_insert((0, now));
-        if entry.1.elapsed() >= Self::WINDOW || (entry.0 >= Self::MAX_FAILURES && entry.1.elapsed() >= Self::LOCKOUT) {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        entry.1 = now;
-    }
-
-    fn succeeded(&self, username: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&username.to_lowercase());
-    }
-}
-
-/// Checks a local user's password (the same slow hash runs whether or not the user exists); a name with
-/// too many recent failures gets 429 without a check.
-pub async fn check_local_login(state: &WebState, username: &str, password: &str) -> ApiResult<UserRow> {
-    if let Some(seconds) = state.throttle.wait(username) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many failed sign-ins for `{username}`; try again in {seconds} s"),
-        ));
+    if let Some(wait) = state.throttle.wait(username, client) {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, wait.message(username)));
     }
     let result = verify_local_login(&state.store, username, password).await;
     match &result {
-        Ok(_) => state.throttle.succeeded(username),
-        Err(_) => state.throttle.failed(username),
+        Ok(_) => state.throttle.succeeded(username, client),
+        Err(_) => state.throttle.failed(username, client),
     }
     result
 }
 
+/// The longest password and user name a sign-in takes: longer ones can never be right.
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_USERNAME_BYTES: usize = 256;
+
+/// The address a request came from (the TCP peer: headers like `X-Forwarded-For` are not trusted).
+pub fn client_address(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 async fn verify_local_login(store: &Store, username: &str, password: &str) -> ApiResult<UserRow> {
-    if password.len() > 1024 || username.len() > 256 {
-        return Err(ApiError::unauthorized("invalid username or password"));
-    }
     let user = store.get_user(username).await.ok().filter(|u| u.source == "local");
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let password = password.to_string();

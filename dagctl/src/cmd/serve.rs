@@ -73,9 +73,12 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
     let app = web::router(state, extra);
     println!("dagctl webserver listening on http://{bound}");
     let shutdown = shutdown_token();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,9 +139,12 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
     };
     let token = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
     });
     println!("dags folder: {}", config.dags_folder.display());
     println!("database:    {}", engine::store::redact_url(&config.database_url));

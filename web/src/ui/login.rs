@@ -39,6 +39,7 @@ fn login_form(state: &WebState, next: &str, error: Option<&str>, status: StatusC
 
 pub(super) async fn login_submit(State(state): State<WebState>, req: axum::extract::Request) -> Response {
     let expected = cookie(req.headers(), LOGIN_CSRF_COOKIE).unwrap_or("").to_string();
+    let client = crate::client_address(&req);
     let pairs = match form(req).await {
         Ok(p) => p,
         Err(response) => return response,
@@ -55,7 +56,7 @@ pub(super) async fn login_submit(State(state): State<WebState>, req: axum::extra
     }
     let username = field(&pairs, "username").unwrap_or("");
     let password = field(&pairs, "password").unwrap_or("");
-    match crate::check_local_login(&state, username, password).await {
+    match crate::check_local_login(&state, username, password, client).await {
         Ok(user) => {
             let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
             let _ = state.store.touch_login(&user.username, chrono::Utc::now()).await;

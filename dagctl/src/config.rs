@@ -30,6 +30,7 @@ struct FileConfig {
     dag_ignore_file_syntax: Option<String>,
     dag_file_max_bytes: Option<u64>,
     dagbag_import_timeout: Option<String>,
+    max_connections: Option<usize>,
     database_url: Option<String>,
     parallelism: Option<usize>,
     dags_are_paused_at_creation: Option<bool>,
@@ -93,6 +94,9 @@ pub struct Config {
     /// How the DAGs folder is read: `.airflowignore` syntax (Airflow's `dag_ignore_file_syntax`: glob, the
     /// default, or regexp) and the budgets per file (`dag_file_max_bytes`, `dagbag_import_timeout`).
     pub folder_options: engine::parse::FolderOptions,
+    /// The web face's limits: `max_connections` at once (default 256; more get 503), header read and idle
+    /// timeouts.
+    pub web_limits: web::serve::Limits,
     pub database_url: String,
     pub parallelism: usize,
     pub paused_at_creation: bool,
@@ -263,6 +267,13 @@ impl Config {
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| anyhow::anyhow!("dagbag_import_timeout: `{text}` is not a duration (e.g. 30s, 2m)"))?;
         }
+        let mut web_limits = web::serve::Limits::default();
+        if let Some(max) = file.max_connections {
+            if max == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            web_limits.max_connections = max;
+        }
         let oidc = load_oidc(file.oidc.unwrap_or_default(), &env)?;
         let client_overrides = client_overrides(&env);
         let pass_env: Vec<String> = match env("DAGCTL_RUNNER_PASS_ENV") {
@@ -301,6 +312,7 @@ impl Config {
             home,
             dags_folder,
             folder_options,
+            web_limits,
             database_url,
             parallelism,
             paused_at_creation,

@@ -40,6 +40,19 @@ pub async fn open_engine_store(config: &Config) -> Result<Store> {
     Ok(store)
 }
 
+/// The soft limit of open files raised to the hard one, so the web face's connection cap (`max_connections`)
+/// leaves the scheduler, its logs and its database the descriptors they need.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {err}");
+            }
+        }
+    }
+}
+
 /// The data dir 0700 and what lies directly in it (the SQLite files, keys, the admin password, logs) 0600 or
 /// 0700, also when an older dagctl or another umask made them readable by others.
 fn make_private(home: &std::path::Path) {

@@ -150,3 +150,56 @@ fn a_folder_of_broken_and_oversized_files_keeps_the_engine_healthy() {
     }
     eprintln!("validate of 53 files: {validate_took:?}; dags list beside them: {list_took:?}");
 }
+
+#[test]
+fn a_connection_flood_gets_503s_and_never_stops_the_scheduler() {
+    use std::io::Read;
+    let home = Home::new();
+    std::fs::write(home.path().join("dagctl.toml"), "max_connections = 20\n").unwrap();
+    home.write_dag(
+        "good.yml",
+        "good:\n  tasks:\n    a: {operator: bash, bash_command: 'echo ran'}\n",
+    );
+    let port = free_port();
+    let engine = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(60), "the engine to answer /health", || {
+        http_get(port, "/health").filter(|(code, _)| *code == 200)
+    });
+    // 60 connections that never send a byte: 20 fill the cap, the other 40 are answered 503 at once.
+    let mut held: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut busy = 0;
+    for stream in &mut held {
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut head = [0u8; 12];
+        if stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 503" {
+            busy += 1;
+        }
+    }
+    assert_eq!(
+        busy,
+        40,
+        "connections over the cap are told so at once\n{}",
+        engine.output()
+    );
+    // A run triggered meanwhile succeeds: its runner's calls retry until the silent connections are closed
+    // (header read timeout), and the scheduler never ran short of descriptors.
+    let started = Instant::now();
+    home.ok(&["dags", "trigger", "good", "--wait"]);
+    let runs = home.json(&["dags", "list-runs", "good"]);
+    assert_eq!(runs[0]["state"], "success", "{runs}\n{}", engine.output());
+    // The silent connections were closed by the server.
+    for stream in &mut held {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    drop(held);
+    let (code, body) = http_get(port, "/api/v2/monitor/health").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["scheduler"]["status"], "healthy", "{health}");
+    eprintln!("run under a flood took {:?}", started.elapsed());
+}

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod html;
 pub mod oidc;
 pub mod reports;
+pub mod serve;
 pub mod session;
 pub mod throttle;
 pub mod ui;

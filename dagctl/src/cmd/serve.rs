@@ -73,12 +73,14 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
     let app = web::router(state, extra);
     println!("dagctl webserver listening on http://{bound}");
     let shutdown = shutdown_token();
-    axum::serve(
+    crate::runtime::raise_open_files_limit();
+    web::serve::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app,
+        config.web_limits,
+        async move { shutdown.cancelled().await },
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
+    .await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,14 +140,12 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         web::health_router(store.clone()).merge(extra)
     };
     let token = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-    });
+    crate::runtime::raise_open_files_limit();
+    let limits = config.web_limits;
+    let http =
+        tokio::spawn(
+            async move { web::serve::serve(listener, app, limits, async move { token.cancelled().await }).await },
+        );
     println!("dags folder: {}", config.dags_folder.display());
     println!("database:    {}", engine::store::redact_url(&config.database_url));
     let networks = tokio::spawn(watch_networks(config.clone(), store.clone(), shutdown.clone()));

@@ -53,28 +53,27 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// The data dir 0700 and what lies directly in it (the SQLite files, keys, the admin password, logs) 0600 or
-/// 0700, also when an older dagctl or another umask made them readable by others.
+/// The data dir and what lies directly in it (the SQLite files, keys, the admin password, logs) closed to
+/// group and others, also when an older dagctl or another umask left them open; the owner's own bits stay
+/// (an executable stays executable).
 fn make_private(home: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
-    let tighten = |path: &std::path::Path, mode: u32| {
+    let tighten = |path: &std::path::Path| {
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return;
         };
-        if meta.file_type().is_symlink() || meta.permissions().mode() & 0o077 == 0 {
+        let mode = meta.permissions().mode();
+        if meta.file_type().is_symlink() || mode & 0o077 == 0 {
             return;
         }
-        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077)) {
             tracing::warn!(path = %path.display(), "cannot make it private to this user: {err}");
         }
     };
-    tighten(home, 0o700);
+    tighten(home);
     for entry in std::fs::read_dir(home).into_iter().flatten().flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(kind) if kind.is_dir() => tighten(&path, 0o700),
-            Ok(kind) if kind.is_file() => tighten(&path, 0o600),
-            _ => {}
+        if entry.file_type().is_ok_and(|kind| kind.is_dir() || kind.is_file()) {
+            tighten(&entry.path());
         }
     }
 }

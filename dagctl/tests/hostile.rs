@@ -203,3 +203,20 @@ fn a_connection_flood_gets_503s_and_never_stops_the_scheduler() {
     assert_eq!(health["scheduler"]["status"], "healthy", "{health}");
     eprintln!("run under a flood took {:?}", started.elapsed());
 }
+
+#[test]
+fn secrets_in_run_conf_never_reach_the_task_log() {
+    let home = Home::new();
+    home.write_dag(
+        "s.yml",
+        "s:\n  tasks:\n    t:\n      operator: bash\n      env: {TOKEN: '{{ dag_run.conf.api_token }}'}\n      append_env: true\n      bash_command: 'echo \"calling with $TOKEN for {{ dag_run.conf.who }}\"'\n",
+    );
+    let secret = "tok-5ecret-value";
+    let conf = serde_json::json!({"api_token": secret, "who": "alice"}).to_string();
+    let out = home.ok(&["dags", "test", "s", "--conf", &conf]);
+    assert!(out.contains("calling with *** for alice"), "{out}");
+    assert!(!out.contains(secret), "{out}");
+    let runs = home.json(&["dags", "list-runs", "s"]);
+    let log = home.ok(&["tasks", "logs", "s", runs[0]["run_id"].as_str().unwrap(), "t"]);
+    assert!(log.contains("calling with ***") && !log.contains(secret), "{log}");
+}

@@ -193,3 +193,72 @@ fn invalid_forms_are_refused_with_their_line() {
     );
     assert!(only_error(&long_tag).message.contains("at most 100 characters"));
 }
+
+/// Seeds for the fuzz run: the bundled example DAGs, and the bombs and oddities an attacker starts from.
+fn fuzz_seeds() -> Vec<String> {
+    let mut seeds: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dags"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9u8 {
+        let (prev, this) = ((b'a' + level - 1) as char, (b'a' + level) as char);
+        laughs.push_str(&format!(
+            "{this}: &{this} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+        ));
+    }
+    seeds.push(laughs);
+    seeds.push(format!(
+        "d:\n  params: {}{}\n  tasks: {{a: {{operator: empty}}}}\n",
+        "[".repeat(300),
+        "]".repeat(300)
+    ));
+    seeds.push("d:\n  task_groups: {g: {parent_group_name: g, dependencies: [g]}}\n  tasks: {a: {operator: empty, task_group_name: g, dependencies: [g]}}\n".into());
+    seeds.push("d:\n  schedule: '1,,2 * * * *'\n  start_date: -0001-01-01\n  tags: [[1], {a: b}]\n  tasks: {a: {operator: bash, bash_command: {__join__: [a, {__type__: datetime.timedelta, __args__: [1, 2, 3, 4, 5, 6, 7, 8]}]}}}\n".into());
+    seeds.push("default: {tasks: {a: {operator: empty}}}\nd: {tasks: {b: {dependencies: [a, a, b]}}}\n".into());
+    seeds
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+    /// Mutated DAG files (bytes replaced, inserted, cut, lines repeated) never panic the loader or the parser,
+    /// and every one is read within its budget.
+    #[test]
+    fn mutated_files_never_panic_and_stay_within_budget(
+        seed in 0usize..64,
+        edits in proptest::collection::vec((0usize..100_000, 0u8..5, proptest::prelude::any::<u8>()), 1..12),
+    ) {
+        const ALPHABET: &[u8] = b" \n\t:-[]{},&*!|>'\"#%@`?<=.0123456789abcxyz_\\";
+        let seeds = fuzz_seeds();
+        let mut bytes = seeds[seed % seeds.len()].clone().into_bytes();
+        for (at, op, pick) in edits {
+            let at = if bytes.is_empty() { 0 } else { at % bytes.len() };
+            let byte = ALPHABET[pick as usize % ALPHABET.len()];
+            match op {
+                0 if !bytes.is_empty() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                2 if !bytes.is_empty() => { bytes.remove(at); }
+                3 => {
+                    let end = bytes[at..].iter().position(|b| *b == b'\n').map(|p| at + p + 1).unwrap_or(bytes.len());
+                    let line = bytes[at..end].to_vec();
+                    for _ in 0..(pick % 4) { bytes.splice(at..at, line.iter().copied()); }
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let (dir, path) = file_with(&text);
+        let started = std::time::Instant::now();
+        let limits = Limits { import_timeout: Duration::from_secs(5), ..Default::default() };
+        let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+        proptest::prop_assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        proptest::prop_assert!(parsed.errors.len() <= limits.max_errors + 1);
+        for error in &parsed.errors {
+            proptest::prop_assert!(!error.message.is_empty());
+        }
+    }
+}

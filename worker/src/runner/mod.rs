@@ -94,7 +94,10 @@ pub async fn run(args: RunnerArgs, operators: Operators) -> i32 {
 }
 
 async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, operators: Operators) -> i32 {
-    let log = TaskLog::new();
+    // Values of conf and params under names like `password` or `token` never reach the log as written.
+    let mut secrets = sink::sensitive_values(&ctx.conf);
+    secrets.extend(sink::sensitive_values(&ctx.params));
+    let log = TaskLog::masking(secrets);
     log.info(&format!(
         "starting try {} of {} for {}.{} in run {} on {} (runner pid {})",
         ctx.try_number,

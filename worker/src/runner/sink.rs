@@ -24,6 +24,61 @@ struct Buffer {
 pub struct TaskLog {
     buffer: Arc<Mutex<Buffer>>,
     ready: Arc<Notify>,
+    /// Values written as `***` wherever they appear in a line (Airflow's secret masker), longest first.
+    secrets: Arc<Vec<String>>,
+}
+
+/// Key names whose values are secrets, as Airflow's `DEFAULT_SENSITIVE_FIELDS` (a key containing one, in any
+/// case, is sensitive).
+pub const SENSITIVE_NAMES: &[&str] = &[
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+    "keyfile_dict",
+    "service_account",
+];
+
+/// Values shorter than this are not masked: they would blank out ordinary words and numbers.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// The text values under sensitive keys of `values`, at any depth (a mapping under a sensitive key is
+/// secret as a whole).
+pub fn sensitive_values(values: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    fn all_text(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(text) => out.push(text.clone()),
+            serde_json::Value::Number(n) => out.push(n.to_string()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| all_text(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| all_text(v, out)),
+            _ => {}
+        }
+    }
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = key.to_ascii_lowercase();
+                    if SENSITIVE_NAMES.iter().any(|name| key.contains(name)) {
+                        all_text(value, out);
+                    } else {
+                        walk(value, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::Value::Object(values.clone()), &mut out);
+    out
 }
 
 impl TaskLog {
@@ -31,8 +86,37 @@ impl TaskLog {
         TaskLog::default()
     }
 
+    /// A log that writes each of `secrets` (of at least 4 characters) as `***`.
+    pub fn masking(secrets: Vec<String>) -> TaskLog {
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        TaskLog {
+            secrets: Arc::new(secrets),
+            ..TaskLog::default()
+        }
+    }
+
+    /// `text` with every known secret written as `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
     pub fn line(&self, level: &str, logger: &str, event: &str) {
-        let line = LogLine::now(level, logger, event);
+        let line = if self.secrets.is_empty() {
+            LogLine::now(level, logger, event)
+        } else {
+            LogLine::now(level, logger, &self.mask(event))
+        };
         let Ok(mut buffer) = self.buffer.lock() else {
             return;
         };
@@ -96,5 +180,30 @@ impl TaskLog {
     /// Resolves when a big batch is waiting.
     pub(crate) async fn batch_ready(&self) {
         self.ready.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_under_sensitive_names_are_masked_at_any_depth() {
+        let conf = serde_json::json!({
+            "who": "world",
+            "API_Token": "tok-123456",
+            "db": {"password": "hunter22", "host": "db.local"},
+            "private_key": {"pem": "-----BEGIN-----"},
+            "pin": "12",
+        });
+        let mut secrets = sensitive_values(conf.as_object().unwrap());
+        secrets.sort();
+        assert_eq!(secrets, ["-----BEGIN-----", "hunter22", "tok-123456"]);
+        let log = TaskLog::masking(secrets);
+        log.info("connecting to db.local as world with hunter22 and tok-123456");
+        log.info("short ones like 12 stay");
+        let lines = log.take();
+        assert_eq!(lines[0].event, "connecting to db.local as world with *** and ***");
+        assert_eq!(lines[1].event, "short ones like 12 stay");
     }
 }

@@ -194,8 +194,14 @@ fn invalid_forms_are_refused_with_their_line() {
     assert!(only_error(&long_tag).message.contains("at most 100 characters"));
 }
 
-/// Seeds for the fuzz run: the bundled example DAGs, and the bombs and oddities an attacker starts from.
-fn fuzz_seeds() -> Vec<String> {
+/// Seeds for the fuzz run (read once): the bundled example DAGs, and the bombs and oddities an attacker starts
+/// from.
+fn fuzz_seeds() -> &'static [String] {
+    static SEEDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(read_fuzz_seeds)
+}
+
+fn read_fuzz_seeds() -> Vec<String> {
     let mut seeds: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dags"))
         .map(|dir| {
             dir.flatten()

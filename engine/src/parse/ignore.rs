@@ -167,7 +167,7 @@ fn glob_rule(line: &str, dir: &Path) -> Result<Option<Rule>, String> {
         return Ok(None);
     }
     let anchored = pattern.starts_with('/') || pattern.trim_end_matches('/').contains('/');
-    let regex = wildmatch_regex(pattern);
+    let regex = wildmatch_regex(pattern, anchored);
     let pattern = Regex::new(&regex).map_err(|err| one_line(&err.to_string()))?;
     Ok(Some(Rule::Glob {
         pattern,
@@ -188,9 +188,9 @@ fn trim_unescaped_spaces(line: &str) -> &str {
     &line[..end]
 }
 
-/// The regular expression of a wildmatch pattern over `/`-separated relative paths, folders ending in `/`.
-fn wildmatch_regex(pattern: &str) -> String {
-    let anchored = pattern.starts_with('/') || pattern.trim_end_matches('/').contains('/');
+/// The regular expression of a wildmatch pattern over `/`-separated relative paths, folders ending in `/`;
+/// an `anchored` pattern matches from the start, any other at any depth.
+fn wildmatch_regex(pattern: &str, anchored: bool) -> String {
     let folder_only = pattern.ends_with('/');
     let body = pattern.strip_prefix('/').unwrap_or(pattern);
     let body = body.trim_end_matches('/');

@@ -75,36 +75,6 @@ impl DagCtx<'_> {
             names.insert(task.name.clone(), written.len());
             written.push(task);
         }
-        // Final ids: group prefixes, like Airflow's `group.task`.
-        let group_path = |group: &str| -> Vec<String> {
-            let mut path = Vec::new();
-            let mut current = Some(group.to_string());
-            let mut guard = 0;
-            while let Some(name) = current {
-                guard += 1;
-                if guard > 64 {
-                    break;
-                }
-                let parent = groups.get(&name).and_then(|g| g.parent.clone());
-                if groups.get(&name).map(|g| g.prefix).unwrap_or(true) {
-                    path.push(name);
-                }
-                current = parent;
-            }
-            path.reverse();
-            path
-        };
-        let final_ids: Vec<String> = written
-            .iter()
-            .map(|task| match &task.group {
-                Some(group) if groups.contains_key(group) => {
-                    let mut parts = group_path(group);
-                    parts.push(task.name.clone());
-                    parts.join(".")
-                }
-                _ => task.name.clone(),
-            })
-            .collect();
         // A group and the groups it is nested in, innermost first (parents form no cycle: `groups` broke them).
         let chain = |group: &str| -> Vec<&str> {
             let mut out = Vec::new();
@@ -121,6 +91,27 @@ impl DagCtx<'_> {
             }
             out
         };
+        // Final ids: group prefixes, like Airflow's `group.task` (groups with `prefix_group_id: false` add none).
+        let group_path = |group: &str| -> Vec<String> {
+            let mut path: Vec<String> = chain(group)
+                .into_iter()
+                .filter(|name| groups.get(*name).is_none_or(|g| g.prefix))
+                .map(str::to_string)
+                .collect();
+            path.reverse();
+            path
+        };
+        let final_ids: Vec<String> = written
+            .iter()
+            .map(|task| match &task.group {
+                Some(group) if groups.contains_key(group) => {
+                    let mut parts = group_path(group);
+                    parts.push(task.name.clone());
+                    parts.join(".")
+                }
+                _ => task.name.clone(),
+            })
+            .collect();
         // Which tasks each group holds, nested groups included.
         let mut members: HashMap<&str, Vec<usize>> = groups.keys().map(|g| (g.as_str(), Vec::new())).collect();
         for (i, task) in written.iter().enumerate() {

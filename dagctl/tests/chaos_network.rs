@@ -339,8 +339,12 @@ fn the_chaos_clique_example_passes_its_verdicts_end_to_end() {
         .replace("duration: 1m}", "duration: 15s}")
         .replace("duration: 6m", "duration: 90s")
         .replace("restart_after: 20s", "restart_after: 12s")
-        .replace("baseline: 10s", "baseline: 5s");
-    assert_ne!(short, text);
+        .replace("baseline: 10s", "baseline: 5s")
+        // Each verdict waits up to `grace` for the nodes to agree and as long again for a new block: with the
+        // file's 2 minutes, three phases that leave geth on two forks (it happens, see the DAG file) need 12
+        // minutes. 30 s bounds the whole run well inside the test's time while still judging every criterion.
+        .replace("grace: 2m", "grace: 30s");
+    assert_eq!(short.matches("grace: 30s").count(), 3, "{short}");
     std::fs::write(home.dags().join("chaos-clique.yaml"), short).unwrap();
     let output = home
         .command()

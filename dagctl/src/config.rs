@@ -34,9 +34,11 @@ struct FileConfig {
     database_url: Option<String>,
     parallelism: Option<usize>,
     dags_are_paused_at_creation: Option<bool>,
+    create_cron_data_intervals: Option<bool>,
     host: Option<String>,
     port: Option<u16>,
     secret_key: Option<String>,
+    fernet_key: Option<String>,
     base_url: Option<String>,
     execution_api_url: Option<String>,
     geth_release_url: Option<String>,
@@ -104,6 +106,9 @@ pub struct Config {
     pub port: u16,
     /// Signs API tokens and session cookies; None = `jwt_secret` in the data dir.
     pub secret_key: Option<String>,
+    /// Encrypts variables and connections at rest (Airflow's `fernet_key`: one key, or several separated by
+    /// commas, newest first); None = `fernet_key` in the data dir.
+    pub fernet_key: Option<String>,
     /// The public URL of the web server (https makes cookies `Secure`; OIDC redirects come back here).
     pub base_url: Option<String>,
     /// OpenID Connect sign-in, when an issuer is configured.
@@ -144,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<secret>"))
+            .field("fernet_key", &self.fernet_key.as_ref().map(|_| "<secret>"))
             .field("base_url", &self.base_url)
             .field("oidc", &self.oidc)
             .field("execution_api_url", &self.execution_api_url)
@@ -218,15 +224,20 @@ impl Config {
         if parallelism == 0 {
             bail!("parallelism must be at least 1");
         }
+        let boolean = |name: &str, text: String| -> Result<bool> {
+            match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => bail!("{name} must be true or false, got `{text}`"),
+            }
+        };
         let paused_at_creation = match env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION") {
-            Some(text) => match text.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    bail!("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION must be true or false, got `{text}`")
-                }
-            },
+            Some(text) => boolean("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", text)?,
             None => file.dags_are_paused_at_creation.unwrap_or(true),
+        };
+        let cron_data_intervals = match env("DAGCTL_CREATE_CRON_DATA_INTERVALS") {
+            Some(text) => boolean("DAGCTL_CREATE_CRON_DATA_INTERVALS", text)?,
+            None => file.create_cron_data_intervals.unwrap_or(false),
         };
         let sample_retention = match env("DAGCTL_SAMPLE_RETENTION").or(file.sample_retention) {
             None => Some(scheduler::DEFAULT_SAMPLE_RETENTION),
@@ -248,7 +259,10 @@ impl Config {
                     )
                 })?,
         };
-        let mut folder_options = engine::parse::FolderOptions::default();
+        let mut folder_options = engine::parse::FolderOptions {
+            cron_data_intervals,
+            ..Default::default()
+        };
         if let Some(text) = env("DAGCTL_DAG_IGNORE_FILE_SYNTAX").or(file.dag_ignore_file_syntax) {
             folder_options.ignore_syntax = text
                 .trim()
@@ -319,6 +333,7 @@ impl Config {
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(8080),
             secret_key: env("DAGCTL_SECRET_KEY").or(file.secret_key),
+            fernet_key: env("DAGCTL_FERNET_KEY").or(file.fernet_key),
             base_url: env("DAGCTL_BASE_URL").or(file.base_url),
         })
     }

@@ -90,6 +90,82 @@ enum Command {
     /// Local users of the web UI and API (OIDC users appear after their first login)
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Airflow's variables (`{{ var.value.x }}` in templates), encrypted at rest
+    #[command(subcommand)]
+    Variables(VariablesCommand),
+    /// Airflow's connections (`{{ conn.x.host }}` in templates), encrypted at rest
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+    /// Encrypt every variable and connection again with the first of the configured Fernet keys
+    RotateFernetKey,
+}
+
+#[derive(Subcommand)]
+enum VariablesCommand {
+    /// Print a variable's value
+    Get {
+        key: String,
+        /// Printed when the variable does not exist (instead of failing)
+        #[arg(long)]
+        default: Option<String>,
+        /// Parse the value as JSON and print it indented
+        #[arg(short = 'j', long)]
+        deserialize_json: bool,
+        /// Print a value under a sensitive key (password, token, ...) instead of ***
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Create or replace a variable
+    Set {
+        key: String,
+        value: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Check that the value is JSON and store it compacted
+        #[arg(short = 'j', long)]
+        serialize_json: bool,
+    },
+    /// List variables (values under sensitive keys as ***)
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Delete a variable
+    Delete { key: String },
+    /// Import variables from a JSON file ({"key": value} or {"key": {"value": v, "description": d}})
+    Import {
+        file: PathBuf,
+        /// overwrite, fail or skip
+        #[arg(long, default_value = "overwrite")]
+        action_on_existing_key: String,
+    },
+    /// Export every variable to a JSON file (values in clear; the file is private to its owner)
+    Export { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// Add a connection (by URI, JSON or fields)
+    Add(Box<cmd::connections::AddArgs>),
+    /// Show a connection (password and sensitive extra fields as ***)
+    Get {
+        conn_id: String,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// List connections (passwords and sensitive extra fields as ***)
+    List {
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Delete a connection
+    Delete { conn_id: String },
 }
 
 #[derive(Subcommand)]
@@ -524,6 +600,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd::users::create(&config, &username, &role, email).await
         }
         Command::Users(UsersCommand::List { output }) => cmd::users::list(&config, output).await,
+        Command::Variables(command) => match command {
+            VariablesCommand::Get {
+                key,
+                default,
+                deserialize_json,
+                show_secrets,
+            } => cmd::variables::get(&config, &key, default, deserialize_json, show_secrets).await,
+            VariablesCommand::Set {
+                key,
+                value,
+                description,
+                serialize_json,
+            } => cmd::variables::set(&config, &key, &value, description, serialize_json).await,
+            VariablesCommand::List { output, show_secrets } => {
+                cmd::variables::list(&config, output, show_secrets).await
+            }
+            VariablesCommand::Delete { key } => cmd::variables::delete(&config, &key).await,
+            VariablesCommand::Import {
+                file,
+                action_on_existing_key,
+            } => cmd::variables::import(&config, &file, &action_on_existing_key).await,
+            VariablesCommand::Export { file } => cmd::variables::export(&config, &file).await,
+        },
+        Command::Connections(command) => match command {
+            ConnectionsCommand::Add(args) => cmd::connections::add(&config, *args).await,
+            ConnectionsCommand::Get {
+                conn_id,
+                output,
+                show_secrets,
+            } => cmd::connections::get(&config, &conn_id, output, show_secrets).await,
+            ConnectionsCommand::List { output, show_secrets } => {
+                cmd::connections::list(&config, output, show_secrets).await
+            }
+            ConnectionsCommand::Delete { conn_id } => cmd::connections::delete(&config, &conn_id).await,
+        },
+        Command::RotateFernetKey => cmd::variables::rotate(&config).await,
         Command::Clients(ClientsCommand::Install { client, from }) => {
             cmd::clients::install(&config, &client, from.as_deref()).await
         }

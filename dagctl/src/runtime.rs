@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use engine::operators::OperatorRegistry;
 use engine::parse::{load_folder, ParsedFile};
+use engine::secrets::{Fernet, Vault};
 use engine::store::Store;
 use scheduler::{Metrics, Scheduler, SchedulerOptions};
 use tokio::sync::Notify;
@@ -189,6 +190,41 @@ pub fn task_logs(config: &Config) -> Arc<dyn TaskLogs> {
     Arc::new(FileLogs::new(config.logs_dir()))
 }
 
+/// Variables and connections of this installation, through its Fernet key: the configured one, else
+/// `fernet_key` in the data dir (made once, atomically, when missing: two processes starting together agree
+/// on one key).
+pub fn vault(config: &Config, store: &Store) -> Result<Vault> {
+    let text = match config.fernet_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        Some(key) => key.to_string(),
+        None => fernet_key_file(&config.home.join("fernet_key"))?,
+    };
+    let fernet = Fernet::new(&text).map_err(|e| anyhow::anyhow!("fernet_key: {e}"))?;
+    Ok(Vault::new(store.clone(), fernet))
+}
+
+fn fernet_key_file(path: &std::path::Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot read the Fernet key {}", path.display())),
+    }
+    // Written whole under a private name, then linked into place: a reader never sees half a key, and when
+    // two processes race, the first link wins and the other reads its key.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    web::auth::write_private(&tmp, &format!("{}\n", Fernet::generate_key()))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot write the Fernet key {}", path.display())),
+    }
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the Fernet key {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
 /// The signing key of this installation (tokens for the API, the UI and task runners).
 pub fn keys(config: &Config) -> Result<web::auth::Keys> {
     web::load_keys(&config.home, config.secret_key.as_deref())
@@ -200,10 +236,11 @@ pub fn execution_state(
     store: &Store,
     keys: &web::auth::Keys,
     wake: Option<Arc<Notify>>,
-) -> web::execution::ExecState {
-    let mut state = web::execution::ExecState::new(store.clone(), keys.clone(), task_logs(config));
+) -> Result<web::execution::ExecState> {
+    let vault = vault(config, store)?;
+    let mut state = web::execution::ExecState::new(store.clone(), keys.clone(), task_logs(config), vault);
     state.wake = wake;
-    state
+    Ok(state)
 }
 
 /// A scheduler and its local executor; runners reach the execution API at `api_url`.
@@ -290,7 +327,7 @@ pub async fn scoped_scheduler(
     let listener = bind("127.0.0.1", 0).await?;
     let url = format!("http://{}", listener.local_addr()?);
     let scheduler = build_scheduler(config, store, options, metrics, &keys, &url)?;
-    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle())));
+    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle()))?);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -32,6 +32,41 @@ fn max_overlap(spans: &[Span]) -> usize {
         .unwrap_or(0)
 }
 
+/// `create_cron_data_intervals` (Airflow's setting) keeps Airflow 2's reading: each run covers the interval up to
+/// the next time.
+#[test]
+fn cron_data_intervals_when_configured() {
+    let mut home = Home::new();
+    home.env
+        .push(("DAGCTL_CREATE_CRON_DATA_INTERVALS".into(), "true".into()));
+    home.write_dag(
+        "daily.yml",
+        "daily:\n  schedule: '0 6 * * *'\n  start_date: 2026-10-01\n  tasks:\n    a: {operator: bash, bash_command: 'echo {{ ds }} {{ data_interval_end }}'}\n",
+    );
+    home.ok(&[
+        "dags",
+        "backfill",
+        "daily",
+        "-s",
+        "2026-10-24",
+        "-e",
+        "2026-10-24T06:00",
+        "--local",
+    ]);
+    let runs = home.json(&["dags", "list-runs", "daily"]);
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    let log = home.ok(&["tasks", "logs", "daily", &run_id, "a"]);
+    assert!(log.contains("2026-10-24 2026-10-25T06:00:00+00:00"), "{log}");
+    let bad = home
+        .command()
+        .env("DAGCTL_CREATE_CRON_DATA_INTERVALS", "maybe")
+        .args(["dags", "list"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("must be true or false"), "{}", stderr(&bad));
+}
+
 #[test]
 fn backfill_creates_one_run_per_interval_and_runs_them_locally() {
     let home = Home::new();
@@ -70,8 +105,9 @@ fn backfill_creates_one_run_per_interval_and_runs_them_locally() {
         .as_str()
         .unwrap()
         .to_string();
+    // Airflow 3 reads a cron string as a CronTriggerTimetable: no data interval, its end is the logical date.
     let log = home.ok(&["tasks", "logs", "daily", &run_id, "a"]);
-    assert!(log.contains("2026-10-25 2026-10-26T05:00:00+00:00"), "{log}");
+    assert!(log.contains("2026-10-25 2026-10-25T05:00:00+00:00"), "{log}");
     // A second backfill over the same days creates nothing new.
     let again = home.ok(&[
         "dags",

@@ -11,6 +11,7 @@ pub mod operators;
 pub mod parse;
 pub mod runs;
 pub mod scratch;
+pub mod secrets;
 pub mod spec;
 pub mod state;
 pub mod store;

@@ -89,6 +89,14 @@ pub struct TaskSpec {
     pub is_teardown: bool,
     #[serde(default)]
     pub on_failure_fail_dagrun: bool,
+    /// Airflow's `depends_on_past`: runs only once this task succeeded or was skipped in the run before (by
+    /// logical date).
+    #[serde(default)]
+    pub depends_on_past: bool,
+    /// Airflow's `wait_for_downstream` (implies `depends_on_past`): also the tasks right after this one in the
+    /// run before must have succeeded or been skipped.
+    #[serde(default)]
+    pub wait_for_downstream: bool,
 }
 
 impl TaskSpec {
@@ -163,6 +171,8 @@ mod tests {
             is_setup: false,
             is_teardown: false,
             on_failure_fail_dagrun: false,
+            depends_on_past: false,
+            wait_for_downstream: false,
         }
     }
 

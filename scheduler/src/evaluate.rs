@@ -27,6 +27,43 @@ pub fn plan_run(
     registry: &OperatorRegistry,
     now: DateTime<Utc>,
 ) -> RunPlan {
+    plan_run_after(dag, run, tis, None, registry, now)
+}
+
+/// How often a run whose tasks wait on the run before it (`depends_on_past`) is looked at again.
+const PAST_POLL: chrono::Duration = chrono::Duration::seconds(2);
+
+/// Whether `task` may start as far as the run before says (`past`: its task states; None: no run before, or no
+/// logical date): its own try there succeeded or was skipped (or it did not exist yet), and with
+/// `wait_for_downstream`, so did the tasks right after it.
+fn past_allows(dag: &DagSpec, task: &TaskSpec, past: Option<&HashMap<String, TaskState>>) -> bool {
+    let Some(past) = past.filter(|_| task.depends_on_past) else {
+        return true;
+    };
+    let done = |id: &str| {
+        past.get(id)
+            .is_none_or(|s| matches!(s, TaskState::Success | TaskState::Skipped))
+    };
+    if !done(&task.task_id) {
+        return false;
+    }
+    !task.wait_for_downstream
+        || dag
+            .tasks
+            .iter()
+            .filter(|t| t.upstream.contains(&task.task_id))
+            .all(|t| done(&t.task_id))
+}
+
+/// [`plan_run`] with the task states of the run before (for `depends_on_past` and `wait_for_downstream`).
+pub fn plan_run_after(
+    dag: &DagSpec,
+    run: &RunRow,
+    tis: &[TiRow],
+    past: Option<&HashMap<String, TaskState>>,
+    registry: &OperatorRegistry,
+    now: DateTime<Utc>,
+) -> RunPlan {
     let mut plan = RunPlan {
         run_pk: run.id,
         ..Default::default()
@@ -91,6 +128,11 @@ pub fn plan_run(
                 );
                 let new_state = match evaluate(task.trigger_rule, counts) {
                     Decision::Wait => None,
+                    Decision::Run if !past_allows(dag, task, past) => {
+                        let again = now + PAST_POLL;
+                        plan.next_eval_at = Some(plan.next_eval_at.map_or(again, |at| at.min(again)));
+                        None
+                    }
                     Decision::Run => {
                         let in_scheduler = registry
                             .resolve(&task.operator)
@@ -191,7 +233,7 @@ impl Scheduler {
     pub(crate) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let mut total = 0;
         for _ in 0..20 {
-            let batch = self
+            let mut batch = self
                 .store
                 .lock_runs_for_eval(now, 50, self.options.scope.as_deref())
                 .await?;
@@ -199,9 +241,26 @@ impl Scheduler {
                 break;
             }
             let count = batch.runs.len();
+            // The task states of the run before, for runs of DAGs with `depends_on_past` tasks.
+            let mut pasts = Vec::with_capacity(count);
+            for i in 0..count {
+                let (dag_id, logical_date, hash) = {
+                    let run = &batch.runs[i].0;
+                    (run.dag_id.clone(), run.logical_date, run.version_hash.clone())
+                };
+                let wanted = match self.spec(&hash).await {
+                    Ok(spec) => spec.tasks.iter().any(|t| t.depends_on_past),
+                    Err(_) => false,
+                };
+                pasts.push(if wanted {
+                    batch.previous_run_states(&dag_id, logical_date).await?
+                } else {
+                    None
+                });
+            }
             let mut plans = Vec::with_capacity(count);
             let mut to_kill = Vec::new();
-            for (run, tis) in &batch.runs {
+            for ((run, tis), past) in batch.runs.iter().zip(&pasts) {
                 let spec = match self.spec(&run.version_hash).await {
                     Ok(spec) => spec,
                     Err(err) => {
@@ -214,7 +273,7 @@ impl Scheduler {
                         continue;
                     }
                 };
-                let plan = plan_run(&spec, run, tis, &self.registry, now);
+                let plan = plan_run_after(&spec, run, tis, past.as_ref(), &self.registry, now);
                 for change in &plan.changes {
                     if change.from == TaskState::Running || change.from == TaskState::Restarting {
                         to_kill.push(change.ti_id);
@@ -351,6 +410,50 @@ mod tests {
             plan.run_event,
             Some((RunState::Running, RunEvent::Finish { success: true }))
         );
+    }
+
+    #[test]
+    fn depends_on_past_and_wait_for_downstream_wait_for_the_run_before() {
+        use TaskState::{Failed as F, Running as R, Scheduled, Skipped as K, Success as S};
+        let d = dag("d:\n  tasks:\n    a: {operator: bash, bash_command: x, wait_for_downstream: true}\n    b: {operator: bash, bash_command: x, dependencies: [a], depends_on_past: true}\n    c: {operator: bash, bash_command: x}\n");
+        assert!(
+            d.tasks[0].depends_on_past,
+            "wait_for_downstream implies depends_on_past"
+        );
+        let t = tis(&d, &[]);
+        let registry = OperatorRegistry::builtin();
+        let now = Utc::now();
+        let plan = |past: Option<&[(&str, TaskState)]>| {
+            let past: Option<HashMap<String, TaskState>> =
+                past.map(|p| p.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+            plan_run_after(&d, &run(RunState::Running), &t, past.as_ref(), &registry, now)
+        };
+        // No run before (or no logical date): as without the flags.
+        assert_eq!(after(&plan(None), &t)["a"], Scheduled);
+        for (past, a) in [
+            (vec![("a", S), ("b", S)], Scheduled),
+            (vec![("a", S), ("b", K)], Scheduled),
+            (vec![("a", K), ("b", S)], Scheduled),
+            // The task did not exist before: nothing to wait for.
+            (vec![("b", S)], Scheduled),
+            (vec![("a", F), ("b", S)], TaskState::None),
+            (vec![("a", R), ("b", S)], TaskState::None),
+            // `a` itself succeeded but `b` after it did not: wait_for_downstream holds it.
+            (vec![("a", S), ("b", F)], TaskState::None),
+            (vec![("a", S), ("b", TaskState::UpstreamFailed)], TaskState::None),
+        ] {
+            let p = plan(Some(&past));
+            assert_eq!(after(&p, &t)["a"], a, "{past:?}");
+            // `c` has no flags: it runs whatever the past.
+            assert_eq!(after(&p, &t)["c"], Scheduled);
+            if a == TaskState::None {
+                assert_eq!(
+                    p.next_eval_at,
+                    Some(now + PAST_POLL),
+                    "a waiting run is looked at again"
+                );
+            }
+        }
     }
 
     #[test]

@@ -36,6 +36,12 @@ from airflow_client.client.models.dag_run_clear_body import DAGRunClearBody
 from airflow_client.client.models.dag_run_patch_body import DAGRunPatchBody
 from airflow_client.client.models.pool_body import PoolBody
 from airflow_client.client.models.pool_patch_body import PoolPatchBody
+from airflow_client.client.models.variable_body import VariableBody
+from airflow_client.client.models.connection_body import ConnectionBody
+from airflow_client.client.models.actions_inner4 import ActionsInner4
+from airflow_client.client.models.bulk_body_variable_body import BulkBodyVariableBody
+from airflow_client.client.models.bulk_create_action_variable_body import BulkCreateActionVariableBody
+from airflow_client.client.exceptions import NotFoundException
 
 PAGE = 100  # Airflow's default [api] maximum_page_limit
 MAX_PAGES = 50
@@ -348,6 +354,68 @@ def main() -> int:
             check(changed.slots == 5, f"patched {changed}")
             pool_api.delete_pool("compat-pool")
             ok("post_pool, patch_pool(update_mask=['slots']) and delete_pool")
+
+            # n. variables through the client
+            step = "n. variables"
+            var_api = client.VariableApi(api_client)
+            created = var_api.post_variable(VariableBody(key="compat_region", value="eu-west", description="from the client"))
+            check(created.key == "compat_region" and created.value == "eu-west" and created.is_encrypted, f"created {created}")
+            got = call_get(var_api, "get_variable", "compat_region")
+            check(got.value == "eu-west" and got.description == "from the client", f"got {got}")
+            patched = var_api.patch_variable(
+                "compat_region", VariableBody(key="compat_region", value="us-east"), update_mask=["value"]
+            )
+            check(patched.value == "us-east" and patched.description == "from the client", f"patched {patched}")
+            try:
+                var_api.post_variable(VariableBody(key="compat_region", value="again"))
+                raise StepFailed("a second post_variable of one key succeeded")
+            except ConflictException:
+                pass
+            bulk = var_api.bulk_variables(
+                BulkBodyVariableBody(
+                    actions=[
+                        ActionsInner4(
+                            BulkCreateActionVariableBody(
+                                action="create",
+                                entities=[VariableBody(key="compat_a", value="1"), VariableBody(key="compat_json", value={"nodes": 4})],
+                            )
+                        )
+                    ]
+                )
+            )
+            check(sorted(bulk.create.success or []) == ["compat_a", "compat_json"], f"bulk {bulk}")
+            listed = call_get(var_api, "get_variables", limit=PAGE, variable_key_pattern="compat_%")
+            check(sorted(v.key for v in listed.variables) == ["compat_a", "compat_json", "compat_region"], f"listed {listed}")
+            check(json.loads(call_get(var_api, "get_variable", "compat_json").value) == {"nodes": 4}, "JSON value")
+            for key in ("compat_region", "compat_a", "compat_json"):
+                var_api.delete_variable(key)
+            try:
+                var_api.get_variable("compat_region")
+                raise StepFailed("a deleted variable is still there")
+            except NotFoundException:
+                pass
+            ok("post/get/patch/bulk/get_variables/delete_variable, 409 on a taken key, 404 once deleted")
+
+            # o. connections through the client
+            step = "o. connections"
+            conn_api = client.ConnectionApi(api_client)
+            made = conn_api.post_connection(
+                ConnectionBody(
+                    connection_id="compat_rpc", conn_type="ethereum", host="127.0.0.1", port=8545,
+                    password="pw-compat-1", extra='{"chain_id": 1337}',
+                )
+            )
+            check(made.connection_id == "compat_rpc" and made.port == 8545, f"made {made}")
+            got = call_get(conn_api, "get_connection", "compat_rpc")
+            check(got.password == "pw-compat-1" and json.loads(got.extra) == {"chain_id": 1337}, f"an Admin reads {got}")
+            moved = conn_api.patch_connection(
+                "compat_rpc", ConnectionBody(connection_id="compat_rpc", conn_type="ethereum", port=8546), update_mask=["port"]
+            )
+            check(moved.port == 8546 and moved.host == "127.0.0.1" and moved.password == "pw-compat-1", f"patched {moved}")
+            listed = call_get(conn_api, "get_connections", limit=PAGE)
+            check(any(c.connection_id == "compat_rpc" for c in listed.connections), f"listed {listed}")
+            conn_api.delete_connection("compat_rpc")
+            ok("post/get/patch(update_mask=['port'])/get_connections/delete_connection")
 
     except Exception as e:  # noqa: BLE001 - report any failure with its step
         print(f"FAIL: step {step}: {describe(e)}", flush=True)

@@ -88,6 +88,18 @@ KEEP = {
         "order_by",
     ],
     ("GET", "/api/v2/eventLogs/{event_log_id}"): [],
+    ("GET", "/api/v2/variables"): ["limit", "offset", "order_by", "variable_key_pattern"],
+    ("POST", "/api/v2/variables"): [],
+    ("PATCH", "/api/v2/variables"): [],
+    ("GET", "/api/v2/variables/{variable_key}"): [],
+    ("PATCH", "/api/v2/variables/{variable_key}"): ["update_mask"],
+    ("DELETE", "/api/v2/variables/{variable_key}"): [],
+    ("GET", "/api/v2/connections"): ["limit", "offset", "order_by", "connection_id_pattern"],
+    ("POST", "/api/v2/connections"): [],
+    ("PATCH", "/api/v2/connections"): [],
+    ("GET", "/api/v2/connections/{connection_id}"): [],
+    ("PATCH", "/api/v2/connections/{connection_id}"): ["update_mask"],
+    ("DELETE", "/api/v2/connections/{connection_id}"): [],
 }
 
 # Listed parameters whose absence from Airflow's spec is expected/allowed:

@@ -81,6 +81,8 @@ pub struct WebState {
     pub logs: Arc<dyn worker::log::TaskLogs>,
     /// KPI reports, when the binary provides them.
     pub reports: Option<Arc<dyn reports::RunReports>>,
+    /// Variables and connections, decrypted with the engine's Fernet key.
+    pub vault: engine::secrets::Vault,
 }
 
 impl WebState {
@@ -90,9 +92,16 @@ impl WebState {
         self
     }
 
-    pub fn new(store: Store, keys: Keys, config: WebConfig, logs: Arc<dyn worker::log::TaskLogs>) -> WebState {
+    pub fn new(
+        store: Store,
+        keys: Keys,
+        config: WebConfig,
+        logs: Arc<dyn worker::log::TaskLogs>,
+        vault: engine::secrets::Vault,
+    ) -> WebState {
         WebState {
             store,
+            vault,
             keys,
             logs,
             reports: None,

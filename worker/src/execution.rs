@@ -9,6 +9,7 @@
 //! | heartbeat (403 once the try is no longer current) | `PUT /execution/task-instances/{id}/heartbeat` |
 //! | log lines | `POST /execution/task-instances/{id}/logs` |
 //! | final state, XCom and last log lines | `PATCH /execution/task-instances/{id}/state` |
+//! | a variable, a connection (for templates; 404 when absent) | `GET /execution/variables/{key}`, `GET /execution/connections/{id}` |
 //! | networks (for `chain.*` operators) | `/execution/networks/...` |
 
 use std::collections::HashMap;
@@ -104,6 +105,7 @@ impl TaskContext {
             params,
             xcoms: self.xcom_map(),
             native: self.render_template_as_native_obj,
+            lookups: Default::default(),
         }
     }
 
@@ -127,6 +129,13 @@ impl TaskContext {
             ("AIRFLOW_CTX_DAG_OWNER".into(), self.task.owner.clone()),
         ]
     }
+}
+
+/// `GET /execution/variables/{key}` (404 when there is none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariableResponse {
+    pub key: String,
+    pub value: String,
 }
 
 /// `POST …/logs`.

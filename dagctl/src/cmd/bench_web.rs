@@ -105,6 +105,10 @@ pub async fn web(config: &Config, database: Database, pg_url: Option<String>, ou
         keys,
         web::WebConfig::new(home.clone()),
         std::sync::Arc::new(worker::log::FileLogs::new(home.join("logs"))),
+        engine::secrets::Vault::new(
+            store.clone(),
+            engine::secrets::Fernet::new(&engine::secrets::Fernet::generate_key())?,
+        ),
     );
     let app = web::router(state, axum::Router::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

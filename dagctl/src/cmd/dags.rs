@@ -159,7 +159,7 @@ pub fn validate(config: &Config, paths: &[PathBuf], output: Format) -> Result<Ex
                     &registry,
                 ));
             } else {
-                files.push(parse_path(&root, target, &config.folder_options.limits, &registry));
+                files.push(parse_path(&root, target, &config.folder_options, &registry));
             }
         } else {
             bail!("{} does not exist", target.display());

@@ -69,7 +69,7 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
         store: store.clone(),
         metrics,
     })
-    .merge(web::execution::router(execution_state(&config, &store, &keys, None)));
+    .merge(web::execution::router(execution_state(&config, &store, &keys, None)?));
     let app = web::router(state, extra);
     println!("dagctl webserver listening on http://{bound}");
     let shutdown = shutdown_token();
@@ -133,7 +133,7 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         &store,
         &keys,
         Some(scheduler.wake_handle()),
-    )));
+    )?));
     let app = if standalone {
         web::router(web_state(&config, &store, bound, &keys).await?, extra)
     } else {
@@ -201,10 +201,14 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web
             oidc.issuer
         );
     }
-    Ok(
-        web::WebState::new(store.clone(), keys.clone(), web_config, task_logs(config))
-            .with_reports(crate::reports::KpiReports::new(store.clone())),
+    Ok(web::WebState::new(
+        store.clone(),
+        keys.clone(),
+        web_config,
+        task_logs(config),
+        crate::runtime::vault(config, store)?,
     )
+    .with_reports(crate::reports::KpiReports::new(store.clone())))
 }
 
 /// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then

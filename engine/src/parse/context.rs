@@ -25,6 +25,8 @@ pub(super) struct DagCtx<'a> {
     pub(super) registry: &'a OperatorRegistry,
     /// Each error's (file, line, key, message), to report each cause once.
     pub(super) causes: HashMap<(String, usize, Option<String>, String), usize>,
+    /// Whether a cron string means data intervals (see `FolderOptions::cron_data_intervals`).
+    pub(super) cron_data_intervals: bool,
 }
 
 /// A value with where it was written.

@@ -59,6 +59,7 @@ const DEFAULT_ARG_KEYS: &[&str] = &[
     "do_xcom_push",
     "queue",
     "depends_on_past",
+    "wait_for_downstream",
     "email",
     "email_on_failure",
     "email_on_retry",
@@ -265,7 +266,7 @@ impl DagCtx<'_> {
             }
         }
         let start_date_written = get("start_date").or_else(|| arg("start_date")).is_some();
-        if matches!(schedule, Schedule::Once | Schedule::Cron { .. }) && !start_date_written {
+        if (schedule == Schedule::Once || schedule.is_periodic()) && !start_date_written {
             let line = get("schedule")
                 .or_else(|| get("schedule_interval"))
                 .map(|s| s.node.line)

@@ -130,8 +130,24 @@ fn schedules_dagctl_does_not_have_yet_say_what_they_are() {
     for (schedule, what) in [
         ("[s3://a, s3://b]", "a list of assets"),
         ("{__or__: [s3://a, s3://b]}", "an asset condition"),
-        ("{__type__: datetime.timedelta, hours: 1}", "a timedelta"),
         ("{datasets: [s3://a], file: x.yml}", "an asset schedule"),
+        ("{__type__: datetime.timedelta, hours: 0}", "longer than zero"),
+        (
+            "{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '0 0 31 2 *'}",
+            "never fires",
+        ),
+        (
+            "{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '@daily', timezone: Mars/Base}",
+            "unknown time zone",
+        ),
+        (
+            "{__type__: airflow.timetables.trigger.CronTriggerTimetable, timezone: UTC}",
+            "needs `cron`",
+        ),
+        (
+            "{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '@daily', run_immediately: true}",
+            "no argument `run_immediately`",
+        ),
     ] {
         let parsed = parse(&format!(
             "d:\n  start_date: 2025-01-01\n  schedule: {schedule}\n  tasks: {{a: {{operator: empty}}}}\n"
@@ -144,6 +160,69 @@ fn schedules_dagctl_does_not_have_yet_say_what_they_are() {
         );
         assert_eq!(parsed.errors[0].location.line, Some(3));
     }
+}
+
+/// Airflow 3's meaning of a cron string (CronTriggerTimetable) unless `create_cron_data_intervals`; timedelta
+/// schedules and the timetable classes as dag-factory writes them.
+#[test]
+fn timedelta_and_timetable_schedules_read_as_airflow_reads_them() {
+    use crate::timetable::Schedule;
+    let schedule_of = |text: &str| {
+        let parsed = parse(&format!(
+            "d:\n  start_date: 2025-01-01\n  schedule: {text}\n  tasks: {{a: {{operator: empty}}}}\n"
+        ));
+        assert!(parsed.errors.is_empty(), "{text}: {:#?}", parsed.errors);
+        parsed.dags[0].schedule.clone()
+    };
+    let trigger = |expr: &str, display: &str, interval_seconds: i64, timezone: Option<&str>| Schedule::CronTrigger {
+        expr: expr.into(),
+        display: display.into(),
+        interval_seconds,
+        timezone: timezone.map(str::to_string),
+    };
+    assert_eq!(schedule_of("'@daily'"), trigger("0 0 * * *", "@daily", 0, None));
+    assert_eq!(
+        schedule_of("{__type__: datetime.timedelta, hours: 1, minutes: 30}"),
+        Schedule::Delta { seconds: 5400 }
+    );
+    assert_eq!(
+        schedule_of("{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '0 1 * * 3', timezone: Europe/Berlin, interval: {__type__: datetime.timedelta, days: 1}}"),
+        trigger("0 1 * * 3", "0 1 * * 3", 86_400, Some("Europe/Berlin"))
+    );
+    assert_eq!(
+        schedule_of("{__type__: airflow.sdk.CronTriggerTimetable, __args__: ['*/5 * * * *'], timezone: UTC}"),
+        trigger("*/5 * * * *", "*/5 * * * *", 0, Some("UTC"))
+    );
+    assert_eq!(
+        schedule_of("{__type__: airflow.timetables.interval.CronDataIntervalTimetable, __args__: ['@hourly', UTC]}"),
+        Schedule::Cron {
+            expr: "0 * * * *".into(),
+            display: "@hourly".into(),
+            timezone: Some("UTC".into())
+        }
+    );
+    assert_eq!(
+        schedule_of("{__type__: airflow.timetables.interval.DeltaDataIntervalTimetable, delta: {__type__: datetime.timedelta, days: 2}}"),
+        Schedule::Delta { seconds: 172_800 }
+    );
+    // `create_cron_data_intervals`: a cron string keeps Airflow 2's data intervals.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.yml");
+    std::fs::write(
+        &path,
+        "d:\n  start_date: 2025-01-01\n  schedule: '@daily'\n  tasks: {a: {operator: empty}}\n",
+    )
+    .unwrap();
+    let options = FolderOptions {
+        cron_data_intervals: true,
+        ..Default::default()
+    };
+    let parsed = parse_path(dir.path(), &path, &options, &OperatorRegistry::builtin());
+    assert!(
+        matches!(parsed.dags[0].schedule, Schedule::Cron { .. }),
+        "{:?}",
+        parsed.dags[0].schedule
+    );
 }
 
 #[test]

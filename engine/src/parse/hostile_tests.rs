@@ -29,17 +29,28 @@ fn a_file_over_the_size_limit_is_not_read() {
         max_file_bytes: 1000,
         ..Default::default()
     };
-    let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+    let parsed = parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions {
+            limits,
+            ..Default::default()
+        },
+        &OperatorRegistry::builtin(),
+    );
     let message = one_error(&parsed);
     assert!(
         message.contains("larger than 1000 bytes") && message.contains("dag_file_max_bytes"),
         "{message}"
     );
-    assert!(
-        parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin())
-            .errors
-            .is_empty()
-    );
+    assert!(parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions::default(),
+        &OperatorRegistry::builtin()
+    )
+    .errors
+    .is_empty());
 }
 
 #[test]
@@ -48,7 +59,12 @@ fn nesting_past_the_limit_is_one_error_at_its_line() {
     let (dir, path) = file_with(&format!(
         "d:\n  params:\n    p: {deep}\n  tasks: {{a: {{operator: empty}}}}\n"
     ));
-    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    let parsed = parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions::default(),
+        &OperatorRegistry::builtin(),
+    );
     let message = one_error(&parsed);
     assert!(message.contains("deeper than 100 levels"), "{message}");
     assert_eq!(parsed.errors[0].location.line, Some(3));
@@ -56,7 +72,12 @@ fn nesting_past_the_limit_is_one_error_at_its_line() {
     let (dir, path) = file_with(&format!(
         "d:\n  params:\n    p: {shallow}\n  tasks: {{a: {{operator: empty}}}}\n"
     ));
-    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    let parsed = parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions::default(),
+        &OperatorRegistry::builtin(),
+    );
     assert!(parsed.errors.is_empty(), "{:#?}", parsed.errors);
 }
 
@@ -71,7 +92,15 @@ fn a_file_past_its_time_limit_is_one_error() {
         import_timeout: Duration::from_nanos(1),
         ..Default::default()
     };
-    let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+    let parsed = parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions {
+            limits,
+            ..Default::default()
+        },
+        &OperatorRegistry::builtin(),
+    );
     let message = one_error(&parsed);
     assert!(message.contains("dagbag_import_timeout"), "{message}");
 }
@@ -83,7 +112,12 @@ fn errors_kept_per_file_are_bounded_and_the_rest_counted() {
         text.push_str(&format!("    t{i}: {{operator: nope}}\n"));
     }
     let (dir, path) = file_with(&text);
-    let parsed = parse_path(dir.path(), &path, &Limits::default(), &OperatorRegistry::builtin());
+    let parsed = parse_path(
+        dir.path(),
+        &path,
+        &FolderOptions::default(),
+        &OperatorRegistry::builtin(),
+    );
     assert_eq!(parsed.errors.len(), 101);
     assert!(
         parsed.errors[100].message.contains("900 more errors"),
@@ -260,7 +294,7 @@ proptest::proptest! {
         let (dir, path) = file_with(&text);
         let started = std::time::Instant::now();
         let limits = Limits { import_timeout: Duration::from_secs(5), ..Default::default() };
-        let parsed = parse_path(dir.path(), &path, &limits, &OperatorRegistry::builtin());
+        let parsed = parse_path(dir.path(), &path, &FolderOptions { limits, ..Default::default() }, &OperatorRegistry::builtin());
         proptest::prop_assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
         proptest::prop_assert!(parsed.errors.len() <= limits.max_errors + 1);
         for error in &parsed.errors {

@@ -35,11 +35,15 @@ impl Default for Limits {
     }
 }
 
-/// How a DAGs folder is read: which files, and the budgets for each.
+/// How a DAGs folder is read: which files, the budgets for each, and how cron strings are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FolderOptions {
     pub ignore_syntax: IgnoreSyntax,
     pub limits: Limits,
+    /// Airflow's `[scheduler] create_cron_data_intervals`: a cron string schedules by data intervals
+    /// (CronDataIntervalTimetable, Airflow 2's meaning) instead of at each time (CronTriggerTimetable, Airflow
+    /// 3's default).
+    pub cron_data_intervals: bool,
 }
 
 /// Keeps the first `max` of `items`, and when there were more, a last one made by `more` from how many

@@ -53,7 +53,7 @@ pub fn load_folder(folder: &Path, options: &FolderOptions, registry: &OperatorRe
     files.sort();
     let mut out: Vec<ParsedFile> = files
         .iter()
-        .map(|path| parse_path(folder, path, &options.limits, registry))
+        .map(|path| parse_path(folder, path, options, registry))
         .collect();
     out.extend(notes);
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -134,7 +134,8 @@ impl Walk<'_> {
 }
 
 /// Reads one file within `limits`, with the `defaults.yml` layers between `root` and it.
-pub fn parse_path(root: &Path, path: &Path, limits: &Limits, registry: &OperatorRegistry) -> ParsedFile {
+pub fn parse_path(root: &Path, path: &Path, options: &FolderOptions, registry: &OperatorRegistry) -> ParsedFile {
+    let limits = &options.limits;
     let display = path.display().to_string();
     let budget = budget(limits);
     let text = match read_limited(path, limits) {
@@ -148,7 +149,7 @@ pub fn parse_path(root: &Path, path: &Path, limits: &Limits, registry: &Operator
         }
     };
     let (layers, errors) = read_layers(root, path, limits, budget);
-    let mut parsed = parse_text_within(&display, &text, &layers, budget, registry);
+    let mut parsed = parse_text_within(&display, &text, &layers, budget, options.cron_data_intervals, registry);
     parsed.errors.splice(0..0, errors);
     if !parsed.errors.is_empty() {
         parsed.dags.clear();
@@ -217,7 +218,7 @@ pub fn check_defaults(root: &Path, path: &Path, limits: &Limits, registry: &Oper
     let budget = budget(limits);
     let (layers, errors) = read_layers(root, path, limits, budget);
     let probe = format!("{PROBE}:\n  tasks:\n    {PROBE}: {{operator: empty}}\n");
-    let mut parsed = parse_text_within(&display, &probe, &layers, budget, registry);
+    let mut parsed = parse_text_within(&display, &probe, &layers, budget, false, registry);
     parsed.dags.clear();
     for problem in parsed.errors.iter_mut().chain(parsed.warnings.iter_mut()) {
         if problem.location.dag_id.as_deref() == Some(PROBE) {
@@ -271,7 +272,7 @@ fn read_layers(
 
 /// Reads DAGs from the text of one file. `layers` are `defaults.yml` documents (lowest first) with their paths.
 pub fn parse_text(file: &str, text: &str, layers: &[(String, Node)], registry: &OperatorRegistry) -> ParsedFile {
-    parse_text_within(file, text, layers, yaml::Budget::default(), registry)
+    parse_text_within(file, text, layers, yaml::Budget::default(), false, registry)
 }
 
 fn parse_text_within(
@@ -279,6 +280,7 @@ fn parse_text_within(
     text: &str,
     layers: &[(String, Node)],
     budget: yaml::Budget,
+    cron_data_intervals: bool,
     registry: &OperatorRegistry,
 ) -> ParsedFile {
     let mut parsed = ParsedFile {
@@ -394,6 +396,7 @@ fn parse_text_within(
                 warnings: Vec::new(),
                 registry,
                 causes: HashMap::new(),
+                cron_data_intervals,
             };
             if let Some(dag) = ctx.build(&stack, key.line) {
                 if ctx.errors.is_empty() {

@@ -30,6 +30,7 @@ const TASK_KEYS: &[&str] = &[
     "doc_md",
     "queue",
     "depends_on_past",
+    "wait_for_downstream",
     "is_setup",
     "is_teardown",
     "as_teardown",
@@ -72,6 +73,8 @@ pub(super) struct WrittenTask {
     pub(super) is_setup: bool,
     pub(super) is_teardown: bool,
     pub(super) on_failure_fail_dagrun: bool,
+    pub(super) depends_on_past: bool,
+    pub(super) wait_for_downstream: bool,
 }
 
 /// `default_args` that tasks inherit: those that are also task keys.
@@ -272,17 +275,12 @@ impl DagCtx<'_> {
         let task_owner = pick("owner")
             .and_then(|src| self.string(&src, "owner", task))
             .unwrap_or_else(|| owner.to_string());
-        if let Some(src) = pick("depends_on_past") {
-            if src.node.value != Value::Bool(false) {
-                self.error(
-                    &src.file,
-                    src.node.line,
-                    task,
-                    Some("depends_on_past"),
-                    "`depends_on_past` is not supported by dagctl (only `false`)",
-                );
-            }
-        }
+        let depends_on_past = pick("depends_on_past")
+            .and_then(|src| self.boolean(&src, "depends_on_past", task))
+            .unwrap_or(false);
+        let wait_for_downstream = pick("wait_for_downstream")
+            .and_then(|src| self.boolean(&src, "wait_for_downstream", task))
+            .unwrap_or(false);
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
         let mut dependencies = self.name_list(file, node.get("dependencies"), task);
         dependencies.extend(roles.setups);
@@ -307,6 +305,8 @@ impl DagCtx<'_> {
             is_setup: roles.is_setup,
             is_teardown: roles.is_teardown,
             on_failure_fail_dagrun: roles.on_failure_fail_dagrun,
+            depends_on_past,
+            wait_for_downstream,
         })
     }
 

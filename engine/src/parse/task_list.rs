@@ -299,6 +299,8 @@ impl DagCtx<'_> {
                     is_setup: task.is_setup,
                     is_teardown: task.is_teardown,
                     on_failure_fail_dagrun: task.on_failure_fail_dagrun,
+                    depends_on_past: task.depends_on_past || task.wait_for_downstream,
+                    wait_for_downstream: task.wait_for_downstream,
                 }
             })
             .collect()

@@ -59,9 +59,11 @@ fn reads_dag_factory_example_as_is() {
     assert_eq!(dag.owner, "custom_owner");
     assert_eq!(
         dag.schedule,
-        Schedule::Cron {
+        Schedule::CronTrigger {
             expr: "0 3 * * *".into(),
-            display: "0 3 * * *".into()
+            display: "0 3 * * *".into(),
+            interval_seconds: 0,
+            timezone: None,
         }
     );
     assert_eq!(dag.start_date.unwrap().to_rfc3339(), "2024-11-11T00:00:00+00:00");

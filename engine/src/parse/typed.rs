@@ -102,12 +102,71 @@ fn build(type_name: &str, node: &Node) -> Result<Option<Node>, String> {
             None => Err("a `builtins.list` needs `items`".into()),
         },
         "datetime.timedelta" => timedelta(node).map(|fields| Some(at(Value::Map(fields)))),
+        _ if timetable_kind(type_name).is_some() => {
+            timetable(type_name, node).map(|fields| Some(at(Value::Map(fields))))
+        }
         "datetime.datetime" | "datetime.date" => {
             let text = datetime(node, type_name == "datetime.date")?;
             Ok(Some(at(Value::Str(text))))
         }
         other => Err(unsupported(other)),
     }
+}
+
+/// The timetable classes dagctl schedules by, as `(short name, positional parameters)`, from the type name
+/// dag-factory would import (`airflow.timetables.trigger.CronTriggerTimetable`, or Airflow 3's
+/// `airflow.sdk.CronTriggerTimetable`).
+pub(super) fn timetable_kind(type_name: &str) -> Option<(&'static str, &'static [&'static str])> {
+    let (module, name) = type_name.rsplit_once('.')?;
+    let known: (&'static str, &'static [&'static str]) = match name {
+        "CronTriggerTimetable" => ("CronTriggerTimetable", &["cron"]),
+        "CronDataIntervalTimetable" => ("CronDataIntervalTimetable", &["cron", "timezone"]),
+        "DeltaDataIntervalTimetable" => ("DeltaDataIntervalTimetable", &["delta"]),
+        _ => return None,
+    };
+    let module_ok = matches!(
+        (module, known.0),
+        ("airflow.sdk" | "airflow.timetables.trigger", "CronTriggerTimetable")
+            | (
+                "airflow.sdk" | "airflow.timetables.interval",
+                "CronDataIntervalTimetable"
+            )
+            | (
+                "airflow.sdk" | "airflow.timetables.interval",
+                "DeltaDataIntervalTimetable"
+            )
+    );
+    module_ok.then_some(known)
+}
+
+/// A timetable with every argument named (positional `__args__` as the class takes them).
+fn timetable(type_name: &str, node: &Node) -> Result<Vec<(Node, Node)>, String> {
+    let (short, positional) = timetable_kind(type_name).unwrap_or(("", &[]));
+    let (args, kwargs) = arguments(node)?;
+    if args.len() > positional.len() {
+        return Err(format!(
+            "a {short} takes at most {} positional argument(s) ({}), got {}",
+            positional.len(),
+            positional.join(", "),
+            args.len()
+        ));
+    }
+    let key = |text: &str, near: &Node| Node {
+        value: Value::Str(text.to_string()),
+        line: near.line,
+        col: near.col,
+    };
+    let mut fields = vec![(key("__type__", node), key(type_name, node))];
+    for (name, value) in positional.iter().zip(args) {
+        fields.push((key(name, &value), value));
+    }
+    for (name, value) in kwargs {
+        if fields.iter().any(|(k, _)| k.as_str() == Some(name.as_str())) {
+            return Err(format!("{short} got `{name}` twice (in `__args__` and by name)"));
+        }
+        fields.push((key(&name, &value), value));
+    }
+    Ok(fields)
 }
 
 /// Why a Python type cannot be built, with what to write instead where there is something.
@@ -119,7 +178,7 @@ fn unsupported(type_name: &str) -> String {
     ) {
         ": asset (dataset) schedules and outlets are not supported by dagctl yet"
     } else if type_name.contains("timetables") {
-        ": timetable classes are not supported; write the schedule as a cron string or preset"
+        ": of the timetable classes dagctl has CronTriggerTimetable, CronDataIntervalTimetable and DeltaDataIntervalTimetable"
     } else if type_name.starts_with("kubernetes.") || type_name.contains("cncf.kubernetes") {
         ": Kubernetes objects belong to KubernetesPodOperator, which dagctl does not have"
     } else if type_name == "dateutil.relativedelta.relativedelta" {
@@ -376,9 +435,14 @@ mod tests {
         let cases = [
             ("x:\n  y: {__type__: airflow.sdk.Asset, uri: s3://a}\n", 2, "asset"),
             (
-                "x: {__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '0 1 * * *'}\n",
+                "x: {__type__: airflow.timetables.events.EventsTimetable, event_dates: []}\n",
                 1,
-                "cron string",
+                "CronTriggerTimetable, CronDataIntervalTimetable and DeltaDataIntervalTimetable",
+            ),
+            (
+                "x: {__type__: airflow.timetables.trigger.CronTriggerTimetable, __args__: [a, b]}\n",
+                1,
+                "at most 1 positional",
             ),
             (
                 "x: {__type__: datetime.datetime, year: 2024, month: 2, day: 30}\n",

@@ -19,9 +19,7 @@ impl DagCtx<'_> {
             }
             Value::Str(text) => Some(text.as_str()),
             Value::Seq(_) => return self.unsupported_schedule(src, key, "a list of assets"),
-            Value::Map(_) if src.node.get("__type__").is_some() => {
-                return self.unsupported_schedule(src, key, "a timedelta")
-            }
+            Value::Map(_) if src.node.get("__type__").is_some() => return self.typed_schedule(src, key),
             Value::Map(_) => return self.unsupported_schedule(src, key, "an asset schedule"),
             _ => {
                 self.error(
@@ -34,10 +32,103 @@ impl DagCtx<'_> {
                 return Schedule::None;
             }
         };
-        Schedule::parse(text).unwrap_or_else(|message| {
-            self.error(&src.file, src.node.line, None, Some(key), message);
+        match Schedule::parse(text) {
+            Ok(schedule) if self.cron_data_intervals => schedule,
+            Ok(schedule) => schedule.as_trigger(),
+            Err(message) => {
+                self.error(&src.file, src.node.line, None, Some(key), message);
+                Schedule::None
+            }
+        }
+    }
+
+    /// A `timedelta` or a timetable class as a schedule.
+    fn typed_schedule(&mut self, src: &Sourced, key: &str) -> Schedule {
+        let node = &src.node;
+        let type_name = node
+            .get("__type__")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let fail = |ctx: &mut Self, line: usize, message: String| {
+            ctx.error(&src.file, line, None, Some(key), message);
             Schedule::None
-        })
+        };
+        if type_name == "datetime.timedelta" {
+            return match duration_from_node(node).and_then(|d| Schedule::delta(d.as_secs() as i64)) {
+                Ok(schedule) => schedule,
+                Err(message) => fail(self, node.line, message),
+            };
+        }
+        let Some((short, _)) = super::typed::timetable_kind(&type_name) else {
+            return fail(
+                self,
+                node.line,
+                format!("`{key}` is a `{type_name}`, which dagctl does not schedule by; write a cron string, a preset like @daily, a timedelta, a CronTriggerTimetable, or null"),
+            );
+        };
+        let mut cron = None;
+        let mut timezone = None;
+        let mut delta = None;
+        let mut interval = 0i64;
+        for (name, value) in node.as_map().unwrap_or_default() {
+            let name = name.as_str().unwrap_or_default();
+            let text = || value.as_str().map(str::to_string);
+            let result: Result<(), String> = match (short, name) {
+                (_, "__type__") => Ok(()),
+                ("CronTriggerTimetable" | "CronDataIntervalTimetable", "cron") => {
+                    cron = text();
+                    cron.as_ref()
+                        .map(|_| ())
+                        .ok_or_else(|| "`cron` must be a cron string".to_string())
+                }
+                ("CronTriggerTimetable" | "CronDataIntervalTimetable", "timezone") => {
+                    timezone = text();
+                    timezone
+                        .as_ref()
+                        .map(|_| ())
+                        .ok_or_else(|| "`timezone` must be a time zone name like UTC".to_string())
+                }
+                ("CronTriggerTimetable", "interval") => {
+                    duration_from_node(value).map(|d| interval = d.as_secs() as i64)
+                }
+                ("CronTriggerTimetable", "run_immediately") if value.value == Value::Bool(false) => Ok(()),
+                ("DeltaDataIntervalTimetable", "delta") => {
+                    duration_from_node(value).map(|d| delta = Some(d.as_secs() as i64))
+                }
+                (_, other) => Err(format!("{short} has no argument `{other}` that dagctl reads")),
+            };
+            if let Err(message) = result {
+                return fail(self, value.line, message);
+            }
+        }
+        let built = match short {
+            "CronTriggerTimetable" => match &cron {
+                Some(c) => Schedule::cron_trigger(c, interval, timezone.as_deref()),
+                None => Err("a CronTriggerTimetable needs `cron`".into()),
+            },
+            "CronDataIntervalTimetable" => match &cron {
+                Some(c) => Schedule::parse(Some(c)).and_then(|schedule| match schedule {
+                    Schedule::Cron { expr, display, .. } => {
+                        if let Some(tz) = &timezone {
+                            crate::timetable::parse_timezone(tz)?;
+                        }
+                        Ok(Schedule::Cron {
+                            expr,
+                            display,
+                            timezone,
+                        })
+                    }
+                    _ => Err(format!("`{c}` is not a cron expression or preset like @daily")),
+                }),
+                None => Err("a CronDataIntervalTimetable needs `cron`".into()),
+            },
+            _ => match delta {
+                Some(seconds) => Schedule::delta(seconds),
+                None => Err("a DeltaDataIntervalTimetable needs `delta`".into()),
+            },
+        };
+        built.unwrap_or_else(|message| fail(self, node.line, message))
     }
 
     fn unsupported_schedule(&mut self, src: &Sourced, key: &str, what: &str) -> Schedule {

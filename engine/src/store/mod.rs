@@ -18,6 +18,7 @@ pub mod runs;
 pub mod samples;
 pub mod tis;
 mod users;
+mod vault;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub use runs::{
 pub use samples::{NodeSample, SampleFilter, SamplePage};
 pub use tis::{FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
+pub use vault::{ConnectionRow, Existing, VariableRow};
 
 use crate::{Error, Result};
 
@@ -115,6 +117,12 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         11,
         MigrationSql::Common(include_str!("../../../migrations/common/0011_scheduler_api_url.sql")),
+    ),
+    (
+        12,
+        MigrationSql::Common(include_str!(
+            "../../../migrations/common/0012_variables_connections.sql"
+        )),
     ),
 ];
 

@@ -640,6 +640,11 @@ fn released_migrations_never_change() {
             "6f27a740935b2a9386f23503efc28de3128037da3f67e8ae3566f80fbd8ad39e",
             "6f27a740935b2a9386f23503efc28de3128037da3f67e8ae3566f80fbd8ad39e",
         ),
+        (
+            12,
+            "c8aa266bbcaa4ed45f79cd1b5bbcc2e9cd47c3c532d107b756020f7f01d378a0",
+            "c8aa266bbcaa4ed45f79cd1b5bbcc2e9cd47c3c532d107b756020f7f01d378a0",
+        ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));
     let versions: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();

@@ -2,6 +2,8 @@
 //! endpoints under `/api/v2/dagctl/...`. The OpenAPI document of exactly this subset is served at
 //! `/api/v2/openapi.json`.
 
+mod bulk;
+mod connections;
 pub mod dags;
 mod events;
 pub(crate) mod kpis;
@@ -10,6 +12,7 @@ mod networks;
 pub mod runs;
 pub mod shapes;
 mod tis;
+mod variables;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -61,6 +64,26 @@ pub fn routes() -> Router<WebState> {
         .route(
             "/api/v2/pools/{name}",
             get(misc::pool).patch(misc::patch_pool).delete(misc::delete_pool),
+        )
+        .route(
+            "/api/v2/variables",
+            get(variables::list).post(variables::create).patch(variables::bulk),
+        )
+        .route(
+            "/api/v2/variables/{key}",
+            get(variables::get).patch(variables::patch).delete(variables::delete),
+        )
+        .route(
+            "/api/v2/connections",
+            get(connections::list)
+                .post(connections::create)
+                .patch(connections::bulk),
+        )
+        .route(
+            "/api/v2/connections/{connection_id}",
+            get(connections::get)
+                .patch(connections::patch)
+                .delete(connections::delete),
         )
         .route("/api/v2/eventLogs", get(misc::events))
         .route("/api/v2/eventLogs/{id}", get(misc::event))

@@ -73,15 +73,20 @@ fn timetable_description(schedule: &Schedule) -> Option<String> {
     match schedule {
         Schedule::None => Some("Never, external triggers only".into()),
         Schedule::Once => Some("Once, as soon as possible".into()),
-        Schedule::Cron { expr, display } if expr != display => Some(format!("{display} ({expr})")),
+        Schedule::Cron { expr, display, .. } if expr != display => Some(format!("{display} ({expr})")),
         Schedule::Cron { expr, .. } => Some(format!("cron `{expr}`")),
+        Schedule::CronTrigger { expr, display, .. } if expr != display => {
+            Some(format!("{display} ({expr}), at each time"))
+        }
+        Schedule::CronTrigger { expr, .. } => Some(format!("cron `{expr}`, at each time")),
+        Schedule::Delta { seconds } => Some(format!("every {}", engine::timetable::python_timedelta(*seconds))),
     }
 }
 
 /// `DAGResponse`.
 pub fn dag(row: &DagRow, has_import_errors: bool) -> Value {
     let spec = &row.spec;
-    let periodic = matches!(spec.schedule, Schedule::Cron { .. });
+    let periodic = spec.schedule.is_periodic();
     let relative = std::path::Path::new(&row.fileloc)
         .file_name()
         .map(|n| n.to_string_lossy().to_string());

@@ -8,6 +8,7 @@
 mod chaos;
 mod kpis;
 mod networks;
+mod secrets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,8 @@ pub struct ExecState {
     pub wake: Option<Arc<Notify>>,
     /// How often runners heartbeat.
     pub heartbeat_interval: Duration,
+    /// Variables and connections a running try's templates read.
+    pub vault: engine::secrets::Vault,
     specs: Arc<Mutex<HashMap<String, Arc<DagSpec>>>>,
     /// The live engines' execution API addresses and when they were read.
     engines: Arc<Mutex<Option<(Instant, HeaderValue)>>>,
@@ -60,9 +63,10 @@ const ENGINES_TTL: Duration = Duration::from_secs(2);
 const ENGINE_SILENCE: chrono::Duration = chrono::Duration::seconds(60);
 
 impl ExecState {
-    pub fn new(store: Store, keys: Keys, logs: Arc<dyn TaskLogs>) -> ExecState {
+    pub fn new(store: Store, keys: Keys, logs: Arc<dyn TaskLogs>, vault: engine::secrets::Vault) -> ExecState {
         ExecState {
             store,
+            vault,
             keys,
             logs,
             wake: None,
@@ -122,6 +126,7 @@ pub fn router(state: ExecState) -> Router {
         .merge(networks::routes())
         .merge(kpis::routes())
         .merge(chaos::routes())
+        .merge(secrets::routes())
         .layer(DefaultBodyLimit::max(MAX_EXECUTION_BODY))
         .with_state(state)
 }

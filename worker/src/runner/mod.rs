@@ -7,13 +7,13 @@
 //! running while the engine restarts: every call is retried with backoff for a bounded time.
 
 pub mod group;
+mod render;
 mod sink;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::state::Outcome;
-use engine::template::render_args;
 use hyper::Method;
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
@@ -199,9 +199,9 @@ async fn execute(
     log: &TaskLog,
     cancel: &CancellationToken,
 ) -> OperatorResult {
-    let args = match render_args(&ctx.task.args, &ctx.template_context()) {
+    let args = match render::render(&ctx.task.args, &ctx.template_context(), client, log).await {
         Ok(args) => args,
-        Err(err) => return OperatorResult::Failed(err.to_string()),
+        Err(err) => return OperatorResult::Failed(err),
     };
     let Some(operator) = operators.get(&ctx.task.operator) else {
         return OperatorResult::Failed(format!("operator `{}` is not known to this runner", ctx.task.operator));

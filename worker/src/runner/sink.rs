@@ -25,25 +25,8 @@ pub struct TaskLog {
     buffer: Arc<Mutex<Buffer>>,
     ready: Arc<Notify>,
     /// Values written as `***` wherever they appear in a line (Airflow's secret masker), longest first.
-    secrets: Arc<Vec<String>>,
+    secrets: Arc<std::sync::RwLock<Vec<String>>>,
 }
-
-/// Key names whose values are secrets, as Airflow's `DEFAULT_SENSITIVE_FIELDS` (a key containing one, in any
-/// case, is sensitive).
-pub const SENSITIVE_NAMES: &[&str] = &[
-    "access_token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "passphrase",
-    "passwd",
-    "password",
-    "private_key",
-    "secret",
-    "token",
-    "keyfile_dict",
-    "service_account",
-];
 
 /// Values shorter than this are not masked: they would blank out ordinary words and numbers.
 const MIN_SECRET_CHARS: usize = 4;
@@ -64,8 +47,7 @@ pub fn sensitive_values(values: &serde_json::Map<String, serde_json::Value>) -> 
         match value {
             serde_json::Value::Object(map) => {
                 for (key, value) in map {
-                    let key = key.to_ascii_lowercase();
-                    if SENSITIVE_NAMES.iter().any(|name| key.contains(name)) {
+                    if engine::secrets::is_sensitive(key) {
                         all_text(value, out);
                     } else {
                         walk(value, out);
@@ -88,22 +70,29 @@ impl TaskLog {
 
     /// A log that writes each of `secrets` (of at least 4 characters) as `***`.
     pub fn masking(secrets: Vec<String>) -> TaskLog {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
-            .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        TaskLog {
-            secrets: Arc::new(secrets),
-            ..TaskLog::default()
-        }
+        let log = TaskLog::default();
+        log.add_secrets(secrets);
+        log
+    }
+
+    /// Masks `secrets` (of at least 4 characters) in every line written from now on, by this log and its
+    /// clones.
+    pub fn add_secrets(&self, secrets: Vec<String>) {
+        let Ok(mut known) = self.secrets.write() else {
+            return;
+        };
+        known.extend(secrets.into_iter().filter(|s| s.chars().count() >= MIN_SECRET_CHARS));
+        known.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        known.dedup();
     }
 
     /// `text` with every known secret written as `***`.
     pub fn mask(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for secret in self.secrets.iter() {
+        let Ok(secrets) = self.secrets.read() else {
+            return out;
+        };
+        for secret in secrets.iter() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), "***");
             }
@@ -112,7 +101,7 @@ impl TaskLog {
     }
 
     pub fn line(&self, level: &str, logger: &str, event: &str) {
-        let line = if self.secrets.is_empty() {
+        let line = if self.secrets.read().map(|s| s.is_empty()).unwrap_or(true) {
             LogLine::now(level, logger, event)
         } else {
             LogLine::now(level, logger, &self.mask(event))

@@ -29,6 +29,39 @@ pub struct RunPlan {
 }
 
 impl EvalBatch {
+    /// The task states of the run before the one with `logical_date` in DAG `dag_id` (by logical date, as
+    /// Airflow's `get_previous_dagrun`), for `depends_on_past`. None when there is no logical date (a manual run
+    /// of Airflow 3) or no run before it.
+    pub async fn previous_run_states(
+        &mut self,
+        dag_id: &str,
+        logical_date: Option<DateTime<Utc>>,
+    ) -> Result<Option<std::collections::HashMap<String, crate::state::TaskState>>> {
+        let Some(logical_date) = logical_date else {
+            return Ok(None);
+        };
+        let previous: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM dag_run WHERE dag_id = $1 AND logical_date IS NOT NULL AND logical_date < $2 \
+             ORDER BY logical_date DESC LIMIT 1",
+        )
+        .bind(dag_id)
+        .bind(micros(logical_date))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT task_id, state FROM task_instance WHERE run_pk = $1")
+            .bind(previous)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut states = std::collections::HashMap::with_capacity(rows.len());
+        for (task_id, state) in rows {
+            states.insert(task_id, state.parse()?);
+        }
+        Ok(Some(states))
+    }
+
     /// Writes every plan and commits. Returns how many task instances changed.
     pub async fn apply(mut self, plans: &[RunPlan], now: DateTime<Utc>) -> Result<usize> {
         let mut changed = 0;

@@ -1,5 +1,8 @@
 //! Templating of operator arguments with Airflow's context (`ds`, `ts`, `params`, `dag_run.conf`,
-//! `ti.xcom_pull(...)`, `macros.ds_add`, ...), via minijinja with strict undefined like Airflow.
+//! `ti.xcom_pull(...)`, `macros.ds_add`, `var.value.x`, `conn.x.host`, ...), via minijinja with strict undefined
+//! like Airflow.
+
+mod lookups;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value as Json;
 
 use crate::{Error, Result};
+
+pub use lookups::{Lookups, Wanted};
 
 /// Everything a template can see about the task instance being rendered.
 #[derive(Debug, Clone)]
@@ -28,6 +33,8 @@ pub struct TemplateContext {
     /// XCom values of the run, by (task id, key).
     pub xcoms: HashMap<(String, String), Json>,
     pub native: bool,
+    /// Variables and connections (`var`, `conn`) known so far; see [`render_round`].
+    pub lookups: Lookups,
 }
 
 impl TemplateContext {
@@ -158,6 +165,8 @@ impl TemplateContext {
         ctx.insert("ti".to_string(), Value::from(ti_value.clone()));
         ctx.insert("task_instance".to_string(), Value::from(ti_value));
         ctx.insert("macros".to_string(), Value::from(macros));
+        ctx.insert("var".to_string(), self.lookups.var_value());
+        ctx.insert("conn".to_string(), self.lookups.conn_value());
         Value::from(ctx)
     }
 }
@@ -181,6 +190,53 @@ pub fn render_args(
         out.insert(key.clone(), render_value(&env, &value, arg, key, ctx.native)?);
     }
     Ok(out)
+}
+
+/// What one rendering round gave.
+#[derive(Debug)]
+pub enum Rendered {
+    Done(serde_json::Map<String, Json>),
+    /// Variables or connections the templates asked for that `ctx.lookups` does not know yet: fetch them
+    /// (recording what there is with `set_variable`/`set_connection`) and render again.
+    Needs(Vec<Wanted>),
+}
+
+/// Renders `args` once: done, or the variables and connections to fetch before rendering again. A variable
+/// or connection that does not exist fails the render naming it.
+pub fn render_round(args: &serde_json::Map<String, Json>, ctx: &TemplateContext) -> Result<Rendered> {
+    ctx.lookups.start_render();
+    // Every field, even after one failed, so one round finds every name they use.
+    let env = environment();
+    let value = ctx.to_value();
+    let mut result = Ok(serde_json::Map::new());
+    for (key, arg) in args {
+        match (render_value(&env, &value, arg, key, ctx.native), &mut result) {
+            (Ok(rendered), Ok(out)) => {
+                out.insert(key.clone(), rendered);
+            }
+            (Err(err), Ok(_)) => result = Err(err),
+            (_, Err(_)) => {}
+        }
+    }
+    let wanted = ctx.lookups.take_wanted();
+    if !wanted.is_empty() {
+        return Ok(Rendered::Needs(wanted));
+    }
+    match result {
+        Ok(args) => Ok(Rendered::Done(args)),
+        Err(Error::Template { field, message }) => {
+            let missing = ctx.lookups.missing();
+            if missing.is_empty() {
+                return Err(Error::Template { field, message });
+            }
+            let names: Vec<String> = missing.iter().map(|(w, why)| format!("{w} {why}")).collect();
+            Err(Error::Template {
+                field,
+                message: names.join("; "),
+            })
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Renders one template string.
@@ -275,6 +331,7 @@ mod tests {
             params: json!({"nodes": 7, "client": "geth"}).as_object().unwrap().clone(),
             xcoms,
             native: false,
+            lookups: Lookups::default(),
         }
     }
 
@@ -316,6 +373,61 @@ mod tests {
         assert!(text.contains("`bash_command`") || text.contains("`env.B`"), "{text}");
         let err = render_args(json!({"env": {"B": "{{ nope( }}"}}).as_object().unwrap(), &ctx()).unwrap_err();
         assert!(err.to_string().contains("`env.B`"), "{err}");
+    }
+
+    #[test]
+    fn variables_and_connections_are_fetched_in_rounds_and_missing_ones_are_named() {
+        let ctx = ctx();
+        let args = json!({
+            "cmd": "{{ var.value.region }} {{ var.json.cfg.nodes }} {{ conn.rpc.host }}:{{ conn.rpc.port }} {{ conn.rpc.extra_dejson.chain_id }}",
+            "fallback": "{{ var.value.get('unset', 'dflt') }}",
+        });
+        let args = args.as_object().unwrap();
+        let Rendered::Needs(mut wanted) = render_round(args, &ctx).unwrap() else {
+            panic!()
+        };
+        wanted.sort();
+        assert_eq!(
+            wanted,
+            [
+                Wanted::Variable("cfg".into()),
+                Wanted::Variable("region".into()),
+                Wanted::Variable("unset".into()),
+                Wanted::Connection("rpc".into())
+            ]
+        );
+        ctx.lookups.set_variable("region", Some("eu".into()));
+        ctx.lookups.set_variable("cfg", Some(r#"{"nodes": 4}"#.into()));
+        ctx.lookups.set_variable("unset", None);
+        let conn = crate::secrets::Connection::from_uri("rpc", "ethereum://127.0.0.1:8545?chain_id=1337").unwrap();
+        ctx.lookups.set_connection("rpc", Some(&conn));
+        let Rendered::Done(out) = render_round(args, &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(out["cmd"], "eu 4 127.0.0.1:8545 1337");
+        assert_eq!(out["fallback"], "dflt");
+        // A variable that does not exist is a failure naming it, not an empty string.
+        let missing = json!({"cmd": "echo {{ var.value.nope }}"});
+        let missing = missing.as_object().unwrap();
+        assert!(matches!(render_round(missing, &ctx).unwrap(), Rendered::Needs(_)));
+        ctx.lookups.set_variable("nope", None);
+        let err = render_round(missing, &ctx).unwrap_err().to_string();
+        assert!(
+            err.contains("variable `nope` does not exist") && err.contains("`cmd`"),
+            "{err}"
+        );
+        ctx.lookups.set_variable("text", Some("not json".into()));
+        let err = render_round(json!({"x": "{{ var.json.text }}"}).as_object().unwrap(), &ctx)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("variable `text` is not JSON"), "{err}");
+        ctx.lookups.set_connection("gone", None);
+        let err = render_round(json!({"x": "{{ conn.gone.host }}"}).as_object().unwrap(), &ctx)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connection `gone` does not exist"), "{err}");
     }
 
     #[test]

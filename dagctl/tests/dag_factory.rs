@@ -192,8 +192,12 @@ fn what_dagctl_cannot_build_is_one_error_per_file_at_its_line() {
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     let expected = [
-        ("asset_schedule.yml", 3, "airflow.sdk.Asset"),
-        ("timetable.yml", 4, "timetable classes are not supported"),
+        ("asset_schedule.yml", 3, "asset aliases and watchers are not supported"),
+        (
+            "timetable.yml",
+            4,
+            "of the timetable classes dagctl has CronTriggerTimetable",
+        ),
         (
             "taskflow.yml",
             4,

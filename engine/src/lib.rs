@@ -4,6 +4,7 @@
 //! This crate knows nothing of processes, HTTP or blockchains: the scheduler, the worker and the faces build
 //! on it, and operators from other crates plug in through [`operators::OperatorRegistry`].
 
+pub mod assets;
 pub mod duration;
 pub mod error;
 pub mod graph;

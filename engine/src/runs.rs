@@ -66,6 +66,7 @@ pub enum TriggeredBy {
     Test,
     Timetable,
     Backfill,
+    Asset,
 }
 
 impl TriggeredBy {
@@ -77,6 +78,7 @@ impl TriggeredBy {
             TriggeredBy::Test => "test",
             TriggeredBy::Timetable => "timetable",
             TriggeredBy::Backfill => "backfill",
+            TriggeredBy::Asset => "asset",
         }
     }
 }
@@ -100,6 +102,8 @@ pub enum RunKind {
     Scheduled { interval: DataInterval },
     /// `dags test`: a manual run `test__<now>` at the logical date (default: now), due at that date.
     Test { logical_date: Option<DateTime<Utc>> },
+    /// The run asset events ask for: `asset_triggered__<now>`, no logical date (as Airflow 3), due now.
+    AssetTriggered,
 }
 
 /// A request for a run: its kind and what every run carries.
@@ -174,6 +178,10 @@ impl RunRequest {
                 let date = logical_date.unwrap_or(self.now);
                 let run_id = format!("test__{}", self.now.to_rfc3339_opts(SecondsFormat::Micros, true));
                 (RunType::Manual, run_id, Some(date), interval_for(date), date)
+            }
+            RunKind::AssetTriggered => {
+                let run_id = RunType::AssetTriggered.run_id(self.now);
+                (RunType::AssetTriggered, run_id, None, None, self.now)
             }
         };
         Ok(NewRun {

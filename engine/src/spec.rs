@@ -91,12 +91,20 @@ pub struct TaskSpec {
     pub on_failure_fail_dagrun: bool,
     /// Airflow's `depends_on_past`: runs only once this task succeeded or was skipped in the run before (by
     /// logical date).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub depends_on_past: bool,
     /// Airflow's `wait_for_downstream` (implies `depends_on_past`): also the tasks right after this one in the
     /// run before must have succeeded or been skipped.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub wait_for_downstream: bool,
+    /// Asset URIs this task updates when it succeeds (Airflow's `outlets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlets: Vec<String>,
+}
+
+/// Fields added to a spec are left out while false, so DAGs that do not use them keep their version hash.
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl TaskSpec {
@@ -173,6 +181,7 @@ mod tests {
             on_failure_fail_dagrun: false,
             depends_on_past: false,
             wait_for_downstream: false,
+            outlets: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ impl Scheduler {
                 .missing_pool
                 .iter()
                 .map(|ti| FinishedTry {
+                    outlets: Vec::new(),
                     ti_id: ti.id,
                     run_pk: ti.run_pk,
                     try_number: ti.try_number,

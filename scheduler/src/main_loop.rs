@@ -221,6 +221,7 @@ impl Scheduler {
         let now = Utc::now();
         if full && self.options.create_scheduled_runs {
             self.create_scheduled_runs(now).await?;
+            busy |= self.create_asset_runs(now).await? > 0;
         }
         busy |= self.start_queued_runs(now).await? > 0;
         busy |= self.evaluate(now).await? > 0;

@@ -129,6 +129,31 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Makes the asset-triggered run of each DAG whose asset condition holds over the assets updated since its
+    /// last one (paused DAGs keep their queue until they are unpaused, as in Airflow). Returns how many.
+    pub(crate) async fn create_asset_runs(&mut self, now: DateTime<Utc>) -> Result<usize> {
+        let mut created = 0;
+        for dag_id in self.store.dags_with_queued_assets().await? {
+            let Some(dag) = self.dags.get(&dag_id).cloned() else {
+                continue;
+            };
+            if dag.is_paused || dag.is_stale {
+                continue;
+            }
+            let Schedule::Assets { condition } = &dag.spec.schedule else {
+                continue;
+            };
+            let request = RunRequest::new(RunKind::AssetTriggered, TriggeredBy::Asset, now);
+            let new = request.new_run(&dag.spec).map_err(engine::Error::from)?;
+            if let Some(run) = self.store.trigger_by_assets(&dag.spec, condition, new).await? {
+                info!(dag_id = %run.dag_id, run_id = %run.run_id, "created asset-triggered run");
+                self.metrics.dagrun_created.fetch_add(1, Ordering::Relaxed);
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
     pub(crate) async fn start_queued_runs(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let queued = self.store.queued_runs(self.options.scope.as_deref()).await?;
         if queued.is_empty() {

@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../assets/audit.html")),
     ("error.html", include_str!("../assets/error.html")),
     ("pools.html", include_str!("../assets/pools.html")),
+    ("assets.html", include_str!("../assets/assets.html")),
     ("users.html", include_str!("../assets/users.html")),
     ("token.html", include_str!("../assets/token.html")),
 ];

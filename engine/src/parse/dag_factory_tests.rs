@@ -106,7 +106,7 @@ fn a_python_object_is_one_error_in_its_dag_and_the_other_dags_load() {
     let parsed = parse(
         r#"
 assets:
-  schedule: [{__type__: airflow.sdk.Asset, uri: "s3://bucket/x"}]
+  schedule: [{__type__: airflow.sdk.AssetAlias, name: "x"}]
   tasks: {a: {operator: empty}}
 fine:
   tasks: {a: {operator: empty}}
@@ -116,8 +116,8 @@ fine:
     let error = &parsed.errors[0];
     assert_eq!(error.location.dag_id.as_deref(), Some("assets"));
     assert_eq!(error.location.line, Some(3));
-    assert!(error.message.contains("airflow.sdk.Asset"), "{}", error.message);
-    assert!(error.message.contains("asset"), "{}", error.message);
+    assert!(error.message.contains("airflow.sdk.AssetAlias"), "{}", error.message);
+    assert!(error.message.contains("aliases"), "{}", error.message);
     // parse_text keeps the good DAG; a file with errors loads none of them (parse_path).
     assert_eq!(
         parsed.dags.iter().map(|d| d.dag_id.as_str()).collect::<Vec<_>>(),
@@ -128,9 +128,10 @@ fine:
 #[test]
 fn schedules_dagctl_does_not_have_yet_say_what_they_are() {
     for (schedule, what) in [
-        ("[s3://a, s3://b]", "a list of assets"),
-        ("{__or__: [s3://a, s3://b]}", "an asset condition"),
         ("{datasets: [s3://a], file: x.yml}", "an asset schedule"),
+        ("[s3://a, 'not a uri']", "not an asset URI"),
+        ("[]", "never triggers"),
+        ("{__or__: [s3://a, [1]]}", "must be text"),
         ("{__type__: datetime.timedelta, hours: 0}", "longer than zero"),
         (
             "{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '0 0 31 2 *'}",
@@ -205,6 +206,17 @@ fn timedelta_and_timetable_schedules_read_as_airflow_reads_them() {
         schedule_of("{__type__: airflow.timetables.interval.DeltaDataIntervalTimetable, delta: {__type__: datetime.timedelta, days: 2}}"),
         Schedule::Delta { seconds: 172_800 }
     );
+    // Assets: a list is all of them, dag-factory's folds a condition; Asset objects become their URIs.
+    let Schedule::Assets { condition } =
+        schedule_of("[s3://a, {__type__: airflow.sdk.Asset, name: b, uri: 's3://b'}, {__type__: airflow.datasets.Dataset, __args__: ['s3://c']}]")
+    else {
+        panic!()
+    };
+    assert_eq!(condition.display(), "(s3://a & s3://b & s3://c)");
+    let Schedule::Assets { condition } = schedule_of("{__or__: [s3://a, {__and__: [s3://b, s3://c]}]}") else {
+        panic!()
+    };
+    assert_eq!(condition.display(), "(s3://a | (s3://b & s3://c))");
     // `create_cron_data_intervals`: a cron string keeps Airflow 2's data intervals.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.yml");

@@ -31,6 +31,7 @@ const TASK_KEYS: &[&str] = &[
     "queue",
     "depends_on_past",
     "wait_for_downstream",
+    "outlets",
     "is_setup",
     "is_teardown",
     "as_teardown",
@@ -40,7 +41,7 @@ const TASK_KEYS: &[&str] = &[
 /// Why a task key Airflow knows cannot be had in dagctl, when it is one of those.
 pub(super) fn not_supported_task_key(key: &str) -> Option<String> {
     match key {
-        "outlets" | "inlets" => Some(format!("`{key}` (assets) are not supported by dagctl yet")),
+        "inlets" => Some("`inlets` (asset lineage) are not supported by dagctl; `outlets` are".to_string()),
         "expand" | "partial" => Some(format!("dynamic task mapping (`{key}`) is not supported by dagctl yet")),
         _ if key.starts_with("python_callable") || (key.starts_with("on_") && key.contains("callback")) => {
             Some(format!("`{key}` names Python code, which dagctl does not run"))
@@ -75,6 +76,7 @@ pub(super) struct WrittenTask {
     pub(super) on_failure_fail_dagrun: bool,
     pub(super) depends_on_past: bool,
     pub(super) wait_for_downstream: bool,
+    pub(super) outlets: Vec<String>,
 }
 
 /// `default_args` that tasks inherit: those that are also task keys.
@@ -281,6 +283,7 @@ impl DagCtx<'_> {
         let wait_for_downstream = pick("wait_for_downstream")
             .and_then(|src| self.boolean(&src, "wait_for_downstream", task))
             .unwrap_or(false);
+        let outlets = pick("outlets").map(|src| self.outlets(&src, task)).unwrap_or_default();
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
         let mut dependencies = self.name_list(file, node.get("dependencies"), task);
         dependencies.extend(roles.setups);
@@ -307,7 +310,45 @@ impl DagCtx<'_> {
             on_failure_fail_dagrun: roles.on_failure_fail_dagrun,
             depends_on_past,
             wait_for_downstream,
+            outlets,
         })
+    }
+
+    /// `outlets`: the assets a task updates when it succeeds (URIs, or `airflow.sdk.Asset`s built into theirs).
+    fn outlets(&mut self, src: &Sourced, task: Option<&str>) -> Vec<String> {
+        let items = match &src.node.value {
+            Value::Seq(items) => items.clone(),
+            Value::Str(_) => vec![src.node.clone()],
+            Value::Null => Vec::new(),
+            other => {
+                let kind = src.node.kind();
+                let _ = other;
+                self.error(
+                    &src.file,
+                    src.node.line,
+                    task,
+                    Some("outlets"),
+                    format!("`outlets` must be a list of asset URIs, got {kind}"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let checked = match item.as_str() {
+                Some(uri) => crate::assets::check_uri(uri).map(|_| uri.to_string()),
+                None => Err(format!(
+                    "an outlet must be an asset URI or an airflow.sdk.Asset, got {}",
+                    item.kind()
+                )),
+            };
+            match checked {
+                Ok(uri) if !out.contains(&uri) => out.push(uri),
+                Ok(_) => {}
+                Err(message) => self.error(&src.file, item.line, task, Some("outlets"), message),
+            }
+        }
+        out
     }
 
     /// `is_setup`, `is_teardown`, `on_failure_fail_dagrun` and Airflow's `as_teardown` (`true`, or

@@ -301,6 +301,7 @@ impl DagCtx<'_> {
                     on_failure_fail_dagrun: task.on_failure_fail_dagrun,
                     depends_on_past: task.depends_on_past || task.wait_for_downstream,
                     wait_for_downstream: task.wait_for_downstream,
+                    outlets: task.outlets.clone(),
                 }
             })
             .collect()

@@ -102,6 +102,12 @@ fn build(type_name: &str, node: &Node) -> Result<Option<Node>, String> {
             None => Err("a `builtins.list` needs `items`".into()),
         },
         "datetime.timedelta" => timedelta(node).map(|fields| Some(at(Value::Map(fields)))),
+        "airflow.sdk.Asset"
+        | "airflow.sdk.definitions.asset.Asset"
+        | "airflow.assets.Asset"
+        | "airflow.datasets.Dataset"
+        | "airflow.Dataset"
+        | "airflow.sdk.Dataset" => asset_uri(type_name, node).map(|uri| Some(at(Value::Str(uri)))),
         _ if timetable_kind(type_name).is_some() => {
             timetable(type_name, node).map(|fields| Some(at(Value::Map(fields))))
         }
@@ -139,6 +145,42 @@ pub(super) fn timetable_kind(type_name: &str) -> Option<(&'static str, &'static 
     module_ok.then_some(known)
 }
 
+/// The URI of an `Asset(name, uri, ...)` (the name when no URI is given, as Airflow does) or a
+/// `Dataset(uri, ...)`; checked as an asset URI.
+fn asset_uri(type_name: &str, node: &Node) -> Result<String, String> {
+    let (args, kwargs) = arguments(node)?;
+    let named = |key: &str| kwargs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let text = |n: Option<Node>, what: &str| -> Result<Option<String>, String> {
+        match n {
+            None => Ok(None),
+            Some(n) => n
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| format!("the {what} of an asset must be text, got {}", n.kind())),
+        }
+    };
+    let known: &[&str] = if type_name.ends_with("Dataset") {
+        &["uri", "extra"]
+    } else {
+        &["name", "uri", "group", "extra"]
+    };
+    if let Some((key, _)) = kwargs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(format!(
+            "`{key}` of an asset is not something dagctl takes (it reads {})",
+            known.join(", ")
+        ));
+    }
+    let uri = if type_name.ends_with("Dataset") {
+        text(args.first().cloned().or_else(|| named("uri")), "uri")?
+    } else {
+        text(args.get(1).cloned().or_else(|| named("uri")), "uri")?
+            .or(text(args.first().cloned().or_else(|| named("name")), "name")?)
+    };
+    let uri = uri.ok_or_else(|| "an asset needs a `uri` (or a `name`)".to_string())?;
+    crate::assets::check_uri(&uri)?;
+    Ok(uri)
+}
+
 /// A timetable with every argument named (positional `__args__` as the class takes them).
 fn timetable(type_name: &str, node: &Node) -> Result<Vec<(Node, Node)>, String> {
     let (short, positional) = timetable_kind(type_name).unwrap_or(("", &[]));
@@ -172,11 +214,13 @@ fn timetable(type_name: &str, node: &Node) -> Result<Vec<(Node, Node)>, String> 
 /// Why a Python type cannot be built, with what to write instead where there is something.
 fn unsupported(type_name: &str) -> String {
     let last = type_name.rsplit('.').next().unwrap_or(type_name);
-    let hint = if matches!(
+    let hint = if matches!(last, "Asset" | "Dataset") {
+        ": write it as airflow.sdk.Asset (or airflow.datasets.Dataset)"
+    } else if matches!(
         last,
-        "Asset" | "Dataset" | "AssetAlias" | "DatasetAlias" | "AssetWatcher"
+        "AssetAlias" | "DatasetAlias" | "AssetWatcher" | "AssetAll" | "AssetAny"
     ) {
-        ": asset (dataset) schedules and outlets are not supported by dagctl yet"
+        ": asset aliases and watchers are not supported by dagctl; name the assets' URIs"
     } else if type_name.contains("timetables") {
         ": of the timetable classes dagctl has CronTriggerTimetable, CronDataIntervalTimetable and DeltaDataIntervalTimetable"
     } else if type_name.starts_with("kubernetes.") || type_name.contains("cncf.kubernetes") {
@@ -433,7 +477,16 @@ mod tests {
     #[test]
     fn bad_forms_are_one_problem_each_with_their_line() {
         let cases = [
-            ("x:\n  y: {__type__: airflow.sdk.Asset, uri: s3://a}\n", 2, "asset"),
+            (
+                "x:\n  y: {__type__: airflow.sdk.Asset, uri: 'not a uri'}\n",
+                2,
+                "not an asset URI",
+            ),
+            (
+                "x:\n  y: {__type__: airflow.sdk.AssetWatcher, name: w}\n",
+                2,
+                "watchers",
+            ),
             (
                 "x: {__type__: airflow.timetables.events.EventsTimetable, event_dates: []}\n",
                 1,

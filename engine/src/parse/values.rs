@@ -15,10 +15,43 @@ impl DagCtx<'_> {
         let text = match &src.node.value {
             Value::Null => None,
             Value::Str(text) if text.contains(['&', '|']) => {
-                return self.unsupported_schedule(src, key, "an asset condition");
+                return match crate::assets::AssetCondition::parse(text) {
+                    Ok(condition) => Schedule::Assets { condition },
+                    Err(message) => {
+                        self.error(&src.file, src.node.line, None, Some(key), message);
+                        Schedule::None
+                    }
+                };
             }
             Value::Str(text) => Some(text.as_str()),
-            Value::Seq(_) => return self.unsupported_schedule(src, key, "a list of assets"),
+            Value::Seq(items) => {
+                let mut uris = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(uri) => uris.push(uri.to_string()),
+                        None => {
+                            self.error(
+                                &src.file,
+                                item.line,
+                                None,
+                                Some(key),
+                                format!(
+                                    "an asset in `{key}` must be a URI or an airflow.sdk.Asset, got {}",
+                                    item.kind()
+                                ),
+                            );
+                            return Schedule::None;
+                        }
+                    }
+                }
+                return match crate::assets::AssetCondition::all_of(uris) {
+                    Ok(condition) => Schedule::Assets { condition },
+                    Err(message) => {
+                        self.error(&src.file, src.node.line, None, Some(key), message);
+                        Schedule::None
+                    }
+                };
+            }
             Value::Map(_) if src.node.get("__type__").is_some() => return self.typed_schedule(src, key),
             Value::Map(_) => return self.unsupported_schedule(src, key, "an asset schedule"),
             _ => {

@@ -112,6 +112,7 @@ impl Store {
             for spec in &file.dags {
                 defined.insert(spec.dag_id.clone());
                 if upsert_dag(&mut tx, spec, paused_at_creation, now).await? {
+                    super::assets::sync_references(&mut tx, spec, now).await?;
                     report.new_versions.push(spec.dag_id.clone());
                 }
             }
@@ -146,6 +147,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 if stale {
+                    super::assets::drop_references(&mut tx, &dag_id).await?;
                     report.stale.push(dag_id);
                 }
             }

@@ -7,6 +7,7 @@
 //! change is a compare-and-set on the state it was decided from.
 
 mod alerts;
+pub(crate) mod assets;
 mod changes;
 mod chaos;
 mod dags;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use alerts::NodeAlert;
+pub use assets::{AssetEventFilter, AssetEventRow, AssetRefRow, AssetRow, EventRun, NewAssetEvent};
 pub use chaos::ChaosFaultRow;
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use events::{Change, Changes};
@@ -123,6 +125,13 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
         MigrationSql::Common(include_str!(
             "../../../migrations/common/0012_variables_connections.sql"
         )),
+    ),
+    (
+        13,
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../../migrations/sqlite/0013_assets.sql"),
+            postgres: include_str!("../../../migrations/postgres/0013_assets.sql"),
+        },
     ),
 ];
 

@@ -140,6 +140,7 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
         .unwrap()
         .is_empty());
     let done = FinishedTry {
+        outlets: Vec::new(),
         ti_id: claim.queued[0].id,
         run_pk: run.id,
         try_number: 1,
@@ -644,6 +645,11 @@ fn released_migrations_never_change() {
             12,
             "c8aa266bbcaa4ed45f79cd1b5bbcc2e9cd47c3c532d107b756020f7f01d378a0",
             "c8aa266bbcaa4ed45f79cd1b5bbcc2e9cd47c3c532d107b756020f7f01d378a0",
+        ),
+        (
+            13,
+            "6682aed0f0507723e666f70ed8e08973a38e13a0227fc3ac3afd45dca17f77b5",
+            "32e45b879e679a868ff844a5eb5947467568848bcd69fbebe73c55d8209c4ef7",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

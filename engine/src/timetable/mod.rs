@@ -145,7 +145,7 @@ impl Timetable {
     /// future: it is due when `interval.end <= now`.
     pub fn next_run(&self, params: NextRunParams) -> Option<NextRun> {
         match &self.schedule {
-            Schedule::None => None,
+            Schedule::None | Schedule::Assets { .. } => None,
             Schedule::Once => {
                 if params.last.is_some() {
                     return None;
@@ -290,7 +290,9 @@ impl Timetable {
                     start += delta;
                 }
             }
-            Schedule::Once | Schedule::None => out.push(DataInterval { start: from, end: from }),
+            Schedule::Once | Schedule::None | Schedule::Assets { .. } => {
+                out.push(DataInterval { start: from, end: from })
+            }
         }
         out
     }

@@ -36,6 +36,8 @@ pub enum Schedule {
     /// A `timedelta`, as Airflow's DeltaDataIntervalTimetable: intervals of that length from `start_date`, each
     /// run starting at its interval's end.
     Delta { seconds: i64 },
+    /// Scheduled by assets: a run once the condition holds over the assets updated since the last such run.
+    Assets { condition: crate::assets::AssetCondition },
 }
 
 /// The longest timedelta schedule taken (Python's timedelta allows more; a schedule longer than this is a
@@ -155,6 +157,7 @@ impl Schedule {
     pub fn summary(&self) -> Option<String> {
         match self {
             Schedule::None => None,
+            Schedule::Assets { condition } => Some(condition.display()),
             Schedule::Once => Some("@once".into()),
             Schedule::Cron { display, .. } | Schedule::CronTrigger { display, .. } => Some(display.clone()),
             Schedule::Delta { seconds } => Some(python_timedelta(*seconds)),

@@ -2,6 +2,7 @@
 //! endpoints under `/api/v2/dagctl/...`. The OpenAPI document of exactly this subset is served at
 //! `/api/v2/openapi.json`.
 
+pub(crate) mod assets;
 mod bulk;
 mod connections;
 pub mod dags;
@@ -64,6 +65,13 @@ pub fn routes() -> Router<WebState> {
         .route(
             "/api/v2/pools/{name}",
             get(misc::pool).patch(misc::patch_pool).delete(misc::delete_pool),
+        )
+        .route("/api/v2/assets", get(assets::list))
+        .route("/api/v2/assets/events", get(assets::events).post(assets::create_event))
+        .route("/api/v2/assets/{asset_id}", get(assets::get))
+        .route(
+            "/api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents",
+            get(assets::of_run),
         )
         .route(
             "/api/v2/variables",

@@ -134,14 +134,15 @@ pub async fn list(
             )
         })?);
     }
-    // Several run types select their union; the asset types exist in Airflow but never in dagctl.
+    // Several run types select their union; asset materializations exist in Airflow but never in dagctl.
     let mut run_types = Vec::new();
     for name in params.list("run_type") {
         match name.as_str() {
             "manual" => run_types.push(RunType::Manual),
             "scheduled" => run_types.push(RunType::Scheduled),
             "backfill" => run_types.push(RunType::Backfill),
-            "asset_triggered" | "asset_materialization" => {}
+            "asset_triggered" => run_types.push(RunType::AssetTriggered),
+            "asset_materialization" => {}
             other => {
                 return Err(ApiError::validation(
                     &["query", "run_type"],

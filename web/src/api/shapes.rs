@@ -72,6 +72,7 @@ fn file_token(fileloc: &str) -> String {
 fn timetable_description(schedule: &Schedule) -> Option<String> {
     match schedule {
         Schedule::None => Some("Never, external triggers only".into()),
+        Schedule::Assets { condition } => Some(format!("Triggered by assets {}", condition.display())),
         Schedule::Once => Some("Once, as soon as possible".into()),
         Schedule::Cron { expr, display, .. } if expr != display => Some(format!("{display} ({expr})")),
         Schedule::Cron { expr, .. } => Some(format!("cron `{expr}`")),

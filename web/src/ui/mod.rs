@@ -10,6 +10,7 @@
 // would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+mod assets;
 mod dags;
 mod forms;
 mod kpis;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<WebState> {
         .route("/static/uplot.css", get(network::uplot_style))
         .route("/audit", get(lists::audit))
         .route("/pools", get(pools::pools).post(pools::pool_submit))
+        .route("/assets", get(assets::assets))
         .route("/pools/{name}/delete", post(pools::pool_delete))
         .route("/users", get(lists::users))
         .route("/token", get(token::token_page).post(token::token_submit))

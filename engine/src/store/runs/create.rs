@@ -24,7 +24,8 @@ pub enum ScheduledRun {
 }
 
 /// Checks a run id chosen by a user: Airflow's default pattern (`^[A-Za-z0-9_.~:+-]+$`), at most 250
-/// characters, not `.` or `..`, and not the `scheduled__`/`backfill__` prefixes the engine gives its own runs.
+/// characters, not `.` or `..`, and not the `scheduled__`/`backfill__`/`asset_triggered__` prefixes the engine
+/// gives its own runs.
 pub fn validate_manual_run_id(run_id: &str) -> Result<()> {
     let legal = |c: char| c.is_ascii_alphanumeric() || "_.~:+-".contains(c);
     if run_id.is_empty() || run_id.len() > 250 || !run_id.chars().all(legal) || run_id == "." || run_id == ".." {
@@ -33,7 +34,7 @@ pub fn validate_manual_run_id(run_id: &str) -> Result<()> {
             run_id.escape_debug()
         )));
     }
-    for reserved in ["scheduled__", "backfill__"] {
+    for reserved in ["scheduled__", "backfill__", "asset_triggered__"] {
         if run_id.starts_with(reserved) {
             return Err(Error::invalid(format!(
                 "run ids starting with `{reserved}` are reserved for the scheduler"
@@ -134,7 +135,7 @@ impl Store {
     }
 }
 
-async fn insert_run(tx: &mut Transaction<'static, Any>, new: &NewRun<'_>) -> Result<RunRow> {
+pub(crate) async fn insert_run(tx: &mut Transaction<'static, Any>, new: &NewRun<'_>) -> Result<RunRow> {
     let now = Utc::now();
     let run_id = new
         .run_id

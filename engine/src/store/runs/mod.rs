@@ -2,7 +2,7 @@
 //! is in `create`, listing and paging in `list`, starting queued runs in `start`, evaluation batches in `eval`,
 //! and the changes users make (state, note) in `edits`.
 
-mod create;
+pub(crate) mod create;
 mod edits;
 mod eval;
 mod list;
@@ -29,6 +29,7 @@ pub enum RunType {
     Scheduled,
     Manual,
     Backfill,
+    AssetTriggered,
 }
 
 impl RunType {
@@ -37,6 +38,7 @@ impl RunType {
             RunType::Scheduled => "scheduled",
             RunType::Manual => "manual",
             RunType::Backfill => "backfill",
+            RunType::AssetTriggered => "asset_triggered",
         }
     }
 
@@ -44,6 +46,7 @@ impl RunType {
         match text {
             "scheduled" => RunType::Scheduled,
             "backfill" => RunType::Backfill,
+            "asset_triggered" => RunType::AssetTriggered,
             _ => RunType::Manual,
         }
     }

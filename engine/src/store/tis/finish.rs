@@ -22,6 +22,8 @@ pub struct FinishedTry {
     /// When the next try may start (for `Fail { can_retry: true }`).
     pub next_retry_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
+    /// Asset URIs the task updates: an event for each is recorded with a success (Airflow's `outlets`).
+    pub outlets: Vec<String>,
 }
 
 impl FinishedTry {
@@ -60,6 +62,7 @@ impl FinishedTry {
             xcoms,
             next_retry_at,
             ended_at,
+            outlets: task.map(|t| t.outlets.clone()).unwrap_or_default(),
         }
     }
 }
@@ -158,11 +161,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if to == TaskState::Success {
-                let task_id: String = sqlx::query("SELECT task_id FROM task_instance WHERE id = $1")
+                let ids = sqlx::query("SELECT task_id, dag_id, run_id FROM task_instance WHERE id = $1")
                     .bind(done.ti_id)
                     .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
+                    .await?;
+                let task_id: String = ids.try_get(0)?;
+                // The assets it updates, with the success that updated them.
+                for uri in &done.outlets {
+                    crate::store::assets::record_event(
+                        &mut tx,
+                        &crate::store::NewAssetEvent {
+                            uri: Some(uri.clone()),
+                            source_dag_id: Some(ids.try_get(1)?),
+                            source_task_id: Some(task_id.clone()),
+                            source_run_id: Some(ids.try_get(2)?),
+                            at: done.ended_at,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                }
                 for (key, value) in &done.xcoms {
                     sqlx::query(
                         "INSERT INTO xcom (run_pk, task_id, key_name, value, created_at) VALUES ($1, $2, $3, $4, $5) \

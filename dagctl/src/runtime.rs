@@ -231,13 +231,21 @@ pub fn keys(config: &Config) -> Result<web::auth::Keys> {
 }
 
 /// The task execution API's state for a server of this process; `wake` is the scheduler's.
-pub fn execution_state(
+pub async fn execution_state(
     config: &Config,
     store: &Store,
     keys: &web::auth::Keys,
     wake: Option<Arc<Notify>>,
 ) -> Result<web::execution::ExecState> {
     let vault = vault(config, store)?;
+    // Said at start rather than at the first template that reads a secret.
+    match vault.unreadable().await {
+        Ok(Some(name)) => tracing::warn!(
+            "the configured Fernet key cannot read {name}: engines sharing this database need the same `fernet_key` (several, comma-separated, while rotating)"
+        ),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot check the stored variables and connections"),
+    }
     let mut state = web::execution::ExecState::new(store.clone(), keys.clone(), task_logs(config), vault);
     state.wake = wake;
     Ok(state)
@@ -327,7 +335,7 @@ pub async fn scoped_scheduler(
     let listener = bind("127.0.0.1", 0).await?;
     let url = format!("http://{}", listener.local_addr()?);
     let scheduler = build_scheduler(config, store, options, metrics, &keys, &url)?;
-    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle()))?);
+    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle())).await?);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -166,6 +166,52 @@ fn max_active_runs_and_max_active_tasks_hold() {
     assert_eq!(overlap, 2, "the limit allows 2 at once");
 }
 
+/// Airflow's `max_active_tis_per_dag`: one task's tries across all runs of its DAG, at most N at once, while
+/// the DAG's other tasks run freely.
+#[test]
+fn max_active_tis_per_dag_limits_one_task_across_runs() {
+    let home = Home::new();
+    home.write_dag(
+        "lim.yml",
+        "lim:\n  max_active_runs: 4\n  tasks:\n    capped: {operator: bash, bash_command: 'sleep 0.4', max_active_tis_per_dag: 1}\n    free: {operator: bash, bash_command: 'sleep 0.4'}\n",
+    );
+    let port = free_port();
+    let _standalone = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    for i in 0..4 {
+        home.ok(&["dags", "trigger", "lim", "--run-id", &format!("lim-{i}")]);
+    }
+    wait_for(Duration::from_secs(60), "four runs", || {
+        let runs = home.try_json(&["dags", "list-runs", "lim"])?;
+        let list = runs.as_array()?.clone();
+        (list.len() == 4 && list.iter().all(|r| r["state"] == "success")).then_some(())
+    });
+    let of = |task: &str| -> Vec<serde_json::Value> {
+        (0..4)
+            .flat_map(|i| home.states("lim", &format!("lim-{i}")))
+            .filter(|t| t["task_id"] == task)
+            .collect()
+    };
+    assert_eq!(max_overlap(&spans(&of("capped"))), 1, "{:?}", spans(&of("capped")));
+    assert!(
+        max_overlap(&spans(&of("free"))) > 1,
+        "the other task is not held: {:?}",
+        spans(&of("free"))
+    );
+    let bad = Home::new();
+    bad.write_dag(
+        "bad.yml",
+        "bad:\n  tasks:\n    t: {operator: empty, max_active_tis_per_dag: 0}\n",
+    );
+    let output = bad.run(&["dags", "validate"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("bad.yml:3") && stderr(&output).contains("max_active_tis_per_dag"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn trigger_with_a_logical_date_gets_its_interval_and_duplicates_conflict() {
     let home = Home::new();

@@ -97,6 +97,9 @@ pub struct TaskSpec {
     /// run before must have succeeded or been skipped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub wait_for_downstream: bool,
+    /// Airflow's `max_active_tis_per_dag`: tries of this task running at once across its DAG's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_tis_per_dag: Option<u32>,
     /// Asset URIs this task updates when it succeeds (Airflow's `outlets`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<String>,
@@ -182,6 +185,7 @@ mod tests {
             depends_on_past: false,
             wait_for_downstream: false,
             outlets: Vec::new(),
+            max_active_tis_per_dag: None,
         }
     }
 

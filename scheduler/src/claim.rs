@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use engine::state::{TaskEvent, TaskState};
-use engine::store::{FinishedTry, TiRow};
+use engine::store::{ClaimLimits, FinishedTry, TiRow};
 use tracing::warn;
 use worker::LaunchRequest;
 
@@ -22,12 +22,24 @@ impl Scheduler {
             return Ok(0);
         }
         // Versions the runs use (all a scoped scheduler knows), then the latest version of each DAG.
-        let mut limits: HashMap<String, u32> = self
+        let mut limits = ClaimLimits::default();
+        for spec in self
             .specs
             .values()
-            .map(|spec| (spec.dag_id.clone(), spec.max_active_tasks))
-            .collect();
-        limits.extend(self.dags.values().map(|d| (d.dag_id.clone(), d.spec.max_active_tasks)));
+            .map(|s| s.as_ref())
+            .chain(self.dags.values().map(|d| &d.spec))
+        {
+            limits
+                .max_active_tasks
+                .insert(spec.dag_id.clone(), spec.max_active_tasks);
+            for task in &spec.tasks {
+                let key = (spec.dag_id.clone(), task.task_id.clone());
+                match task.max_active_tis_per_dag {
+                    Some(n) => limits.per_task.insert(key, n),
+                    None => limits.per_task.remove(&key),
+                };
+            }
+        }
         let started_claim = Instant::now();
         let claim = self
             .store

@@ -60,6 +60,7 @@ const DEFAULT_ARG_KEYS: &[&str] = &[
     "queue",
     "depends_on_past",
     "wait_for_downstream",
+    "max_active_tis_per_dag",
     "email",
     "email_on_failure",
     "email_on_retry",

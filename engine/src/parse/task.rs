@@ -32,6 +32,7 @@ const TASK_KEYS: &[&str] = &[
     "depends_on_past",
     "wait_for_downstream",
     "outlets",
+    "max_active_tis_per_dag",
     "is_setup",
     "is_teardown",
     "as_teardown",
@@ -77,6 +78,7 @@ pub(super) struct WrittenTask {
     pub(super) depends_on_past: bool,
     pub(super) wait_for_downstream: bool,
     pub(super) outlets: Vec<String>,
+    pub(super) max_active_tis_per_dag: Option<u32>,
 }
 
 /// `default_args` that tasks inherit: those that are also task keys.
@@ -284,6 +286,9 @@ impl DagCtx<'_> {
             .and_then(|src| self.boolean(&src, "wait_for_downstream", task))
             .unwrap_or(false);
         let outlets = pick("outlets").map(|src| self.outlets(&src, task)).unwrap_or_default();
+        let max_active_tis_per_dag = pick("max_active_tis_per_dag")
+            .filter(|src| src.node.value != Value::Null)
+            .and_then(|src| self.count(&src, "max_active_tis_per_dag", task, 1));
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
         let mut dependencies = self.name_list(file, node.get("dependencies"), task);
         dependencies.extend(roles.setups);
@@ -311,6 +316,7 @@ impl DagCtx<'_> {
             depends_on_past,
             wait_for_downstream,
             outlets,
+            max_active_tis_per_dag,
         })
     }
 

@@ -302,6 +302,7 @@ impl DagCtx<'_> {
                     depends_on_past: task.depends_on_past || task.wait_for_downstream,
                     wait_for_downstream: task.wait_for_downstream,
                     outlets: task.outlets.clone(),
+                    max_active_tis_per_dag: task.max_active_tis_per_dag,
                 }
             })
             .collect()

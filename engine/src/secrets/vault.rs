@@ -135,6 +135,28 @@ impl Vault {
         self.store.delete_connection(conn_id, user).await
     }
 
+    /// The name of a stored variable or connection the configured keys cannot read, if there is one (the first
+    /// of each is tried): engines sharing a database with different keys, or a lost key, show at start.
+    pub async fn unreadable(&self) -> Result<Option<String>> {
+        if let Some(row) = self.store.list_variables().await?.into_iter().find(|v| v.is_encrypted) {
+            if self.fernet.decrypt(&row.val).is_err() {
+                return Ok(Some(format!("variable `{}`", row.key)));
+            }
+        }
+        if let Some(row) = self
+            .store
+            .list_connections()
+            .await?
+            .into_iter()
+            .find(|c| c.is_encrypted)
+        {
+            if row.password.as_deref().is_some_and(|p| self.fernet.decrypt(p).is_err()) {
+                return Ok(Some(format!("connection `{}`", row.conn_id)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Encrypts every value again with the first key (after a new key was put in front of the old one, as
     /// `airflow rotate-fernet-key`). Returns how many variables and connections were rewritten.
     pub async fn rotate(&self, user: Option<&str>) -> Result<(usize, usize)> {
@@ -187,8 +209,13 @@ mod tests {
         let only_new = Vault::new(store.clone(), Fernet::new(&new).unwrap());
         assert_eq!(only_new.get_variable("rpc_token").await.unwrap(), var);
         assert_eq!(only_new.get_connection("rpc").await.unwrap(), conn);
-        // A wrong key is a clear error naming the variable, never garbage.
+        // A wrong key is a clear error naming the variable, never garbage, and shows before any read.
         let wrong = Vault::new(store, Fernet::new(&key).unwrap());
+        assert_eq!(
+            wrong.unreadable().await.unwrap().as_deref(),
+            Some("variable `rpc_token`")
+        );
+        assert_eq!(only_new.unreadable().await.unwrap(), None);
         let err = wrong.get_variable("rpc_token").await.unwrap_err().to_string();
         assert!(err.contains("rpc_token") && err.contains("Fernet"), "{err}");
         vault.delete_variable("rpc_token", None).await.unwrap();

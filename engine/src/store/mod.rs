@@ -39,7 +39,7 @@ pub use runs::{
     validate_manual_run_id, CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, ScheduledRun, TimeRange,
 };
 pub use samples::{NodeSample, SampleFilter, SamplePage};
-pub use tis::{FinishedTry, TiRow, TryRow};
+pub use tis::{ClaimLimits, FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
 pub use vault::{ConnectionRow, Existing, VariableRow};
 

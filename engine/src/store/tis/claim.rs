@@ -20,15 +20,26 @@ pub struct Claim {
     pub missing_pool: Vec<TiRow>,
 }
 
+/// The concurrency limits a claim respects besides pools and its own count.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimLimits {
+    /// Each DAG's `max_active_tasks` (16 when a DAG is not named).
+    pub max_active_tasks: HashMap<String, u32>,
+    /// Airflow's `max_active_tis_per_dag`: tries of one task running at once across its DAG's runs, by
+    /// (DAG, task), for the tasks that set it.
+    pub per_task: HashMap<(String, String), u32>,
+}
+
 impl Store {
     /// The critical section: picks `scheduled` task instances of running runs by priority, within pool slots,
-    /// each DAG's `max_active_tasks` and `max_count`, and moves them to `queued` for `scheduler_id`. On
+    /// each DAG's `max_active_tasks`, each task's `max_active_tis_per_dag` and `max_count`, and moves them to
+    /// `queued` for `scheduler_id`. On
     /// PostgreSQL the pool rows are locked for the duration, so schedulers take turns here.
     pub async fn claim_scheduled(
         &self,
         scheduler_id: &str,
         max_count: usize,
-        max_active_tasks: &HashMap<String, u32>,
+        limits: &ClaimLimits,
         scope: Option<&[i64]>,
         now: DateTime<Utc>,
     ) -> Result<Claim> {
@@ -65,6 +76,17 @@ impl Store {
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<_>>()?;
+        let mut task_active: HashMap<(String, String), i64> = HashMap::new();
+        if !limits.per_task.is_empty() {
+            for row in sqlx::query(&format!(
+                "SELECT dag_id, task_id, COUNT(*) FROM task_instance WHERE state IN {EXECUTING} GROUP BY dag_id, task_id"
+            ))
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                task_active.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            }
+        }
         let scope_clause = match scope {
             Some(ids) if !ids.is_empty() => format!(
                 " AND ti.run_pk IN ({})",
@@ -104,10 +126,18 @@ impl Store {
             if *used + ti.pool_slots > *slots {
                 continue;
             }
-            let limit = i64::from(max_active_tasks.get(&ti.dag_id).copied().unwrap_or(16));
+            let limit = i64::from(limits.max_active_tasks.get(&ti.dag_id).copied().unwrap_or(16));
             let active = dag_active.entry(ti.dag_id.clone()).or_insert(0);
             if *active >= limit {
                 continue;
+            }
+            let task_key = (ti.dag_id.clone(), ti.task_id.clone());
+            if let Some(task_limit) = limits.per_task.get(&task_key) {
+                let running = task_active.entry(task_key).or_insert(0);
+                if *running >= i64::from(*task_limit) {
+                    continue;
+                }
+                *running += 1;
             }
             *used += ti.pool_slots;
             *active += 1;

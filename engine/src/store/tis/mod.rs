@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-pub use claim::Claim;
+pub use claim::{Claim, ClaimLimits};
 pub use finish::FinishedTry;
 
 use super::{opt_time, placeholders, time, Store, CHUNK};

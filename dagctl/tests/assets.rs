@@ -1,6 +1,6 @@
 //! Assets on a real engine, as Airflow decides: a task's success updates its `outlets`; a DAG scheduled by a
 //! list of assets runs once all of them were updated since its last asset-triggered run, one scheduled by
-//! `|` once any was; a failed task updates nothing; an event made through the API counts like a task's.
+//! `|` once any was; an `empty` task with outlets updates them too; a failed task updates nothing; an event made through the API counts like a task's.
 //! apache-airflow-client 3.3.2 reads the assets and events and creates one; the UI lists them.
 
 mod api_support;
@@ -66,7 +66,7 @@ fn outlets_trigger_the_dags_their_assets_schedule_as_airflow_does() {
             r#"make_blocks:
   schedule: null
   tasks:
-    make: {{operator: bash, bash_command: "true", outlets: ["{BLOCKS}"]}}
+    make: {{operator: empty, outlets: ["{BLOCKS}"]}}
 make_receipts:
   schedule: null
   tasks:

@@ -33,6 +33,13 @@ fn seed(home: &Home) {
     home.ok(&["variables", "set", "cfg", r#"{"nodes": 4}"#, "--serialize-json"]);
     home.ok(&["variables", "set", "rpc_token", TOKEN]);
     home.ok(&[
+        "variables",
+        "set",
+        "db",
+        r#"{"host": "db.local", "password": "inner-pw-77"}"#,
+        "-j",
+    ]);
+    home.ok(&[
         "connections",
         "add",
         "rpc",
@@ -79,12 +86,14 @@ fn cli_round_trip(home: Home) {
 
     // Export (values in clear, the file private), delete, import back.
     let file = home.path().join("vars.json");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     home.ok(&["variables", "export", file.to_str().unwrap()]);
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(exported["cfg"], json!({"nodes": 4}));
     assert_eq!(exported["region"], json!({"value": "eu-west", "description": "where"}));
-    for key in ["region", "cfg", "rpc_token"] {
+    for key in ["region", "cfg", "rpc_token", "db"] {
         home.ok(&["variables", "delete", key]);
     }
     let broken = home.path().join("broken.json");
@@ -96,7 +105,7 @@ fn cli_round_trip(home: Home) {
     );
     assert!(home
         .ok(&["variables", "import", file.to_str().unwrap()])
-        .contains("3 variable(s) imported"));
+        .contains("4 variable(s) imported"));
     assert_eq!(
         home.ok(&["variables", "get", "rpc_token", "--show-secrets"]).trim(),
         TOKEN
@@ -120,7 +129,7 @@ fn cli_round_trip(home: Home) {
             "--action-on-existing-key",
             "skip"
         ])
-        .contains("0 variable(s) imported, 3 skipped"));
+        .contains("0 variable(s) imported, 4 skipped"));
 }
 
 #[test]
@@ -187,7 +196,7 @@ fn templates_read_variables_and_connections_and_never_print_their_secrets() {
   tasks:
     show:
       operator: bash
-      bash_command: "echo region={{ var.value.region }} nodes={{ var.json.cfg.nodes }} rpc={{ conn.rpc.host }}:{{ conn.rpc.port }} chain={{ conn.rpc.extra_dejson.chain_id }} pw={{ conn.rpc.password }} token={{ var.value.rpc_token }} fallback={{ var.value.get('unset', 'dflt') }}"
+      bash_command: "echo db={{ var.json.db.host }}/{{ var.json.db.password }} region={{ var.value.region }} nodes={{ var.json.cfg.nodes }} rpc={{ conn.rpc.host }}:{{ conn.rpc.port }} chain={{ conn.rpc.extra_dejson.chain_id }} pw={{ conn.rpc.password }} token={{ var.value.rpc_token }} fallback={{ var.value.get('unset', 'dflt') }}"
     from_env:
       operator: bash
       bash_command: 'echo "env token=$T"'
@@ -209,7 +218,9 @@ fn templates_read_variables_and_connections_and_never_print_their_secrets() {
     let show = section(&text, "secrets-demo", "show");
     assert!(show.contains("try 1: success ---"), "{show}");
     assert!(
-        show.contains("region=eu-west nodes=4 rpc=127.0.0.1:8545 chain=1337 pw=*** token=*** fallback=dflt"),
+        show.contains(
+            "db=db.local/*** region=eu-west nodes=4 rpc=127.0.0.1:8545 chain=1337 pw=*** token=*** fallback=dflt"
+        ),
         "{show}"
     );
     assert!(
@@ -220,7 +231,7 @@ fn templates_read_variables_and_connections_and_never_print_their_secrets() {
     assert!(missing.contains("variable `nope` does not exist"), "{missing}");
     let missing = section(&text, "secrets-demo", "missing_conn");
     assert!(missing.contains("connection `nowhere` does not exist"), "{missing}");
-    for secret in [TOKEN, PASSWORD] {
+    for secret in [TOKEN, PASSWORD, "inner-pw-77"] {
         assert!(!text.contains(secret), "`{secret}` reached the output: {text}");
     }
 }
@@ -352,6 +363,40 @@ fn the_api_masks_secrets_for_everyone_but_admins_and_refuses_viewers() {
     assert_eq!(
         (after["value"].as_str(), after["description"].as_str()),
         (Some("s3cret-value"), Some("changed"))
+    );
+
+    // A JSON value an Op saw partly masked and sends back with one change keeps its secret field.
+    let seen = expect(
+        &server.call("GET", "/api/v2/variables/cfg", Some(&op), None),
+        200,
+        "op reads cfg",
+    );
+    let mut value: serde_json::Value = serde_json::from_str(seen["value"].as_str().unwrap()).unwrap();
+    assert_eq!(value["api_key"], "***");
+    value["rpc"] = json!("http://y");
+    let body = json!({"key": "cfg", "value": value});
+    expect(
+        &server.call("PATCH", "/api/v2/variables/cfg", Some(&op), Some(&body)),
+        200,
+        "op patches cfg",
+    );
+    let stored = expect(
+        &server.call("GET", "/api/v2/variables/cfg", Some(&admin), None),
+        200,
+        "admin",
+    );
+    let stored: serde_json::Value = serde_json::from_str(stored["value"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, json!({"rpc": "http://y", "api_key": "k-123456"}));
+    // Ordering by value would give masked values away.
+    expect(
+        &server.call("GET", "/api/v2/variables?order_by=value", Some(&op), None),
+        403,
+        "op orders by value",
+    );
+    expect(
+        &server.call("GET", "/api/v2/variables?order_by=value", Some(&admin), None),
+        200,
+        "admin orders by value",
     );
 
     let conn = json!({"connection_id": "rpc", "conn_type": "ethereum", "host": "127.0.0.1", "port": 8545,

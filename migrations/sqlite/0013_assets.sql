@@ -34,6 +34,7 @@ CREATE TABLE asset_queue (
     asset_id BIGINT NOT NULL,
     dag_id TEXT NOT NULL,
     created_at BIGINT NOT NULL,
+    first_event_id BIGINT NOT NULL,
     PRIMARY KEY (asset_id, dag_id)
 );
 CREATE TABLE asset_run_event (

@@ -134,10 +134,13 @@ pub fn plan_run_after(
                         None
                     }
                     Decision::Run => {
-                        let in_scheduler = registry
-                            .resolve(&task.operator)
-                            .map(|def| def.completes_in_scheduler)
-                            .unwrap_or(false);
+                        // A task with outlets ends through a runner, where its asset events are recorded (as
+                        // Airflow does not skip EmptyOperators with outlets).
+                        let in_scheduler = task.outlets.is_empty()
+                            && registry
+                                .resolve(&task.operator)
+                                .map(|def| def.completes_in_scheduler)
+                                .unwrap_or(false);
                         if in_scheduler {
                             change(
                                 ti,
@@ -248,12 +251,12 @@ impl Scheduler {
                     let run = &batch.runs[i].0;
                     (run.dag_id.clone(), run.logical_date, run.version_hash.clone())
                 };
-                let wanted = match self.spec(&hash).await {
-                    Ok(spec) => spec.tasks.iter().any(|t| t.depends_on_past),
-                    Err(_) => false,
+                let (wanted, catchup) = match self.spec(&hash).await {
+                    Ok(spec) => (spec.tasks.iter().any(|t| t.depends_on_past), spec.catchup),
+                    Err(_) => (false, false),
                 };
                 pasts.push(if wanted {
-                    batch.previous_run_states(&dag_id, logical_date).await?
+                    batch.previous_run_states(&dag_id, logical_date, catchup).await?
                 } else {
                     None
                 });

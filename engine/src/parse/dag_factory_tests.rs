@@ -182,9 +182,20 @@ fn timedelta_and_timetable_schedules_read_as_airflow_reads_them() {
         timezone: timezone.map(str::to_string),
     };
     assert_eq!(schedule_of("'@daily'"), trigger("0 0 * * *", "@daily", 0, None));
+    // A timedelta: Airflow 3's DeltaTriggerTimetable by default, the data-interval one on request.
     assert_eq!(
         schedule_of("{__type__: datetime.timedelta, hours: 1, minutes: 30}"),
-        Schedule::Delta { seconds: 5400 }
+        Schedule::DeltaTrigger {
+            seconds: 5400,
+            interval_seconds: 0
+        }
+    );
+    assert_eq!(
+        schedule_of("{__type__: airflow.timetables.trigger.DeltaTriggerTimetable, __args__: [{__type__: datetime.timedelta, hours: 2}], interval: {__type__: datetime.timedelta, hours: 1}}"),
+        Schedule::DeltaTrigger {
+            seconds: 7200,
+            interval_seconds: 3600
+        }
     );
     assert_eq!(
         schedule_of("{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: '0 1 * * 3', timezone: Europe/Berlin, interval: {__type__: datetime.timedelta, days: 1}}"),
@@ -217,6 +228,11 @@ fn timedelta_and_timetable_schedules_read_as_airflow_reads_them() {
         panic!()
     };
     assert_eq!(condition.display(), "(s3://a | (s3://b & s3://c))");
+    // One asset alone (an Asset object becomes its URI, which is no cron string).
+    let Schedule::Assets { condition } = schedule_of("{__type__: airflow.sdk.Asset, uri: 's3://one'}") else {
+        panic!()
+    };
+    assert_eq!(condition.display(), "s3://one");
     // `create_cron_data_intervals`: a cron string keeps Airflow 2's data intervals.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.yml");

@@ -128,6 +128,7 @@ pub(super) fn timetable_kind(type_name: &str) -> Option<(&'static str, &'static 
         "CronTriggerTimetable" => ("CronTriggerTimetable", &["cron"]),
         "CronDataIntervalTimetable" => ("CronDataIntervalTimetable", &["cron", "timezone"]),
         "DeltaDataIntervalTimetable" => ("DeltaDataIntervalTimetable", &["delta"]),
+        "DeltaTriggerTimetable" => ("DeltaTriggerTimetable", &["delta"]),
         _ => return None,
     };
     let module_ok = matches!(
@@ -141,6 +142,7 @@ pub(super) fn timetable_kind(type_name: &str) -> Option<(&'static str, &'static 
                 "airflow.sdk" | "airflow.timetables.interval",
                 "DeltaDataIntervalTimetable"
             )
+            | ("airflow.sdk" | "airflow.timetables.trigger", "DeltaTriggerTimetable")
     );
     module_ok.then_some(known)
 }
@@ -222,7 +224,7 @@ fn unsupported(type_name: &str) -> String {
     ) {
         ": asset aliases and watchers are not supported by dagctl; name the assets' URIs"
     } else if type_name.contains("timetables") {
-        ": of the timetable classes dagctl has CronTriggerTimetable, CronDataIntervalTimetable and DeltaDataIntervalTimetable"
+        ": of the timetable classes dagctl has CronTriggerTimetable, CronDataIntervalTimetable, DeltaTriggerTimetable and DeltaDataIntervalTimetable"
     } else if type_name.starts_with("kubernetes.") || type_name.contains("cncf.kubernetes") {
         ": Kubernetes objects belong to KubernetesPodOperator, which dagctl does not have"
     } else if type_name == "dateutil.relativedelta.relativedelta" {
@@ -490,7 +492,7 @@ mod tests {
             (
                 "x: {__type__: airflow.timetables.events.EventsTimetable, event_dates: []}\n",
                 1,
-                "CronTriggerTimetable, CronDataIntervalTimetable and DeltaDataIntervalTimetable",
+                "CronTriggerTimetable, CronDataIntervalTimetable, DeltaTriggerTimetable and DeltaDataIntervalTimetable",
             ),
             (
                 "x: {__type__: airflow.timetables.trigger.CronTriggerTimetable, __args__: [a, b]}\n",

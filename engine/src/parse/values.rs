@@ -14,7 +14,11 @@ impl DagCtx<'_> {
     pub(super) fn schedule(&mut self, src: &Sourced, key: &str) -> Schedule {
         let text = match &src.node.value {
             Value::Null => None,
-            Value::Str(text) if text.contains(['&', '|']) => {
+            // A cron expression never has `&`, `|`, `(` or `://`: one asset (an Asset object becomes its URI) or
+            // a condition.
+            Value::Str(text)
+                if text.contains(['&', '|']) || text.contains("://") || text.trim_start().starts_with('(') =>
+            {
                 return match crate::assets::AssetCondition::parse(text) {
                     Ok(condition) => Schedule::Assets { condition },
                     Err(message) => {
@@ -89,7 +93,8 @@ impl DagCtx<'_> {
         };
         if type_name == "datetime.timedelta" {
             return match duration_from_node(node).and_then(|d| Schedule::delta(d.as_secs() as i64)) {
-                Ok(schedule) => schedule,
+                Ok(schedule) if self.cron_data_intervals => schedule,
+                Ok(schedule) => schedule.as_trigger(),
                 Err(message) => fail(self, node.line, message),
             };
         }
@@ -122,11 +127,11 @@ impl DagCtx<'_> {
                         .map(|_| ())
                         .ok_or_else(|| "`timezone` must be a time zone name like UTC".to_string())
                 }
-                ("CronTriggerTimetable", "interval") => {
+                ("CronTriggerTimetable" | "DeltaTriggerTimetable", "interval") => {
                     duration_from_node(value).map(|d| interval = d.as_secs() as i64)
                 }
                 ("CronTriggerTimetable", "run_immediately") if value.value == Value::Bool(false) => Ok(()),
-                ("DeltaDataIntervalTimetable", "delta") => {
+                ("DeltaDataIntervalTimetable" | "DeltaTriggerTimetable", "delta") => {
                     duration_from_node(value).map(|d| delta = Some(d.as_secs() as i64))
                 }
                 (_, other) => Err(format!("{short} has no argument `{other}` that dagctl reads")),
@@ -155,6 +160,10 @@ impl DagCtx<'_> {
                     _ => Err(format!("`{c}` is not a cron expression or preset like @daily")),
                 }),
                 None => Err("a CronDataIntervalTimetable needs `cron`".into()),
+            },
+            "DeltaTriggerTimetable" => match delta {
+                Some(seconds) => Schedule::delta_trigger(seconds, interval),
+                None => Err("a DeltaTriggerTimetable needs `delta`".into()),
             },
             _ => match delta {
                 Some(seconds) => Schedule::delta(seconds),

@@ -62,6 +62,64 @@ pub fn mask_json(value: &Json) -> Json {
     }
 }
 
+/// Every text and number in `value` (all of it is secret).
+fn leaves(value: &Json, out: &mut Vec<String>) {
+    match value {
+        Json::String(text) => out.push(text.clone()),
+        Json::Number(n) => out.push(n.to_string()),
+        Json::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+        Json::Object(map) => map.values().for_each(|v| leaves(v, out)),
+        _ => {}
+    }
+}
+
+/// The texts under sensitive keys of `value`, at any depth (a mapping under a sensitive key is secret as a
+/// whole): what a log must never show of conf, params or a JSON variable.
+pub fn sensitive_json_values(value: &Json) -> Vec<String> {
+    fn walk(value: &Json, out: &mut Vec<String>) {
+        match value {
+            Json::Object(map) => {
+                for (key, value) in map {
+                    if is_sensitive(key) {
+                        leaves(value, out);
+                    } else {
+                        walk(value, out);
+                    }
+                }
+            }
+            Json::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out
+}
+
+/// `new` with every `***` that stands where `old` had a secret (under a sensitive key, or the whole value
+/// when `whole` is secret) put back to `old`'s value: what someone who saw the masked form sends back keeps
+/// the secrets (as Airflow's masker merges).
+pub fn unmask_json(new: &Json, old: &Json, whole: bool) -> Json {
+    match (new, old) {
+        (Json::String(m), _) if m == MASK && whole => old.clone(),
+        (Json::Object(n), Json::Object(o)) => Json::Object(
+            n.iter()
+                .map(|(k, v)| {
+                    let v = match o.get(k) {
+                        Some(before) => unmask_json(v, before, whole || is_sensitive(k)),
+                        None => v.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        (Json::Array(n), Json::Array(o)) if n.len() == o.len() => {
+            Json::Array(n.iter().zip(o).map(|(a, b)| unmask_json(a, b, whole)).collect())
+        }
+        _ => new.clone(),
+    }
+}
+
 /// Airflow's limit on a variable key.
 pub const MAX_VARIABLE_KEY: usize = 250;
 /// Airflow's limit on a connection id.
@@ -101,6 +159,22 @@ impl Variable {
     /// Whether its value is a secret (by its key's name, as Airflow decides).
     pub fn is_sensitive(&self) -> bool {
         is_sensitive(&self.key)
+    }
+
+    /// The values that must never reach a log: the whole value (and each part of it, if JSON) under a
+    /// sensitive key; else the parts of a JSON value under sensitive keys.
+    pub fn secret_values(&self) -> Vec<String> {
+        let parsed = serde_json::from_str::<Json>(&self.value).ok();
+        let mut out = Vec::new();
+        if self.is_sensitive() {
+            out.push(self.value.clone());
+            if let Some(json) = &parsed {
+                leaves(json, &mut out);
+            }
+        } else if let Some(json) = &parsed {
+            out.extend(sensitive_json_values(json));
+        }
+        out
     }
 
     /// The value as shown to someone who may not see secrets.
@@ -215,19 +289,17 @@ impl Connection {
         shown
     }
 
-    /// The values that must never reach a log: the password and sensitive extra fields.
+    /// The values that must never reach a log: the password (also percent-encoded, as `rpc_url` and URIs
+    /// carry it) and sensitive extra fields.
     pub fn secret_values(&self) -> Vec<String> {
         let mut out: Vec<String> = self.password.iter().cloned().collect();
-        fn walk(value: &Json, inside: bool, out: &mut Vec<String>) {
-            match value {
-                Json::Object(map) => map.iter().for_each(|(k, v)| walk(v, inside || is_sensitive(k), out)),
-                Json::Array(items) => items.iter().for_each(|v| walk(v, inside, out)),
-                Json::String(s) if inside => out.push(s.clone()),
-                Json::Number(n) if inside => out.push(n.to_string()),
-                _ => {}
+        if let Some(password) = &self.password {
+            let encoded = uri::encode(password);
+            if &encoded != password {
+                out.push(encoded);
             }
         }
-        walk(&self.extra_dejson(), false, &mut out);
+        out.extend(sensitive_json_values(&self.extra_dejson()));
         out
     }
 

@@ -31,9 +31,7 @@ fn decode(text: &str, plus: bool) -> Result<String> {
                 let hex = text
                     .get(i + 1..i + 3)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        Error::invalid(format!("a connection URI has a bad escape near `{}`", &text[i..]))
-                    })?;
+                    .ok_or_else(|| Error::invalid("a connection URI has a `%` not followed by two hex digits"))?;
                 out.push(hex);
                 i += 3;
             }
@@ -96,7 +94,11 @@ pub(super) fn parse(text: &str) -> Result<Connection> {
     let port = match port.filter(|p| !p.is_empty()) {
         Some(p) => Some(
             p.parse::<i64>()
-                .map_err(|_| Error::invalid(format!("`{p}` is not a port in a connection URI")))?,
+                .map_err(|_| {
+                    Error::invalid(
+                        "a connection URI has a port that is not a number (a password with `/`, `?`, `#` or `@` must be percent-encoded)",
+                    )
+                })?,
         ),
         None => None,
     };

@@ -158,17 +158,56 @@ impl Vault {
     }
 
     /// Encrypts every value again with the first key (after a new key was put in front of the old one, as
-    /// `airflow rotate-fernet-key`). Returns how many variables and connections were rewritten.
-    pub async fn rotate(&self, user: Option<&str>) -> Result<(usize, usize)> {
-        let variables = self.list_variables().await?;
-        for v in &variables {
-            self.put_variable(v, Existing::Overwrite, user).await?;
+    /// `airflow rotate-fernet-key`), each row only if nobody changed it meanwhile (then it is read again, a few
+    /// times at most). Returns how many variables and connections were rewritten.
+    pub async fn rotate(&self, _user: Option<&str>) -> Result<(usize, usize)> {
+        let mut variables = 0;
+        for row in self.store.list_variables().await? {
+            let mut row = row;
+            for _ in 0..5 {
+                let clear = self.open(row.val.clone(), row.is_encrypted)?;
+                if self
+                    .store
+                    .replace_variable_value(&row.key, &row.val, &self.fernet.encrypt(&clear))
+                    .await?
+                {
+                    variables += 1;
+                    break;
+                }
+                match self.store.get_variable(&row.key).await {
+                    Ok(again) => row = again,
+                    Err(crate::Error::NotFound(_)) => break,
+                    Err(err) => return Err(err),
+                }
+            }
         }
-        let connections = self.list_connections().await?;
-        for c in &connections {
-            self.put_connection(c, Existing::Overwrite, user).await?;
+        let mut connections = 0;
+        for row in self.store.list_connections().await? {
+            let mut row = row;
+            for _ in 0..5 {
+                let clear = self.connection(row.clone())?;
+                let password = clear.password.as_deref().map(|p| self.fernet.encrypt(p));
+                let extra = clear.extra.as_deref().map(|e| self.fernet.encrypt(e));
+                if self
+                    .store
+                    .replace_connection_secrets(
+                        &row.conn_id,
+                        (row.password.as_deref(), row.extra.as_deref()),
+                        (password.as_deref(), extra.as_deref()),
+                    )
+                    .await?
+                {
+                    connections += 1;
+                    break;
+                }
+                match self.store.get_connection(&row.conn_id).await {
+                    Ok(again) => row = again,
+                    Err(crate::Error::NotFound(_)) => break,
+                    Err(err) => return Err(err),
+                }
+            }
         }
-        Ok((variables.len(), connections.len()))
+        Ok((variables, connections))
     }
 }
 

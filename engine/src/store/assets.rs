@@ -80,8 +80,12 @@ pub struct AssetEventFilter {
     pub source_dag_id: Option<String>,
     pub source_task_id: Option<String>,
     pub source_run_id: Option<String>,
+    /// Events at or after (`after_strict`: after) this time.
     pub after: Option<DateTime<Utc>>,
+    pub after_strict: bool,
+    /// Events at or before (`before_strict`: before) this time.
     pub before: Option<DateTime<Utc>>,
+    pub before_strict: bool,
     /// One event only.
     pub event_id: Option<i64>,
     /// SQL LIKE over the asset's name, case-insensitive (Airflow's `name_pattern`).
@@ -127,25 +131,20 @@ async fn ensure_assets(
     Ok(ids)
 }
 
-/// Rewrites which assets `spec` is scheduled by and which its tasks update (with a new DAG version).
+/// Makes the store's record of which assets `spec` is scheduled by and which its tasks update match it (with
+/// each sync: a DAG back to an earlier version, or defined again after it went stale, gets its references
+/// back), and drops queued updates of assets it is no longer scheduled by.
 pub(crate) async fn sync_references(
     tx: &mut Transaction<'static, Any>,
     spec: &DagSpec,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM asset_reference WHERE dag_id = $1")
-        .bind(&spec.dag_id)
-        .execute(&mut **tx)
-        .await?;
     let mut refs: Vec<(&str, &str)> = Vec::new();
     if let Schedule::Assets { condition } = &spec.schedule {
         refs.extend(condition.uris().into_iter().map(|uri| (uri, "")));
     }
     for task in &spec.tasks {
         refs.extend(task.outlets.iter().map(|uri| (uri.as_str(), task.task_id.as_str())));
-    }
-    if refs.is_empty() {
-        return Ok(());
     }
     let uris: Vec<&str> = refs
         .iter()
@@ -154,12 +153,33 @@ pub(crate) async fn sync_references(
         .into_iter()
         .collect();
     let ids = ensure_assets(tx, &uris, now).await?;
-    for (uri, task_id) in refs {
+    let wanted: HashSet<(i64, String)> = refs.iter().map(|(uri, task)| (ids[*uri], task.to_string())).collect();
+    let stored: Vec<(i64, String)> = sqlx::query_as("SELECT asset_id, task_id FROM asset_reference WHERE dag_id = $1")
+        .bind(&spec.dag_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for (asset_id, task_id) in stored.iter().filter(|r| !wanted.contains(*r)) {
+        sqlx::query("DELETE FROM asset_reference WHERE asset_id = $1 AND dag_id = $2 AND task_id = $3")
+            .bind(*asset_id)
+            .bind(&spec.dag_id)
+            .bind(task_id)
+            .execute(&mut **tx)
+            .await?;
+        if task_id.is_empty() {
+            sqlx::query("DELETE FROM asset_queue WHERE asset_id = $1 AND dag_id = $2")
+                .bind(*asset_id)
+                .bind(&spec.dag_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let stored: HashSet<(i64, String)> = stored.into_iter().collect();
+    for (asset_id, task_id) in wanted.iter().filter(|r| !stored.contains(*r)) {
         sqlx::query(
             "INSERT INTO asset_reference (asset_id, dag_id, task_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (asset_id, dag_id, task_id) DO NOTHING",
         )
-        .bind(ids[uri])
+        .bind(*asset_id)
         .bind(&spec.dag_id)
         .bind(task_id)
         .bind(micros(now))
@@ -207,12 +227,13 @@ pub(crate) async fn record_event(tx: &mut Transaction<'static, Any>, event: &New
     .fetch_one(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO asset_queue (asset_id, dag_id, created_at) \
-         SELECT asset_id, dag_id, $2 FROM asset_reference WHERE asset_id = $1 AND task_id = '' \
+        "INSERT INTO asset_queue (asset_id, dag_id, created_at, first_event_id) \
+         SELECT asset_id, dag_id, $2, $3 FROM asset_reference WHERE asset_id = $1 AND task_id = '' \
          ON CONFLICT (asset_id, dag_id) DO NOTHING",
     )
     .bind(asset_id)
     .bind(micros(event.at))
+    .bind(id)
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -307,10 +328,12 @@ impl Store {
             clauses.push(format!("LOWER(a.name) LIKE LOWER(${})", binds.len()));
         }
         if let Some(after) = filter.after {
-            clauses.push(format!("e.ts >= {}", micros(after)));
+            let op = if filter.after_strict { ">" } else { ">=" };
+            clauses.push(format!("e.ts {op} {}", micros(after)));
         }
         if let Some(before) = filter.before {
-            clauses.push(format!("e.ts <= {}", micros(before)));
+            let op = if filter.before_strict { "<" } else { "<=" };
+            clauses.push(format!("e.ts {op} {}", micros(before)));
         }
         if let Some(id) = filter.event_id {
             clauses.push(format!("e.id = {id}"));
@@ -393,8 +416,19 @@ impl Store {
         condition: &AssetCondition,
         new: NewRun<'_>,
     ) -> Result<Option<RunRow>> {
+        // A look without the write lock first: most of the time the condition does not hold yet.
+        let queued_uris: HashSet<String> =
+            sqlx::query_scalar("SELECT a.uri FROM asset_queue q JOIN asset a ON a.id = q.asset_id WHERE q.dag_id = $1")
+                .bind(&spec.dag_id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        if !condition.met(&queued_uris) {
+            return Ok(None);
+        }
         let mut tx = self.begin().await?;
-        let taken = sqlx::query("DELETE FROM asset_queue WHERE dag_id = $1 RETURNING asset_id, created_at")
+        let taken = sqlx::query("DELETE FROM asset_queue WHERE dag_id = $1 RETURNING asset_id, first_event_id")
             .bind(&spec.dag_id)
             .fetch_all(&mut *tx)
             .await?;
@@ -418,14 +452,14 @@ impl Store {
             return Ok(None);
         }
         let run = insert_run(&mut tx, &new).await?;
-        for (asset_id, since) in &queued {
+        for (asset_id, first_event) in &queued {
             sqlx::query(
                 "INSERT INTO asset_run_event (run_pk, event_id) SELECT $1, id FROM asset_event \
-                 WHERE asset_id = $2 AND ts >= $3 ON CONFLICT (run_pk, event_id) DO NOTHING",
+                 WHERE asset_id = $2 AND id >= $3 ON CONFLICT (run_pk, event_id) DO NOTHING",
             )
             .bind(run.id)
             .bind(*asset_id)
-            .bind(*since)
+            .bind(*first_event)
             .execute(&mut *tx)
             .await?;
         }

@@ -112,9 +112,9 @@ impl Store {
             for spec in &file.dags {
                 defined.insert(spec.dag_id.clone());
                 if upsert_dag(&mut tx, spec, paused_at_creation, now).await? {
-                    super::assets::sync_references(&mut tx, spec, now).await?;
                     report.new_versions.push(spec.dag_id.clone());
                 }
+                super::assets::sync_references(&mut tx, spec, now).await?;
             }
         }
         // Import errors of files that are gone.

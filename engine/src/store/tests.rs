@@ -648,8 +648,8 @@ fn released_migrations_never_change() {
         ),
         (
             13,
-            "6682aed0f0507723e666f70ed8e08973a38e13a0227fc3ac3afd45dca17f77b5",
-            "32e45b879e679a868ff844a5eb5947467568848bcd69fbebe73c55d8209c4ef7",
+            "32b3f007657f345c6968f8a2554ace52b3fbedb1ba84c3322a3134dfd33b6444",
+            "388fe566aba8c8ccea686ff9bf02ab6e805d8a3c509c6221c8b84dde4b48ba04",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

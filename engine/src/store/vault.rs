@@ -99,34 +99,52 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("variable `{key}`")))
     }
 
-    /// Writes a variable as `existing` allows.
+    /// Writes a variable as `existing` allows, in one statement (no check-then-write race between engines).
     pub async fn put_variable(&self, row: &VariableRow, existing: Existing, user: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
-        let found = sqlx::query("SELECT 1 FROM variable WHERE key_name = $1")
+        let sql = match existing {
+            Existing::Fail => {
+                "INSERT INTO variable (key_name, val, description, is_encrypted, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (key_name) DO NOTHING"
+            }
+            Existing::MustExist => {
+                "UPDATE variable SET val = $2, description = $3, is_encrypted = $4, updated_at = $5 WHERE key_name = $1"
+            }
+            Existing::Overwrite => {
+                "INSERT INTO variable (key_name, val, description, is_encrypted, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (key_name) DO UPDATE SET val = excluded.val, description = excluded.description, \
+                 is_encrypted = excluded.is_encrypted, updated_at = excluded.updated_at"
+            }
+        };
+        let written = sqlx::query(sql)
             .bind(&row.key)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        match (existing, found) {
-            (Existing::Fail, true) => return Err(Error::Conflict(format!("variable `{}` already exists", row.key))),
-            (Existing::MustExist, false) => return Err(Error::NotFound(format!("variable `{}`", row.key))),
-            _ => {}
+            .bind(&row.val)
+            .bind(row.description.clone())
+            .bind(row.is_encrypted as i64)
+            .bind(micros(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        if written.rows_affected() == 0 {
+            return Err(match existing {
+                Existing::MustExist => Error::NotFound(format!("variable `{}`", row.key)),
+                _ => Error::Conflict(format!("variable `{}` already exists", row.key)),
+            });
         }
-        sqlx::query(
-            "INSERT INTO variable (key_name, val, description, is_encrypted, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (key_name) DO UPDATE SET val = excluded.val, description = excluded.description, \
-             is_encrypted = excluded.is_encrypted, updated_at = excluded.updated_at",
-        )
-        .bind(&row.key)
-        .bind(&row.val)
-        .bind(row.description.clone())
-        .bind(row.is_encrypted as i64)
-        .bind(micros(Utc::now()))
-        .execute(&mut *tx)
-        .await?;
         log_event(&mut tx, "variable_put", None, None, None, user, Some(&row.key)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Replaces a variable's stored value only if it is still `old` (re-encryption beside other writers).
+    /// Returns whether it did.
+    pub async fn replace_variable_value(&self, key: &str, old: &str, new: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE variable SET val = $3, is_encrypted = 1 WHERE key_name = $1 AND val = $2")
+            .bind(key)
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_variable(&self, key: &str, user: Option<&str>) -> Result<()> {
@@ -161,47 +179,75 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("connection `{conn_id}`")))
     }
 
-    /// Writes a connection as `existing` allows.
+    /// Writes a connection as `existing` allows, in one statement (no check-then-write race between engines).
     pub async fn put_connection(&self, row: &ConnectionRow, existing: Existing, user: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
-        let found = sqlx::query("SELECT 1 FROM connection WHERE conn_id = $1")
-            .bind(&row.conn_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        match (existing, found) {
-            (Existing::Fail, true) => {
-                return Err(Error::Conflict(format!("connection `{}` already exists", row.conn_id)))
+        let columns = "(conn_id, conn_type, description, host, schema_name, login, password, port, extra, \
+                       is_encrypted, is_extra_encrypted, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        let sql = match existing {
+            Existing::Fail => format!("INSERT INTO connection {columns} ON CONFLICT (conn_id) DO NOTHING"),
+            Existing::MustExist => {
+                "UPDATE connection SET conn_type = $2, description = $3, host = $4, schema_name = $5, \
+                                    login = $6, password = $7, port = $8, extra = $9, is_encrypted = $10, \
+                                    is_extra_encrypted = $11, updated_at = $12 WHERE conn_id = $1"
+                    .to_string()
             }
-            (Existing::MustExist, false) => return Err(Error::NotFound(format!("connection `{}`", row.conn_id))),
-            _ => {}
+            Existing::Overwrite => format!(
+                "INSERT INTO connection {columns} ON CONFLICT (conn_id) DO UPDATE SET conn_type = excluded.conn_type, \
+                 description = excluded.description, host = excluded.host, schema_name = excluded.schema_name, \
+                 login = excluded.login, password = excluded.password, port = excluded.port, extra = excluded.extra, \
+                 is_encrypted = excluded.is_encrypted, is_extra_encrypted = excluded.is_extra_encrypted, \
+                 updated_at = excluded.updated_at"
+            ),
+        };
+        let written = sqlx::query(&sql)
+            .bind(&row.conn_id)
+            .bind(&row.conn_type)
+            .bind(row.description.clone())
+            .bind(row.host.clone())
+            .bind(row.schema.clone())
+            .bind(row.login.clone())
+            .bind(row.password.clone())
+            .bind(row.port)
+            .bind(row.extra.clone())
+            .bind(row.is_encrypted as i64)
+            .bind(row.is_extra_encrypted as i64)
+            .bind(micros(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        if written.rows_affected() == 0 {
+            return Err(match existing {
+                Existing::MustExist => Error::NotFound(format!("connection `{}`", row.conn_id)),
+                _ => Error::Conflict(format!("connection `{}` already exists", row.conn_id)),
+            });
         }
-        sqlx::query(
-            "INSERT INTO connection (conn_id, conn_type, description, host, schema_name, login, password, port, extra, \
-             is_encrypted, is_extra_encrypted, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (conn_id) DO UPDATE SET conn_type = excluded.conn_type, description = excluded.description, \
-             host = excluded.host, schema_name = excluded.schema_name, login = excluded.login, \
-             password = excluded.password, port = excluded.port, extra = excluded.extra, \
-             is_encrypted = excluded.is_encrypted, is_extra_encrypted = excluded.is_extra_encrypted, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&row.conn_id)
-        .bind(&row.conn_type)
-        .bind(row.description.clone())
-        .bind(row.host.clone())
-        .bind(row.schema.clone())
-        .bind(row.login.clone())
-        .bind(row.password.clone())
-        .bind(row.port)
-        .bind(row.extra.clone())
-        .bind(row.is_encrypted as i64)
-        .bind(row.is_extra_encrypted as i64)
-        .bind(micros(Utc::now()))
-        .execute(&mut *tx)
-        .await?;
         log_event(&mut tx, "connection_put", None, None, None, user, Some(&row.conn_id)).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Replaces a connection's stored password and extra only if they are still `old` (re-encryption beside
+    /// other writers). Returns whether it did.
+    pub async fn replace_connection_secrets(
+        &self,
+        conn_id: &str,
+        old: (Option<&str>, Option<&str>),
+        new: (Option<&str>, Option<&str>),
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connection SET password = $4, extra = $5, is_encrypted = $6, is_extra_encrypted = $7 \
+             WHERE conn_id = $1 AND password IS NOT DISTINCT FROM $2 AND extra IS NOT DISTINCT FROM $3",
+        )
+        .bind(conn_id)
+        .bind(old.0.map(str::to_string))
+        .bind(old.1.map(str::to_string))
+        .bind(new.0.map(str::to_string))
+        .bind(new.1.map(str::to_string))
+        .bind(new.0.is_some() as i64)
+        .bind(new.1.is_some() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_connection(&self, conn_id: &str, user: Option<&str>) -> Result<()> {

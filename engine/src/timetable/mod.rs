@@ -103,7 +103,9 @@ impl Timetable {
     /// The data interval before a trigger time (CronTriggerTimetable's `interval`; empty by default).
     fn trigger_interval(&self, at: DateTime<Utc>) -> DataInterval {
         let before = match &self.schedule {
-            Schedule::CronTrigger { interval_seconds, .. } => chrono::Duration::seconds(*interval_seconds),
+            Schedule::CronTrigger { interval_seconds, .. } | Schedule::DeltaTrigger { interval_seconds, .. } => {
+                chrono::Duration::seconds(*interval_seconds)
+            }
             _ => chrono::Duration::zero(),
         };
         DataInterval {
@@ -115,7 +117,7 @@ impl Timetable {
     /// The interval a run with this logical date covers (the logical date is aligned to the schedule).
     pub fn interval_for_logical_date(&self, logical_date: DateTime<Utc>) -> DataInterval {
         match &self.schedule {
-            Schedule::CronTrigger { .. } => self.trigger_interval(logical_date),
+            Schedule::CronTrigger { .. } | Schedule::DeltaTrigger { .. } => self.trigger_interval(logical_date),
             Schedule::Delta { seconds } => DataInterval {
                 start: logical_date,
                 end: logical_date + chrono::Duration::seconds(*seconds),
@@ -207,6 +209,31 @@ impl Timetable {
                     skipped,
                 })
             }
+            Schedule::DeltaTrigger { seconds, .. } => {
+                // As Airflow 3's DeltaTriggerTimetable: a delta after the last run (or start_date); without
+                // catchup, no earlier than now (a delta schedule is not aligned to anything).
+                let delta = chrono::Duration::seconds(*seconds);
+                let proposed = match params.last {
+                    Some(last) => last.end + delta,
+                    None => params.start_date?,
+                };
+                let mut at = proposed;
+                let mut skipped = 0;
+                if !params.catchup {
+                    let now = truncate_seconds(params.now);
+                    if now > at {
+                        skipped = ((now - at).num_seconds() / seconds).max(0) as u64;
+                        at = now;
+                    }
+                }
+                if params.end_date.is_some_and(|end| at > end) {
+                    return None;
+                }
+                Some(NextRun {
+                    interval: self.trigger_interval(at),
+                    skipped,
+                })
+            }
             Schedule::Delta { seconds } => {
                 // As Airflow's DeltaDataIntervalTimetable: from start_date (or the last run's end); without
                 // catchup, no earlier than one delta before now.
@@ -277,6 +304,14 @@ impl Timetable {
                     }
                     out.push(self.trigger_interval(at));
                     cursor = self.next_fire(at, false);
+                }
+            }
+            Schedule::DeltaTrigger { seconds, .. } => {
+                let delta = chrono::Duration::seconds(*seconds);
+                let mut at = from;
+                while at <= to && out.len() < limit {
+                    out.push(self.trigger_interval(at));
+                    at += delta;
                 }
             }
             Schedule::Delta { seconds } => {

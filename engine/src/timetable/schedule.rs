@@ -36,6 +36,13 @@ pub enum Schedule {
     /// A `timedelta`, as Airflow's DeltaDataIntervalTimetable: intervals of that length from `start_date`, each
     /// run starting at its interval's end.
     Delta { seconds: i64 },
+    /// A `timedelta` as Airflow 3 reads it by default (DeltaTriggerTimetable): a run at `start_date` and every
+    /// delta after, its logical date that time (and no data interval, or `interval_seconds` before it).
+    DeltaTrigger {
+        seconds: i64,
+        #[serde(default)]
+        interval_seconds: i64,
+    },
     /// Scheduled by assets: a run once the condition holds over the assets updated since the last such run.
     Assets { condition: crate::assets::AssetCondition },
 }
@@ -54,6 +61,19 @@ impl Schedule {
             return Err("a timedelta schedule is at most 100 years".into());
         }
         Ok(Schedule::Delta { seconds })
+    }
+
+    /// Airflow 3's DeltaTriggerTimetable: every `seconds` from `start_date`, with `interval_seconds` of data
+    /// interval before each run.
+    pub fn delta_trigger(seconds: i64, interval_seconds: i64) -> Result<Schedule, String> {
+        Schedule::delta(seconds)?;
+        if !(0..=MAX_DELTA_SECONDS).contains(&interval_seconds) {
+            return Err("a DeltaTriggerTimetable's interval is 0 to 100 years".into());
+        }
+        Ok(Schedule::DeltaTrigger {
+            seconds,
+            interval_seconds,
+        })
     }
 
     /// Airflow's CronTriggerTimetable over `cron` (an expression or preset), with an optional data interval
@@ -76,10 +96,15 @@ impl Schedule {
         }
     }
 
-    /// The data-interval form of a cron schedule as its trigger form (Airflow 3 reads a cron string as a
-    /// CronTriggerTimetable unless `create_cron_data_intervals` is set); other schedules unchanged.
+    /// The data-interval form of a cron or timedelta schedule as its trigger form (Airflow 3 reads a cron
+    /// string as a CronTriggerTimetable and a timedelta as a DeltaTriggerTimetable unless
+    /// `create_cron_data_intervals` is set); other schedules unchanged.
     pub fn as_trigger(self) -> Schedule {
         match self {
+            Schedule::Delta { seconds } => Schedule::DeltaTrigger {
+                seconds,
+                interval_seconds: 0,
+            },
             Schedule::Cron {
                 expr,
                 display,
@@ -98,7 +123,10 @@ impl Schedule {
     pub fn is_periodic(&self) -> bool {
         matches!(
             self,
-            Schedule::Cron { .. } | Schedule::CronTrigger { .. } | Schedule::Delta { .. }
+            Schedule::Cron { .. }
+                | Schedule::CronTrigger { .. }
+                | Schedule::Delta { .. }
+                | Schedule::DeltaTrigger { .. }
         )
     }
 
@@ -160,7 +188,7 @@ impl Schedule {
             Schedule::Assets { condition } => Some(condition.display()),
             Schedule::Once => Some("@once".into()),
             Schedule::Cron { display, .. } | Schedule::CronTrigger { display, .. } => Some(display.clone()),
-            Schedule::Delta { seconds } => Some(python_timedelta(*seconds)),
+            Schedule::Delta { seconds } | Schedule::DeltaTrigger { seconds, .. } => Some(python_timedelta(*seconds)),
         }
     }
 }

@@ -203,15 +203,26 @@ pub async fn events(
         // Events come from unmapped tasks only.
         return Ok(Json(json!({"asset_events": [], "total_entries": 0})));
     }
-    let after = params.time("timestamp_gte")?.or(params.time("timestamp_gt")?);
-    let before = params.time("timestamp_lte")?.or(params.time("timestamp_lt")?);
+    // The later of the lower bounds and the earlier of the upper ones, each strict or not as given.
+    let bound = |inclusive: Option<chrono::DateTime<Utc>>, strict: Option<chrono::DateTime<Utc>>, lower: bool| match (
+        inclusive, strict,
+    ) {
+        (Some(i), Some(s)) if (lower && s >= i) || (!lower && s <= i) => (Some(s), true),
+        (Some(i), _) => (Some(i), false),
+        (None, Some(s)) => (Some(s), true),
+        (None, None) => (None, false),
+    };
+    let (after, after_strict) = bound(params.time("timestamp_gte")?, params.time("timestamp_gt")?, true);
+    let (before, before_strict) = bound(params.time("timestamp_lte")?, params.time("timestamp_lt")?, false);
     let filter = AssetEventFilter {
         asset_id: params.str("asset_id").map(asset_id).transpose()?,
         source_dag_id: params.str("source_dag_id").map(str::to_string),
         source_task_id: params.str("source_task_id").map(str::to_string),
         source_run_id: params.str("source_run_id").map(str::to_string),
         after,
+        after_strict,
         before,
+        before_strict,
         event_id: None,
         name_pattern: params.pattern("name_pattern")?,
         descending,

@@ -82,8 +82,13 @@ impl ConnectionBody {
         if conn.password.as_deref() == Some(MASK) {
             conn.password = base.password.clone();
         }
-        if conn.extra.is_some() && conn.extra == base.shown(false).extra && base.extra.is_some() {
-            conn.extra = base.extra.clone();
+        // Sensitive extra fields sent back as `***` keep their stored values.
+        if let (Some(new), Some(_)) = (&conn.extra, &base.extra) {
+            if new.contains(MASK) {
+                if let Ok(parsed) = serde_json::from_str::<Value>(new) {
+                    conn.extra = Some(engine::secrets::unmask_json(&parsed, &base.extra_dejson(), false).to_string());
+                }
+            }
         }
         conn.check()
             .map_err(|e| ApiError::validation(&["body"], e.to_string(), "value_error"))?;

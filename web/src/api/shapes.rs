@@ -80,6 +80,10 @@ fn timetable_description(schedule: &Schedule) -> Option<String> {
             Some(format!("{display} ({expr}), at each time"))
         }
         Schedule::CronTrigger { expr, .. } => Some(format!("cron `{expr}`, at each time")),
+        Schedule::DeltaTrigger { seconds, .. } => Some(format!(
+            "every {}, at each time",
+            engine::timetable::python_timedelta(*seconds)
+        )),
         Schedule::Delta { seconds } => Some(format!("every {}", engine::timetable::python_timedelta(*seconds))),
     }
 }

@@ -52,6 +52,26 @@ impl VariableBody {
     }
 }
 
+/// `new` with the masked parts of what a non-Admin was shown of `current` put back: `***` for a whole
+/// sensitive value, or for fields under sensitive keys of a JSON value.
+fn keep_masked(new: &str, current: &Variable) -> String {
+    if !new.contains(MASK) {
+        return new.to_string();
+    }
+    if new == MASK && current.is_sensitive() {
+        return current.value.clone();
+    }
+    match (
+        serde_json::from_str::<Value>(new),
+        serde_json::from_str::<Value>(&current.value),
+    ) {
+        (Ok(n @ (Value::Object(_) | Value::Array(_))), Ok(o)) => {
+            engine::secrets::unmask_json(&n, &o, current.is_sensitive()).to_string()
+        }
+        _ => new.to_string(),
+    }
+}
+
 /// The value as the caller may see it.
 fn shown_value(v: &Variable, who: &Principal) -> String {
     if who.role >= Role::Admin {
@@ -103,7 +123,11 @@ pub async fn list(State(state): State<WebState>, who: Principal, RawQuery(query)
     match field {
         "id" | "key" => {}
         "description" => rows.sort_by(|a, b| a.description.cmp(&b.description).then(a.key.cmp(&b.key))),
-        "_val" | "value" => rows.sort_by(|a, b| a.value.cmp(&b.value).then(a.key.cmp(&b.key))),
+        // Ordering by values that read `***` would give them away: Admins only.
+        "_val" | "value" if who.role >= Role::Admin => {
+            rows.sort_by(|a, b| a.value.cmp(&b.value).then(a.key.cmp(&b.key)))
+        }
+        "_val" | "value" => return Err(ApiError::forbidden("ordering variables by value needs the Admin role")),
         "is_encrypted" | "team_name" => {}
         other => {
             return Err(ApiError::bad_request(format!(
@@ -181,8 +205,9 @@ pub async fn patch(
         Err(err) => return Err(err.into()),
     };
     let wants = |field: &str| mask.is_empty() || mask.iter().any(|f| f == field);
-    if !wants("value") || (wanted.value == MASK && who.role < Role::Admin) {
-        // A masked value sent back unchanged keeps the stored one.
+    if wants("value") {
+        wanted.value = keep_masked(&wanted.value, &current);
+    } else {
         wanted.value = current.value.clone();
     }
     if !wants("description") {
@@ -220,7 +245,12 @@ pub async fn bulk(
         async move {
             match action {
                 Action::Write { entity, existing } => {
-                    let v = entity.variable()?;
+                    let mut v = entity.variable()?;
+                    if existing != Existing::Fail {
+                        if let Ok(current) = vault.get_variable(&v.key).await {
+                            v.value = keep_masked(&v.value, &current);
+                        }
+                    }
                     vault.put_variable(&v, existing, Some(&user)).await?;
                     Ok(v.key)
                 }

@@ -160,7 +160,8 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
     }
     let finish = FinishRequest {
         state,
-        message,
+        // Shown beside the log (the try's note): masked like it.
+        message: message.map(|m| log.mask(&m)),
         xcoms: xcom
             .map(|value| {
                 vec![XcomPush {

@@ -1,7 +1,7 @@
 //! Renders a try's templates, fetching the variables and connections they use from the engine in rounds
 //! (`engine::template::render_round`); their secrets join the log's masker before anything can print them.
 
-use engine::secrets::{is_sensitive, percent_encode, Connection};
+use engine::secrets::{percent_encode, Connection, Variable};
 use engine::template::{render_round, Rendered, TemplateContext, Wanted};
 use hyper::Method;
 use serde_json::Value as Json;
@@ -42,10 +42,13 @@ async fn fetch(name: &Wanted, ctx: &TemplateContext, client: &ExecutionClient, l
             let path = format!("/execution/variables/{}", percent_encode(key));
             match client.call::<(), VariableResponse>(Method::GET, &path, None).await {
                 Ok(v) => {
-                    if is_sensitive(key) {
-                        log.add_secrets(vec![v.value.clone()]);
-                    }
-                    ctx.lookups.set_variable(key, Some(v.value));
+                    let variable = Variable {
+                        key: key.clone(),
+                        value: v.value,
+                        description: None,
+                    };
+                    log.add_secrets(variable.secret_values());
+                    ctx.lookups.set_variable(key, Some(variable.value));
                 }
                 Err(err) if absent(&err) => ctx.lookups.set_variable(key, None),
                 Err(err) => return Err(format!("cannot read {name}: {err}")),

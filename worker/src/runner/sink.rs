@@ -34,33 +34,7 @@ const MIN_SECRET_CHARS: usize = 4;
 /// The text values under sensitive keys of `values`, at any depth (a mapping under a sensitive key is
 /// secret as a whole).
 pub fn sensitive_values(values: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
-    fn all_text(value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::String(text) => out.push(text.clone()),
-            serde_json::Value::Number(n) => out.push(n.to_string()),
-            serde_json::Value::Array(items) => items.iter().for_each(|v| all_text(v, out)),
-            serde_json::Value::Object(map) => map.values().for_each(|v| all_text(v, out)),
-            _ => {}
-        }
-    }
-    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    if engine::secrets::is_sensitive(key) {
-                        all_text(value, out);
-                    } else {
-                        walk(value, out);
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(&serde_json::Value::Object(values.clone()), &mut out);
-    out
+    engine::secrets::sensitive_json_values(&serde_json::Value::Object(values.clone()))
 }
 
 impl TaskLog {

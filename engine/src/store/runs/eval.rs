@@ -32,18 +32,26 @@ impl EvalBatch {
     /// The task states of the run before the one with `logical_date` in DAG `dag_id` (by logical date, as
     /// Airflow's `get_previous_dagrun`), for `depends_on_past`. None when there is no logical date (a manual run
     /// of Airflow 3) or no run before it.
+    /// `dags test` runs are never the run before; with `scheduled_only` (a DAG with catchup, as Airflow's
+    /// `PrevDagrunDep`) only scheduled and backfill runs are.
     pub async fn previous_run_states(
         &mut self,
         dag_id: &str,
         logical_date: Option<DateTime<Utc>>,
+        scheduled_only: bool,
     ) -> Result<Option<std::collections::HashMap<String, crate::state::TaskState>>> {
         let Some(logical_date) = logical_date else {
             return Ok(None);
         };
-        let previous: Option<i64> = sqlx::query_scalar(
+        let kinds = if scheduled_only {
+            " AND run_type IN ('scheduled', 'backfill')"
+        } else {
+            ""
+        };
+        let previous: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT id FROM dag_run WHERE dag_id = $1 AND logical_date IS NOT NULL AND logical_date < $2 \
-             ORDER BY logical_date DESC LIMIT 1",
-        )
+             AND triggered_by <> 'test'{kinds} ORDER BY logical_date DESC LIMIT 1"
+        ))
         .bind(dag_id)
         .bind(micros(logical_date))
         .fetch_optional(&mut *self.tx)

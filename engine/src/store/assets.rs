@@ -88,6 +88,8 @@ pub struct AssetEventFilter {
     pub before_strict: bool,
     /// One event only.
     pub event_id: Option<i64>,
+    /// Only the events that went into this run.
+    pub run_pk: Option<i64>,
     /// SQL LIKE over the asset's name, case-insensitive (Airflow's `name_pattern`).
     pub name_pattern: Option<String>,
     pub descending: bool,
@@ -335,6 +337,11 @@ impl Store {
             let op = if filter.before_strict { "<" } else { "<=" };
             clauses.push(format!("e.ts {op} {}", micros(before)));
         }
+        if let Some(run_pk) = filter.run_pk {
+            clauses.push(format!(
+                "e.id IN (SELECT event_id FROM asset_run_event WHERE run_pk = {run_pk})"
+            ));
+        }
         if let Some(id) = filter.event_id {
             clauses.push(format!("e.id = {id}"));
         }
@@ -378,32 +385,46 @@ impl Store {
                 source_run_id: row.try_get(8)?,
                 source_map_index: row.try_get(9)?,
                 extra: extra.and_then(|e| serde_json::from_str(&e).ok()),
-                created_runs: self.runs_of_event(id).await?,
+                created_runs: Vec::new(),
             });
+        }
+        let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
+        let mut runs = self.runs_of_events(&ids).await?;
+        for event in &mut out {
+            event.created_runs = runs.remove(&event.id).unwrap_or_default();
         }
         Ok((out, total))
     }
 
-    async fn runs_of_event(&self, event_id: i64) -> Result<Vec<EventRun>> {
+    /// The runs each of `event_ids` went into, one query per chunk of ids.
+    async fn runs_of_events(&self, event_ids: &[i64]) -> Result<HashMap<i64, Vec<EventRun>>> {
         let columns: Vec<String> = super::runs::RUN_COLUMNS
             .split(',')
             .map(|c| format!("r.{}", c.trim()))
             .collect();
-        let sql = format!(
-            "SELECT {}, (SELECT MAX(event_id) FROM asset_run_event x WHERE x.run_pk = r.id) AS newest \
-             FROM dag_run r JOIN asset_run_event l ON l.run_pk = r.id WHERE l.event_id = $1 ORDER BY r.id",
-            columns.join(", ")
-        );
-        let rows = sqlx::query(&sql).bind(event_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
+        let mut out: HashMap<i64, Vec<EventRun>> = HashMap::new();
+        for chunk in event_ids.chunks(super::CHUNK) {
+            let sql = format!(
+                "SELECT {}, l.event_id AS event_id, \
+                 (SELECT MAX(event_id) FROM asset_run_event x WHERE x.run_pk = r.id) AS newest \
+                 FROM dag_run r JOIN asset_run_event l ON l.run_pk = r.id WHERE l.event_id IN ({}) ORDER BY r.id",
+                columns.join(", "),
+                super::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let event_id: i64 = row.try_get("event_id")?;
                 let newest: i64 = row.try_get("newest")?;
-                Ok(EventRun {
-                    run: super::runs::run_from_row(row)?,
+                out.entry(event_id).or_default().push(EventRun {
+                    run: super::runs::run_from_row(&row)?,
                     triggering: newest == event_id,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Creates the asset-triggered run of `spec` if its condition holds over the assets queued for it: the
@@ -439,14 +460,15 @@ impl Store {
         for row in &taken {
             queued.push((row.try_get(0)?, row.try_get(1)?));
         }
-        let mut updated = HashSet::new();
+        let sql = format!(
+            "SELECT uri FROM asset WHERE id IN ({})",
+            super::placeholders(1, queued.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
         for (asset_id, _) in &queued {
-            let uri: String = sqlx::query_scalar("SELECT uri FROM asset WHERE id = $1")
-                .bind(*asset_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            updated.insert(uri);
+            query = query.bind(*asset_id);
         }
+        let updated: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
         if !condition.met(&updated) {
             // Dropping the transaction puts the queue back as it was.
             return Ok(None);
@@ -490,22 +512,13 @@ impl Store {
 
     /// The events that went into a run (`GET …/dagRuns/{id}/upstreamAssetEvents`).
     pub async fn asset_events_of_run(&self, run_pk: i64) -> Result<Vec<AssetEventRow>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT event_id FROM asset_run_event WHERE run_pk = $1 ORDER BY event_id")
-                .bind(run_pk)
-                .fetch_all(&self.pool)
-                .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (mut events, _) = self
-                .asset_events(&AssetEventFilter {
-                    event_id: Some(id),
-                    limit: 1,
-                    ..Default::default()
-                })
-                .await?;
-            out.append(&mut events);
-        }
-        Ok(out)
+        let (events, _) = self
+            .asset_events(&AssetEventFilter {
+                run_pk: Some(run_pk),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        Ok(events)
     }
 }

@@ -95,9 +95,15 @@ impl Lookups {
         self.with(|i| i.connections.insert(conn_id.to_string(), value));
     }
 
-    fn variable(&self, key: &str, json: bool) -> Option<Value> {
-        let wanted = Wanted::Variable(key.to_string());
-        self.with(|i| match i.variables.get(key) {
+    /// What a render gets for `wanted`, from `known` (None: not fetched yet; Some(None): the engine has none;
+    /// Some(Some(the value, or why it cannot be used))): the value, a [`Pending`] placeholder (the name kept for
+    /// the next round), or nothing (recorded as missing, with why).
+    fn answer(
+        &self,
+        wanted: Wanted,
+        known: impl FnOnce(&Inner) -> Option<Option<Result<Value, String>>>,
+    ) -> Option<Value> {
+        self.with(|i| match known(i) {
             None => {
                 i.wanted.insert(wanted);
                 Some(Value::from_object(Pending))
@@ -106,29 +112,35 @@ impl Lookups {
                 i.missing.insert(wanted, "does not exist".into());
                 None
             }
-            Some(Some(text)) if json => match serde_json::from_str::<Json>(text) {
-                Ok(value) => Some(Value::from_serialize(&value)),
-                Err(err) => {
-                    i.missing.insert(wanted, format!("is not JSON ({err})"));
-                    None
-                }
-            },
-            Some(Some(text)) => Some(Value::from(text.clone())),
+            Some(Some(Ok(value))) => Some(value),
+            Some(Some(Err(why))) => {
+                i.missing.insert(wanted, why);
+                None
+            }
+        })
+    }
+
+    fn variable(&self, key: &str, json: bool) -> Option<Value> {
+        self.answer(Wanted::Variable(key.to_string()), |i| {
+            i.variables.get(key).map(|known| {
+                known.as_ref().map(|text| {
+                    if json {
+                        serde_json::from_str::<Json>(text)
+                            .map(|value| Value::from_serialize(&value))
+                            .map_err(|err| format!("is not JSON ({err})"))
+                    } else {
+                        Ok(Value::from(text.clone()))
+                    }
+                })
+            })
         })
     }
 
     fn connection(&self, conn_id: &str) -> Option<Value> {
-        let wanted = Wanted::Connection(conn_id.to_string());
-        self.with(|i| match i.connections.get(conn_id) {
-            None => {
-                i.wanted.insert(wanted);
-                Some(Value::from_object(Pending))
-            }
-            Some(None) => {
-                i.missing.insert(wanted, "does not exist".into());
-                None
-            }
-            Some(Some(value)) => Some(Value::from_serialize(value)),
+        self.answer(Wanted::Connection(conn_id.to_string()), |i| {
+            i.connections
+                .get(conn_id)
+                .map(|known| known.as_ref().map(|value| Ok(Value::from_serialize(value))))
         })
     }
 

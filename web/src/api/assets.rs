@@ -224,6 +224,7 @@ pub async fn events(
         before,
         before_strict,
         event_id: None,
+        run_pk: None,
         name_pattern: params.pattern("name_pattern")?,
         descending,
         limit: params.int("limit", 50, 0, MAX_LIMIT)?,

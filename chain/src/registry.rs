@@ -221,11 +221,17 @@ impl NetworkStore for Store {
         let (Some(dag_id), Some(run_id), Some(task_id)) = (&row.dag_id, &row.run_id, &row.task_id) else {
             return Ok(false);
         };
-        match self.get_ti(dag_id, run_id, task_id).await {
-            Ok(ti) => Ok(ti.state.is_executing()),
-            Err(engine::Error::NotFound(_)) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        // Any instance of the task: a mapped task's instances share its networks' owner.
+        let run = match self.get_run(dag_id, run_id).await {
+            Ok(run) => run,
+            Err(engine::Error::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(self
+            .task_tis(run.id, task_id)
+            .await?
+            .iter()
+            .any(|ti| ti.state.is_executing()))
     }
 }
 

@@ -346,6 +346,9 @@ enum TasksCommand {
         /// Try number (default: the latest)
         #[arg(long = "try")]
         try_number: Option<i64>,
+        /// The instance of a mapped task
+        #[arg(long = "map-index", default_value_t = -1, allow_negative_numbers = true)]
+        map_index: i64,
         /// Keep printing while the task runs
         #[arg(short, long)]
         follow: bool,
@@ -542,8 +545,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 run_id,
                 task_id,
                 try_number,
+                map_index,
                 follow,
-            } => cmd::tasks::logs(&config, &dag_id, &run_id, &task_id, try_number, follow).await,
+            } => cmd::tasks::logs(&config, &dag_id, &run_id, &task_id, map_index, try_number, follow).await,
             TasksCommand::Clear {
                 dag_id,
                 run_id,

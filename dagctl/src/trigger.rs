@@ -135,7 +135,10 @@ impl RunStatus {
         let tis = store.tis_of_run(pk).await?;
         Ok(RunStatus {
             state: run.state,
-            tis: tis.into_iter().map(|ti| (ti.task_id, ti.state)).collect(),
+            tis: tis
+                .into_iter()
+                .map(|ti| (engine::mapping::instance_name(&ti.task_id, ti.map_index), ti.state))
+                .collect(),
             json: crate::cmd::dags::run_json(&run),
         })
     }

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod duration;
 pub mod error;
 pub mod graph;
+pub mod mapping;
 pub mod operators;
 pub mod parse;
 pub mod runs;

@@ -103,6 +103,10 @@ pub struct TaskSpec {
     /// Asset URIs this task updates when it succeeds (Airflow's `outlets`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<String>,
+    /// Airflow's dynamic task mapping: the arguments this task is mapped over, in written order (see
+    /// [`crate::mapping`]). Empty for a plain task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expand: Vec<crate::mapping::MappedArg>,
 }
 
 /// Fields added to a spec are left out while false, so DAGs that do not use them keep their version hash.
@@ -111,6 +115,11 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl TaskSpec {
+    /// Whether the task is mapped (runs once per element of its `expand` arguments).
+    pub fn is_mapped(&self) -> bool {
+        !self.expand.is_empty()
+    }
+
     /// The delay before retry number `try_number` + 1, given the try that just failed.
     pub fn retry_delay_after(&self, try_number: u32) -> Duration {
         let base = self.retry_delay;
@@ -185,6 +194,7 @@ mod tests {
             depends_on_past: false,
             wait_for_downstream: false,
             outlets: Vec::new(),
+            expand: Vec::new(),
             max_active_tis_per_dag: None,
         }
     }

@@ -147,6 +147,8 @@ pub enum TaskEvent {
     SkipByRule,
     /// Its trigger rule says upstream failed.
     UpstreamFailed,
+    /// A mapped task could not be expanded (its XCom is missing or not a list, or too long).
+    MapFailed,
     /// A user cleared it to run again.
     Clear,
     /// The try that was running when it was cleared has ended.
@@ -180,6 +182,7 @@ pub fn next_task_state(from: TaskState, event: TaskEvent) -> Result<TaskState> {
         (S::Running, E::Skip) => S::Skipped,
         (S::None, E::SkipByRule) => S::Skipped,
         (S::None, E::UpstreamFailed) => S::UpstreamFailed,
+        (S::None, E::MapFailed) => S::Failed,
         (S::Running | S::Restarting, E::Clear) => S::Restarting,
         (_, E::Clear) => S::None,
         (S::Restarting, E::RestartDone) => S::None,

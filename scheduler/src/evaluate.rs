@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use engine::mapping::{map_length, UNMAPPED};
 use engine::operators::OperatorRegistry;
 use engine::spec::{DagSpec, TaskSpec};
 use engine::state::{next_task_state, RunEvent, RunState, TaskEvent, TaskState};
-use engine::store::runs::{RunPlan, TiChange};
+use engine::store::runs::{Expansion, RunPlan, TiChange};
 use engine::store::{RunRow, TiRow};
 use engine::trigger::{evaluate, Decision, UpstreamCounts};
 use tracing::{debug, info, warn};
@@ -18,8 +19,8 @@ use crate::main_loop::Scheduler;
 use crate::Result;
 
 /// Plans one run: schedules tasks whose trigger rules are met (completing scheduler-only operators such as
-/// `empty` at once), skips or upstream-fails the others by their rules, reschedules retries that are due,
-/// times the run out, and finishes it when every task is done.
+/// `empty` at once), skips or upstream-fails the others by their rules, expands mapped tasks, reschedules
+/// retries that are due, times the run out, and finishes it when every task is done.
 pub fn plan_run(
     dag: &DagSpec,
     run: &RunRow,
@@ -27,7 +28,16 @@ pub fn plan_run(
     registry: &OperatorRegistry,
     now: DateTime<Utc>,
 ) -> RunPlan {
-    plan_run_after(dag, run, tis, None, registry, now)
+    plan_run_after(dag, run, tis, &RunInputs::default(), registry, now)
+}
+
+/// What a run's plan reads besides its DAG and task instances.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunInputs<'a> {
+    /// The task states of the run before (for `depends_on_past` and `wait_for_downstream`).
+    pub past: Option<&'a HashMap<String, TaskState>>,
+    /// The run's XCom values by (task id, key), for mapped tasks that expand over an upstream's output.
+    pub xcoms: Option<&'a HashMap<(String, String), serde_json::Value>>,
 }
 
 /// How often a run whose tasks wait on the run before it (`depends_on_past`) is looked at again.
@@ -55,12 +65,33 @@ fn past_allows(dag: &DagSpec, task: &TaskSpec, past: Option<&HashMap<String, Tas
             .all(|t| done(&t.task_id))
 }
 
-/// [`plan_run`] with the task states of the run before (for `depends_on_past` and `wait_for_downstream`).
+/// Records one state change in `plan` if `event_chain` is legal from `from`; returns the new state.
+fn change(
+    ti: &TiRow,
+    from: TaskState,
+    event_chain: &[TaskEvent],
+    message: Option<String>,
+    plan: &mut RunPlan,
+) -> Option<TaskState> {
+    let mut state = from;
+    for event in event_chain {
+        state = next_task_state(state, *event).ok()?;
+    }
+    plan.changes.push(TiChange {
+        ti_id: ti.id,
+        from,
+        to: state,
+        message,
+    });
+    Some(state)
+}
+
+/// [`plan_run`] with what the run before and the run's XCom say.
 pub fn plan_run_after(
     dag: &DagSpec,
     run: &RunRow,
     tis: &[TiRow],
-    past: Option<&HashMap<String, TaskState>>,
+    inputs: &RunInputs<'_>,
     registry: &OperatorRegistry,
     now: DateTime<Utc>,
 ) -> RunPlan {
@@ -68,26 +99,15 @@ pub fn plan_run_after(
         run_pk: run.id,
         ..Default::default()
     };
-    let mut states: HashMap<&str, TaskState> = tis.iter().map(|ti| (ti.task_id.as_str(), ti.state)).collect();
-    let by_task: HashMap<&str, &TiRow> = tis.iter().map(|ti| (ti.task_id.as_str(), ti)).collect();
-    let change = |ti: &TiRow,
-                  from: TaskState,
-                  event_chain: &[TaskEvent],
-                  message: Option<String>,
-                  plan: &mut RunPlan|
-     -> Option<TaskState> {
-        let mut state = from;
-        for event in event_chain {
-            state = next_task_state(state, *event).ok()?;
-        }
-        plan.changes.push(TiChange {
-            ti_id: ti.id,
-            from,
-            to: state,
-            message,
-        });
-        Some(state)
-    };
+    let mut states: HashMap<i64, TaskState> = tis.iter().map(|ti| (ti.id, ti.state)).collect();
+    // The instances of each task, by map_index (one for a task that is not mapped).
+    let mut by_task: HashMap<&str, Vec<&TiRow>> = HashMap::new();
+    for ti in tis {
+        by_task.entry(ti.task_id.as_str()).or_default().push(ti);
+    }
+    for instances in by_task.values_mut() {
+        instances.sort_by_key(|ti| ti.map_index);
+    }
 
     // A run past its dagrun_timeout ends now: unfinished tasks are terminated.
     if let (Some(timeout), Some(started)) = (dag.dagrun_timeout, run.start_date) {
@@ -115,83 +135,184 @@ pub fn plan_run_after(
         .map(|t| t.task_id.as_str())
         .collect();
     for task in &dag.tasks {
-        let Some(ti) = by_task.get(task.task_id.as_str()) else {
+        let Some(instances) = by_task.get(task.task_id.as_str()) else {
             continue;
         };
-        let state = states[task.task_id.as_str()];
-        match state {
-            TaskState::None => {
-                let counts = UpstreamCounts::from_upstream(
-                    task.upstream
-                        .iter()
-                        .filter_map(|up| states.get(up.as_str()).map(|s| (*s, setups.contains(up.as_str())))),
-                );
-                let new_state = match evaluate(task.trigger_rule, counts) {
-                    Decision::Wait => None,
-                    Decision::Run if !past_allows(dag, task, past) => {
-                        let again = now + PAST_POLL;
-                        plan.next_eval_at = Some(plan.next_eval_at.map_or(again, |at| at.min(again)));
-                        None
+        // The trigger rule's decision, once per task (every instance of a mapped task has the same upstream).
+        let mut decision = None;
+        // A mapped task all of whose instances wait (new, or cleared) expands (again) when it may run.
+        let fresh = task.is_mapped() && instances.iter().all(|ti| states[&ti.id] == TaskState::None);
+        for ti in instances {
+            let state = states[&ti.id];
+            match state {
+                TaskState::None => {
+                    let decided = *decision.get_or_insert_with(|| {
+                        let counts = UpstreamCounts::from_upstream(
+                            task.upstream
+                                .iter()
+                                .flat_map(|up| {
+                                    let is_setup = setups.contains(up.as_str());
+                                    by_task
+                                        .get(up.as_str())
+                                        .into_iter()
+                                        .flatten()
+                                        .map(move |up_ti| (up_ti.id, is_setup))
+                                })
+                                .map(|(id, is_setup)| (states[&id], is_setup)),
+                        );
+                        evaluate(task.trigger_rule, counts)
+                    });
+                    let new_state = match decided {
+                        Decision::Wait => None,
+                        Decision::Run if !past_allows(dag, task, inputs.past) => {
+                            let again = now + PAST_POLL;
+                            plan.next_eval_at = Some(plan.next_eval_at.map_or(again, |at| at.min(again)));
+                            None
+                        }
+                        Decision::Run if fresh => {
+                            for (id, to) in expand_task(task, instances, inputs, &mut plan) {
+                                states.insert(id, to);
+                            }
+                            break;
+                        }
+                        Decision::Run => {
+                            // A task with outlets ends through a runner, where its asset events are recorded (as
+                            // Airflow does not skip EmptyOperators with outlets); so does every mapped instance.
+                            let in_scheduler = task.outlets.is_empty()
+                                && !task.is_mapped()
+                                && registry
+                                    .resolve(&task.operator)
+                                    .map(|def| def.completes_in_scheduler)
+                                    .unwrap_or(false);
+                            if in_scheduler {
+                                change(
+                                    ti,
+                                    state,
+                                    &[TaskEvent::Schedule, TaskEvent::Queue, TaskEvent::Succeed],
+                                    None,
+                                    &mut plan,
+                                )
+                            } else {
+                                change(ti, state, &[TaskEvent::Schedule], None, &mut plan)
+                            }
+                        }
+                        Decision::Skip => change(
+                            ti,
+                            state,
+                            &[TaskEvent::SkipByRule],
+                            Some(format!("skipped by trigger rule {}", task.trigger_rule)),
+                            &mut plan,
+                        ),
+                        Decision::UpstreamFailed => change(ti, state, &[TaskEvent::UpstreamFailed], None, &mut plan),
+                    };
+                    if let Some(new_state) = new_state {
+                        states.insert(ti.id, new_state);
                     }
-                    Decision::Run => {
-                        // A task with outlets ends through a runner, where its asset events are recorded (as
-                        // Airflow does not skip EmptyOperators with outlets).
-                        let in_scheduler = task.outlets.is_empty()
-                            && registry
-                                .resolve(&task.operator)
-                                .map(|def| def.completes_in_scheduler)
-                                .unwrap_or(false);
-                        if in_scheduler {
-                            change(
-                                ti,
-                                state,
-                                &[TaskEvent::Schedule, TaskEvent::Queue, TaskEvent::Succeed],
-                                None,
-                                &mut plan,
-                            )
-                        } else {
-                            change(ti, state, &[TaskEvent::Schedule], None, &mut plan)
+                }
+                TaskState::UpForRetry => match ti.next_retry_at {
+                    Some(at) if at > now => {
+                        plan.next_eval_at = Some(plan.next_eval_at.map_or(at, |current| current.min(at)));
+                    }
+                    _ => {
+                        if let Some(new_state) = change(ti, state, &[TaskEvent::Schedule], None, &mut plan) {
+                            states.insert(ti.id, new_state);
                         }
                     }
-                    Decision::Skip => change(
-                        ti,
-                        state,
-                        &[TaskEvent::SkipByRule],
-                        Some(format!("skipped by trigger rule {}", task.trigger_rule)),
-                        &mut plan,
-                    ),
-                    Decision::UpstreamFailed => change(ti, state, &[TaskEvent::UpstreamFailed], None, &mut plan),
-                };
-                if let Some(new_state) = new_state {
-                    states.insert(task.task_id.as_str(), new_state);
-                }
+                },
+                _ => {}
             }
-            TaskState::UpForRetry => match ti.next_retry_at {
-                Some(at) if at > now => {
-                    plan.next_eval_at = Some(plan.next_eval_at.map_or(at, |current| current.min(at)));
-                }
-                _ => {
-                    if let Some(new_state) = change(ti, state, &[TaskEvent::Schedule], None, &mut plan) {
-                        states.insert(task.task_id.as_str(), new_state);
-                    }
-                }
-            },
-            _ => {}
         }
     }
 
-    let all_finished = tis
-        .iter()
-        .all(|ti| states.get(ti.task_id.as_str()).map(|s| s.is_finished()).unwrap_or(true));
+    let all_finished = tis.iter().all(|ti| states[&ti.id].is_finished());
     if all_finished && run.state == RunState::Running {
+        // A task's outcome is its worst instance's (a mapped task failed when one of its instances did).
+        let mut by_task_state: HashMap<&str, TaskState> = HashMap::new();
+        for ti in tis {
+            let state = states[&ti.id];
+            let entry = by_task_state.entry(ti.task_id.as_str()).or_insert(state);
+            if matches!(state, TaskState::Failed | TaskState::UpstreamFailed) {
+                *entry = state;
+            }
+        }
         plan.run_event = Some((
             run.state,
             RunEvent::Finish {
-                success: run_succeeded(dag, &states),
+                success: run_succeeded(dag, &by_task_state),
             },
         ));
     }
     plan
+}
+
+/// Expands a mapped task whose instances all wait and whose trigger rule lets it run: as many instances as
+/// its mapped arguments have elements are scheduled (made when missing, the unexpanded one becoming instance
+/// 0), extra ones from an earlier expansion are removed; none skips it and an XCom it cannot map over fails it.
+/// Returns the new states of existing instances.
+fn expand_task(
+    task: &TaskSpec,
+    instances: &[&TiRow],
+    inputs: &RunInputs<'_>,
+    plan: &mut RunPlan,
+) -> Vec<(i64, TaskState)> {
+    let xcom = |task_id: &str| {
+        inputs
+            .xcoms
+            .and_then(|x| x.get(&(task_id.to_string(), "return_value".to_string())))
+    };
+    let mut out = Vec::new();
+    let mut record = |ti: &TiRow, events: &[TaskEvent], message: Option<String>, plan: &mut RunPlan| {
+        if let Some(to) = change(ti, TaskState::None, events, message, plan) {
+            out.push((ti.id, to));
+        }
+    };
+    // Instance 0 is the unexpanded one until it is renumbered.
+    let index_of = |ti: &TiRow| ti.map_index.max(0);
+    match map_length(&task.expand, &xcom) {
+        Ok(0) => {
+            for (i, ti) in instances.iter().enumerate() {
+                if i == 0 {
+                    let why = "mapped over an empty list: no instance to run".to_string();
+                    record(ti, &[TaskEvent::SkipByRule], Some(why), plan);
+                } else {
+                    record(ti, &[TaskEvent::Remove], None, plan);
+                }
+            }
+        }
+        Ok(length) => {
+            let length = length as i64;
+            for ti in instances {
+                if index_of(ti) < length {
+                    record(ti, &[TaskEvent::Schedule], None, plan);
+                } else {
+                    record(
+                        ti,
+                        &[TaskEvent::Remove],
+                        Some("not in the mapped arguments any more".into()),
+                        plan,
+                    );
+                }
+            }
+            let existing: std::collections::HashSet<i64> = instances.iter().map(|ti| index_of(ti)).collect();
+            plan.expansions.push(Expansion {
+                renumber: instances.iter().find(|ti| ti.map_index == UNMAPPED).map(|ti| ti.id),
+                template_ti: instances[0].id,
+                create: (0..length).filter(|i| !existing.contains(i)).collect(),
+                max_tries: i64::from(task.retries),
+            });
+            info!(task_id = %task.task_id, run_pk = plan.run_pk, instances = length, "mapped task expanded");
+        }
+        Err(why) => {
+            for (i, ti) in instances.iter().enumerate() {
+                if i == 0 {
+                    record(ti, &[TaskEvent::MapFailed], Some(why.clone()), plan);
+                } else {
+                    record(ti, &[TaskEvent::Remove], None, plan);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A run succeeds when none of its deciding leaves failed or was failed upstream, as Airflow decides: the
@@ -244,26 +365,44 @@ impl Scheduler {
                 break;
             }
             let count = batch.runs.len();
-            // The task states of the run before, for runs of DAGs with `depends_on_past` tasks.
+            // The task states of the run before, for runs of DAGs with `depends_on_past` tasks; the run's XCom,
+            // for runs with mapped tasks that wait to expand over an upstream's output.
             let mut pasts = Vec::with_capacity(count);
+            let mut xcoms = Vec::with_capacity(count);
             for i in 0..count {
-                let (dag_id, logical_date, hash) = {
+                let (dag_id, logical_date, hash, run_pk) = {
                     let run = &batch.runs[i].0;
-                    (run.dag_id.clone(), run.logical_date, run.version_hash.clone())
+                    (run.dag_id.clone(), run.logical_date, run.version_hash.clone(), run.id)
                 };
-                let (wanted, catchup) = match self.spec(&hash).await {
-                    Ok(spec) => (spec.tasks.iter().any(|t| t.depends_on_past), spec.catchup),
-                    Err(_) => (false, false),
+                let (wanted, catchup, mapping) = match self.spec(&hash).await {
+                    Ok(spec) => {
+                        let tis = &batch.runs[i].1;
+                        let mapping = spec.tasks.iter().any(|t| {
+                            t.expand
+                                .iter()
+                                .any(|a| matches!(a.source, engine::mapping::MapSource::Xcom { .. }))
+                                && tis
+                                    .iter()
+                                    .any(|ti| ti.task_id == t.task_id && ti.state == TaskState::None)
+                        });
+                        (spec.tasks.iter().any(|t| t.depends_on_past), spec.catchup, mapping)
+                    }
+                    Err(_) => (false, false, false),
                 };
                 pasts.push(if wanted {
                     batch.previous_run_states(&dag_id, logical_date, catchup).await?
                 } else {
                     None
                 });
+                xcoms.push(if mapping {
+                    Some(batch.xcoms_of_run(run_pk).await?)
+                } else {
+                    None
+                });
             }
             let mut plans = Vec::with_capacity(count);
             let mut to_kill = Vec::new();
-            for ((run, tis), past) in batch.runs.iter().zip(&pasts) {
+            for (((run, tis), past), xcom) in batch.runs.iter().zip(&pasts).zip(&xcoms) {
                 let spec = match self.spec(&run.version_hash).await {
                     Ok(spec) => spec,
                     Err(err) => {
@@ -276,7 +415,11 @@ impl Scheduler {
                         continue;
                     }
                 };
-                let plan = plan_run_after(&spec, run, tis, past.as_ref(), &self.registry, now);
+                let inputs = RunInputs {
+                    past: past.as_ref(),
+                    xcoms: xcom.as_ref(),
+                };
+                let plan = plan_run_after(&spec, run, tis, &inputs, &self.registry, now);
                 for change in &plan.changes {
                     if change.from == TaskState::Running || change.from == TaskState::Restarting {
                         to_kill.push(change.ti_id);
@@ -363,6 +506,7 @@ mod tests {
                 dag_id: "d".into(),
                 run_id: "r".into(),
                 task_id: task.task_id.clone(),
+                map_index: -1,
                 state: states
                     .iter()
                     .find(|(id, _)| *id == task.task_id)
@@ -429,7 +573,11 @@ mod tests {
         let plan = |past: Option<&[(&str, TaskState)]>| {
             let past: Option<HashMap<String, TaskState>> =
                 past.map(|p| p.iter().map(|(k, v)| (k.to_string(), *v)).collect());
-            plan_run_after(&d, &run(RunState::Running), &t, past.as_ref(), &registry, now)
+            let inputs = RunInputs {
+                past: past.as_ref(),
+                xcoms: None,
+            };
+            plan_run_after(&d, &run(RunState::Running), &t, &inputs, &registry, now)
         };
         // No run before (or no logical date): as without the flags.
         assert_eq!(after(&plan(None), &t)["a"], Scheduled);

@@ -27,6 +27,7 @@ pub struct FinishedNotice {
     pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
+    pub map_index: i64,
     pub try_number: i64,
     pub state: TaskState,
 }
@@ -162,6 +163,7 @@ impl Scheduler {
                 dag_id: flight.dag_id,
                 run_id: flight.run_id,
                 task_id: flight.task_id,
+                map_index: flight.map_index,
                 try_number: *try_number,
                 state,
             });

@@ -26,6 +26,7 @@ pub(crate) struct InFlight {
     pub(crate) dag_id: String,
     pub(crate) run_id: String,
     pub(crate) task_id: String,
+    pub(crate) map_index: i64,
     pub(crate) started: Instant,
 }
 
@@ -35,6 +36,7 @@ impl InFlight {
             dag_id: ti.dag_id.clone(),
             run_id: ti.run_id.clone(),
             task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
             started: Instant::now(),
         }
     }

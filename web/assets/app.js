@@ -45,7 +45,7 @@
   async function poll() {
     polls += 1;
     try {
-      const res = await fetch(`${viewer.dataset.api}?token=${encodeURIComponent(token)}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const res = await fetch(`${viewer.dataset.api}${viewer.dataset.api.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (res.ok) {
         const body = await res.json();
         for (const l of body.content) {

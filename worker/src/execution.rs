@@ -50,8 +50,15 @@ pub struct StartRequest {
     /// The try the runner was started for; `None`: the one its token is for.
     #[serde(default)]
     pub try_number: Option<i64>,
+    /// The mapped instance (-1: a task that is not mapped).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
     pub hostname: String,
     pub pid: u32,
+}
+
+fn unmapped() -> i64 {
+    engine::mapping::UNMAPPED
 }
 
 /// One XCom value of the run, as the context carries it.
@@ -69,6 +76,9 @@ pub struct TaskContext {
     pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
+    /// Which instance of a mapped task this try runs (-1: the task is not mapped).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
     pub try_number: i64,
     pub max_tries: i64,
     pub task: TaskSpec,
@@ -95,6 +105,7 @@ impl TaskContext {
         TemplateContext {
             dag_id: self.dag_id.clone(),
             task_id: self.task_id.clone(),
+            map_index: self.map_index,
             run_id: self.run_id.clone(),
             try_number: self.try_number as u32,
             logical_date: self.logical_date,

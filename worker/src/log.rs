@@ -43,13 +43,19 @@ impl LogLine {
     }
 }
 
-/// Path of the log of one try.
-pub fn try_log_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> PathBuf {
-    logs_dir
-        .join(format!("dag_id={}", sanitize(dag_id)))
-        .join(format!("run_id={}", sanitize(run_id)))
-        .join(format!("task_id={}", sanitize(task_id)))
-        .join(format!("attempt={try_number}.log"))
+/// Path of the log of one try: `.../task_id=<t>/attempt=<n>.log`, and for an instance of a mapped task
+/// `.../task_id=<t>/map_index=<i>/attempt=<n>.log` (Airflow's layout).
+pub fn try_log_path(logs_dir: &Path, key: &TryKey) -> PathBuf {
+    let task = logs_dir
+        .join(format!("dag_id={}", sanitize(&key.dag_id)))
+        .join(format!("run_id={}", sanitize(&key.run_id)))
+        .join(format!("task_id={}", sanitize(&key.task_id)));
+    let task = if key.map_index >= 0 {
+        task.join(format!("map_index={}", key.map_index))
+    } else {
+        task
+    };
+    task.join(format!("attempt={}.log", key.try_number))
 }
 
 /// Keeps path components to safe characters (run ids hold `:` and `+`, which are fine; `/` is not).
@@ -110,17 +116,25 @@ pub struct TryKey {
     pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
+    /// The mapped instance; -1 for a task that is not mapped.
+    pub map_index: i64,
     pub try_number: i64,
 }
 
 impl TryKey {
-    pub fn new(dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> TryKey {
+    pub fn new(dag_id: &str, run_id: &str, task_id: &str, map_index: i64, try_number: i64) -> TryKey {
         TryKey {
             dag_id: dag_id.to_string(),
             run_id: run_id.to_string(),
             task_id: task_id.to_string(),
+            map_index,
             try_number,
         }
+    }
+
+    /// Try `try_number` of task instance `ti`.
+    pub fn of(ti: &engine::store::TiRow, try_number: i64) -> TryKey {
+        TryKey::new(&ti.dag_id, &ti.run_id, &ti.task_id, ti.map_index, try_number)
     }
 }
 
@@ -170,7 +184,7 @@ impl FileLogs {
     }
 
     pub fn path(&self, key: &TryKey) -> PathBuf {
-        try_log_path(&self.dir, &key.dag_id, &key.run_id, &key.task_id, key.try_number)
+        try_log_path(&self.dir, key)
     }
 
     fn writer(&self, key: &TryKey) -> std::io::Result<LogWriter> {
@@ -290,7 +304,7 @@ mod tests {
     fn pages_and_tails_hold_only_complete_lines() {
         let dir = tempfile::tempdir().unwrap();
         let logs = FileLogs::new(dir.path().to_path_buf());
-        let key = TryKey::new("d", "r", "t", 1);
+        let key = TryKey::new("d", "r", "t", -1, 1);
         assert!(!logs.exists(&key));
         assert_eq!(logs.read_from(&key, 0, 100).unwrap().lines.len(), 0);
         let lines: Vec<LogLine> = (0..10)

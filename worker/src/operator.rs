@@ -22,6 +22,8 @@ use crate::runner::TaskLog;
 pub struct OperatorContext {
     pub dag_id: String,
     pub task_id: String,
+    /// The instance of a mapped task (-1: the task is not mapped).
+    pub map_index: i64,
     pub run_id: String,
     pub try_number: i64,
     /// The task as defined (`do_xcom_push`, `owner`, timeouts ...).

@@ -110,7 +110,8 @@ async fn running_record(
     }
 }
 
-/// `<dir>/<dag>/<run>/<task>-try<N>.<extension>`, every part made safe for a file name.
+/// `<dir>/<dag>/<run>/<task>-try<N>.<extension>` (`<task>-<map_index>-try<N>` for a mapped instance), every
+/// part made safe for a file name.
 fn results_path(dir: &std::path::Path, ctx: &worker::operator::OperatorContext, extension: &str) -> std::path::PathBuf {
     let part = |text: &str| -> String {
         text.chars()
@@ -123,11 +124,14 @@ fn results_path(dir: &std::path::Path, ctx: &worker::operator::OperatorContext, 
             })
             .collect()
     };
-    dir.join(part(&ctx.dag_id)).join(part(&ctx.run_id)).join(format!(
-        "{}-try{}.{extension}",
-        part(&ctx.task_id),
-        ctx.try_number
-    ))
+    let task = if ctx.map_index >= 0 {
+        format!("{}-{}", part(&ctx.task_id), ctx.map_index)
+    } else {
+        part(&ctx.task_id)
+    };
+    dir.join(part(&ctx.dag_id))
+        .join(part(&ctx.run_id))
+        .join(format!("{task}-try{}.{extension}", ctx.try_number))
 }
 
 /// The nodes a load goes to, as (name, JSON-RPC URL), and their WebSocket URLs by name where they have one:

@@ -382,11 +382,22 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
             if !print_logs {
                 continue;
             }
+            let instance = if notice.map_index >= 0 {
+                format!("[{}]", notice.map_index)
+            } else {
+                String::new()
+            };
             println!(
-                "--- {}.{} try {}: {} ---",
+                "--- {}.{}{instance} try {}: {} ---",
                 notice.dag_id, notice.task_id, notice.try_number, notice.state
             );
-            let key = worker::log::TryKey::new(&notice.dag_id, &notice.run_id, &notice.task_id, notice.try_number);
+            let key = worker::log::TryKey::new(
+                &notice.dag_id,
+                &notice.run_id,
+                &notice.task_id,
+                notice.map_index,
+                notice.try_number,
+            );
             if let Ok(page) = logs.read_from(&key, 0, u64::MAX) {
                 for line in &page.lines {
                     println!("{}", worker::log::parse_line(line).to_text());
@@ -409,7 +420,14 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
         for ti in store.tis_of_run(pk).await? {
             if ti.state.is_executing() {
                 store
-                    .mark_ti(&ti.dag_id, &ti.run_id, &ti.task_id, TaskState::Failed, None)
+                    .mark_ti(
+                        &ti.dag_id,
+                        &ti.run_id,
+                        &ti.task_id,
+                        ti.map_index,
+                        TaskState::Failed,
+                        None,
+                    )
                     .await?;
             }
         }
@@ -442,10 +460,21 @@ pub async fn test(
     println!("testing dag {} with run {}", dag.dag_id, run.run_id);
     run_locally(config, &store, vec![run.id], true).await?;
     let run = store.get_run_by_pk(run.id).await?;
-    let tis = store.tis_of_run(run.id).await?;
+    let mut tis = store.tis_of_run(run.id).await?;
+    // In the DAG's order, a mapped task's instances together.
+    tis.sort_by_key(|ti| {
+        (
+            dag.spec.tasks.iter().position(|t| t.task_id == ti.task_id),
+            ti.map_index,
+        )
+    });
     println!("--- run {}: {} ---", run.run_id, run.state);
     for ti in &tis {
-        println!("{:<40} {}", ti.task_id, ti.state);
+        println!(
+            "{:<40} {}",
+            engine::mapping::instance_name(&ti.task_id, ti.map_index),
+            ti.state
+        );
     }
     Ok(if run.state == RunState::Success {
         ExitCode::SUCCESS

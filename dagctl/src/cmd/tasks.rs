@@ -43,11 +43,25 @@ pub async fn logs(
     dag_id: &str,
     run_id: &str,
     task_id: &str,
+    map_index: i64,
     try_number: Option<i64>,
     follow: bool,
 ) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    let ti = store.get_ti(dag_id, run_id, task_id).await?;
+    let ti = match store.get_ti(dag_id, run_id, task_id, map_index).await {
+        Err(engine::Error::NotFound(what)) if map_index == engine::mapping::UNMAPPED => {
+            let mapped = store.get_run(dag_id, run_id).await.ok();
+            let count = match mapped {
+                Some(run) => store.task_tis(run.id, task_id).await?.len(),
+                None => 0,
+            };
+            if count > 0 {
+                bail!("task `{task_id}` is mapped into {count} instance(s) in run `{run_id}`: pass --map-index N");
+            }
+            bail!("{what} not found");
+        }
+        other => other?,
+    };
     let try_number = try_number.unwrap_or(ti.try_number);
     if try_number < 1 {
         bail!(
@@ -62,7 +76,7 @@ pub async fn logs(
         );
     }
     let logs = task_logs(config);
-    let key = TryKey::new(dag_id, run_id, task_id, try_number);
+    let key = TryKey::of(&ti, try_number);
     if !follow && !logs.exists(&key) {
         bail!("no log for try {try_number} at {}", logs.describe(&key));
     }
@@ -92,7 +106,7 @@ pub async fn logs(
         if !follow {
             break;
         }
-        let current = store.get_ti(dag_id, run_id, task_id).await?;
+        let current = store.get_ti(dag_id, run_id, task_id, map_index).await?;
         if current.try_number != try_number || !current.state.is_executing() {
             // One last read for lines written as it ended.
             print_new(&mut offset)?;
@@ -163,14 +177,22 @@ pub async fn states(config: &Config, dag_id: &str, run_id: &str, output: Format)
         .iter()
         .map(|ti| {
             json!({
-                "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "state": ti.state.as_str(),
+                "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state.as_str(),
                 "try_number": ti.try_number, "start_date": fmt(ti.start_date), "end_date": fmt(ti.end_date), "message": ti.message, "scheduler_id": ti.scheduler_id, "hostname": ti.hostname, "pid": ti.pid,
             })
         })
         .collect();
     print_rows(
         output,
-        &["task_id", "state", "try_number", "start_date", "end_date", "message"],
+        &[
+            "task_id",
+            "map_index",
+            "state",
+            "try_number",
+            "start_date",
+            "end_date",
+            "message",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)
@@ -217,6 +239,9 @@ pub struct RunArgs {
     /// The try to run (default: the one the token is for)
     #[arg(long = "try")]
     pub try_number: Option<i64>,
+    /// The instance of a mapped task (default -1: the task is not mapped)
+    #[arg(long = "map-index", default_value_t = -1, allow_negative_numbers = true)]
+    pub map_index: i64,
 }
 
 #[derive(clap::Parser)]
@@ -257,6 +282,7 @@ pub fn run_main() -> ExitCode {
         run_id: cli.args.run_id,
         task_id: cli.args.task_id,
         try_number: cli.args.try_number,
+        map_index: cli.args.map_index,
         api_url: config.api_url.clone(),
         token: config.token.clone(),
         hostname: crate::runtime::hostname(),

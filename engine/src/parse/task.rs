@@ -43,7 +43,6 @@ const TASK_KEYS: &[&str] = &[
 pub(super) fn not_supported_task_key(key: &str) -> Option<String> {
     match key {
         "inlets" => Some("`inlets` (asset lineage) are not supported by dagctl; `outlets` are".to_string()),
-        "expand" | "partial" => Some(format!("dynamic task mapping (`{key}`) is not supported by dagctl yet")),
         _ if key.starts_with("python_callable") || (key.starts_with("on_") && key.contains("callback")) => {
             Some(format!("`{key}` names Python code, which dagctl does not run"))
         }
@@ -79,6 +78,16 @@ pub(super) struct WrittenTask {
     pub(super) wait_for_downstream: bool,
     pub(super) outlets: Vec<String>,
     pub(super) max_active_tis_per_dag: Option<u32>,
+    /// `expand` arguments in written order; XCom sources name tasks as written (resolved with the
+    /// dependencies, which they join).
+    pub(super) expand: Vec<(String, WrittenSource)>,
+}
+
+/// Where a mapped argument's elements come from, as written.
+#[derive(Clone)]
+pub(super) enum WrittenSource {
+    Literal(Vec<serde_json::Value>),
+    Xcom { name: String, line: usize },
 }
 
 /// `default_args` that tasks inherit: those that are also task keys.
@@ -187,13 +196,19 @@ impl DagCtx<'_> {
         let teardown_by_default = def.is_teardown;
         let mut args_entries = Vec::new();
         let mut common: HashMap<String, Sourced> = HashMap::new();
+        let mut expand_node = None;
+        let mut partial_node = None;
         for (k, v) in entries {
             let key = k.key_text().unwrap_or_default();
             if let Some(why) = not_supported_task_key(&key) {
                 self.error(file, k.line, task, Some(&key), why);
                 continue;
             }
-            if TASK_KEYS.contains(&key.as_str()) {
+            if key == "expand" {
+                expand_node = Some(v);
+            } else if key == "partial" {
+                partial_node = Some(v);
+            } else if TASK_KEYS.contains(&key.as_str()) {
                 common.insert(
                     key,
                     Sourced {
@@ -205,15 +220,31 @@ impl DagCtx<'_> {
                 args_entries.push((key, v));
             }
         }
-        let args = Args {
-            entries: args_entries,
-            task_line: node.line,
-        };
-        if let Err(err) = validate(&args) {
-            self.error(file, err.line, task, Some(&err.key), err.message);
+        if let Some(partial) = partial_node {
+            self.partial(file, partial, &mut args_entries, task);
         }
+        let written_expand = expand_node.map(|expand| self.expand(file, expand, &args_entries, task));
+        let expand = match &written_expand {
+            Some(mapped) => {
+                self.validate_mapped(file, &args_entries, mapped, node.line, validate, task);
+                mapped
+                    .iter()
+                    .map(|(key, _, source)| (key.clone(), source.clone()))
+                    .collect()
+            }
+            None => {
+                let args = Args {
+                    entries: args_entries.clone(),
+                    task_line: node.line,
+                };
+                if let Err(err) = validate(&args) {
+                    self.error(file, err.line, task, Some(&err.key), err.message);
+                }
+                Vec::new()
+            }
+        };
         let args_json: serde_json::Map<String, serde_json::Value> =
-            args.entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            args_entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let pick = |key: &str| common.get(key).cloned().or_else(|| defaults.sources.get(key).cloned());
 
         let roles = self.roles(file, &common, teardown_by_default, task);
@@ -292,6 +323,14 @@ impl DagCtx<'_> {
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
         let mut dependencies = self.name_list(file, node.get("dependencies"), task);
         dependencies.extend(roles.setups);
+        // A task mapped over another's output runs after it, as Airflow's XComArg makes it.
+        for (_, source) in &expand {
+            if let WrittenSource::Xcom { name, line } = source {
+                if !dependencies.iter().any(|(dep, _)| dep == name) {
+                    dependencies.push((name.clone(), *line));
+                }
+            }
+        }
         Some(WrittenTask {
             name,
             line: node.line,
@@ -317,7 +356,188 @@ impl DagCtx<'_> {
             wait_for_downstream,
             outlets,
             max_active_tis_per_dag,
+            expand,
         })
+    }
+
+    /// `partial`: arguments every mapped instance shares, laid beside the task's own (Airflow's
+    /// `.partial(...)`; dagctl also takes them written on the task itself).
+    fn partial<'n>(&mut self, file: &str, partial: &'n Node, args: &mut Vec<(String, &'n Node)>, task: Option<&str>) {
+        let Some(entries) = partial.as_map() else {
+            self.error(
+                file,
+                partial.line,
+                task,
+                Some("partial"),
+                format!(
+                    "`partial` must be a mapping of operator arguments, got {}",
+                    partial.kind()
+                ),
+            );
+            return;
+        };
+        for (k, v) in entries {
+            let key = k.key_text().unwrap_or_default();
+            if TASK_KEYS.contains(&key.as_str()) || key == "expand" || key == "partial" {
+                self.error(
+                    file,
+                    k.line,
+                    task,
+                    Some("partial"),
+                    format!("`partial` holds operator arguments; write `{key}` on the task itself"),
+                );
+            } else if args.iter().any(|(existing, _)| *existing == key) {
+                self.error(
+                    file,
+                    k.line,
+                    task,
+                    Some("partial"),
+                    format!("`{key}` is given both in `partial` and on the task"),
+                );
+            } else {
+                args.push((key, v));
+            }
+        }
+    }
+
+    /// `expand`: each argument a list written here or dag-factory's `task_id.output` (the upstream task's
+    /// XCom), with the node it was written as.
+    fn expand<'n>(
+        &mut self,
+        file: &str,
+        expand: &'n Node,
+        args: &[(String, &'n Node)],
+        task: Option<&str>,
+    ) -> Vec<(String, &'n Node, WrittenSource)> {
+        let entries = match expand.as_map() {
+            Some(entries) if !entries.is_empty() => entries,
+            _ => {
+                self.error(
+                    file,
+                    expand.line,
+                    task,
+                    Some("expand"),
+                    format!(
+                        "`expand` must be a mapping of operator arguments to lists (or `task_id.output`), got {}",
+                        expand.kind()
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let key = k.key_text().unwrap_or_default();
+            if TASK_KEYS.contains(&key.as_str()) {
+                self.error(
+                    file,
+                    k.line,
+                    task,
+                    Some("expand"),
+                    format!("`{key}` cannot be mapped: `expand` maps operator arguments"),
+                );
+                continue;
+            }
+            if args.iter().any(|(existing, _)| *existing == key) {
+                self.error(
+                    file,
+                    k.line,
+                    task,
+                    Some("expand"),
+                    format!("`{key}` is both mapped in `expand` and given as a fixed argument"),
+                );
+                continue;
+            }
+            let source = match &v.value {
+                Value::Seq(items) => WrittenSource::Literal(items.iter().map(Node::to_json).collect()),
+                Value::Str(text) => match text.trim().strip_suffix(".output") {
+                    Some(name) if !name.is_empty() && !name.contains(char::is_whitespace) => WrittenSource::Xcom {
+                        name: name.to_string(),
+                        line: v.line,
+                    },
+                    _ => {
+                        self.error(
+                            file,
+                            v.line,
+                            task,
+                            Some("expand"),
+                            format!("`expand.{key}` must be a list or `<task_id>.output` (an upstream task's XCom), got the string `{text}`"),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    self.error(
+                        file,
+                        v.line,
+                        task,
+                        Some("expand"),
+                        format!(
+                            "`expand.{key}` must be a list or `<task_id>.output` (an upstream task's XCom), got {}",
+                            v.kind()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            out.push((key, v, source));
+        }
+        out
+    }
+
+    /// Checks a mapped task's arguments with each written element in place (every element of every list is
+    /// checked once); an argument mapped over an XCom is not known until the task runs, so only its name is.
+    fn validate_mapped(
+        &mut self,
+        file: &str,
+        fixed: &[(String, &Node)],
+        mapped: &[(String, &Node, WrittenSource)],
+        task_line: usize,
+        validate: crate::operators::ValidateFn,
+        task: Option<&str>,
+    ) {
+        let placeholder = |line: usize| Node {
+            value: Value::Str("{{ mapped }}".into()),
+            line,
+            col: 0,
+        };
+        let variants = mapped
+            .iter()
+            .map(|(_, node, _)| match &node.value {
+                Value::Seq(items) => items.len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let deferred: Vec<&str> = mapped
+            .iter()
+            .filter(|(_, node, _)| !matches!(&node.value, Value::Seq(items) if !items.is_empty()))
+            .map(|(key, _, _)| key.as_str())
+            .collect();
+        for variant in 0..variants {
+            let owned: Vec<(String, Node)> = mapped
+                .iter()
+                .map(|(key, node, _)| {
+                    let element = match &node.value {
+                        Value::Seq(items) if !items.is_empty() => items[variant.min(items.len() - 1)].clone(),
+                        _ => placeholder(node.line),
+                    };
+                    (key.clone(), element)
+                })
+                .collect();
+            let mut entries = fixed.to_vec();
+            entries.extend(owned.iter().map(|(k, n)| (k.clone(), n)));
+            let args = Args { entries, task_line };
+            match validate(&args) {
+                Ok(()) => {}
+                Err(err) if deferred.contains(&err.key.as_str()) && !err.message.starts_with("unknown argument") => {}
+                Err(err) => {
+                    self.error(file, err.line, task, Some(&err.key), err.message);
+                    return;
+                }
+            }
+        }
     }
 
     /// `outlets`: the assets a task updates when it succeeds (URIs, or `airflow.sdk.Asset`s built into theirs).

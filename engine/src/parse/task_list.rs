@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::graph;
+use crate::mapping::{MapSource, MappedArg};
 use crate::spec::TaskSpec;
 use crate::yaml::{Node, Value};
 
 use super::context::{DagCtx, Sourced};
 use super::groups::Group;
-use super::task::{TaskDefaults, WrittenTask};
+use super::task::{TaskDefaults, WrittenSource, WrittenTask};
 
 impl DagCtx<'_> {
     pub(super) fn tasks(
@@ -228,6 +229,39 @@ impl DagCtx<'_> {
             ids.dedup();
             resolved.push(ids);
         }
+        // Mapped arguments with their XCom sources named by final task id.
+        let mut mapped: Vec<Vec<MappedArg>> = Vec::with_capacity(written.len());
+        for task in &written {
+            let mut args = Vec::with_capacity(task.expand.len());
+            for (key, source) in &task.expand {
+                let source = match source {
+                    WrittenSource::Literal(items) => MapSource::Literal(items.clone()),
+                    WrittenSource::Xcom { name, line } => match names.get(name) {
+                        Some(&j) => MapSource::Xcom {
+                            task_id: final_ids[j].clone(),
+                        },
+                        None => {
+                            // An unknown name was reported with the dependencies it joined.
+                            if member_sets.contains_key(name.as_str()) {
+                                self.error(
+                                    &file,
+                                    *line,
+                                    Some(&task.name),
+                                    Some("expand"),
+                                    format!("`{name}` is a task group; a task maps over one task's output"),
+                                );
+                            }
+                            continue;
+                        }
+                    },
+                };
+                args.push(MappedArg {
+                    key: key.clone(),
+                    source,
+                });
+            }
+            mapped.push(args);
+        }
         let edges: Vec<(String, Vec<String>)> = final_ids.iter().cloned().zip(resolved.iter().cloned()).collect();
         let order = match graph::topological_order(&edges) {
             Ok(order) => order,
@@ -303,6 +337,7 @@ impl DagCtx<'_> {
                     wait_for_downstream: task.wait_for_downstream,
                     outlets: task.outlets.clone(),
                     max_active_tis_per_dag: task.max_active_tis_per_dag,
+                    expand: mapped[i].clone(),
                 }
             })
             .collect()

@@ -69,6 +69,8 @@ pub struct NewAssetEvent {
     pub source_dag_id: Option<String>,
     pub source_task_id: Option<String>,
     pub source_run_id: Option<String>,
+    /// The mapped task instance it came from (None: -1, not mapped or from the API).
+    pub source_map_index: Option<i64>,
     pub extra: Option<serde_json::Value>,
     pub at: DateTime<Utc>,
 }
@@ -218,13 +220,14 @@ pub(crate) async fn record_event(tx: &mut Transaction<'static, Any>, event: &New
     };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO asset_event (asset_id, ts, source_dag_id, source_task_id, source_run_id, source_map_index, extra) \
-         VALUES ($1, $2, $3, $4, $5, -1, $6) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(asset_id)
     .bind(micros(event.at))
     .bind(event.source_dag_id.clone())
     .bind(event.source_task_id.clone())
     .bind(event.source_run_id.clone())
+    .bind(event.source_map_index.unwrap_or(crate::mapping::UNMAPPED))
     .bind(event.extra.as_ref().map(|e| e.to_string()))
     .fetch_one(&mut **tx)
     .await?;

@@ -97,6 +97,7 @@ pub struct EventFilter {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct XcomRow {
     pub task_id: String,
+    pub map_index: i64,
     pub key: String,
     pub value: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -198,38 +199,31 @@ impl Store {
         Ok(())
     }
 
-    /// All XCom values of a run, by (task id, key).
+    /// All XCom values of a run, by (task id, key). A mapped task's values are one list in map_index order
+    /// (Airflow's `xcom_pull` of a mapped task; instances that pushed none are left out).
     pub async fn xcoms_of_run(&self, run_pk: i64) -> Result<HashMap<(String, String), serde_json::Value>> {
-        let rows = sqlx::query("SELECT task_id, key_name, value FROM xcom WHERE run_pk = $1")
-            .bind(run_pk)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let value: String = row.try_get(2)?;
-                Ok((
-                    (row.try_get(0)?, row.try_get(1)?),
-                    serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value)),
-                ))
-            })
-            .collect()
+        xcoms_of_run(&self.pool, run_pk).await
     }
 
-    /// XCom values of one task of a run, by key.
-    pub async fn xcom_entries(&self, run_pk: i64, task_id: &str) -> Result<Vec<XcomRow>> {
-        let rows = sqlx::query(
-            "SELECT task_id, key_name, value, created_at FROM xcom WHERE run_pk = $1 AND task_id = $2 ORDER BY key_name",
-        )
-        .bind(run_pk)
-        .bind(task_id)
-        .fetch_all(&self.pool)
-        .await?;
+    /// XCom values of one task of a run by (map_index, key): of one instance, or of all with `None`.
+    pub async fn xcom_entries(&self, run_pk: i64, task_id: &str, map_index: Option<i64>) -> Result<Vec<XcomRow>> {
+        let one = if map_index.is_some() { " AND map_index = $3" } else { "" };
+        let sql = format!(
+            "SELECT task_id, key_name, value, created_at, map_index FROM xcom WHERE run_pk = $1 AND task_id = $2{one} \
+             ORDER BY map_index, key_name"
+        );
+        let mut query = sqlx::query(&sql).bind(run_pk).bind(task_id);
+        if let Some(map_index) = map_index {
+            query = query.bind(map_index);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let value: String = row.try_get(2)?;
                 Ok(XcomRow {
                     task_id: row.try_get(0)?,
                     key: row.try_get(1)?,
+                    map_index: row.try_get(4)?,
                     value: serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value)),
                     created_at: time(row, "created_at")?,
                 })
@@ -400,4 +394,35 @@ impl Store {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
         Ok(())
     }
+}
+
+/// [`Store::xcoms_of_run`] on any connection (the scheduler reads them inside its evaluation transaction).
+pub(crate) async fn xcoms_of_run<'e, E>(
+    executor: E,
+    run_pk: i64,
+) -> Result<HashMap<(String, String), serde_json::Value>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT task_id, key_name, map_index, value FROM xcom WHERE run_pk = $1 ORDER BY map_index")
+        .bind(run_pk)
+        .fetch_all(executor)
+        .await?;
+    let mut plain = HashMap::new();
+    let mut mapped: HashMap<(String, String), Vec<(i64, serde_json::Value)>> = HashMap::new();
+    for row in &rows {
+        let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        let map_index: i64 = row.try_get(2)?;
+        let text: String = row.try_get(3)?;
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        if map_index < 0 {
+            plain.insert(key, value);
+        } else {
+            mapped.entry(key).or_default().push((map_index, value));
+        }
+    }
+    for (key, values) in mapped {
+        plain.insert(key, values.into_iter().map(|(_, value)| value).collect());
+    }
+    Ok(plain)
 }

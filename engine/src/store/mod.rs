@@ -133,6 +133,13 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
             postgres: include_str!("../../../migrations/postgres/0013_assets.sql"),
         },
     ),
+    (
+        14,
+        MigrationSql::PerBackend {
+            sqlite: include_str!("../../../migrations/sqlite/0014_task_mapping.sql"),
+            postgres: include_str!("../../../migrations/postgres/0014_task_mapping.sql"),
+        },
+    ),
 ];
 
 impl MigrationSql {

@@ -160,7 +160,7 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
     );
     let xcoms = store.xcoms_of_run(run.id).await.unwrap();
     assert_eq!(xcoms[&("b".to_string(), "return_value".to_string())]["ok"], true);
-    let b = store.get_ti("p", "r", "b").await.unwrap();
+    let b = store.get_ti("p", "r", "b", -1).await.unwrap();
     assert_eq!(store.tries(b.id).await.unwrap().len(), 1);
     let pools = store.list_pools().await.unwrap();
     let small = pools.iter().find(|p| p.name == "small").unwrap();
@@ -173,9 +173,9 @@ async fn clear_restarts_and_requeues_the_run(db: TestDb) {
     let dag = spec("c:\n  tasks:\n    a: {operator: bash, bash_command: 'true', retries: 1}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n");
     store.put_dag(&dag, false).await.unwrap();
     let run = store.create_run(manual(&dag, "r")).await.unwrap();
-    let a = store.get_ti("c", "r", "a").await.unwrap();
+    let a = store.get_ti("c", "r", "a", -1).await.unwrap();
     store
-        .mark_ti("c", "r", "a", TaskState::Failed, Some("alice"))
+        .mark_ti("c", "r", "a", -1, TaskState::Failed, Some("alice"))
         .await
         .unwrap();
     store.mark_run("c", "r", RunState::Failed, None).await.unwrap();
@@ -650,6 +650,11 @@ fn released_migrations_never_change() {
             13,
             "32b3f007657f345c6968f8a2554ace52b3fbedb1ba84c3322a3134dfd33b6444",
             "388fe566aba8c8ccea686ff9bf02ab6e805d8a3c509c6221c8b84dde4b48ba04",
+        ),
+        (
+            14,
+            "69f178581e423e08cd8d969abf6a52374bfaf294cb1612567388cb77d694a06f",
+            "a8484d419ada7b5c0ea4818447194b8af6003a68b4bf650b8204c17978e2e241",
         ),
     ];
     let sha = |script: &str| hex::encode(Sha256::digest(script.as_bytes()));

@@ -21,6 +21,8 @@ pub use lookups::{Lookups, Wanted};
 pub struct TemplateContext {
     pub dag_id: String,
     pub task_id: String,
+    /// The mapped instance (-1: the task is not mapped), as `ti.map_index`.
+    pub map_index: i64,
     pub run_id: String,
     pub try_number: u32,
     pub logical_date: Option<DateTime<Utc>>,
@@ -118,6 +120,7 @@ impl TemplateContext {
         ti.insert("dag_id".into(), Json::from(self.dag_id.clone()));
         ti.insert("run_id".into(), Json::from(self.run_id.clone()));
         ti.insert("try_number".into(), Json::from(self.try_number));
+        ti.insert("map_index".into(), Json::from(self.map_index));
         let mut ti_value: std::collections::BTreeMap<String, Value> =
             ti.into_iter().map(|(k, v)| (k, Value::from_serialize(&v))).collect();
         ti_value.insert("xcom_pull".into(), xcom_pull);
@@ -321,6 +324,7 @@ mod tests {
         TemplateContext {
             dag_id: "d".into(),
             task_id: "t".into(),
+            map_index: -1,
             run_id: "scheduled__2026-11-01T00:00:00+00:00".into(),
             try_number: 2,
             logical_date: Some("2026-11-01T00:00:00Z".parse().unwrap()),

@@ -47,6 +47,18 @@ pub fn routes() -> Router<WebState> {
             get(tis::tries),
         )
         .route(
+            "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped",
+            get(tis::list_mapped),
+        )
+        .route(
+            "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}",
+            get(tis::get_mapped),
+        )
+        .route(
+            "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries",
+            get(tis::tries_mapped),
+        )
+        .route(
             "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             get(tis::logs),
         )

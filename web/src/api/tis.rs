@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use engine::mapping::UNMAPPED;
 use engine::state::TaskState;
 use engine::store::{RunFilter, RunRow, TiRow, TimeRange};
 use serde_json::{json, Value};
@@ -29,21 +30,50 @@ async fn ti_with_version(
     dag_id: &str,
     run_id: &str,
     task_id: &str,
+    map_index: i64,
 ) -> ApiResult<(RunRow, TiRow, Value)> {
-    let (run, ti) = find_ti(state, dag_id, run_id, task_id).await?;
+    let (run, ti) = find_ti(state, dag_id, run_id, task_id, map_index).await?;
     let version = Versions::default().get(&state.store, dag_id, &run.version_hash).await?;
     Ok((run, ti, version))
 }
 
-async fn find_ti(state: &WebState, dag_id: &str, run_id: &str, task_id: &str) -> ApiResult<(RunRow, TiRow)> {
+async fn find_ti(
+    state: &WebState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i64,
+) -> ApiResult<(RunRow, TiRow)> {
     let run = find_run(state, dag_id, run_id).await?;
-    let ti = state.store.get_ti(dag_id, run_id, task_id).await.map_err(|err| match err {
-        engine::Error::NotFound(_) => ApiError::not_found(format!(
-            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `-1` was not found"
-        )),
-        other => other.into(),
-    })?;
-    Ok((run, ti))
+    match state.store.get_ti(dag_id, run_id, task_id, map_index).await {
+        Ok(ti) => Ok((run, ti)),
+        Err(engine::Error::NotFound(_)) => {
+            // A mapped task has no instance -1 once expanded: say how to name one.
+            let mapped = map_index == UNMAPPED
+                && state
+                    .store
+                    .task_tis(run.id, task_id)
+                    .await?
+                    .iter()
+                    .any(|ti| ti.map_index >= 0);
+            Err(ApiError::not_found(if mapped {
+                format!("Task instance `{task_id}` of run `{run_id}` is mapped: add the map_index to the URL (…/taskInstances/{task_id}/{{map_index}}) or list them with …/taskInstances/{task_id}/listMapped")
+            } else {
+                format!("The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `{map_index}` was not found")
+            }))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn parse_map_index(text: &str) -> ApiResult<i64> {
+    text.parse().map_err(|_| {
+        ApiError::validation(
+            &["path", "map_index"],
+            format!("`{text}` is not an integer"),
+            "int_parsing",
+        )
+    })
 }
 
 fn parse_task_state(name: &str) -> ApiResult<TaskState> {
@@ -71,7 +101,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
     let params = Params::parse(query.as_deref())?;
-    params.allow(&["limit", "offset", "state", "task_id", "order_by"])?;
+    params.allow(&["limit", "offset", "state", "task_id", "order_by", "map_index"])?;
     let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
     let offset = params.int("offset", 0, 0, i64::MAX)?;
     let states = params
@@ -80,6 +110,19 @@ pub async fn list(
         .map(|s| parse_task_state(s))
         .collect::<ApiResult<Vec<_>>>()?;
     let task_id = params.str("task_id");
+    let map_indexes = params
+        .list("map_index")
+        .iter()
+        .map(|m| {
+            m.parse::<i64>().map_err(|_| {
+                ApiError::validation(
+                    &["query", "map_index"],
+                    format!("`{m}` is not an integer"),
+                    "int_parsing",
+                )
+            })
+        })
+        .collect::<ApiResult<Vec<i64>>>()?;
     let run = find_run(&state, &dag_id, &run_id).await?;
     let mut tis: Vec<TiRow> = state
         .store
@@ -88,10 +131,12 @@ pub async fn list(
         .into_iter()
         .filter(|ti| states.is_empty() || states.contains(&ti.state))
         .filter(|ti| task_id.is_none_or(|t| ti.task_id == t))
+        .filter(|ti| map_indexes.is_empty() || map_indexes.contains(&ti.map_index))
         .collect();
     let (descending, column) = params.order_by("map_index")?;
     match column {
-        "map_index" | "id" => {}
+        "id" => {}
+        "map_index" => tis.sort_by_key(|t| t.map_index),
         "task_id" => tis.sort_by(|a, b| a.task_id.cmp(&b.task_id)),
         "state" => tis.sort_by(|a, b| a.state.as_str().cmp(b.state.as_str())),
         "start_date" => tis.sort_by_key(|t| t.start_date),
@@ -123,8 +168,79 @@ pub async fn get(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
-    let (run, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id).await?;
+    let (run, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id, UNMAPPED).await?;
     Ok(Json(shapes::task_instance(&ti, &run, version)))
+}
+
+/// `GET …/taskInstances/{task_id}/{map_index}`: one instance of a mapped task.
+pub async fn get_mapped(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let map_index = parse_map_index(&map_index)?;
+    let (run, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id, map_index).await?;
+    Ok(Json(shapes::task_instance(&ti, &run, version)))
+}
+
+/// `GET …/taskInstances/{task_id}/listMapped`: the instances of a mapped task (404 for a task that is not
+/// mapped), with Airflow's paging, state filter and ordering.
+pub async fn list_mapped(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let params = Params::parse(query.as_deref())?;
+    params.allow(&["limit", "offset", "state", "order_by"])?;
+    let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let states = params
+        .list("state")
+        .iter()
+        .map(|s| parse_task_state(s))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    let (spec, _, _) = state.store.dag_version(&run.version_hash).await?;
+    match spec.task(&task_id) {
+        None => return Err(ApiError::not_found(format!("Task id `{task_id}` not found"))),
+        Some(task) if !task.is_mapped() => {
+            return Err(ApiError::not_found(format!("Task id `{task_id}` is not mapped")))
+        }
+        Some(_) => {}
+    }
+    let mut tis: Vec<TiRow> = state
+        .store
+        .task_tis(run.id, &task_id)
+        .await?
+        .into_iter()
+        .filter(|ti| states.is_empty() || states.contains(&ti.state))
+        .collect();
+    let (descending, column) = params.order_by("map_index")?;
+    match column {
+        "map_index" => {}
+        "state" => tis.sort_by(|a, b| a.state.as_str().cmp(b.state.as_str())),
+        "start_date" => tis.sort_by_key(|t| t.start_date),
+        "end_date" => tis.sort_by_key(|t| t.end_date),
+        "duration" => tis.sort_by_key(|t| t.start_date.zip(t.end_date).map(|(s, e)| e - s)),
+        "try_number" => tis.sort_by_key(|t| t.try_number),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "cannot order mapped task instances by `{other}`; use map_index, state, start_date, end_date, duration or try_number"
+            )))
+        }
+    }
+    if descending {
+        tis.reverse();
+    }
+    let version = Versions::default()
+        .get(&state.store, &dag_id, &run.version_hash)
+        .await?;
+    Ok(super::collection("task_instances", &tis, offset, limit, |ti| {
+        shapes::task_instance(ti, &run, version.clone())
+    }))
 }
 
 /// `GET …/taskInstances/{task_id}/tries`.
@@ -133,8 +249,29 @@ pub async fn tries(
     who: Principal,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    tries_of(state, who, dag_id, run_id, task_id, UNMAPPED).await
+}
+
+/// `GET …/taskInstances/{task_id}/{map_index}/tries`.
+pub async fn tries_mapped(
+    State(state): State<WebState>,
+    who: Principal,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let map_index = parse_map_index(&map_index)?;
+    tries_of(state, who, dag_id, run_id, task_id, map_index).await
+}
+
+async fn tries_of(
+    state: WebState,
+    who: Principal,
+    dag_id: String,
+    run_id: String,
+    task_id: String,
+    map_index: i64,
+) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
-    let (_, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id).await?;
+    let (_, ti, version) = ti_with_version(&state, &dag_id, &run_id, &task_id, map_index).await?;
     let tries: Vec<Value> = state
         .store
         .tries(ti.id)
@@ -200,25 +337,20 @@ pub async fn logs(
     let params = Params::parse(query.as_deref())?;
     params.allow(&["full_content", "map_index", "token"])?;
     let full_content = params.bool("full_content")?.unwrap_or(false);
-    let map_index = params.int("map_index", -1, i64::MIN, i64::MAX)?;
-    if map_index != -1 {
-        return Err(ApiError::not_found(
-            "dagctl has no mapped tasks: map_index is always -1",
-        ));
-    }
+    let map_index = params.int("map_index", -1, -1, i64::MAX)?;
     let offset = if full_content {
         0
     } else {
         decode_token(params.str("token"))?
     };
-    let (_, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let (_, ti) = find_ti(&state, &dag_id, &run_id, &task_id, map_index).await?;
     if try_number < 1 || try_number > ti.try_number.max(1) {
         return Err(ApiError::not_found(format!(
             "task `{task_id}` has no try {try_number} (it has made {})",
             ti.try_number
         )));
     }
-    let key = worker::log::TryKey::new(&dag_id, &run_id, &task_id, try_number);
+    let key = worker::log::TryKey::of(&ti, try_number);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -309,14 +441,24 @@ pub async fn xcom_list(
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
     let params = Params::parse(query.as_deref())?;
-    params.allow(&["limit", "offset", "xcom_key"])?;
+    params.allow(&["limit", "offset", "xcom_key", "map_index"])?;
     let limit = params.int("limit", 50, 0, MAX_LIMIT)?;
     let offset = params.int("offset", 0, 0, i64::MAX)?;
     let key = params.str("xcom_key");
-    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    // Without map_index: the entries of every instance of the task (as Airflow lists them).
+    let map_index = match params.str("map_index") {
+        Some(_) => Some(params.int("map_index", -1, -1, i64::MAX)?),
+        None => None,
+    };
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    if state.store.task_tis(run.id, &task_id).await?.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` was not found"
+        )));
+    }
     let rows: Vec<_> = state
         .store
-        .xcom_entries(run.id, &ti.task_id)
+        .xcom_entries(run.id, &task_id, map_index)
         .await?
         .into_iter()
         .filter(|x| key.is_none_or(|k| x.key == k))
@@ -336,10 +478,11 @@ pub async fn xcom_get(
     who.require(Role::Viewer)?;
     let params = Params::parse(query.as_deref())?;
     params.allow(&["map_index", "deserialize", "stringify"])?;
-    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id).await?;
+    let map_index = params.int("map_index", -1, -1, i64::MAX)?;
+    let (run, ti) = find_ti(&state, &dag_id, &run_id, &task_id, map_index).await?;
     let row = state
         .store
-        .xcom_entries(run.id, &ti.task_id)
+        .xcom_entries(run.id, &ti.task_id, Some(map_index))
         .await?
         .into_iter()
         .find(|x| x.key == key)
@@ -498,7 +641,7 @@ pub async fn clear(
             let ids: Vec<String> = chosen.iter().map(|t| t.task_id.clone()).collect();
             state
                 .store
-                .clear_tis(&dag_id, &run.run_id, Some(&ids), false, Some(&who.username))
+                .clear_tis(&dag_id, &run.run_id, Some(&ids), body.only_failed, Some(&who.username))
                 .await?;
             if let Some(note) = &body.note {
                 state
@@ -507,7 +650,7 @@ pub async fn clear(
                     .await?;
             }
         }
-        let fresh: HashMap<String, TiRow> = if body.dry_run {
+        let fresh: HashMap<i64, TiRow> = if body.dry_run {
             HashMap::new()
         } else {
             state
@@ -515,11 +658,11 @@ pub async fn clear(
                 .tis_of_run(run.id)
                 .await?
                 .into_iter()
-                .map(|t| (t.task_id.clone(), t))
+                .map(|t| (t.id, t))
                 .collect()
         };
         for ti in chosen {
-            let shown = fresh.get(&ti.task_id).unwrap_or(ti);
+            let shown = fresh.get(&ti.id).unwrap_or(ti);
             out.push(shapes::task_instance(shown, run, version.clone()));
         }
     }

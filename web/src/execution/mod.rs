@@ -245,7 +245,11 @@ async fn start(
     caller: CallerTry,
     JsonBody(body): JsonBody<StartRequest>,
 ) -> ApiResult<Response> {
-    let ti = match state.store.get_ti(&body.dag_id, &body.run_id, &body.task_id).await {
+    let ti = match state
+        .store
+        .get_ti(&body.dag_id, &body.run_id, &body.task_id, body.map_index)
+        .await
+    {
         Ok(ti) => ti,
         Err(engine::Error::NotFound(what)) => return Err(ApiError::forbidden(format!("{what}: not this token's try"))),
         Err(err) => return Err(err.into()),
@@ -283,6 +287,7 @@ async fn start(
         dag_id: ti.dag_id,
         run_id: ti.run_id,
         task_id: ti.task_id,
+        map_index: ti.map_index,
         try_number: ti.try_number,
         max_tries: ti.max_tries,
         task,
@@ -309,7 +314,7 @@ async fn heartbeat(State(state): State<ExecState>, caller: CallerTry, Path(id): 
 }
 
 fn key_of(ti: &TiRow, try_number: i64) -> TryKey {
-    TryKey::new(&ti.dag_id, &ti.run_id, &ti.task_id, try_number)
+    TryKey::of(ti, try_number)
 }
 
 async fn append(state: &ExecState, ti_id: i64, key: TryKey, lines: Vec<worker::log::LogLine>) -> ApiResult<()> {

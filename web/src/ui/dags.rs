@@ -125,14 +125,31 @@ pub async fn dag(
         Ok(t) => t,
         Err(err) => return fail(err.into()),
     };
-    let mut states: HashMap<i64, serde_json::Map<String, Value>> = HashMap::new();
+    // Each task's state per run; a mapped task's is its instances' summary, with their count beside it.
+    let mut by_cell: HashMap<(i64, &str), Vec<TaskState>> = HashMap::new();
     for ti in &tis {
-        let s = if ti.state == TaskState::None {
+        by_cell
+            .entry((ti.run_pk, ti.task_id.as_str()))
+            .or_default()
+            .push(ti.state);
+    }
+    let mut states: HashMap<i64, serde_json::Map<String, Value>> = HashMap::new();
+    let mut mapped: HashMap<i64, serde_json::Map<String, Value>> = HashMap::new();
+    for ((run_pk, task_id), cell) in by_cell {
+        let count = cell.iter().filter(|s| **s != TaskState::Removed).count();
+        let summary = engine::mapping::summary_state(cell).unwrap_or(TaskState::None);
+        let s = if summary == TaskState::None {
             Value::Null
         } else {
-            json!(ti.state.as_str())
+            json!(summary.as_str())
         };
-        states.entry(ti.run_pk).or_default().insert(ti.task_id.clone(), s);
+        states.entry(run_pk).or_default().insert(task_id.to_string(), s);
+        if dag.spec.task(task_id).is_some_and(|t| t.is_mapped()) {
+            mapped
+                .entry(run_pk)
+                .or_default()
+                .insert(task_id.to_string(), json!(count));
+        }
     }
     if view == "graph" {
         let run_states = runs
@@ -147,7 +164,7 @@ pub async fn dag(
         let columns: Vec<Value> = runs
             .iter()
             .rev()
-            .map(|r| json!({"run_id": r.run_id, "state": r.state.as_str(), "states": states.remove(&r.id).unwrap_or_default()}))
+            .map(|r| json!({"run_id": r.run_id, "state": r.state.as_str(), "states": states.remove(&r.id).unwrap_or_default(), "mapped": mapped.remove(&r.id).unwrap_or_default()}))
             .collect();
         let first = page * GRID_PAGE + 1;
         ctx.insert(

@@ -19,7 +19,10 @@ pub async fn log(
     RawQuery(query): RawQuery,
 ) -> Response {
     let pairs = query_pairs(&query);
-    let ti = match state.store.get_ti(&dag_id, &run_id, &task_id).await {
+    let map_index: i64 = field(&pairs, "map_index")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(engine::mapping::UNMAPPED);
+    let ti = match state.store.get_ti(&dag_id, &run_id, &task_id, map_index).await {
         Ok(t) => t,
         Err(err) => return fail(err.into()),
     };
@@ -28,7 +31,7 @@ pub async fn log(
         .and_then(|t| t.parse().ok())
         .unwrap_or(last_try)
         .clamp(1, last_try);
-    let key = worker::log::TryKey::new(&dag_id, &run_id, &task_id, try_number);
+    let key = worker::log::TryKey::of(&ti, try_number);
     let logs = std::sync::Arc::clone(&state.logs);
     let (lines, offset) = tokio::task::spawn_blocking(move || read_all(logs.as_ref(), &key))
         .await
@@ -42,10 +45,16 @@ pub async fn log(
         urlencode(&run_id),
         urlencode(&task_id)
     );
+    // A mapped instance: its own API resource, and its logs by the map_index query parameter.
+    let (ti_api, log_query) = if map_index >= 0 {
+        (format!("{base}/{map_index}"), format!("?map_index={map_index}"))
+    } else {
+        (base.clone(), String::new())
+    };
     let mut ctx = user.base(&state, "runs");
     ctx.insert(
         "ti".into(),
-        json!({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "state": ti.state.as_str(),
+        json!({"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "state": ti.state.as_str(),
                "operator": crate::api::shapes::operator_name(&ti.operator), "pool": ti.pool,
                "hostname": ti.hostname, "message": ti.message}),
     );
@@ -53,8 +62,8 @@ pub async fn log(
     ctx.insert("try_number".into(), json!(try_number));
     ctx.insert("lines".into(), json!(lines));
     ctx.insert("live".into(), json!(live));
-    ctx.insert("log_api".into(), json!(format!("{base}/logs/{try_number}")));
-    ctx.insert("ti_api".into(), json!(base));
+    ctx.insert("log_api".into(), json!(format!("{base}/logs/{try_number}{log_query}")));
+    ctx.insert("ti_api".into(), json!(ti_api));
     ctx.insert(
         "token".into(),
         json!(base64::Engine::encode(

@@ -41,7 +41,12 @@ pub async fn run(
     };
     if let Ok(dag) = state.store.get_dag(&dag_id).await {
         let order = task_order(&dag);
-        tis.sort_by_key(|t| order.iter().position(|o| *o == t.task_id).unwrap_or(usize::MAX));
+        tis.sort_by_key(|t| {
+            (
+                order.iter().position(|o| *o == t.task_id).unwrap_or(usize::MAX),
+                t.map_index,
+            )
+        });
     }
     let now = Utc::now();
     let start = tis.iter().filter_map(|t| t.start_date).min();
@@ -66,7 +71,7 @@ pub async fn run(
                 _ => Value::Null,
             };
             json!({
-                "task_id": t.task_id, "state": t.state.as_str(), "try_number": t.try_number, "max_tries": t.max_tries,
+                "task_id": t.task_id, "map_index": t.map_index, "state": t.state.as_str(), "try_number": t.try_number, "max_tries": t.max_tries,
                 "duration": human_duration(t.start_date, t.end_date), "bar": bar,
             })
         })

@@ -129,7 +129,7 @@ impl Inner {
     }
 
     fn note(&self, ti: &TiRow, level: &str, text: &str) {
-        let key = TryKey::new(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number);
+        let key = TryKey::of(ti, ti.try_number);
         let _ = self.logs.append(&key, &[LogLine::now(level, "dagctl.executor", text)]);
     }
 
@@ -156,6 +156,8 @@ impl Inner {
             .arg(&ti.task_id)
             .arg("--try")
             .arg(ti.try_number.to_string())
+            .arg("--map-index")
+            .arg(ti.map_index.to_string())
             .env_clear()
             .envs(self.options.base_env.iter().cloned())
             .env(API_URL_ENV, self.api_urls())

@@ -38,6 +38,8 @@ pub struct RunnerArgs {
     pub task_id: String,
     /// The try to run; `None`: the one the token is for.
     pub try_number: Option<i64>,
+    /// The instance of a mapped task (-1: the task is not mapped).
+    pub map_index: i64,
     pub api_url: String,
     pub token: String,
     pub hostname: String,
@@ -73,6 +75,7 @@ pub async fn run(args: RunnerArgs, operators: Operators) -> i32 {
         run_id: args.run_id.clone(),
         task_id: args.task_id.clone(),
         try_number: args.try_number,
+        map_index: args.map_index,
         hostname: args.hostname.clone(),
         pid: std::process::id(),
     };
@@ -89,7 +92,7 @@ pub async fn run(args: RunnerArgs, operators: Operators) -> i32 {
             return exit::NOT_STARTED;
         }
     };
-    let span = tracing::info_span!("try", dag_id = %ctx.dag_id, run_id = %ctx.run_id, task_id = %ctx.task_id, try_number = ctx.try_number);
+    let span = tracing::info_span!("try", dag_id = %ctx.dag_id, run_id = %ctx.run_id, task_id = %ctx.task_id, map_index = ctx.map_index, try_number = ctx.try_number);
     run_try(ctx, args, client, operators).instrument(span).await
 }
 
@@ -98,8 +101,13 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
     let mut secrets = sink::sensitive_values(&ctx.conf);
     secrets.extend(sink::sensitive_values(&ctx.params));
     let log = TaskLog::masking(secrets);
+    let instance = if ctx.map_index >= 0 {
+        format!(" [map_index {}]", ctx.map_index)
+    } else {
+        String::new()
+    };
     log.info(&format!(
-        "starting try {} of {} for {}.{} in run {} on {} (runner pid {})",
+        "starting try {} of {} for {}.{}{instance} in run {} on {} (runner pid {})",
         ctx.try_number,
         ctx.max_tries + 1,
         ctx.dag_id,
@@ -200,7 +208,18 @@ async fn execute(
     log: &TaskLog,
     cancel: &CancellationToken,
 ) -> OperatorResult {
-    let args = match render::render(&ctx.task.args, &ctx.template_context(), client, log).await {
+    // A mapped instance's own elements join the task's fixed (partial) arguments before rendering.
+    let written = if ctx.task.is_mapped() {
+        let xcoms = ctx.xcom_map();
+        let lookup = |task_id: &str| xcoms.get(&(task_id.to_string(), "return_value".to_string()));
+        match engine::mapping::mapped_args(&ctx.task.args, &ctx.task.expand, ctx.map_index, &lookup) {
+            Ok(args) => args,
+            Err(err) => return OperatorResult::Failed(err),
+        }
+    } else {
+        ctx.task.args.clone()
+    };
+    let args = match render::render(&written, &ctx.template_context(), client, log).await {
         Ok(args) => args,
         Err(err) => return OperatorResult::Failed(err),
     };
@@ -213,6 +232,7 @@ async fn execute(
     let operator_ctx = OperatorContext {
         dag_id: ctx.dag_id.clone(),
         task_id: ctx.task_id.clone(),
+        map_index: ctx.map_index,
         run_id: ctx.run_id.clone(),
         try_number: ctx.try_number,
         task: ctx.task.clone(),

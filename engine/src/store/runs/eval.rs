@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Any, Transaction};
 
 use super::{run_from_row, RunRow, RUN_COLUMNS};
-use crate::state::{next_run_state, RunEvent, RunState};
+use crate::state::{next_run_state, RunEvent, RunState, TaskState};
 use crate::store::changes::{apply_changes, TiChange};
 use crate::store::tis::{ti_from_row, TiRow, TI_COLUMNS};
 use crate::store::{micros, Change, Store};
@@ -22,10 +22,25 @@ pub struct EvalBatch {
 #[derive(Debug, Clone, Default)]
 pub struct RunPlan {
     pub run_pk: i64,
+    /// Mapped tasks expanded: written before `changes` (which schedule their existing instances).
+    pub expansions: Vec<Expansion>,
     pub changes: Vec<TiChange>,
     pub run_event: Option<(RunState, RunEvent)>,
     /// When the run must be looked at again even if nothing changes (a retry delay or timeout ends).
     pub next_eval_at: Option<DateTime<Utc>>,
+}
+
+/// New instances of a mapped task that evaluation expanded (they start `scheduled`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expansion {
+    /// An unexpanded instance (`map_index` -1) that becomes instance 0.
+    pub renumber: Option<i64>,
+    /// An existing instance of the task whose run, operator, pool and priority the new ones share.
+    pub template_ti: i64,
+    /// The map indexes to create.
+    pub create: Vec<i64>,
+    /// Tries the new instances may make beyond the first (the task's `retries`).
+    pub max_tries: i64,
 }
 
 impl EvalBatch {
@@ -65,9 +80,28 @@ impl EvalBatch {
             .await?;
         let mut states = std::collections::HashMap::with_capacity(rows.len());
         for (task_id, state) in rows {
-            states.insert(task_id, state.parse()?);
+            let state: TaskState = state.parse()?;
+            // A mapped task counts as done before only when every one of its instances is.
+            let done = |s: &TaskState| matches!(s, TaskState::Success | TaskState::Skipped | TaskState::Removed);
+            match states.get(&task_id) {
+                Some(seen) if !done(seen) => {}
+                _ if state == TaskState::Removed => {
+                    states.entry(task_id).or_insert(TaskState::Skipped);
+                }
+                _ => {
+                    states.insert(task_id, state);
+                }
+            }
         }
         Ok(Some(states))
+    }
+
+    /// The run's XCom values by (task id, key), a mapped task's as one list (for expanding mapped tasks).
+    pub async fn xcoms_of_run(
+        &mut self,
+        run_pk: i64,
+    ) -> Result<std::collections::HashMap<(String, String), serde_json::Value>> {
+        crate::store::misc::xcoms_of_run(&mut *self.tx, run_pk).await
     }
 
     /// Writes every plan and commits. Returns how many task instances changed.
@@ -75,7 +109,11 @@ impl EvalBatch {
         let mut changed = 0;
         let mut events = Vec::new();
         for plan in plans {
-            let moved = apply_changes(&mut self.tx, &plan.changes, now).await?;
+            let mut created = 0;
+            for expansion in &plan.expansions {
+                created += expand(&mut self.tx, expansion, now).await?;
+            }
+            let moved = apply_changes(&mut self.tx, &plan.changes, now).await? + created;
             if moved > 0 {
                 events.push(Change::TasksChanged(plan.run_pk));
             }
@@ -153,4 +191,34 @@ impl Store {
             runs: out,
         })
     }
+}
+
+/// Writes one expansion: the unexpanded instance becomes instance 0 and the missing instances are created
+/// `scheduled`, sharing the template instance's run, operator, pool and priority. Returns how many were made.
+async fn expand(tx: &mut Transaction<'static, Any>, expansion: &Expansion, now: DateTime<Utc>) -> Result<usize> {
+    if let Some(id) = expansion.renumber {
+        sqlx::query("UPDATE task_instance SET map_index = 0, updated_at = $1 WHERE id = $2 AND map_index = -1")
+            .bind(micros(now))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut created = 0;
+    for map_index in &expansion.create {
+        created += sqlx::query(
+            "INSERT INTO task_instance (uuid, run_pk, dag_id, run_id, task_id, map_index, state, try_number, max_tries, \
+             operator, pool, pool_slots, priority_weight, updated_at) \
+             SELECT $1, run_pk, dag_id, run_id, task_id, $2, 'scheduled', 0, $3, operator, pool, pool_slots, priority_weight, $4 \
+             FROM task_instance WHERE id = $5",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(*map_index)
+        .bind(expansion.max_tries)
+        .bind(micros(now))
+        .bind(expansion.template_ti)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as usize;
+    }
+    Ok(created)
 }

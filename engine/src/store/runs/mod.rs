@@ -14,7 +14,7 @@ use sqlx::Row;
 
 pub use super::changes::TiChange;
 pub use create::{validate_manual_run_id, NewRun, ScheduledRun};
-pub use eval::{EvalBatch, RunPlan};
+pub use eval::{EvalBatch, Expansion, RunPlan};
 pub use list::{CursorValue, RunFilter, RunOrder, TimeRange};
 
 use super::{opt_time, placeholders, time, Store};

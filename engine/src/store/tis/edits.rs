@@ -25,6 +25,7 @@ impl Store {
         let now = Utc::now();
         let mut changes = Vec::new();
         let mut cleared = Vec::new();
+        let mut cleared_ids = Vec::new();
         for ti in &tis {
             if let Some(ids) = task_ids {
                 if !ids.contains(&ti.task_id) {
@@ -41,7 +42,10 @@ impl Store {
                 to,
                 message: None,
             });
-            cleared.push(ti.task_id.clone());
+            cleared_ids.push(ti.id);
+            if !cleared.contains(&ti.task_id) {
+                cleared.push(ti.task_id.clone());
+            }
         }
         if let Some(ids) = task_ids {
             if let Some(unknown) = ids.iter().find(|id| !tis.iter().any(|ti| &ti.task_id == *id)) {
@@ -60,7 +64,7 @@ impl Store {
             .await?;
         apply_changes(&mut tx, &changes, now).await?;
         // Cleared tasks get a fresh budget of retries on top of the tries already made.
-        for ti in tis.iter().filter(|ti| cleared.contains(&ti.task_id)) {
+        for ti in tis.iter().filter(|ti| cleared_ids.contains(&ti.id)) {
             sqlx::query("UPDATE task_instance SET max_tries = try_number + $1, next_retry_at = NULL WHERE id = $2")
                 .bind(ti.max_tries - ti.try_number.min(ti.max_tries))
                 .bind(ti.id)
@@ -84,16 +88,17 @@ impl Store {
         Ok(cleared)
     }
 
-    /// Sets one task instance's state by hand.
+    /// Sets one task instance's state by hand (`map_index` -1 for a task that is not mapped).
     pub async fn mark_ti(
         &self,
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i64,
         state: TaskState,
         user: Option<&str>,
     ) -> Result<TiRow> {
-        let ti = self.get_ti(dag_id, run_id, task_id).await?;
+        let ti = self.get_ti(dag_id, run_id, task_id, map_index).await?;
         let to = next_task_state(ti.state, TaskEvent::Mark(state))?;
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE dag_run SET needs_eval = 1 WHERE id = $1")
@@ -125,6 +130,6 @@ impl Store {
         self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
         self.emit(&changes);
-        self.get_ti(dag_id, run_id, task_id).await
+        self.get_ti(dag_id, run_id, task_id, map_index).await
     }
 }

@@ -161,11 +161,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if to == TaskState::Success {
-                let ids = sqlx::query("SELECT task_id, dag_id, run_id FROM task_instance WHERE id = $1")
+                let ids = sqlx::query("SELECT task_id, dag_id, run_id, map_index FROM task_instance WHERE id = $1")
                     .bind(done.ti_id)
                     .fetch_one(&mut *tx)
                     .await?;
                 let task_id: String = ids.try_get(0)?;
+                let map_index: i64 = ids.try_get(3)?;
                 // The assets it updates, with the success that updated them.
                 for uri in &done.outlets {
                     crate::store::assets::record_event(
@@ -175,6 +176,7 @@ impl Store {
                             source_dag_id: Some(ids.try_get(1)?),
                             source_task_id: Some(task_id.clone()),
                             source_run_id: Some(ids.try_get(2)?),
+                            source_map_index: Some(map_index),
                             at: done.ended_at,
                             ..Default::default()
                         },
@@ -183,11 +185,12 @@ impl Store {
                 }
                 for (key, value) in &done.xcoms {
                     sqlx::query(
-                        "INSERT INTO xcom (run_pk, task_id, key_name, value, created_at) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (run_pk, task_id, key_name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+                        "INSERT INTO xcom (run_pk, task_id, map_index, key_name, value, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (run_pk, task_id, map_index, key_name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
                     )
                     .bind(done.run_pk)
                     .bind(&task_id)
+                    .bind(map_index)
                     .bind(key)
                     .bind(value.to_string())
                     .bind(micros(done.ended_at))

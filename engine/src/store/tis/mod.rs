@@ -27,6 +27,8 @@ pub struct TiRow {
     pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
+    /// Which instance of a mapped task this is; -1 for a task that is not mapped (or not yet expanded).
+    pub map_index: i64,
     pub state: TaskState,
     pub try_number: i64,
     pub max_tries: i64,
@@ -58,7 +60,7 @@ pub struct TryRow {
     pub message: Option<String>,
 }
 
-pub(crate) const TI_COLUMNS: &str = "id, uuid, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, operator, pool, pool_slots, \
+pub(crate) const TI_COLUMNS: &str = "id, uuid, run_pk, dag_id, run_id, task_id, map_index, state, try_number, max_tries, operator, pool, pool_slots, \
      priority_weight, queued_at, start_date, end_date, hostname, pid, scheduler_id, heartbeat_at, next_retry_at, message, updated_at";
 
 pub(crate) fn ti_from_row(row: &AnyRow) -> Result<TiRow> {
@@ -69,6 +71,7 @@ pub(crate) fn ti_from_row(row: &AnyRow) -> Result<TiRow> {
         dag_id: row.try_get("dag_id")?,
         run_id: row.try_get("run_id")?,
         task_id: row.try_get("task_id")?,
+        map_index: row.try_get("map_index")?,
         state: row.try_get::<String, _>("state")?.parse()?,
         try_number: row.try_get("try_number")?,
         max_tries: row.try_get("max_tries")?,
@@ -121,17 +124,42 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn get_ti(&self, dag_id: &str, run_id: &str, task_id: &str) -> Result<TiRow> {
-        let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
+    /// One task instance: `map_index` -1 for a task that is not mapped.
+    pub async fn get_ti(&self, dag_id: &str, run_id: &str, task_id: &str, map_index: i64) -> Result<TiRow> {
+        let sql = format!(
+            "SELECT {TI_COLUMNS} FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4"
+        );
         let row = sqlx::query(&sql)
             .bind(dag_id)
             .bind(run_id)
             .bind(task_id)
+            .bind(map_index)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| ti_from_row(&r))
-            .transpose()?
-            .ok_or_else(|| Error::NotFound(format!("task `{task_id}` in run `{run_id}` of dag `{dag_id}`")))
+        row.map(|r| ti_from_row(&r)).transpose()?.ok_or_else(|| {
+            let instance = if map_index == crate::mapping::UNMAPPED {
+                String::new()
+            } else {
+                format!(" (map_index {map_index})")
+            };
+            Error::NotFound(format!(
+                "task `{task_id}`{instance} in run `{run_id}` of dag `{dag_id}`"
+            ))
+        })
+    }
+
+    /// The instances of one task in a run, by map_index (one, -1, for a task that is not mapped).
+    pub async fn task_tis(&self, run_pk: i64, task_id: &str) -> Result<Vec<TiRow>> {
+        let sql =
+            format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1 AND task_id = $2 ORDER BY map_index");
+        sqlx::query(&sql)
+            .bind(run_pk)
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ti_from_row)
+            .collect()
     }
 
     pub async fn get_ti_by_id(&self, ti_id: i64) -> Result<TiRow> {

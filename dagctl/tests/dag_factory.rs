@@ -66,7 +66,7 @@ fn a_dag_factory_folder_loads_with_its_layers_and_ignores() {
     assert!(output.status.success(), "{err}\n{}", stdout(&output));
     // drafts/ and scratch_* are ignored (both hold broken YAML); defaults.yml files are layers.
     assert!(
-        stdout(&output).contains("3 file(s), 9 DAG(s), 0 error(s)"),
+        stdout(&output).contains("3 file(s), 13 DAG(s), 0 error(s)"),
         "{}",
         stdout(&output)
     );
@@ -184,6 +184,107 @@ fn run_and_task_states_match_airflow() {
     }
 }
 
+/// Each instance's (task id, map_index) -> (state, message) of the latest run of `dag`.
+fn instances(home: &Home, dag: &str) -> std::collections::BTreeMap<(String, i64), (String, String)> {
+    let runs = home.json(&["dags", "list-runs", dag]);
+    home.states(dag, runs[0]["run_id"].as_str().unwrap())
+        .iter()
+        .map(|ti| {
+            (
+                (
+                    ti["task_id"].as_str().unwrap().to_string(),
+                    ti["map_index"].as_i64().unwrap(),
+                ),
+                (
+                    ti["state"].as_str().unwrap_or("none").to_string(),
+                    ti["message"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mapped_tasks_expand_into_instances_with_airflows_states() {
+    let home = home_with_fixtures();
+    let key = |task: &str, i: i64| (task.to_string(), i);
+    // (DAG, the run's state, each instance's state)
+    type Case = (&'static str, &'static str, &'static [(&'static str, i64, &'static str)]);
+    let cases: &[Case] = &[
+        (
+            "mapped_literal",
+            "success",
+            &[
+                ("greet", 0, "success"),
+                ("greet", 1, "success"),
+                ("greet", 2, "success"),
+                ("collect", -1, "success"),
+            ],
+        ),
+        (
+            "mapped_xcom",
+            "success",
+            &[
+                ("make", -1, "success"),
+                ("square", 0, "success"),
+                ("square", 1, "success"),
+                ("square", 2, "skipped"),
+                ("total", -1, "success"),
+            ],
+        ),
+        (
+            "mapped_empty",
+            "success",
+            &[
+                ("nothing", -1, "success"),
+                ("each", -1, "skipped"),
+                ("after", -1, "skipped"),
+            ],
+        ),
+        (
+            "mapped_not_a_list",
+            "failed",
+            &[
+                ("text", -1, "success"),
+                ("each", -1, "failed"),
+                ("after", -1, "upstream_failed"),
+            ],
+        ),
+    ];
+    let mut logs = std::collections::BTreeMap::new();
+    for (dag, run_state, expected) in cases {
+        let (got, _, log) = test_run(&home, dag);
+        assert_eq!(&got, run_state, "{dag}: {log}");
+        let found = instances(&home, dag);
+        assert_eq!(found.len(), expected.len(), "{dag}: exactly these instances: {found:?}");
+        for (task, map_index, state) in *expected {
+            assert_eq!(
+                found[&key(task, *map_index)].0,
+                *state,
+                "{dag}.{task}[{map_index}]: {found:?}"
+            );
+        }
+        logs.insert(*dag, (log, found));
+    }
+    // `partial` arguments are shared, each instance gets its element; the task after them pulls their values
+    // as one list in map_index order.
+    let (log, _) = &logs["mapped_literal"];
+    assert!(log.contains(r#"got ["one world","two world","three world"]"#), "{log}");
+    // Over an XCom: elements are whole values (here an `env` mapping each), `ti.map_index` renders, a
+    // skipped instance pushes nothing.
+    let (log, _) = &logs["mapped_xcom"];
+    assert!(log.contains(r#"squares ["0:4","1:9"]"#), "{log}");
+    let (_, found) = &logs["mapped_empty"];
+    assert!(found[&key("each", -1)].1.contains("empty list"), "{found:?}");
+    // Not a list: the mapped task fails naming the XCom's type.
+    let (_, found) = &logs["mapped_not_a_list"];
+    let message = &found[&key("each", -1)].1;
+    assert!(
+        message.contains("expected a list or a dict, got str") && message.contains("`text`"),
+        "{message}"
+    );
+}
+
 #[test]
 fn what_dagctl_cannot_build_is_one_error_per_file_at_its_line() {
     let home = Home::new();
@@ -206,6 +307,12 @@ fn what_dagctl_cannot_build_is_one_error_per_file_at_its_line() {
         ("python_operator.yml", 4, "PythonOperator"),
         ("bad_relative_date.yml", 2, "`2 weeks` is not a date"),
         ("bad_inherited_value.yml", 3, "retries"),
+        (
+            "bad_expand.yml",
+            6,
+            "`expand.bash_command` must be a list or `<task_id>.output`",
+        ),
+        ("bad_mapped_element.yml", 6, "invalid type: map, expected a string"),
     ];
     assert!(
         stdout(&output).contains(&format!(

@@ -542,6 +542,95 @@ mod tests {
     }
 
     #[test]
+    fn mapped_tasks_expand_once_their_upstream_is_done_and_again_after_a_clear() {
+        let d = dag("d:\n  tasks:\n    make: {operator: bash, bash_command: 'true'}\n    each: {operator: bash, bash_command: 'true', expand: {env: make.output}}\n    after: {operator: bash, bash_command: 'true', dependencies: [each]}\n");
+        assert_eq!(
+            d.task("each").unwrap().upstream,
+            ["make"],
+            "task.output makes it upstream"
+        );
+        let registry = OperatorRegistry::builtin();
+        let mut t = tis(&d, &[("make", TaskState::Success)]);
+        let mut xcoms = HashMap::new();
+        xcoms.insert(
+            ("make".to_string(), "return_value".to_string()),
+            serde_json::json!([{"A": "1"}, {"A": "2"}, {"A": "3"}]),
+        );
+        let inputs = RunInputs {
+            past: None,
+            xcoms: Some(&xcoms),
+        };
+        // Without the upstream's XCom loaded nothing could expand; with it: the unexpanded instance becomes 0,
+        // instances 1 and 2 are made, all scheduled; `after` waits.
+        let plan = plan_run_after(&d, &run(RunState::Running), &t, &inputs, &registry, Utc::now());
+        let each = t.iter().find(|ti| ti.task_id == "each").unwrap().id;
+        assert_eq!(
+            plan.expansions,
+            vec![Expansion {
+                renumber: Some(each),
+                template_ti: each,
+                create: vec![1, 2],
+                max_tries: 0,
+            }]
+        );
+        assert_eq!(after(&plan, &t)["each"], TaskState::Scheduled);
+        assert_eq!(after(&plan, &t)["after"], TaskState::None);
+        assert!(plan.run_event.is_none());
+
+        // Cleared after an expansion to 3 while the upstream now pushes 2: instance 2 is removed, 0 and 1 run.
+        let template = t.iter().find(|ti| ti.task_id == "each").unwrap().clone();
+        t.retain(|ti| ti.task_id != "each");
+        for i in 0..3 {
+            t.push(TiRow {
+                id: 100 + i,
+                map_index: i,
+                ..template.clone()
+            });
+        }
+        xcoms.insert(
+            ("make".to_string(), "return_value".to_string()),
+            serde_json::json!([{"A": "1"}, {"A": "2"}]),
+        );
+        let inputs = RunInputs {
+            past: None,
+            xcoms: Some(&xcoms),
+        };
+        let plan = plan_run_after(&d, &run(RunState::Running), &t, &inputs, &registry, Utc::now());
+        let to = |id: i64| plan.changes.iter().find(|c| c.ti_id == id).map(|c| c.to);
+        assert_eq!(
+            (to(100), to(101), to(102)),
+            (
+                Some(TaskState::Scheduled),
+                Some(TaskState::Scheduled),
+                Some(TaskState::Removed)
+            )
+        );
+        assert_eq!(plan.expansions[0].create, Vec::<i64>::new());
+        assert_eq!(plan.expansions[0].renumber, None);
+
+        // A finished mapped task decides by its worst instance: one failed instance fails `after` upstream
+        // and the run.
+        for ti in t.iter_mut() {
+            ti.state = match (ti.task_id.as_str(), ti.map_index) {
+                ("each", 1) => TaskState::Failed,
+                ("after", _) => TaskState::None,
+                _ => TaskState::Success,
+            };
+        }
+        let plan = plan_run(&d, &run(RunState::Running), &t, &registry, Utc::now());
+        assert_eq!(after(&plan, &t)["after"], TaskState::UpstreamFailed);
+        let mut t2 = t.clone();
+        for ti in t2.iter_mut().filter(|ti| ti.task_id == "after") {
+            ti.state = TaskState::UpstreamFailed;
+        }
+        let plan = plan_run(&d, &run(RunState::Running), &t2, &registry, Utc::now());
+        assert_eq!(
+            plan.run_event,
+            Some((RunState::Running, RunEvent::Finish { success: false }))
+        );
+    }
+
+    #[test]
     fn chain_of_empty_tasks_completes_in_one_pass() {
         let d = dag("d:\n  tasks:\n    a: {operator: empty}\n    b: {operator: empty, dependencies: [a]}\n    c: {operator: empty, dependencies: [b]}\n");
         let t = tis(&d, &[]);

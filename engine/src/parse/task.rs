@@ -225,8 +225,11 @@ impl DagCtx<'_> {
         }
         let written_expand = expand_node.map(|expand| self.expand(file, expand, &args_entries, task));
         let expand = match &written_expand {
-            Some(mapped) => {
-                self.validate_mapped(file, &args_entries, mapped, node.line, validate, task);
+            Some((mapped, complete)) => {
+                // An `expand` already refused is not checked further (one error for it, not two).
+                if *complete {
+                    self.validate_mapped(file, &args_entries, mapped, node.line, validate, task);
+                }
                 mapped
                     .iter()
                     .map(|(key, _, source)| (key.clone(), source.clone()))
@@ -401,14 +404,14 @@ impl DagCtx<'_> {
     }
 
     /// `expand`: each argument a list written here or dag-factory's `task_id.output` (the upstream task's
-    /// XCom), with the node it was written as.
+    /// XCom), with the node it was written as; and whether every entry was taken (none refused).
     fn expand<'n>(
         &mut self,
         file: &str,
         expand: &'n Node,
         args: &[(String, &'n Node)],
         task: Option<&str>,
-    ) -> Vec<(String, &'n Node, WrittenSource)> {
+    ) -> (Vec<(String, &'n Node, WrittenSource)>, bool) {
         let entries = match expand.as_map() {
             Some(entries) if !entries.is_empty() => entries,
             _ => {
@@ -422,7 +425,7 @@ impl DagCtx<'_> {
                         expand.kind()
                     ),
                 );
-                return Vec::new();
+                return (Vec::new(), false);
             }
         };
         let mut out = Vec::new();
@@ -482,7 +485,8 @@ impl DagCtx<'_> {
             };
             out.push((key, v, source));
         }
-        out
+        let complete = out.len() == entries.len();
+        (out, complete)
     }
 
     /// Checks a mapped task's arguments with each written element in place (every element of every list is

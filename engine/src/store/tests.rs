@@ -168,6 +168,97 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
     assert!(store.delete_pool("default_pool", None).await.is_err());
 }
 
+async fn mapped_instances_keep_their_own_xcom(db: TestDb) {
+    let store = &db.store;
+    let dag =
+        spec("m:\n  tasks:\n    each: {operator: bash, expand: {bash_command: ['echo a', 'echo b', 'echo c']}}\n");
+    store.put_dag(&dag, false).await.unwrap();
+    let run = store.create_run(manual(&dag, "r")).await.unwrap();
+    store.start_runs(&[run.id], Utc::now()).await.unwrap();
+    let placeholder = store.get_ti("m", "r", "each", -1).await.unwrap();
+    // The unexpanded instance becomes 0; 1 and 2 are made from it, scheduled.
+    let batch = store.lock_runs_for_eval(Utc::now(), 10, None).await.unwrap();
+    let plan = runs::RunPlan {
+        run_pk: run.id,
+        expansions: vec![runs::Expansion {
+            renumber: Some(placeholder.id),
+            template_ti: placeholder.id,
+            create: vec![1, 2],
+            max_tries: 2,
+        }],
+        changes: vec![runs::TiChange {
+            ti_id: placeholder.id,
+            from: TaskState::None,
+            to: TaskState::Scheduled,
+            message: None,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(batch.apply(&[plan], Utc::now()).await.unwrap(), 3);
+    let tis = store.task_tis(run.id, "each").await.unwrap();
+    let shape: Vec<(i64, TaskState, i64)> = tis.iter().map(|t| (t.map_index, t.state, t.max_tries)).collect();
+    assert_eq!(
+        shape,
+        [
+            (0, TaskState::Scheduled, 0),
+            (1, TaskState::Scheduled, 2),
+            (2, TaskState::Scheduled, 2)
+        ]
+    );
+    assert!(
+        store.get_ti("m", "r", "each", -1).await.is_err(),
+        "no instance -1 once expanded"
+    );
+    let claim = store
+        .claim_scheduled("s1", 10, &Default::default(), None, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(claim.queued.len(), 3);
+    let ids: Vec<i64> = claim.queued.iter().map(|t| t.id).collect();
+    store.start_tis(&ids, "host", Utc::now()).await.unwrap();
+    // Instances end in reverse order; each keeps its own XCom, pulled as one list in map_index order.
+    let done: Vec<FinishedTry> = tis
+        .iter()
+        .rev()
+        .map(|ti| FinishedTry {
+            outlets: Vec::new(),
+            ti_id: ti.id,
+            run_pk: run.id,
+            try_number: 1,
+            event: TaskEvent::Succeed,
+            message: None,
+            xcoms: vec![("return_value".into(), serde_json::json!(format!("v{}", ti.map_index)))],
+            next_retry_at: None,
+            ended_at: Utc::now(),
+        })
+        .collect();
+    assert_eq!(store.finish_tries(&done).await.unwrap().len(), 3);
+    let xcoms = store.xcoms_of_run(run.id).await.unwrap();
+    assert_eq!(
+        xcoms[&("each".to_string(), "return_value".to_string())],
+        serde_json::json!(["v0", "v1", "v2"])
+    );
+    let one = store.xcom_entries(run.id, "each", Some(1)).await.unwrap();
+    assert_eq!(
+        (one.len(), one[0].map_index, one[0].value.clone()),
+        (1, 1, serde_json::json!("v1"))
+    );
+    assert_eq!(store.xcom_entries(run.id, "each", None).await.unwrap().len(), 3);
+    // Clearing the task clears every instance and their XCom.
+    let cleared = store
+        .clear_tis("m", "r", Some(&["each".to_string()]), false, None)
+        .await
+        .unwrap();
+    assert_eq!(cleared, ["each"]);
+    assert!(store
+        .task_tis(run.id, "each")
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.state == TaskState::None));
+    assert!(store.xcom_entries(run.id, "each", None).await.unwrap().is_empty());
+}
+
 async fn clear_restarts_and_requeues_the_run(db: TestDb) {
     let store = &db.store;
     let dag = spec("c:\n  tasks:\n    a: {operator: bash, bash_command: 'true', retries: 1}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n");
@@ -573,6 +664,7 @@ async fn schedulers_name_their_execution_api(db: TestDb) {
     );
 }
 
+each_backend!(mapped_instances_keep_their_own_xcom);
 each_backend!(schedulers_name_their_execution_api);
 each_backend!(run_kpis_are_kept_per_task_and_listed_per_dag);
 each_backend!(chaos_faults_stay_open_until_undone);

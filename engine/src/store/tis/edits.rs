@@ -63,8 +63,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         apply_changes(&mut tx, &changes, now).await?;
-        // Cleared tasks get a fresh budget of retries on top of the tries already made.
+        // Cleared tasks get a fresh budget of retries on top of the tries already made, and lose their XCom
+        // (as in Airflow: what a task after them pulls is what the new try pushes).
         for ti in tis.iter().filter(|ti| cleared_ids.contains(&ti.id)) {
+            sqlx::query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2 AND map_index = $3")
+                .bind(ti.run_pk)
+                .bind(&ti.task_id)
+                .bind(ti.map_index)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("UPDATE task_instance SET max_tries = try_number + $1, next_retry_at = NULL WHERE id = $2")
                 .bind(ti.max_tries - ti.try_number.min(ti.max_tries))
                 .bind(ti.id)

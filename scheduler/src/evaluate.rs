@@ -140,7 +140,11 @@ pub fn plan_run_after(
         };
         // The trigger rule's decision, once per task (every instance of a mapped task has the same upstream).
         let mut decision = None;
-        // A mapped task all of whose instances wait (new, or cleared) expands (again) when it may run.
+        // A mapped task all of whose instances wait (new, or cleared) expands (again) when it may run; while
+        // one of them is still stopping (cleared while running) nothing is decided for it.
+        if task.is_mapped() && instances.iter().any(|ti| states[&ti.id] == TaskState::Restarting) {
+            continue;
+        }
         let fresh = task.is_mapped() && instances.iter().all(|ti| states[&ti.id] == TaskState::None);
         for ti in instances {
             let state = states[&ti.id];
@@ -170,6 +174,35 @@ pub fn plan_run_after(
                             None
                         }
                         Decision::Run if fresh => {
+                            // As Airflow's mapped-upstream check: the tasks it maps over must be done; a failed
+                            // one fails it upstream, a skipped one skips it.
+                            let sources = source_states(task, &by_task, &states);
+                            if sources.iter().any(|s| !s.is_finished()) {
+                                break;
+                            }
+                            let verdict = if sources
+                                .iter()
+                                .any(|s| matches!(s, TaskState::Failed | TaskState::UpstreamFailed))
+                            {
+                                Some((TaskEvent::UpstreamFailed, None))
+                            } else if sources.contains(&TaskState::Skipped) {
+                                Some((
+                                    TaskEvent::SkipByRule,
+                                    Some("the task it maps over was skipped".to_string()),
+                                ))
+                            } else {
+                                None
+                            };
+                            if let Some((event, message)) = verdict {
+                                for (i, ti) in instances.iter().enumerate() {
+                                    let event = if i == 0 { event } else { TaskEvent::Remove };
+                                    if let Some(to) = change(ti, TaskState::None, &[event], message.clone(), &mut plan)
+                                    {
+                                        states.insert(ti.id, to);
+                                    }
+                                }
+                                break;
+                            }
                             for (id, to) in expand_task(task, instances, inputs, &mut plan) {
                                 states.insert(id, to);
                             }
@@ -243,6 +276,24 @@ pub fn plan_run_after(
         ));
     }
     plan
+}
+
+/// The states of the instances of the tasks a mapped task maps over (by XCom).
+fn source_states(
+    task: &TaskSpec,
+    by_task: &HashMap<&str, Vec<&TiRow>>,
+    states: &HashMap<i64, TaskState>,
+) -> Vec<TaskState> {
+    task.expand
+        .iter()
+        .filter_map(|arg| match &arg.source {
+            engine::mapping::MapSource::Xcom { task_id } => Some(task_id.as_str()),
+            engine::mapping::MapSource::Literal(_) => None,
+        })
+        .flat_map(|id| by_task.get(id).into_iter().flatten())
+        .map(|ti| states[&ti.id])
+        .filter(|s| *s != TaskState::Removed)
+        .collect()
 }
 
 /// Expands a mapped task whose instances all wait and whose trigger rule lets it run: as many instances as
@@ -628,6 +679,24 @@ mod tests {
             plan.run_event,
             Some((RunState::Running, RunEvent::Finish { success: false }))
         );
+    }
+
+    #[test]
+    fn a_mapped_task_waits_for_what_it_maps_over_and_follows_its_failure_or_skip() {
+        let d = dag("d:\n  tasks:\n    make: {operator: bash, bash_command: 'true'}\n    other: {operator: bash, bash_command: 'true'}\n    each: {operator: bash, bash_command: 'true', expand: {env: make.output}, dependencies: [other], trigger_rule: one_success}\n");
+        let registry = OperatorRegistry::builtin();
+        let each = |plan: &RunPlan, t: &[TiRow]| after(plan, t)["each"];
+        // `other` succeeded (one_success says run) but `make` still runs: wait, do not fail.
+        let t = tis(&d, &[("other", TaskState::Success), ("make", TaskState::Running)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &registry, Utc::now());
+        assert_eq!(each(&plan, &t), TaskState::None);
+        assert!(plan.expansions.is_empty());
+        let t = tis(&d, &[("other", TaskState::Success), ("make", TaskState::Failed)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &registry, Utc::now());
+        assert_eq!(each(&plan, &t), TaskState::UpstreamFailed);
+        let t = tis(&d, &[("other", TaskState::Success), ("make", TaskState::Skipped)]);
+        let plan = plan_run(&d, &run(RunState::Running), &t, &registry, Utc::now());
+        assert_eq!(each(&plan, &t), TaskState::Skipped);
     }
 
     #[test]

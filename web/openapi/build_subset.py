@@ -64,10 +64,15 @@ KEEP = {
     ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}"): ["update_mask"],
     ("POST", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear"): [],
     ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances"): [
-        "limit", "offset", "state", "task_id", "order_by",
+        "limit", "offset", "state", "task_id", "order_by", "map_index",
     ],
     ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"): [],
     ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries"): [],
+    ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped"): [
+        "limit", "offset", "state", "order_by",
+    ],
+    ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}"): [],
+    ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries"): [],
     ("POST", "/api/v2/dags/{dag_id}/clearTaskInstances"): [],
     ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}"): [
         "full_content", "map_index", "token",
@@ -80,9 +85,11 @@ KEEP = {
     ("PATCH", "/api/v2/pools/{pool_name}"): ["update_mask"],
     ("DELETE", "/api/v2/pools/{pool_name}"): [],
     ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries"): [
-        "limit", "offset", "xcom_key",
+        "limit", "offset", "xcom_key", "map_index",
     ],
-    ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}"): [],
+    ("GET", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}"): [
+        "map_index",
+    ],
     ("GET", "/api/v2/eventLogs"): [
         "limit", "offset", "dag_id", "run_id", "task_id", "event", "owner",
         "order_by",

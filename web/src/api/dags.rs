@@ -199,12 +199,28 @@ pub async fn grid(
         .await?;
     let pks: Vec<i64> = runs.iter().map(|r| r.id).collect();
     let mut by_run: HashMap<i64, serde_json::Map<String, Value>> = HashMap::new();
-    for ti in state.store.tis_of_runs(&pks).await? {
-        by_run.entry(ti.run_pk).or_default().insert(
-            ti.task_id.clone(),
+    let tis = state.store.tis_of_runs(&pks).await?;
+    let mut cells: HashMap<(i64, &str), Vec<&engine::store::TiRow>> = HashMap::new();
+    for ti in &tis {
+        cells.entry((ti.run_pk, ti.task_id.as_str())).or_default().push(ti);
+    }
+    for ((run_pk, task_id), instances) in cells {
+        let plain = instances.len() == 1 && instances[0].map_index < 0;
+        let value = if plain {
+            let ti = instances[0];
             json!({"state": shapes::task_state(ti.state), "try_number": ti.try_number,
-                   "start_date": shapes::opt_ts(ti.start_date), "end_date": shapes::opt_ts(ti.end_date)}),
-        );
+                   "start_date": shapes::opt_ts(ti.start_date), "end_date": shapes::opt_ts(ti.end_date)})
+        } else {
+            // A mapped task: its instances' summary state, how many there are, and their span.
+            let summary = engine::mapping::summary_state(instances.iter().map(|ti| ti.state))
+                .unwrap_or(engine::state::TaskState::None);
+            json!({"state": shapes::task_state(summary),
+                   "map_count": instances.iter().filter(|ti| ti.state != engine::state::TaskState::Removed).count(),
+                   "try_number": instances.iter().map(|ti| ti.try_number).max(),
+                   "start_date": shapes::opt_ts(instances.iter().filter_map(|ti| ti.start_date).min()),
+                   "end_date": shapes::opt_ts(instances.iter().filter_map(|ti| ti.end_date).max())})
+        };
+        by_run.entry(run_pk).or_default().insert(task_id.to_string(), value);
     }
     Ok(Json(json!({
         "dag_id": dag_id,

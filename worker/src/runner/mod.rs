@@ -219,10 +219,22 @@ async fn execute(
     } else {
         ctx.task.args.clone()
     };
-    let args = match render::render(&written, &ctx.template_context(), client, log).await {
+    // Elements taken from an upstream's XCom are values, not templates (as in Airflow): they join after
+    // rendering.
+    let mut from_xcom = serde_json::Map::new();
+    let mut written = written;
+    for arg in &ctx.task.expand {
+        if matches!(arg.source, engine::mapping::MapSource::Xcom { .. }) {
+            if let Some(value) = written.remove(&arg.key) {
+                from_xcom.insert(arg.key.clone(), value);
+            }
+        }
+    }
+    let mut args = match render::render(&written, &ctx.template_context(), client, log).await {
         Ok(args) => args,
         Err(err) => return OperatorResult::Failed(err),
     };
+    args.extend(from_xcom);
     let Some(operator) = operators.get(&ctx.task.operator) else {
         return OperatorResult::Failed(format!("operator `{}` is not known to this runner", ctx.task.operator));
     };

@@ -229,4 +229,34 @@ fn mapped_instances_are_served_by_the_api_ui_and_cli_and_re_expand_when_cleared(
         None,
     );
     assert_eq!(sum.json()["value"], r#"["10","20"]"#, "{}", sum.text());
+
+    // One instance cleared by [task_id, map_index]: only it runs again.
+    let tries_of = || -> Vec<i64> {
+        let listed = server
+            .call("GET", &ti_path("fan1", "/each/listMapped"), Some(&token), None)
+            .json();
+        listed["task_instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ti| ti["try_number"].as_i64().unwrap())
+            .collect()
+    };
+    let before = tries_of();
+    let cleared = server.call(
+        "POST",
+        &format!("/api/v2/dags/{DAG}/clearTaskInstances"),
+        Some(&token),
+        Some(&json!({"dag_run_id": "fan1", "task_ids": [["each", 1]], "only_failed": false, "dry_run": false})),
+    );
+    cleared.expect(200, "clear one instance");
+    assert_eq!(cleared.json()["total_entries"], 1, "{}", cleared.text());
+    assert_eq!(cleared.json()["task_instances"][0]["map_index"], 1);
+    wait_state(&server, &token, "fan1", "success");
+    let after = tries_of();
+    assert_eq!(
+        (after[0], after[1], after[2]),
+        (before[0], before[1] + 1, before[2]),
+        "{before:?} -> {after:?}"
+    );
 }

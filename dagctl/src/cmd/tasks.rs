@@ -160,7 +160,7 @@ pub async fn clear(
         .clear_tis(dag_id, &run_id, ids, only_failed, config.user.as_deref())
         .await?;
     println!(
-        "cleared {} task instance(s) of run {run_id}: {}",
+        "cleared {} task(s) of run {run_id} (with every instance of a mapped task): {}",
         cleared.len(),
         cleared.join(", ")
     );

@@ -124,7 +124,7 @@ pub async fn list(
         })
         .collect::<ApiResult<Vec<i64>>>()?;
     let run = find_run(&state, &dag_id, &run_id).await?;
-    let mut tis: Vec<TiRow> = state
+    let tis: Vec<TiRow> = state
         .store
         .tis_of_run(run.id)
         .await?
@@ -133,31 +133,50 @@ pub async fn list(
         .filter(|ti| task_id.is_none_or(|t| ti.task_id == t))
         .filter(|ti| map_indexes.is_empty() || map_indexes.contains(&ti.map_index))
         .collect();
+    ordered_page(&state, &params, tis, &run, &dag_id, offset, limit, true).await
+}
+
+/// Orders task instances by Airflow's `order_by` (`task_id` and `priority_weight` only when `all_tasks`: a
+/// mapped task's instances share them) and answers one page of them.
+#[allow(clippy::too_many_arguments)]
+async fn ordered_page(
+    state: &WebState,
+    params: &Params,
+    mut tis: Vec<TiRow>,
+    run: &RunRow,
+    dag_id: &str,
+    offset: i64,
+    limit: i64,
+    all_tasks: bool,
+) -> ApiResult<Json<Value>> {
     let (descending, column) = params.order_by("map_index")?;
     match column {
-        "id" => {}
+        "id" if all_tasks => {}
         "map_index" => tis.sort_by_key(|t| t.map_index),
-        "task_id" => tis.sort_by(|a, b| a.task_id.cmp(&b.task_id)),
+        "task_id" if all_tasks => tis.sort_by(|a, b| a.task_id.cmp(&b.task_id)),
         "state" => tis.sort_by(|a, b| a.state.as_str().cmp(b.state.as_str())),
         "start_date" => tis.sort_by_key(|t| t.start_date),
         "end_date" => tis.sort_by_key(|t| t.end_date),
         "duration" => tis.sort_by_key(|t| t.start_date.zip(t.end_date).map(|(s, e)| e - s)),
         "try_number" => tis.sort_by_key(|t| t.try_number),
-        "priority_weight" => tis.sort_by_key(|t| t.priority_weight),
+        "priority_weight" if all_tasks => tis.sort_by_key(|t| t.priority_weight),
         other => {
+            let columns = if all_tasks {
+                "map_index, task_id, state, start_date, end_date, duration, try_number or priority_weight"
+            } else {
+                "map_index, state, start_date, end_date, duration or try_number"
+            };
             return Err(ApiError::bad_request(format!(
-                "cannot order task instances by `{other}`; use map_index, task_id, state, start_date, end_date, duration, try_number or priority_weight"
-            )))
+                "cannot order task instances by `{other}`; use {columns}"
+            )));
         }
     }
     if descending {
         tis.reverse();
     }
-    let version = Versions::default()
-        .get(&state.store, &dag_id, &run.version_hash)
-        .await?;
+    let version = Versions::default().get(&state.store, dag_id, &run.version_hash).await?;
     Ok(super::collection("task_instances", &tis, offset, limit, |ti| {
-        shapes::task_instance(ti, &run, version.clone())
+        shapes::task_instance(ti, run, version.clone())
     }))
 }
 
@@ -211,36 +230,14 @@ pub async fn list_mapped(
         }
         Some(_) => {}
     }
-    let mut tis: Vec<TiRow> = state
+    let tis: Vec<TiRow> = state
         .store
         .task_tis(run.id, &task_id)
         .await?
         .into_iter()
         .filter(|ti| states.is_empty() || states.contains(&ti.state))
         .collect();
-    let (descending, column) = params.order_by("map_index")?;
-    match column {
-        "map_index" => {}
-        "state" => tis.sort_by(|a, b| a.state.as_str().cmp(b.state.as_str())),
-        "start_date" => tis.sort_by_key(|t| t.start_date),
-        "end_date" => tis.sort_by_key(|t| t.end_date),
-        "duration" => tis.sort_by_key(|t| t.start_date.zip(t.end_date).map(|(s, e)| e - s)),
-        "try_number" => tis.sort_by_key(|t| t.try_number),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "cannot order mapped task instances by `{other}`; use map_index, state, start_date, end_date, duration or try_number"
-            )))
-        }
-    }
-    if descending {
-        tis.reverse();
-    }
-    let version = Versions::default()
-        .get(&state.store, &dag_id, &run.version_hash)
-        .await?;
-    Ok(super::collection("task_instances", &tis, offset, limit, |ti| {
-        shapes::task_instance(ti, &run, version.clone())
-    }))
+    ordered_page(&state, &params, tis, &run, &dag_id, offset, limit, false).await
 }
 
 /// `GET …/taskInstances/{task_id}/tries`.
@@ -548,18 +545,22 @@ pub async fn clear(
     super::check_note(body.note.as_deref())?;
     let dag = find_dag(&state, &dag_id).await?;
     let mut wanted: Option<BTreeSet<String>> = None;
+    // `[task_id, map_index]` entries: only that instance (of a task named by no plain entry).
+    let mut instances: BTreeSet<(String, i64)> = BTreeSet::new();
     if let Some(ids) = &body.task_ids {
         let mut set = BTreeSet::new();
         for (i, id) in ids.iter().enumerate() {
-            let name = match id {
-                Value::String(s) => s.clone(),
-                Value::Array(pair) if pair.len() == 2 && pair[0].is_string() && pair[1].as_i64() == Some(-1) => {
-                    pair[0].as_str().unwrap_or_default().to_string()
+            let (name, map_index) = match id {
+                Value::String(s) => (s.clone(), None),
+                Value::Array(pair)
+                    if pair.len() == 2 && pair[0].is_string() && pair[1].as_i64().is_some_and(|m| m >= -1) =>
+                {
+                    (pair[0].as_str().unwrap_or_default().to_string(), pair[1].as_i64())
                 }
                 _ => {
                     return Err(ApiError::validation(
                         &["body", "task_ids", &i.to_string()],
-                        "expected a task id, or [task_id, -1]",
+                        "expected a task id, or [task_id, map_index]",
                         "value_error",
                     ))
                 }
@@ -567,14 +568,25 @@ pub async fn clear(
             if dag.spec.task(&name).is_none() {
                 return Err(ApiError::not_found(format!("task `{name}` is not in dag `{dag_id}`")));
             }
-            set.insert(name);
+            match map_index {
+                Some(m) => {
+                    instances.insert((name, m));
+                }
+                None => {
+                    set.insert(name);
+                }
+            }
         }
-        let mut closure = set.clone();
+        // Tasks named whole, plus what is up- or downstream of them and of the instances named alone (an
+        // instance named alone does not bring its task's other instances).
+        let mut from = set.clone();
+        from.extend(instances.iter().map(|(t, _)| t.clone()));
+        let mut closure = set;
         if body.include_downstream {
-            expand(&dag.spec, &set, &mut closure, true);
+            expand(&dag.spec, &from, &mut closure, true);
         }
         if body.include_upstream {
-            expand(&dag.spec, &set, &mut closure, false);
+            expand(&dag.spec, &from, &mut closure, false);
         }
         wanted = Some(closure);
     }
@@ -628,7 +640,10 @@ pub async fn clear(
         let tis = state.store.tis_of_run(run.id).await?;
         let chosen: Vec<&TiRow> = tis
             .iter()
-            .filter(|ti| wanted.as_ref().is_none_or(|w| w.contains(&ti.task_id)))
+            .filter(|ti| {
+                wanted.as_ref().is_none_or(|w| w.contains(&ti.task_id))
+                    || instances.contains(&(ti.task_id.clone(), ti.map_index))
+            })
             .filter(|ti| !body.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
             .filter(|ti| !body.only_running || ti.state == TaskState::Running)
             .filter(|ti| !body.prevent_running_task || !ti.state.is_executing())
@@ -638,10 +653,10 @@ pub async fn clear(
         }
         let version = versions.get(&state.store, &dag_id, &run.version_hash).await?;
         if !body.dry_run {
-            let ids: Vec<String> = chosen.iter().map(|t| t.task_id.clone()).collect();
+            let ids: Vec<i64> = chosen.iter().map(|t| t.id).collect();
             state
                 .store
-                .clear_tis(&dag_id, &run.run_id, Some(&ids), body.only_failed, Some(&who.username))
+                .clear_instances(run, &tis, &ids, Some(&who.username))
                 .await?;
             if let Some(note) = &body.note {
                 state

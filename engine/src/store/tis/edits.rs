@@ -11,7 +11,8 @@ use crate::{Error, Result};
 
 impl Store {
     /// Clears task instances of a run so they run again (running ones restart when their try ends); the
-    /// run goes back to queued. `task_ids` None means all; `only_failed` keeps successes.
+    /// run goes back to queued. `task_ids` None means all (every instance of a mapped task); `only_failed` keeps
+    /// successes. Returns the tasks cleared.
     pub async fn clear_tis(
         &self,
         dag_id: &str,
@@ -22,19 +23,37 @@ impl Store {
     ) -> Result<Vec<String>> {
         let run = self.get_run(dag_id, run_id).await?;
         let tis = self.tis_of_run(run.id).await?;
+        if let Some(ids) = task_ids {
+            if let Some(unknown) = ids.iter().find(|id| !tis.iter().any(|ti| &ti.task_id == *id)) {
+                return Err(Error::NotFound(format!(
+                    "task `{unknown}` in run `{run_id}` of dag `{dag_id}`"
+                )));
+            }
+        }
+        let chosen: Vec<i64> = tis
+            .iter()
+            .filter(|ti| task_ids.is_none_or(|ids| ids.contains(&ti.task_id)))
+            .filter(|ti| !only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .map(|ti| ti.id)
+            .collect();
+        self.clear_instances(&run, &tis, &chosen, user).await
+    }
+
+    /// Clears the chosen task instances (by id) of `run`, whose instances are `tis`. Returns the tasks
+    /// cleared.
+    pub async fn clear_instances(
+        &self,
+        run: &crate::store::RunRow,
+        tis: &[TiRow],
+        chosen: &[i64],
+        user: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let (dag_id, run_id) = (run.dag_id.as_str(), run.run_id.as_str());
         let now = Utc::now();
         let mut changes = Vec::new();
         let mut cleared = Vec::new();
         let mut cleared_ids = Vec::new();
-        for ti in &tis {
-            if let Some(ids) = task_ids {
-                if !ids.contains(&ti.task_id) {
-                    continue;
-                }
-            }
-            if only_failed && !matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed) {
-                continue;
-            }
+        for ti in tis.iter().filter(|ti| chosen.contains(&ti.id)) {
             let to = next_task_state(ti.state, TaskEvent::Clear)?;
             changes.push(TiChange {
                 ti_id: ti.id,
@@ -45,13 +64,6 @@ impl Store {
             cleared_ids.push(ti.id);
             if !cleared.contains(&ti.task_id) {
                 cleared.push(ti.task_id.clone());
-            }
-        }
-        if let Some(ids) = task_ids {
-            if let Some(unknown) = ids.iter().find(|id| !tis.iter().any(|ti| &ti.task_id == *id)) {
-                return Err(Error::NotFound(format!(
-                    "task `{unknown}` in run `{run_id}` of dag `{dag_id}`"
-                )));
             }
         }
         let mut tx = self.begin().await?;

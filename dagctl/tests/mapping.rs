@@ -53,7 +53,7 @@ fn mapped_instances_are_served_by_the_api_ui_and_cli_and_re_expand_when_cleared(
         env: make.output
     sum:
       operator: bash
-      bash_command: "echo '{{{{ ti.xcom_pull(task_ids=\"each\") | tojson }}}}'"
+      bash_command: "echo 'second={{{{ ti.xcom_pull(task_ids=\"each\", map_indexes=1) }}}}'; echo '{{{{ ti.xcom_pull(task_ids=\"each\") | tojson }}}}'"
       dependencies: [each]
 "#,
             count = count.display()
@@ -137,7 +137,9 @@ fn mapped_instances_are_served_by_the_api_ui_and_cli_and_re_expand_when_cleared(
     assert_eq!(xcom.json()["map_index"], 1);
     let all = server.call("GET", &ti_path("fan1", "/each/xcomEntries"), Some(&token), None);
     assert_eq!(all.json()["total_entries"], 3, "{}", all.text());
-    // The task after them pulled all values, in map_index order.
+    // The task after them pulled one instance's value and all values, in map_index order.
+    let log = server.call("GET", &ti_path("fan1", "/sum/logs/1"), Some(&token), None);
+    assert!(log.text().contains("second=20"), "{}", log.text());
     let sum = server.call(
         "GET",
         &ti_path("fan1", "/sum/xcomEntries/return_value"),

@@ -124,6 +124,27 @@ pub fn mapped_args<'a>(
     Ok(out)
 }
 
+/// XCom values as `xcom_pull` sees them, by (task id, key): a plain task's value, and a mapped task's
+/// instances' values as one list in map_index order (instances that pushed none are left out). `values` are
+/// (task id, key, map_index, value) in map_index order.
+pub fn pull_view(
+    values: impl IntoIterator<Item = (String, String, i64, Json)>,
+) -> std::collections::HashMap<(String, String), Json> {
+    let mut plain = std::collections::HashMap::new();
+    let mut mapped: std::collections::HashMap<(String, String), Vec<Json>> = std::collections::HashMap::new();
+    for (task_id, key, map_index, value) in values {
+        if map_index < 0 {
+            plain.insert((task_id, key), value);
+        } else {
+            mapped.entry((task_id, key)).or_default().push(value);
+        }
+    }
+    for (key, values) in mapped {
+        plain.insert(key, Json::Array(values));
+    }
+    plain
+}
+
 /// How a task instance is named to people: `task`, or `task[2]` for an instance of a mapped task.
 pub fn instance_name(task_id: &str, map_index: i64) -> String {
     if map_index >= 0 {

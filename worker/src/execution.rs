@@ -66,6 +66,9 @@ fn unmapped() -> i64 {
 pub struct XcomValue {
     pub task_id: String,
     pub key: String,
+    /// The mapped instance that pushed it (-1: a task that is not mapped).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
     pub value: Json,
 }
 
@@ -115,16 +118,29 @@ impl TaskContext {
             conf: self.conf.clone(),
             params,
             xcoms: self.xcom_map(),
+            instance_xcoms: self.instance_xcoms(),
             native: self.render_template_as_native_obj,
             lookups: Default::default(),
         }
     }
 
-    /// XCom values by (task id, key).
+    /// XCom values by (task id, key), a mapped task's as one list (as `xcom_pull` sees them).
     pub fn xcom_map(&self) -> HashMap<(String, String), Json> {
+        let mut values: Vec<&XcomValue> = self.xcoms.iter().collect();
+        values.sort_by_key(|x| x.map_index);
+        engine::mapping::pull_view(
+            values
+                .into_iter()
+                .map(|x| (x.task_id.clone(), x.key.clone(), x.map_index, x.value.clone())),
+        )
+    }
+
+    /// The values mapped task instances pushed, by (task id, key, map_index).
+    pub fn instance_xcoms(&self) -> HashMap<(String, String, i64), Json> {
         self.xcoms
             .iter()
-            .map(|x| ((x.task_id.clone(), x.key.clone()), x.value.clone()))
+            .filter(|x| x.map_index >= 0)
+            .map(|x| ((x.task_id.clone(), x.key.clone(), x.map_index), x.value.clone()))
             .collect()
     }
 

@@ -205,6 +205,11 @@ impl Store {
         xcoms_of_run(&self.pool, run_pk).await
     }
 
+    /// Every XCom value of a run as stored: (task id, key, map_index, value), in map_index order.
+    pub async fn xcom_values_of_run(&self, run_pk: i64) -> Result<Vec<(String, String, i64, serde_json::Value)>> {
+        xcom_values(&self.pool, run_pk).await
+    }
+
     /// XCom values of one task of a run by (map_index, key): of one instance, or of all with `None`.
     pub async fn xcom_entries(&self, run_pk: i64, task_id: &str, map_index: Option<i64>) -> Result<Vec<XcomRow>> {
         let one = if map_index.is_some() { " AND map_index = $3" } else { "" };
@@ -404,25 +409,26 @@ pub(crate) async fn xcoms_of_run<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    Ok(crate::mapping::pull_view(xcom_values(executor, run_pk).await?))
+}
+
+async fn xcom_values<'e, E>(executor: E, run_pk: i64) -> Result<Vec<(String, String, i64, serde_json::Value)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let rows = sqlx::query("SELECT task_id, key_name, map_index, value FROM xcom WHERE run_pk = $1 ORDER BY map_index")
         .bind(run_pk)
         .fetch_all(executor)
         .await?;
-    let mut plain = HashMap::new();
-    let mut mapped: HashMap<(String, String), Vec<(i64, serde_json::Value)>> = HashMap::new();
-    for row in &rows {
-        let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        let map_index: i64 = row.try_get(2)?;
-        let text: String = row.try_get(3)?;
-        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        if map_index < 0 {
-            plain.insert(key, value);
-        } else {
-            mapped.entry(key).or_default().push((map_index, value));
-        }
-    }
-    for (key, values) in mapped {
-        plain.insert(key, values.into_iter().map(|(_, value)| value).collect());
-    }
-    Ok(plain)
+    rows.iter()
+        .map(|row| {
+            let text: String = row.try_get(3)?;
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            ))
+        })
+        .collect()
 }

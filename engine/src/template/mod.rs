@@ -32,8 +32,10 @@ pub struct TemplateContext {
     pub conf: serde_json::Map<String, Json>,
     /// DAG params with the run's conf laid over them.
     pub params: serde_json::Map<String, Json>,
-    /// XCom values of the run, by (task id, key).
+    /// XCom values of the run, by (task id, key); a mapped task's as one list.
     pub xcoms: HashMap<(String, String), Json>,
+    /// The values of mapped task instances, by (task id, key, map_index), for `xcom_pull(map_indexes=...)`.
+    pub instance_xcoms: HashMap<(String, String, i64), Json>,
     pub native: bool,
     /// Variables and connections (`var`, `conn`) known so far; see [`render_round`].
     pub lookups: Lookups,
@@ -51,6 +53,7 @@ impl TemplateContext {
         let ts = date.to_rfc3339_opts(SecondsFormat::Secs, false);
         let iso = |dt: Option<DateTime<Utc>>| dt.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, false));
         let xcoms = Arc::new(self.xcoms.clone());
+        let instances = Arc::new(self.instance_xcoms.clone());
         let xcom_pull = Value::from_function(
             move |task_ids: Option<Value>, kwargs: Kwargs| -> std::result::Result<Value, minijinja::Error> {
                 let task_ids = match task_ids {
@@ -58,15 +61,37 @@ impl TemplateContext {
                     None => kwargs.get::<Option<Value>>("task_ids")?,
                 };
                 let key: Option<String> = kwargs.get("key")?;
+                let map_indexes: Option<Value> = kwargs.get("map_indexes")?;
                 let _: Option<Value> = kwargs.get("dag_id")?;
                 let _: Option<Value> = kwargs.get("include_prior_dates")?;
                 kwargs.assert_all_used()?;
                 let key = key.unwrap_or_else(|| "return_value".to_string());
-                let lookup = |task: &str| -> Value {
-                    xcoms
-                        .get(&(task.to_string(), key.clone()))
+                // `map_indexes`: one instance's value (an int) or several (a list), as Airflow's xcom_pull.
+                let one = |task: &str, index: i64| -> Value {
+                    instances
+                        .get(&(task.to_string(), key.clone(), index))
                         .map(Value::from_serialize)
                         .unwrap_or(Value::from(()))
+                };
+                let lookup = |task: &str| -> Value {
+                    match &map_indexes {
+                        Some(indexes) if indexes.kind() == minijinja::value::ValueKind::Seq => Value::from(
+                            indexes
+                                .try_iter()
+                                .map(|it| {
+                                    it.map(|i| one(task, i64::try_from(i).unwrap_or(-1)))
+                                        .collect::<Vec<_>>()
+                                })
+                                .unwrap_or_default(),
+                        ),
+                        Some(index) if !index.is_none() && !index.is_undefined() => {
+                            one(task, i64::try_from(index.clone()).unwrap_or(-1))
+                        }
+                        _ => xcoms
+                            .get(&(task.to_string(), key.clone()))
+                            .map(Value::from_serialize)
+                            .unwrap_or(Value::from(())),
+                    }
                 };
                 match task_ids {
                     None => Ok(Value::from(())),
@@ -334,6 +359,9 @@ mod tests {
             conf: json!({"nodes": 7}).as_object().unwrap().clone(),
             params: json!({"nodes": 7, "client": "geth"}).as_object().unwrap().clone(),
             xcoms,
+            instance_xcoms: [(("fan".to_string(), "return_value".to_string(), 1), json!("b"))]
+                .into_iter()
+                .collect(),
             native: false,
             lookups: Lookups::default(),
         }
@@ -363,6 +391,12 @@ mod tests {
         );
         assert_eq!(render("{{ ti.xcom_pull('deploy')['rpc'] }}"), "http://127.0.0.1:8545");
         assert_eq!(render("{{ ti.xcom_pull(task_ids='deploy', key='nodes') }}"), "4");
+        // One instance of a mapped task, or several.
+        assert_eq!(render("{{ ti.xcom_pull(task_ids='fan', map_indexes=1) }}"), "b");
+        assert_eq!(
+            render("{{ ti.xcom_pull(task_ids='fan', map_indexes=[1, 5]) | tojson }}"),
+            r#"["b",null]"#
+        );
         assert_eq!(
             render("{% set both = ti.xcom_pull(task_ids=['other', 'missing']) %}{{ both[0] }} {{ both[1] is none }}"),
             "x True"

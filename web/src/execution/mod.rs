@@ -277,10 +277,15 @@ async fn start(
     };
     let xcoms = state
         .store
-        .xcoms_of_run(run.id)
+        .xcom_values_of_run(run.id)
         .await?
         .into_iter()
-        .map(|((task_id, key), value)| XcomValue { task_id, key, value })
+        .map(|(task_id, key, map_index, value)| XcomValue {
+            task_id,
+            key,
+            map_index,
+            value,
+        })
         .collect();
     let context = Json(TaskContext {
         ti_id: ti.id,

@@ -122,6 +122,36 @@ fn mapped_instances_are_served_by_the_api_ui_and_cli_and_re_expand_when_cleared(
     let tries = server.call("GET", &ti_path("fan1", "/each/2/tries"), Some(&token), None);
     tries.expect(200, "tries of instance 2");
     assert_eq!(tries.json()["task_instances"][0]["map_index"], 2, "{}", tries.text());
+    // apache-airflow-client 3.3.2 reads the instances with its own models.
+    let client = std::process::Command::new("timeout")
+        .current_dir(repo_root())
+        .args([
+            "120",
+            &python(),
+            "tests/compat/airflow_client_mapped.py",
+            "--url",
+            &server.url(),
+            "--username",
+            "admin",
+            "--password",
+            &server.password,
+            "--dag-id",
+            DAG,
+            "--run-id",
+            "fan1",
+            "--task-id",
+            "each",
+            "--count",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        client.status.success() && stdout(&client).contains("all mapped-instance steps passed"),
+        "{}\n{}",
+        stdout(&client),
+        stderr(&client)
+    );
     // Each instance's log (by map_index) and XCom.
     let log = server.call("GET", &ti_path("fan1", "/each/logs/1?map_index=2"), Some(&token), None);
     log.expect(200, "log of instance 2");

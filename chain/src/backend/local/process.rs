@@ -99,6 +99,65 @@ pub fn is_node_alive(pid: u32, data_dir: &Path) -> bool {
     }
 }
 
+/// The processes (of those this user may look at) that listen on TCP `port` with their working directory under
+/// `dir` (which may have been removed since): whether a port is still held by one of a network's nodes, and not
+/// by whatever else took the freed port since.
+pub fn listeners_under(port: u16, dir: &Path) -> Vec<u32> {
+    // Sockets in LISTEN state (0A) on the port, by inode, from the IPv4 and IPv6 tables.
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            let on_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+                == Some(port);
+            if on_port && *state == "0A" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let under = std::fs::read_link(entry.path().join("cwd"))
+            .map(|cwd| {
+                let text = cwd.to_string_lossy();
+                Path::new(text.trim_end_matches(" (deleted)")).starts_with(dir)
+            })
+            .unwrap_or(false);
+        if !under {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .map(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+                .unwrap_or(false)
+        });
+        if holds {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Stops the nodes `(pid, data_dir)`: SIGTERM (then SIGCONT, so a paused node can act on it) to each
 /// process group, SIGKILL after `grace`, then waits (bounded) until they are gone. Returns the pids that
 /// were still alive at the end.
@@ -191,6 +250,17 @@ pub fn format_tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_are_found_by_port_and_working_directory() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(listeners_under(port, &cwd), vec![std::process::id()]);
+        assert!(listeners_under(port, Path::new("/nonexistent-dagctl-dir")).is_empty());
+        drop(listener);
+        assert!(listeners_under(port, &cwd).is_empty(), "a closed port has no listener");
+    }
 
     #[test]
     fn spawn_check_and_stop_a_process_group() {

@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+pub use dagctl::runner::{
+    client_override_name, client_overrides, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
+};
+
 /// Settings that may come from the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalFlags {
@@ -354,22 +358,6 @@ fn check_pass_env(name: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn client_overrides(env: &impl Fn(&str) -> Option<String>) -> std::collections::BTreeMap<chain::Client, PathBuf> {
-    chain::Client::ALL
-        .iter()
-        .filter_map(|client| {
-            env(&client_override_name(*client))
-                .filter(|p| !p.is_empty())
-                .map(|path| (*client, PathBuf::from(path)))
-        })
-        .collect()
-}
-
-/// The environment name that overrides `client`'s binary.
-pub fn client_override_name(client: chain::Client) -> String {
-    format!("DAGCTL_{}", client.to_string().to_ascii_uppercase())
-}
-
 fn load_oidc(file: FileOidc, env: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcSettings>> {
     let Some(issuer) = env("DAGCTL_OIDC_ISSUER")
         .or(file.issuer)
@@ -514,55 +502,5 @@ mod tests {
             err.contains("dag_ignore_file_syntax") && err.contains("glob or regexp"),
             "{err}"
         );
-    }
-}
-
-/// What a task runner (`dagctl tasks run`) reads from its environment: the execution API, its token, and
-/// where the local chain backend keeps networks and finds clients. Never the engine's configuration.
-#[derive(Clone)]
-pub struct RunnerConfig {
-    pub api_url: String,
-    pub token: String,
-    pub networks_dir: Option<PathBuf>,
-    pub clients_dir: Option<PathBuf>,
-    pub load_dir: Option<PathBuf>,
-    pub locust: Option<PathBuf>,
-    pub path: Option<String>,
-    pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
-}
-
-/// The runner's environment names for the chain backend's settings.
-pub const NETWORKS_DIR_ENV: &str = "DAGCTL_NETWORKS_DIR";
-pub const CLIENTS_DIR_ENV: &str = "DAGCTL_CLIENTS_DIR";
-pub const LOAD_DIR_ENV: &str = "DAGCTL_LOAD_DIR";
-pub const LOCUST_ENV: &str = "DAGCTL_LOCUST";
-
-impl RunnerConfig {
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RunnerConfig> {
-        let api_url = env(worker::execution::API_URL_ENV).filter(|v| !v.is_empty()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} is not set: `dagctl tasks run` is started by an executor (to run a DAG yourself use `dagctl dags test`)",
-                worker::execution::API_URL_ENV
-            )
-        })?;
-        let token = env(worker::execution::TOKEN_ENV)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} is not set: a runner needs its try's token",
-                    worker::execution::TOKEN_ENV
-                )
-            })?;
-        let client_overrides = client_overrides(&env);
-        Ok(RunnerConfig {
-            api_url,
-            token,
-            networks_dir: env(NETWORKS_DIR_ENV).map(PathBuf::from),
-            clients_dir: env(CLIENTS_DIR_ENV).map(PathBuf::from),
-            load_dir: env(LOAD_DIR_ENV).map(PathBuf::from),
-            locust: env(LOCUST_ENV).map(PathBuf::from),
-            path: env("PATH"),
-            client_overrides,
-        })
     }
 }

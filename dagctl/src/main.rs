@@ -367,7 +367,7 @@ enum TasksCommand {
         only_failed: bool,
     },
     /// Run one try of a task (started by an executor, with the try's token in DAGCTL_TASK_TOKEN)
-    Run(cmd::tasks::RunArgs),
+    Run(dagctl::runner::RunArgs),
     /// States of the task instances of a run
     StatesForDagRun {
         dag_id: String,
@@ -445,7 +445,7 @@ fn main() -> ExitCode {
     // task's overhead stays small.
     let mut args = std::env::args_os();
     if args.nth(1).is_some_and(|a| a == "tasks") && args.next().is_some_and(|a| a == "run") {
-        return cmd::tasks::run_main();
+        return dagctl::runner::run_main();
     }
     // The clock supervisor a skewed node runs under (`chain::chaos::clock`): no runtime, no configuration.
     if std::env::args_os().nth(1).is_some_and(|a| a == "clock-shim") {
@@ -554,7 +554,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 task_id,
                 only_failed,
             } => cmd::tasks::clear(&config, &dag_id, run_id, task_id, only_failed).await,
-            TasksCommand::Run(_) => Ok(cmd::tasks::run_main()),
+            TasksCommand::Run(_) => Ok(dagctl::runner::run_main()),
             TasksCommand::StatesForDagRun { dag_id, run_id, output } => {
                 cmd::tasks::states(&config, &dag_id, &run_id, output).await
             }

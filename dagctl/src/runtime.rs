@@ -2,7 +2,6 @@
 //! API's server, a scheduler with its executor.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +15,9 @@ use scheduler::{Metrics, Scheduler, SchedulerOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use worker::log::{FileLogs, TaskLogs};
-use worker::operator::Operators;
 use worker::{LocalExecutor, LocalOptions};
 
-use crate::config::{
-    client_override_name, Config, RunnerConfig, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
-};
+use crate::config::{client_override_name, Config, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV};
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 /// The store, for a command that is not the engine: on SQLite, what it changes is also told to the running
@@ -79,14 +75,6 @@ fn make_private(home: &std::path::Path) {
     }
 }
 
-/// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run
-/// on `backend`.
-pub fn operators(backend: chain::local::LocalBackend, settings: chain::operators::Settings) -> Operators {
-    let mut operators = Operators::builtin();
-    chain::operators::register(&mut operators, Arc::new(backend), settings);
-    operators
-}
-
 /// The engine's view of [`operators`]: argument checks by name and Airflow path.
 pub fn registry(config: &Config) -> OperatorRegistry {
     operators(
@@ -122,38 +110,6 @@ pub fn chain_backend(config: &Config) -> chain::local::LocalBackend {
     )
 }
 
-/// The local chain backend of a runner, from the settings its executor passed down.
-pub fn runner_backend(config: &RunnerConfig) -> chain::local::LocalBackend {
-    let networks = config
-        .networks_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("dagctl-networks"));
-    backend_of(
-        networks,
-        config.clients_dir.clone(),
-        config.path.clone(),
-        config.client_overrides.clone(),
-    )
-}
-
-fn backend_of(
-    networks_dir: PathBuf,
-    clients_dir: Option<PathBuf>,
-    path: Option<String>,
-    overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
-) -> chain::local::LocalBackend {
-    use chain::local::{ClientBinaries, LocalOptions};
-    let binaries = ClientBinaries {
-        dir: clients_dir,
-        path: path.map(Into::into),
-        overrides,
-    };
-    let mut options = LocalOptions::new(networks_dir, binaries, hostname());
-    // This binary's `clock-shim` runs a node under a skewed clock (chain::chaos::clock).
-    options.clock_shim = std::env::current_exe().ok();
-    chain::local::LocalBackend::new(options)
-}
-
 /// A token cancelled when the user presses Ctrl-C (SIGINT).
 pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -164,15 +120,6 @@ pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
         }
     });
     cancel
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Reads the DAGs folder into the store once.
@@ -260,7 +207,11 @@ pub fn build_scheduler(
     keys: &web::auth::Keys,
     api_url: &str,
 ) -> Result<Scheduler> {
-    let runner_exe = std::env::current_exe().context("cannot find the dagctl binary to run tasks")?;
+    // The lean runner beside this binary when there is one (a try's process starts in about half the time),
+    // else this binary's own `tasks run`.
+    let this = std::env::current_exe().context("cannot find the dagctl binary to run tasks")?;
+    let lean = this.with_file_name(dagctl::runner::RUNNER_BIN);
+    let runner_exe = if lean.is_file() { lean } else { this };
     let mut base_env = config.runner_env.clone();
     base_env.push((NETWORKS_DIR_ENV.into(), config.networks_dir().display().to_string()));
     base_env.push((CLIENTS_DIR_ENV.into(), config.clients_dir().display().to_string()));
@@ -343,3 +294,5 @@ pub async fn scoped_scheduler(
     });
     Ok((scheduler, server))
 }
+
+pub use dagctl::runner::{backend_of, hostname, operators};

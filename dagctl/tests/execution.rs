@@ -112,6 +112,26 @@ fn a_task_s_environment_is_an_allow_list_without_engine_secrets_or_database_url(
 }
 
 #[test]
+fn tries_run_in_the_lean_runner_binary_beside_dagctl() {
+    let home = Home::new();
+    home.write_dag(
+        "who.yaml",
+        "who:\n  tasks:\n    me: {operator: bash, bash_command: \"tr '\\\\0' ' ' < /proc/$PPID/cmdline; echo\"}\n",
+    );
+    let out = home.ok(&["dags", "test", "who"]);
+    // The task's parent is its runner: `dagctl-runner tasks run who RUN me --try 1 --map-index -1`.
+    let runner = out
+        .lines()
+        .find(|l| l.contains("tasks run who"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let exe = Path::new(common::BIN).with_file_name("dagctl-runner");
+    assert!(
+        runner.contains(&format!("{} tasks run who ", exe.display())),
+        "{runner}"
+    );
+}
+
+#[test]
 fn execution_tokens_are_scoped_to_one_running_try() {
     let home = Home::new();
     let marks = home.path().join("marks");

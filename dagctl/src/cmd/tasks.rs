@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::cmd::dags::find_dag;
 use worker::log::TryKey;
 
-use crate::config::{Config, RunnerConfig};
+use crate::config::Config;
 use crate::output::{print_rows, Format};
 use crate::runtime::{open_store, sync_folder, task_logs};
 
@@ -228,74 +228,4 @@ pub async fn pool_delete(config: &Config, name: &str) -> Result<ExitCode> {
     store.delete_pool(name, config.user.as_deref()).await?;
     println!("pool `{name}` deleted");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `dagctl tasks run DAG_ID RUN_ID TASK_ID [--try N]`.
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    pub dag_id: String,
-    pub run_id: String,
-    pub task_id: String,
-    /// The try to run (default: the one the token is for)
-    #[arg(long = "try")]
-    pub try_number: Option<i64>,
-    /// The instance of a mapped task (default -1: the task is not mapped)
-    #[arg(long = "map-index", default_value_t = -1, allow_negative_numbers = true)]
-    pub map_index: i64,
-}
-
-#[derive(clap::Parser)]
-#[command(name = "dagctl tasks run", about = "Run one try of a task (started by an executor)")]
-struct RunnerCli {
-    #[command(flatten)]
-    args: RunArgs,
-}
-
-/// The task runner: parses its own arguments, reads only its allow-listed environment, runs one try on a
-/// single-threaded runtime, and exits with the runner's code.
-pub fn run_main() -> ExitCode {
-    use clap::Parser;
-    let cli = RunnerCli::parse_from(
-        std::iter::once(std::ffi::OsString::from("dagctl tasks run")).chain(std::env::args_os().skip(3)),
-    );
-    let config = match RunnerConfig::from_env(|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::new("warn");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
-        }
-    };
-    let args = worker::runner::RunnerArgs {
-        dag_id: cli.args.dag_id,
-        run_id: cli.args.run_id,
-        task_id: cli.args.task_id,
-        try_number: cli.args.try_number,
-        map_index: cli.args.map_index,
-        api_url: config.api_url.clone(),
-        token: config.token.clone(),
-        hostname: crate::runtime::hostname(),
-        retry: Default::default(),
-    };
-    let settings = chain::operators::Settings {
-        load_dir: config
-            .load_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load")),
-        locust: config.locust.clone(),
-    };
-    let operators = crate::runtime::operators(crate::runtime::runner_backend(&config), settings);
-    let code = runtime.block_on(worker::runner::run(args, operators));
-    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -451,33 +451,28 @@ impl DagCtx<'_> {
                 );
                 continue;
             }
-            let source = match &v.value {
-                Value::Seq(items) => WrittenSource::Literal(items.iter().map(Node::to_json).collect()),
-                Value::Str(text) => match text.trim().strip_suffix(".output") {
-                    Some(name) if !name.is_empty() && !name.contains(char::is_whitespace) => WrittenSource::Xcom {
-                        name: name.to_string(),
-                        line: v.line,
-                    },
-                    _ => {
-                        self.error(
-                            file,
-                            v.line,
-                            task,
-                            Some("expand"),
-                            format!("`expand.{key}` must be a list or `<task_id>.output` (an upstream task's XCom), got the string `{text}`"),
-                        );
-                        continue;
-                    }
+            let xcom_name = v
+                .as_str()
+                .and_then(|text| text.trim().strip_suffix(".output"))
+                .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace));
+            let source = match (&v.value, xcom_name) {
+                (Value::Seq(items), _) => WrittenSource::Literal(items.iter().map(Node::to_json).collect()),
+                (_, Some(name)) => WrittenSource::Xcom {
+                    name: name.to_string(),
+                    line: v.line,
                 },
-                _ => {
+                (value, None) => {
+                    let got = match value {
+                        Value::Str(text) => format!("the string `{text}`"),
+                        _ => v.kind().to_string(),
+                    };
                     self.error(
                         file,
                         v.line,
                         task,
                         Some("expand"),
                         format!(
-                            "`expand.{key}` must be a list or `<task_id>.output` (an upstream task's XCom), got {}",
-                            v.kind()
+                            "`expand.{key}` must be a list or `<task_id>.output` (an upstream task's XCom), got {got}"
                         ),
                     );
                     continue;

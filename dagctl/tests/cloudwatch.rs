@@ -97,7 +97,8 @@ async fn read_back(client: &sdk::Client, group: &str, stream: &str) -> Vec<Strin
 }
 
 /// Lines of two nodes reach their streams complete and in order: more than one call's worth (10,000 events),
-/// non-ASCII text, and a line over the 256 KiB event limit (cut to fit, not refused).
+/// non-ASCII text, and a line over the 256 KiB event limit (cut to fit, not refused). The lines fit the sink's
+/// queue (20,000) even if its sender gets no CPU while they are queued: a full queue drops by design.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_ships_every_line_to_its_node_stream_in_order() {
     credentials_in_env();
@@ -105,7 +106,7 @@ async fn the_sink_ships_every_line_to_its_node_stream_in_order() {
     let settings = settings(moto.url());
     let client = cloudwatch::client(&settings).await.unwrap();
     let sink = CloudWatchSink::start(client.clone(), settings.log_group("ignored"));
-    let node1: Vec<String> = (0..25_000)
+    let node1: Vec<String> = (0..15_000)
         .map(|i| format!("INFO [12-03|10:00:00.000] Imported new chain segment number={i}"))
         .collect();
     let long = "x".repeat(300_000);
@@ -123,10 +124,10 @@ async fn the_sink_ships_every_line_to_its_node_stream_in_order() {
     }
     let queued_in = started.elapsed();
     let outcome = sink.finish(Duration::from_secs(120)).await;
-    assert_eq!((outcome.sent, outcome.dropped), (25_003, 0), "{outcome:?}");
+    assert_eq!((outcome.sent, outcome.dropped), (15_003, 0), "{outcome:?}");
     assert!(
         queued_in < Duration::from_secs(2),
-        "queueing 25,003 lines took {queued_in:?}"
+        "queueing 15,003 lines took {queued_in:?}"
     );
 
     assert_eq!(read_back(&client, "/dagctl/test", "node-1").await, node1);

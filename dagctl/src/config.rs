@@ -39,6 +39,7 @@ struct FileConfig {
     parallelism: Option<usize>,
     dags_are_paused_at_creation: Option<bool>,
     create_cron_data_intervals: Option<bool>,
+    fork_runners: Option<bool>,
     host: Option<String>,
     port: Option<u16>,
     secret_key: Option<String>,
@@ -105,6 +106,9 @@ pub struct Config {
     pub web_limits: web::serve::Limits,
     pub database_url: String,
     pub parallelism: usize,
+    /// Whether the local executor forks each try's runner from one runner host (default) rather than starting
+    /// the runner binary anew (`fork_runners = false`, or DAGCTL_FORK_RUNNERS).
+    pub fork_runners: bool,
     pub paused_at_creation: bool,
     pub host: String,
     pub port: u16,
@@ -239,6 +243,10 @@ impl Config {
             Some(text) => boolean("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", text)?,
             None => file.dags_are_paused_at_creation.unwrap_or(true),
         };
+        let fork_runners = match env("DAGCTL_FORK_RUNNERS") {
+            Some(text) => boolean("DAGCTL_FORK_RUNNERS", text)?,
+            None => file.fork_runners.unwrap_or(true),
+        };
         let cron_data_intervals = match env("DAGCTL_CREATE_CRON_DATA_INTERVALS") {
             Some(text) => boolean("DAGCTL_CREATE_CRON_DATA_INTERVALS", text)?,
             None => file.create_cron_data_intervals.unwrap_or(false),
@@ -333,6 +341,7 @@ impl Config {
             web_limits,
             database_url,
             parallelism,
+            fork_runners,
             paused_at_creation,
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(8080),

@@ -444,8 +444,13 @@ fn main() -> ExitCode {
     // The task runner starts before anything else (no engine configuration, a single-threaded runtime), so a
     // task's overhead stays small.
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "tasks") && args.next().is_some_and(|a| a == "run") {
-        return dagctl::runner::run_main();
+    // The runner host too (it forks runners, so it must stay single-threaded: it never starts a runtime).
+    if args.nth(1).is_some_and(|a| a == "tasks") {
+        match args.next() {
+            Some(verb) if verb == "run" => return dagctl::runner::run_main(),
+            Some(verb) if verb == "host" => return dagctl::runner::host_main(),
+            _ => {}
+        }
     }
     // The clock supervisor a skewed node runs under (`chain::chaos::clock`): no runtime, no configuration.
     if std::env::args_os().nth(1).is_some_and(|a| a == "clock-shim") {

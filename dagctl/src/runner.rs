@@ -102,15 +102,48 @@ struct RunnerCli {
 /// The task runner: parses its own arguments, reads only its allow-listed environment, runs one try on a
 /// single-threaded runtime, and exits with the runner's code.
 pub fn run_main() -> ExitCode {
+    let argv = std::iter::once(std::ffi::OsString::from("dagctl tasks run")).chain(std::env::args_os().skip(3));
+    let code = run_with(argv, |name| std::env::var(name).ok());
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// The runner host (`tasks host`, started by the local executor): forks one runner per launch, each running
+/// as `tasks run` would with the launch's arguments, API address and token.
+pub fn host_main() -> ExitCode {
+    let code = worker::host::serve::serve(&|launch: &worker::host::Launch| {
+        let argv = std::iter::once("dagctl tasks run".to_string()).chain(launch.argv.iter().skip(2).cloned());
+        run_with(argv, |name| {
+            if name == worker::execution::API_URL_ENV {
+                Some(launch.api_url.clone())
+            } else if name == worker::execution::TOKEN_ENV {
+                Some(launch.token.clone())
+            } else {
+                std::env::var(name).ok()
+            }
+        })
+    });
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// One try: `argv` as `tasks run` takes it (after the verb), settings from `env`. Returns the exit code.
+fn run_with<I, T>(argv: I, env: impl Fn(&str) -> Option<String>) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use clap::Parser;
-    let cli = RunnerCli::parse_from(
-        std::iter::once(std::ffi::OsString::from("dagctl tasks run")).chain(std::env::args_os().skip(3)),
-    );
-    let config = match RunnerConfig::from_env(|name| std::env::var(name).ok()) {
+    let cli = match RunnerCli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return worker::runner::exit::NOT_STARTED;
+        }
+    };
+    let config = match RunnerConfig::from_env(env) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");
-            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
+            return worker::runner::exit::NOT_STARTED;
         }
     };
     let filter = tracing_subscriber::EnvFilter::new("warn");
@@ -122,7 +155,7 @@ pub fn run_main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(worker::runner::exit::NOT_STARTED as u8);
+            return worker::runner::exit::NOT_STARTED;
         }
     };
     let args = worker::runner::RunnerArgs {
@@ -144,8 +177,7 @@ pub fn run_main() -> ExitCode {
         locust: config.locust.clone(),
     };
     let operators = operators(runner_backend(&config), settings);
-    let code = runtime.block_on(worker::runner::run(args, operators));
-    ExitCode::from(code.clamp(0, 255) as u8)
+    runtime.block_on(worker::runner::run(args, operators))
 }
 
 /// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run

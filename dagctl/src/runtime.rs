@@ -12,7 +12,6 @@ use engine::parse::{load_folder, ParsedFile};
 use engine::secrets::{Fernet, Vault};
 use engine::store::Store;
 use scheduler::{Metrics, Scheduler, SchedulerOptions};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use worker::log::{FileLogs, TaskLogs};
 use worker::{LocalExecutor, LocalOptions};
@@ -177,12 +176,11 @@ pub fn keys(config: &Config) -> Result<web::auth::Keys> {
     web::load_keys(&config.home, config.secret_key.as_deref())
 }
 
-/// The task execution API's state for a server of this process; `wake` is the scheduler's.
+/// The task execution API's state for a server of this process.
 pub async fn execution_state(
     config: &Config,
     store: &Store,
     keys: &web::auth::Keys,
-    wake: Option<Arc<Notify>>,
 ) -> Result<web::execution::ExecState> {
     let vault = vault(config, store)?;
     // Said at start rather than at the first template that reads a secret.
@@ -193,9 +191,12 @@ pub async fn execution_state(
         Ok(None) => {}
         Err(err) => tracing::warn!(error = %err, "cannot check the stored variables and connections"),
     }
-    let mut state = web::execution::ExecState::new(store.clone(), keys.clone(), task_logs(config), vault);
-    state.wake = wake;
-    Ok(state)
+    Ok(web::execution::ExecState::new(
+        store.clone(),
+        keys.clone(),
+        task_logs(config),
+        vault,
+    ))
 }
 
 /// A scheduler and its local executor; runners reach the execution API at `api_url`.
@@ -225,6 +226,7 @@ pub fn build_scheduler(
     let executor_options = LocalOptions {
         parallelism: config.parallelism,
         runner_exe,
+        fork_runners: config.fork_runners,
         api_url: api_url.to_string(),
         hostname: options.hostname.clone(),
         kill_grace: Duration::from_secs(3),
@@ -286,7 +288,7 @@ pub async fn scoped_scheduler(
     let listener = bind("127.0.0.1", 0).await?;
     let url = format!("http://{}", listener.local_addr()?);
     let scheduler = build_scheduler(config, store, options, metrics, &keys, &url)?;
-    let app = web::execution::router(execution_state(config, store, &keys, Some(scheduler.wake_handle())).await?);
+    let app = web::execution::router(execution_state(config, store, &keys).await?);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })

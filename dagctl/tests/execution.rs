@@ -113,21 +113,44 @@ fn a_task_s_environment_is_an_allow_list_without_engine_secrets_or_database_url(
 
 #[test]
 fn tries_run_in_the_lean_runner_binary_beside_dagctl() {
-    let home = Home::new();
-    home.write_dag(
-        "who.yaml",
-        "who:\n  tasks:\n    me: {operator: bash, bash_command: \"tr '\\\\0' ' ' < /proc/$PPID/cmdline; echo\"}\n",
-    );
-    let out = home.ok(&["dags", "test", "who"]);
-    // The task's parent is its runner: `dagctl-runner tasks run who RUN me --try 1 --map-index -1`.
-    let runner = out
-        .lines()
-        .find(|l| l.contains("tasks run who"))
-        .unwrap_or_else(|| panic!("{out}"));
+    // The task prints its runner's command line and its runner's parent's.
+    let dag = "who:\n  tasks:\n    me: {operator: bash, bash_command: \"tr '\\\\0' ' ' < /proc/$PPID/cmdline; echo; tr '\\\\0' ' ' < /proc/$(cut -d' ' -f4 /proc/$PPID/stat)/cmdline; echo\"}\n";
     let exe = Path::new(common::BIN).with_file_name("dagctl-runner");
+    let runner_and_parent = |home: &Home| {
+        let out = home.ok(&["dags", "test", "who"]);
+        let at = out
+            .lines()
+            .position(|l| l.contains("tasks run who"))
+            .unwrap_or_else(|| panic!("{out}"));
+        let lines: Vec<&str> = out.lines().collect();
+        (lines[at].to_string(), lines[at + 1].to_string())
+    };
+
+    // By default the runner is forked by the runner host, and titled with its arguments as an exec'd one is.
+    let home = Home::new();
+    home.write_dag("who.yaml", dag);
+    let (runner, parent) = runner_and_parent(&home);
+    assert!(
+        runner.contains(&format!("{} tasks run who ", exe.display())) && runner.contains("--try 1 --map-index -1"),
+        "{runner}"
+    );
+    assert!(
+        parent.contains(&format!("{} tasks host", exe.display())) && !parent.contains("---"),
+        "the runner's parent is the host, titled `tasks host`: {parent}"
+    );
+
+    // `fork_runners = false`: the runner binary is started for the try by the engine itself.
+    let mut home = Home::new();
+    home.env.push(("DAGCTL_FORK_RUNNERS".into(), "false".into()));
+    home.write_dag("who.yaml", dag);
+    let (runner, parent) = runner_and_parent(&home);
     assert!(
         runner.contains(&format!("{} tasks run who ", exe.display())),
         "{runner}"
+    );
+    assert!(
+        parent.contains(&format!("{} dags test who", common::BIN)),
+        "the runner's parent is the engine: {parent}"
     );
 }
 
@@ -149,6 +172,10 @@ tokens:
         ),
     );
     let port = free_port();
+    // Runners started one by one hold their token in their environment (a forked runner holds it in memory
+    // only), where this test reads it; the rules checked are the server's, whoever holds the token.
+    let mut home = home;
+    home.env.push(("DAGCTL_FORK_RUNNERS".into(), "false".into()));
     let _server = home.spawn(&["standalone", "--port", &port.to_string()]);
     wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
     home.ok(&["dags", "trigger", "tokens", "--run-id", "tok-1"]);
@@ -502,4 +529,88 @@ fn a_webserver_on_its_own_data_dir_receives_and_serves_the_logs_of_another_host_
         text.contains("from-the-runner-say") && text.contains("task succeeded"),
         "{text}"
     );
+}
+
+/// The parent of `pid` (field 4 of /proc/<pid>/stat).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The runner hosts (`tasks host`) whose parent is `engine`.
+fn hosts_of(engine: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(engine) && cmdline(*pid).contains("tasks host"))
+        .collect()
+}
+
+/// Runners are forked by a runner host. A host killed with SIGKILL while a try runs loses nothing: its runner
+/// goes on, reports its end and is watched to it; the next try gets a new host; a stopped engine's host leaves
+/// once its last runner has ended.
+#[test]
+fn a_killed_runner_host_loses_no_try_and_is_replaced() {
+    let home = Home::new();
+    let marks = home.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    home.write_dag(
+        "hold.yml",
+        &format!(
+            "hold:\n  tasks:\n    wait: {{operator: bash, bash_command: 'touch {m}/started; for i in $(seq 300); do [ -e {m}/release ] && exit 0; sleep 0.1; done; exit 1'}}\n    after: {{operator: bash, bash_command: 'echo after', dependencies: [wait]}}\n",
+            m = marks.display()
+        ),
+    );
+    let port = free_port();
+    let mut server = home.spawn(&["standalone", "--port", &port.to_string()]);
+    wait_for(Duration::from_secs(30), "standalone", || http_get(port, "/health"));
+    home.ok(&["dags", "trigger", "hold", "--run-id", "h-1"]);
+    let runner = wait_for(Duration::from_secs(30), "the runner of `wait`", || {
+        marks.join("started").exists().then_some(())?;
+        state_of(&home, "hold", "h-1", "wait")["pid"].as_i64()
+    }) as i32;
+    let host = parent_of(runner).expect("the runner's parent");
+    assert!(cmdline(host).contains("tasks host"), "{}", cmdline(host));
+    assert_eq!(parent_of(host), Some(server.pid()), "the host is the engine's child");
+    assert!(
+        cmdline(runner).contains("tasks run hold h-1 wait --try 1"),
+        "{}",
+        cmdline(runner)
+    );
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(10), "the killed host to be reaped", || {
+        (!common::pid_alive(host)).then_some(())
+    });
+    assert!(common::pid_alive(runner), "the runner outlives its host");
+    std::fs::write(marks.join("release"), "").unwrap();
+    wait_for(Duration::from_secs(60), "run h-1 to succeed", || {
+        (run_state(&home, "hold", "h-1").as_deref() == Some("success")).then_some(())
+    });
+    assert_eq!(
+        state_of(&home, "hold", "h-1", "wait")["try_number"],
+        1,
+        "no try was repeated"
+    );
+
+    // `after` ran on a new host; so does the next run.
+    home.ok(&["dags", "trigger", "hold", "--run-id", "h-2"]);
+    wait_for(Duration::from_secs(60), "run h-2 to succeed", || {
+        (run_state(&home, "hold", "h-2").as_deref() == Some("success")).then_some(())
+    });
+    let hosts = hosts_of(server.pid());
+    assert_eq!(hosts.len(), 1, "one host: {hosts:?}");
+    assert_ne!(hosts[0], host);
+
+    server.stop();
+    wait_for(Duration::from_secs(10), "the host to leave with its engine", || {
+        (!common::pid_alive(hosts[0])).then_some(())
+    });
 }

@@ -404,16 +404,18 @@ pub fn run_succeeded(dag: &DagSpec, states: &HashMap<&str, TaskState>) -> bool {
 }
 
 impl Scheduler {
-    /// Evaluates runs that changed. Returns how many task instances or runs changed.
-    pub(crate) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<usize> {
-        let mut total = 0;
+    /// Evaluates runs that changed, up to 20 batches of 50. Returns whether more may wait.
+    pub(crate) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool> {
+        if !self.store.runs_due_for_eval(now, self.options.scope.as_deref()).await? {
+            return Ok(false);
+        }
         for _ in 0..20 {
             let mut batch = self
                 .store
                 .lock_runs_for_eval(now, 50, self.options.scope.as_deref())
                 .await?;
             if batch.runs.is_empty() {
-                break;
+                return Ok(false);
             }
             let count = batch.runs.len();
             // The task states of the run before, for runs of DAGs with `depends_on_past` tasks; the run's XCom,
@@ -495,7 +497,6 @@ impl Scheduler {
                         debug!(dag_id = %run.dag_id, seconds, "dag run duration");
                     }
                 }
-                total += plan.changes.len() + usize::from(plan.run_event.is_some());
                 plans.push(plan);
             }
             batch.apply(&plans, now).await?;
@@ -503,10 +504,10 @@ impl Scheduler {
                 self.executor.cancel(ti_id);
             }
             if count < 50 {
-                break;
+                return Ok(false);
             }
         }
-        Ok(total)
+        Ok(true)
     }
 }
 

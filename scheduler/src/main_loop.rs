@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use engine::operators::OperatorRegistry;
 use engine::spec::DagSpec;
-use engine::store::{DagRow, Store, TiRow};
+use engine::store::{Change, DagRow, Store, TiRow};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -60,6 +60,8 @@ pub struct Scheduler {
     pub(crate) processor: Option<DagProcessor>,
     /// When old monitor samples are next deleted.
     pub(crate) next_prune: Instant,
+    /// The last claim filled every open slot: a runner that ends frees one that ready tasks may wait for.
+    pub(crate) slots_full: bool,
     /// When a step last failed on a store error: other schedulers' heartbeats are not judged until they have
     /// had `job_timeout` to write again (a database blip stops every scheduler's heartbeat, not only theirs).
     pub(crate) store_failed_at: Option<Instant>,
@@ -98,6 +100,7 @@ impl Scheduler {
             next_due: HashMap::new(),
             processor,
             next_prune: Instant::now(),
+            slots_full: false,
             store_failed_at: None,
         }
     }
@@ -184,19 +187,46 @@ impl Scheduler {
                 tokio::task::yield_now().await;
                 continue;
             }
-            tokio::select! {
-                event = self.events.recv() => {
-                    if let Some(event) = event {
-                        self.pending_events.push(event);
+            // Wait for something a step can act on. A runner that started or log lines that came change
+            // nothing to schedule: they are taken without a step, which would only hold the store's write lock
+            // while the runner's own calls wait for it.
+            let idle_until = tokio::time::Instant::now() + self.options.idle_interval;
+            let stop = loop {
+                tokio::select! {
+                    event = self.events.recv() => match event {
+                        Some(ExecutorEvent::Started { .. }) => {
+                            self.metrics.ti_start.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Some(event) => {
+                            self.pending_events.push(event);
+                            // A runner that reported its end changes nothing a step would act on: its exit
+                            // is recorded here (a runner that ended without reporting fails its try, which
+                            // is a store change that wakes the next step). A slot it frees is worth a step
+                            // when tasks may be waiting for one; the last runner of scoped runs ends them.
+                            let last = self.options.scope.is_some() && self.executor.running_count() <= 1;
+                            if !self.slots_full && !last && self.drain_events().await.is_ok() {
+                                continue;
+                            }
+                        }
+                        None => {}
+                    },
+                    _ = self.wake.notified() => {}
+                    change = changes.next() => {
+                        if matches!(change, Change::Log(_)) {
+                            continue;
+                        }
+                        // One step looks at everything: the changes that came meanwhile need no step of their
+                        // own.
+                        changes.drain();
                     }
+                    _ = tokio::time::sleep_until(idle_until) => {}
+                    _ = shutdown.cancelled() => break true,
                 }
-                _ = self.wake.notified() => {}
-                _ = changes.next() => {
-                    // One step looks at everything: the changes that came meanwhile need no step of their own.
-                    changes.drain();
-                }
-                _ = tokio::time::sleep(self.options.idle_interval) => {}
-                _ = shutdown.cancelled() => break Ok(()),
+                break false;
+            };
+            if stop {
+                break Ok(());
             }
         };
         if self.options.scope.is_some() {
@@ -219,15 +249,24 @@ impl Scheduler {
             self.process_dags().await?;
             *next_parse = Instant::now() + self.options.parse_interval;
         }
-        let mut busy = self.drain_events().await? > 0;
+        self.drain_events().await?;
+        let mut busy = false;
         let now = Utc::now();
         if full && self.options.create_scheduled_runs {
             self.create_scheduled_runs(now).await?;
             busy |= self.create_asset_runs(now).await? > 0;
         }
-        busy |= self.start_queued_runs(now).await? > 0;
-        busy |= self.evaluate(now).await? > 0;
-        busy |= self.claim_and_launch(now).await? > 0;
+        // Runs started and task states changed here wake the next step through the store's change events
+        // (as changes made by the API or other schedulers do), so neither asks for another step at once.
+        self.start_queued_runs(now).await?;
+        // Another step at once only when evaluation stopped at its batch limit.
+        busy |= self.evaluate(now).await?;
+        // Another step at once only when the claim filled every open slot (more may be ready): a step after
+        // a launch that left slots open would find nothing and only compete with the new runners' calls.
+        let open = self.executor.open_slots();
+        let launched = self.claim_and_launch(now).await?;
+        self.slots_full = launched >= open;
+        busy |= launched > 0 && launched >= open;
         if Instant::now() >= *next_heartbeat {
             self.heartbeat().await?;
             *next_heartbeat = Instant::now() + self.options.heartbeat_interval;

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod execution;
 pub mod executor;
+pub mod host;
 pub mod log;
 pub mod operator;
 pub mod operators;

@@ -69,9 +69,7 @@ pub async fn webserver(config: Config, host: Option<String>, port: Option<u16>) 
         store: store.clone(),
         metrics,
     })
-    .merge(web::execution::router(
-        execution_state(&config, &store, &keys, None).await?,
-    ));
+    .merge(web::execution::router(execution_state(&config, &store, &keys).await?));
     let app = web::router(state, extra);
     println!("dagctl webserver listening on http://{bound}");
     let shutdown = shutdown_token();
@@ -130,9 +128,7 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         store: store.clone(),
         metrics: Arc::clone(&metrics),
     })
-    .merge(web::execution::router(
-        execution_state(&config, &store, &keys, Some(scheduler.wake_handle())).await?,
-    ));
+    .merge(web::execution::router(execution_state(&config, &store, &keys).await?));
     let app = if standalone {
         web::router(web_state(&config, &store, bound, &keys).await?, extra)
     } else {

@@ -24,7 +24,6 @@ use chrono::Utc;
 use engine::spec::DagSpec;
 use engine::store::{Change, FinishedTry, Store, TiRow};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use worker::execution::{
     FinishRequest, FinishResponse, LogBatch, StartRequest, TaskContext, TokenMinter, XcomValue, ENGINES_HEADER,
     TOKEN_KIND,
@@ -46,8 +45,6 @@ pub struct ExecState {
     pub store: Store,
     pub keys: Keys,
     pub logs: Arc<dyn TaskLogs>,
-    /// Notified when a try ends, so a scheduler in this process looks at once.
-    pub wake: Option<Arc<Notify>>,
     /// How often runners heartbeat.
     pub heartbeat_interval: Duration,
     /// Variables and connections a running try's templates read.
@@ -69,7 +66,6 @@ impl ExecState {
             vault,
             keys,
             logs,
-            wake: None,
             heartbeat_interval: Duration::from_secs(5),
             specs: Arc::new(Mutex::new(HashMap::new())),
             engines: Arc::new(Mutex::new(None)),
@@ -390,9 +386,7 @@ async fn finish(
             "the try is no longer current; its end was not recorded",
         ));
     };
-    if let Some(wake) = &state.wake {
-        wake.notify_one();
-    }
+    // The try's end reaches schedulers as a store change (in this process at once, others by notification).
     Ok(Json(FinishResponse { state: to.to_string() }))
 }
 

@@ -1,21 +1,24 @@
-//! The local executor: every try is `dagctl tasks run DAG RUN TASK --try N` as a child process that leads its
-//! own process group, within a `parallelism` limit. The runner's environment is an allow-list (never the
-//! engine's): PATH, HOME, LANG, TZ as the engine had them, the execution API's URL and the try's token.
+//! The local executor: every try is a runner process (`tasks run DAG RUN TASK --try N`) that leads its own
+//! process group, within a `parallelism` limit. By default runners are forked by one runner host
+//! ([`crate::host`], started once); with `fork_runners` off, or when the host cannot be used, each is the
+//! runner binary started anew. The runner's environment is an allow-list (never the engine's): PATH, HOME,
+//! LANG, TZ as the engine had them, the execution API's URL and the try's token.
 //!
 //! Runners do not need this process: a scheduler that is killed leaves them running, and the next one adopts
-//! them by pid (checked against `/proc/<pid>/cmdline`).
+//! them by pid (checked against `/proc/<pid>/cmdline`, which a forked runner rewrites to its arguments).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::store::TiRow;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use super::host_link::{HostLink, LaunchError};
 use super::{Adoption, Executor, ExecutorEvent, LaunchRequest};
 use crate::execution::{TokenMinter, API_URL_ENV, TOKEN_ENV};
 use crate::log::{LogLine, TaskLogs, TryKey};
@@ -28,13 +31,18 @@ const OVERRUN: Duration = Duration::from_secs(120);
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 /// Lifetime of a try's token when the task has no `execution_timeout`.
 const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// After a runner host could not be started, runners are started one by one for this long before it is tried
+/// again.
+const HOST_RETRY: Duration = Duration::from_secs(60);
 
 /// How the local executor is set up.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
     pub parallelism: usize,
-    /// The `dagctl` binary, run as `dagctl tasks run ...` for each try.
+    /// The runner binary (`dagctl-runner`, or `dagctl`): `tasks host` forks runners, `tasks run` is one.
     pub runner_exe: PathBuf,
+    /// Fork each try's runner from one runner host (else start the runner binary per try).
+    pub fork_runners: bool,
     /// Where runners reach the task execution API.
     pub api_url: String,
     pub hostname: String,
@@ -62,6 +70,14 @@ struct Inner {
     running: Mutex<HashMap<i64, Entry>>,
     /// The other live engines' execution API addresses.
     peers: Mutex<Vec<String>>,
+    host: tokio::sync::Mutex<HostSlot>,
+}
+
+/// The runner host, once started (or when it last could not be).
+#[derive(Default)]
+struct HostSlot {
+    link: Option<Arc<HostLink>>,
+    failed_at: Option<Instant>,
 }
 
 /// Runs task tries as processes on this machine.
@@ -86,6 +102,7 @@ impl LocalExecutor {
                 events,
                 running: Mutex::new(HashMap::new()),
                 peers: Mutex::new(Vec::new()),
+                host: tokio::sync::Mutex::new(HostSlot::default()),
             }),
         };
         (executor, receiver)
@@ -133,6 +150,35 @@ impl Inner {
         let _ = self.logs.append(&key, &[LogLine::now(level, "dagctl.executor", text)]);
     }
 
+    /// The runner host, started at the first launch (and again after it ended); `None` when runners are
+    /// started one by one.
+    async fn host(&self) -> Option<Arc<HostLink>> {
+        if !self.options.fork_runners {
+            return None;
+        }
+        let mut slot = self.host.lock().await;
+        if let Some(link) = slot.link.as_ref().filter(|l| l.is_alive()) {
+            return Some(Arc::clone(link));
+        }
+        if slot.failed_at.is_some_and(|at| at.elapsed() < HOST_RETRY) {
+            return None;
+        }
+        match HostLink::start(&self.options.runner_exe, &self.options.base_env).await {
+            Ok(link) => {
+                tracing::debug!(pid = link.pid(), "runner host started");
+                slot.link = Some(Arc::clone(&link));
+                slot.failed_at = None;
+                Some(link)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "runners are started one by one");
+                slot.link = None;
+                slot.failed_at = Some(Instant::now());
+                None
+            }
+        }
+    }
+
     async fn run(self: Arc<Self>, request: LaunchRequest) {
         let ti = &request.ti;
         let ttl = request
@@ -140,6 +186,63 @@ impl Inner {
             .map(|t| t + OVERRUN + Duration::from_secs(3600))
             .unwrap_or(TOKEN_TTL);
         let token = self.minter.mint(ti.id, ti.try_number, ttl);
+        let argv = runner_argv(ti);
+        if let Some(host) = self.host().await.filter(|h| h.fits(&argv)) {
+            match host.launch(argv.clone(), self.api_urls(), token.clone()).await {
+                Ok((pid, exited)) => return self.watch_forked(request, pid, exited).await,
+                // Nothing was forked: start this one anew.
+                Err(LaunchError::NotForked(error)) => {
+                    tracing::warn!(%error, "the runner host did not fork a runner: starting it anew")
+                }
+                Err(LaunchError::Lost(detail)) => {
+                    self.note(ti, "error", &detail);
+                    return self.finish(ti, None, detail);
+                }
+            }
+        }
+        self.run_spawned(request, argv, token).await
+    }
+
+    /// Waits for a forked runner's end (its host reports it), stopping it when it overruns its timeout.
+    async fn watch_forked(
+        self: Arc<Self>,
+        request: LaunchRequest,
+        pid: u32,
+        mut exited: tokio::sync::oneshot::Receiver<super::host_link::RunnerExit>,
+    ) {
+        let ti = &request.ti;
+        self.set_pgid(ti.id, pid as i32);
+        let _ = self.events.send(ExecutorEvent::Started {
+            ti_id: ti.id,
+            pid: Some(pid),
+        });
+        let ended = match request.execution_timeout {
+            Some(limit) => match tokio::time::timeout(limit + OVERRUN, &mut exited).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    self.note(ti, "error", "the runner overran its execution_timeout: killed");
+                    exited.await
+                }
+            },
+            None => exited.await,
+        };
+        let detail = match ended {
+            Ok(exit) => with_tail(describe(exit.code, exit.signal), &exit.stderr),
+            Err(_) => {
+                // The host went away first: the runner, nobody's child now, is watched as an adopted one.
+                while runner_alive(pid, ti) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                format!("the runner (pid {pid}) ended after its host went away")
+            }
+        };
+        self.finish(ti, Some(pid), detail);
+    }
+
+    /// Starts the runner binary for one try and waits for it.
+    async fn run_spawned(self: Arc<Self>, request: LaunchRequest, argv: Vec<String>, token: String) {
+        let ti = &request.ti;
         let stderr_path = self
             .options
             .work_dir
@@ -150,14 +253,7 @@ impl Inner {
         };
         let mut command = tokio::process::Command::new(&self.options.runner_exe);
         command
-            .args(RUNNER_VERB)
-            .arg(&ti.dag_id)
-            .arg(&ti.run_id)
-            .arg(&ti.task_id)
-            .arg("--try")
-            .arg(ti.try_number.to_string())
-            .arg("--map-index")
-            .arg(ti.map_index.to_string())
+            .args(&argv)
             .env_clear()
             .envs(self.options.base_env.iter().cloned())
             .env(API_URL_ENV, self.api_urls())
@@ -199,17 +295,15 @@ impl Inner {
             None => child.wait().await,
         };
         let detail = match status {
-            Ok(status) => describe_exit(status),
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                describe(status.code(), status.signal())
+            }
             Err(err) => format!("waiting for the runner failed: {err}"),
         };
         let tail = read_tail(&stderr_path);
         let _ = std::fs::remove_file(&stderr_path);
-        let detail = if tail.is_empty() {
-            detail
-        } else {
-            format!("{detail}: {tail}")
-        };
-        self.finish(ti, pid, detail);
+        self.finish(ti, pid, with_tail(detail, &tail));
     }
 
     async fn watch_adopted(self: Arc<Self>, ti: TiRow, pid: u32) {
@@ -350,25 +444,40 @@ fn runner_alive(pid: u32, ti: &TiRow) -> bool {
     }
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
+/// A runner's arguments: `tasks run DAG RUN TASK --try N --map-index M`.
+fn runner_argv(ti: &TiRow) -> Vec<String> {
+    let mut argv: Vec<String> = RUNNER_VERB.iter().map(|s| s.to_string()).collect();
+    argv.extend([
+        ti.dag_id.clone(),
+        ti.run_id.clone(),
+        ti.task_id.clone(),
+        "--try".into(),
+        ti.try_number.to_string(),
+        "--map-index".into(),
+        ti.map_index.to_string(),
+    ]);
+    argv
+}
+
+fn describe(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
         (Some(code), _) => format!("the runner exited with code {code}"),
         (None, Some(signal)) => format!("the runner was killed by signal {signal}"),
         _ => "the runner ended".to_string(),
     }
 }
 
-/// The last lines of a runner's stderr (at most 2 KiB), on one line.
+fn with_tail(detail: String, tail: &str) -> String {
+    if tail.is_empty() {
+        detail
+    } else {
+        format!("{detail}: {tail}")
+    }
+}
+
+/// The last lines of a runner's stderr, on one line.
 fn read_tail(path: &std::path::Path) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
-        return String::new();
-    };
-    let start = bytes.len().saturating_sub(2048);
-    String::from_utf8_lossy(&bytes[start..])
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
+    std::fs::read(path)
+        .map(|b| crate::host::tail_line(&b))
+        .unwrap_or_default()
 }

@@ -3,6 +3,7 @@
 //! execution API, and the executor tells the scheduler when a runner is gone so a try whose runner died
 //! without reporting is failed (and retried by policy).
 
+pub mod host_link;
 pub mod local;
 
 use std::time::Duration;

@@ -47,6 +47,14 @@ impl Store {
         if max_count == 0 {
             return Ok(claim);
         }
+        // Nothing to claim is known without the write transaction (and its lock on SQLite): a change that
+        // makes a task instance scheduled afterwards wakes the next step.
+        let any = sqlx::query("SELECT id FROM task_instance WHERE state = 'scheduled' LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(claim);
+        }
         let mut tx = self.begin().await?;
         let lock = if self.backend == Backend::Postgres {
             " FOR UPDATE"

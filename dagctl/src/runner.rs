@@ -48,17 +48,25 @@ impl RunnerConfig {
                     worker::execution::TOKEN_ENV
                 )
             })?;
-        let client_overrides = client_overrides(&env);
         Ok(RunnerConfig {
             api_url,
             token,
+            ..Self::settings_from_env(env)
+        })
+    }
+
+    /// Everything but the execution API's address and token (which a runner host gets per launch).
+    fn settings_from_env(env: impl Fn(&str) -> Option<String>) -> RunnerConfig {
+        RunnerConfig {
+            api_url: String::new(),
+            token: String::new(),
             networks_dir: env(NETWORKS_DIR_ENV).map(PathBuf::from),
             clients_dir: env(CLIENTS_DIR_ENV).map(PathBuf::from),
             load_dir: env(LOAD_DIR_ENV).map(PathBuf::from),
             locust: env(LOCUST_ENV).map(PathBuf::from),
             path: env("PATH"),
-            client_overrides,
-        })
+            client_overrides: client_overrides(&env),
+        }
     }
 }
 
@@ -103,54 +111,83 @@ struct RunnerCli {
 /// single-threaded runtime, and exits with the runner's code.
 pub fn run_main() -> ExitCode {
     let argv = std::iter::once(std::ffi::OsString::from("dagctl tasks run")).chain(std::env::args_os().skip(3));
-    let code = run_with(argv, |name| std::env::var(name).ok());
+    let code = match (parse(argv), RunnerConfig::from_env(|name| std::env::var(name).ok())) {
+        (Err(code), _) => code,
+        (Ok(_), Err(err)) => {
+            eprintln!("error: {err}");
+            worker::runner::exit::NOT_STARTED
+        }
+        (Ok(args), Ok(config)) => {
+            init_tracing();
+            let operators = operators_for(&config);
+            run_with(args, config, operators)
+        }
+    };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// The runner host (`tasks host`, started by the local executor): forks one runner per launch, each running
-/// as `tasks run` would with the launch's arguments, API address and token.
+/// as `tasks run` would with the launch's arguments, API address and token. What every runner shares (the
+/// log subscriber, the operator table, the CPU feature probes) is made once, before the first fork.
 pub fn host_main() -> ExitCode {
+    init_tracing();
+    let settings = RunnerConfig::settings_from_env(|name| std::env::var(name).ok());
+    let operators = operators_for(&settings);
+    #[cfg(target_arch = "x86_64")]
+    let _ = std::arch::is_x86_feature_detected!("avx2");
     let code = worker::host::serve::serve(&|launch: &worker::host::Launch| {
         let argv = std::iter::once("dagctl tasks run".to_string()).chain(launch.argv.iter().skip(2).cloned());
-        run_with(argv, |name| {
-            if name == worker::execution::API_URL_ENV {
-                Some(launch.api_url.clone())
-            } else if name == worker::execution::TOKEN_ENV {
-                Some(launch.token.clone())
-            } else {
-                std::env::var(name).ok()
-            }
-        })
+        let config = RunnerConfig {
+            api_url: launch.api_url.clone(),
+            token: launch.token.clone(),
+            ..settings.clone()
+        };
+        match parse(argv) {
+            Ok(args) => run_with(args, config, operators.clone()),
+            Err(code) => code,
+        }
     });
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-/// One try: `argv` as `tasks run` takes it (after the verb), settings from `env`. Returns the exit code.
-fn run_with<I, T>(argv: I, env: impl Fn(&str) -> Option<String>) -> i32
+/// Warnings and errors of the runner's own code go to its stderr.
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn operators_for(config: &RunnerConfig) -> Operators {
+    let settings = chain::operators::Settings {
+        load_dir: config
+            .load_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load")),
+        locust: config.locust.clone(),
+    };
+    operators(runner_backend(config), settings)
+}
+
+/// `tasks run`'s arguments (after the verb); on a bad one (or `--help`), the exit code once clap has said so.
+fn parse<I, T>(argv: I) -> Result<RunArgs, i32>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::Parser;
-    let cli = match RunnerCli::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return worker::runner::exit::NOT_STARTED;
+    RunnerCli::try_parse_from(argv).map(|cli| cli.args).map_err(|err| {
+        let _ = err.print();
+        if err.use_stderr() {
+            worker::runner::exit::NOT_STARTED
+        } else {
+            0
         }
-    };
-    let config = match RunnerConfig::from_env(env) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return worker::runner::exit::NOT_STARTED;
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::new("warn");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    })
+}
+
+/// One try. Returns the runner's exit code.
+fn run_with(args: RunArgs, config: RunnerConfig, operators: Operators) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -159,24 +196,16 @@ where
         }
     };
     let args = worker::runner::RunnerArgs {
-        dag_id: cli.args.dag_id,
-        run_id: cli.args.run_id,
-        task_id: cli.args.task_id,
-        try_number: cli.args.try_number,
-        map_index: cli.args.map_index,
-        api_url: config.api_url.clone(),
-        token: config.token.clone(),
+        dag_id: args.dag_id,
+        run_id: args.run_id,
+        task_id: args.task_id,
+        try_number: args.try_number,
+        map_index: args.map_index,
+        api_url: config.api_url,
+        token: config.token,
         hostname: hostname(),
         retry: Default::default(),
     };
-    let settings = chain::operators::Settings {
-        load_dir: config
-            .load_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load")),
-        locust: config.locust.clone(),
-    };
-    let operators = operators(runner_backend(&config), settings);
     runtime.block_on(worker::runner::run(args, operators))
 }
 

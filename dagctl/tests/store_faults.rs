@@ -114,10 +114,12 @@ fn postgres_sessions_terminated_during_runs_lose_no_task() {
         "the runs had ended 2 s into the faults ({during} tasks)"
     );
     all_succeeded_once(&home, "blips", runs, &marks, Duration::from_secs(120), &engine.output());
+    // Felt by the engine's change listener, whose session every round cuts (a step that lost its session
+    // mid-way, or the pool finding sessions cut, shows too when the cut came while they were at work).
+    let output = engine.output();
     assert!(
-        engine.output().contains("scheduler loop failed, retrying"),
-        "the faults were not felt: {}",
-        engine.output()
+        output.contains("LISTEN connection dropped"),
+        "the faults were not felt: {output}"
     );
 }
 

@@ -179,6 +179,11 @@ impl Scheduler {
                 if idle && self.pending_events.is_empty() && unfinished == 0 {
                     break Ok(());
                 }
+                // A runner's end that came during the step is recorded at once (it may be the last).
+                if !self.pending_events.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
             if shutdown.is_cancelled() {
                 break Ok(());

@@ -276,7 +276,7 @@ async fn listen(url: String, bus: Arc<Bus>) {
                 }
                 Ok(None) => {
                     // The connection dropped; the next call reconnects and listens again.
-                    tracing::debug!("the LISTEN connection dropped; reconnecting");
+                    tracing::info!("the PostgreSQL LISTEN connection dropped; listening again");
                     let _ = bus.sender.send(Change::Resync);
                 }
                 Err(err) => {

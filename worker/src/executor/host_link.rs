@@ -17,6 +17,8 @@ use crate::host::{title_bytes, HostEvent, Launch, HOST_VERB, TITLE_ROOM};
 
 /// How long a new host has to say it is ready.
 const READY_WITHIN: Duration = Duration::from_secs(5);
+/// How long a host has to take a launch and say it forked it; a host that does not is killed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// How a forked runner ended.
 #[derive(Debug, Clone)]
@@ -32,7 +34,8 @@ pub struct RunnerExit {
 pub enum LaunchError {
     /// Nothing was forked (the host refused it or was gone before it read the launch).
     NotForked(String),
-    /// The host went away after it read the launch: a runner may have been forked.
+    /// The host went away (or was killed for not answering) after the launch was sent: a runner may have been
+    /// forked.
     Lost(String),
 }
 
@@ -42,14 +45,31 @@ struct Pending {
     exited: Option<oneshot::Sender<RunnerExit>>,
 }
 
-/// A running host.
+/// A running host. Dropping it closes the host's socket: the host then takes no more launches and leaves after
+/// its last runner.
 pub struct HostLink {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    pending: Mutex<HashMap<u64, Pending>>,
+    shared: Arc<Shared>,
     next_id: AtomicU64,
     room: usize,
     pid: u32,
+}
+
+/// What the link and the task reading the host's answers share (the reader never holds the writer, so the
+/// link can be dropped).
+struct Shared {
+    pending: Mutex<HashMap<u64, Pending>>,
     alive: AtomicBool,
+}
+
+impl Shared {
+    /// The host is gone: launches waiting on it learn so (their senders are dropped).
+    fn gone(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.clear();
+        }
+    }
 }
 
 impl HostLink {
@@ -93,16 +113,18 @@ impl HostLink {
         };
         // Reaped when it ends (it outlives this link only while its runners run).
         tokio::spawn(async move { child.wait().await });
-        let link = Arc::new(HostLink {
-            writer: tokio::sync::Mutex::new(write),
+        let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
+            alive: AtomicBool::new(true),
+        });
+        tokio::spawn(route(Arc::clone(&shared), lines));
+        Ok(Arc::new(HostLink {
+            writer: tokio::sync::Mutex::new(write),
+            shared,
             next_id: AtomicU64::new(1),
             room,
             pid,
-            alive: AtomicBool::new(true),
-        });
-        tokio::spawn(Arc::clone(&link).route(lines));
-        Ok(link)
+        }))
     }
 
     pub fn pid(&self) -> u32 {
@@ -110,7 +132,7 @@ impl HostLink {
     }
 
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+        self.shared.alive.load(Ordering::SeqCst)
     }
 
     /// Whether a runner with these arguments can be forked (its title fits the host's room).
@@ -128,7 +150,7 @@ impl HostLink {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (started_tx, started_rx) = oneshot::channel();
         let (exited_tx, exited_rx) = oneshot::channel();
-        if let Ok(mut pending) = self.pending.lock() {
+        if let Ok(mut pending) = self.shared.pending.lock() {
             pending.insert(
                 id,
                 Pending {
@@ -145,62 +167,87 @@ impl HostLink {
         };
         let mut line = serde_json::to_vec(&launch).map_err(|e| LaunchError::NotForked(e.to_string()))?;
         line.push(b'\n');
-        let written = self.writer.lock().await.write_all(&line).await;
-        if let Err(err) = written {
-            self.gone();
-            return Err(LaunchError::NotForked(format!("the runner host is gone: {err}")));
+        let written =
+            tokio::time::timeout(ANSWER_WITHIN, async { self.writer.lock().await.write_all(&line).await }).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                // Nothing of this launch reached the host (the answers it sent before are still read).
+                self.forget(id);
+                return Err(LaunchError::NotForked(format!("the runner host is gone: {err}")));
+            }
+            Err(_) => {
+                self.kill();
+                return Err(LaunchError::Lost(format!(
+                    "the runner host did not take a launch within {ANSWER_WITHIN:?}: killed"
+                )));
+            }
         }
-        match started_rx.await {
-            Ok(Ok(pid)) => Ok((pid, exited_rx)),
-            Ok(Err(error)) => Err(LaunchError::NotForked(error)),
-            Err(_) => Err(LaunchError::Lost(
+        match tokio::time::timeout(ANSWER_WITHIN, started_rx).await {
+            Ok(Ok(Ok(pid))) => Ok((pid, exited_rx)),
+            Ok(Ok(Err(error))) => Err(LaunchError::NotForked(error)),
+            Ok(Err(_)) => Err(LaunchError::Lost(
                 "the runner host ended before it said whether it started the runner".into(),
             )),
+            Err(_) => {
+                self.kill();
+                Err(LaunchError::Lost(format!(
+                    "the runner host did not answer a launch within {ANSWER_WITHIN:?}: killed"
+                )))
+            }
         }
     }
 
-    async fn route(self: Arc<Self>, mut lines: Lines<BufReader<OwnedReadHalf>>) {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(event) = serde_json::from_str::<HostEvent>(&line) else {
-                tracing::warn!(line = %line, "the runner host said something unknown");
-                continue;
-            };
-            let Ok(mut pending) = self.pending.lock() else {
-                break;
-            };
-            match event {
-                HostEvent::Ready { .. } => {}
-                HostEvent::Started { id, pid } => {
-                    if let Some(started) = pending.get_mut(&id).and_then(|p| p.started.take()) {
-                        let _ = started.send(Ok(pid));
-                    }
+    fn forget(&self, id: u64) {
+        if let Ok(mut pending) = self.shared.pending.lock() {
+            pending.remove(&id);
+        }
+    }
+
+    /// Kills a host that does not answer (its runners live on, watched by pid).
+    fn kill(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        self.shared.gone();
+    }
+}
+
+/// Reads the host's answers until it closes its socket, and hands each to the launch waiting for it.
+async fn route(shared: Arc<Shared>, mut lines: Lines<BufReader<OwnedReadHalf>>) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(event) = serde_json::from_str::<HostEvent>(&line) else {
+            tracing::warn!(line = %line, "the runner host said something unknown");
+            continue;
+        };
+        let Ok(mut pending) = shared.pending.lock() else {
+            break;
+        };
+        match event {
+            HostEvent::Ready { .. } => {}
+            HostEvent::Started { id, pid } => {
+                if let Some(started) = pending.get_mut(&id).and_then(|p| p.started.take()) {
+                    let _ = started.send(Ok(pid));
                 }
-                HostEvent::NotStarted { id, error } => {
-                    if let Some(started) = pending.remove(&id).and_then(|mut p| p.started.take()) {
-                        let _ = started.send(Err(error));
-                    }
+            }
+            HostEvent::NotStarted { id, error } => {
+                if let Some(started) = pending.remove(&id).and_then(|mut p| p.started.take()) {
+                    let _ = started.send(Err(error));
                 }
-                HostEvent::Exited {
-                    id,
-                    code,
-                    signal,
-                    stderr,
-                    ..
-                } => {
-                    if let Some(exited) = pending.remove(&id).and_then(|mut p| p.exited.take()) {
-                        let _ = exited.send(RunnerExit { code, signal, stderr });
-                    }
+            }
+            HostEvent::Exited {
+                id,
+                code,
+                signal,
+                stderr,
+                ..
+            } => {
+                if let Some(exited) = pending.remove(&id).and_then(|mut p| p.exited.take()) {
+                    let _ = exited.send(RunnerExit { code, signal, stderr });
                 }
             }
         }
-        self.gone();
     }
-
-    /// The host is gone: launches waiting on it learn so (their senders are dropped).
-    fn gone(&self) {
-        self.alive.store(false, Ordering::SeqCst);
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.clear();
-        }
-    }
+    shared.gone();
 }

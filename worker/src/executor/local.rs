@@ -50,7 +50,7 @@ pub struct LocalOptions {
     pub kill_grace: Duration,
     /// The allow-listed part of the engine's environment that runners get (PATH, HOME, LANG, TZ).
     pub base_env: Vec<(String, String)>,
-    /// Where runners' stderr is kept while they run.
+    /// Where the stderr of runners started anew (not forked) is kept while they run.
     pub work_dir: PathBuf,
 }
 
@@ -194,13 +194,36 @@ impl Inner {
                 Err(LaunchError::NotForked(error)) => {
                     tracing::warn!(%error, "the runner host did not fork a runner: starting it anew")
                 }
+                // A runner may have been forked: one titled with this try's arguments is watched to its end,
+                // else the try is started anew (a second runner could not take a try the first one started).
                 Err(LaunchError::Lost(detail)) => {
-                    self.note(ti, "error", &detail);
-                    return self.finish(ti, None, detail);
+                    tracing::warn!(%detail, "the runner host went away during a launch");
+                    if let Some(pid) = find_runner(&argv) {
+                        self.note(ti, "warning", &format!("{detail}; its runner (pid {pid}) is watched"));
+                        return self.watch_orphan(request, pid).await;
+                    }
                 }
             }
         }
         self.run_spawned(request, argv, token).await
+    }
+
+    /// Watches a runner that is nobody's child (its host went away) until it ends.
+    async fn watch_orphan(self: Arc<Self>, request: LaunchRequest, pid: u32) {
+        let ti = &request.ti;
+        self.set_pgid(ti.id, pid as i32);
+        let _ = self.events.send(ExecutorEvent::Started {
+            ti_id: ti.id,
+            pid: Some(pid),
+        });
+        while runner_alive(pid, ti) {
+            tokio::time::sleep(ADOPTED_POLL).await;
+        }
+        self.finish(
+            ti,
+            Some(pid),
+            format!("the runner (pid {pid}) ended after its host went away"),
+        );
     }
 
     /// Waits for a forked runner's end (its host reports it), stopping it when it overruns its timeout.
@@ -229,8 +252,8 @@ impl Inner {
         };
         let detail = match ended {
             Ok(exit) => with_tail(describe(exit.code, exit.signal), &exit.stderr),
+            // The host went away first: the runner, nobody's child now, is watched by pid.
             Err(_) => {
-                // The host went away first: the runner, nobody's child now, is watched as an adopted one.
                 while runner_alive(pid, ti) {
                     tokio::time::sleep(ADOPTED_POLL).await;
                 }
@@ -442,6 +465,19 @@ fn runner_alive(pid: u32, ti: &TiRow) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// A live process whose command line holds exactly `argv` (a runner forked for this try).
+fn find_runner(argv: &[String]) -> Option<u32> {
+    let wanted = crate::host::title_bytes(argv);
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        cmdline
+            .windows(wanted.len())
+            .any(|w| w == wanted.as_slice())
+            .then_some(pid)
+    })
 }
 
 /// A runner's arguments: `tasks run DAG RUN TASK --try N --map-index M`.

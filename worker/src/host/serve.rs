@@ -50,7 +50,14 @@ pub fn serve(run: &dyn Fn(&Launch) -> i32) -> i32 {
     );
     let mut runners: Vec<Runner> = Vec::new();
     let mut inbox: Vec<u8> = Vec::new();
+    let mut shut = false;
     loop {
+        if !open && !shut {
+            // Gone, refused or not reading: the executor sees the end of the socket at once (its launches
+            // waiting here learn so), however long the runners still run.
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+            shut = true;
+        }
         if !open && runners.is_empty() {
             return 0;
         }
@@ -199,12 +206,17 @@ fn start(launch: &Launch, title: &Title, run: &dyn Fn(&Launch) -> i32) -> Result
     match unsafe { fork() } {
         Err(err) => Err(format!("fork failed: {err}")),
         Ok(ForkResult::Child) => become_runner(launch, title, run, stderr.as_raw_fd()),
-        Ok(ForkResult::Parent { child }) => Ok(Runner {
-            id: launch.id,
-            pid: child.as_raw(),
-            pidfd: pidfd_open(child.as_raw()),
-            stderr,
-        }),
+        Ok(ForkResult::Parent { child }) => {
+            // The child makes itself a group leader too; set here as well, so the executor's `killpg` reaches
+            // it from the moment it hears of its pid.
+            let _ = nix::unistd::setpgid(child, child);
+            Ok(Runner {
+                id: launch.id,
+                pid: child.as_raw(),
+                pidfd: pidfd_open(child.as_raw()),
+                stderr,
+            })
+        }
     }
 }
 
@@ -213,10 +225,13 @@ fn start(launch: &Launch, title: &Title, run: &dyn Fn(&Launch) -> i32) -> Result
 fn become_runner(launch: &Launch, title: &Title, run: &dyn Fn(&Launch) -> i32, stderr: RawFd) -> ! {
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-        if let Ok(null) = File::open("/dev/null") {
+        match File::open("/dev/null") {
             // SAFETY: both are open descriptors of this process.
-            unsafe { libc::dup2(null.as_raw_fd(), 0) };
-        }
+            Ok(null) => unsafe { libc::dup2(null.as_raw_fd(), 0) },
+            // Never the executor's socket: a runner holding it would hide the host's end from the executor.
+            // SAFETY: closing this process's fd 0.
+            Err(_) => unsafe { libc::close(0) },
+        };
         // SAFETY: as above.
         unsafe { libc::dup2(stderr, 2) };
         close_from(3);
@@ -306,14 +321,18 @@ impl Title {
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let arg_start: usize = fields.get(48 - 3)?.parse().ok()?;
         let arg_end: usize = fields.get(49 - 3)?.parse().ok()?;
-        let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-        let start = arg_start + args.first()?.len() + 1;
+        use std::os::unix::ffi::OsStrExt;
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let start = arg_start + args.first()?.as_bytes().len() + 1;
         if arg_end <= start || arg_start == 0 {
             return None;
         }
         let room = arg_end - start;
         // The memory must hold exactly the arguments this process was given, else it is not what we think.
-        let expected = title_bytes(&args[1..]);
+        let expected: Vec<u8> = args[1..]
+            .iter()
+            .flat_map(|a| a.as_bytes().iter().copied().chain([0]))
+            .collect();
         // SAFETY: [arg_start, arg_end) is this process's argument area (mapped, readable and writable).
         let present = unsafe { std::slice::from_raw_parts(start as *const u8, room) };
         (present == expected.as_slice()).then_some(Title { start, room })

@@ -47,11 +47,21 @@ impl Store {
         if max_count == 0 {
             return Ok(claim);
         }
+        let scope_clause = match scope {
+            Some(ids) if !ids.is_empty() => format!(
+                " AND ti.run_pk IN ({})",
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            Some(_) => " AND 1 = 0".into(),
+            None => " AND r.triggered_by <> 'test'".into(),
+        };
         // Nothing to claim is known without the write transaction (and its lock on SQLite): a change that
         // makes a task instance scheduled afterwards wakes the next step.
-        let any = sqlx::query("SELECT id FROM task_instance WHERE state = 'scheduled' LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let any = sqlx::query(&format!(
+            "SELECT ti.id FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
         if any.is_none() {
             return Ok(claim);
         }
@@ -95,14 +105,6 @@ impl Store {
                 task_active.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
             }
         }
-        let scope_clause = match scope {
-            Some(ids) if !ids.is_empty() => format!(
-                " AND ti.run_pk IN ({})",
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-            ),
-            Some(_) => " AND 1 = 0".into(),
-            None => " AND r.triggered_by <> 'test'".into(),
-        };
         let columns = TI_COLUMNS
             .split(", ")
             .map(|c| format!("ti.{c}"))

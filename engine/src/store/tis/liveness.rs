@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{ti_from_row, TiRow, TI_COLUMNS};
 use crate::state::{next_task_state, TaskEvent, TaskState};
-use crate::store::{micros, placeholders, Store, CHUNK};
+use crate::store::{micros, placeholders, Change, Store, CHUNK};
 use crate::Result;
 
 const EXECUTING: &str = TaskState::EXECUTING_SQL;
@@ -116,15 +116,25 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Puts an orphaned queued task instance back to scheduled.
+    /// Puts an orphaned queued task instance back to scheduled (a change that wakes schedulers to claim it).
     pub async fn requeue_ti(&self, ti_id: i64) -> Result<bool> {
         let to = next_task_state(TaskState::Queued, TaskEvent::Requeue)?;
-        let result =
-            sqlx::query("UPDATE task_instance SET state = $1, scheduler_id = NULL WHERE id = $2 AND state = 'queued'")
-                .bind(to.as_str())
-                .bind(ti_id)
-                .execute(&self.pool)
-                .await?;
-        Ok(result.rows_affected() == 1)
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE task_instance SET state = $1, scheduler_id = NULL WHERE id = $2 AND state = 'queued' RETURNING run_pk",
+        )
+        .bind(to.as_str())
+        .bind(ti_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        let changes = [Change::TasksChanged(row.try_get(0)?)];
+        self.announce(&mut tx, &changes).await?;
+        tx.commit().await?;
+        self.emit(&changes);
+        Ok(true)
     }
 }

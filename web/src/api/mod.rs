@@ -4,16 +4,19 @@
 
 pub(crate) mod assets;
 mod bulk;
+mod clear;
 mod connections;
 pub mod dags;
 mod events;
 pub(crate) mod kpis;
+mod logs;
 mod misc;
 mod networks;
 pub mod runs;
 pub mod shapes;
 mod tis;
 mod variables;
+mod xcom;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -60,17 +63,17 @@ pub fn routes() -> Router<WebState> {
         )
         .route(
             "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            get(tis::logs),
+            get(logs::logs),
         )
         .route(
             "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries",
-            get(tis::xcom_list),
+            get(xcom::xcom_list),
         )
         .route(
             "/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-            get(tis::xcom_get),
+            get(xcom::xcom_get),
         )
-        .route("/api/v2/dags/{dag_id}/clearTaskInstances", post(tis::clear))
+        .route("/api/v2/dags/{dag_id}/clearTaskInstances", post(clear::clear))
         .route("/api/v2/importErrors", get(misc::import_errors))
         .route("/api/v2/importErrors/{id}", get(misc::import_error))
         .route("/api/v2/pools", get(misc::pools).post(misc::create_pool))

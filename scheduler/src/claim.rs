@@ -14,10 +14,12 @@ use crate::main_loop::{InFlight, Scheduler};
 use crate::Result;
 
 impl Scheduler {
-    /// Claims ready task instances within limits and starts them. Returns how many started.
+    /// Claims ready task instances within limits and starts them. Returns how many started; records whether
+    /// they filled every open slot (`slots_full`).
     pub(crate) async fn claim_and_launch(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let open = self.executor.open_slots();
         self.metrics.executor_open_slots.store(open as i64, Ordering::Relaxed);
+        self.slots_full = open == 0;
         if open == 0 {
             return Ok(0);
         }
@@ -115,6 +117,7 @@ impl Scheduler {
             ti.hostname = Some(self.options.hostname.clone());
             self.launch_try(ti, &version_hash).await?;
         }
+        self.slots_full = started.len() >= open;
         Ok(started.len())
     }
 

@@ -40,14 +40,14 @@ impl Scheduler {
     }
 
     /// Records every executor event that arrived: runners' pids, and runners that are gone. A try whose runner
-    /// ended without reporting (killed, crashed, lost) is failed here, by the task's retry policy. Returns how
-    /// many tries ended. On a store error the events stay pending for the next step: none is dropped.
-    pub(crate) async fn drain_events(&mut self) -> Result<usize> {
+    /// ended without reporting (killed, crashed, lost) is failed here, by the task's retry policy. On a store
+    /// error the events stay pending for the next step: none is dropped.
+    pub(crate) async fn drain_events(&mut self) -> Result<()> {
         while let Ok(event) = self.events.try_recv() {
             self.pending_events.push(event);
         }
         if self.pending_events.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut exited = Vec::new();
         for event in std::mem::take(&mut self.pending_events) {
@@ -70,10 +70,10 @@ impl Scheduler {
             }
         }
         if exited.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         match self.record_exits(&exited).await {
-            Ok(()) => Ok(exited.len()),
+            Ok(()) => Ok(()),
             Err(err) => {
                 let later = std::mem::take(&mut self.pending_events);
                 self.pending_events = exited

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use engine::operators::OperatorRegistry;
 use engine::spec::DagSpec;
 use engine::store::{Change, DagRow, Store, TiRow};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::{info, warn};
@@ -51,7 +51,6 @@ pub struct Scheduler {
     pub(crate) events: mpsc::UnboundedReceiver<ExecutorEvent>,
     pub(crate) pending_events: Vec<ExecutorEvent>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) wake: Arc<Notify>,
     pub(crate) notices: Option<mpsc::UnboundedSender<FinishedNotice>>,
     pub(crate) specs: HashMap<String, Arc<DagSpec>>,
     pub(crate) dags: HashMap<String, DagRow>,
@@ -92,7 +91,6 @@ impl Scheduler {
             events,
             pending_events: Vec::new(),
             metrics,
-            wake: Arc::new(Notify::new()),
             notices: None,
             specs: HashMap::new(),
             dags: HashMap::new(),
@@ -103,17 +101,6 @@ impl Scheduler {
             slots_full: false,
             store_failed_at: None,
         }
-    }
-
-    /// Notify this to make the scheduler look for new work at once (e.g. after a trigger).
-    pub fn wake_handle(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
-    }
-
-    /// Uses `wake` (shared with, e.g., the execution API of this process) to look for work at once.
-    pub fn with_wake(mut self, wake: Arc<Notify>) -> Scheduler {
-        self.wake = wake;
-        self
     }
 
     /// Receives a notice for every finished try.
@@ -216,7 +203,6 @@ impl Scheduler {
                         }
                         None => {}
                     },
-                    _ = self.wake.notified() => {}
                     change = changes.next() => {
                         if matches!(change, Change::Log(_)) {
                             continue;
@@ -268,10 +254,8 @@ impl Scheduler {
         busy |= self.evaluate(now).await?;
         // Another step at once only when the claim filled every open slot (more may be ready): a step after
         // a launch that left slots open would find nothing and only compete with the new runners' calls.
-        let open = self.executor.open_slots();
         let launched = self.claim_and_launch(now).await?;
-        self.slots_full = launched >= open;
-        busy |= launched > 0 && launched >= open;
+        busy |= launched > 0 && self.slots_full;
         if Instant::now() >= *next_heartbeat {
             self.heartbeat().await?;
             *next_heartbeat = Instant::now() + self.options.heartbeat_interval;

@@ -154,8 +154,8 @@ impl Store {
     pub async fn lock_runs_for_eval(&self, now: DateTime<Utc>, limit: i64, scope: Option<&[i64]>) -> Result<EvalBatch> {
         let mut tx = self.begin().await?;
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM dag_run WHERE state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){} ORDER BY id LIMIT {limit}{}",
-            eval_scope(scope),
+            "SELECT {RUN_COLUMNS} FROM dag_run WHERE {} ORDER BY id LIMIT {limit}{}",
+            due_for_eval(scope),
             self.skip_locked()
         );
         let runs: Vec<RunRow> = sqlx::query(&sql)
@@ -187,10 +187,7 @@ impl Store {
     /// Whether any run waits for evaluation (a read, no lock): a scheduler woken by a change it made itself
     /// then skips the write transaction of [`Store::lock_runs_for_eval`].
     pub async fn runs_due_for_eval(&self, now: DateTime<Utc>, scope: Option<&[i64]>) -> Result<bool> {
-        let sql = format!(
-            "SELECT id FROM dag_run WHERE state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){} LIMIT 1",
-            eval_scope(scope)
-        );
+        let sql = format!("SELECT id FROM dag_run WHERE {} LIMIT 1", due_for_eval(scope));
         Ok(sqlx::query(&sql)
             .bind(micros(now))
             .fetch_optional(&self.pool)
@@ -199,17 +196,18 @@ impl Store {
     }
 }
 
-/// The runs a scheduler evaluates: its scope's, or (unscoped) every run but `dags test` runs, which belong to
-/// the process that runs them.
-fn eval_scope(scope: Option<&[i64]>) -> String {
-    match scope {
+/// The condition on `dag_run` (`$1`: now) of the running runs a scheduler evaluates: changed or due, and its
+/// scope's, or (unscoped) every run but `dags test` runs, which belong to the process that runs them.
+fn due_for_eval(scope: Option<&[i64]>) -> String {
+    let scope = match scope {
         Some(ids) if !ids.is_empty() => format!(
             " AND id IN ({})",
             ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
         ),
         Some(_) => " AND 1 = 0".to_string(),
         None => " AND triggered_by <> 'test'".to_string(),
-    }
+    };
+    format!("state = 'running' AND (needs_eval = 1 OR next_eval_at <= $1){scope}")
 }
 
 /// Writes one expansion: the unexpanded instance becomes instance 0 and the missing instances are created

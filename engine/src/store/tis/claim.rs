@@ -57,11 +57,12 @@ impl Store {
         };
         // Nothing to claim is known without the write transaction (and its lock on SQLite): a change that
         // makes a task instance scheduled afterwards wakes the next step.
-        let any = sqlx::query(&format!(
-            "SELECT ti.id FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} LIMIT 1"
-        ))
-        .fetch_optional(&self.pool)
-        .await?;
+        let ready = format!(
+            "FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause}"
+        );
+        let any = sqlx::query(&format!("SELECT ti.id {ready} LIMIT 1"))
+            .fetch_optional(&self.pool)
+            .await?;
         if any.is_none() {
             return Ok(claim);
         }
@@ -112,10 +113,14 @@ impl Store {
             .join(", ");
         let candidates_limit = (max_count * 4).max(64);
         let sql = format!(
-            "SELECT {columns} FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.state = 'scheduled' AND r.state = 'running'{scope_clause} \
+            "SELECT {columns} {ready} \
              ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}{}",
             // Rows another scheduler is changing right now are skipped, not waited for.
-            if self.backend == Backend::Postgres { " FOR UPDATE OF ti SKIP LOCKED" } else { "" }
+            if self.backend == Backend::Postgres {
+                " FOR UPDATE OF ti SKIP LOCKED"
+            } else {
+                ""
+            }
         );
         let candidates: Vec<TiRow> = sqlx::query(&sql)
             .fetch_all(&mut *tx)

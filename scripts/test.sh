@@ -31,5 +31,13 @@ DAGCTL_WRK=$(./scripts/ensure-wrk.sh)
 # Nodes in network namespaces and their packet faults: iproute2 (ip, tc, ss) and nftables.
 ./scripts/ensure-netns-tools.sh
 export DAGCTL_PYTHON DAGCTL_NODE_TOOLS DAGCTL_CHROMIUM DAGCTL_WRK
+# The Kubernetes tests' real control plane (etcd, kube-apiserver, controller manager, scheduler, and kwok playing
+# the node): built once from the Go module proxy into the cache, started on loopback for this run, stopped by
+# PID and removed at its end.
+kube_bin=$(./scripts/ensure-kube.sh "$cache/kube")
+kube_state=$(mktemp -d "${TMPDIR:-/tmp}/dagctl-kube-XXXXXX")
+trap '"$kube_state/stop.sh" 2>/dev/null || true; rm -rf "$kube_state"' EXIT
+DAGCTL_TEST_KUBECONFIG=$(./scripts/kube-local/start.sh "$kube_bin" "$kube_state")
+export DAGCTL_TEST_KUBECONFIG
 
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -40,6 +40,8 @@ struct FileConfig {
     dags_are_paused_at_creation: Option<bool>,
     create_cron_data_intervals: Option<bool>,
     fork_runners: Option<bool>,
+    executor: Option<String>,
+    kubernetes: Option<FileKube>,
     host: Option<String>,
     port: Option<u16>,
     secret_key: Option<String>,
@@ -53,6 +55,48 @@ struct FileConfig {
     runner_pass_env: Option<Vec<String>>,
     locust: Option<PathBuf>,
     oidc: Option<FileOidc>,
+}
+
+/// `[kubernetes]` in `dagctl.toml`: the Kubernetes executor's settings (Airflow's `[kubernetes_executor]`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKube {
+    namespace: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    pod_template_file: Option<PathBuf>,
+    image: Option<String>,
+    command: Option<Vec<String>>,
+    execution_api_url: Option<String>,
+    delete_worker_pods: Option<bool>,
+    keep_failed_pods: Option<String>,
+    worker_pods_pending_timeout: Option<String>,
+}
+
+/// Which executor runs task tries.
+#[derive(Debug, Clone)]
+pub enum ExecutorKind {
+    /// Processes on this machine (the default).
+    Local,
+    /// Pods (`executor = "kubernetes"`).
+    Kubernetes(Box<KubeSettings>),
+}
+
+/// The Kubernetes executor's settings, checked.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    pub namespace: String,
+    /// None: the pod's own service account (in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub pod_template_file: Option<PathBuf>,
+    pub image: Option<String>,
+    pub command: Vec<String>,
+    /// Where runners in pods reach the execution API (a Service address); None = `execution_api_url`.
+    pub execution_api_url: Option<String>,
+    pub delete_worker_pods: bool,
+    pub keep_failed_pods: std::time::Duration,
+    pub worker_pods_pending_timeout: std::time::Duration,
 }
 
 /// `[oidc]` in `dagctl.toml` (no `Debug`: it holds the client secret).
@@ -109,6 +153,8 @@ pub struct Config {
     /// Whether the local executor forks each try's runner from one runner host (default) rather than starting
     /// the runner binary anew (`fork_runners = false`, or DAGCTL_FORK_RUNNERS).
     pub fork_runners: bool,
+    /// Which executor runs tries (`executor`, DAGCTL_EXECUTOR: `local` or `kubernetes` with `[kubernetes]`).
+    pub executor: ExecutorKind,
     pub paused_at_creation: bool,
     pub host: String,
     pub port: u16,
@@ -247,6 +293,7 @@ impl Config {
             Some(text) => boolean("DAGCTL_FORK_RUNNERS", text)?,
             None => file.fork_runners.unwrap_or(true),
         };
+        let executor = load_executor(file.executor, file.kubernetes, &env)?;
         let cron_data_intervals = match env("DAGCTL_CREATE_CRON_DATA_INTERVALS") {
             Some(text) => boolean("DAGCTL_CREATE_CRON_DATA_INTERVALS", text)?,
             None => file.create_cron_data_intervals.unwrap_or(false),
@@ -342,6 +389,7 @@ impl Config {
             database_url,
             parallelism,
             fork_runners,
+            executor,
             paused_at_creation,
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(8080),
@@ -349,6 +397,69 @@ impl Config {
             fernet_key: env("DAGCTL_FERNET_KEY").or(file.fernet_key),
             base_url: env("DAGCTL_BASE_URL").or(file.base_url),
         })
+    }
+}
+
+/// `executor` and `[kubernetes]`: DAGCTL_EXECUTOR, DAGCTL_KUBECONFIG and DAGCTL_KUBERNETES_NAMESPACE win over the
+/// file.
+fn load_executor(
+    kind: Option<String>,
+    kube: Option<FileKube>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<ExecutorKind> {
+    let kind = env("DAGCTL_EXECUTOR").or(kind).unwrap_or_else(|| "local".into());
+    match kind.trim().to_ascii_lowercase().as_str() {
+        "local" | "localexecutor" => {
+            if kube.is_some() {
+                bail!("[kubernetes] settings are given but the executor is `local`: set executor = \"kubernetes\"");
+            }
+            Ok(ExecutorKind::Local)
+        }
+        "kubernetes" | "kubernetesexecutor" => {
+            let kube = kube.unwrap_or_default();
+            let duration = |key: &str, text: Option<String>, default: u64| -> Result<std::time::Duration> {
+                match text {
+                    None => Ok(std::time::Duration::from_secs(default)),
+                    Some(text) => engine::duration::parse_duration_str(&text)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| anyhow::anyhow!("kubernetes.{key}: `{text}` is not a duration (e.g. 5m, 1h)")),
+                }
+            };
+            let namespace = env("DAGCTL_KUBERNETES_NAMESPACE")
+                .or(kube.namespace)
+                .unwrap_or_else(|| "default".into());
+            let dns_label = namespace.len() <= 63
+                && namespace
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && namespace.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !dns_label {
+                bail!("kubernetes.namespace: `{namespace}` is not a namespace name (lowercase letters, digits and -)");
+            }
+            let command = kube.command.unwrap_or_else(|| vec!["dagctl".into()]);
+            if command.is_empty() || command.iter().any(|part| part.is_empty()) {
+                bail!("kubernetes.command: the runner's command in the image must be a non-empty list of words");
+            }
+            Ok(ExecutorKind::Kubernetes(Box::new(KubeSettings {
+                namespace,
+                kubeconfig: env("DAGCTL_KUBECONFIG").map(PathBuf::from).or(kube.kubeconfig),
+                context: kube.context,
+                pod_template_file: kube.pod_template_file,
+                image: kube.image,
+                command,
+                execution_api_url: kube.execution_api_url.map(|u| u.trim_end_matches('/').to_string()),
+                delete_worker_pods: kube.delete_worker_pods.unwrap_or(true),
+                keep_failed_pods: duration("keep_failed_pods", kube.keep_failed_pods, 3600)?,
+                worker_pods_pending_timeout: duration(
+                    "worker_pods_pending_timeout",
+                    kube.worker_pods_pending_timeout,
+                    300,
+                )?,
+            })))
+        }
+        other => bail!("executor: `{other}` is not an executor (local or kubernetes)"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use engine::operators::OperatorRegistry;
 use engine::parse::{load_folder, ParsedFile};
@@ -14,9 +14,12 @@ use engine::store::Store;
 use scheduler::{Metrics, Scheduler, SchedulerOptions};
 use tokio_util::sync::CancellationToken;
 use worker::log::{FileLogs, TaskLogs};
-use worker::{LocalExecutor, LocalOptions};
+use worker::{KubeExecutor, KubeOptions, LocalExecutor, LocalOptions};
 
-use crate::config::{client_override_name, Config, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV};
+use crate::config::{
+    client_override_name, Config, ExecutorKind, KubeSettings, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV,
+    NETWORKS_DIR_ENV,
+};
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
 /// The store, for a command that is not the engine: on SQLite, what it changes is also told to the running
@@ -199,8 +202,9 @@ pub async fn execution_state(
     ))
 }
 
-/// A scheduler and its local executor; runners reach the execution API at `api_url`.
-pub fn build_scheduler(
+/// A scheduler and its executor (local, or Kubernetes when configured); runners reach the execution API at
+/// `api_url` (pods: at `[kubernetes] execution_api_url`, else `execution_api_url`).
+pub async fn build_scheduler(
     config: &Config,
     store: &Store,
     mut options: SchedulerOptions,
@@ -234,17 +238,76 @@ pub fn build_scheduler(
         work_dir: config.home.join("run").join("runners"),
     };
     let minter = Arc::new(web::execution::TryTokens(keys.clone()));
-    let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config));
+    let (executor, events): (Arc<dyn worker::Executor>, _) = match &config.executor {
+        ExecutorKind::Local => {
+            let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config));
+            (Arc::new(executor), events)
+        }
+        ExecutorKind::Kubernetes(kube) => {
+            let kube_options = kube_options(config, kube, &options)?;
+            let client = worker::executor::kubernetes::client(kube.kubeconfig.as_deref(), kube.context.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let (executor, events) = KubeExecutor::new(kube_options, client, minter, task_logs(config));
+            (Arc::new(executor), events)
+        }
+    };
     options.paused_at_creation = config.paused_at_creation;
     options.api_url = Some(api_url.to_string());
     Ok(Scheduler::new(
         store.clone(),
         options,
         registry(config),
-        Arc::new(executor),
+        executor,
         events,
         metrics,
     ))
+}
+
+/// The Kubernetes executor's options: its pod template read and checked, the runner image and the address
+/// pods reach the execution API at known.
+fn kube_options(config: &Config, kube: &KubeSettings, options: &SchedulerOptions) -> Result<KubeOptions> {
+    use worker::executor::kubernetes::pod;
+    let template = match &kube.pod_template_file {
+        Some(path) => pod::read_template(path).map_err(anyhow::Error::msg)?,
+        None => pod::default_template(),
+    };
+    let template_image = template
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.containers.iter().find(|c| c.name == pod::BASE_CONTAINER))
+        .and_then(|base| base.image.clone());
+    let image = match (&kube.image, template_image) {
+        (Some(image), _) => image.clone(),
+        (None, Some(image)) => image,
+        (None, None) => bail!(
+            "the Kubernetes executor needs the runner's image: set [kubernetes] image, or the `base` container's image in the pod template"
+        ),
+    };
+    let Some(api_url) = kube
+        .execution_api_url
+        .clone()
+        .or_else(|| config.execution_api_url.clone())
+    else {
+        bail!(
+            "the Kubernetes executor needs the address pods reach the execution API at: set [kubernetes] execution_api_url (or execution_api_url)"
+        );
+    };
+    Ok(KubeOptions {
+        namespace: kube.namespace.clone(),
+        parallelism: config.parallelism,
+        image,
+        template,
+        command: kube.command.clone(),
+        api_url,
+        scheduler_id: options.id.clone(),
+        hostname: options.hostname.clone(),
+        delete_succeeded: kube.delete_worker_pods,
+        keep_failed: kube.keep_failed_pods,
+        pending_timeout: kube.worker_pods_pending_timeout,
+        kill_grace: Duration::from_secs(10),
+        templates_dir: config.dags_folder.clone(),
+    })
 }
 
 /// Options for a scheduler of this process.
@@ -287,7 +350,7 @@ pub async fn scoped_scheduler(
     let keys = keys(config)?;
     let listener = bind("127.0.0.1", 0).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let scheduler = build_scheduler(config, store, options, metrics, &keys, &url)?;
+    let scheduler = build_scheduler(config, store, options, metrics, &keys, &url).await?;
     let app = web::execution::router(execution_state(config, store, &keys).await?);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -7,6 +7,7 @@
 pub mod assets;
 pub mod duration;
 pub mod error;
+pub mod executor_config;
 pub mod graph;
 pub mod mapping;
 pub mod operators;

@@ -107,6 +107,9 @@ pub struct TaskSpec {
     /// [`crate::mapping`]). Empty for a plain task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expand: Vec<crate::mapping::MappedArg>,
+    /// Where the task's tries run (Airflow's `executor_config`; the Kubernetes executor's pod overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_config: Option<crate::executor_config::ExecutorConfig>,
 }
 
 /// Fields added to a spec are left out while false, so DAGs that do not use them keep their version hash.
@@ -196,6 +199,7 @@ mod tests {
             outlets: Vec::new(),
             expand: Vec::new(),
             max_active_tis_per_dag: None,
+            executor_config: None,
         }
     }
 

@@ -124,12 +124,18 @@ impl Scheduler {
     /// Starts the runner of try `ti.try_number` (recorded as running) on the executor.
     pub(crate) async fn launch_try(&mut self, ti: TiRow, version_hash: &str) -> Result<()> {
         let dag = self.spec(version_hash).await?;
-        let execution_timeout = dag.task(&ti.task_id).and_then(|task| task.execution_timeout);
+        let task = dag.task(&ti.task_id);
+        let execution_timeout = task.and_then(|task| task.execution_timeout);
+        let executor_config = task.and_then(|task| task.executor_config.clone());
         self.in_flight.insert(ti.id, InFlight::new(&ti));
         let span = tracing::info_span!("launch", dag_id = %ti.dag_id, run_id = %ti.run_id, task_id = %ti.task_id, try_number = ti.try_number);
         span.in_scope(|| {
             tracing::debug!("launching the try's runner");
-            self.executor.launch(LaunchRequest { ti, execution_timeout });
+            self.executor.launch(LaunchRequest {
+                ti,
+                execution_timeout,
+                executor_config,
+            });
         });
         Ok(())
     }

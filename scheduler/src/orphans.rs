@@ -127,8 +127,7 @@ impl Scheduler {
 
     /// Watches the runner of `ti` again if it lives on this host, else ends the try by its retry policy.
     fn watch_or_collect(&mut self, ti: &TiRow, why_here: &str) {
-        let here = ti.hostname.as_deref() == Some(self.options.hostname.as_str());
-        let adoption = if here {
+        let adoption = if self.executor.can_adopt(ti) {
             self.executor.adopt(ti)
         } else {
             Adoption::NotMine
@@ -166,7 +165,7 @@ impl Scheduler {
             return Ok(());
         }
         let age = |at: Option<DateTime<Utc>>| at.and_then(|at| (now - at).to_std().ok()).unwrap_or(Duration::MAX);
-        let here = ti.hostname.as_deref() == Some(self.options.hostname.as_str());
+        let here = self.executor.can_adopt(&ti);
         if !here && age(ti.heartbeat_at) <= self.options.ti_heartbeat_timeout {
             return Ok(());
         }

@@ -14,7 +14,9 @@ pub mod operator;
 pub mod operators;
 pub mod runner;
 
-pub use executor::{Adoption, Executor, ExecutorEvent, LaunchRequest, LocalExecutor, LocalOptions};
+pub use executor::{
+    Adoption, Executor, ExecutorEvent, KubeExecutor, KubeOptions, LaunchRequest, LocalExecutor, LocalOptions,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

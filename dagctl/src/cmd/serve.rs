@@ -123,7 +123,8 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         Arc::clone(&metrics),
         &keys,
         &api_url,
-    )?;
+    )
+    .await?;
     let extra = metrics_router(AppState {
         store: store.clone(),
         metrics: Arc::clone(&metrics),

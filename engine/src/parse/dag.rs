@@ -61,6 +61,7 @@ const DEFAULT_ARG_KEYS: &[&str] = &[
     "depends_on_past",
     "wait_for_downstream",
     "max_active_tis_per_dag",
+    "executor_config",
     "email",
     "email_on_failure",
     "email_on_retry",

@@ -37,6 +37,7 @@ const TASK_KEYS: &[&str] = &[
     "is_teardown",
     "as_teardown",
     "on_failure_fail_dagrun",
+    "executor_config",
 ];
 
 /// Why a task key Airflow knows cannot be had in dagctl, when it is one of those.
@@ -78,6 +79,7 @@ pub(super) struct WrittenTask {
     pub(super) wait_for_downstream: bool,
     pub(super) outlets: Vec<String>,
     pub(super) max_active_tis_per_dag: Option<u32>,
+    pub(super) executor_config: Option<crate::executor_config::ExecutorConfig>,
     /// `expand` arguments in written order; XCom sources name tasks as written (resolved with the
     /// dependencies, which they join).
     pub(super) expand: Vec<(String, WrittenSource)>,
@@ -323,6 +325,9 @@ impl DagCtx<'_> {
         let max_active_tis_per_dag = pick("max_active_tis_per_dag")
             .filter(|src| src.node.value != Value::Null)
             .and_then(|src| self.count(&src, "max_active_tis_per_dag", task, 1));
+        let executor_config = pick("executor_config")
+            .filter(|src| src.node.value != Value::Null)
+            .and_then(|src| self.executor_config(&src, task));
         let group = common.get("task_group_name").and_then(|src| src.node.key_text());
         let mut dependencies = self.name_list(file, node.get("dependencies"), task);
         dependencies.extend(roles.setups);
@@ -359,6 +364,7 @@ impl DagCtx<'_> {
             wait_for_downstream,
             outlets,
             max_active_tis_per_dag,
+            executor_config,
             expand,
         })
     }
@@ -540,6 +546,37 @@ impl DagCtx<'_> {
     }
 
     /// `outlets`: the assets a task updates when it succeeds (URIs, or `airflow.sdk.Asset`s built into theirs).
+    /// `executor_config`: checked as the executor will read it; an error is on the line of the key it is about.
+    fn executor_config(&mut self, src: &Sourced, task: Option<&str>) -> Option<crate::executor_config::ExecutorConfig> {
+        match crate::executor_config::ExecutorConfig::from_json(src.node.to_json()) {
+            Ok(config) => Some(config),
+            Err(issue) => {
+                // The line of the deepest written key on the issue's path (`resources.limits.cpu`).
+                let mut node = &src.node;
+                for part in issue.key.split(['.', '[']).filter(|part| !part.is_empty()) {
+                    let child = match part.strip_suffix(']').and_then(|index| index.parse::<usize>().ok()) {
+                        Some(index) => match &node.value {
+                            Value::Seq(items) => items.get(index),
+                            _ => None,
+                        },
+                        None => node.get(part),
+                    };
+                    match child {
+                        Some(child) => node = child,
+                        None => break,
+                    }
+                }
+                let key = if issue.key.is_empty() {
+                    "executor_config".to_string()
+                } else {
+                    format!("executor_config.{}", issue.key)
+                };
+                self.error(&src.file, node.line, task, Some(&key), issue.message);
+                None
+            }
+        }
+    }
+
     fn outlets(&mut self, src: &Sourced, task: Option<&str>) -> Vec<String> {
         let items = match &src.node.value {
             Value::Seq(items) => items.clone(),

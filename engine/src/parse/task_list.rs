@@ -337,6 +337,7 @@ impl DagCtx<'_> {
                     wait_for_downstream: task.wait_for_downstream,
                     outlets: task.outlets.clone(),
                     max_active_tis_per_dag: task.max_active_tis_per_dag,
+                    executor_config: task.executor_config.clone(),
                     expand: mapped[i].clone(),
                 }
             })

@@ -399,3 +399,37 @@ fn default_args_airflow_ignores_warn_and_typos_still_fail() {
     assert!(err.message.contains("did you mean `retries`?"), "{}", err.message);
     assert_eq!(err.location.line, Some(3));
 }
+
+#[test]
+fn executor_config_is_checked_where_it_is_written_and_inherited_from_default_args() {
+    let err = only_error(
+        "d:\n  tasks:\n    a:\n      operator: bash\n      bash_command: x\n      executor_config:\n        image: x\n        resources:\n          limits: {cpu: lots}\n",
+    );
+    assert_eq!(err.location.line, Some(9), "{err:?}");
+    assert_eq!(err.location.task_id.as_deref(), Some("a"));
+    assert_eq!(
+        err.location.key.as_deref(),
+        Some("executor_config.resources.limits.cpu")
+    );
+    assert!(err.message.contains("`lots` is not a quantity"), "{err:?}");
+    let err = only_error("d:\n  tasks:\n    a:\n      operator: bash\n      bash_command: x\n      executor_config:\n        pod_override: {}\n");
+    assert_eq!(err.location.line, Some(7), "{err:?}");
+    assert_eq!(err.location.key.as_deref(), Some("executor_config.pod_override"));
+    assert!(err.message.contains("unknown key `pod_override`"), "{err:?}");
+
+    let parsed = parse(
+        "d:\n  default_args:\n    executor_config: {image: 'runner@sha256:ab', node_selector: {pool: load}}\n  tasks:\n    a: {operator: bash, bash_command: x}\n    b:\n      operator: bash\n      bash_command: x\n      executor_config: {image: other}\n",
+    );
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    let dag = &parsed.dags[0];
+    let a = dag.task("a").unwrap().executor_config.as_ref().unwrap();
+    assert_eq!(a.image.as_deref(), Some("runner@sha256:ab"));
+    assert_eq!(a.node_selector["pool"], "load");
+    let b = dag.task("b").unwrap().executor_config.as_ref().unwrap();
+    assert_eq!(
+        b.image.as_deref(),
+        Some("other"),
+        "a task's own executor_config replaces the default"
+    );
+    assert!(b.node_selector.is_empty());
+}

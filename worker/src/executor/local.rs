@@ -396,8 +396,12 @@ impl Executor for LocalExecutor {
         });
     }
 
+    fn can_adopt(&self, ti: &TiRow) -> bool {
+        ti.hostname.as_deref() == Some(self.inner.options.hostname.as_str())
+    }
+
     fn adopt(&self, ti: &TiRow) -> Adoption {
-        if ti.hostname.as_deref() != Some(self.inner.options.hostname.as_str()) {
+        if !self.can_adopt(ti) {
             return Adoption::NotMine;
         }
         let Some(pid) = ti.pid.and_then(|p| u32::try_from(p).ok()) else {
@@ -481,7 +485,7 @@ fn find_runner(argv: &[String]) -> Option<u32> {
 }
 
 /// A runner's arguments: `tasks run DAG RUN TASK --try N --map-index M`.
-fn runner_argv(ti: &TiRow) -> Vec<String> {
+pub(crate) fn runner_argv(ti: &TiRow) -> Vec<String> {
     let mut argv: Vec<String> = RUNNER_VERB.iter().map(|s| s.to_string()).collect();
     argv.extend([
         ti.dag_id.clone(),

@@ -4,12 +4,14 @@
 //! without reporting is failed (and retried by policy).
 
 pub mod host_link;
+pub mod kubernetes;
 pub mod local;
 
 use std::time::Duration;
 
 use engine::store::TiRow;
 
+pub use kubernetes::{KubeExecutor, KubeOptions};
 pub use local::{LocalExecutor, LocalOptions};
 
 /// Everything an executor needs to start one try's runner.
@@ -20,6 +22,8 @@ pub struct LaunchRequest {
     /// The task's `execution_timeout` (the runner enforces it; the executor stops a runner that overruns it
     /// by far).
     pub execution_timeout: Option<Duration>,
+    /// The task's `executor_config` (where and with what its pod runs; the local executor has no use for it).
+    pub executor_config: Option<engine::executor_config::ExecutorConfig>,
 }
 
 /// What an executor tells the scheduler.
@@ -67,6 +71,9 @@ pub trait Executor: Send + Sync {
             self.cancel(ti_id);
         }
     }
+    /// Whether this executor can see the runner of a try another scheduler started (the local executor: a
+    /// process on this host; the Kubernetes executor: a pod in its namespace).
+    fn can_adopt(&self, ti: &TiRow) -> bool;
     /// Takes over a try that another scheduler started.
     fn adopt(&self, ti: &TiRow) -> Adoption;
     /// Whether a process of the engine (a scheduler) on `hostname` with `pid` lives, when this executor can

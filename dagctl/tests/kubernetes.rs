@@ -205,7 +205,7 @@ fn a_killed_scheduler_s_pods_are_adopted_and_no_try_runs_twice() {
     first.kill9();
 
     // The pod runs on; a new scheduler takes it over from the watch, and the run ends with try 1 everywhere.
-    let _second = home.spawn(&["scheduler", "--port", &port.to_string()]);
+    let second = home.spawn(&["scheduler", "--port", &port.to_string()]);
     wait_for(Duration::from_secs(30), "the second scheduler", || {
         http_get(port, "/health")
     });
@@ -223,10 +223,15 @@ fn a_killed_scheduler_s_pods_are_adopted_and_no_try_runs_twice() {
         .iter()
         .filter(|(_, pod)| pod.labels.get("dagctl.io/task-id").map(String::as_str) == Some("wait"))
         .collect();
-    assert_eq!(wait_pods.len(), 1, "one pod for the try: {wait_pods:?}");
+    assert_eq!(wait_pods.len(), 1, "one pod for the try: {seen:?}");
     assert_eq!(wait_pods[0].1.starts, 1, "its command ran once");
     let log = home.ok(&["tasks", "logs", "hold", "a-1", "wait"]);
     assert!(!log.contains("ended without reporting"), "{log}");
+    assert!(
+        second.output().contains("adopted a running task"),
+        "{}",
+        second.output()
+    );
     wait_for(Duration::from_secs(20), "no pod left running", || {
         (!cluster
             .pods()

@@ -136,9 +136,11 @@ impl Home {
     pub fn spawn(&self, args: &[&str]) -> Proc {
         let log = self.path().join(format!("proc-{}.log", uuid_like()));
         let file = std::fs::File::create(&log).unwrap();
+        // In the home as its working dir: its runners inherit it, so the home's end finds any left behind.
         let child = self
             .command()
             .args(args)
+            .current_dir(self.path())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -168,6 +170,7 @@ impl Home {
 
 impl Drop for Home {
     fn drop(&mut self) {
+        kill_processes_in(self.path());
         for name in self.networks.take() {
             // Already down when the test ended well: the error is expected and ignored.
             let _ = self
@@ -182,6 +185,23 @@ impl Drop for Home {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 rt.block_on(engine::testing::drop_pg_database(&name));
             }
+        }
+    }
+}
+
+/// SIGKILLs, by PID, every process whose working dir is `dir`: the runners an engine of the home left (a runner
+/// whose engine stopped for good keeps retrying its report for up to an hour, as after a restart).
+fn kill_processes_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid as u32 != me && std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

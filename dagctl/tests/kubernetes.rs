@@ -28,14 +28,30 @@ fn state_of(home: &Home, dag_id: &str, run_id: &str, task_id: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A home whose engine runs tries as pods in `cluster`'s namespace, and the cluster's kubelet running them.
+/// A home whose engine runs tries as pods in `cluster`'s namespace with the rights of the shipped scheduler
+/// Role only (`deploy/kubernetes/scheduler-role.yaml`), and the cluster's kubelet running them.
 fn kube_home(cluster: &mut Cluster, port: u16, extra: &str) -> Home {
     let home = Home::new();
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/scheduler-role.yaml");
+    let kubeconfig = cluster.service_account_kubeconfig("dagctl-scheduler", &role, home.path());
+    for (verb, resource, ns, allowed) in [
+        ("create", "pods", cluster.namespace.as_str(), true),
+        ("get", "pods/log", cluster.namespace.as_str(), true),
+        ("create", "pods", "default", false),
+        ("list", "secrets", cluster.namespace.as_str(), false),
+        ("create", "pods/exec", cluster.namespace.as_str(), false),
+    ] {
+        assert_eq!(
+            cluster.may(&kubeconfig, verb, resource, ns),
+            allowed,
+            "{verb} {resource} in {ns}"
+        );
+    }
     std::fs::write(
         home.path().join("dagctl.toml"),
         format!(
             "executor = \"kubernetes\"\nexecution_api_url = \"http://127.0.0.1:{port}\"\n[kubernetes]\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nimage = \"registry.example/dagctl@sha256:0123\"\nkeep_failed_pods = \"1h\"\nworker_pods_pending_timeout = \"4s\"\n{extra}",
-            cluster.kubeconfig.display(),
+            kubeconfig.display(),
             cluster.namespace
         ),
     )

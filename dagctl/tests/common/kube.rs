@@ -120,6 +120,92 @@ impl Cluster {
         })
     }
 
+    /// A kubeconfig for ServiceAccount `name` of this namespace, bound to the Role manifest `role_file` and
+    /// nothing else, with a token from the TokenRequest API (an hour long), written into `dir`.
+    pub fn service_account_kubeconfig(&self, name: &str, role_file: &Path, dir: &Path) -> PathBuf {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+        let client = self.client.clone();
+        let ns = self.namespace.clone();
+        let role_text = std::fs::read_to_string(role_file).expect("the Role manifest");
+        let role: Role = serde_saphyr::from_str(&role_text).expect("a Role");
+        let role_name = role.metadata.name.clone().expect("the Role's name");
+        let token = self.block_on(async move {
+            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+            let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+            accounts
+                .create(&PostParams::default(), &account)
+                .await
+                .expect("create the ServiceAccount");
+            let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+            roles
+                .create(&PostParams::default(), &role)
+                .await
+                .expect("create the Role");
+            let binding: RoleBinding = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            }))
+            .unwrap();
+            let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+            bindings
+                .create(&PostParams::default(), &binding)
+                .await
+                .expect("bind the Role");
+            let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600}});
+            let issued: TokenRequest = accounts
+                .create_subresource("token", name, &PostParams::default(), &request)
+                .await
+                .expect("a token for the ServiceAccount");
+            issued.status.and_then(|status| status.token).expect("an issued token")
+        });
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let field = |key: &str| {
+            admin
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(key).map(str::to_string))
+                .unwrap_or_else(|| panic!("{key} in the admin kubeconfig"))
+        };
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\nusers:\n- name: {name}\n  user: {{token: '{token}'}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: {name}, namespace: {}}}\ncurrent-context: c\n",
+                field("server: "),
+                field("certificate-authority: "),
+                self.namespace
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Whether the holder of `kubeconfig` may `verb` `resource` in `namespace` (a SelfSubjectAccessReview,
+    /// answered by the API server's own authorizer).
+    pub fn may(&self, kubeconfig: &Path, verb: &str, resource: &str, namespace: &str) -> bool {
+        use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+        let kubeconfig = kubeconfig.to_path_buf();
+        let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}}
+        }))
+        .unwrap();
+        self.block_on(async move {
+            let file = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .unwrap();
+            let client = kube::Client::try_from(config).unwrap();
+            let api: Api<SelfSubjectAccessReview> = Api::all(client);
+            let answer = api
+                .create(&PostParams::default(), &review)
+                .await
+                .expect("an access review");
+            answer.status.is_some_and(|status| status.allowed)
+        })
+    }
+
     /// Starts playing the kubelet for this namespace's pods; `programs` maps a command's first word (as the
     /// pod names it, e.g. `dagctl`) to a binary here; `env` is added to each pod's own environment.
     pub fn play_kubelet(&mut self, programs: Vec<(String, PathBuf)>, env: Vec<(String, String)>) {

@@ -38,6 +38,8 @@ kube_bin=$(./scripts/ensure-kube.sh "$cache/kube")
 kube_state=$(mktemp -d "${TMPDIR:-/tmp}/dagctl-kube-XXXXXX")
 trap '"$kube_state/stop.sh" 2>/dev/null || true; rm -rf "$kube_state"' EXIT
 DAGCTL_TEST_KUBECONFIG=$(./scripts/kube-local/start.sh "$kube_bin" "$kube_state")
-export DAGCTL_TEST_KUBECONFIG
+# helm 4 for the chart's tests (lint, template), built once from the Go module proxy.
+DAGCTL_TEST_HELM=$(./scripts/ensure-helm.sh "$cache/helm")
+export DAGCTL_TEST_KUBECONFIG DAGCTL_TEST_HELM
 
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -424,6 +424,9 @@ enum BenchCommand {
     /// (median and p99), next to the store's round trip; `dags trigger chain_20 --wait` against the chain in
     /// process
     Trigger(cmd::bench_trigger::TriggerBenchArgs),
+    /// Pods made by the Kubernetes executor per second, and from a task's claim to its pod, against bare pods
+    /// created at once on the same cluster
+    K8s(cmd::bench_k8s::K8sBenchArgs),
     /// Web pages and API calls over 1,000 runs x 200 tasks, against /health
     Web {
         #[arg(long, value_enum, default_value_t = cmd::bench::Database::Sqlite)]
@@ -578,6 +581,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Kpi(args)) => cmd::bench_kpi::kpi(&config, &args).await,
         Command::Bench(BenchCommand::Trigger(args)) => cmd::bench_trigger::trigger(&config, &args).await,
         Command::Bench(BenchCommand::Chaos(args)) => cmd::bench_chaos::chaos(&args).await,
+        Command::Bench(BenchCommand::K8s(args)) => cmd::bench_k8s::k8s(&config, &args).await,
         Command::Bench(BenchCommand::Web {
             database,
             pg_url,

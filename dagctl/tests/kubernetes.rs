@@ -29,10 +29,10 @@ fn state_of(home: &Home, dag_id: &str, run_id: &str, task_id: &str) -> Value {
 }
 
 /// A home whose engine runs tries as pods in `cluster`'s namespace with the rights of the shipped scheduler
-/// Role only (`deploy/kubernetes/scheduler-role.yaml`), and the cluster's kubelet running them.
+/// Role only (`deploy/helm/dagctl/files/scheduler-role.yaml`), and the cluster's kubelet running them.
 fn kube_home(cluster: &mut Cluster, port: u16, extra: &str) -> Home {
     let home = Home::new();
-    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/scheduler-role.yaml");
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/dagctl/files/scheduler-role.yaml");
     let kubeconfig = cluster.service_account_kubeconfig("dagctl-scheduler", &role, home.path());
     for (verb, resource, ns, allowed) in [
         ("create", "pods", cluster.namespace.as_str(), true),
@@ -336,4 +336,43 @@ fn bad_kubernetes_settings_are_clear_errors_and_an_unreachable_api_server_fails_
         assert!(log.contains(expected), "{name}: {log}");
     }
     assert!(cluster.pods().is_empty(), "no pod was made");
+}
+
+#[test]
+fn bench_k8s_reports_pods_per_second_against_bare_pods() {
+    let cluster = Cluster::new("benchk");
+    let home = Home::new();
+    let output = home.run(&[
+        "bench",
+        "k8s",
+        "--kubeconfig",
+        cluster.kubeconfig.to_str().unwrap(),
+        "--pods",
+        "10",
+        "-o",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let rows: Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    let figure = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["figure"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let rate = figure("pods per second");
+    assert!(
+        rate["value"].as_f64().unwrap() > 0.0 && rate["baseline_value"].as_f64().unwrap() > 0.0,
+        "{rows}"
+    );
+    assert!(
+        figure("task claimed to pod seen, median")["value"].as_f64().unwrap() > 0.0,
+        "{rows}"
+    );
+    assert!(
+        figure("API server pod create, median")["value"].as_f64().unwrap() > 0.0,
+        "{rows}"
+    );
 }

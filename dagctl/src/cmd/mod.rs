@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_chaos;
+pub mod bench_k8s;
 pub mod bench_kpi;
 pub mod bench_load;
 pub mod bench_monitor;

@@ -6,6 +6,8 @@
 //! would. An annotation `dagctl-test/kubelet` plays the endings no process can: `oom` (OOMKilled, 137),
 //! `evict` (Evicted), `image-pull-fails` (ImagePullBackOff), `crash` (the container prints and exits 139).
 
+#![allow(dead_code)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -123,14 +125,13 @@ impl Cluster {
     /// A kubeconfig for ServiceAccount `name` of this namespace, bound to the Role manifest `role_file` and
     /// nothing else, with a token from the TokenRequest API (an hour long), written into `dir`.
     pub fn service_account_kubeconfig(&self, name: &str, role_file: &Path, dir: &Path) -> PathBuf {
-        use k8s_openapi::api::authentication::v1::TokenRequest;
         use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
         let client = self.client.clone();
         let ns = self.namespace.clone();
         let role_text = std::fs::read_to_string(role_file).expect("the Role manifest");
         let role: Role = serde_saphyr::from_str(&role_text).expect("a Role");
         let role_name = role.metadata.name.clone().expect("the Role's name");
-        let token = self.block_on(async move {
+        self.block_on(async move {
             let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
             let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
             accounts
@@ -153,10 +154,21 @@ impl Cluster {
                 .create(&PostParams::default(), &binding)
                 .await
                 .expect("bind the Role");
+        });
+        self.token_kubeconfig(name, dir)
+    }
+
+    /// A kubeconfig for the existing ServiceAccount `name` of this namespace, with a token from the TokenRequest
+    /// API (an hour long), written into `dir`.
+    pub fn token_kubeconfig(&self, name: &str, dir: &Path) -> PathBuf {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        let account = name.to_string();
+        let token = self.block_on(async move {
             let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"expirationSeconds": 3600}});
             let issued: TokenRequest = accounts
-                .create_subresource("token", name, &PostParams::default(), &request)
+                .create_subresource("token", &account, &PostParams::default(), &request)
                 .await
                 .expect("a token for the ServiceAccount");
             issued.status.and_then(|status| status.token).expect("an issued token")
@@ -188,7 +200,9 @@ impl Cluster {
         use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
         let kubeconfig = kubeconfig.to_path_buf();
         let review: SelfSubjectAccessReview = serde_json::from_value(json!({
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource}}
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb,
+                "resource": resource.split('/').next().unwrap_or(resource),
+                "subresource": resource.split_once('/').map(|(_, sub)| sub).unwrap_or("")}}
         }))
         .unwrap();
         self.block_on(async move {

@@ -71,6 +71,8 @@ struct FileKube {
     delete_worker_pods: Option<bool>,
     keep_failed_pods: Option<String>,
     worker_pods_pending_timeout: Option<String>,
+    task_secrets: Option<Vec<String>>,
+    task_service_accounts: Option<Vec<String>>,
 }
 
 /// Which executor runs task tries.
@@ -97,6 +99,9 @@ pub struct KubeSettings {
     pub delete_worker_pods: bool,
     pub keep_failed_pods: std::time::Duration,
     pub worker_pods_pending_timeout: std::time::Duration,
+    /// Secrets and ServiceAccounts a task's `executor_config` may name (none unless listed).
+    pub task_secrets: Vec<String>,
+    pub task_service_accounts: Vec<String>,
 }
 
 /// `[oidc]` in `dagctl.toml` (no `Debug`: it holds the client secret).
@@ -457,6 +462,8 @@ fn load_executor(
                     kube.worker_pods_pending_timeout,
                     300,
                 )?,
+                task_secrets: kube.task_secrets.unwrap_or_default(),
+                task_service_accounts: kube.task_service_accounts.unwrap_or_default(),
             })))
         }
         other => bail!("executor: `{other}` is not an executor (local or kubernetes)"),

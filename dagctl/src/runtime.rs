@@ -307,6 +307,8 @@ fn kube_options(config: &Config, kube: &KubeSettings, options: &SchedulerOptions
         pending_timeout: kube.worker_pods_pending_timeout,
         kill_grace: Duration::from_secs(10),
         templates_dir: config.dags_folder.clone(),
+        task_secrets: kube.task_secrets.clone(),
+        task_service_accounts: kube.task_service_accounts.clone(),
     })
 }
 
@@ -340,7 +342,22 @@ pub async fn bind(host: &str, port: u16) -> Result<tokio::net::TcpListener> {
 
 /// A scheduler with the execution API served on an ephemeral loopback port, for commands that run tasks
 /// in this process only (`dags test`, `dags backfill --local`, benchmarks). The server stops with `stop`.
+/// Tries run as local processes whatever the configured executor: a pod could not report to this process's
+/// loopback port.
 pub async fn scoped_scheduler(
+    config: &Config,
+    store: &Store,
+    options: SchedulerOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Result<(Scheduler, tokio::task::JoinHandle<()>)> {
+    let mut local = config.clone();
+    local.executor = ExecutorKind::Local;
+    scoped_scheduler_with_executor(&local, store, options, metrics, stop).await
+}
+
+/// As [`scoped_scheduler`], with the configured executor (`bench k8s`, whose pods never need to report).
+pub async fn scoped_scheduler_with_executor(
     config: &Config,
     store: &Store,
     options: SchedulerOptions,

@@ -93,6 +93,9 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
     pull: {{operator: bash, bash_command: 'true', executor_config: {{annotations: {{{b}: image-pull-fails}}}}}}
     crash: {{operator: bash, bash_command: 'true', executor_config: {{annotations: {{{b}: crash}}}}}}
     nowhere: {{operator: bash, bash_command: 'true', executor_config: {{node_selector: {{pool: none-such}}}}}}
+    fails: {{operator: bash, bash_command: 'echo failing on purpose; exit 3'}}
+    secret: {{operator: bash, bash_command: 'true', executor_config: {{env_from_secrets: [dagctl]}}}}
+    escape: {{operator: bash, bash_command: 'true', executor_config: {{pod_template_file: ../../etc/pod.yaml}}}}
 ",
             b = BEHAVIOUR
         ),
@@ -121,6 +124,11 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
         ("pull", "cannot start its container: ImagePullBackOff"),
         ("crash", "exit code 139"),
         ("nowhere", "was still pending after 4s (Unschedulable"),
+        (
+            "secret",
+            "names `dagctl`, which [kubernetes] task_secrets does not allow",
+        ),
+        ("escape", "must be a path inside the DAGs folder"),
     ] {
         assert_eq!(state(task), "failed", "{task}");
         let log = home.ok(&["tasks", "logs", "pods", "k-1", task]);
@@ -188,8 +196,16 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
         let pods = cluster.pods();
         (!pods.values().any(|phase| phase == "Succeeded")).then_some(pods)
     });
+    assert_eq!(state("fails"), "failed");
+    // Kept past the scheduler's heartbeat (which stops tries whose state changed) and its clean-up sweep.
+    std::thread::sleep(Duration::from_secs(6));
+    let pods = cluster.pods();
     let failed = pods.values().filter(|phase| *phase == "Failed").count();
-    assert_eq!(failed, 3, "oom, evicted and crash are kept: {pods:?}");
+    assert_eq!(
+        failed, 4,
+        "oom, evicted, crash and fails (its runner reported) are kept: {pods:?}"
+    );
+    assert!(pods.keys().any(|name| name.starts_with("pods-fails-")), "{pods:?}");
     assert!(
         !pods
             .keys()
@@ -240,6 +256,7 @@ fn a_killed_scheduler_s_pods_are_adopted_and_no_try_runs_twice() {
         .filter(|(_, pod)| pod.labels.get("dagctl.io/task-id").map(String::as_str) == Some("wait"))
         .collect();
     assert_eq!(wait_pods.len(), 1, "one pod for the try: {seen:?}");
+    assert_eq!(wait_pods[0].1.uids.len(), 1, "one pod object: {wait_pods:?}");
     assert_eq!(wait_pods[0].1.starts, 1, "its command ran once");
     let log = home.ok(&["tasks", "logs", "hold", "a-1", "wait"]);
     assert!(!log.contains("ended without reporting"), "{log}");

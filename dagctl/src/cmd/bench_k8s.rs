@@ -46,11 +46,12 @@ struct Seen {
 }
 
 impl Seen {
-    fn start(api: Api<Pod>) -> Seen {
+    fn start(api: Api<Pod>, labels: &str) -> Seen {
+        let config = watcher::Config::default().labels(labels);
         let times: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
         let into = Arc::clone(&times);
         let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+            let mut stream = std::pin::pin!(watcher(api, config));
             while let Some(event) = stream.next().await {
                 if let Ok(Event::Apply(pod) | Event::InitApply(pod)) = event {
                     if let (Some(name), Ok(mut times)) = (pod.metadata.name, into.lock()) {
@@ -149,7 +150,7 @@ async fn measure(
     let limit = Duration::from_secs(120 + args.pods as u64);
 
     eprintln!("baseline: {} bare pods created at once ...", args.pods);
-    let seen = Seen::start(pods.clone());
+    let seen = Seen::start(pods.clone(), "bench=bare");
     let started = Instant::now();
     let creates = (0..args.pods).map(|i| {
         let pods = pods.clone();
@@ -202,6 +203,8 @@ async fn measure(
         delete_worker_pods: true,
         keep_failed_pods: Duration::from_secs(3600),
         worker_pods_pending_timeout: Duration::from_secs(3600),
+        task_secrets: Vec::new(),
+        task_service_accounts: Vec::new(),
     }));
     let header = format!("k8s_bench:\n  max_active_tasks: {}\n  tasks:\n", args.pods);
     let dag: String = (0..args.pods).fold(header, |mut text, i| {
@@ -235,7 +238,7 @@ async fn measure(
     options.scope = Some(vec![run.id]);
     options.create_scheduled_runs = false;
     let stop = CancellationToken::new();
-    let (scheduler, server) = crate::runtime::scoped_scheduler(
+    let (scheduler, server) = crate::runtime::scoped_scheduler_with_executor(
         &bench_config,
         &store.store,
         options,
@@ -243,7 +246,7 @@ async fn measure(
         stop.clone(),
     )
     .await?;
-    let seen = Seen::start(pods.clone());
+    let seen = Seen::start(pods.clone(), "app.kubernetes.io/managed-by=dagctl");
     let started = Instant::now();
     let started_at = Utc::now();
     let shutdown = CancellationToken::new();

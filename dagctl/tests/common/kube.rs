@@ -28,8 +28,11 @@ pub struct SeenPod {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: serde_json::Value,
-    /// Times its command was started (a try's pod runs once).
+    /// Times a pod of this name had its command started (one per pod object: a pod made again under the same
+    /// name would run again).
     pub starts: u32,
+    /// The uids of the pod objects seen under this name.
+    pub uids: std::collections::BTreeSet<String>,
 }
 
 pub struct Cluster {
@@ -309,8 +312,10 @@ impl Kubelet {
                 entry.labels = pod.metadata.labels.clone().unwrap_or_default();
                 entry.annotations = pod.metadata.annotations.clone().unwrap_or_default();
                 entry.spec = serde_json::to_value(&pod.spec).unwrap_or_default();
+                entry.uids.extend(pod.metadata.uid.clone());
             }
-            if phase != "Running" || pod.metadata.deletion_timestamp.is_some() || !handled.insert(name.clone()) {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if phase != "Running" || pod.metadata.deletion_timestamp.is_some() || !handled.insert(uid) {
                 continue;
             }
             let this = Arc::clone(&this);

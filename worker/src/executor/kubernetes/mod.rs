@@ -31,6 +31,18 @@ const OVERRUN: Duration = Duration::from_secs(120);
 const TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts to create a pod while the API server is unreachable or overloaded, with backoff between them.
 const CREATE_ATTEMPTS: u32 = 6;
+/// The longest any one API call (other than the watch) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// An API call bounded by [`CALL_TIMEOUT`] (kube's client has no read timeout of its own).
+async fn timed<T>(call: impl std::future::Future<Output = kube::Result<T>>) -> kube::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer in {}s", CALL_TIMEOUT.as_secs()).into(),
+        )),
+    }
+}
 
 /// How the Kubernetes executor is set up (read once from dagctl's configuration).
 #[derive(Debug, Clone)]
@@ -58,6 +70,42 @@ pub struct KubeOptions {
     pub kill_grace: Duration,
     /// Where per-task `pod_template_file` paths are relative to (the DAGs folder).
     pub templates_dir: PathBuf,
+    /// Secrets a task's `executor_config.env_from_secrets` may name (none by default: the engine's own Secret
+    /// sits in the same namespace).
+    pub task_secrets: Vec<String>,
+    /// ServiceAccounts a task's `executor_config.service_account_name` may name (none by default).
+    pub task_service_accounts: Vec<String>,
+}
+
+/// What a DAG author may ask of the cluster through `executor_config`: only the Secrets and ServiceAccounts the
+/// operator allowed, and pod templates inside the DAGs folder.
+fn check_allowed(options: &KubeOptions, config: &engine::executor_config::ExecutorConfig) -> Result<(), String> {
+    for secret in &config.env_from_secrets {
+        if !options.task_secrets.contains(secret) {
+            return Err(format!(
+                "executor_config.env_from_secrets names `{secret}`, which [kubernetes] task_secrets does not allow"
+            ));
+        }
+    }
+    if let Some(account) = &config.service_account_name {
+        if !options.task_service_accounts.contains(account) {
+            return Err(format!(
+                "executor_config.service_account_name `{account}` is not one [kubernetes] task_service_accounts allows"
+            ));
+        }
+    }
+    if let Some(file) = &config.pod_template_file {
+        let path = std::path::Path::new(file);
+        let inside = path
+            .components()
+            .all(|part| matches!(part, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if !inside {
+            return Err(format!(
+                "executor_config.pod_template_file `{file}` must be a path inside the DAGs folder"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One try this executor watches.
@@ -73,6 +121,8 @@ struct Tracked {
     deadline: Option<Instant>,
     /// Why it is ending, once dagctl decided it is (later events of its pod then change nothing).
     ending: Option<String>,
+    /// Its failed pod's reason and log are being copied into its log; that task ends it.
+    collecting: bool,
 }
 
 pub(crate) struct Inner {
@@ -157,22 +207,17 @@ impl Inner {
     }
 
     /// Tells the scheduler a try's pod is gone (the event is sent before the try leaves the running set).
+    /// Under one lock, so a try ends once whichever path sees its end first.
     fn finish(&self, ti_id: i64, detail: String) {
-        let tracked = self
-            .running
-            .lock()
-            .ok()
-            .and_then(|running| running.get(&ti_id).cloned());
-        let Some(tracked) = tracked else { return };
+        let Ok(mut running) = self.running.lock() else { return };
+        let Some(tracked) = running.get(&ti_id) else { return };
         let _ = self.events.send(ExecutorEvent::Exited {
             ti_id,
             try_number: tracked.ti.try_number,
             pid: None,
             detail,
         });
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&ti_id);
-        }
+        running.remove(&ti_id);
     }
 
     fn tracked(&self, ti_id: i64) -> Option<Tracked> {
@@ -209,6 +254,12 @@ impl Inner {
 
     async fn launch(self: Arc<Self>, request: LaunchRequest) {
         let ti = &request.ti;
+        if let Some(config) = &request.executor_config {
+            if let Err(refused) = check_allowed(&self.options, config) {
+                self.note(ti, "error", &refused);
+                return self.finish(ti.id, refused);
+            }
+        }
         let template = match self.template_for(&request) {
             Ok(template) => template,
             Err(err) => {
@@ -237,12 +288,38 @@ impl Inner {
         let name = pod::pod_name(ti);
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=CREATE_ATTEMPTS {
-            match self.pods.create(&PostParams::default(), &pod).await {
+            let created = match tokio::time::timeout(CALL_TIMEOUT, self.pods.create(&PostParams::default(), &pod)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(kube::Error::Service(
+                    format!("no answer in {}s", CALL_TIMEOUT.as_secs()).into(),
+                )),
+            };
+            match created {
                 Ok(_) => break,
-                // The try's pod exists: made by an earlier launch of this try (before a restart). It is watched.
+                // A pod of that name exists: made by an earlier launch of this try (before a restart), which is
+                // watched from its current state; or not this try's at all, which fails the try.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
+                    let found = match timed(self.pods.get_opt(&name)).await {
+                        Ok(Some(found)) => found,
+                        _ => {
+                            let detail = format!("a pod named {name} exists but could not be read");
+                            self.note(ti, "error", &detail);
+                            return self.finish(ti.id, detail);
+                        }
+                    };
+                    if status::try_of(&found) != Some((ti.id, ti.try_number)) {
+                        let detail = format!("a pod named {name} exists and is not this try's");
+                        self.note(ti, "error", &detail);
+                        return self.finish(ti.id, detail);
+                    }
                     self.note(ti, "info", &format!("the try's pod {name} already exists: watching it"));
-                    break;
+                    self.mark_created(ti.id);
+                    let _ = self.events.send(ExecutorEvent::Started {
+                        ti_id: ti.id,
+                        pid: None,
+                    });
+                    return self.observe(&found).await;
                 }
                 Err(err) if attempt < CREATE_ATTEMPTS && retriable(&err) => {
                     tracing::warn!(pod = %name, attempt, error = %err, "creating a task pod failed; trying again");
@@ -272,7 +349,7 @@ impl Inner {
             grace_period_seconds: Some(grace.as_secs() as u32),
             ..DeleteParams::default()
         };
-        match self.pods.delete(name, &params).await {
+        match timed(self.pods.delete(name, &params)).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => tracing::warn!(pod = %name, error = %err, "could not delete a task pod"),
@@ -325,19 +402,26 @@ impl Executor for KubeExecutor {
                     pending: true,
                     deadline,
                     ending: None,
+                    collecting: false,
                 },
             );
         }
         tokio::spawn(Arc::clone(&self.inner).launch(request));
     }
 
+    /// Deletes the try's pod unless it ends on its own within the grace period: the scheduler also stops tries
+    /// whose runner has just reported (their pod is ending and is kept by policy), and a runner whose try was
+    /// changed from outside stops itself at its next heartbeat.
     fn cancel(&self, ti_id: i64) {
         let Some(tracked) = self.inner.tracked(ti_id) else {
             return;
         };
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
-            inner.delete_pod(&tracked.pod, inner.options.kill_grace).await;
+            tokio::time::sleep(inner.options.kill_grace).await;
+            if inner.tracked(ti_id).is_some_and(|now| now.pod == tracked.pod) {
+                inner.delete_pod(&tracked.pod, inner.options.kill_grace).await;
+            }
         });
     }
 
@@ -362,6 +446,7 @@ impl Executor for KubeExecutor {
                     pending: false,
                     deadline: None,
                     ending: None,
+                    collecting: false,
                 },
             );
         }
@@ -370,12 +455,9 @@ impl Executor for KubeExecutor {
         let scheduler = pod::safe_label(&inner.options.scheduler_id);
         tokio::spawn(async move {
             let patch = serde_json::json!({"metadata": {"labels": {pod::LABEL_SCHEDULER: scheduler}}});
-            let _ = inner
-                .pods
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
+            let _ = timed(inner.pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await;
             // Its current state, should the watch have seen its end before this scheduler tracked it.
-            if let Ok(Some(found)) = inner.pods.get_opt(&name).await {
+            if let Ok(Some(found)) = timed(inner.pods.get_opt(&name)).await {
                 inner.observe(&found).await;
             }
         });

@@ -254,7 +254,7 @@ pub fn safe_label(text: &str) -> String {
 }
 
 /// The try's pod name: a DNS label (at most 63 of `a-z0-9-`) from its DAG and task, and a hash of the whole
-/// try's key.
+/// try's key (with the task instance's uuid).
 pub fn pod_name(ti: &TiRow) -> String {
     let readable: String = format!("{}-{}", ti.dag_id, ti.task_id)
         .to_ascii_lowercase()
@@ -272,9 +272,11 @@ pub fn pod_name(ti: &TiRow) -> String {
     while readable.ends_with('-') {
         readable.pop();
     }
+    // The task instance's uuid makes names differ between installations (or a reset database) sharing a
+    // namespace.
     let key = format!(
-        "{}\n{}\n{}\n{}\n{}",
-        ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        ti.uuid, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number
     );
     let hash = short_hash(&key, 16);
     if readable.is_empty() {

@@ -15,7 +15,7 @@ use kube::runtime::WatchStreamExt;
 
 use super::pod::{BASE_CONTAINER, MANAGED_BY};
 use super::status::{self, PodState};
-use super::Inner;
+use super::{timed, Inner};
 
 /// How often pending and overrunning pods are checked.
 const TICK: Duration = Duration::from_secs(1);
@@ -137,6 +137,13 @@ impl Inner {
                 entry.pending = matches!(state, PodState::Pending(_));
             }
         }
+        // Ending already (stopped by dagctl): its end, now seen, ends the try for the reason it was stopped.
+        if let Some(why) = tracked.ending.as_ref().filter(|_| !tracked.collecting) {
+            if matches!(state, PodState::Succeeded(_) | PodState::Failed(_)) {
+                self.finish(ti_id, why.clone());
+            }
+            return;
+        }
         match state {
             PodState::Pending(_) | PodState::Running => {}
             PodState::Succeeded(detail) => {
@@ -149,6 +156,11 @@ impl Inner {
             }
             PodState::Failed(detail) => {
                 if self.start_ending(ti_id, &detail) {
+                    if let Ok(mut running) = self.running.lock() {
+                        if let Some(entry) = running.get_mut(&ti_id) {
+                            entry.collecting = true;
+                        }
+                    }
                     let inner = Arc::clone(self);
                     tokio::spawn(async move {
                         inner.note(&tracked.ti, "error", &detail);
@@ -160,8 +172,8 @@ impl Inner {
             PodState::Hopeless(detail) => {
                 if self.start_ending(ti_id, &detail) {
                     self.note(&tracked.ti, "error", &detail);
-                    self.finish(ti_id, detail);
                     self.delete_pod(&name, Duration::ZERO).await;
+                    self.finish(ti_id, detail);
                 }
             }
         }
@@ -202,10 +214,26 @@ impl Inner {
         let synced = self.synced.load(Ordering::Acquire);
         for entry in tracked {
             let ti_id = entry.ti.id;
+            if entry.collecting {
+                continue;
+            }
             if let Some(why) = &entry.ending {
-                // Ending by deletion: should the Delete event never come, the pod's absence ends it.
-                if entry.since.elapsed() > Duration::from_secs(5) && self.pod_absent(&entry.pod).await {
-                    self.finish(ti_id, why.clone());
+                // Ending by deletion: the pod's end, or its absence should the Delete event never come, ends the
+                // try; a delete that did not take is sent again.
+                if entry.since.elapsed() > Duration::from_secs(10) {
+                    match timed(self.pods.get_opt(&entry.pod)).await {
+                        Ok(None) => self.finish(ti_id, why.clone()),
+                        Ok(Some(pod))
+                            if matches!(status::state(&pod), PodState::Succeeded(_) | PodState::Failed(_)) =>
+                        {
+                            self.finish(ti_id, why.clone())
+                        }
+                        Ok(Some(_)) => {
+                            self.touch(ti_id);
+                            self.delete_pod(&entry.pod, self.options.kill_grace).await;
+                        }
+                        Err(_) => {}
+                    }
                 }
                 continue;
             }
@@ -222,14 +250,19 @@ impl Inner {
                 continue;
             }
             if entry.created && entry.pending && entry.since.elapsed() > self.options.pending_timeout {
-                let reason = match self.pods.get_opt(&entry.pod).await {
+                let reason = match timed(self.pods.get_opt(&entry.pod)).await {
                     Ok(Some(pod)) => match status::state(&pod) {
                         PodState::Pending(Some(reason)) => format!(" ({reason})"),
                         PodState::Pending(None) => String::new(),
-                        // It moved on meanwhile: its own event decides.
-                        _ => continue,
+                        // It moved on meanwhile: acted on as the watch would.
+                        _ => {
+                            self.observe(&pod).await;
+                            continue;
+                        }
                     },
-                    _ => String::new(),
+                    Ok(None) => String::new(),
+                    // An error is not an answer: the pod may be running.
+                    Err(_) => continue,
                 };
                 let why = format!(
                     "its pod {} was still pending after {}s{reason}",
@@ -238,8 +271,8 @@ impl Inner {
                 );
                 if self.start_ending(ti_id, &why) {
                     self.note(&entry.ti, "error", &why);
-                    self.finish(ti_id, why);
                     self.delete_pod(&entry.pod, Duration::ZERO).await;
+                    self.finish(ti_id, why);
                 }
                 continue;
             }
@@ -270,7 +303,7 @@ impl Inner {
 
     /// Whether the API server says the pod does not exist (an error is not an answer).
     async fn pod_absent(&self, name: &str) -> bool {
-        matches!(self.pods.get_opt(name).await, Ok(None))
+        matches!(timed(self.pods.get_opt(name)).await, Ok(None))
     }
 
     /// Copies the end of a pod's own log (what its runner printed before it could report, or could not send)
@@ -302,7 +335,7 @@ impl Inner {
     /// them), failed ones once `keep_failed` has passed.
     pub(super) async fn sweep(&self) {
         let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-        let Ok(list) = self.pods.list(&ListParams::default().labels(&selector)).await else {
+        let Ok(list) = timed(self.pods.list(&ListParams::default().labels(&selector))).await else {
             return;
         };
         let now = chrono::Utc::now();
@@ -312,10 +345,14 @@ impl Inner {
                 continue;
             }
             let age = status::ended_at(&pod).map(|at| now - at).unwrap_or_default();
+            let pending_limit =
+                chrono::TimeDelta::from_std(self.options.pending_timeout).unwrap_or(chrono::TimeDelta::MAX);
             let expired = match status::state(&pod) {
                 PodState::Succeeded(_) => self.options.delete_succeeded && age > SUCCEEDED_GRACE,
                 PodState::Failed(_) => age > keep_failed,
-                _ => false,
+                // A pod of this scheduler that never started and whose try ended (its deletion did not take).
+                PodState::Pending(_) | PodState::Hopeless(_) => self.owned_here(&pod) && age > pending_limit,
+                PodState::Running => false,
             };
             if expired && pod.metadata.deletion_timestamp.is_none() {
                 self.delete_pod(&status::name_of(&pod), Duration::ZERO).await;

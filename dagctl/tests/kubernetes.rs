@@ -192,9 +192,8 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
     );
 
     // Clean-up policy: succeeded pods are deleted, failed ones kept (keep_failed_pods = 1h).
-    let pods = wait_for(Duration::from_secs(20), "succeeded pods to be deleted", || {
-        let pods = cluster.pods();
-        (!pods.values().any(|phase| phase == "Succeeded")).then_some(pods)
+    wait_for(Duration::from_secs(20), "succeeded pods to be deleted", || {
+        (!cluster.pods().values().any(|phase| phase == "Succeeded")).then_some(())
     });
     assert_eq!(state("fails"), "failed");
     // Kept past the scheduler's heartbeat (which stops tries whose state changed) and its clean-up sweep.

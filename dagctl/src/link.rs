@@ -74,12 +74,18 @@ pub async fn serve(config: &Config, store: Store, stop: CancellationToken) -> an
     let engine = std::sync::Arc::new(Engine {
         store,
         setup: crate::trigger::setup(config),
-        processor: Mutex::new(DagProcessor::new(
-            &config.dags_folder,
-            config.folder_options,
-            crate::runtime::registry(config),
-            config.paused_at_creation,
-        )),
+        processor: Mutex::new({
+            let processor = DagProcessor::new(
+                &config.dags_folder,
+                config.folder_options,
+                crate::runtime::registry(config),
+                config.paused_at_creation,
+            );
+            match &config.git {
+                Some(git) => processor.with_git_root(&git.root),
+                None => processor,
+            }
+        }),
     });
     let served = path.clone();
     tokio::spawn(async move {

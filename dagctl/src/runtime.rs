@@ -129,8 +129,11 @@ pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFil
     let registry = registry(config);
     let folder = config.dags_folder.clone();
     let options = config.folder_options;
+    let commit = scheduler::git_sync::folder_commit(&folder);
     let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry)).await?;
-    store.sync_dags(&files, config.paused_at_creation, Utc::now()).await?;
+    store
+        .sync_dags(&files, config.paused_at_creation, commit.as_deref(), Utc::now())
+        .await?;
     Ok(files)
 }
 
@@ -324,6 +327,7 @@ pub fn scheduler_options(config: &Config) -> SchedulerOptions {
         hostname(),
     );
     options.dags_folder = Some(config.dags_folder.clone());
+    options.git_root = config.git.as_ref().map(|git| git.root.clone());
     options.folder_options = config.folder_options;
     options.sample_retention = config.sample_retention;
     options.idle_interval = config.scheduler_idle_sleep_time;

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use chrono::Utc;
+use engine::error::{DagFileError, Location};
 use engine::operators::OperatorRegistry;
 use engine::parse::{load_folder, FolderOptions, ParsedFile, IGNORE_FILE};
 use engine::store::{Store, SyncReport};
 use tracing::{info, warn};
 
-use crate::Result;
+use crate::{git_sync, Result};
 
 /// Remembers the folder's last seen state.
 pub struct DagProcessor {
@@ -20,8 +21,13 @@ pub struct DagProcessor {
     options: FolderOptions,
     registry: OperatorRegistry,
     paused_at_creation: bool,
-    fingerprint: Option<BTreeMap<PathBuf, (SystemTime, u64)>>,
+    /// The root of a git sync whose errors show as import errors.
+    git_root: Option<PathBuf>,
+    fingerprint: Option<Fingerprint>,
 }
+
+/// The folder's files by modification time and size, and the commit it is at.
+type Fingerprint = (BTreeMap<PathBuf, (SystemTime, u64)>, Option<String>);
 
 /// What one pass found.
 #[derive(Debug, Default)]
@@ -44,23 +50,41 @@ impl DagProcessor {
             options,
             registry,
             paused_at_creation,
+            git_root: None,
             fingerprint: None,
         }
     }
 
+    /// Shows the errors of the git sync rooted at `root` as import errors (see [`crate::git_sync`]).
+    pub fn with_git_root(mut self, root: &Path) -> DagProcessor {
+        self.git_root = Some(root.to_path_buf());
+        self
+    }
+
     /// Re-reads the folder if anything in it changed and records the result in the store.
     pub async fn process(&mut self, store: &Store) -> Result<ProcessReport> {
-        let fingerprint = fingerprint(&self.folder);
+        let mut fingerprint = self.fingerprint();
         if self.fingerprint.as_ref() == Some(&fingerprint) {
             return Ok(ProcessReport::default());
         }
         let started = Instant::now();
-        let folder = self.folder.clone();
-        let registry = self.registry.clone();
-        let options = self.options;
-        let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry))
-            .await
-            .unwrap_or_default();
+        let (mut files, commit) = self.read_at_one_commit(&mut fingerprint).await;
+        if let Some(error) = self.git_root.as_deref().and_then(git_sync::layout::read_status) {
+            files.push(ParsedFile {
+                path: format!("git {}", error.source),
+                errors: vec![DagFileError {
+                    location: Location {
+                        file: format!("git {}", error.source),
+                        ..Default::default()
+                    },
+                    message: format!(
+                        "the repository cannot be synced, DAGs stay as last read: {}",
+                        error.message
+                    ),
+                }],
+                ..Default::default()
+            });
+        }
         let parse_time = started.elapsed();
         for file in &files {
             for warning in &file.warnings {
@@ -70,7 +94,9 @@ impl DagProcessor {
                 warn!(file = %file.path, "dag file error: {error}");
             }
         }
-        let sync = store.sync_dags(&files, self.paused_at_creation, Utc::now()).await?;
+        let sync = store
+            .sync_dags(&files, self.paused_at_creation, commit.as_deref(), Utc::now())
+            .await?;
         if !sync.new_versions.is_empty() {
             info!(dags = ?sync.new_versions, "new dag versions");
         }
@@ -84,6 +110,41 @@ impl DagProcessor {
             sync,
             parse_time,
         })
+    }
+}
+
+impl DagProcessor {
+    fn fingerprint(&self) -> Fingerprint {
+        let mut files = fingerprint(&self.folder);
+        if let Some(root) = &self.git_root {
+            let status = git_sync::layout::status_file(root);
+            if let Ok(meta) = std::fs::metadata(&status) {
+                files.insert(status, (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len()));
+            }
+        }
+        (files, git_sync::folder_commit(&self.folder))
+    }
+
+    /// Reads the folder, and the commit its files came from: a sync that switched commits during the read is
+    /// read again (at most three times), so no DAG version is recorded with a commit it did not come from.
+    async fn read_at_one_commit(&self, fingerprint: &mut Fingerprint) -> (Vec<ParsedFile>, Option<String>) {
+        let mut tries = 0;
+        loop {
+            let before = fingerprint.1.clone();
+            let folder = self.folder.clone();
+            let registry = self.registry.clone();
+            let options = self.options;
+            let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry))
+                .await
+                .unwrap_or_default();
+            let after = git_sync::folder_commit(&self.folder);
+            tries += 1;
+            if after == before || tries == 3 {
+                let commit = (after == before).then_some(after).flatten();
+                return (files, commit);
+            }
+            *fingerprint = self.fingerprint();
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod claim;
 pub mod dag_processor;
 pub mod evaluate;
 mod events;
+pub mod git_sync;
 mod main_loop;
 pub mod metrics;
 mod options;

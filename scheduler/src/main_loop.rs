@@ -76,12 +76,16 @@ impl Scheduler {
         metrics: Arc<Metrics>,
     ) -> Scheduler {
         let processor = options.dags_folder.as_ref().map(|folder| {
-            DagProcessor::new(
+            let processor = DagProcessor::new(
                 folder,
                 options.folder_options,
                 registry.clone(),
                 options.paused_at_creation,
-            )
+            );
+            match &options.git_root {
+                Some(root) => processor.with_git_root(root),
+                None => processor,
+            }
         });
         Scheduler {
             store,

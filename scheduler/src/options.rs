@@ -16,6 +16,8 @@ pub struct SchedulerOptions {
     pub dags_folder: Option<PathBuf>,
     /// How it is read: `.airflowignore` syntax and the budgets per file.
     pub folder_options: engine::parse::FolderOptions,
+    /// The root of the git sync feeding the DAGs folder: its errors show as import errors.
+    pub git_root: Option<PathBuf>,
     pub paused_at_creation: bool,
     pub parse_interval: Duration,
     /// Longest sleep when there is nothing to do.
@@ -45,6 +47,7 @@ impl SchedulerOptions {
             hostname,
             dags_folder: None,
             folder_options: engine::parse::FolderOptions::default(),
+            git_root: None,
             paused_at_creation: true,
             parse_interval: Duration::from_secs(2),
             idle_interval: Duration::from_millis(500),

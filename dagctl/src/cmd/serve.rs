@@ -51,7 +51,8 @@ fn shutdown_token() -> CancellationToken {
 }
 
 pub async fn standalone(config: Config, host: Option<String>, port: Option<u16>) -> Result<ExitCode> {
-    serve(config, host, port.or(Some(8080)), true).await
+    let port = port.unwrap_or(config.port);
+    serve(config, host, Some(port), true).await
 }
 
 /// The web UI and API without a scheduler (for deployments where schedulers run elsewhere).
@@ -95,10 +96,29 @@ pub async fn scheduler(config: Config, port: Option<u16>) -> Result<ExitCode> {
 async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalone: bool) -> Result<ExitCode> {
     init_tracing();
     let store = open_engine_store(&config).await?;
-    std::fs::create_dir_all(&config.dags_folder)
-        .with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
-    let metrics = Arc::new(Metrics::default());
     let shutdown = shutdown_token();
+    let git_sync = match &config.git {
+        // The folder is the checkout: synced once before the first read, then every interval.
+        Some(settings) => {
+            let sync = scheduler::git_sync::GitSync::new(settings.clone());
+            match sync.sync_once().await {
+                Ok(synced) => println!(
+                    "dags from git: {} {} at {}",
+                    settings.url, settings.branch, synced.commit
+                ),
+                Err(err) => {
+                    warn!(url = %err.source, "git sync failed (DAGs are read from the last checkout, if any): {}", err.message)
+                }
+            }
+            Some(tokio::spawn(sync.run(shutdown.clone())))
+        }
+        None => {
+            std::fs::create_dir_all(&config.dags_folder)
+                .with_context(|| format!("cannot create DAGs folder {}", config.dags_folder.display()))?;
+            None
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
     let keys = keys(&config)?;
     let host = host.unwrap_or_else(|| config.host.clone());
     let port = port.or(if standalone { Some(config.port) } else { None });
@@ -151,6 +171,9 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
     scheduler.run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = networks.await;
+    if let Some(sync) = git_sync {
+        let _ = sync.await;
+    }
     let _ = http.await;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,8 @@ pub struct Home {
     pg_name: Option<String>,
     /// Extra environment of every `dagctl` this home runs.
     pub env: Vec<(String, String)>,
+    /// Variables every `dagctl` this home runs goes without (e.g. DAGCTL_DAGS_FOLDER when `[git]` says where).
+    pub unset: Vec<&'static str>,
     /// Networks brought up by the helpers below: torn down when the home is dropped, even by a failed test.
     networks: std::cell::RefCell<Vec<String>>,
 }
@@ -30,6 +32,7 @@ impl Home {
             database_url: None,
             pg_name: None,
             env: Vec::new(),
+            unset: Vec::new(),
             networks: Default::default(),
         }
     }
@@ -83,6 +86,9 @@ impl Home {
             .env("DAGCTL_DAGS_ARE_PAUSED_AT_CREATION", "false")
             .env_remove("DAGCTL_PARALLELISM")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        for name in &self.unset {
+            command.env_remove(name);
+        }
         match &self.database_url {
             Some(url) => command.env("DAGCTL_DATABASE_URL", url),
             None => command.env_remove("DAGCTL_DATABASE_URL"),

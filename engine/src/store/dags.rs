@@ -25,6 +25,8 @@ pub struct DagRow {
     pub version_hash: String,
     pub version_id: String,
     pub version_number: i64,
+    /// The commit its file was last read at (a git-synced DAGs folder).
+    pub bundle_version: Option<String>,
     pub next_dagrun: Option<DateTime<Utc>>,
     pub next_dagrun_create_after: Option<DateTime<Utc>>,
     pub last_parsed_at: DateTime<Utc>,
@@ -53,6 +55,16 @@ pub struct SyncReport {
     pub import_errors: usize,
 }
 
+/// What the store keeps about a version besides its spec (Airflow's `DagVersionResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub id: String,
+    pub number: i64,
+    pub created_at: DateTime<Utc>,
+    /// The commit the version first came from, when the DAGs folder is a git checkout.
+    pub bundle_version: Option<String>,
+}
+
 /// Content hash of a DAG spec: the same spec always gets the same version.
 pub fn spec_hash(spec: &DagSpec) -> String {
     let json = serde_json::to_vec(spec).unwrap_or_default();
@@ -60,7 +72,8 @@ pub fn spec_hash(spec: &DagSpec) -> String {
 }
 
 const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_paused, d.is_stale, d.version_hash, d.next_dagrun, \
-     d.next_dagrun_create_after, d.last_parsed_at, d.created_at, v.id AS version_id, v.version_number, v.spec_json";
+     d.next_dagrun_create_after, d.last_parsed_at, d.created_at, d.bundle_version, v.id AS version_id, v.version_number, \
+     v.spec_json";
 
 fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
     let spec_json: String = row.try_get("spec_json")?;
@@ -74,6 +87,7 @@ fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
         version_hash: row.try_get("version_hash")?,
         version_id: row.try_get("version_id")?,
         version_number: row.try_get("version_number")?,
+        bundle_version: row.try_get("bundle_version")?,
         next_dagrun: opt_time(row, "next_dagrun")?,
         next_dagrun_create_after: opt_time(row, "next_dagrun_create_after")?,
         last_parsed_at: time(row, "last_parsed_at")?,
@@ -85,11 +99,13 @@ fn dag_from_row(row: &AnyRow) -> Result<DagRow> {
 impl Store {
     /// Records the result of reading the DAGs folder: new versions, import errors per file (replacing the
     /// file's old ones), and DAGs whose file no longer defines them (stale). A DAG in a file that now fails to
-    /// parse keeps its last good version.
+    /// parse keeps its last good version. `bundle_version` is the commit the files were read at (None for a
+    /// plain folder): a new version records it, and so does every DAG read.
     pub async fn sync_dags(
         &self,
         files: &[ParsedFile],
         paused_at_creation: bool,
+        bundle_version: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
@@ -111,7 +127,7 @@ impl Store {
             }
             for spec in &file.dags {
                 defined.insert(spec.dag_id.clone());
-                if upsert_dag(&mut tx, spec, paused_at_creation, now).await? {
+                if upsert_dag(&mut tx, spec, paused_at_creation, bundle_version, now).await? {
                     report.new_versions.push(spec.dag_id.clone());
                 }
                 super::assets::sync_references(&mut tx, spec, now).await?;
@@ -159,7 +175,7 @@ impl Store {
     /// Stores one DAG spec (a new version if its content changed). Returns its version hash.
     pub async fn put_dag(&self, spec: &DagSpec, paused_at_creation: bool) -> Result<String> {
         let mut tx = self.begin().await?;
-        upsert_dag(&mut tx, spec, paused_at_creation, Utc::now()).await?;
+        upsert_dag(&mut tx, spec, paused_at_creation, None, Utc::now()).await?;
         tx.commit().await?;
         Ok(spec_hash(spec))
     }
@@ -200,14 +216,42 @@ impl Store {
         Ok((spec, row.try_get(1)?, row.try_get(2)?))
     }
 
-    /// Id, number and creation time of a stored version (without its spec).
-    pub async fn version_info(&self, version_hash: &str) -> Result<(String, i64, DateTime<Utc>)> {
-        let row = sqlx::query("SELECT id, version_number, created_at FROM dag_version WHERE version_hash = $1")
-            .bind(version_hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("dag version {version_hash}")))?;
-        Ok((row.try_get(0)?, row.try_get(1)?, time(&row, "created_at")?))
+    /// What is kept about a stored version besides its spec.
+    pub async fn version_info(&self, version_hash: &str) -> Result<VersionInfo> {
+        let row = sqlx::query(
+            "SELECT id, version_number, created_at, bundle_version FROM dag_version WHERE version_hash = $1",
+        )
+        .bind(version_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("dag version {version_hash}")))?;
+        Ok(VersionInfo {
+            id: row.try_get(0)?,
+            number: row.try_get(1)?,
+            created_at: time(&row, "created_at")?,
+            bundle_version: row.try_get(3)?,
+        })
+    }
+
+    /// Every stored version of a DAG, oldest first.
+    pub async fn list_versions(&self, dag_id: &str) -> Result<Vec<VersionInfo>> {
+        sqlx::query(
+            "SELECT id, version_number, created_at, bundle_version FROM dag_version WHERE dag_id = $1 \
+             ORDER BY version_number",
+        )
+        .bind(dag_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(VersionInfo {
+                id: row.try_get(0)?,
+                number: row.try_get(1)?,
+                created_at: time(row, "created_at")?,
+                bundle_version: row.try_get(3)?,
+            })
+        })
+        .collect()
     }
 
     /// Pauses or unpauses a DAG.
@@ -292,6 +336,7 @@ async fn upsert_dag(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     spec: &DagSpec,
     paused_at_creation: bool,
+    bundle_version: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let hash = spec_hash(spec);
@@ -307,26 +352,29 @@ async fn upsert_dag(
             .await?
             .try_get(0)?;
         let json = serde_json::to_string(spec).map_err(|err| Error::Database(err.to_string()))?;
-        sqlx::query("INSERT INTO dag_version (version_hash, id, dag_id, version_number, spec_json, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO dag_version (version_hash, id, dag_id, version_number, spec_json, created_at, bundle_version) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
             .bind(&hash)
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&spec.dag_id)
             .bind(number)
             .bind(json)
             .bind(micros(now))
+            .bind(bundle_version.map(str::to_string))
             .execute(&mut **tx)
             .await?;
     }
     let paused = spec.is_paused_upon_creation.unwrap_or(paused_at_creation);
     sqlx::query(
-        "INSERT INTO dag (dag_id, fileloc, is_paused, is_stale, version_hash, last_parsed_at, created_at) VALUES ($1, $2, $3, 0, $4, $5, $5) \
-         ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, is_stale = 0, version_hash = excluded.version_hash, last_parsed_at = excluded.last_parsed_at",
+        "INSERT INTO dag (dag_id, fileloc, is_paused, is_stale, version_hash, last_parsed_at, created_at, bundle_version) VALUES ($1, $2, $3, 0, $4, $5, $5, $6) \
+         ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, is_stale = 0, version_hash = excluded.version_hash, last_parsed_at = excluded.last_parsed_at, \
+         bundle_version = excluded.bundle_version",
     )
     .bind(&spec.dag_id)
     .bind(&spec.fileloc)
     .bind(i64::from(paused))
     .bind(&hash)
     .bind(micros(now))
+    .bind(bundle_version.map(str::to_string))
     .execute(&mut **tx)
     .await?;
     Ok(!exists)

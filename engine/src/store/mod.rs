@@ -30,7 +30,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 pub use alerts::NodeAlert;
 pub use assets::{AssetEventFilter, AssetEventRow, AssetRefRow, AssetRow, EventRun, NewAssetEvent};
 pub use chaos::ChaosFaultRow;
-pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use dags::{DagRow, ImportErrorRow, SyncReport, VersionInfo};
 pub use events::{Change, Changes};
 pub use kpis::RunKpiRow;
 pub use misc::{EventFilter, EventRow, PoolRow, SchedulerJobRow, XcomRow};
@@ -139,6 +139,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
             sqlite: include_str!("../../../migrations/sqlite/0014_task_mapping.sql"),
             postgres: include_str!("../../../migrations/postgres/0014_task_mapping.sql"),
         },
+    ),
+    (
+        15,
+        MigrationSql::Common(include_str!("../../../migrations/common/0015_bundle_version.sql")),
     ),
 ];
 

@@ -16,6 +16,7 @@ pub mod runs;
 pub mod shapes;
 mod tis;
 mod variables;
+mod versions;
 mod xcom;
 
 use axum::http::header;
@@ -34,6 +35,8 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v2/dags", get(dags::list))
         .route("/api/v2/dags/{dag_id}", get(dags::get).patch(dags::patch))
         .route("/api/v2/dags/{dag_id}/details", get(dags::details))
+        .route("/api/v2/dags/{dag_id}/dagVersions", get(versions::list))
+        .route("/api/v2/dags/{dag_id}/dagVersions/{version_number}", get(versions::get))
         .route("/api/v2/dags/{dag_id}/dagRuns", get(runs::list).post(runs::trigger))
         .route(
             "/api/v2/dags/{dag_id}/dagRuns/{run_id}",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use engine::state::TaskState;
-use engine::store::{DagRow, EventRow, ImportErrorRow, PoolRow, RunRow, Store, TiRow, TryRow, XcomRow};
+use engine::store::{DagRow, EventRow, ImportErrorRow, PoolRow, RunRow, Store, TiRow, TryRow, VersionInfo, XcomRow};
 use engine::timetable::Schedule;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -49,20 +49,24 @@ impl Versions {
         if let Some(v) = self.seen.get(version_hash) {
             return Ok(v.clone());
         }
-        let (id, number, created_at) = store.version_info(version_hash).await?;
-        let value = json!({
-            "id": id,
-            "version_number": number,
-            "dag_id": dag_id,
-            "dag_display_name": dag_id,
-            "bundle_name": "dags-folder",
-            "bundle_version": null,
-            "bundle_url": null,
-            "created_at": ts(created_at),
-        });
+        let value = version(dag_id, &store.version_info(version_hash).await?);
         self.seen.insert(version_hash.to_string(), value.clone());
         Ok(value)
     }
+}
+
+/// `DagVersionResponse`: the bundle version is the commit the version came from (a git-synced DAGs folder).
+pub fn version(dag_id: &str, info: &VersionInfo) -> Value {
+    json!({
+        "id": info.id,
+        "version_number": info.number,
+        "dag_id": dag_id,
+        "dag_display_name": dag_id,
+        "bundle_name": "dags-folder",
+        "bundle_version": info.bundle_version,
+        "bundle_url": null,
+        "created_at": ts(info.created_at),
+    })
 }
 
 fn file_token(fileloc: &str) -> String {
@@ -104,7 +108,7 @@ pub fn dag(row: &DagRow, has_import_errors: bool) -> Value {
         "last_parse_duration": null,
         "last_expired": null,
         "bundle_name": "dags-folder",
-        "bundle_version": null,
+        "bundle_version": row.bundle_version,
         "relative_fileloc": relative,
         "fileloc": row.fileloc,
         "description": spec.description,
@@ -186,8 +190,8 @@ pub fn run(row: &RunRow, version: Value) -> Value {
         "triggering_user_name": row.triggering_user,
         "conf": row.conf,
         "note": row.note,
+        "bundle_version": version["bundle_version"],
         "dag_versions": [version],
-        "bundle_version": null,
         "partition_key": null,
     })
 }

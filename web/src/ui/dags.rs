@@ -103,7 +103,8 @@ pub async fn dag(
     ctx.insert(
         "dag".into(),
         json!({"dag_id": dag.dag_id, "is_paused": dag.is_paused, "description": dag.spec.description,
-               "schedule": dag.spec.schedule.summary(), "owner": dag.spec.owner, "fileloc": dag.fileloc}),
+               "schedule": dag.spec.schedule.summary(), "owner": dag.spec.owner, "fileloc": dag.fileloc,
+               "version": dag.version_number, "commit": dag.bundle_version}),
     );
     ctx.insert("view".into(), json!(view));
     let (runs, total) = match state

@@ -77,7 +77,12 @@ pub async fn run(
         })
         .collect();
     let mut ctx = user.base(&state, "runs");
-    ctx.insert("run".into(), run_view(&run));
+    let mut view = run_view(&run);
+    // The version the run is pinned to, and the commit it came from (a git-synced DAGs folder).
+    if let Ok(info) = state.store.version_info(&run.version_hash).await {
+        view["version"] = json!({"number": info.number, "commit": info.bundle_version});
+    }
+    ctx.insert("run".into(), view);
     ctx.insert("tasks".into(), json!(tasks));
     render("run.html", Value::Object(ctx))
 }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+mod git;
+
 pub use dagctl::runner::{
     client_override_name, client_overrides, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
 };
@@ -42,6 +44,7 @@ struct FileConfig {
     fork_runners: Option<bool>,
     executor: Option<String>,
     kubernetes: Option<FileKube>,
+    git: Option<git::FileGit>,
     host: Option<String>,
     port: Option<u16>,
     secret_key: Option<String>,
@@ -146,7 +149,10 @@ impl std::fmt::Debug for OidcSettings {
 #[derive(Clone)]
 pub struct Config {
     pub home: PathBuf,
+    /// Where DAG files are read: the folder given, or the current checkout of `[git]`.
     pub dags_folder: PathBuf,
+    /// The DAGs folder is a git repository that schedulers keep in sync (`[git]`).
+    pub git: Option<scheduler::git_sync::GitSettings>,
     /// How the DAGs folder is read: `.airflowignore` syntax (Airflow's `dag_ignore_file_syntax`: glob, the
     /// default, or regexp) and the budgets per file (`dag_file_max_bytes`, `dagbag_import_timeout`).
     pub folder_options: engine::parse::FolderOptions,
@@ -258,12 +264,22 @@ impl Config {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", file_path.display())),
         };
-        let dags_folder = flags
+        let given_folder = flags
             .dags_folder
             .clone()
             .or_else(|| env("DAGCTL_DAGS_FOLDER").map(PathBuf::from))
-            .or(file.dags_folder)
-            .unwrap_or_else(|| home.join("dags"));
+            .or(file.dags_folder);
+        let git = match file.git {
+            None => None,
+            Some(_) if given_folder.is_some() => {
+                bail!("both dags_folder (or DAGCTL_DAGS_FOLDER, --dags-folder) and [git] say where DAGs are: keep one")
+            }
+            Some(git) => Some(git::load_git(git, &home, env("PATH"))?),
+        };
+        let dags_folder = match &git {
+            Some(git) => git.dags_folder(),
+            None => given_folder.unwrap_or_else(|| home.join("dags")),
+        };
         let database_url = flags
             .database_url
             .clone()
@@ -389,6 +405,7 @@ impl Config {
             oidc,
             home,
             dags_folder,
+            git,
             folder_options,
             web_limits,
             database_url,

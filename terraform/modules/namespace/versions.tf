@@ -1,0 +1,11 @@
+terraform {
+  # 1.11: write-only attributes and ephemeral values (OpenTofu and Terraform alike).
+  required_version = ">= 1.11.0, < 2.0.0"
+
+  required_providers {
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "3.2.1"
+    }
+  }
+}

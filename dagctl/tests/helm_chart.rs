@@ -131,6 +131,67 @@ fn the_chart_lints_renders_by_digest_only_and_refuses_a_tag() {
 }
 
 #[test]
+fn git_synced_dags_render_a_config_dagctl_accepts_and_mount_only_the_credentials() {
+    let digest = format!("image.digest={DIGEST}");
+    let sets = [
+        digest.as_str(),
+        "dags.git.enabled=true",
+        "dags.git.url=https://git.example/team/dags.git",
+        "dags.git.subdir=dags",
+        "dags.git.auth=token",
+        "dags.git.credentialsSecret=dags-repo",
+    ];
+    let objects = render("dagctl", &sets);
+    let config = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "qa-dagctl-config")
+        .unwrap();
+    let toml = config["data"]["scheduler.toml"].as_str().unwrap();
+    assert!(!toml.contains("dags_folder"), "the checkout is the DAGs folder: {toml}");
+    assert!(toml.contains("token_file = \"/etc/dagctl/git/token\""), "{toml}");
+    // dagctl's own loader reads the rendered file.
+    let mut home = common::Home::new();
+    home.unset.push("DAGCTL_DAGS_FOLDER");
+    std::fs::write(home.path().join("dagctl.toml"), toml).unwrap();
+    let out = home.run(&["dags", "list-import-errors"]);
+    assert!(out.status.success(), "{toml}\n{}", common::stderr(&out));
+    let scheduler = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "qa-dagctl-scheduler")
+        .unwrap();
+    let pod = &scheduler["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].to_string();
+    assert!(
+        volumes.contains("\"secretName\":\"dags-repo\"") && !volumes.contains("qa-dagctl-dags"),
+        "{volumes}"
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].to_string();
+    assert!(
+        mounts.contains("/etc/dagctl/git") && !mounts.contains("/opt/dagctl/dags"),
+        "{mounts}"
+    );
+
+    // A token without its Secret, or an unknown auth, is refused when rendering.
+    let chart = chart();
+    for (bad, message) in [
+        ("dags.git.credentialsSecret=", "dags.git.credentialsSecret is required"),
+        ("dags.git.auth=password", "dags.git.auth must be none, token or ssh"),
+    ] {
+        let mut args = vec!["template", "qa", chart.to_str().unwrap()];
+        for set in sets.iter().copied().chain([bad]) {
+            args.extend(["--set", set]);
+        }
+        let output = helm_run(&args);
+        assert!(!output.status.success(), "{bad}");
+        assert!(
+            common::stderr(&output).contains(message),
+            "{bad}: {}",
+            common::stderr(&output)
+        );
+    }
+}
+
+#[test]
 fn the_rendered_chart_is_accepted_by_the_api_server_and_grants_least_privilege() {
     let cluster = Cluster::new("chart");
     let digest = format!("image.digest={DIGEST}");

@@ -15,12 +15,12 @@ locals {
       webserver = {
         replicas = var.webserver_replicas
         baseUrl  = var.base_url
-        ingress = var.ingress == null ? { enabled = false } : {
-          enabled     = true
-          host        = var.ingress.host
-          className   = var.ingress.class_name
-          tlsSecret   = var.ingress.tls_secret
-          annotations = var.ingress.annotations
+        ingress = {
+          enabled     = var.ingress != null
+          host        = try(var.ingress.host, "")
+          className   = try(var.ingress.class_name, "")
+          tlsSecret   = try(var.ingress.tls_secret, "")
+          annotations = try(var.ingress.annotations, {})
         }
       }
       secrets = {
@@ -29,7 +29,19 @@ locals {
       }
       oidc  = var.oidc
       tasks = { egressTo = var.task_egress_to }
-      dags  = { files = var.dag_files }
+      dags = {
+        files = var.dag_files
+        git = {
+          enabled           = var.dags_git != null
+          url               = try(var.dags_git.url, "")
+          branch            = try(var.dags_git.branch, "main")
+          subdir            = try(var.dags_git.subdir, "")
+          interval          = try(var.dags_git.interval, "60s")
+          auth              = try(var.dags_git.auth, "none")
+          username          = try(var.dags_git.username, "git")
+          credentialsSecret = try(var.dags_git.credentials_secret, "")
+        }
+      }
       # A PodDisruptionBudget with minAvailable 1 over one pod would block node drains.
       podDisruptionBudget = { enabled = var.scheduler_replicas > 1 && var.webserver_replicas > 1 }
     },

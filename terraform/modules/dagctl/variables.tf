@@ -133,10 +133,33 @@ variable "task_egress_to" {
 }
 
 variable "dag_files" {
-  description = "DAG files for the chart's ConfigMap: file name => DAG YAML."
+  description = "DAG files for the chart's ConfigMap (file name => DAG YAML), used when dags_git is null."
   type        = map(string)
   default     = {}
   nullable    = false
+}
+
+variable "dags_git" {
+  description = "DAGs from a git repository that each scheduler keeps in sync (the chart's dags.git); null: the dag_files ConfigMap. credentials_secret names a Secret made outside: key token (auth = token), or ssh-key and known-hosts (auth = ssh)."
+  type = object({
+    url                = string
+    branch             = optional(string, "main")
+    subdir             = optional(string, "")
+    interval           = optional(string, "60s")
+    auth               = optional(string, "none")
+    username           = optional(string, "git")
+    credentials_secret = optional(string, "")
+  })
+  default = null
+
+  validation {
+    condition     = var.dags_git == null || contains(["none", "token", "ssh"], try(var.dags_git.auth, ""))
+    error_message = "dags_git.auth must be none, token or ssh."
+  }
+  validation {
+    condition     = var.dags_git == null || try(var.dags_git.auth, "none") == "none" || try(var.dags_git.credentials_secret, "") != ""
+    error_message = "dags_git.credentials_secret must name a Secret when auth is token or ssh."
+  }
 }
 
 variable "extra_values" {

@@ -417,9 +417,8 @@ class Checker:
             included = Path(path)
             included_roots.append(included)
             inc_scope = file_scope(unit_dir, included)
-            for body_inputs in [parse(included).get("inputs", {})]:
-                for key, value in attrs(body_inputs).items():
-                    inputs[key] = (value, inc_scope)
+            for key, value in attrs(parse(included).get("inputs", {})).items():
+                inputs[key] = (value, inc_scope)
         for key, value in attrs(doc.get("inputs", {})).items():
             inputs[key] = (value, scope)
 
@@ -586,6 +585,8 @@ class Checker:
 BREAKS = [
     ("live/staging/eu-west/dagctl/terragrunt.hcl", "inputs = {\n", 'inputs = {\n  bogus_input = "x"\n',
      'input "bogus_input" is not a variable'),
+    ("live/root.hcl", "inputs = {}", "inputs = { bogus_everywhere = 1 }",
+     'input "bogus_everywhere" is not a variable'),
     ("live/staging/eu-west/dagctl/terragrunt.hcl", re.compile(r"^\s*image_digest\s*=.*\n", re.M), "",
      "required variable image_digest"),
     ("live/production/us-east/secrets/terragrunt.hcl", 'config_path = "../postgres"', 'config_path = "../postgrez"',

@@ -17,7 +17,7 @@ use worker::log::{FileLogs, TaskLogs};
 use worker::{KubeExecutor, KubeOptions, LocalExecutor, LocalOptions};
 
 use crate::config::{
-    client_override_name, Config, ExecutorKind, KubeSettings, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV,
+    client_override_name, Config, ExecutorKind, KubeSettings, TaskLogStore, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV,
     NETWORKS_DIR_ENV,
 };
 
@@ -137,9 +137,15 @@ pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFil
     Ok(files)
 }
 
-/// Task logs of this installation.
-pub fn task_logs(config: &Config) -> Arc<dyn TaskLogs> {
-    Arc::new(FileLogs::new(config.logs_dir()))
+/// Task logs of this installation: files in the data dir, or the database (`task_logs = "database"`).
+pub fn task_logs(config: &Config, store: &Store) -> Arc<dyn TaskLogs> {
+    match config.task_logs {
+        TaskLogStore::Files => Arc::new(FileLogs::new(config.logs_dir())),
+        TaskLogStore::Database => Arc::new(worker::log::DbLogs::new(
+            store.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+    }
 }
 
 /// Variables and connections of this installation, through its Fernet key: the configured one, else
@@ -200,7 +206,7 @@ pub async fn execution_state(
     Ok(web::execution::ExecState::new(
         store.clone(),
         keys.clone(),
-        task_logs(config),
+        task_logs(config, store),
         vault,
     ))
 }
@@ -243,7 +249,7 @@ pub async fn build_scheduler(
     let minter = Arc::new(web::execution::TryTokens(keys.clone()));
     let (executor, events): (Arc<dyn worker::Executor>, _) = match &config.executor {
         ExecutorKind::Local => {
-            let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config));
+            let (executor, events) = LocalExecutor::new(executor_options, minter, task_logs(config, store));
             (Arc::new(executor), events)
         }
         ExecutorKind::Kubernetes(kube) => {
@@ -251,7 +257,7 @@ pub async fn build_scheduler(
             let client = worker::executor::kubernetes::client(kube.kubeconfig.as_deref(), kube.context.as_deref())
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let (executor, events) = KubeExecutor::new(kube_options, client, minter, task_logs(config));
+            let (executor, events) = KubeExecutor::new(kube_options, client, minter, task_logs(config, store));
             (Arc::new(executor), events)
         }
     };

@@ -376,7 +376,7 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
     let stop_server = CancellationToken::new();
     let (mut scheduler, server) = scoped_scheduler(config, store, options, metrics, stop_server.clone()).await?;
     let mut notices = scheduler.subscribe();
-    let logs = task_logs(config);
+    let logs = task_logs(config, store);
     let printer = tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
             if !print_logs {

@@ -224,7 +224,7 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web
         store.clone(),
         keys.clone(),
         web_config,
-        task_logs(config),
+        task_logs(config, store),
         crate::runtime::vault(config, store)?,
     )
     .with_reports(crate::reports::KpiReports::new(store.clone())))

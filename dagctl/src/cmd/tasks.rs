@@ -75,7 +75,7 @@ pub async fn logs(
             ti.try_number
         );
     }
-    let logs = task_logs(config);
+    let logs = task_logs(config, &store);
     let key = TryKey::of(&ti, try_number);
     if !follow && !logs.exists(&key) {
         bail!("no log for try {try_number} at {}", logs.describe(&key));

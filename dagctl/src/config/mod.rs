@@ -43,6 +43,7 @@ struct FileConfig {
     create_cron_data_intervals: Option<bool>,
     fork_runners: Option<bool>,
     executor: Option<String>,
+    task_logs: Option<String>,
     kubernetes: Option<FileKube>,
     git: Option<git::FileGit>,
     host: Option<String>,
@@ -76,6 +77,15 @@ struct FileKube {
     worker_pods_pending_timeout: Option<String>,
     task_secrets: Option<Vec<String>>,
     task_service_accounts: Option<Vec<String>>,
+}
+
+/// Where task logs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskLogStore {
+    /// Files in the data dir (the default): one engine, or servers sharing a disk.
+    Files,
+    /// The database: every scheduler and webserver of an installation reads them (the Helm chart's choice).
+    Database,
 }
 
 /// Which executor runs task tries.
@@ -166,6 +176,8 @@ pub struct Config {
     pub fork_runners: bool,
     /// Which executor runs tries (`executor`, DAGCTL_EXECUTOR: `local` or `kubernetes` with `[kubernetes]`).
     pub executor: ExecutorKind,
+    /// Where task logs are kept (`task_logs`, DAGCTL_TASK_LOGS: `files` or `database`).
+    pub task_logs: TaskLogStore,
     pub paused_at_creation: bool,
     pub host: String,
     pub port: u16,
@@ -315,6 +327,14 @@ impl Config {
             None => file.fork_runners.unwrap_or(true),
         };
         let executor = load_executor(file.executor, file.kubernetes, &env)?;
+        let task_logs = match env("DAGCTL_TASK_LOGS").or(file.task_logs) {
+            None => TaskLogStore::Files,
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "files" => TaskLogStore::Files,
+                "database" => TaskLogStore::Database,
+                _ => bail!("task_logs: `{text}` is not where logs can be kept (files or database)"),
+            },
+        };
         let cron_data_intervals = match env("DAGCTL_CREATE_CRON_DATA_INTERVALS") {
             Some(text) => boolean("DAGCTL_CREATE_CRON_DATA_INTERVALS", text)?,
             None => file.create_cron_data_intervals.unwrap_or(false),
@@ -412,6 +432,7 @@ impl Config {
             parallelism,
             fork_runners,
             executor,
+            task_logs,
             paused_at_creation,
             host: file.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: file.port.unwrap_or(8080),

@@ -17,6 +17,7 @@ mod misc;
 pub mod networks;
 pub mod runs;
 pub mod samples;
+mod task_logs;
 pub mod tis;
 mod users;
 mod vault;
@@ -39,6 +40,7 @@ pub use runs::{
     validate_manual_run_id, CursorValue, NewRun, RunFilter, RunOrder, RunRow, RunType, ScheduledRun, TimeRange,
 };
 pub use samples::{NodeSample, SampleFilter, SamplePage};
+pub use task_logs::LogRef;
 pub use tis::{ClaimLimits, FinishedTry, TiRow, TryRow};
 pub use users::UserRow;
 pub use vault::{ConnectionRow, Existing, VariableRow};
@@ -143,6 +145,10 @@ const MIGRATIONS: &[(i64, MigrationSql)] = &[
     (
         15,
         MigrationSql::Common(include_str!("../../../migrations/common/0015_bundle_version.sql")),
+    ),
+    (
+        16,
+        MigrationSql::Common(include_str!("../../../migrations/common/0016_task_log_chunks.sql")),
     ),
 ];
 

@@ -19,7 +19,8 @@ output "enabled" {
 }
 
 output "client_secret" {
-  description = "The client secret, for the secrets module (null when External Secrets provides it)."
-  value       = var.enabled ? var.client_secret : null
+  # Never null: Terragrunt may leave an output whose value is null out of a dependency's outputs.
+  description = "The client secret, for the secrets module (empty when External Secrets provides it or OIDC is off)."
+  value       = var.enabled && var.client_secret != null ? var.client_secret : ""
   sensitive   = true
 }

@@ -9,6 +9,6 @@ output "database_url_secret_key" {
 }
 
 output "host" {
-  description = "Read-write host of the database inside the cluster (mode = cnpg); null for an external database."
-  value       = local.cnpg ? "${var.cluster_name}-rw.${var.namespace}.svc" : null
+  description = "Read-write host of the database inside the cluster (mode = cnpg); empty for an external database."
+  value       = local.cnpg ? "${var.cluster_name}-rw.${var.namespace}.svc" : ""
 }

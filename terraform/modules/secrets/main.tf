@@ -17,6 +17,8 @@ locals {
   labels           = { "app.kubernetes.io/part-of" = "dagctl", "app.kubernetes.io/managed-by" = "opentofu" }
   in_cluster_store = "${var.name}-in-cluster"
   read_db_secret   = var.database_url_secret != null
+  # The oidc module outputs "" rather than null for "no secret".
+  oidc_secret_given = var.oidc_enabled && try(length(var.oidc_client_secret) > 0, false)
 }
 
 # ---- External Secrets -------------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ locals {
       "secret-key"   = local.secret_key
       "fernet-key"   = local.fernet_key
     },
-    var.oidc_enabled ? { "oidc-client-secret" = var.oidc_client_secret } : {},
+    local.oidc_secret_given ? { "oidc-client-secret" = var.oidc_client_secret } : {},
   )
 }
 
@@ -181,7 +183,7 @@ resource "kubernetes_secret_v1" "this" {
       error_message = "No database URL: give database_url_secret (the postgres module's outputs; the Secret must exist), or database_url."
     }
     precondition {
-      condition     = !var.oidc_enabled || var.oidc_client_secret != null
+      condition     = !var.oidc_enabled || local.oidc_secret_given
       error_message = "OIDC is enabled but no oidc_client_secret was given (or set external_secret_store)."
     }
   }

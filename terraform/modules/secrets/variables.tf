@@ -102,7 +102,7 @@ variable "oidc_enabled" {
 }
 
 variable "oidc_client_secret" {
-  description = "The OIDC client secret (the oidc module's output), when there is no store."
+  description = "The OIDC client secret (the oidc module's output), when there is no store; null or empty: none given."
   type        = string
   default     = null
   sensitive   = true

@@ -1,7 +1,8 @@
 //! Task logs: NDJSON lines `{timestamp, level, logger, event}` like Airflow 3's structured task logs, kept
 //! behind the [`TaskLogs`] trait. [`FileLogs`] keeps one file per try under
-//! `<logs>/dag_id=<d>/run_id=<r>/task_id=<t>/attempt=<n>.log`; runners send their lines through the task
-//! execution API, so whichever server receives them (standalone, scheduler or webserver) writes them.
+//! `<logs>/dag_id=<d>/run_id=<r>/task_id=<t>/attempt=<n>.log`; [`DbLogs`] keeps them in the database, so that
+//! every scheduler and webserver of an installation (pods each with their own disk) reads the same logs.
+//! Runners send their lines through the task execution API, so whichever server receives them writes them.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,6 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+
+mod database;
+
+pub use database::DbLogs;
 
 /// One line of a task log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,8 +267,13 @@ fn read_page(path: &Path, from: Option<u64>, max: u64) -> std::io::Result<LogPag
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     file.take(max).read_to_end(&mut buf)?;
-    // A tail read that starts mid-file drops the partial first line.
-    let first = if from.is_none() && start > 0 {
+    Ok(page(&buf, start, from.is_none()))
+}
+
+/// The complete lines of `buf`, which starts at byte `start` of a log; a tail read (`tail`) that starts mid-log
+/// drops the partial first line.
+fn page(buf: &[u8], start: u64, tail: bool) -> LogPage {
+    let first = if tail && start > 0 {
         buf.iter().position(|b| *b == b'\n').map(|i| i + 1).unwrap_or(buf.len())
     } else {
         0
@@ -279,11 +289,11 @@ fn read_page(path: &Path, from: Option<u64>, max: u64) -> std::io::Result<LogPag
         .lines()
         .map(str::to_string)
         .collect();
-    Ok(LogPage {
+    LogPage {
         lines,
         next: start + end as u64,
         skipped: start + first as u64,
-    })
+    }
 }
 
 /// Parses a stored line (a line that is not JSON, written by something else, is kept as text).

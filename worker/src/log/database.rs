@@ -1,0 +1,164 @@
+//! Task logs in the database (`task_logs = "database"`): what every scheduler and webserver of an
+//! installation reads, whichever server a runner's lines reached. The [`TaskLogs`] trait is blocking (file I/O
+//! behind it); each call here runs its query on a short-lived thread that blocks on the engine's runtime, so
+//! it may be called from anywhere, async code included.
+
+use engine::store::{LogRef, Store};
+
+use super::{page, LogLine, LogPage, TaskLogs, TryKey};
+
+/// Task logs kept in the store.
+#[derive(Clone)]
+pub struct DbLogs {
+    store: Store,
+    runtime: tokio::runtime::Handle,
+}
+
+impl DbLogs {
+    /// Logs in `store`, queried on `runtime` (the engine's).
+    pub fn new(store: Store, runtime: tokio::runtime::Handle) -> DbLogs {
+        DbLogs { store, runtime }
+    }
+
+    fn run<T: Send>(&self, query: impl std::future::Future<Output = engine::Result<T>> + Send) -> std::io::Result<T> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.runtime.block_on(query))
+                .join()
+                .map_err(|_| std::io::Error::other("log query panicked"))?
+                .map_err(std::io::Error::other)
+        })
+    }
+}
+
+fn log_ref(key: &TryKey) -> LogRef<'_> {
+    LogRef {
+        dag_id: &key.dag_id,
+        run_id: &key.run_id,
+        task_id: &key.task_id,
+        map_index: key.map_index,
+        try_number: key.try_number,
+    }
+}
+
+impl TaskLogs for DbLogs {
+    fn append(&self, key: &TryKey, lines: &[LogLine]) -> std::io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut body = String::new();
+        for line in lines {
+            body.push_str(&serde_json::to_string(line).map_err(std::io::Error::other)?);
+            body.push('\n');
+        }
+        self.run(self.store.append_log(log_ref(key), &body))
+    }
+
+    fn read_from(&self, key: &TryKey, from: u64, max: u64) -> std::io::Result<LogPage> {
+        let chunks = self.run(self.store.read_log(log_ref(key), from, max))?;
+        if chunks.is_empty() {
+            // Nothing (yet) past `from`.
+            return Ok(LogPage {
+                next: from,
+                ..Default::default()
+            });
+        }
+        Ok(page_of(&chunks, from, max, false))
+    }
+
+    fn read_tail(&self, key: &TryKey, max: u64) -> std::io::Result<LogPage> {
+        let Some(len) = self.run(self.store.log_length(log_ref(key)))? else {
+            return Ok(LogPage::default());
+        };
+        let start = len.saturating_sub(max);
+        let chunks = self.run(self.store.read_log(log_ref(key), start, max))?;
+        Ok(page_of(&chunks, start, max, true))
+    }
+
+    fn exists(&self, key: &TryKey) -> bool {
+        self.run(self.store.log_length(log_ref(key)))
+            .is_ok_and(|len| len.is_some())
+    }
+
+    fn describe(&self, key: &TryKey) -> String {
+        format!(
+            "the database log of {}/{}/{} try {}",
+            key.dag_id, key.run_id, key.task_id, key.try_number
+        )
+    }
+}
+
+/// The bytes `from..from + max` of the log the chunks belong to, as a page of complete lines.
+fn page_of(chunks: &[(u64, String)], from: u64, max: u64, tail: bool) -> LogPage {
+    let mut buf: Vec<u8> = Vec::new();
+    for (start, body) in chunks {
+        let bytes = body.as_bytes();
+        let skip = from.saturating_sub(*start) as usize;
+        if skip >= bytes.len() {
+            continue;
+        }
+        let room = max.saturating_sub(buf.len() as u64) as usize;
+        if room == 0 {
+            break;
+        }
+        let part = &bytes[skip..];
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+    }
+    let start = chunks.first().map_or(from, |(first, _)| from.max(*first));
+    page(&buf, start, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_and_tails_read_as_from_a_file_on_either_database() {
+        for db in [
+            engine::testing::TestDb::sqlite().await,
+            engine::testing::TestDb::postgres().await,
+        ] {
+            let logs = DbLogs::new(db.store.clone(), tokio::runtime::Handle::current());
+            let files_dir = tempfile::tempdir().unwrap();
+            let files = super::super::FileLogs::new(files_dir.path().to_path_buf());
+            let key = TryKey::new("d", "r", "t", -1, 1);
+            assert!(!logs.exists(&key));
+            assert_eq!(logs.read_tail(&key, 100).unwrap(), LogPage::default());
+            // Batches as a runner sends them, the same into both.
+            for batch in 0..4 {
+                let lines: Vec<LogLine> = (0..5)
+                    .map(|i| LogLine::now("info", "x", &format!("line {}", batch * 5 + i)))
+                    .collect();
+                logs.append(&key, &lines).unwrap();
+                files.append(&key, &lines).unwrap();
+            }
+            assert!(logs.exists(&key));
+            let all = logs.read_from(&key, 0, 1 << 20).unwrap();
+            assert_eq!(all, files.read_from(&key, 0, 1 << 20).unwrap());
+            assert_eq!(all.lines.len(), 20);
+            // Pages cut mid-chunk, read on from where the last ended.
+            let mut offset = 0;
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                let page = logs.read_from(&key, offset, 230).unwrap();
+                assert_eq!(page, files.read_from(&key, offset, 230).unwrap(), "at {offset}");
+                if page.lines.is_empty() {
+                    break;
+                }
+                seen.extend(page.lines.iter().map(|l| super::super::parse_line(l).event));
+                offset = page.next;
+            }
+            assert_eq!(seen.len(), 20);
+            assert_eq!(seen[13], "line 13");
+            for max in [150, 500, 1 << 20] {
+                assert_eq!(
+                    logs.read_tail(&key, max).unwrap(),
+                    files.read_tail(&key, max).unwrap(),
+                    "tail {max}"
+                );
+            }
+            // Another try is another log.
+            assert!(!logs.exists(&TryKey::new("d", "r", "t", -1, 2)));
+        }
+    }
+}

@@ -74,18 +74,7 @@ pub async fn serve(config: &Config, store: Store, stop: CancellationToken) -> an
     let engine = std::sync::Arc::new(Engine {
         store,
         setup: crate::trigger::setup(config),
-        processor: Mutex::new({
-            let processor = DagProcessor::new(
-                &config.dags_folder,
-                config.folder_options,
-                crate::runtime::registry(config),
-                config.paused_at_creation,
-            );
-            match &config.git {
-                Some(git) => processor.with_git_root(&git.root),
-                None => processor,
-            }
-        }),
+        processor: Mutex::new(crate::runtime::dag_processor(config)),
     });
     let served = path.clone();
     tokio::spawn(async move {

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use chrono::Utc;
 use engine::operators::OperatorRegistry;
-use engine::parse::{load_folder, ParsedFile};
+use engine::parse::ParsedFile;
 use engine::secrets::{Fernet, Vault};
 use engine::store::Store;
 use scheduler::{Metrics, Scheduler, SchedulerOptions};
@@ -124,17 +123,23 @@ pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
     cancel
 }
 
-/// Reads the DAGs folder into the store once.
+/// Reads the DAGs folder into the store once (as a scheduler's DAG processor does, git sync errors included).
 pub async fn sync_folder(config: &Config, store: &Store) -> Result<Vec<ParsedFile>> {
-    let registry = registry(config);
-    let folder = config.dags_folder.clone();
-    let options = config.folder_options;
-    let commit = scheduler::git_sync::folder_commit(&folder);
-    let files = tokio::task::spawn_blocking(move || load_folder(&folder, &options, &registry)).await?;
-    store
-        .sync_dags(&files, config.paused_at_creation, commit.as_deref(), Utc::now())
-        .await?;
-    Ok(files)
+    Ok(dag_processor(config).process(store).await?.files)
+}
+
+/// A DAG processor of this installation's folder.
+pub fn dag_processor(config: &Config) -> scheduler::dag_processor::DagProcessor {
+    let processor = scheduler::dag_processor::DagProcessor::new(
+        &config.dags_folder,
+        config.folder_options,
+        registry(config),
+        config.paused_at_creation,
+    );
+    match &config.git {
+        Some(git) => processor.with_git_root(&git.root),
+        None => processor,
+    }
 }
 
 /// Task logs of this installation: files in the data dir, or the database (`task_logs = "database"`).

@@ -93,6 +93,8 @@ fn dags_follow_a_git_branch_with_runs_pinned_to_their_commit() {
         "{shown}"
     );
     assert!(!shown.contains("not-the-token"), "{shown}");
+    let encoded = git_http::basic_auth().replace("Basic ", "");
+    assert!(!shown.contains(&encoded), "{shown}");
     assert_eq!(get(port, &api, "/api/v2/dags/pinned").0, 404);
 
     // The token put right (read again at every sync): the DAG loads at the first commit.
@@ -150,9 +152,13 @@ fn dags_follow_a_git_branch_with_runs_pinned_to_their_commit() {
             .any(|e| e["filename"].as_str().is_some_and(|f| f.ends_with("dags/pinned.yaml")))
             .then_some(errors)
     });
+    let error = errors
+        .iter()
+        .find(|e| e["filename"].as_str().is_some_and(|f| f.ends_with("dags/pinned.yaml")))
+        .unwrap();
     assert!(
-        errors[0]["stack_trace"].as_str().unwrap().contains("pinned.yaml"),
-        "{errors:?}"
+        error["stack_trace"].as_str().unwrap().contains("pinned.yaml:"),
+        "{error}"
     );
     let dag = get(port, &api, "/api/v2/dags/pinned").1;
     assert_eq!(dag["is_stale"], false, "{dag}");
@@ -172,6 +178,29 @@ fn dags_follow_a_git_branch_with_runs_pinned_to_their_commit() {
 
     let out = engine.output();
     engine.stop();
-    assert!(!out.contains(TOKEN), "the token never reaches the engine's log");
+    assert!(
+        !out.contains(TOKEN) && !out.contains(&encoded),
+        "the token never reaches the engine's log"
+    );
     assert!(server.requests.load(Ordering::Relaxed) > 0);
+
+    // A new engine with no checkout (a fresh pod's empty data dir) and a sync that fails: the DAGs stay as
+    // the database has them, not stale, and the error shows.
+    std::fs::remove_dir_all(home.path().join("dags-git")).unwrap();
+    std::fs::write(&token_file, "revoked\n").unwrap();
+    let mut engine = home.spawn(&["standalone"]);
+    wait_for(Duration::from_secs(60), "the engine to answer again", || {
+        http_get(port, "/api/v2/monitor/health").filter(|(s, _)| *s == 200)
+    });
+    let api = admin_token(&home, port);
+    wait_for(Duration::from_secs(30), "the sync error after the restart", || {
+        import_errors(port, &api)
+            .iter()
+            .any(|e| e["filename"].as_str().is_some_and(|f| f.starts_with("git ")))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let dag = get(port, &api, "/api/v2/dags/pinned").1;
+    assert_eq!(dag["is_stale"], false, "no checkout is not a deleted DAG: {dag}");
+    engine.stop();
 }

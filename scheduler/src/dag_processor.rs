@@ -68,7 +68,13 @@ impl DagProcessor {
             return Ok(ProcessReport::default());
         }
         let started = Instant::now();
-        let (mut files, commit) = self.read_at_one_commit(&mut fingerprint).await;
+        let Some((mut files, commit)) = self.read_at_one_commit(&mut fingerprint).await else {
+            // The checkout kept switching under the read: read again next pass.
+            return Ok(ProcessReport::default());
+        };
+        // A git-synced folder with no checkout yet (first start, no network): the files read are not the
+        // DAGs folder, so no DAG is made stale for being absent; only the sync's error is recorded.
+        let complete = self.git_root.is_none() || commit.is_some();
         if let Some(error) = self.git_root.as_deref().and_then(git_sync::layout::read_status) {
             files.push(ParsedFile {
                 path: format!("git {}", error.source),
@@ -95,7 +101,7 @@ impl DagProcessor {
             }
         }
         let sync = store
-            .sync_dags(&files, self.paused_at_creation, commit.as_deref(), Utc::now())
+            .sync_dags(&files, self.paused_at_creation, commit.as_deref(), complete, Utc::now())
             .await?;
         if !sync.new_versions.is_empty() {
             info!(dags = ?sync.new_versions, "new dag versions");
@@ -126,8 +132,9 @@ impl DagProcessor {
     }
 
     /// Reads the folder, and the commit its files came from: a sync that switched commits during the read is
-    /// read again (at most three times), so no DAG version is recorded with a commit it did not come from.
-    async fn read_at_one_commit(&self, fingerprint: &mut Fingerprint) -> (Vec<ParsedFile>, Option<String>) {
+    /// read again (at most three times, then None), so no DAG version is recorded with a commit it did not
+    /// come from.
+    async fn read_at_one_commit(&self, fingerprint: &mut Fingerprint) -> Option<(Vec<ParsedFile>, Option<String>)> {
         let mut tries = 0;
         loop {
             let before = fingerprint.1.clone();
@@ -139,9 +146,11 @@ impl DagProcessor {
                 .unwrap_or_default();
             let after = git_sync::folder_commit(&self.folder);
             tries += 1;
-            if after == before || tries == 3 {
-                let commit = (after == before).then_some(after).flatten();
-                return (files, commit);
+            if after == before {
+                return Some((files, after));
+            }
+            if tries == 3 {
+                return None;
             }
             *fingerprint = self.fingerprint();
         }

@@ -101,16 +101,33 @@ async fn serve(config: Config, host: Option<String>, port: Option<u16>, standalo
         // The folder is the checkout: synced once before the first read, then every interval.
         Some(settings) => {
             let sync = scheduler::git_sync::GitSync::new(settings.clone());
-            match sync.sync_once().await {
-                Ok(synced) => println!(
-                    "dags from git: {} {} at {}",
-                    settings.url, settings.branch, synced.commit
-                ),
-                Err(err) => {
-                    warn!(url = %err.source, "git sync failed (DAGs are read from the last checkout, if any): {}", err.message)
+            let checked_out = sync.has_checkout();
+            if checked_out {
+                // The last checkout serves at once while the loop syncs in the background.
+                println!(
+                    "dags from git: {} {} (last checkout; syncing every {:?})",
+                    settings.url, settings.branch, settings.interval
+                );
+            } else {
+                // Nothing to read yet: one sync first, bounded by git's time limit and a stop.
+                let first = tokio::select! {
+                    first = sync.sync_once() => Some(first),
+                    _ = shutdown.cancelled() => None,
+                };
+                match first {
+                    Some(Ok(synced)) => {
+                        println!(
+                            "dags from git: {} {} at {}",
+                            settings.url, settings.branch, synced.commit
+                        )
+                    }
+                    Some(Err(err)) => {
+                        warn!(url = %err.source, "git sync failed (no DAGs until a sync works): {}", err.message)
+                    }
+                    None => return Ok(ExitCode::SUCCESS),
                 }
             }
-            Some(tokio::spawn(sync.run(shutdown.clone())))
+            Some(tokio::spawn(sync.run(shutdown.clone(), checked_out)))
         }
         None => {
             std::fs::create_dir_all(&config.dags_folder)

@@ -31,6 +31,9 @@ pub(super) fn load_git(file: FileGit, home: &Path, path: Option<String>) -> Resu
     if url.starts_with('-') || url.chars().any(char::is_whitespace) {
         bail!("git.url: `{url}` is not a repository URL");
     }
+    if url.contains(['?', '#']) {
+        bail!("git.url: a query or fragment does not belong in a repository URL (a token there would show in logs and the UI): put the token in token_file");
+    }
     if let Some((scheme, rest)) = url.split_once("://") {
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.contains('@')
@@ -81,6 +84,17 @@ pub(super) fn load_git(file: FileGit, home: &Path, path: Option<String>) -> Resu
     }
     if file.known_hosts_file.is_some() && file.ssh_key_file.is_none() {
         bail!("git.known_hosts_file is for ssh: give ssh_key_file too");
+    }
+    if file.token_file.is_some() {
+        let host = url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default());
+        if host.is_some_and(|h| !matches!(h, "127.0.0.1" | "localhost" | "[")) {
+            bail!("git.url: a token would cross the network in clear over http://: use https:// (http:// is for loopback only)");
+        }
+    }
+    if file.ssh_key_file.is_some() && file.known_hosts_file.is_none() && home.to_string_lossy().contains('\'') {
+        bail!("git: the data dir's path has a quote (') and cannot be handed to ssh: give known_hosts_file");
     }
     Ok(GitSettings {
         url,
@@ -146,6 +160,11 @@ mod tests {
                 "url = \"https://git.example/d.git\"\nbrnach = \"main\"",
                 "unknown field",
             ),
+            (
+                "url = \"https://git.example/d.git?private_token=x\"",
+                "query or fragment",
+            ),
+            ("url = \"http://git.example/d.git\"\ntoken_file = \"/t\"", "in clear"),
         ] {
             let err = load(text).err().unwrap_or_else(|| panic!("{text} was taken"));
             assert!(err.to_string().contains(expected), "{text}: {err}");

@@ -100,12 +100,15 @@ impl Store {
     /// Records the result of reading the DAGs folder: new versions, import errors per file (replacing the
     /// file's old ones), and DAGs whose file no longer defines them (stale). A DAG in a file that now fails to
     /// parse keeps its last good version. `bundle_version` is the commit the files were read at (None for a
-    /// plain folder): a new version records it, and so does every DAG read.
+    /// plain folder): a new version records it, and so does every DAG read. `complete` says the files are
+    /// the whole folder; when they are not (a git checkout not made yet), no DAG becomes stale and the import
+    /// errors of other files stay.
     pub async fn sync_dags(
         &self,
         files: &[ParsedFile],
         paused_at_creation: bool,
         bundle_version: Option<&str>,
+        complete: bool,
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
@@ -132,6 +135,10 @@ impl Store {
                 }
                 super::assets::sync_references(&mut tx, spec, now).await?;
             }
+        }
+        if !complete {
+            tx.commit().await?;
+            return Ok(report);
         }
         // Import errors of files that are gone.
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();

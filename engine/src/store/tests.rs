@@ -292,13 +292,13 @@ async fn sync_tracks_import_errors_and_stale_dags(db: TestDb) {
     std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: empty}}\n").unwrap();
     let registry = OperatorRegistry::builtin();
     let files = crate::parse::load_folder(dir.path(), &Default::default(), &registry);
-    let report = store.sync_dags(&files, true, None, Utc::now()).await.unwrap();
+    let report = store.sync_dags(&files, true, None, true, Utc::now()).await.unwrap();
     assert_eq!(report.new_versions.len(), 2);
     // b breaks: it keeps its last version and is not stale; a's file goes away: a is stale.
     std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: nope}}\n").unwrap();
     std::fs::remove_file(dir.path().join("a.yml")).unwrap();
     let files = crate::parse::load_folder(dir.path(), &Default::default(), &registry);
-    let report = store.sync_dags(&files, true, None, Utc::now()).await.unwrap();
+    let report = store.sync_dags(&files, true, None, true, Utc::now()).await.unwrap();
     assert_eq!(report.stale, vec!["a"]);
     assert_eq!(report.import_errors, 1);
     let errors = store.import_errors().await.unwrap();
@@ -309,7 +309,7 @@ async fn sync_tracks_import_errors_and_stale_dags(db: TestDb) {
     // Fixed again: errors go away.
     std::fs::write(dir.path().join("b.yml"), "b:\n  tasks: {x: {operator: empty}}\n").unwrap();
     let files = crate::parse::load_folder(dir.path(), &Default::default(), &registry);
-    store.sync_dags(&files, true, None, Utc::now()).await.unwrap();
+    store.sync_dags(&files, true, None, true, Utc::now()).await.unwrap();
     assert!(store.import_errors().await.unwrap().is_empty());
 }
 

@@ -56,7 +56,7 @@ pub fn write_status(root: &Path, error: Option<&SyncError>) -> std::io::Result<(
         // Unchanged: not written again, so the DAG processor does not read the folder again for nothing.
         Some(error) if read_status(root).as_ref() == Some(error) => Ok(()),
         Some(error) => {
-            let temp = root.join(format!("{STATUS}.tmp"));
+            let temp = root.join(format!("{STATUS}.{}.tmp", std::process::id()));
             std::fs::write(&temp, serde_json::to_vec(error).unwrap_or_default())?;
             std::fs::rename(temp, path)
         }

@@ -85,34 +85,38 @@ impl GitSync {
         &self.settings
     }
 
-    /// Fetches the branch and makes its head the current checkout; records the outcome for the DAG processor.
+    /// Fetches the branch and makes its head the current checkout; records the outcome for the DAG processor
+    /// (while holding the sync lock, so two schedulers sharing a data dir never record out of order).
     pub async fn sync_once(&self) -> Result<Synced, SyncError> {
-        let outcome = self.sync_locked().await;
-        let error = outcome.as_ref().err().map(|message| SyncError {
+        self.sync_locked().await.map_err(|message| SyncError {
             source: self.settings.source(),
-            message: message.clone(),
-        });
-        if let Err(err) = layout::write_status(&self.settings.root, error.as_ref()) {
-            warn!(error = %err, "git sync: cannot record the sync's outcome");
-        }
-        match outcome {
-            Ok(synced) => Ok(synced),
-            Err(_) => Err(error.unwrap_or_else(|| SyncError {
-                source: self.settings.source(),
-                message: String::new(),
-            })),
-        }
+            message,
+        })
     }
 
-    /// Syncs every `interval` until `stop` (the first after one interval: the caller syncs once at start).
-    pub async fn run(self, stop: CancellationToken) {
+    /// Whether a checkout is in place (the processor has something to read while the first sync runs).
+    pub fn has_checkout(&self) -> bool {
+        folder_commit(&self.settings.root.join(layout::CURRENT)).is_some()
+    }
+
+    /// Syncs every `interval` until `stop`; the first at once when `now`, else after one interval (the
+    /// caller synced at start).
+    pub async fn run(self, stop: CancellationToken, now: bool) {
         let mut failing = layout::read_status(&self.settings.root).is_some();
+        let mut first = now;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.interval) => {}
-                _ = stop.cancelled() => return,
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.interval) => {}
+                    _ = stop.cancelled() => return,
+                }
             }
-            match self.sync_once().await {
+            // A stop ends a sync in progress (its git is killed with its helpers).
+            let outcome = tokio::select! {
+                outcome = self.sync_once() => outcome,
+                _ = stop.cancelled() => return,
+            };
+            match outcome {
                 Ok(synced) => {
                     if synced.changed {
                         info!(commit = %synced.commit, url = %self.settings.source(), "git sync: new commit checked out");
@@ -138,21 +142,29 @@ impl GitSync {
             .map_err(|err| format!("cannot create {}: {err}", root.display()))?;
         let lock = std::fs::File::create(root.join(layout::LOCK))
             .map_err(|err| format!("cannot create the sync lock in {}: {err}", root.display()))?;
-        // Schedulers sharing a data dir take turns, each waiting at most as long as one git command may take.
+        // Schedulers sharing a data dir take turns; one sync is at most four git commands.
         let waited = tokio::time::Instant::now();
         loop {
             match lock.try_lock() {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < self.settings.timeout => {
+                Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < self.settings.timeout * 5 => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
+                    // Not recorded: the holder records its own outcome.
                     return Err("another process has held the sync lock too long".into());
                 }
                 Err(std::fs::TryLockError::Error(err)) => return Err(format!("cannot take the sync lock: {err}")),
             }
         }
         let outcome = self.sync_under_lock().await;
+        let error = outcome.as_ref().err().map(|message| SyncError {
+            source: self.settings.source(),
+            message: message.clone(),
+        });
+        if let Err(err) = layout::write_status(root, error.as_ref()) {
+            warn!(error = %err, "git sync: cannot record the sync's outcome");
+        }
         let _ = lock.unlock();
         outcome
     }
@@ -206,11 +218,7 @@ impl GitSync {
             std::fs::create_dir_all(&fresh).map_err(|err| format!("cannot create {}: {err}", fresh.display()))?;
             // A private index: the bare repository's own stays untouched, and a half checkout is only `.new`.
             let index = root.join(format!("index-{commit}"));
-            let mut checkout_git = Git {
-                program: git.program.clone(),
-                env: git.env.clone(),
-                timeout: git.timeout,
-            };
+            let mut checkout_git = git.clone();
             checkout_git
                 .env
                 .push(("GIT_INDEX_FILE".into(), index.display().to_string()));
@@ -232,6 +240,17 @@ impl GitSync {
         }
         let target = PathBuf::from(layout::WORKTREES).join(&commit);
         let current = root.join(layout::CURRENT);
+        // A real folder where the link belongs (made by hand, or by an older setup): moved aside, not deleted.
+        if std::fs::symlink_metadata(&current).is_ok_and(|m| m.is_dir()) {
+            let aside = root.join(format!("{}.moved-{}", layout::CURRENT, std::process::id()));
+            std::fs::rename(&current, &aside).map_err(|err| {
+                format!(
+                    "{} is a folder, not the checkout link, and cannot be moved aside: {err}",
+                    current.display()
+                )
+            })?;
+            warn!(moved = %aside.display(), "git sync: a folder stood where the checkout link goes; moved aside");
+        }
         let changed = std::fs::read_link(&current).ok().as_deref() != Some(target.as_path());
         if changed {
             let link = root.join(format!("{}.new", layout::CURRENT));
@@ -258,7 +277,13 @@ impl GitSync {
         if let Some(path) = &settings.path {
             env.push(("PATH".into(), path.clone()));
         }
-        let mut config: Vec<(String, String)> = Vec::new();
+        let mut config: Vec<(String, String)> = vec![
+            // A link in the repository is checked out as a file holding its target: a DAG file or folder
+            // linked to /etc or / would otherwise be read by the DAG parser.
+            ("core.symlinks".into(), "false".into()),
+            // Housekeeping in the foreground, so a stopped git leaves no detached child behind.
+            ("gc.autoDetach".into(), "false".into()),
+        ];
         if let Some(file) = &settings.token_file {
             let token = std::fs::read_to_string(file)
                 .map_err(|err| format!("cannot read token_file {}: {err}", file.display()))?;
@@ -328,7 +353,12 @@ fn prune(worktrees: &Path, current: &str) {
     }
     others.sort_by_key(|(made, _)| std::cmp::Reverse(*made));
     for (_, old) in others.into_iter().skip(KEEP_PREVIOUS) {
-        let _ = std::fs::remove_dir_all(old);
+        // Renamed first: a deletion cut short leaves a `.old` folder (removed next time), never a partial
+        // checkout under its commit's name that a later sync would take as whole.
+        let doomed = old.with_extension("old");
+        if std::fs::rename(&old, &doomed).is_ok() {
+            let _ = std::fs::remove_dir_all(doomed);
+        }
     }
 }
 

@@ -168,9 +168,11 @@ async fn credentials_reach_git_through_its_environment_only() {
     with_token.username = "oauth2".into();
     let env = GitSync::new(with_token.clone()).environment().unwrap();
     let find = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(find("GIT_CONFIG_COUNT").as_deref(), Some("1"));
-    assert_eq!(find("GIT_CONFIG_KEY_0").as_deref(), Some("http.extraHeader"));
-    let header = find("GIT_CONFIG_VALUE_0").unwrap();
+    assert_eq!(find("GIT_CONFIG_COUNT").as_deref(), Some("3"));
+    let slot = (0..3)
+        .find(|i| find(&format!("GIT_CONFIG_KEY_{i}")).as_deref() == Some("http.extraHeader"))
+        .expect("the token's header is one of git's settings");
+    let header = find(&format!("GIT_CONFIG_VALUE_{slot}")).unwrap();
     let basic = header.strip_prefix("Authorization: Basic ").unwrap();
     let decoded = base64::engine::general_purpose::STANDARD.decode(basic).unwrap();
     assert_eq!(decoded, b"oauth2:s3cret");
@@ -195,4 +197,91 @@ async fn credentials_reach_git_through_its_environment_only() {
         ssh.contains("UserKnownHostsFile='/keys/known_hosts' -o StrictHostKeyChecking=yes"),
         "{ssh}"
     );
+}
+
+#[tokio::test]
+async fn links_in_the_repository_are_checked_out_as_plain_files() {
+    let origin = Origin::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), "secret: value").unwrap();
+    std::fs::create_dir_all(origin.dir.path().join("dags")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yaml"),
+        origin.dir.path().join("dags/leak.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/", origin.dir.path().join("dags/everything")).unwrap();
+    origin.commit(&[("dags/a.yaml", "one")]);
+    let root = tempfile::tempdir().unwrap();
+    let sync = GitSync::new(settings(origin.url(), root.path()));
+    sync.sync_once().await.unwrap();
+    let folder = sync.settings().dags_folder();
+    for name in ["leak.yaml", "everything"] {
+        let meta = std::fs::symlink_metadata(folder.join(name)).unwrap();
+        assert!(meta.is_file(), "{name} is a plain file, not a link");
+    }
+    let leaked = std::fs::read_to_string(folder.join("leak.yaml")).unwrap();
+    assert!(!leaked.contains("secret: value"), "{leaked}");
+}
+
+#[tokio::test]
+async fn git_runs_with_none_of_the_engines_environment() {
+    // A stand-in for git that records its environment and fails.
+    let root = tempfile::tempdir().unwrap();
+    let fake = root.path().join("fake-git");
+    let dump = root.path().join("env.txt");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\n/usr/bin/env > '{}'\nexit 1\n", dump.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut with_fake = settings("https://example.invalid/dags.git".into(), root.path());
+    with_fake.program = fake;
+    std::env::set_var("DAGCTL_DATABASE_URL", "postgres://engine:hunter2@db/dagctl");
+    let err = GitSync::new(with_fake).sync_once().await.unwrap_err();
+    assert!(err.message.contains("failed"), "{err:?}");
+    let seen = std::fs::read_to_string(&dump).unwrap();
+    assert!(!seen.contains("DAGCTL_") && !seen.contains("hunter2"), "{seen}");
+    assert!(
+        seen.contains("GIT_TERMINAL_PROMPT=0") && seen.contains("GIT_CONFIG_KEY_0=core.symlinks"),
+        "{seen}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_past_its_time_limit_is_stopped_with_its_children() {
+    let root = tempfile::tempdir().unwrap();
+    let fake = root.path().join("slow-git");
+    let pids = root.path().join("pids");
+    // git and a helper it started, both sleeping.
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nsleep 60 &\necho $$ $! > '{}'\nsleep 60\n", pids.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let git = command::Git {
+        program: fake,
+        env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+        timeout: Duration::from_millis(500),
+    };
+    let started = std::time::Instant::now();
+    let err = git.run(&["fetch".into()]).await.unwrap_err();
+    assert!(err.contains("took longer than"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = std::fs::read_to_string(&pids).unwrap();
+    let gone = |pid: &str| {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    };
+    for pid in text.split_whitespace() {
+        for _ in 0..50 {
+            if gone(pid) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gone(pid), "process {pid} outlived the time limit");
+    }
 }

@@ -20,7 +20,9 @@ AIRFLOW_CLIENT_VERSION=3.3.2
 SCHEMATHESIS_VERSION=4.32.5
 MOTO_VERSION=5.2.5
 LOCUST_VERSION=2.47.0
-PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION} moto[server]==${MOTO_VERSION} locust==${LOCUST_VERSION}"
+# HCL for terraform/check_inputs.py (the Terragrunt layout's inputs against the modules' variables).
+PYTHON_HCL2_VERSION=8.1.4
+PINS="apache-airflow-client==${AIRFLOW_CLIENT_VERSION} schemathesis==${SCHEMATHESIS_VERSION} moto[server]==${MOTO_VERSION} locust==${LOCUST_VERSION} python-hcl2==${PYTHON_HCL2_VERSION}"
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
     echo "usage: $0 CACHE_DIR" >&2
@@ -92,6 +94,7 @@ done
 "$py" -c 'import airflow_client.client, schemathesis, moto.server' >&2 || { log "installed packages do not import"; exit 1; }
 # locust monkey-patches the standard library with gevent: imported on its own.
 "$py" -c 'import locust' >&2 || { log "locust does not import"; exit 1; }
+"$py" -c 'import hcl2' >&2 || { log "python-hcl2 does not import"; exit 1; }
 [ -x "$venv/bin/schemathesis" ] || { log "$venv/bin/schemathesis is missing"; exit 1; }
 
 want_marker >"$marker"

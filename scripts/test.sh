@@ -40,6 +40,8 @@ trap '"$kube_state/stop.sh" 2>/dev/null || true; rm -rf "$kube_state"' EXIT
 DAGCTL_TEST_KUBECONFIG=$(./scripts/kube-local/start.sh "$kube_bin" "$kube_state")
 # helm 4 for the chart's tests (lint, template), built once from the Go module proxy.
 DAGCTL_TEST_HELM=$(./scripts/ensure-helm.sh "$cache/helm")
-export DAGCTL_TEST_KUBECONFIG DAGCTL_TEST_HELM
+# OpenTofu for the Terraform modules' checks (fmt, validate), built once from the Go module proxy.
+DAGCTL_TEST_TOFU=$(./scripts/ensure-tofu.sh "$cache/tofu")
+export DAGCTL_TEST_KUBECONFIG DAGCTL_TEST_HELM DAGCTL_TEST_TOFU
 
 cargo nextest run --workspace --no-fail-fast "$@"

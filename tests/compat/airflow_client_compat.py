@@ -257,6 +257,16 @@ def main() -> int:
             )
             ok(f"get_dag_runs('~') lists {run_id} ({len(runs)} runs read)")
 
+            step = "i. get_dag_versions"
+            version_api = client.DagVersionApi(api_client)
+            versions = call_get(version_api, "get_dag_versions", dag_id, limit=PAGE)
+            check(versions.total_entries >= 1, f"get_dag_versions: {versions}")
+            first = versions.dag_versions[0]
+            check(first.dag_id == dag_id and first.version_number == 1, f"first version {first}")
+            one = call_get(version_api, "get_dag_version", dag_id, first.version_number)
+            check(one.id == first.id and one.bundle_name == "dags-folder", f"get_dag_version: {one}")
+            ok(f"get_dag_versions: {versions.total_entries} version(s), v1 bundle_version={first.bundle_version!r}")
+
             step = "i. get_import_errors"
             ie = call_get(client.ImportErrorApi(api_client), "get_import_errors", limit=PAGE)
             ok(f"get_import_errors: total_entries={ie.total_entries}")

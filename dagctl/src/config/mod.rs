@@ -127,8 +127,17 @@ struct FileOidc {
     scopes: Option<Vec<String>>,
     groups_claim: Option<String>,
     /// group = "Role"
-    role_map: Option<std::collections::BTreeMap<String, String>>,
+    role_map: Option<RoleMapValue>,
     display_name: Option<String>,
+}
+
+/// `[oidc] role_map`: a table (`[oidc.role_map]` group = "Role") or the environment's form,
+/// `"group=Role,..."` (what the Helm chart and Terraform write).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RoleMapValue {
+    Table(std::collections::BTreeMap<String, String>),
+    Text(String),
 }
 
 /// OpenID Connect settings (validated; the redirect URL is made from the base URL when serving).
@@ -545,13 +554,15 @@ fn load_oidc(file: FileOidc, env: &impl Fn(&str) -> Option<String>) -> Result<Op
     };
     let role_map = match env("DAGCTL_OIDC_ROLE_MAP") {
         Some(text) => text,
-        None => file
-            .role_map
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(group, role)| format!("{group}={role}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        None => match file.role_map {
+            None => String::new(),
+            Some(RoleMapValue::Text(text)) => text,
+            Some(RoleMapValue::Table(table)) => table
+                .into_iter()
+                .map(|(group, role)| format!("{group}={role}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        },
     };
     if role_map.trim().is_empty() {
         bail!("OIDC needs a role map from groups to roles (DAGCTL_OIDC_ROLE_MAP=group=Admin,... or [oidc.role_map])");
@@ -574,6 +585,23 @@ fn load_oidc(file: FileOidc, env: &impl Fn(&str) -> Option<String>) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oidc_role_map_reads_as_a_table_or_as_the_charts_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        let env = |name: &str| (name == "DAGCTL_HOME").then(|| home.clone());
+        let mut maps = Vec::new();
+        for text in [
+            "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"dagctl\"\n[oidc.role_map]\nqa = \"Admin\"\nops = \"Viewer\"\n",
+            "[oidc]\nissuer = \"https://id.example\"\nclient_id = \"dagctl\"\nrole_map = \"ops=Viewer,qa=Admin\"\n",
+        ] {
+            std::fs::write(dir.path().join("dagctl.toml"), text).unwrap();
+            let config = Config::load_from(&GlobalFlags::default(), env).unwrap();
+            maps.push(config.oidc.unwrap().role_map);
+        }
+        assert_eq!(maps, ["ops=Viewer,qa=Admin", "ops=Viewer,qa=Admin"]);
+    }
 
     #[test]
     fn flags_beat_env_beat_file() {

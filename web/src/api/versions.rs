@@ -36,6 +36,8 @@ pub async fn list(
         Some(_) => Some(params.int("version_number", 0, 1, i64::MAX)?),
     };
     let bundle_version = params.str("bundle_version");
+    let (descending, column) = params.order_by("id")?;
+    find_dag(&state, &dag_id).await?;
     if params.str("bundle_name").is_some_and(|name| name != "dags-folder") {
         return Ok(super::collection(
             "dag_versions",
@@ -45,8 +47,6 @@ pub async fn list(
             |_| Value::Null,
         ));
     }
-    let (descending, column) = params.order_by("id")?;
-    find_dag(&state, &dag_id).await?;
     let mut versions: Vec<VersionInfo> = state
         .store
         .list_versions(&dag_id)

@@ -127,7 +127,14 @@ fn the_chart_lints_renders_by_digest_only_and_refuses_a_tag() {
         "{toml}"
     );
     assert!(toml.contains("executor = \"kubernetes\""), "{toml}");
-    assert!(!toml.contains("database"), "no secret in the ConfigMap: {toml}");
+    assert!(
+        toml.contains("task_logs = \"database\""),
+        "every server reads the same logs: {toml}"
+    );
+    assert!(
+        !toml.contains("database_url") && !toml.contains("postgres") && !toml.contains("secret_key"),
+        "no secret in the ConfigMap: {toml}"
+    );
 }
 
 #[test]

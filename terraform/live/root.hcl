@@ -1,5 +1,6 @@
 # Terragrunt root configuration, included by every unit (terraform/live/<env>/<region>/<unit>/terragrunt.hcl)
-# through `find_in_parent_folders("root.hcl")`. It sets, for each unit:
+# through `find_in_parent_folders("root.hcl")`, beside the unit kind's common file _envcommon/<unit>.hcl (its module
+# source, dependencies and inputs, the same in every env and region). It sets, for each unit:
 # - the state backend: OpenTofu's `kubernetes` backend, one Secret per unit in the namespace
 #   `state_namespace` (region.hcl) of the region's own cluster: no cloud account or bucket is needed, and the
 #   state sits beside what it describes. The backend locks with a Lease. The state Secrets hold sensitive values
@@ -72,5 +73,5 @@ generate "providers" {
   contents  = join("\n", [for name in local.providers : local.provider_blocks[name]])
 }
 
-# Every unit's inputs are its own (terragrunt.hcl beside it); nothing is passed to all of them.
+# Every unit's inputs are its kind's (_envcommon/<unit>.hcl) and its own; nothing is passed to all of them.
 inputs = {}

@@ -62,15 +62,8 @@ pub(super) fn load_git(file: FileGit, home: &Path, path: Option<String>) -> Resu
             );
         }
     }
-    let duration = |key: &str, text: Option<String>, default: u64| -> Result<std::time::Duration> {
-        match text {
-            None => Ok(std::time::Duration::from_secs(default)),
-            Some(text) => engine::duration::parse_duration_str(&text)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| anyhow::anyhow!("git.{key}: `{text}` is not a duration (e.g. 30s, 5m)")),
-        }
-    };
+    let duration =
+        |key: &str, text: Option<String>, default: u64| super::positive_duration(&format!("git.{key}"), text, default);
     for (key, file) in [
         ("ssh_key_file", &file.ssh_key_file),
         ("known_hosts_file", &file.known_hosts_file),

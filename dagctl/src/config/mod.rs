@@ -469,14 +469,8 @@ fn load_executor(
         }
         "kubernetes" | "kubernetesexecutor" => {
             let kube = kube.unwrap_or_default();
-            let duration = |key: &str, text: Option<String>, default: u64| -> Result<std::time::Duration> {
-                match text {
-                    None => Ok(std::time::Duration::from_secs(default)),
-                    Some(text) => engine::duration::parse_duration_str(&text)
-                        .ok()
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| anyhow::anyhow!("kubernetes.{key}: `{text}` is not a duration (e.g. 5m, 1h)")),
-                }
+            let duration = |key: &str, text: Option<String>, default: u64| {
+                positive_duration(&format!("kubernetes.{key}"), text, default)
             };
             let namespace = env("DAGCTL_KUBERNETES_NAMESPACE")
                 .or(kube.namespace)
@@ -514,6 +508,17 @@ fn load_executor(
             })))
         }
         other => bail!("executor: `{other}` is not an executor (local or kubernetes)"),
+    }
+}
+
+/// A setting that is a duration above zero (`key` names it in the error), `default` seconds when absent.
+fn positive_duration(key: &str, text: Option<String>, default: u64) -> Result<std::time::Duration> {
+    match text {
+        None => Ok(std::time::Duration::from_secs(default)),
+        Some(text) => engine::duration::parse_duration_str(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("{key}: `{text}` is not a duration (e.g. 30s, 5m)")),
     }
 }
 

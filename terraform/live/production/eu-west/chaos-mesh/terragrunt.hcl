@@ -1,20 +1,12 @@
-# Chaos Mesh, optional: env.hcl's chaos_mesh_enabled (false: the unit applies nothing).
+# All of this unit is in live/_envcommon/chaos-mesh.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//chaos-mesh"
-}
-
-inputs = {
-  enabled           = local.env.chaos_mesh_enabled
-  chart_version     = local.env.chaos_mesh_chart_version
-  container_runtime = local.region.container_runtime
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/chaos-mesh.hcl"
+  expose = true
 }

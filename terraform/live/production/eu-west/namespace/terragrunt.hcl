@@ -1,27 +1,12 @@
-# The namespace dagctl runs in, its quota and limits, and who may do what in it.
+# All of this unit is in live/_envcommon/namespace.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//namespace"
-}
-
-inputs = {
-  name               = local.env.namespace
-  labels             = { environment = local.env.env, region = local.region.region }
-  pod_security_level = "baseline"
-  admin_groups       = local.env.admin_groups
-  view_groups        = local.env.view_groups
-  resource_quota     = local.env.resource_quota
-  limit_range = {
-    default_request = { cpu = "100m", memory = "128Mi" }
-    default_limit   = { memory = "512Mi" }
-  }
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/namespace.hcl"
+  expose = true
 }

@@ -1,57 +1,12 @@
-# dagctl itself: the Helm chart of this repository (deploy/helm/dagctl), image by digest only.
+# All of this unit is in live/_envcommon/dagctl.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//dagctl"
-}
-
-dependency "namespace" {
-  config_path = "../namespace"
-
-  mock_outputs                            = { name = "dagctl-mock" }
-  mock_outputs_allowed_terraform_commands = ["init", "validate", "plan"]
-  mock_outputs_merge_strategy_with_state  = "shallow"
-}
-
-dependency "secrets" {
-  config_path = "../secrets"
-
-  mock_outputs                            = { name = "dagctl", managed_by = "opentofu", keys = ["database-url"] }
-  mock_outputs_allowed_terraform_commands = ["init", "validate", "plan"]
-  mock_outputs_merge_strategy_with_state  = "shallow"
-}
-
-dependency "oidc" {
-  config_path = "../oidc"
-
-  mock_outputs                            = { helm_values = { enabled = false, issuer = "", clientId = "", roleMap = "" } }
-  mock_outputs_allowed_terraform_commands = ["init", "validate", "plan"]
-  mock_outputs_merge_strategy_with_state  = "shallow"
-}
-
-inputs = {
-  namespace = dependency.namespace.outputs.name
-  # Terragrunt copies only terraform/modules into its cache: the chart is given by its path in this checkout.
-  chart_path         = "${get_terragrunt_dir()}/../../../../../deploy/helm/dagctl"
-  chart_version      = local.env.dagctl_chart_version
-  image_repository   = local.env.image_repository
-  image_digest       = local.env.image_digest
-  secret_name        = dependency.secrets.outputs.name
-  oidc               = dependency.oidc.outputs.helm_values
-  scheduler_replicas = local.env.scheduler_replicas
-  webserver_replicas = local.env.webserver_replicas
-  base_url           = "https://${local.region.hostname}"
-  ingress = {
-    host       = local.region.hostname
-    class_name = local.region.ingress_class
-    tls_secret = local.region.tls_secret
-  }
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/dagctl.hcl"
+  expose = true
 }

@@ -1,39 +1,12 @@
-# PostgreSQL: a CloudNativePG Cluster in dagctl's namespace. Its app Secret (<cluster>-app, key uri) holds the
-# database URL; the password never passes through OpenTofu.
+# All of this unit is in live/_envcommon/postgres.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//postgres"
-}
-
-dependency "namespace" {
-  config_path = "../namespace"
-
-  mock_outputs                            = { name = "dagctl-mock" }
-  mock_outputs_allowed_terraform_commands = ["init", "validate", "plan"]
-  mock_outputs_merge_strategy_with_state  = "shallow"
-}
-
-dependency "cnpg_operator" {
-  config_path = "../cnpg-operator"
-
-  mock_outputs                            = { namespace = "cnpg-system", chart_version = "0.0.0" }
-  mock_outputs_allowed_terraform_commands = ["init", "validate", "plan"]
-  mock_outputs_merge_strategy_with_state  = "shallow"
-}
-
-inputs = {
-  namespace     = dependency.namespace.outputs.name
-  mode          = "cnpg"
-  instances     = local.env.postgres_instances
-  storage_size  = local.env.postgres_storage_size
-  storage_class = local.region.storage_class
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/postgres.hcl"
+  expose = true
 }

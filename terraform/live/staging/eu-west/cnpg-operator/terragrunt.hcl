@@ -1,19 +1,12 @@
-# The CloudNativePG operator (cluster-wide): applied before postgres, whose Cluster needs the operator's CRDs
-# when it is planned.
+# All of this unit is in live/_envcommon/cnpg-operator.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//cnpg-operator"
-}
-
-inputs = {
-  chart_version = local.env.cnpg_chart_version
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/cnpg-operator.hcl"
+  expose = true
 }

@@ -1,24 +1,12 @@
-# OIDC sign-in settings (provider-agnostic). The client secret comes from $DAGCTL_OIDC_CLIENT_SECRET when
-# set (it is then kept in this unit's state as a sensitive output); leave it unset where External Secrets
-# provides oidc-client-secret (production).
+# All of this unit is in live/_envcommon/oidc.hcl, the same for every env and region (it reads the env.hcl
+# and region.hcl above this folder). Add here only what differs in this env or region: inputs set here override
+# the common ones key by key, and a dependency block here replaces the common one of the same name.
 
 include "root" {
   path = find_in_parent_folders("root.hcl")
 }
 
-locals {
-  env    = read_terragrunt_config(find_in_parent_folders("env.hcl")).locals
-  region = read_terragrunt_config(find_in_parent_folders("region.hcl")).locals
-}
-
-terraform {
-  source = "${get_terragrunt_dir()}/../../../../modules//oidc"
-}
-
-inputs = {
-  enabled       = local.env.oidc_enabled
-  issuer        = local.env.oidc_issuer
-  client_id     = local.env.oidc_client_id
-  role_map      = local.env.oidc_role_map
-  client_secret = get_env("DAGCTL_OIDC_CLIENT_SECRET", "") == "" ? null : get_env("DAGCTL_OIDC_CLIENT_SECRET")
+include "envcommon" {
+  path   = "${dirname(find_in_parent_folders("root.hcl"))}/_envcommon/oidc.hcl"
+  expose = true
 }

@@ -119,6 +119,10 @@ fn the_dockerfile_pins_its_bases_and_runs_as_non_root() {
 }
 
 fn chroot(root: &Path, uid: Option<u32>, args: &[&str]) -> Output {
+    chroot_env(root, uid, args, &[])
+}
+
+fn chroot_env(root: &Path, uid: Option<u32>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new("/usr/sbin/chroot");
     if let Some(uid) = uid {
         command.arg(format!("--userspec={uid}:{uid}"));
@@ -129,6 +133,7 @@ fn chroot(root: &Path, uid: Option<u32>, args: &[&str]) -> Output {
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin")
         .env("HOME", "/var/lib/dagctl")
+        .envs(env.iter().copied())
         .output()
         .expect("chroot runs (the image test runs as root, as CI does)")
 }
@@ -202,6 +207,23 @@ fn the_image_files_run_as_nonroot_with_git_over_https_helpers() {
 
     let ssh = chroot(&root, Some(65532), &["/usr/bin/ssh", "-V"]);
     assert!(ssh.status.success(), "{}", text(&ssh));
+    // git runs its ssh command (with options, as git sync sets it) through /bin/sh: it reaches ssh, which
+    // finds nothing listening on port 1.
+    let over_ssh = chroot_env(
+        &root,
+        Some(65532),
+        &["/usr/bin/git", "ls-remote", "ssh://git@127.0.0.1:1/dags.git"],
+        &[(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=accept-new",
+        )],
+    );
+    let said = String::from_utf8_lossy(&over_ssh.stderr);
+    assert!(
+        !over_ssh.status.success() && said.contains("port 1") && said.contains("Connection refused"),
+        "{}",
+        text(&over_ssh)
+    );
     let helper = chroot(&root, Some(65532), &["/usr/lib/git-core/git-remote-https"]);
     assert!(
         !String::from_utf8_lossy(&helper.stderr).contains("error while loading shared libraries"),

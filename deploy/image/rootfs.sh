@@ -31,6 +31,9 @@ for program in "${programs[@]}"; do
   install -m 0755 "$program" "$out$program"
 done
 ln -sf git-remote-http "$out$git_core/git-remote-https"
+# git runs GIT_SSH_COMMAND (the ssh options of git-synced DAGs) through /bin/sh: dash, the only shell.
+mkdir -p "$out/bin"
+install -m 0755 "$(readlink -f /bin/sh)" "$out/bin/sh"
 if [ -d /usr/share/git-core/templates ]; then
   mkdir -p "$out/usr/share/git-core"
   cp -r /usr/share/git-core/templates "$out/usr/share/git-core/"
@@ -40,7 +43,7 @@ fi
 libraries() {
   ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }'
 }
-for program in "$out/usr/local/bin/dagctl" "${programs[@]}"; do
+for program in "$out/usr/local/bin/dagctl" "$out/bin/sh" "${programs[@]}"; do
   while read -r lib; do
     [ -n "$lib" ] || continue
     mkdir -p "$out$(dirname "$lib")"

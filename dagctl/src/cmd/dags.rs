@@ -398,10 +398,16 @@ async fn run_locally(config: &Config, store: &Store, run_pks: Vec<i64>, print_lo
                 notice.map_index,
                 notice.try_number,
             );
-            if let Ok(page) = logs.read_from(&key, 0, u64::MAX) {
+            // Page by page: a store may return less than the whole log at once.
+            let mut offset = 0;
+            while let Ok(page) = logs.read_from(&key, offset, 4 << 20) {
+                if page.lines.is_empty() {
+                    break;
+                }
                 for line in &page.lines {
                     println!("{}", worker::log::parse_line(line).to_text());
                 }
+                offset = page.next;
             }
         }
     });

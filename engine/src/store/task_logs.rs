@@ -28,19 +28,26 @@ impl Store {
             return Ok(());
         }
         let mut last = None;
-        for _ in 0..5 {
+        for attempt in 0..5u64 {
+            if attempt > 0 {
+                // Another server took this offset: a short, growing pause before the next.
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
             let mut tx = self.begin().await?;
+            // The last chunk by the primary key's order: one index step, however long the log.
             let end: i64 = sqlx::query(&format!(
-                "SELECT COALESCE(MAX(end_offset), 0) FROM task_log_chunk WHERE {KEY}"
+                "SELECT end_offset FROM task_log_chunk WHERE {KEY} ORDER BY start_offset DESC LIMIT 1"
             ))
             .bind(key.dag_id)
             .bind(key.run_id)
             .bind(key.task_id)
             .bind(key.map_index)
             .bind(key.try_number)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?
-            .try_get(0)?;
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .unwrap_or(0);
             let inserted = sqlx::query(
                 "INSERT INTO task_log_chunk (dag_id, run_id, task_id, map_index, try_number, start_offset, end_offset, body) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -98,19 +105,42 @@ impl Store {
     /// The length of a try's log in bytes; None when it has none.
     pub async fn log_length(&self, key: LogRef<'_>) -> Result<Option<u64>> {
         let row = sqlx::query(&format!(
-            "SELECT MAX(end_offset), COUNT(*) FROM task_log_chunk WHERE {KEY}"
+            "SELECT end_offset FROM task_log_chunk WHERE {KEY} ORDER BY start_offset DESC LIMIT 1"
         ))
         .bind(key.dag_id)
         .bind(key.run_id)
         .bind(key.task_id)
         .bind(key.map_index)
         .bind(key.try_number)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let count: i64 = row.try_get(1)?;
-        if count == 0 {
-            return Ok(None);
+        row.map(|row| Ok(row.try_get::<i64, _>(0)?.max(0) as u64)).transpose()
+    }
+
+    /// The last chunks of a try's log holding at least `max` bytes (or all of it), as (start offset, body), in
+    /// order.
+    pub async fn read_log_tail(&self, key: LogRef<'_>, max: u64) -> Result<Vec<(u64, String)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT start_offset, body FROM task_log_chunk WHERE {KEY} ORDER BY start_offset DESC LIMIT {MAX_CHUNKS}"
+        ))
+        .bind(key.dag_id)
+        .bind(key.run_id)
+        .bind(key.task_id)
+        .bind(key.map_index)
+        .bind(key.try_number)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        for row in &rows {
+            let body: String = row.try_get(1)?;
+            bytes += body.len() as u64;
+            out.push((row.try_get::<i64, _>(0)?.max(0) as u64, body));
+            if bytes >= max {
+                break;
+            }
         }
-        Ok(Some(row.try_get::<i64, _>(0)?.max(0) as u64))
+        out.reverse();
+        Ok(out)
     }
 }

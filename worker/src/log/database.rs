@@ -20,14 +20,22 @@ impl DbLogs {
         DbLogs { store, runtime }
     }
 
-    fn run<T: Send>(&self, query: impl std::future::Future<Output = engine::Result<T>> + Send) -> std::io::Result<T> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| self.runtime.block_on(query))
-                .join()
-                .map_err(|_| std::io::Error::other("log query panicked"))?
-                .map_err(std::io::Error::other)
-        })
+    /// Runs a query to its end from blocking code: on a worker of a multi-threaded runtime through
+    /// `block_in_place` (the worker hands its other tasks over first, so the runtime keeps polling sockets),
+    /// elsewhere (spawn_blocking threads, plain threads) directly. A current-thread runtime cannot wait on
+    /// itself: an error there, not a hang.
+    fn run<T>(&self, query: impl std::future::Future<Output = engine::Result<T>>) -> std::io::Result<T> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let outcome = match Handle::try_current() {
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                return Err(std::io::Error::other(
+                    "database task logs need a multi-threaded runtime to be read from async code",
+                ))
+            }
+            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(query)),
+            Err(_) => self.runtime.block_on(query),
+        };
+        outcome.map_err(std::io::Error::other)
     }
 }
 
@@ -57,9 +65,10 @@ impl TaskLogs for DbLogs {
     fn read_from(&self, key: &TryKey, from: u64, max: u64) -> std::io::Result<LogPage> {
         let chunks = self.run(self.store.read_log(log_ref(key), from, max))?;
         if chunks.is_empty() {
-            // Nothing (yet) past `from`.
+            // Nothing (yet) past `from`; a position past the end comes back to it, as with files.
+            let len = self.run(self.store.log_length(log_ref(key)))?.unwrap_or(0);
             return Ok(LogPage {
-                next: from,
+                next: from.min(len),
                 ..Default::default()
             });
         }
@@ -71,13 +80,18 @@ impl TaskLogs for DbLogs {
             return Ok(LogPage::default());
         };
         let start = len.saturating_sub(max);
-        let chunks = self.run(self.store.read_log(log_ref(key), start, max))?;
+        let chunks = self.run(self.store.read_log_tail(log_ref(key), max))?;
         Ok(page_of(&chunks, start, max, true))
     }
 
     fn exists(&self, key: &TryKey) -> bool {
-        self.run(self.store.log_length(log_ref(key)))
-            .is_ok_and(|len| len.is_some())
+        match self.run(self.store.log_length(log_ref(key))) {
+            Ok(len) => len.is_some(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot tell whether a task log exists in the database");
+                false
+            }
+        }
     }
 
     fn describe(&self, key: &TryKey) -> String {
@@ -105,7 +119,9 @@ fn page_of(chunks: &[(u64, String)], from: u64, max: u64, tail: bool) -> LogPage
         buf.extend_from_slice(&part[..part.len().min(room)]);
     }
     let start = chunks.first().map_or(from, |(first, _)| from.max(*first));
-    page(&buf, start, tail)
+    // Chunks hold whole lines: bytes that begin at a chunk's start begin a line.
+    let aligned = chunks.first().is_some_and(|(first, _)| *first >= from);
+    page(&buf, start, tail && !aligned)
 }
 
 #[cfg(test)]
@@ -159,6 +175,27 @@ mod tests {
             }
             // Another try is another log.
             assert!(!logs.exists(&TryKey::new("d", "r", "t", -1, 2)));
+            // A position past the end comes back to the end.
+            assert_eq!(logs.read_from(&key, all.next + 500, 100).unwrap().next, all.next);
+            // More chunks than one query returns: the tail is still the newest lines, and paging reaches them.
+            let long = TryKey::new("d", "r", "long", -1, 1);
+            for i in 0..2100 {
+                logs.append(&long, &[LogLine::now("info", "x", &format!("one {i}"))])
+                    .unwrap();
+            }
+            let tail = logs.read_tail(&long, 4 << 20).unwrap();
+            assert_eq!(super::super::parse_line(tail.lines.last().unwrap()).event, "one 2099");
+            let mut offset = 0;
+            let mut count = 0;
+            for _ in 0..10 {
+                let page = logs.read_from(&long, offset, 4 << 20).unwrap();
+                if page.lines.is_empty() {
+                    break;
+                }
+                count += page.lines.len();
+                offset = page.next;
+            }
+            assert_eq!(count, 2100);
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// The instance of a mapped task (default -1: the task is not mapped)
     #[arg(long = "map-index", default_value_t = -1, allow_negative_numbers = true)]
     pub map_index: i64,
+    /// Also print each log line (masked, as text) on standard output: a pod's own log (`kubectl logs`) then
+    /// holds the try's log
+    #[arg(long = "log-to-stdout")]
+    pub log_to_stdout: bool,
 }
 
 #[derive(clap::Parser)]
@@ -205,6 +209,7 @@ fn run_with(args: RunArgs, config: RunnerConfig, operators: Operators) -> i32 {
         token: config.token,
         hostname: hostname(),
         retry: Default::default(),
+        log_to_stdout: args.log_to_stdout,
     };
     runtime.block_on(worker::runner::run(args, operators))
 }

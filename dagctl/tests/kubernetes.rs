@@ -171,7 +171,8 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
             "--try",
             "1",
             "--map-index",
-            "-1"
+            "-1",
+            "--log-to-stdout"
         ])
     );
     assert_eq!(base["resources"]["limits"]["memory"], "64Mi");
@@ -204,7 +205,19 @@ fn tries_run_as_pods_and_pod_failures_end_them_with_their_reason() {
         failed, 4,
         "oom, evicted, crash and fails (its runner reported) are kept: {pods:?}"
     );
-    assert!(pods.keys().any(|name| name.starts_with("pods-fails-")), "{pods:?}");
+    let kept = pods
+        .keys()
+        .find(|name| name.starts_with("pods-fails-"))
+        .unwrap_or_else(|| panic!("{pods:?}"))
+        .clone();
+    // The runner printed the try's log on the pod's own output too: the pod log API (`kubectl logs`) has it.
+    let own = cluster
+        .block_on(cluster.pods_api().logs(&kept, &Default::default()))
+        .expect("the kept pod's log");
+    assert!(
+        own.contains("failing on purpose") && own.contains("starting try 1"),
+        "{own}"
+    );
     assert!(
         !pods
             .keys()

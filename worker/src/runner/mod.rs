@@ -44,6 +44,8 @@ pub struct RunnerArgs {
     pub token: String,
     pub hostname: String,
     pub retry: RetryPolicy,
+    /// Print each log line on standard output too (in a pod: what `kubectl logs` shows).
+    pub log_to_stdout: bool,
 }
 
 /// Exit codes of the runner.
@@ -100,7 +102,7 @@ async fn run_try(ctx: TaskContext, args: RunnerArgs, client: ExecutionClient, op
     // Values of conf and params under names like `password` or `token` never reach the log as written.
     let mut secrets = sink::sensitive_values(&ctx.conf);
     secrets.extend(sink::sensitive_values(&ctx.params));
-    let log = TaskLog::masking(secrets);
+    let log = TaskLog::masking(secrets).echoing(args.log_to_stdout);
     let instance = if ctx.map_index >= 0 {
         format!(" [map_index {}]", ctx.map_index)
     } else {

@@ -26,6 +26,8 @@ pub struct TaskLog {
     ready: Arc<Notify>,
     /// Values written as `***` wherever they appear in a line (Airflow's secret masker), longest first.
     secrets: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Each line is printed on standard output as well, as text (already masked).
+    echo: bool,
 }
 
 /// Values shorter than this are not masked: they would blank out ordinary words and numbers.
@@ -47,6 +49,12 @@ impl TaskLog {
         let log = TaskLog::default();
         log.add_secrets(secrets);
         log
+    }
+
+    /// This log, printing each line on standard output as well (masked, as text).
+    pub fn echoing(mut self, echo: bool) -> TaskLog {
+        self.echo = echo;
+        self
     }
 
     /// Masks `secrets` (of at least 4 characters) in every line written from now on, by this log and its
@@ -80,6 +88,10 @@ impl TaskLog {
         } else {
             LogLine::now(level, logger, &self.mask(event))
         };
+        if self.echo {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{}", line.to_text());
+        }
         let Ok(mut buffer) = self.buffer.lock() else {
             return;
         };

@@ -272,7 +272,10 @@ impl Inner {
             .map(|t| t + OVERRUN + Duration::from_secs(3600))
             .unwrap_or(TOKEN_TTL);
         let token = self.minter.mint(ti.id, ti.try_number, ttl);
-        let args = super::local::runner_argv(ti);
+        let mut args = super::local::runner_argv(ti);
+        // The pod's own log (`kubectl logs`, and the lines copied into the try's log when a pod fails) holds
+        // the try's log.
+        args.push("--log-to-stdout".into());
         let pod = pod::build(&pod::PodInputs {
             ti,
             template: &template,

@@ -41,13 +41,14 @@ pub struct SyncError {
     pub message: String,
 }
 
-fn status_path(root: &Path) -> PathBuf {
+/// The status file (read by the DAG processor for change detection).
+pub fn status_file(root: &Path) -> PathBuf {
     root.join(STATUS)
 }
 
 /// Records the sync's outcome: the error, or (None) that the last sync worked. Written whole (a rename).
 pub fn write_status(root: &Path, error: Option<&SyncError>) -> std::io::Result<()> {
-    let path = status_path(root);
+    let path = status_file(root);
     match error {
         None => match std::fs::remove_file(&path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
@@ -65,12 +66,7 @@ pub fn write_status(root: &Path, error: Option<&SyncError>) -> std::io::Result<(
 
 /// The error of the last sync, if it failed.
 pub fn read_status(root: &Path) -> Option<SyncError> {
-    serde_json::from_slice(&std::fs::read(status_path(root)).ok()?).ok()
-}
-
-/// The status file, for change detection.
-pub fn status_file(root: &Path) -> PathBuf {
-    status_path(root)
+    serde_json::from_slice(&std::fs::read(status_file(root)).ok()?).ok()
 }
 
 #[cfg(test)]

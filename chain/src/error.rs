@@ -150,6 +150,10 @@ pub enum Error {
     /// The work was cancelled (task killed or timed out).
     #[error("cancelled: {0}")]
     Cancelled(String),
+
+    /// A Kubernetes region is not configured, not reachable, or refused a request.
+    #[error("kubernetes region `{region}`: {reason}")]
+    Kube { region: String, reason: String },
 }
 
 impl Error {

@@ -110,19 +110,20 @@ pub fn generate_with_keys(spec: &NetworkSpec, params: &[NodeParams], keys: Vec<N
 }
 
 fn check_params(client: Client, consensus: Consensus, slot: &NodeSlot, params: &NodeParams) -> Result<()> {
-    let host_ok = !params.host.is_empty()
-        && params
-            .host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
-    if !host_ok {
-        return Err(Error::InvalidField {
-            field: "host",
-            reason: format!(
-                "node `{}`: `{}` is not a host name or IP address",
-                slot.name, params.host
-            ),
-        });
+    let host_ok = |host: &str| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+    };
+    let hosts = std::iter::once(params.host.as_str()).chain(params.advertise.as_ref().map(|a| a.host.as_str()));
+    for host in hosts {
+        if !host_ok(host) {
+            return Err(Error::InvalidField {
+                field: "host",
+                reason: format!("node `{}`: `{host}` is not a host name or IP address", slot.name),
+            });
+        }
     }
     if !params.data_dir.is_absolute() {
         return Err(Error::InvalidField {

@@ -61,10 +61,11 @@ pub use extradata::extra_data_format;
 pub use generate::{generate, generate_with_keys};
 pub use keys::{KeySource, NodeKey};
 pub use keystore::{CipherParams, Keystore, KeystoreCrypto, ScryptParams};
-pub use output::{CommandSpec, GeneratedFile, GeneratedNetwork, NodeConfig, NodeParams, NodePorts};
+pub use output::{CommandSpec, GeneratedFile, GeneratedNetwork, NodeConfig, NodeParams, NodePorts, PeerAddress};
 pub use spec::{
-    Account, Balance, Client, Consensus, NetworkSpec, NodeSlot, Region, Role, Settings, DEFAULT_CHAIN_ID,
-    DEFAULT_EPOCH, DEFAULT_GAS_LIMIT, DEFAULT_REGION, MAX_GAS_LIMIT, MAX_NODES, MIN_GAS_LIMIT,
+    Account, BackendKind, Balance, Client, Consensus, NetworkSpec, NodeSlot, PodResources, Region, Role, Settings,
+    Storage, DEFAULT_CHAIN_ID, DEFAULT_EPOCH, DEFAULT_GAS_LIMIT, DEFAULT_REGION, MAX_GAS_LIMIT, MAX_NODES,
+    MIN_GAS_LIMIT,
 };
 pub use version::Version;
 

@@ -52,6 +52,39 @@ pub struct NodeParams {
     pub host: String,
     /// Allocated ports.
     pub ports: NodePorts,
+    /// Where peers reach this node when that is not `host` and its own ports (a Kubernetes pod binds every
+    /// interface and is reached through its Service); `None`: `host` and `ports`.
+    pub advertise: Option<PeerAddress>,
+}
+
+impl NodeParams {
+    /// Host and devp2p port written into this node's enode for its peers.
+    pub fn peer_endpoint(&self) -> (&str, u16) {
+        match &self.advertise {
+            Some(a) => (a.host.as_str(), a.p2p),
+            None => (self.host.as_str(), self.ports.p2p),
+        }
+    }
+
+    /// The raft port peers dial (GoQuorum raft), when the node has one.
+    pub fn peer_raft_port(&self) -> Option<u16> {
+        match &self.advertise {
+            Some(a) => a.raft.or(self.ports.raft),
+            None => self.ports.raft,
+        }
+    }
+}
+
+/// How peers reach a node from outside its own network namespace or pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddress {
+    /// An IP address (or a name every client resolves).
+    pub host: String,
+    /// The devp2p port peers dial.
+    pub p2p: u16,
+    /// The raft port peers dial (GoQuorum raft).
+    #[serde(default)]
+    pub raft: Option<u16>,
 }
 
 /// A program invocation: what to run, with which arguments and extra environment.

@@ -55,7 +55,10 @@ impl PlannedNode<'_> {
             role: self.slot.role,
             region: self.slot.region.clone(),
             address: self.key.address(),
-            enode: (client != Client::Anvil).then(|| self.key.enode(host, ports.p2p)),
+            enode: (client != Client::Anvil).then(|| {
+                let (peer_host, peer_port) = self.params.peer_endpoint();
+                self.key.enode(peer_host, peer_port)
+            }),
             key: self.key.clone(),
             data_dir: self.params.data_dir.clone(),
             host: host.clone(),
@@ -112,7 +115,10 @@ impl Plan<'_> {
         }
         self.nodes
             .iter()
-            .map(|n| n.key.enode(&n.params.host, n.params.ports.p2p))
+            .map(|n| {
+                let (host, port) = n.params.peer_endpoint();
+                n.key.enode(host, port)
+            })
             .collect()
     }
 

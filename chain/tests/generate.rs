@@ -449,6 +449,7 @@ fn bad_node_params_are_rejected_with_the_node_named() {
         data_dir: PathBuf::from("relative/dir"),
         host: "127.0.0.1".into(),
         ports: NodePorts::new(1, 2),
+        advertise: None,
     }];
     assert_eq!(
         generate(&besu, &relative).unwrap_err().to_string(),
@@ -458,6 +459,7 @@ fn bad_node_params_are_rejected_with_the_node_named() {
         data_dir: PathBuf::from("/d"),
         host: "a b\"".into(),
         ports: NodePorts::new(1, 2),
+        advertise: None,
     }];
     assert_eq!(
         generate(&besu, &bad_host).unwrap_err().to_string(),

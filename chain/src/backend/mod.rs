@@ -3,11 +3,14 @@
 //! wait until it is ready, stop it, describe its endpoints and send a signal to one node.
 //!
 //! - [`local`]: real client processes on this machine ([`local::LocalBackend`]).
+//! - [`kubernetes`]: pods of the clients' official images in configured regions ([`kubernetes::KubeBackend`]).
 //!
 //! A backend keeps what it started in its own [`NodeBackend::Record`]; the store holds that record as
 //! JSON, so a later process (a teardown task, a restarted engine) can find the nodes again.
 
+pub mod kubernetes;
 pub mod local;
+pub(crate) mod ready;
 
 use std::fmt::Debug;
 use std::future::Future;

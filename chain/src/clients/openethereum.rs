@@ -163,7 +163,10 @@ fn node_output(plan: &Plan<'_>, index: usize, node: &PlannedNode<'_>) -> Result<
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != index)
-        .map(|(_, n)| n.key.enode_plain(&n.params.host, n.params.ports.p2p))
+        .map(|(_, n)| {
+            let (host, port) = n.params.peer_endpoint();
+            n.key.enode_plain(host, port)
+        })
         .collect();
     let mut reserved = peers.join("\n");
     reserved.push('\n');

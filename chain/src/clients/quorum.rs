@@ -97,8 +97,9 @@ fn static_nodes_for(plan: &Plan<'_>) -> Vec<String> {
     plan.nodes
         .iter()
         .map(|n| {
-            let enode = n.key.enode(&n.params.host, n.params.ports.p2p);
-            match (plan.spec.consensus, n.params.ports.raft) {
+            let (host, port) = n.params.peer_endpoint();
+            let enode = n.key.enode(host, port);
+            match (plan.spec.consensus, n.params.peer_raft_port()) {
                 (Consensus::Raft, Some(raft)) => format!("{enode}&raftport={raft}"),
                 _ => enode,
             }

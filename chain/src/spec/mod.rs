@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Client, Consensus};
-pub use values::{Account, Balance, NodeSlot, Region, Role};
+pub use values::{Account, Balance, NodeSlot, PodResources, Region, Role, Storage};
 
 use crate::duration::SpecDuration;
 use crate::error::{Error, Result};
@@ -82,6 +82,41 @@ pub struct NetworkSpec {
     /// `netns` (each node in its own network namespace on a bridge; root only).
     #[serde(default, skip_serializing_if = "Isolation::is_host")]
     pub isolation: Isolation,
+    /// Where the nodes run: `local` (processes on this machine, the default) or `kubernetes` (a StatefulSet per
+    /// node in the regions of `[chain.kubernetes]`).
+    #[serde(default, skip_serializing_if = "BackendKind::is_local")]
+    pub backend: BackendKind,
+    /// Resource requests of each node's pod (Kubernetes only; the local backend ignores them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PodResources>,
+    /// A persistent volume per node for its data (Kubernetes only; without it a pod's data is an emptyDir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+}
+
+/// Which backend runs a network's nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Processes on this machine.
+    #[default]
+    Local,
+    /// Pods on Kubernetes.
+    Kubernetes,
+}
+
+impl BackendKind {
+    pub fn is_local(&self) -> bool {
+        *self == BackendKind::Local
+    }
+
+    /// The backend's name, as the store records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 /// How nodes are isolated from each other on one host.
@@ -143,6 +178,9 @@ impl NetworkSpec {
             placement: BTreeMap::new(),
             key_seed: None,
             isolation: Isolation::Host,
+            backend: BackendKind::Local,
+            resources: None,
+            storage: None,
         }
     }
 
@@ -176,6 +214,7 @@ impl NetworkSpec {
             return Err(invalid("key_seed", "must not be empty when set"));
         }
         let regions = self.resolve_regions()?;
+        self.check_pod_shape()?;
         Ok(Settings {
             block_time,
             epoch,
@@ -239,6 +278,29 @@ impl NetworkSpec {
             slot.region = region.clone();
         }
         Ok(slots)
+    }
+
+    fn check_pod_shape(&self) -> Result<()> {
+        if self.backend == BackendKind::Kubernetes && !self.isolation.is_host() {
+            return Err(invalid(
+                "isolation",
+                "applies to the local backend only (pods have their own network)",
+            ));
+        }
+        if let Some(resources) = &self.resources {
+            for (field, value) in [
+                ("resources.cpu", &resources.cpu),
+                ("resources.memory", &resources.memory),
+            ] {
+                if let Some(value) = value {
+                    values::check_quantity(field, value)?;
+                }
+            }
+        }
+        if let Some(storage) = &self.storage {
+            values::check_quantity("storage.size", &storage.size)?;
+        }
+        Ok(())
     }
 
     fn check_consensus(&self) -> Result<()> {

@@ -168,3 +168,44 @@ pub struct NodeSlot {
     /// The region the node runs in.
     pub region: String,
 }
+
+/// Resource requests of a node's pod, as Kubernetes quantities (`500m`, `2`, `1Gi`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// A persistent volume for a node's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Its size, a Kubernetes quantity (`10Gi`).
+    pub size: String,
+    /// The storage class; the cluster's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+/// Checks a Kubernetes quantity: a decimal number with an optional SI or binary suffix.
+pub(crate) fn check_quantity(field: &'static str, value: &str) -> crate::error::Result<()> {
+    const SUFFIXES: &[&str] = &[
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let digits_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(digits_end);
+    let number_ok =
+        !number.is_empty() && number.matches('.').count() <= 1 && !number.starts_with('.') && !number.ends_with('.');
+    if number_ok && SUFFIXES.contains(&suffix) {
+        return Ok(());
+    }
+    Err(crate::error::Error::InvalidField {
+        field,
+        reason: format!("`{value}` is not a quantity (e.g. 500m, 2, 1Gi)"),
+    })
+}

@@ -24,6 +24,7 @@ pub fn params_for(spec: &NetworkSpec, with_optional_ports: bool) -> Vec<NodePara
                 data_dir: PathBuf::from(format!("/srv/dagctl/{}/{}", spec.name, slot.name)),
                 host: "127.0.0.1".to_string(),
                 ports,
+                advertise: None,
             }
         })
         .collect()

@@ -104,6 +104,10 @@ impl Cluster {
         self.rt.block_on(future)
     }
 
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     pub fn pods_api(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }

@@ -9,7 +9,7 @@ use crate::spec::{Client, Consensus, Role};
 /// peers each make their own block 1 from the old genesis at once; those forks can leave every
 /// signer "recently signed" on a different branch and the chain stalls (seen with 4 signers on a
 /// loaded machine). Returns whether anything was deferred.
-pub(super) fn defer_clique_sealing(network: &mut GeneratedNetwork) -> bool {
+pub fn defer_clique_sealing(network: &mut GeneratedNetwork) -> bool {
     let geth_family = matches!(network.client, Client::Geth | Client::Quorum);
     if !geth_family || network.consensus != Consensus::Clique {
         return false;

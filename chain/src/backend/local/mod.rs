@@ -10,7 +10,7 @@
 //! namespace without changing the rest.
 
 pub mod clients;
-mod clique;
+pub(crate) mod clique;
 pub mod netns;
 mod node_ops;
 pub mod process;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use super::{Progress, ReadyReport, TeardownReport};
 pub use clients::{ClientBinaries, ANVIL_INSTALL_VERSION, GETH_INSTALL_VERSION, QUORUM_INSTALL_VERSION};
+pub use clique::defer_clique_sealing;
 pub use process::{HostLauncher, Launcher};
 pub use record::{NetworkRecord, NodeLaunch, NodeRecord};
 
@@ -148,6 +149,7 @@ impl LocalBackend {
                     None => self.launcher.node_host(&slot.name),
                 },
                 ports: node_ports,
+                advertise: None,
             });
         }
         let mut network = crate::generate(spec, &params)?;
@@ -506,6 +508,7 @@ mod tests {
                     authrpc: Some(9000 + i),
                     ..NodePorts::new(8000 + i, 8100 + i)
                 },
+                advertise: None,
             })
             .collect();
         let mut network = crate::generate(&spec, &params).unwrap();

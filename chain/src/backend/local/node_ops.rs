@@ -101,7 +101,7 @@ pub(super) async fn restart(
             .unwrap_or_default()
     ));
     if record.sealing_deferred && target.role == crate::spec::Role::Validator {
-        ready::start_sealing(&record, &record.nodes[index], RESTART_SEALING_TIMEOUT).await?;
+        ready::start_sealing(&record, index, RESTART_SEALING_TIMEOUT).await?;
         progress(&format!("{node} started sealing again"));
     }
     Ok(record)

@@ -53,7 +53,8 @@ mod spec;
 pub mod tx;
 mod version;
 
-pub use backend::{local, NodeBackend, NodeSignal};
+pub use backend::any::{AnyRecord, Backends};
+pub use backend::{kubernetes, local, NodeBackend, NodeSignal};
 pub use clients::{ISTANBUL_MIX_HASH, ZERO_ADDRESS, ZERO_HASH};
 pub use duration::SpecDuration;
 pub use error::{Error, Result};

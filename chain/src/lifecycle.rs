@@ -71,12 +71,13 @@ pub async fn deploy<S: NetworkStore, B: NodeBackend>(
         reason: e.to_string(),
     })?;
     let ttl_seconds = request.ttl.map(|ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+    let kind = backend.kind_of(spec)?;
     store
         .claim_network(
             &NewNetwork {
                 name: &spec.name,
-                backend: B::KIND,
-                host: backend.host_id(),
+                backend: kind,
+                host: backend.host_for(kind),
                 spec: &spec_json,
                 dag_id: request.owner.as_ref().map(|o| o.dag_id.as_str()),
                 run_id: request.owner.as_ref().map(|o| o.run_id.as_str()),
@@ -190,8 +191,23 @@ pub async fn set_clock_offset<S: NetworkStore>(store: &S, name: &str, node: &str
     Ok(true)
 }
 
-/// The local record of a stored network, if its processes were ever started.
+/// The local record of a stored network, if its processes were ever started. A network on another backend is
+/// an error that says so (what asks for a local record reads processes, files or host interfaces).
 pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
+    if row.backend != LOCAL_BACKEND {
+        return Err(Error::Network {
+            name: row.name.clone(),
+            reason: format!(
+                "it runs on the `{}` backend, where this needs the local backend (processes on this host)",
+                row.backend
+            ),
+        });
+    }
+    stored_record(row)
+}
+
+/// The record of a stored network on any backend, if its nodes were ever started.
+pub fn any_record_of(row: &NetworkRow) -> Result<Option<crate::backend::any::AnyRecord>> {
     stored_record(row)
 }
 
@@ -228,13 +244,16 @@ pub async fn teardown<S: NetworkStore, B: NodeBackend>(
         progress(&format!("network `{name}` is already {}", row.status));
         return Ok(());
     }
-    if row.backend != B::KIND {
+    if !backend.serves(&row.backend) {
         return Err(Error::Network {
             name: name.to_string(),
-            reason: format!("it runs on the `{}` backend, not `{}`", row.backend, B::KIND),
+            reason: format!(
+                "it runs on the `{}` backend, which this engine does not have",
+                row.backend
+            ),
         });
     }
-    if row.host != backend.host_id() {
+    if row.host != backend.host_for(&row.backend) {
         return Err(Error::Network {
             name: name.to_string(),
             reason: format!("its processes run on host `{}`; tear it down there", row.host),
@@ -259,14 +278,13 @@ async fn running_record<S: NetworkStore, B: NodeBackend>(store: &S, backend: &B,
             row.status
         )));
     }
-    if row.backend != B::KIND {
+    if !backend.serves(&row.backend) {
         return Err(refuse(format!(
-            "it runs on the `{}` backend, not `{}`",
-            row.backend,
-            B::KIND
+            "it runs on the `{}` backend, which this engine does not have",
+            row.backend
         )));
     }
-    if row.host != backend.host_id() {
+    if row.host != backend.host_for(&row.backend) {
         return Err(refuse(format!(
             "its processes run on host `{}`; act on it there",
             row.host
@@ -352,7 +370,7 @@ async fn stop_row<S: NetworkStore, B: NodeBackend>(
             ));
         }
         // Interrupted before any node started: at most some of its files exist.
-        None => backend.discard(&row.name).await?,
+        None => backend.discard(&row.name, &row.backend).await?,
     }
     store
         .transition_network(&row.name, &["stopping"], "removed", Some(why), Utc::now())
@@ -371,7 +389,7 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
 ) -> Result<Vec<String>> {
     let mut reaped = Vec::new();
     for row in store.networks_past_ttl(now).await? {
-        if row.host != backend.host_id() || row.backend != B::KIND {
+        if !backend.serves(&row.backend) || row.host != backend.host_for(&row.backend) {
             continue;
         }
         let ttl = row.ttl_seconds.unwrap_or_default();
@@ -383,7 +401,11 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
     // Networks still `starting` whose deploy can no longer finish: the task that deployed them has ended
     // (its runner died and the try was failed) and no live process is deploying them.
     for row in store.list_networks(false).await? {
-        if row.status != "starting" || row.dag_id.is_none() || row.host != backend.host_id() || row.backend != B::KIND {
+        if row.status != "starting"
+            || row.dag_id.is_none()
+            || !backend.serves(&row.backend)
+            || row.host != backend.host_for(&row.backend)
+        {
             continue;
         }
         let record = stored_record::<B::Record>(&row)?;
@@ -416,7 +438,7 @@ pub async fn recover<S: NetworkStore, B: NodeBackend>(
 ) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     for row in store.list_networks(false).await? {
-        if row.host != backend.host_id() || row.backend != B::KIND {
+        if !backend.serves(&row.backend) || row.host != backend.host_for(&row.backend) {
             continue;
         }
         let record = stored_record::<B::Record>(&row)?;

@@ -24,6 +24,8 @@ pub struct RunnerConfig {
     pub locust: Option<PathBuf>,
     pub path: Option<String>,
     pub client_overrides: std::collections::BTreeMap<chain::Client, PathBuf>,
+    /// `[chain.kubernetes]` of the engine, as JSON ([`chain::kubernetes::KubeSetup`]).
+    pub chain_kubernetes: Option<String>,
 }
 
 /// The runner's environment names for the chain backend's settings.
@@ -31,6 +33,8 @@ pub const NETWORKS_DIR_ENV: &str = "DAGCTL_NETWORKS_DIR";
 pub const CLIENTS_DIR_ENV: &str = "DAGCTL_CLIENTS_DIR";
 pub const LOAD_DIR_ENV: &str = "DAGCTL_LOAD_DIR";
 pub const LOCUST_ENV: &str = "DAGCTL_LOCUST";
+/// The engine's `[chain.kubernetes]` settings, as JSON.
+pub const CHAIN_KUBERNETES_ENV: &str = "DAGCTL_CHAIN_KUBERNETES";
 
 impl RunnerConfig {
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<RunnerConfig> {
@@ -66,6 +70,7 @@ impl RunnerConfig {
             locust: env(LOCUST_ENV).map(PathBuf::from),
             path: env("PATH"),
             client_overrides: client_overrides(&env),
+            chain_kubernetes: env(CHAIN_KUBERNETES_ENV).filter(|v| !v.is_empty()),
         }
     }
 }
@@ -123,8 +128,13 @@ pub fn run_main() -> ExitCode {
         }
         (Ok(args), Ok(config)) => {
             init_tracing();
-            let operators = operators_for(&config);
-            run_with(args, config, operators)
+            match operators_for(&config) {
+                Ok(operators) => run_with(args, config, operators),
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    worker::runner::exit::NOT_STARTED
+                }
+            }
         }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -136,7 +146,13 @@ pub fn run_main() -> ExitCode {
 pub fn host_main() -> ExitCode {
     init_tracing();
     let settings = RunnerConfig::settings_from_env(|name| std::env::var(name).ok());
-    let operators = operators_for(&settings);
+    let operators = match operators_for(&settings) {
+        Ok(operators) => operators,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(worker::runner::exit::NOT_STARTED.clamp(0, 255) as u8);
+        }
+    };
     #[cfg(target_arch = "x86_64")]
     let _ = std::arch::is_x86_feature_detected!("avx2");
     let code = worker::host::serve::serve(&|launch: &worker::host::Launch| {
@@ -162,7 +178,7 @@ fn init_tracing() {
         .try_init();
 }
 
-fn operators_for(config: &RunnerConfig) -> Operators {
+fn operators_for(config: &RunnerConfig) -> Result<Operators> {
     let settings = chain::operators::Settings {
         load_dir: config
             .load_dir
@@ -170,7 +186,7 @@ fn operators_for(config: &RunnerConfig) -> Operators {
             .unwrap_or_else(|| std::env::temp_dir().join("dagctl-load")),
         locust: config.locust.clone(),
     };
-    operators(runner_backend(config), settings)
+    Ok(operators(runner_backend(config)?, settings))
 }
 
 /// `tasks run`'s arguments (after the verb); on a bad one (or `--help`), the exit code once clap has said so.
@@ -216,24 +232,34 @@ fn run_with(args: RunArgs, config: RunnerConfig, operators: Operators) -> i32 {
 
 /// The operators this binary knows and runs: the built-in ones and the chain operators, whose networks run
 /// on `backend`.
-pub fn operators(backend: chain::local::LocalBackend, settings: chain::operators::Settings) -> Operators {
+pub fn operators(backend: chain::Backends, settings: chain::operators::Settings) -> Operators {
     let mut operators = Operators::builtin();
     chain::operators::register(&mut operators, Arc::new(backend), settings);
     operators
 }
 
-/// The local chain backend of a runner, from the settings its executor passed down.
-pub fn runner_backend(config: &RunnerConfig) -> chain::local::LocalBackend {
+/// The chain backends of a runner, from the settings its executor passed down.
+pub fn runner_backend(config: &RunnerConfig) -> Result<chain::Backends> {
     let networks = config
         .networks_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("dagctl-networks"));
-    backend_of(
+    let local = backend_of(
         networks,
         config.clients_dir.clone(),
         config.path.clone(),
         config.client_overrides.clone(),
-    )
+    );
+    let kube = match &config.chain_kubernetes {
+        None => None,
+        Some(json) => {
+            let setup: chain::kubernetes::KubeSetup = serde_json::from_str(json).map_err(|e| {
+                anyhow::anyhow!("{CHAIN_KUBERNETES_ENV} does not hold the chain's Kubernetes settings: {e}")
+            })?;
+            Some(setup.backend(hostname())?)
+        }
+    };
+    Ok(chain::Backends::new(local, kube))
 }
 
 pub fn backend_of(

@@ -16,8 +16,8 @@ use worker::log::{FileLogs, TaskLogs};
 use worker::{KubeExecutor, KubeOptions, LocalExecutor, LocalOptions};
 
 use crate::config::{
-    client_override_name, Config, ExecutorKind, KubeSettings, TaskLogStore, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV,
-    NETWORKS_DIR_ENV,
+    client_override_name, Config, ExecutorKind, KubeSettings, TaskLogStore, CHAIN_KUBERNETES_ENV, CLIENTS_DIR_ENV,
+    LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
 };
 
 /// Opens the store (creating the data dir for SQLite) and applies migrations.
@@ -78,8 +78,9 @@ fn make_private(home: &std::path::Path) {
 
 /// The engine's view of [`operators`]: argument checks by name and Airflow path.
 pub fn registry(config: &Config) -> OperatorRegistry {
+    // Argument checks need no region: the local backend alone.
     operators(
-        chain_backend(config),
+        chain::Backends::new(local_backend(config), None),
         chain::operators::Settings {
             load_dir: config.load_dir(),
             locust: config.locust.clone(),
@@ -100,15 +101,25 @@ pub fn scratch_backend(config: &Config, scratch: &std::path::Path) -> chain::loc
     )
 }
 
-/// The local chain backend of the engine: networks under `<home>/networks`, clients from `<home>/clients`,
-/// then `DAGCTL_GETH`-style overrides, then PATH.
-pub fn chain_backend(config: &Config) -> chain::local::LocalBackend {
+/// The local chain backend of the engine.
+pub fn local_backend(config: &Config) -> chain::local::LocalBackend {
     backend_of(
         config.networks_dir(),
         Some(config.clients_dir()),
         config.path.clone(),
         config.client_overrides.clone(),
     )
+}
+
+/// The chain backends of the engine: local networks under `<home>/networks` with clients from `<home>/clients`,
+/// then `DAGCTL_GETH`-style overrides, then PATH; Kubernetes networks in the regions of `[chain.kubernetes]`.
+pub fn chain_backend(config: &Config) -> Result<chain::Backends> {
+    let local = local_backend(config);
+    let kube = match &config.chain_kube {
+        Some(setup) => Some(setup.backend(dagctl::runner::hostname())?),
+        None => None,
+    };
+    Ok(chain::Backends::new(local, kube))
 }
 
 /// A token cancelled when the user presses Ctrl-C (SIGINT).
@@ -237,6 +248,10 @@ pub async fn build_scheduler(
     base_env.push((LOAD_DIR_ENV.into(), config.load_dir().display().to_string()));
     if let Some(locust) = &config.locust {
         base_env.push((LOCUST_ENV.into(), locust.display().to_string()));
+    }
+    if let Some(setup) = &config.chain_kube {
+        let json = serde_json::to_string(setup).context("cannot pass [chain.kubernetes] to runners")?;
+        base_env.push((CHAIN_KUBERNETES_ENV.into(), json));
     }
     for (client, path) in &config.client_overrides {
         base_env.push((client_override_name(*client), path.display().to_string()));

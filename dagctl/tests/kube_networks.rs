@@ -9,6 +9,8 @@ mod common;
 #[path = "common/kube.rs"]
 mod kube_harness;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,9 @@ use chain::backend::kubernetes::{
     render, Access, Images, KubeBackend, KubeOptions, KubeRecord, KubeRegion, ServiceType,
 };
 use chain::{BackendKind, Client, Consensus, NetworkSpec, NodeBackend, NodeParams, NodePorts, PodResources, Storage};
+use common::Home;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -535,4 +539,154 @@ fn bad_input_is_refused_before_anything_is_made_and_a_half_made_network_is_delet
     let err = start(&backend(vec![good]), &geth);
     assert!(err.contains("exceeded quota") || err.contains("forbidden"), "{err}");
     assert_eq!(objects(&cluster, "bad"), Vec::<String>::new());
+}
+
+/// Plays the nodes of every network in the cluster's namespace until `done`: an anvil process on the node port
+/// of each Service's `rpc` as the Service appears (kwok runs no container).
+fn answer_services(cluster: &Cluster, done: &AtomicBool) -> usize {
+    let services: Api<Service> = Api::namespaced(cluster.client(), &cluster.namespace);
+    let mut answered: Vec<(u16, Anvil)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+        let list = cluster
+            .block_on(services.list(&ListParams::default().labels("dagctl.io/node")))
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for service in list {
+            let rpc = service
+                .spec
+                .and_then(|s| s.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| p.name.as_deref() == Some("rpc"))
+                .and_then(|p| p.node_port);
+            if let Some(port) = rpc.and_then(|p| u16::try_from(p).ok()) {
+                if !answered.iter().any(|(p, _)| *p == port) {
+                    answered.push((port, Anvil::start(port)));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    answered.len()
+}
+
+#[test]
+fn dagctl_runs_networks_on_kubernetes_from_the_cli_and_from_a_dag() {
+    let cluster = Cluster::new("kube-cli");
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("dagctl.toml"),
+        format!(
+            r#"
+[chain.kubernetes]
+kill_grace = "1s"
+
+[[chain.kubernetes.regions]]
+name = "east"
+kubeconfig = "{}"
+namespace = "{}"
+service_type = "NodePort"
+access = "node-port"
+node_address = "127.0.0.1"
+
+[chain.kubernetes.images.anvil]
+"1.7.1" = "example.org/anvil:1.7.1@sha256:{DIGEST}"
+"#,
+            cluster.kubeconfig.display(),
+            cluster.namespace
+        ),
+    )
+    .unwrap();
+    home.write_dag(
+        "kube_dag.yaml",
+        r#"
+kube_dag:
+  tasks:
+    deploy: {operator: chain.deploy_network, name: k-dag, backend: kubernetes, client: anvil, consensus: interval, nodes: 2, block_time: 1, ready_timeout: 90s}
+    down: {operator: chain.teardown, network: deploy, trigger_rule: all_done, dependencies: [deploy]}
+"#,
+    );
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let player = scope.spawn(|| answer_services(&cluster, &done));
+        // The player stops when this scope's body ends, also by a failed assertion.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stop = Stop(&done);
+        let up = home.run(&[
+            "net",
+            "up",
+            "--client",
+            "anvil",
+            "--consensus",
+            "interval",
+            "--nodes",
+            "2",
+            "--block-time",
+            "1",
+            "--backend",
+            "kubernetes",
+            "--name",
+            "k-up",
+            "--wait-ready-timeout",
+            "90s",
+            "-o",
+            "json",
+        ]);
+        assert!(up.status.success(), "{}", common::stderr(&up));
+        let described: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+        assert_eq!(described["backend"], "kubernetes");
+        assert!(
+            described["rpc"].as_str().unwrap().starts_with("http://127.0.0.1:3"),
+            "{described}"
+        );
+        let shown = home.json(&["net", "show", "k-up"]);
+        assert_eq!(shown["backend"], "kubernetes");
+        assert_eq!(shown["host"], "kubernetes");
+        assert_eq!(shown["nodes"][1]["pod"], "k-up-node-2-0");
+        let listed = home.json(&["net", "ls"]);
+        assert_eq!(listed[0]["nodes"], 2, "{listed}");
+        // What needs a local process says so.
+        let audit = home.run(&["audit", "k-up"]);
+        assert!(!audit.status.success());
+        assert!(
+            common::stderr(&audit).contains("runs on the `kubernetes` backend"),
+            "{}",
+            common::stderr(&audit)
+        );
+        home.ok(&["net", "down", "k-up"]);
+        assert_eq!(objects(&cluster, "k-up"), Vec::<String>::new());
+
+        let test = home.run(&["dags", "test", "kube_dag"]);
+        let text = format!("{}{}", common::stdout(&test), common::stderr(&test));
+        assert!(test.status.success(), "{text}");
+        assert!(text.contains("StatefulSets of image example.org/anvil"), "{text}");
+        assert_eq!(objects(&cluster, "k-dag"), Vec::<String>::new());
+        drop(stop);
+        assert!(player.join().unwrap() >= 4);
+    });
+
+    // A spec asking for Kubernetes where no region is configured: a clear error, nothing recorded running.
+    let bare = Home::new();
+    let out = bare.run(&[
+        "net",
+        "up",
+        "--client",
+        "anvil",
+        "--consensus",
+        "interval",
+        "--backend",
+        "kubernetes",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("[chain.kubernetes]"),
+        "{}",
+        common::stderr(&out)
+    );
 }

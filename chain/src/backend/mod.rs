@@ -3,11 +3,13 @@
 //! wait until it is ready, stop it, describe its endpoints and send a signal to one node.
 //!
 //! - [`local`]: real client processes on this machine ([`local::LocalBackend`]).
+//! - [`any`]: [`any::Backends`], which runs each spec on the backend it names.
 //! - [`kubernetes`]: pods of the clients' official images in configured regions ([`kubernetes::KubeBackend`]).
 //!
 //! A backend keeps what it started in its own [`NodeBackend::Record`]; the store holds that record as
 //! JSON, so a later process (a teardown task, a restarted engine) can find the nodes again.
 
+pub mod any;
 pub mod kubernetes;
 pub mod local;
 pub(crate) mod ready;
@@ -116,9 +118,27 @@ pub trait NodeBackend: Send + Sync {
     /// Stops every node of `record` and removes what [`NodeBackend::start`] created. Safe to call again.
     fn stop(&self, record: &Self::Record) -> impl Future<Output = Result<TeardownReport>> + Send;
 
-    /// Removes whatever a deploy of network `name` that was interrupted before it had a record may have
-    /// left behind. Nothing left is not an error.
-    fn discard(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The backend name the store records for a network of `spec` (its `backend` column): [`Self::KIND`]
+    /// unless this backend dispatches to others.
+    fn kind_of(&self, spec: &NetworkSpec) -> Result<&'static str> {
+        let _ = spec;
+        Ok(Self::KIND)
+    }
+
+    /// Whether stored networks of backend `kind` are this backend's to act on.
+    fn serves(&self, kind: &str) -> bool {
+        kind == Self::KIND
+    }
+
+    /// The host recorded with a network of backend `kind`: where its nodes run ([`Self::host_id`]).
+    fn host_for(&self, kind: &str) -> &str {
+        let _ = kind;
+        self.host_id()
+    }
+
+    /// Removes whatever a deploy of network `name` (of backend `kind`) that was interrupted before it had a
+    /// record may have left behind. Nothing left is not an error.
+    fn discard(&self, name: &str, kind: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// The network's endpoints as JSON (pushed as XCom by `chain.deploy_network`): `name`, `client`,
     /// `consensus`, `chain_id`, `rpc` (the first node's) and `nodes` (each with `name` and `rpc`).

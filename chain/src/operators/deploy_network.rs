@@ -42,6 +42,9 @@ const SPEC_KEYS: &[&str] = &[
     "placement",
     "key_seed",
     "isolation",
+    "backend",
+    "resources",
+    "storage",
 ];
 /// Arguments of `chain.deploy_network` that are not spec fields.
 const DEPLOY_OPTIONS: &[&str] = &["ready_timeout", "ttl"];

@@ -158,18 +158,10 @@ async fn target_nodes(
                     row.status
                 ));
             }
-            let record = crate::lifecycle::record_of(&row)
+            let record = crate::lifecycle::any_record_of(&row)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("network `{name}` has no nodes"))?;
-            let ws = record
-                .nodes
-                .iter()
-                .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
-                .collect();
-            Ok((
-                record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect(),
-                ws,
-            ))
+            Ok((record.rpc_endpoints(), record.ws_endpoints().into_iter().collect()))
         }
         (None, None) => Err("give `network` or `url`".into()),
     }

@@ -112,7 +112,7 @@ pub async fn certify(config: &Config, args: &CertifyArgs) -> Result<ExitCode> {
         Some(record) if row.status == "running" => record,
         _ => bail!("network `{name}` is {}: nothing runs to certify", row.status),
     };
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let cancel = crate::runtime::cancel_on_ctrl_c();
     let progress = |line: &str| eprintln!("{line}");
     let bench = certify::Bench {

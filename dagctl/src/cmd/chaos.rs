@@ -355,7 +355,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
         })
     };
     let first = plan(0)?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let cancel = crate::runtime::cancel_on_ctrl_c();
     let began = tokio::time::Instant::now();
     let mut reports = Vec::new();
@@ -402,7 +402,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
 /// `dagctl chaos recover`: undoes the faults of this host whose process is gone (all open ones with `--all`).
 async fn recover(config: &Config, all: bool) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let undone = chain::chaos::ledger::recover(&store, &backend, all, &|line: &str| eprintln!("{line}")).await?;
     let left = store.open_chaos_faults(None).await?;
     println!(

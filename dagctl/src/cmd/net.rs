@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use chain::lifecycle::{self, DeployRequest};
 use chain::local::NetworkRecord;
-use chain::{Client, Consensus, NetworkSpec, NodeSignal, Region, SpecDuration};
+use chain::{AnyRecord, Client, Consensus, NetworkSpec, NodeBackend, NodeSignal, Region, SpecDuration};
 use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,9 @@ pub struct UpArgs {
     /// on a bridge; root only)
     #[arg(long, default_value = "host")]
     pub isolation: String,
+    /// Where the nodes run: local (processes here) or kubernetes (pods in the regions of [chain.kubernetes])
+    #[arg(long, default_value = "local")]
+    pub backend: String,
     /// Give up if the network is not ready after this long (e.g. 3m)
     #[arg(long, default_value = "3m")]
     pub wait_ready_timeout: String,
@@ -107,6 +110,8 @@ fn spec_from(args: &UpArgs) -> Result<NetworkSpec> {
     spec.regions = args.regions.iter().map(|r| Region::named(r.trim())).collect();
     spec.isolation = serde_json::from_value(json!(args.isolation))
         .map_err(|_| anyhow!("--isolation: `{}` is neither host nor netns", args.isolation))?;
+    spec.backend = serde_json::from_value(json!(args.backend))
+        .map_err(|_| anyhow!("--backend: `{}` is neither local nor kubernetes", args.backend))?;
     spec.node_balance = match &args.node_balance {
         Some(text) => Some(
             chain::Balance::parse(text).ok_or_else(|| anyhow!("--node-balance: `{text}` is not a number of wei"))?,
@@ -132,7 +137,7 @@ pub async fn up(config: &Config, args: UpArgs) -> Result<ExitCode> {
     let ready_timeout = engine::duration::parse_duration_str(&args.wait_ready_timeout)
         .map_err(|e| anyhow!("--wait-ready-timeout: {e}"))?;
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let progress = |line: &str| eprintln!("{line}");
     lifecycle::reap(&store, &backend, Utc::now(), &progress).await?;
     let cancel = CancellationToken::new();
@@ -153,18 +158,25 @@ pub async fn up(config: &Config, args: UpArgs) -> Result<ExitCode> {
     watcher.abort();
     let deployed = result?;
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&deployed.record.endpoints())?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&backend.describe(&deployed.record))?),
         Format::Table => {
+            let described = backend.describe(&deployed.record);
             println!(
                 "network {} ({} {}, chain id {}) ready in {:.1}s",
-                deployed.record.name,
-                deployed.record.client,
-                deployed.record.consensus,
-                deployed.record.chain_id,
+                described["name"].as_str().unwrap_or_default(),
+                described["client"].as_str().unwrap_or_default(),
+                described["consensus"].as_str().unwrap_or_default(),
+                described["chain_id"],
                 deployed.ready.elapsed.as_secs_f64()
             );
-            print_nodes(&deployed.record, Format::Table);
-            println!("tear down with: dagctl net down {}", deployed.record.name);
+            match &deployed.record {
+                AnyRecord::Local(record) => print_nodes(record, Format::Table),
+                AnyRecord::Kubernetes(record) => print_pods(record, Format::Table),
+            }
+            println!(
+                "tear down with: dagctl net down {}",
+                described["name"].as_str().unwrap_or_default()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -192,6 +204,30 @@ fn node_rows(record: &NetworkRecord) -> Vec<Value> {
         .collect()
 }
 
+/// The nodes of a network on Kubernetes: where each runs and is reached.
+fn print_pods(record: &chain::kubernetes::KubeRecord, format: Format) {
+    let rows: Vec<Value> = record
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "node": n.name,
+                "role": n.role.to_string(),
+                "region": n.region,
+                "namespace": n.namespace,
+                "pod": n.pod(),
+                "rpc": n.rpc,
+                "address": n.address,
+            })
+        })
+        .collect();
+    print_rows(
+        format,
+        &["node", "role", "region", "namespace", "pod", "rpc", "address"],
+        &rows,
+    );
+}
+
 fn print_nodes(record: &NetworkRecord, format: Format) {
     print_rows(
         format,
@@ -203,7 +239,7 @@ fn print_nodes(record: &NetworkRecord, format: Format) {
 /// `dagctl net down NAME`.
 pub async fn down(config: &Config, name: &str) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     lifecycle::teardown(&store, &backend, name, &|line: &str| eprintln!("{line}")).await?;
     println!("network {name} removed");
     Ok(ExitCode::SUCCESS)
@@ -221,7 +257,7 @@ pub async fn kill(config: &Config, name: &str, node: &str, signal: &str) -> Resu
         _ => bail!("--signal: `{signal}` is not one of SIGKILL, SIGTERM, SIGSTOP, SIGCONT"),
     };
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     lifecycle::signal_node(&store, &backend, name, node, signal).await?;
     println!("sent {signal} to {node} of {name}");
     Ok(ExitCode::SUCCESS)
@@ -230,14 +266,26 @@ pub async fn kill(config: &Config, name: &str, node: &str, signal: &str) -> Resu
 /// `dagctl net restart NAME NODE`: the node starts again with its own command line, data and ports.
 pub async fn restart(config: &Config, name: &str, node: &str) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let record = lifecycle::restart_node(&store, &backend, name, node, &|line: &str| eprintln!("{line}")).await?;
-    let restarted = &record.nodes[record.node_index(node)?];
-    println!(
-        "{node} of {name} restarted (pid {}), rpc {}",
-        restarted.pid.unwrap_or_default(),
-        restarted.rpc
-    );
+    match &record {
+        AnyRecord::Local(record) => {
+            let restarted = &record.nodes[record.node_index(node)?];
+            println!(
+                "{node} of {name} restarted (pid {}), rpc {}",
+                restarted.pid.unwrap_or_default(),
+                restarted.rpc
+            );
+        }
+        AnyRecord::Kubernetes(record) => {
+            let restarted = &record.nodes[record.node_index(node)?];
+            println!(
+                "{node} of {name} restarted (pod {}), rpc {}",
+                restarted.pod(),
+                restarted.rpc
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -247,14 +295,14 @@ pub async fn list(config: &Config, all: bool, format: Format) -> Result<ExitCode
     let mut rows = Vec::new();
     for row in store.list_networks(all).await? {
         let spec: Value = serde_json::from_str(&row.spec).unwrap_or(Value::Null);
-        let record = lifecycle::record_of(&row).ok().flatten();
+        let endpoints = lifecycle::any_record_of(&row).ok().flatten().map(|r| r.rpc_endpoints());
         rows.push(json!({
             "name": row.name,
             "status": row.status,
             "client": spec.get("client"),
             "consensus": spec.get("consensus"),
-            "nodes": record.as_ref().map(|r| r.nodes.len()),
-            "rpc": record.as_ref().and_then(|r| r.nodes.first().map(|n| n.rpc.clone())),
+            "nodes": endpoints.as_ref().map(Vec::len),
+            "rpc": endpoints.as_ref().and_then(|e| e.first().map(|(_, rpc)| rpc.clone())),
             "owner": row.dag_id.as_ref().map(|d| format!("{d}/{}", row.run_id.clone().unwrap_or_default())),
             "host": row.host,
             "created_at": row.created_at.to_rfc3339(),
@@ -283,7 +331,12 @@ pub async fn list(config: &Config, all: bool, format: Format) -> Result<ExitCode
 pub async fn show(config: &Config, name: &str, format: Format) -> Result<ExitCode> {
     let store = open_store(config).await?;
     let row = store.get_network(name).await?;
-    let record = lifecycle::record_of(&row)?;
+    let any = lifecycle::any_record_of(&row)?;
+    let (record, pods) = match &any {
+        Some(AnyRecord::Local(record)) => (Some(record), None),
+        Some(AnyRecord::Kubernetes(record)) => (None, Some(record)),
+        None => (None, None),
+    };
     let spec: Value = serde_json::from_str(&row.spec).context("stored spec is not JSON")?;
     match format {
         Format::Json => {
@@ -300,9 +353,13 @@ pub async fn show(config: &Config, name: &str, format: Format) -> Result<ExitCod
                 "message": row.message,
                 "created_at": row.created_at.to_rfc3339(),
                 "updated_at": row.updated_at.to_rfc3339(),
-                "base_dir": record.as_ref().map(|r| r.base_dir.display().to_string()),
-                "rpc": record.as_ref().and_then(|r| r.nodes.first().map(|n| n.rpc.clone())),
-                "nodes": record.as_ref().map(node_rows).unwrap_or_default(),
+                "base_dir": record.map(|r| r.base_dir.display().to_string()),
+                "rpc": any.as_ref().and_then(|r| r.rpc_endpoints().first().map(|(_, rpc)| rpc.clone())),
+                "nodes": match (record, pods) {
+                    (Some(record), _) => Value::from(node_rows(record)),
+                    (_, Some(pods)) => pods.endpoints()["nodes"].clone(),
+                    _ => json!([]),
+                },
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
@@ -323,9 +380,13 @@ pub async fn show(config: &Config, name: &str, format: Format) -> Result<ExitCod
             if let Some(message) = &row.message {
                 println!("message:  {message}");
             }
-            if let Some(record) = &record {
+            if let Some(record) = record {
                 println!("dir:      {}", record.base_dir.display());
                 print_nodes(record, Format::Table);
+            }
+            if let Some(pods) = pods {
+                println!("image:    {}", pods.image);
+                print_pods(pods, Format::Table);
             }
         }
     }
@@ -335,7 +396,7 @@ pub async fn show(config: &Config, name: &str, format: Format) -> Result<ExitCod
 /// `dagctl net reap`: re-attach to or clean up networks after a restart, then apply TTLs.
 pub async fn reap(config: &Config) -> Result<ExitCode> {
     let store = open_store(config).await?;
-    let backend = chain_backend(config);
+    let backend = chain_backend(config)?;
     let progress = |line: &str| eprintln!("{line}");
     let recovery = lifecycle::recover(&store, &backend, &progress).await?;
     let reaped = lifecycle::reap(&store, &backend, Utc::now(), &progress).await?;

@@ -250,7 +250,13 @@ async fn web_state(config: &Config, store: &Store, bound: SocketAddr, keys: &web
 /// Finds this host's networks again after a restart (re-attaching live ones, cleaning up broken ones), then
 /// tears down networks past their TTL once a minute.
 async fn watch_networks(config: Config, store: Store, shutdown: CancellationToken) {
-    let backend = crate::runtime::chain_backend(&config);
+    let backend = match crate::runtime::chain_backend(&config) {
+        Ok(backend) => backend,
+        Err(err) => {
+            warn!(error = %err, "cannot watch networks");
+            return;
+        }
+    };
     let progress = |line: &str| info!("{line}");
     // Faults first: a node a dead chaos process left stopped would otherwise count as lost.
     undo_orphan_faults(&store, &backend, &progress).await;

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+mod chain_kube;
 mod git;
 mod kube;
 
 pub use kube::{ExecutorKind, KubeSettings};
 
 pub use dagctl::runner::{
-    client_override_name, client_overrides, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV, NETWORKS_DIR_ENV,
+    client_override_name, client_overrides, CHAIN_KUBERNETES_ENV, CLIENTS_DIR_ENV, LOAD_DIR_ENV, LOCUST_ENV,
+    NETWORKS_DIR_ENV,
 };
 
 /// Settings that may come from the command line.
@@ -49,6 +51,7 @@ struct FileConfig {
     task_logs: Option<String>,
     kubernetes: Option<kube::FileKube>,
     git: Option<git::FileGit>,
+    chain: Option<chain_kube::FileChain>,
     host: Option<String>,
     port: Option<u16>,
     secret_key: Option<String>,
@@ -128,6 +131,8 @@ pub struct Config {
     pub dags_folder: PathBuf,
     /// The DAGs folder is a git repository that schedulers keep in sync (`[git]`).
     pub git: Option<scheduler::git_sync::GitSettings>,
+    /// `[chain.kubernetes]`: where networks with `backend: kubernetes` run; None: nowhere.
+    pub chain_kube: Option<chain::kubernetes::KubeSetup>,
     /// How the DAGs folder is read: `.airflowignore` syntax (Airflow's `dag_ignore_file_syntax`: glob, the
     /// default, or regexp) and the budgets per file (`dag_file_max_bytes`, `dagbag_import_timeout`).
     pub folder_options: engine::parse::FolderOptions,
@@ -292,6 +297,7 @@ impl Config {
             None => file.fork_runners.unwrap_or(true),
         };
         let executor = kube::load_executor(file.executor, file.kubernetes, &env)?;
+        let chain_kube = chain_kube::load_chain(file.chain)?;
         let task_logs = match env("DAGCTL_TASK_LOGS").or(file.task_logs) {
             None => TaskLogStore::Files,
             Some(text) => match text.trim().to_ascii_lowercase().as_str() {
@@ -391,6 +397,7 @@ impl Config {
             home,
             dags_folder,
             git,
+            chain_kube,
             folder_options,
             web_limits,
             database_url,

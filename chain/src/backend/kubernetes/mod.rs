@@ -49,8 +49,9 @@ const STUCK: &[&str] = &[
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The type of each node's Service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ServiceType {
+    #[serde(rename = "ClusterIP")]
     ClusterIp,
     NodePort,
     LoadBalancer,
@@ -76,7 +77,8 @@ impl ServiceType {
 }
 
 /// How the engine reaches a node's RPC and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Access {
     /// Through the Service's cluster DNS name (the engine runs in the cluster).
     Cluster,
@@ -98,7 +100,7 @@ impl Access {
 }
 
 /// One configured region: where its API server is and how its nodes are reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KubeRegion {
     pub name: String,
     /// None: the engine's own service account (in-cluster).
@@ -152,6 +154,27 @@ impl KubeOptions {
                 }
             ),
         })
+    }
+}
+
+/// The backend's settings as the configuration gives them (`[chain.kubernetes]`): serializable, so a task runner
+/// gets them from the engine as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KubeSetup {
+    pub regions: Vec<KubeRegion>,
+    /// `(client, version, image)` pins, each by digest.
+    pub images: Vec<(Client, String, String)>,
+    pub kill_grace_seconds: u64,
+}
+
+impl KubeSetup {
+    /// The backend these settings describe, recording `host` as the deployer's machine. Fails on an image not
+    /// pinned by digest.
+    pub fn backend(&self, host: String) -> Result<KubeBackend> {
+        let images = Images::new(self.images.iter().cloned())?;
+        let mut options = KubeOptions::new(self.regions.clone(), images, host);
+        options.kill_grace = Duration::from_secs(self.kill_grace_seconds);
+        Ok(KubeBackend::new(options))
     }
 }
 
@@ -703,7 +726,7 @@ impl NodeBackend for KubeBackend {
         })
     }
 
-    async fn discard(&self, name: &str) -> Result<()> {
+    async fn discard(&self, name: &str, _kind: &str) -> Result<()> {
         let regions: Vec<String> = self.options.regions.iter().map(|r| r.name.clone()).collect();
         self.remove(name, &regions).await.map(|_| ())
     }

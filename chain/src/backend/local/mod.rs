@@ -370,7 +370,7 @@ impl NodeBackend for LocalBackend {
     }
 
     /// Removes the network's directory.
-    async fn discard(&self, name: &str) -> Result<()> {
+    async fn discard(&self, name: &str, _kind: &str) -> Result<()> {
         let left = netns::remove_named(name);
         if !left.is_empty() {
             return Err(Error::Network {
@@ -552,9 +552,9 @@ mod tests {
         };
         let backend = LocalBackend::new(LocalOptions::new(dir.path().to_path_buf(), binaries, "h".into()));
         std::fs::create_dir_all(dir.path().join("half").join("node-1")).unwrap();
-        backend.discard("half").await.unwrap();
+        backend.discard("half", "local").await.unwrap();
         assert!(!dir.path().join("half").exists());
-        backend.discard("never-started").await.unwrap();
+        backend.discard("never-started", "local").await.unwrap();
         assert!(dir.path().exists());
     }
 }

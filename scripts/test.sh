@@ -42,6 +42,8 @@ DAGCTL_TEST_KUBECONFIG=$(./scripts/kube-local/start.sh "$kube_bin" "$kube_state"
 DAGCTL_TEST_HELM=$(./scripts/ensure-helm.sh "$cache/helm")
 # OpenTofu for the Terraform modules' checks (fmt, validate), built once from the Go module proxy.
 DAGCTL_TEST_TOFU=$(./scripts/ensure-tofu.sh "$cache/tofu")
-export DAGCTL_TEST_KUBECONFIG DAGCTL_TEST_HELM DAGCTL_TEST_TOFU
+# Chaos Mesh's CRDs, installed by the Kubernetes chaos tests so the API server validates rendered faults.
+DAGCTL_TEST_CHAOS_MESH_CRDS=$(./scripts/ensure-chaos-mesh-crds.sh "$cache/kube")
+export DAGCTL_TEST_KUBECONFIG DAGCTL_TEST_HELM DAGCTL_TEST_TOFU DAGCTL_TEST_CHAOS_MESH_CRDS
 
 cargo nextest run --workspace --no-fail-fast "$@"

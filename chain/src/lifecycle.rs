@@ -206,9 +206,15 @@ pub fn record_of(row: &NetworkRow) -> Result<Option<NetworkRecord>> {
     stored_record(row)
 }
 
-/// The record of a stored network on any backend, if its nodes were ever started.
+/// The record of a stored network on any backend (read as its `backend` column says), if its nodes were ever
+/// started.
 pub fn any_record_of(row: &NetworkRow) -> Result<Option<crate::backend::any::AnyRecord>> {
-    stored_record(row)
+    use crate::backend::any::AnyRecord;
+    use crate::backend::kubernetes::{KubeBackend, KubeRecord};
+    if row.backend == <KubeBackend as NodeBackend>::KIND {
+        return Ok(stored_record::<KubeRecord>(row)?.map(AnyRecord::Kubernetes));
+    }
+    Ok(stored_record::<NetworkRecord>(row)?.map(AnyRecord::Local))
 }
 
 /// The backend record (`R` = [`NodeBackend::Record`]) of a stored network, if its nodes were ever started.

@@ -690,3 +690,296 @@ kube_dag:
         common::stderr(&out)
     );
 }
+
+/// Installs Chaos Mesh's CRDs (from `DAGCTL_TEST_CHAOS_MESH_CRDS`, which `scripts/test.sh` fills from the Go
+/// module proxy) into the API server, so it validates every rendered fault against their schemas.
+fn install_chaos_mesh(cluster: &Cluster) {
+    let dir = std::env::var("DAGCTL_TEST_CHAOS_MESH_CRDS").expect(
+        "DAGCTL_TEST_CHAOS_MESH_CRDS names the Chaos Mesh CRD directory (scripts/ensure-chaos-mesh-crds.sh makes it)",
+    );
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+    ));
+    let crds: Api<DynamicObject> = Api::all_with(cluster.client(), &resource);
+    for kind in ["networkchaos", "podchaos", "stresschaos", "timechaos"] {
+        let text = std::fs::read_to_string(format!("{dir}/chaos-mesh.org_{kind}.yaml")).unwrap();
+        let crd: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        cluster
+            .block_on(crds.patch(&name, &PatchParams::apply("dagctl-test").force(), &Patch::Apply(&crd)))
+            .unwrap();
+        wait_until(&format!("CRD {name} established"), Duration::from_secs(30), || {
+            let crd = cluster.block_on(crds.get(&name)).unwrap();
+            crd.data
+                .pointer("/status/conditions")
+                .and_then(|c| c.as_array())
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+        });
+    }
+}
+
+/// The fault ledger as rows in memory: what was recorded, and which parts were closed.
+#[derive(Default)]
+struct MemoryLedger {
+    open: std::sync::Mutex<Vec<(String, String)>>,
+    closed: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl chain::chaos::FaultLedger for MemoryLedger {
+    async fn record_fault(&self, row: &engine::store::ChaosFaultRow) -> chain::Result<()> {
+        self.open.lock().unwrap().push((row.part.clone(), row.undo.clone()));
+        Ok(())
+    }
+
+    async fn fault_undone(&self, _id: &str, part: &str, error: Option<&str>) -> chain::Result<()> {
+        assert_eq!(error, None, "{part}");
+        self.closed.lock().unwrap().push((part.to_string(), String::new()));
+        Ok(())
+    }
+}
+
+/// Whether `got` has every field of `want` with its value (objects compared field by field, recursively).
+fn holds(got: &serde_json::Value, want: &serde_json::Value) -> bool {
+    match (got, want) {
+        (serde_json::Value::Object(got), serde_json::Value::Object(want)) => {
+            want.iter().all(|(k, v)| got.get(k).is_some_and(|g| holds(g, v)))
+        }
+        _ => got == want,
+    }
+}
+
+/// `kind name` of every Chaos Mesh object of `network` in the cluster's namespace, with its spec.
+fn chaos_objects(cluster: &Cluster, network: &str) -> Vec<(String, serde_json::Value)> {
+    let mut found = Vec::new();
+    for kind in ["NetworkChaos", "PodChaos", "StressChaos", "TimeChaos"] {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("chaos-mesh.org", "v1alpha1", kind),
+            &kind.to_ascii_lowercase(),
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(cluster.client(), &cluster.namespace, &resource);
+        let params = ListParams::default().labels(&format!("dagctl.io/network={network}"));
+        for object in cluster.block_on(api.list(&params)).unwrap().items {
+            found.push((kind.to_string(), object.data["spec"].clone()));
+        }
+    }
+    found
+}
+
+#[test]
+fn faults_on_kubernetes_are_chaos_mesh_objects_the_api_server_validates_and_deletes_at_their_end() {
+    use chain::chaos::{episode, spec::FaultArgs};
+    let cluster = Cluster::new("kube-chaos");
+    install_chaos_mesh(&cluster);
+    let backend = chain::Backends::new(
+        chain::local::LocalBackend::new(chain::local::LocalOptions::new(
+            tempfile::tempdir().unwrap().path().to_path_buf(),
+            chain::local::ClientBinaries {
+                dir: None,
+                path: None,
+                overrides: Default::default(),
+            },
+            "test-host".into(),
+        )),
+        Some(backend(vec![region(
+            "east",
+            &cluster,
+            ServiceType::ClusterIp,
+            Access::Cluster,
+        )])),
+    );
+    let mut geth = spec("c-geth", Client::Geth, Consensus::Clique);
+    geth.nodes = 3;
+    let record = match cluster
+        .block_on(backend.start(&geth, &CancellationToken::new(), &quiet))
+        .unwrap()
+    {
+        chain::AnyRecord::Kubernetes(record) => record,
+        other => panic!("{other:?}"),
+    };
+    let any = chain::AnyRecord::Kubernetes(record.clone());
+    let store = common::block_on(engine::store::Store::connect(&format!(
+        "sqlite://{}",
+        tempfile::tempdir().unwrap().keep().join("db.sqlite").display()
+    )))
+    .unwrap();
+
+    // (fault, kind, what its spec must say)
+    let cases: Vec<(serde_json::Value, &str, serde_json::Value)> = vec![
+        (
+            serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "delay": {"time": 100, "jitter": 10, "correlation": 25}}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "delay", "direction": "to", "delay": {"latency": "100ms", "jitter": "10ms"}}),
+        ),
+        (
+            serde_json::json!({"target": "validator-2", "netem": {"duration": "2s", "direction": "both", "rate": {"rate": "1mbit"}}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "bandwidth", "direction": "both", "bandwidth": {"rate": "125000bps"}}),
+        ),
+        (
+            serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "loss": {"percent": 20}}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "loss", "loss": {"loss": "20"}}),
+        ),
+        (
+            serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "duplicate": {"percent": 5}}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "duplicate"}),
+        ),
+        (
+            serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "corrupt": {"percent": 5}}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "corrupt"}),
+        ),
+        (
+            serde_json::json!({"target": "validator-1", "partition": {"duration": "2s", "from": "validator-2,validator-3"}}),
+            "NetworkChaos",
+            serde_json::json!({"action": "partition", "direction": "both", "target": {"mode": "all"}}),
+        ),
+        (
+            serde_json::json!({"target": "validator-3", "kill": {}}),
+            "PodChaos",
+            serde_json::json!({"action": "pod-kill", "gracePeriod": 1}),
+        ),
+        (
+            serde_json::json!({"target": "validator-3", "kill": {"restart_after": "2s"}}),
+            "PodChaos",
+            serde_json::json!({"action": "pod-failure", "duration": "2s"}),
+        ),
+        (
+            serde_json::json!({"target": "member-1", "pause": {"duration": "2s"}}),
+            "PodChaos",
+            serde_json::json!({"action": "pod-failure"}),
+        ),
+        (
+            serde_json::json!({"target": "f", "stress": {"duration": "2s", "cpu": 2, "cpu_load": 50, "vm": 1, "memory": "64M"}}),
+            "StressChaos",
+            serde_json::json!({"stressors": {"cpu": {"workers": 2, "load": 50}, "memory": {"workers": 1, "size": "64MB"}}}),
+        ),
+        (
+            serde_json::json!({"target": "validator-2", "clock": {"offset": "-30s", "duration": "2s"}}),
+            "TimeChaos",
+            serde_json::json!({"timeOffset": "-30s", "containerNames": ["node"]}),
+        ),
+    ];
+    for (fault, kind, expected) in cases {
+        let args: FaultArgs = serde_json::from_value(fault.clone()).unwrap();
+        let planned = episode::plan(&any, &[args], 7).unwrap_or_else(|e| panic!("{fault}: {e}"));
+        let ledger = MemoryLedger::default();
+        let seen = std::sync::Mutex::new(None);
+        let never = CancellationToken::new();
+        let reports = cluster.block_on(async {
+            let faults = episode::run(&store, &backend, &ledger, "c-geth", &planned, &never, &quiet);
+            let look = async {
+                for _ in 0..40 {
+                    let objects = tokio::task::block_in_place(|| chaos_objects(&cluster, "c-geth"));
+                    if !objects.is_empty() {
+                        *seen.lock().unwrap() = Some(objects);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let (reports, ()) = tokio::join!(faults, look);
+            reports
+        });
+        let reports = reports.unwrap_or_else(|e| panic!("{fault}: {e}"));
+        assert!(reports[0].in_place.is_some(), "{fault}: {reports:?}");
+        let objects = seen
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| panic!("{fault}: no object seen"));
+        assert_eq!(objects.len(), 1, "{fault}: {objects:?}");
+        assert_eq!(objects[0].0, kind, "{fault}");
+        let spec = &objects[0].1;
+        assert_eq!(spec["mode"], "all");
+        assert_eq!(spec["selector"]["namespaces"][0], cluster.namespace.as_str());
+        assert!(holds(spec, &expected), "{fault}: {spec} holds {expected}");
+        assert!(
+            chaos_objects(&cluster, "c-geth").is_empty(),
+            "{fault}: deleted at its end"
+        );
+        let open = ledger.open.lock().unwrap().len();
+        assert_eq!(open, ledger.closed.lock().unwrap().len(), "{fault}: every part closed");
+        assert!(open >= 1);
+    }
+
+    // What Chaos Mesh cannot say is refused before anything is made.
+    for (fault, wanted) in [
+        (
+            serde_json::json!({"target": "validator-1", "partition": {"duration": "2s", "mode": "reset"}}),
+            "mode `reset`",
+        ),
+        (
+            serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "delay": {"time": 100, "jitter": 10, "distribution": "pareto"}}}),
+            "no distribution",
+        ),
+    ] {
+        let args: FaultArgs = serde_json::from_value(fault.clone()).unwrap();
+        let err = episode::plan(&any, &[args], 7).unwrap_err();
+        assert!(err.contains(wanted), "{fault}: {err}");
+    }
+
+    // Cancelled part-way: deleted at once.
+    let args: FaultArgs =
+        serde_json::from_value(serde_json::json!({"target": "validator-1", "pause": {"duration": "5m"}})).unwrap();
+    let planned = episode::plan(&any, &[args], 7).unwrap();
+    let cancel = CancellationToken::new();
+    let ledger = MemoryLedger::default();
+    let began = Instant::now();
+    let reports = cluster.block_on(async {
+        let faults = episode::run(&store, &backend, &ledger, "c-geth", &planned, &cancel, &quiet);
+        let stop = async {
+            for _ in 0..100 {
+                if !tokio::task::block_in_place(|| chaos_objects(&cluster, "c-geth")).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            cancel.cancel();
+        };
+        tokio::join!(faults, stop).0
+    });
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert!(reports.unwrap()[0].cancelled);
+    assert!(chaos_objects(&cluster, "c-geth").is_empty());
+
+    // Left behind by a process that died mid-fault: the engine's recovery deletes it.
+    let book = chain::chaos::Book::new(&store, "c-geth", chain::NodeBackend::host_id(&backend)).unwrap();
+    let args: FaultArgs =
+        serde_json::from_value(serde_json::json!({"target": "validator-2", "stop": {"duration": "5m"}})).unwrap();
+    let planned = episode::plan(&any, &[args], 9).unwrap();
+    let object = &planned[0].1.mesh[0];
+    let mut body = object.object.clone();
+    body["metadata"]["name"] = serde_json::json!("left-behind");
+    let target = chain::kubernetes::ClusterObject {
+        region: object.region.clone(),
+        namespace: object.namespace.clone(),
+        api_version: chain::chaos::mesh::API_VERSION.into(),
+        kind: object.kind.into(),
+        name: "left-behind".into(),
+    };
+    cluster.block_on(async {
+        book.applying(
+            "east/PodChaos/left-behind",
+            "chaos-mesh",
+            &chain::chaos::Undo::ClusterObject(target),
+        )
+        .await
+        .unwrap();
+        chain::NodeBackend::apply_cluster_object(&backend, "east", &body)
+            .await
+            .unwrap();
+    });
+    assert_eq!(chaos_objects(&cluster, "c-geth").len(), 1);
+    let undone = cluster
+        .block_on(chain::chaos::ledger::recover(&store, &backend, true, &quiet))
+        .unwrap();
+    assert_eq!(undone.len(), 1, "{undone:?}");
+    assert!(chaos_objects(&cluster, "c-geth").is_empty());
+
+    cluster.block_on(backend.stop(&any)).unwrap();
+    assert!(objects(&cluster, "c-geth").is_empty());
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::kubernetes::{KubeBackend, KubeRecord};
+use super::kubernetes::{ClusterObject, KubeBackend, KubeRecord};
 use super::local::{LocalBackend, NetworkRecord};
 use super::{NodeBackend, NodeSignal, Progress, ReadyReport, TeardownReport};
 use crate::error::{Error, Result};
@@ -24,6 +24,29 @@ pub enum AnyRecord {
 }
 
 impl AnyRecord {
+    pub fn name(&self) -> &str {
+        match self {
+            AnyRecord::Local(r) => &r.name,
+            AnyRecord::Kubernetes(r) => &r.name,
+        }
+    }
+
+    /// Client, consensus and chain id.
+    pub fn chain(&self) -> (crate::spec::Client, crate::spec::Consensus, u64) {
+        match self {
+            AnyRecord::Local(r) => (r.client, r.consensus, r.chain_id),
+            AnyRecord::Kubernetes(r) => (r.client, r.consensus, r.chain_id),
+        }
+    }
+
+    /// Name and role of every node.
+    pub fn roles(&self) -> Vec<(String, crate::spec::Role)> {
+        match self {
+            AnyRecord::Local(r) => r.nodes.iter().map(|n| (n.name.clone(), n.role)).collect(),
+            AnyRecord::Kubernetes(r) => r.nodes.iter().map(|n| (n.name.clone(), n.role)).collect(),
+        }
+    }
+
     /// `(node, rpc url)` of every node.
     pub fn rpc_endpoints(&self) -> Vec<(String, String)> {
         match self {
@@ -184,6 +207,14 @@ impl NodeBackend for Backends {
             AnyRecord::Local(r) => self.local.dead_nodes(r).await,
             AnyRecord::Kubernetes(r) => self.kube()?.dead_nodes(r).await,
         }
+    }
+
+    async fn apply_cluster_object(&self, region: &str, object: &serde_json::Value) -> Result<()> {
+        self.kube()?.apply_cluster_object(region, object).await
+    }
+
+    async fn delete_cluster_object(&self, object: &ClusterObject) -> Result<()> {
+        self.kube()?.delete_cluster_object(object).await
     }
 
     fn deploy_in_progress(&self, record: &AnyRecord) -> bool {

@@ -161,6 +161,32 @@ pub trait NodeBackend: Send + Sync {
     /// Names of the nodes of `record` that are gone.
     fn dead_nodes(&self, record: &Self::Record) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// Creates or updates `object` (server-side apply) in region `region`'s namespace: a Chaos Mesh fault on a
+    /// network on Kubernetes. Backends without a cluster refuse.
+    fn apply_cluster_object(
+        &self,
+        region: &str,
+        object: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = object;
+        let region = region.to_string();
+        async move {
+            Err(crate::error::Error::Rejected(format!(
+                "this backend has no Kubernetes region `{region}` to create objects in"
+            )))
+        }
+    }
+
+    /// Deletes `object` (made by [`NodeBackend::apply_cluster_object`]); one already gone is fine.
+    fn delete_cluster_object(&self, object: &kubernetes::ClusterObject) -> impl Future<Output = Result<()>> + Send {
+        let region = object.region.clone();
+        async move {
+            Err(crate::error::Error::Rejected(format!(
+                "this backend has no Kubernetes region `{region}` to delete objects in"
+            )))
+        }
+    }
+
     /// Whether the deploy that made `record` is still going on elsewhere (another live process), so a
     /// recovery must leave the network alone.
     fn deploy_in_progress(&self, record: &Self::Record) -> bool;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::exposure::{self, AuditTarget};
+use crate::backend::any::AnyRecord;
 use crate::backend::local::rpc::call;
-use crate::backend::local::NetworkRecord;
 use crate::backend::NodeBackend;
 use crate::chaos::verdict::{Criterion, Watch};
 use crate::chaos::{attack, episode, FaultLedger, Selector};
@@ -27,7 +27,7 @@ pub struct Bench<'a, S, B, L> {
     pub store: &'a S,
     pub backend: &'a B,
     pub ledger: &'a L,
-    pub record: &'a NetworkRecord,
+    pub record: &'a AnyRecord,
     pub seed: u64,
     /// The operator's funded key (hex), for scenarios that send transactions and name none.
     pub funder_key: Option<String>,
@@ -117,26 +117,24 @@ where
 }
 
 /// The network as the report names it: client and its version (as the first node says), consensus, size.
-async fn network_facts(record: &NetworkRecord) -> Value {
-    let version = match record.nodes.first() {
-        Some(n) => call(
-            &n.rpc,
-            "web3_clientVersion",
-            json!([]),
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .ok(),
+async fn network_facts(record: &AnyRecord) -> Value {
+    let endpoints = record.rpc_endpoints();
+    let version = match endpoints.first() {
+        Some((_, rpc)) => call(rpc, "web3_clientVersion", json!([]), std::time::Duration::from_secs(5))
+            .await
+            .ok(),
         None => None,
     };
+    let (client, consensus, chain_id) = record.chain();
+    let roles = record.roles();
     json!({
-        "name": record.name,
-        "client": record.client,
+        "name": record.name(),
+        "client": client,
         "client_version": version,
-        "consensus": record.consensus,
-        "chain_id": record.chain_id,
-        "nodes": record.nodes.len(),
-        "validators": record.nodes.iter().filter(|n| n.role == crate::spec::Role::Validator).count(),
+        "consensus": consensus,
+        "chain_id": chain_id,
+        "nodes": roles.len(),
+        "validators": roles.iter().filter(|(_, role)| *role == crate::spec::Role::Validator).count(),
     })
 }
 
@@ -150,7 +148,11 @@ where
     let (name, weight) = (scenario.name.as_str(), scenario.weight);
     let record = bench.record;
     if let Some(audit) = &scenario.audit {
-        let found = exposure::audit(&AuditTarget::of_record(record)).await;
+        let local = match record.local("the exposure audit (it reads this host's listening sockets)") {
+            Ok(local) => local,
+            Err(reason) => return ScenarioResult::not_run(name, weight, reason.to_string()),
+        };
+        let found = exposure::audit(&AuditTarget::of_record(local)).await;
         let worst = found.findings.iter().map(|f| f.severity).max();
         let fail_on = audit.fail_on();
         let criterion = Criterion {
@@ -197,16 +199,15 @@ where
     let attacked: Vec<(String, String)> = match &scenario.attack {
         Some(a) => match Selector::parse(&a.target).and_then(|s| s.select(record, seed)) {
             Ok(picked) => record
-                .nodes
-                .iter()
-                .filter(|n| picked.contains(&n.name))
-                .map(|n| (n.name.clone(), n.rpc.clone()))
+                .rpc_endpoints()
+                .into_iter()
+                .filter(|(n, _)| picked.contains(n))
                 .collect(),
             Err(reason) => return ScenarioResult::not_run(name, weight, format!("attack.target: {reason}")),
         },
         None => Vec::new(),
     };
-    let nodes: Vec<(String, String)> = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
+    let nodes: Vec<(String, String)> = record.rpc_endpoints();
     let spec = scenario.pass.clone().unwrap_or_default();
     let load_cancel = bench.cancel.child_token();
     let load = async {
@@ -230,7 +231,7 @@ where
                 bench.store,
                 bench.backend,
                 bench.ledger,
-                &record.name,
+                record.name(),
                 &planned,
                 bench.cancel,
                 bench.progress,

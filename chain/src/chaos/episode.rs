@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::spec::FaultArgs;
 use super::{FaultLedger, FaultReport, Planned, Selector};
-use crate::backend::local::NetworkRecord;
+use crate::backend::any::AnyRecord;
 use crate::backend::NodeBackend;
 use crate::registry::NetworkStore;
 
@@ -18,7 +18,7 @@ pub type Episode = Vec<(Duration, Planned)>;
 
 /// Plans `faults` on `record`; an error names the fault (`faults.N.target` or `faults.N.fault`) and what is
 /// wrong, and nothing is applied.
-pub fn plan(record: &NetworkRecord, faults: &[FaultArgs], seed: u64) -> Result<Episode, String> {
+pub fn plan(record: &AnyRecord, faults: &[FaultArgs], seed: u64) -> Result<Episode, String> {
     let mut planned = Vec::new();
     for (i, fault) in faults.iter().enumerate() {
         let selector = Selector::parse(&fault.target).map_err(|e| format!("faults.{i}.target: {e}"))?;
@@ -27,7 +27,7 @@ pub fn plan(record: &NetworkRecord, faults: &[FaultArgs], seed: u64) -> Result<E
         let offset = fault.offset.map(|d| d.0).unwrap_or_default();
         for k in 0..times {
             let seed = seed.wrapping_add(i as u64).wrapping_add(7919 * u64::from(k));
-            let plan = super::plan(record, &selector, kind.clone(), seed).map_err(|e| {
+            let plan = super::plan_any(record, &selector, kind.clone(), seed).map_err(|e| {
                 let key = if e.target { "target" } else { "fault" };
                 format!("faults.{i}.{key}: {}", e.message)
             })?;

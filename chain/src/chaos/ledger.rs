@@ -40,6 +40,8 @@ pub enum Undo {
     NftTable { namespace: String, table: String },
     /// Delete the root qdisc of `device`, in `namespace` or on the host ([`super::netns`]).
     Qdisc { namespace: Option<String>, device: String },
+    /// Delete a Chaos Mesh object in a Kubernetes region ([`super::mesh`]).
+    ClusterObject(crate::backend::kubernetes::ClusterObject),
 }
 
 /// One end of a peer link: what it takes to rewire it over JSON-RPC.
@@ -219,6 +221,8 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
             return Ok(());
         }
         Undo::NftTable { .. } | Undo::Qdisc { .. } => return super::netns::unmake(undo),
+        // Deleted whatever became of its network: a fault object outlives it otherwise.
+        Undo::ClusterObject(object) => return backend.delete_cluster_object(object).await,
         _ => {}
     }
     let running = match store.get_network(network).await {
@@ -251,7 +255,7 @@ pub async fn undo_part<S: NetworkStore, B: NodeBackend>(
             .await
             .map(|_| ()),
         Undo::Relink { a, b } => relink(a, b).await,
-        Undo::Kill { .. } | Undo::NftTable { .. } | Undo::Qdisc { .. } => Ok(()),
+        Undo::Kill { .. } | Undo::NftTable { .. } | Undo::Qdisc { .. } | Undo::ClusterObject(_) => Ok(()),
     }
 }
 

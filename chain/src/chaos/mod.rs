@@ -12,6 +12,7 @@ pub mod clock;
 pub mod episode;
 pub mod ledger;
 pub mod link;
+pub mod mesh;
 pub mod netns;
 pub mod network;
 pub mod process;
@@ -75,6 +76,8 @@ pub struct Planned {
     pub links: Vec<network::LinkPlan>,
     /// For a network fault on nodes in network namespaces: the tables and qdiscs it makes (no links then).
     pub rules: Vec<netns::Rule>,
+    /// For a fault on a network on Kubernetes: the Chaos Mesh objects that make it (nothing else then).
+    pub mesh: Vec<mesh::MeshObject>,
     pub seed: u64,
 }
 
@@ -106,6 +109,7 @@ pub fn plan(
                 nodes,
                 links: Vec::new(),
                 rules,
+                mesh: Vec::new(),
                 seed,
             });
         }
@@ -123,6 +127,41 @@ pub fn plan(
         nodes,
         links,
         rules: Vec::new(),
+        mesh: Vec::new(),
+        seed,
+    })
+}
+
+/// Chooses what `fault` on `target` hits in a network on any backend: on Kubernetes, the Chaos Mesh objects
+/// that make it ([`mesh`]); locally as [`plan`] does.
+pub fn plan_any(
+    record: &crate::backend::any::AnyRecord,
+    target: &Selector,
+    fault: Fault,
+    seed: u64,
+) -> Result<Planned, PlanError> {
+    let record = match record {
+        crate::backend::any::AnyRecord::Local(local) => return plan(local, target, fault, seed),
+        crate::backend::any::AnyRecord::Kubernetes(kube) => kube,
+    };
+    let nodes = target
+        .select(record, seed)
+        .map_err(|message| PlanError { target: true, message })?;
+    let refuse = |message: String| PlanError { target: false, message };
+    let others: Vec<String> = match &fault {
+        Fault::Network(f) => network::other_group(record, &nodes, f, seed)
+            .map_err(refuse)?
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let objects = mesh::render(record, &fault, &nodes, &others).map_err(refuse)?;
+    Ok(Planned {
+        fault,
+        nodes,
+        links: Vec::new(),
+        rules: Vec::new(),
+        mesh: objects,
         seed,
     })
 }
@@ -144,6 +183,18 @@ where
     L: FaultLedger,
 {
     let book = Book::new(ledger, name, backend.host_id())?;
+    if !planned.mesh.is_empty() {
+        return mesh::apply(
+            &book,
+            backend,
+            &planned.fault,
+            &planned.nodes,
+            &planned.mesh,
+            cancel,
+            progress,
+        )
+        .await;
+    }
     match &planned.fault {
         Fault::Process(fault) => {
             process::apply(store, backend, &book, name, &planned.nodes, fault, cancel, progress).await

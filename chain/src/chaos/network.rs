@@ -205,16 +205,17 @@ fn enode_at(enode: &str, address: SocketAddr) -> String {
 
 /// The group a fault on `nodes` acts against: a partition's `from` (checked not to overlap the targets), or
 /// every node not targeted; never empty.
-pub fn other_group(
-    record: &NetworkRecord,
+pub fn other_group<'a>(
+    record: impl Into<super::targets::Members<'a>>,
     nodes: &[String],
     fault: &NetworkFault,
     seed: u64,
 ) -> Result<BTreeSet<String>, String> {
+    let record = record.into();
     let targets: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
     let others: BTreeSet<String> = match fault {
         NetworkFault::Partition { from: Some(from), .. } => {
-            let picked = from.select(record, seed.wrapping_add(0x5eed))?;
+            let picked = from.select(record.clone(), seed.wrapping_add(0x5eed))?;
             if let Some(twice) = picked.iter().find(|n| targets.contains(n.as_str())) {
                 return Err(format!(
                     "`from`: node `{twice}` is in both groups of the partition (named twice)"
@@ -225,7 +226,7 @@ pub fn other_group(
         _ => record
             .nodes
             .iter()
-            .map(|n| n.name.clone())
+            .map(|(name, _)| name.to_string())
             .filter(|n| !targets.contains(n.as_str()))
             .collect(),
     };

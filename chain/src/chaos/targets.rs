@@ -4,8 +4,47 @@
 //! `majority` (floor(v/2)+1 of the v validators) or `validators:N`.
 //! A selector that matches no node is an error, never a fault on nothing.
 
+use crate::backend::kubernetes::KubeRecord;
 use crate::backend::local::NetworkRecord;
 use crate::spec::{Consensus, Role};
+
+/// The nodes a selector chooses among, on any backend.
+#[derive(Debug, Clone)]
+pub struct Members<'a> {
+    pub network: &'a str,
+    pub consensus: Consensus,
+    /// Name and role of every node, in the network's order.
+    pub nodes: Vec<(&'a str, Role)>,
+}
+
+impl<'a> From<&'a NetworkRecord> for Members<'a> {
+    fn from(record: &'a NetworkRecord) -> Self {
+        Members {
+            network: &record.name,
+            consensus: record.consensus,
+            nodes: record.nodes.iter().map(|n| (n.name.as_str(), n.role)).collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a crate::backend::any::AnyRecord> for Members<'a> {
+    fn from(record: &'a crate::backend::any::AnyRecord) -> Self {
+        match record {
+            crate::backend::any::AnyRecord::Local(r) => r.into(),
+            crate::backend::any::AnyRecord::Kubernetes(r) => r.into(),
+        }
+    }
+}
+
+impl<'a> From<&'a KubeRecord> for Members<'a> {
+    fn from(record: &'a KubeRecord) -> Self {
+        Members {
+            network: &record.name,
+            consensus: record.consensus,
+            nodes: record.nodes.iter().map(|n| (n.name.as_str(), n.role)).collect(),
+        }
+    }
+}
 
 /// A target selector.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,15 +118,16 @@ impl Selector {
     }
 
     /// The nodes of `record` it selects (in the record's order); `seed` drives `random:` choices.
-    pub fn select(&self, record: &NetworkRecord, seed: u64) -> Result<Vec<String>, String> {
-        let names: Vec<&str> = record.nodes.iter().map(|n| n.name.as_str()).collect();
+    pub fn select<'a>(&self, members: impl Into<Members<'a>>, seed: u64) -> Result<Vec<String>, String> {
+        let record = members.into();
+        let names: Vec<&str> = record.nodes.iter().map(|(name, _)| *name).collect();
         let picked: Vec<String> = match self {
             Selector::Names(wanted) => {
                 for name in wanted {
                     if !names.contains(&name.as_str()) {
                         return Err(format!(
                             "network `{}` has no node `{name}`; its nodes: {}",
-                            record.name,
+                            record.network,
                             names.join(", ")
                         ));
                     }
@@ -106,7 +146,7 @@ impl Selector {
                 if *n > names.len() {
                     return Err(format!(
                         "random:{n}: network `{}` has only {} nodes",
-                        record.name,
+                        record.network,
                         names.len()
                     ));
                 }
@@ -121,7 +161,7 @@ impl Selector {
                 shuffled(&names, seed).into_iter().take(n).map(str::to_string).collect()
             }
             Selector::Majority | Selector::Validators(_) => {
-                let validators = validators(record);
+                let validators = validators(&record);
                 let n = match self {
                     Selector::Validators(n) => *n,
                     _ => validators.len() / 2 + 1,
@@ -134,7 +174,7 @@ impl Selector {
                         } else {
                             format!("validators:{n}")
                         },
-                        record.name,
+                        record.network,
                         validators.len()
                     ));
                 }
@@ -145,7 +185,7 @@ impl Selector {
                     .collect()
             }
             Selector::Tolerated => {
-                let validators = validators(record);
+                let validators = validators(&record);
                 let f = tolerated(record.consensus, validators.len());
                 if f == 0 {
                     return Err(format!(
@@ -165,7 +205,7 @@ impl Selector {
             }
         };
         if picked.is_empty() {
-            return Err(format!("the target matches no node of network `{}`", record.name));
+            return Err(format!("the target matches no node of network `{}`", record.network));
         }
         let mut ordered: Vec<String> = names
             .iter()
@@ -177,12 +217,12 @@ impl Selector {
     }
 }
 
-fn validators(record: &NetworkRecord) -> Vec<&str> {
+fn validators<'a>(record: &Members<'a>) -> Vec<&'a str> {
     record
         .nodes
         .iter()
-        .filter(|n| n.role == Role::Validator)
-        .map(|n| n.name.as_str())
+        .filter(|(_, role)| *role == Role::Validator)
+        .map(|(name, _)| *name)
         .collect()
 }
 

@@ -106,7 +106,7 @@ async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<se
     let progress = move |line: &str| log.line("info", "chaos", line);
     let mut watch = match &args.verdict {
         Some(spec) => {
-            let nodes: Vec<(String, String)> = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
+            let nodes: Vec<(String, String)> = record.rpc_endpoints();
             progress(&format!(
                 "watching the network for {:?} before the faults",
                 spec.baseline()

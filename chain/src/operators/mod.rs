@@ -91,20 +91,20 @@ async fn resolve_network(
     Ok(owned.map(|row| row.name).unwrap_or_else(|| reference.to_string()))
 }
 
-/// The running network behind `reference` (see [`resolve_network`]) and its record; otherwise
+/// The name and record of the running network `reference` names (a network name or a deploy task's id), or
 /// "network `N` is STATUS: `nothing`".
 async fn running_record(
     ctx: &worker::operator::OperatorContext,
     networks: &crate::registry::ApiNetworks,
     reference: &str,
     nothing: &str,
-) -> Result<(String, crate::backend::local::NetworkRecord), String> {
+) -> Result<(String, crate::backend::any::AnyRecord), String> {
     use crate::registry::NetworkStore;
     let name = resolve_network(ctx, networks, reference)
         .await
         .map_err(|e| e.to_string())?;
     let row = networks.get_network(&name).await.map_err(|e| e.to_string())?;
-    match crate::lifecycle::record_of(&row).map_err(|e| e.to_string())? {
+    match crate::lifecycle::any_record_of(&row).map_err(|e| e.to_string())? {
         Some(record) if row.status == "running" => Ok((name, record)),
         _ => Err(format!("network `{name}` is {}: {nothing}", row.status)),
     }

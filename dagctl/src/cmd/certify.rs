@@ -108,7 +108,7 @@ pub async fn certify(config: &Config, args: &CertifyArgs) -> Result<ExitCode> {
     }
     let store = open_store(config).await?;
     let row = store.get_network(name).await?;
-    let record = match lifecycle::record_of(&row)? {
+    let record = match lifecycle::any_record_of(&row)? {
         Some(record) if row.status == "running" => record,
         _ => bail!("network `{name}` is {}: nothing runs to certify", row.status),
     };

@@ -316,7 +316,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
     let selector = Selector::parse(target).map_err(|e| anyhow!("--target: {e}"))?;
     let store = open_store(config).await?;
     let row = store.get_network(name).await?;
-    let record = match lifecycle::record_of(&row)? {
+    let record = match lifecycle::any_record_of(&row)? {
         Some(record) if row.status == "running" => record,
         _ => bail!("network `{name}` is {}: no node to fault", row.status),
     };
@@ -343,7 +343,7 @@ pub async fn chaos(config: &Config, args: &ChaosArgs) -> Result<ExitCode> {
         }
     };
     let plan = |k: u32| {
-        chain::chaos::plan(
+        chain::chaos::plan_any(
             &record,
             &selector,
             fault.clone(),

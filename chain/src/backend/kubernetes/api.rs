@@ -58,7 +58,14 @@ fn not_found(err: &kube::Error) -> bool {
 }
 
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    // Chaos Mesh's resources are plural as they are singular (`networkchaos`), which kube's guess (`…chaoses`)
+    // is not.
+    if kind.ends_with("Chaos") {
+        ApiResource::from_gvk_with_plural(&gvk, &kind.to_ascii_lowercase())
+    } else {
+        ApiResource::from_gvk(&gvk)
+    }
 }
 
 impl RegionApi {
@@ -188,6 +195,19 @@ impl RegionApi {
             of("ExternalIP").or_else(|| of("InternalIP"))
         });
         address.ok_or_else(|| self.error("no Ready node has an address (set node_address for the region)".into()))
+    }
+
+    /// Deletes object `kind` `name` (of `api_version`) in `namespace`; one already gone is fine.
+    pub async fn delete_object(&self, namespace: &str, api_version: &str, kind: &str, name: &str) -> Result<()> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let resource = resource(group, version, kind);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        match tokio::time::timeout(CALL_TIMEOUT, api.delete(name, &DeleteParams::background())).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) if not_found(&err) => Ok(()),
+            Ok(Err(err)) => Err(self.error(format!("deleting {kind} {namespace}/{name}: {}", describe(&err)))),
+            Err(_) => Err(self.error(format!("deleting {kind} {namespace}/{name}: no answer"))),
+        }
     }
 
     /// Deletes every object of `network` in the region's namespace; how many StatefulSets there were.

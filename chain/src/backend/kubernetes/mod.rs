@@ -157,6 +157,17 @@ impl KubeOptions {
     }
 }
 
+/// An object dagctl made in a region outside a network's own (a Chaos Mesh fault): enough to delete it later,
+/// from another process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterObject {
+    pub region: String,
+    pub namespace: String,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
 /// The backend's settings as the configuration gives them (`[chain.kubernetes]`): serializable, so a task runner
 /// gets them from the engine as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -739,7 +750,9 @@ impl NodeBackend for KubeBackend {
         let node = &record.nodes[record.node_index(node)?];
         let api = self.connect_named(&node.region).await?;
         match signal {
-            NodeSignal::Kill => api.delete_pod(&node.pod(), Some(0)).await,
+            // A grace of 1s, not 0: 0 force-deletes the pod without waiting for its container to end, and
+            // the StatefulSet may start the node again beside it (two signers with one key and one volume).
+            NodeSignal::Kill => api.delete_pod(&node.pod(), Some(1)).await,
             NodeSignal::Terminate => api.delete_pod(&node.pod(), None).await,
             NodeSignal::Stop | NodeSignal::Continue => Err(Error::Network {
                 name: record.name.clone(),
@@ -816,6 +829,17 @@ impl NodeBackend for KubeBackend {
             .filter(|(_, pod)| !pod.as_ref().is_some_and(pod_running))
             .map(|(n, _)| n.name.clone())
             .collect())
+    }
+
+    async fn apply_cluster_object(&self, region: &str, object: &serde_json::Value) -> Result<()> {
+        let api = self.connect_named(region).await?;
+        api.apply(object).await.map(|_| ())
+    }
+
+    async fn delete_cluster_object(&self, object: &ClusterObject) -> Result<()> {
+        let api = self.connect_named(&object.region).await?;
+        api.delete_object(&object.namespace, &object.api_version, &object.kind, &object.name)
+            .await
     }
 
     fn deploy_in_progress(&self, record: &KubeRecord) -> bool {

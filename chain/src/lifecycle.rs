@@ -400,8 +400,11 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
         }
         let ttl = row.ttl_seconds.unwrap_or_default();
         let why = format!("TTL of {ttl}s after its run ended");
-        if stop_if(store, backend, &row, &["running"], &why, progress).await? {
-            reaped.push(row.name);
+        // One network that cannot be stopped now (a region not answering) does not hold up the others.
+        match stop_if(store, backend, &row, &["running"], &why, progress).await {
+            Ok(true) => reaped.push(row.name),
+            Ok(false) => {}
+            Err(err) => progress(&format!("cannot tear down network `{}` ({why}): {err}", row.name)),
         }
     }
     // Networks still `starting` whose deploy can no longer finish: the task that deployed them has ended
@@ -415,15 +418,32 @@ pub async fn reap<S: NetworkStore, B: NodeBackend>(
             continue;
         }
         let record = stored_record::<B::Record>(&row)?;
-        if record.as_ref().is_some_and(|r| backend.deploy_in_progress(r)) || store.owner_executing(&row).await? {
+        if record.as_ref().is_some_and(|r| backend.deploy_in_progress(r))
+            || deployed_elsewhere(backend, &row, record.as_ref())
+            || store.owner_executing(&row).await?
+        {
             continue;
         }
         let why = "its deploy's task ended while the network was starting";
-        if stop_if(store, backend, &row, &["starting"], why, progress).await? {
-            reaped.push(row.name);
+        match stop_if(store, backend, &row, &["starting"], why, progress).await {
+            Ok(true) => reaped.push(row.name),
+            Ok(false) => {}
+            Err(err) => progress(&format!("cannot tear down network `{}` ({why}): {err}", row.name)),
         }
     }
     Ok(reaped)
+}
+
+/// How long a `starting` network whose deploy may run on another machine (its backend is shared, e.g.
+/// Kubernetes) is left to that deploy before it counts as interrupted.
+const FOREIGN_START_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// Whether `row`, still starting, may be deployed right now by a process on another machine: this one cannot
+/// see that process, so the network is left alone until [`FOREIGN_START_GRACE`] after its last change.
+fn deployed_elsewhere<B: NodeBackend>(backend: &B, row: &NetworkRow, record: Option<&B::Record>) -> bool {
+    row.status == "starting"
+        && backend.deploy_may_be_elsewhere(&row.backend, record)
+        && Utc::now() - row.updated_at < FOREIGN_START_GRACE
 }
 
 /// What [`recover`] found.
@@ -451,17 +471,25 @@ pub async fn recover<S: NetworkStore, B: NodeBackend>(
         // A deploy's runner outlives a restarted engine and may not have recorded its nodes yet: while its
         // task still executes, it is not ours to judge.
         let deployer_alive = record.as_ref().is_some_and(|r| backend.deploy_in_progress(r))
-            || (row.status == "starting" && store.owner_executing(&row).await?);
+            || (row.status == "starting"
+                && (deployed_elsewhere(backend, &row, record.as_ref()) || store.owner_executing(&row).await?));
         let verdict = match (&record, row.status.as_str()) {
             // A deploy in progress in another live process: not ours to judge.
             (_, "starting") if deployer_alive => continue,
             (None, _) => Some("deploy was interrupted before any node started".to_string()),
             (Some(_), "starting") => Some("deploy was interrupted".to_string()),
             (Some(_), "stopping") => Some("teardown was interrupted".to_string()),
-            (Some(record), _) => {
-                let dead = backend.dead_nodes(record).await?;
-                (!dead.is_empty()).then(|| format!("node(s) {} were gone", dead.join(", ")))
-            }
+            (Some(record), _) => match backend.dead_nodes(record).await {
+                Ok(dead) => (!dead.is_empty()).then(|| format!("node(s) {} were gone", dead.join(", "))),
+                // Not known now (a region not answering): judged again at the next recovery.
+                Err(err) => {
+                    progress(&format!(
+                        "network `{}`: cannot tell whether its nodes live: {err}",
+                        row.name
+                    ));
+                    continue;
+                }
+            },
         };
         match verdict {
             None => {
@@ -470,8 +498,10 @@ pub async fn recover<S: NetworkStore, B: NodeBackend>(
             }
             Some(why) => {
                 let why = format!("recovered after restart: {why}");
-                if stop_if(store, backend, &row, &[row.status.as_str()], &why, progress).await? {
-                    recovery.cleaned.push(row.name);
+                match stop_if(store, backend, &row, &[row.status.as_str()], &why, progress).await {
+                    Ok(true) => recovery.cleaned.push(row.name),
+                    Ok(false) => {}
+                    Err(err) => progress(&format!("cannot clean up network `{}` ({why}): {err}", row.name)),
                 }
             }
         }

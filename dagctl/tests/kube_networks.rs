@@ -54,6 +54,7 @@ fn region(name: &str, cluster: &Cluster, service_type: ServiceType, access: Acce
         service_type,
         access,
         node_address: None,
+        rpc_source_ranges: Vec::new(),
     }
 }
 
@@ -221,7 +222,7 @@ fn every_client_and_consensus_renders_objects_the_api_server_accepts_and_teardow
                 );
                 assert_eq!(
                     node.rpc,
-                    format!("http://{}.{}.svc:8545", node.object, cluster.namespace)
+                    format!("http://{}-rpc.{}.svc:8545", node.object, cluster.namespace)
                 );
                 let set = cluster.block_on(sets.get(&node.object)).unwrap();
                 let pod_spec = set.spec.template.spec.unwrap();
@@ -229,14 +230,23 @@ fn every_client_and_consensus_renders_objects_the_api_server_accepts_and_teardow
                 assert_eq!(container.image.as_deref(), Some(record.image.as_str()));
                 assert!(record.image.ends_with(DIGEST));
                 let args = container.args.clone().unwrap_or_default();
-                assert_eq!(
-                    args, generated.nodes[i].command.args,
-                    "{name} {}: the generated command line",
-                    node.name
-                );
+                // A secret flag's value (OpenEthereum's --node-key) comes from the Secret through the environment.
+                let (expected, hidden) = render::hide_secret_args(&generated.nodes[i].command.args);
+                assert_eq!(args, expected, "{name} {}: the generated command line", node.name);
+                assert_eq!(hidden.is_empty(), client != Client::Openethereum, "{name}: {hidden:?}");
+                let env = container.env.clone().unwrap_or_default();
+                for (key, variable, _) in &hidden {
+                    let from = env
+                        .iter()
+                        .find(|e| e.name == *variable)
+                        .and_then(|e| e.value_from.clone());
+                    let secret_key = from.and_then(|f| f.secret_key_ref).map(|r| r.key);
+                    assert_eq!(secret_key.as_deref(), Some(*key), "{name}: {variable}");
+                }
+                let (local_args, _) = render::hide_secret_args(&local.nodes[i].command.args);
                 assert_eq!(
                     args,
-                    normalised(&local.nodes[i].command.args, &local_params[i], &kube_ports),
+                    normalised(&local_args, &local_params[i], &kube_ports),
                     "{name} {}: the local command line with the pod's host, ports and data dir",
                     node.name
                 );
@@ -252,6 +262,9 @@ fn every_client_and_consensus_renders_objects_the_api_server_accepts_and_teardow
                     .collect();
                 assert_eq!(init.len(), 1 + generated.nodes[i].init.len(), "{name}: {init:?}");
                 assert_eq!(pod_spec.automount_service_account_token, Some(false));
+                let security = pod_spec.security_context.clone().unwrap();
+                assert_eq!((security.run_as_user, security.fs_group), (Some(1000), Some(1000)));
+                assert_eq!(security.run_as_non_root, Some(true));
 
                 let config_map = cluster.block_on(configmaps.get(&node.object)).unwrap();
                 let data = config_map.data.unwrap_or_default();

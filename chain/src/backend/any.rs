@@ -217,6 +217,15 @@ impl NodeBackend for Backends {
         self.kube()?.delete_cluster_object(object).await
     }
 
+    fn deploy_may_be_elsewhere(&self, kind: &str, record: Option<&AnyRecord>) -> bool {
+        let Some(kube) = &self.kube else { return false };
+        match record {
+            Some(AnyRecord::Kubernetes(r)) => kube.deploy_may_be_elsewhere(kind, Some(r)),
+            Some(AnyRecord::Local(_)) => false,
+            None => kind == KubeBackend::KIND && kube.deploy_may_be_elsewhere(kind, None),
+        }
+    }
+
     fn deploy_in_progress(&self, record: &AnyRecord) -> bool {
         match record {
             AnyRecord::Local(r) => self.local.deploy_in_progress(r),

@@ -187,6 +187,13 @@ pub trait NodeBackend: Send + Sync {
         }
     }
 
+    /// Whether a network of backend `kind` (with `record`, once it has one) may be deployed by a process on
+    /// another machine, which this one cannot see (its nodes run somewhere shared, like a cluster).
+    fn deploy_may_be_elsewhere(&self, kind: &str, record: Option<&Self::Record>) -> bool {
+        let _ = (kind, record);
+        false
+    }
+
     /// Whether the deploy that made `record` is still going on elsewhere (another live process), so a
     /// recovery must leave the network alone.
     fn deploy_in_progress(&self, record: &Self::Record) -> bool;

@@ -38,6 +38,7 @@ struct FileRegion {
     service_type: Option<String>,
     access: Option<String>,
     node_address: Option<String>,
+    rpc_source_ranges: Option<Vec<String>>,
 }
 
 fn dns_label(text: &str) -> bool {
@@ -94,17 +95,6 @@ pub(super) fn load_chain(file: Option<FileChain>) -> Result<Option<KubeSetup>> {
             Some(text) => Access::parse(&text)
                 .ok_or_else(|| anyhow::anyhow!("{at}.access: `{text}` is not cluster, node-port or load-balancer"))?,
         };
-        let fits = match access {
-            Access::Cluster => true,
-            Access::NodePort => service_type != ServiceType::ClusterIp,
-            Access::LoadBalancer => service_type == ServiceType::LoadBalancer,
-        };
-        if !fits {
-            bail!(
-                "{at}.access: {access:?} cannot reach Services of type {} (set service_type)",
-                service_type.as_str()
-            );
-        }
         regions.push(KubeRegion {
             name: region.name,
             kubeconfig: region.kubeconfig,
@@ -113,6 +103,7 @@ pub(super) fn load_chain(file: Option<FileChain>) -> Result<Option<KubeSetup>> {
             service_type,
             access,
             node_address: region.node_address.filter(|a| !a.is_empty()),
+            rpc_source_ranges: region.rpc_source_ranges.unwrap_or_default(),
         });
     }
     let mut images = Vec::new();

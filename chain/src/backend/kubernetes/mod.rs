@@ -89,6 +89,15 @@ pub enum Access {
 }
 
 impl Access {
+    /// The type of a node's RPC Service this access needs.
+    pub fn service_type(self) -> ServiceType {
+        match self {
+            Access::Cluster => ServiceType::ClusterIp,
+            Access::NodePort => ServiceType::NodePort,
+            Access::LoadBalancer => ServiceType::LoadBalancer,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "cluster" => Some(Self::Cluster),
@@ -112,6 +121,10 @@ pub struct KubeRegion {
     pub access: Access,
     /// The address node ports are reached at; None: the first Ready node's.
     pub node_address: Option<String>,
+    /// Who may reach the nodes' RPC load balancers (`access = "load-balancer"`): CIDRs; none means the cloud's
+    /// default (often everyone).
+    #[serde(default)]
+    pub rpc_source_ranges: Vec<String>,
 }
 
 /// Settings of the Kubernetes backend, built once by the caller.
@@ -288,23 +301,6 @@ impl KubeBackend {
                 });
             }
         }
-        for api in apis.values() {
-            let fits = match api.region.access {
-                Access::Cluster => true,
-                Access::NodePort => api.region.service_type != ServiceType::ClusterIp,
-                Access::LoadBalancer => api.region.service_type == ServiceType::LoadBalancer,
-            };
-            if !fits {
-                return Err(Error::Kube {
-                    region: api.region.name.clone(),
-                    reason: format!(
-                        "access {:?} cannot reach Services of type {}",
-                        api.region.access,
-                        api.region.service_type.as_str()
-                    ),
-                });
-            }
-        }
         Ok((image, placed, apis))
     }
 
@@ -329,13 +325,28 @@ impl KubeBackend {
             api.apply(&render::headless_service(&spec.name, &ports)).await?;
         }
         let across_regions = apis.len() > 1;
-        let mut reached = Vec::with_capacity(placed.len());
+        // Every Service first: load balancers get their addresses side by side.
         for (slot, region) in placed {
             check_cancel()?;
             let api = &apis[region];
-            let service = render::node_service(&spec.name, &slot.name, api.region.service_type.as_str(), &ports);
-            api.apply(&service).await?;
-            reached.push(self.reach(api, spec, slot, across_regions).await?);
+            let peer = render::node_service(&spec.name, &slot.name, api.region.service_type.as_str(), &ports);
+            api.apply(&peer).await?;
+            let rpc = render::rpc_service(
+                &spec.name,
+                &slot.name,
+                api.region.access.service_type().as_str(),
+                &ports,
+                &api.region.rpc_source_ranges,
+            );
+            api.apply(&rpc).await?;
+        }
+        let deadline = Instant::now() + self.options.object_timeout;
+        let mut reached = Vec::with_capacity(placed.len());
+        for (slot, region) in placed {
+            reached.push(
+                self.reach(&apis[region], spec, slot, across_regions, deadline, cancel)
+                    .await?,
+            );
         }
         progress(&format!(
             "{} Services in {} (enodes: {})",
@@ -361,7 +372,7 @@ impl KubeBackend {
         let shape = PodShape {
             resources: spec.resources.clone(),
             storage: spec.storage.clone(),
-            grace_seconds: self.options.kill_grace.as_secs(),
+            grace_seconds: self.options.kill_grace.as_secs().max(1),
         };
         let mut nodes = Vec::with_capacity(placed.len());
         for ((node, (slot, region)), reach) in network.nodes.iter().zip(placed).zip(reached) {
@@ -410,71 +421,85 @@ impl KubeBackend {
         })
     }
 
-    /// How peers and the engine reach node `slot` through its Service.
+    /// How peers reach node `slot` (its peer Service) and the engine its RPC (its RPC Service).
     async fn reach(
         &self,
         api: &RegionApi,
         spec: &NetworkSpec,
         slot: &NodeSlot,
         across_regions: bool,
+        deadline: Instant,
+        cancel: &CancellationToken,
     ) -> Result<Reached> {
         let name = object_name(&spec.name, &slot.name);
         let ports = render::container_ports(spec.client, spec.consensus);
-        let service = self.settled_service(api, &name).await?;
-        let service_spec = service.spec.clone().unwrap_or_default();
-        let node_port = |port_name: &str| -> Result<u16> {
-            service_spec
-                .ports
-                .iter()
+        let peer_service = self
+            .settled_service(api, &name, api.region.service_type, deadline, cancel)
+            .await?;
+        let rpc_name = render::rpc_service_name(&spec.name, &slot.name);
+        let rpc_service = self
+            .settled_service(api, &rpc_name, api.region.access.service_type(), deadline, cancel)
+            .await?;
+        let fail = |reason: String| Error::Kube {
+            region: api.region.name.clone(),
+            reason,
+        };
+        let node_port = |service: &Service, port_name: &str| -> Result<u16> {
+            service
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(port_name))
                 .and_then(|p| p.node_port)
                 .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| Error::Kube {
-                    region: api.region.name.clone(),
-                    reason: format!("Service {name} has no node port `{port_name}`"),
+                .ok_or_else(|| {
+                    fail(format!(
+                        "Service {} has no node port `{port_name}`",
+                        service.metadata.name.as_deref().unwrap_or_default()
+                    ))
                 })
         };
-        let cluster_ip = service_spec
-            .cluster_ip
-            .clone()
-            .filter(|ip| !ip.is_empty() && ip != "None")
-            .ok_or_else(|| Error::Kube {
-                region: api.region.name.clone(),
-                reason: format!("Service {name} has no cluster IP"),
-            })?;
-        let ingress = load_balancer_address(&service);
-        let node_address = match (api.region.service_type, api.region.access, across_regions) {
-            (ServiceType::NodePort, _, true) | (_, Access::NodePort, _) => Some(api.node_address().await?),
-            _ => None,
+        let needs_node_address = (across_regions && api.region.service_type == ServiceType::NodePort)
+            || api.region.access == Access::NodePort;
+        let node_address = match needs_node_address {
+            true => Some(api.node_address().await?),
+            false => None,
         };
         let peer = match (across_regions, api.region.service_type) {
             (false, _) => PeerAddress {
-                host: cluster_ip,
+                host: peer_service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.cluster_ip.clone())
+                    .filter(|ip| !ip.is_empty() && ip != "None")
+                    .ok_or_else(|| fail(format!("Service {name} has no cluster IP")))?,
                 p2p: ports.p2p,
                 raft: ports.raft,
             },
             (true, ServiceType::NodePort) => PeerAddress {
                 host: node_address.clone().unwrap_or_default(),
-                p2p: node_port("p2p")?,
-                raft: ports.raft.map(|_| node_port("raft")).transpose()?,
+                p2p: node_port(&peer_service, "p2p")?,
+                raft: ports.raft.map(|_| node_port(&peer_service, "raft")).transpose()?,
             },
             (true, _) => PeerAddress {
-                host: ingress.clone().unwrap_or_default(),
+                host: load_balancer_ip(api, &peer_service).await?,
                 p2p: ports.p2p,
                 raft: ports.raft,
             },
         };
+        let rpc_host = match api.region.access {
+            Access::Cluster => format!("{rpc_name}.{}.svc", api.region.namespace),
+            Access::NodePort => node_address.clone().unwrap_or_default(),
+            Access::LoadBalancer => load_balancer_address(&rpc_service).unwrap_or_default(),
+        };
         let url = |scheme: &str, port_name: &str, port: u16| -> Result<String> {
-            Ok(match api.region.access {
-                Access::Cluster => format!("{scheme}://{name}.{}.svc:{port}", api.region.namespace),
-                Access::NodePort => format!(
-                    "{scheme}://{}:{}",
-                    node_address.clone().unwrap_or_default(),
-                    node_port(port_name)?
-                ),
-                Access::LoadBalancer => format!("{scheme}://{}:{port}", ingress.clone().unwrap_or_default()),
-            })
+            let port = match api.region.access {
+                Access::NodePort => node_port(&rpc_service, port_name)?,
+                Access::Cluster | Access::LoadBalancer => port,
+            };
+            Ok(format!("{scheme}://{rpc_host}:{port}"))
         };
         let metrics_path = match spec.client {
             Client::Geth | Client::Quorum => "/debug/metrics/prometheus",
@@ -496,12 +521,19 @@ impl KubeBackend {
         })
     }
 
-    /// Service `name` once what its type promises is there (a load balancer's address can take a while).
-    async fn settled_service(&self, api: &RegionApi, name: &str) -> Result<Service> {
-        let deadline = Instant::now() + self.options.object_timeout;
+    /// Service `name` once what its type promises is there (a load balancer's address can take a while), by
+    /// `deadline` and unless `cancel` fires first.
+    async fn settled_service(
+        &self,
+        api: &RegionApi,
+        name: &str,
+        service_type: ServiceType,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<Service> {
         loop {
             let service = api.service(name).await?;
-            if api.region.service_type != ServiceType::LoadBalancer || load_balancer_address(&service).is_some() {
+            if service_type != ServiceType::LoadBalancer || load_balancer_address(&service).is_some() {
                 return Ok(service);
             }
             if Instant::now() >= deadline {
@@ -513,7 +545,12 @@ impl KubeBackend {
                     ),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    return Err(Error::Cancelled(format!("waiting for Service {name}'s load balancer")))
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     }
 
@@ -557,6 +594,26 @@ impl KubeBackend {
 fn load_balancer_address(service: &Service) -> Option<String> {
     let ingress = service.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
     ingress.iter().find_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+}
+
+/// A load balancer's address as an IP, for enodes: a host name (as some clouds give) is resolved once, here, since
+/// not every client resolves names in its peers' enodes.
+async fn load_balancer_ip(api: &RegionApi, service: &Service) -> Result<String> {
+    let address = load_balancer_address(service).unwrap_or_default();
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(address);
+    }
+    let resolved = tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((address.as_str(), 0))).await;
+    match resolved {
+        Ok(Ok(mut addresses)) => addresses.next().map(|a| a.ip().to_string()).ok_or_else(|| Error::Kube {
+            region: api.region.name.clone(),
+            reason: format!("load balancer `{address}` resolves to no address"),
+        }),
+        _ => Err(Error::Kube {
+            region: api.region.name.clone(),
+            reason: format!("load balancer `{address}` cannot be resolved to an IP for the enodes"),
+        }),
+    }
 }
 
 /// Why a node's pod will not serve by itself, if it will not.
@@ -802,8 +859,9 @@ impl NodeBackend for KubeBackend {
                 return Err(Error::Network {
                     name: record.name.clone(),
                     reason: format!(
-                        "node `{}`: its new pod is not running after {RESTART_TIMEOUT:?}",
-                        node.name
+                        "node `{}`: its new pod is not running after {:?}",
+                        node.name,
+                        RESTART_TIMEOUT + self.options.kill_grace
                     ),
                 });
             }
@@ -840,6 +898,10 @@ impl NodeBackend for KubeBackend {
         let api = self.connect_named(&object.region).await?;
         api.delete_object(&object.namespace, &object.api_version, &object.kind, &object.name)
             .await
+    }
+
+    fn deploy_may_be_elsewhere(&self, _kind: &str, record: Option<&KubeRecord>) -> bool {
+        record.is_none_or(|r| r.deployer_host != self.options.host_id)
     }
 
     fn deploy_in_progress(&self, record: &KubeRecord) -> bool {

@@ -76,9 +76,17 @@ fn service_ports(ports: &NodePorts) -> Vec<Value> {
         .collect()
 }
 
-/// Node `node`'s Service of type `service_type` (`ClusterIP`, `NodePort` or `LoadBalancer`): peers dial its
-/// p2p port, the engine its RPC and metrics. Not-ready pods are published: readiness is dagctl's own.
+/// Node `node`'s peer Service of type `service_type` (`ClusterIP`, `NodePort` or `LoadBalancer`): its p2p port
+/// (and raft's), which peers dial, and nothing else. Not-ready pods are published: readiness is dagctl's own.
 pub fn node_service(network: &str, node: &str, service_type: &str, ports: &NodePorts) -> Value {
+    let peer_ports = NodePorts {
+        ws: None,
+        metrics: None,
+        authrpc: None,
+        ..*ports
+    };
+    let mut list = service_ports(&peer_ports);
+    list.retain(|p| p["name"] != "rpc");
     json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -87,8 +95,47 @@ pub fn node_service(network: &str, node: &str, service_type: &str, ports: &NodeP
             "type": service_type,
             "selector": selector(network, node),
             "publishNotReadyAddresses": true,
-            "ports": service_ports(ports),
+            "ports": list,
         }
+    })
+}
+
+/// The name of node `node`'s RPC Service.
+pub fn rpc_service_name(network: &str, node: &str) -> String {
+    format!("{}-rpc", object_name(network, node))
+}
+
+/// Node `node`'s RPC Service (JSON-RPC, WebSocket, metrics), which the engine reaches: `ClusterIP` unless the
+/// engine is outside the cluster, and then limited to `source_ranges` on a load balancer. Validators hold
+/// unlocked signer keys: this Service is never published further than the engine needs.
+pub fn rpc_service(
+    network: &str,
+    node: &str,
+    service_type: &str,
+    ports: &NodePorts,
+    source_ranges: &[String],
+) -> Value {
+    let rpc_ports = NodePorts {
+        raft: None,
+        authrpc: None,
+        ..*ports
+    };
+    let mut list = service_ports(&rpc_ports);
+    list.retain(|p| p["name"] != "p2p");
+    let mut spec = json!({
+        "type": service_type,
+        "selector": selector(network, node),
+        "publishNotReadyAddresses": true,
+        "ports": list,
+    });
+    if service_type == "LoadBalancer" && !source_ranges.is_empty() {
+        spec["loadBalancerSourceRanges"] = json!(source_ranges);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": rpc_service_name(network, node), "labels": labels(network, Some(node))},
+        "spec": spec,
     })
 }
 
@@ -142,6 +189,28 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// The user (and group) every container of a node's pod runs as: not root, and the owner of what its init
+/// container copies into the data volume (the official Besu, OpenEthereum and Foundry images run as 1000 too).
+pub const RUN_AS: u64 = 1000;
+/// Command-line flags whose value is a secret (OpenEthereum's `--node-key`): the pod spec says
+/// `$(DAGCTL_NODE_KEY)` and the value comes from the node's Secret.
+const SECRET_FLAGS: &[(&str, &str, &str)] = &[("--node-key", "node-key", "DAGCTL_NODE_KEY")];
+
+/// The node's arguments with secret flag values replaced by environment references, and the (key, variable,
+/// value) of each.
+pub fn hide_secret_args(args: &[String]) -> (Vec<String>, Vec<(&'static str, &'static str, String)>) {
+    let mut shown = args.to_vec();
+    let mut hidden = Vec::new();
+    for (flag, key, variable) in SECRET_FLAGS {
+        if let Some(i) = shown.iter().position(|a| a == flag) {
+            if let Some(value) = shown.get_mut(i + 1) {
+                hidden.push((*key, *variable, std::mem::replace(value, format!("$({variable})"))));
+            }
+        }
+    }
+    (shown, hidden)
+}
+
 /// Node `node`'s ConfigMap (public files), Secret (key files) and StatefulSet, in that order.
 pub fn node_objects(network: &str, client: Client, image: &str, node: &NodeConfig, shape: &PodShape) -> Vec<Value> {
     let name = object_name(network, &node.name);
@@ -149,6 +218,15 @@ pub fn node_objects(network: &str, client: Client, image: &str, node: &NodeConfi
     let mut public = serde_json::Map::new();
     let mut binary = serde_json::Map::new();
     let mut secret = serde_json::Map::new();
+    let (args, hidden) = hide_secret_args(&node.command.args);
+    let mut node_env = env(&node.command.env);
+    for (key, variable, value) in &hidden {
+        secret.insert(
+            (*key).to_string(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(value)),
+        );
+        node_env.push(json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}));
+    }
     let mut copy = vec!["set -e".to_string()];
     for (index, file) in node.files.iter().enumerate() {
         let key = file_key(index, &file.path);
@@ -212,8 +290,8 @@ pub fn node_objects(network: &str, client: Client, image: &str, node: &NodeConfi
         "name": "node",
         "image": image,
         "command": [program_in_image(client, &node.command.program)],
-        "args": node.command.args,
-        "env": env(&node.command.env),
+        "args": args,
+        "env": node_env,
         "ports": container_port_list(&node.ports),
         "volumeMounts": [data_mount],
     });
@@ -229,7 +307,8 @@ pub fn node_objects(network: &str, client: Client, image: &str, node: &NodeConfi
     }
     let mut volumes = vec![
         json!({"name": "files", "configMap": {"name": name}}),
-        json!({"name": "keys", "secret": {"secretName": name, "defaultMode": 0o400}}),
+        // Readable by the pod's group (fsGroup) only: the init container copies them as RUN_AS.
+        json!({"name": "keys", "secret": {"secretName": name, "defaultMode": 0o440}}),
     ];
     let mut sts_spec = json!({
         "replicas": 1,
@@ -241,6 +320,12 @@ pub fn node_objects(network: &str, client: Client, image: &str, node: &NodeConfi
             "spec": {
                 "terminationGracePeriodSeconds": shape.grace_seconds,
                 "automountServiceAccountToken": false,
+                "securityContext": {
+                    "runAsUser": RUN_AS,
+                    "runAsGroup": RUN_AS,
+                    "fsGroup": RUN_AS,
+                    "runAsNonRoot": true,
+                },
                 "enableServiceLinks": false,
                 "initContainers": init_containers,
                 "containers": [container],
@@ -331,6 +416,18 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["p2p", "rpc", "ws", "metrics"], "authrpc is not published");
+        assert_eq!(names, ["p2p"], "only p2p is published to peers");
+        let rpc = rpc_service("net", "validator-1", "LoadBalancer", &geth, &["10.0.0.0/8".into()]);
+        let names: Vec<&str> = rpc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["rpc", "ws", "metrics"], "authrpc is not published");
+        assert_eq!(rpc["spec"]["loadBalancerSourceRanges"][0], "10.0.0.0/8");
+        let (args, hidden) = hide_secret_args(&["--node-key".into(), "abc".into(), "--x".into()]);
+        assert_eq!(args, ["--node-key", "$(DAGCTL_NODE_KEY)", "--x"]);
+        assert_eq!(hidden, [("node-key", "DAGCTL_NODE_KEY", "abc".to_string())]);
     }
 }

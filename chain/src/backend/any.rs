@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::kubernetes::{ClusterObject, KubeBackend, KubeRecord};
+use super::kubernetes::{ClusterObject, KubeBackend, KubeRecord, PodWatch};
 use super::local::{LocalBackend, NetworkRecord};
 use super::{NodeBackend, NodeSignal, Progress, ReadyReport, TeardownReport};
 use crate::error::{Error, Result};
@@ -215,6 +215,13 @@ impl NodeBackend for Backends {
 
     async fn delete_cluster_object(&self, object: &ClusterObject) -> Result<()> {
         self.kube()?.delete_cluster_object(object).await
+    }
+
+    async fn pod_watch(&self, record: &AnyRecord) -> Result<Option<PodWatch>> {
+        match record {
+            AnyRecord::Local(_) => Ok(None),
+            AnyRecord::Kubernetes(r) => self.kube()?.pod_watch(r).await,
+        }
     }
 
     fn deploy_may_be_elsewhere(&self, kind: &str, record: Option<&AnyRecord>) -> bool {

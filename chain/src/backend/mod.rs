@@ -187,6 +187,13 @@ pub trait NodeBackend: Send + Sync {
         }
     }
 
+    /// The pods of `record` for a monitor (usage from the metrics API, logs from the pod log API); `None` for a
+    /// backend whose nodes are processes here.
+    fn pod_watch(&self, record: &Self::Record) -> impl Future<Output = Result<Option<kubernetes::PodWatch>>> + Send {
+        let _ = record;
+        async { Ok(None) }
+    }
+
     /// Whether a network of backend `kind` (with `record`, once it has one) may be deployed by a process on
     /// another machine, which this one cannot see (its nodes run somewhere shared, like a cluster).
     fn deploy_may_be_elsewhere(&self, kind: &str, record: Option<&Self::Record>) -> bool {

@@ -192,13 +192,40 @@ struct Watched {
     last_head: Option<(u64, u64)>,
 }
 
+/// Where a node's log lines come from: its log file (a local node) or its pod's log stream.
+enum LineSource {
+    File(logs::LogFollower),
+    Pod(tokio::sync::mpsc::Receiver<String>),
+}
+
+impl LineSource {
+    fn read_lines(&mut self) -> Vec<String> {
+        match self {
+            LineSource::File(follower) => follower.read_lines(),
+            LineSource::Pod(receiver) => {
+                let mut lines = Vec::new();
+                while let Ok(line) = receiver.try_recv() {
+                    if !line.trim().is_empty() {
+                        lines.push(line);
+                    }
+                }
+                lines
+            }
+        }
+    }
+}
+
 /// Reads every node of one network.
 pub struct Monitor {
     client: Client,
     nodes: Vec<Watched>,
     host: HostSampler,
+    /// A network on Kubernetes: its pods' usage comes from the metrics API.
+    pods: Option<crate::backend::kubernetes::PodWatch>,
+    /// Why the pods' usage could not be read at the last tick, if it could not.
+    pub usage_error: Option<String>,
     /// Each node's log, followed from where it was when watching began.
-    logs: Vec<(String, logs::LogFollower)>,
+    logs: Vec<(String, LineSource)>,
     alerts: logs::AlertBook,
     /// `newHeads` subscriptions on the nodes with WebSocket endpoints.
     propagation: Option<propagation::Propagation>,
@@ -237,10 +264,12 @@ impl Monitor {
                 })
                 .collect(),
             host: HostSampler::default(),
+            pods: None,
+            usage_error: None,
             logs: record
                 .nodes
                 .iter()
-                .map(|n| (n.name.clone(), logs::LogFollower::from_end(&n.log)))
+                .map(|n| (n.name.clone(), LineSource::File(logs::LogFollower::from_end(&n.log))))
                 .collect(),
             alerts: logs::AlertBook::default(),
             propagation: {
@@ -257,22 +286,63 @@ impl Monitor {
         }
     }
 
-    /// Also sends a probe transaction from `key` every `interval` to one node in turn (within a tokio runtime).
+    /// A monitor of a network on Kubernetes (within a tokio runtime): RPC and client metrics through the nodes'
+    /// Services, pod usage from the metrics API and logs from the pod log API ([`PodWatch`]).
+    ///
+    /// [`PodWatch`]: crate::backend::kubernetes::PodWatch
+    pub fn of_pods(
+        record: &crate::backend::kubernetes::KubeRecord,
+        interval: Duration,
+        series: Vec<String>,
+        pods: crate::backend::kubernetes::PodWatch,
+    ) -> Self {
+        let call = (interval.mul_f64(0.8)).clamp(MIN_INTERVAL, MAX_CALL);
+        let logs = pods
+            .follow_logs()
+            .into_iter()
+            .map(|(node, receiver)| (node, LineSource::Pod(receiver)))
+            .collect();
+        let ws: Vec<(String, String)> = record
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), n.ws.clone()?)))
+            .collect();
+        Self {
+            client: record.client,
+            nodes: record
+                .nodes
+                .iter()
+                .map(|n| Watched {
+                    name: n.name.clone(),
+                    pid: None,
+                    data_dir: PathBuf::new(),
+                    rpc: NodeRpc::new(&n.rpc, call),
+                    scraper: n.metrics.clone().map(|url| Scraper::new(url, call, series.clone())),
+                    last_head: None,
+                })
+                .collect(),
+            host: HostSampler::default(),
+            pods: Some(pods),
+            usage_error: None,
+            logs,
+            alerts: logs::AlertBook::default(),
+            propagation: (!ws.is_empty()).then(|| propagation::Propagation::start(&ws)),
+            prober: None,
+            settled: Vec::new(),
+        }
+    }
+
+    /// Also sends a probe transaction from `key` every `interval` to one of `nodes` (name, RPC URL) in turn, on
+    /// chain `chain_id` (within a tokio runtime).
     pub fn with_probe(
         mut self,
-        record: &NetworkRecord,
+        nodes: Vec<(String, String)>,
+        chain_id: u64,
         key: crate::keys::NodeKey,
         interval: Duration,
         confirmations: u64,
     ) -> Self {
-        let nodes = record.nodes.iter().map(|n| (n.name.clone(), n.rpc.clone())).collect();
-        self.prober = Some(probe::Prober::start(
-            nodes,
-            key,
-            record.chain_id,
-            interval,
-            confirmations,
-        ));
+        self.prober = Some(probe::Prober::start(nodes, key, chain_id, interval, confirmations));
         self
     }
 
@@ -387,17 +457,26 @@ impl Monitor {
             .as_ref()
             .map(|p| p.take().into_iter().map(|r| (r.node.clone(), r)).collect())
             .unwrap_or_default();
+        let pod_usage = match &self.pods {
+            Some(pods) => {
+                let (usage, failure) = pods.usage().await;
+                self.usage_error = failure;
+                Some(usage)
+            }
+            None => None,
+        };
         let mut readings = Vec::with_capacity(self.nodes.len());
-        for ((watched, mut state), client) in self.nodes.iter_mut().zip(states).zip(scraped) {
+        for (index, ((watched, mut state), client)) in self.nodes.iter_mut().zip(states).zip(scraped).enumerate() {
             let alive = watched
                 .pid
                 .is_none_or(|pid| process::is_node_alive(pid, &watched.data_dir));
             if !alive && state.error.is_none() {
                 state.error = Some("its process is gone".into());
             }
-            let host = match watched.pid.filter(|_| alive) {
-                Some(pid) => self.host.sample(pid),
-                None => HostUsage::default(),
+            let host = match (&pod_usage, watched.pid.filter(|_| alive)) {
+                (Some(usage), _) => usage.get(index).copied().unwrap_or_default(),
+                (None, Some(pid)) => self.host.sample(pid),
+                (None, None) => HostUsage::default(),
             };
             let mut block_time = None;
             if let (Some(head), Some(timestamp)) = (state.head, state.head_timestamp) {

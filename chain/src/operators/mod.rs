@@ -53,9 +53,11 @@ pub fn register<B: NodeBackend + 'static>(operators: &mut Operators, backend: Ar
         backend: backend.clone(),
         reports_dir: settings.load_dir.clone(),
     }));
-    operators.add(Arc::new(teardown::Teardown { backend }));
+    operators.add(Arc::new(teardown::Teardown {
+        backend: backend.clone(),
+    }));
     operators.add(Arc::new(audit::Audit));
-    operators.add(Arc::new(monitor::MonitorOperator));
+    operators.add(Arc::new(monitor::MonitorOperator { backend }));
     operators.add(Arc::new(load_test::LoadTest {
         records_dir: settings.load_dir.clone(),
     }));

@@ -16,6 +16,8 @@ use serde_json::json;
 use worker::operator::{Operator, OperatorContext, OperatorFuture, OperatorResult};
 
 use super::resolve_network;
+use crate::backend::any::AnyRecord;
+use crate::backend::NodeBackend;
 use crate::duration::SpecDuration;
 use crate::lifecycle;
 use crate::monitor::cloudwatch::{CloudWatchSettings, CloudWatchSink};
@@ -136,9 +138,11 @@ fn alert_rows(monitor: &mut Monitor, network: &str, ctx: &OperatorContext) -> Ve
 }
 
 /// `chain.monitor`.
-pub(super) struct MonitorOperator;
+pub(super) struct MonitorOperator<B> {
+    pub backend: Arc<B>,
+}
 
-impl Operator for MonitorOperator {
+impl<B: NodeBackend + 'static> Operator for MonitorOperator<B> {
     fn definition(&self) -> OperatorDef {
         OperatorDef {
             name: MONITOR,
@@ -150,8 +154,9 @@ impl Operator for MonitorOperator {
     }
 
     fn run(&self, ctx: OperatorContext) -> OperatorFuture {
+        let backend = self.backend.clone();
         Box::pin(async move {
-            match run(ctx).await {
+            match run(ctx, backend).await {
                 Ok(summary) => OperatorResult::Success(Some(summary)),
                 Err(reason) => OperatorResult::Failed(reason),
             }
@@ -159,7 +164,7 @@ impl Operator for MonitorOperator {
     }
 }
 
-async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
+async fn run<B: NodeBackend>(ctx: OperatorContext, backend: Arc<B>) -> Result<serde_json::Value, String> {
     let args = ctx.args_as::<MonitorArgs>()?;
     let interval = match &args.interval {
         Some(value) => value.value("interval")?.get(),
@@ -184,16 +189,21 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
             row.status
         ));
     }
-    let record = lifecycle::record_of(&row)
+    let record = lifecycle::any_record_of(&row)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("network `{name}` has no nodes"))?;
+    let nodes = record.rpc_endpoints();
+    let pods = match lifecycle::stored_record::<B::Record>(&row).map_err(|e| e.to_string())? {
+        Some(own) => backend.pod_watch(&own).await.map_err(|e| e.to_string())?,
+        None => None,
+    };
     let log = ctx.log.clone();
     log.line(
         "info",
         "chain",
         &format!(
             "monitoring network `{name}` ({} nodes) every {interval:?}{}",
-            record.nodes.len(),
+            nodes.len(),
             duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
         ),
     );
@@ -264,9 +274,18 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
             }
         }
     };
-    let mut monitor = match args.client_series {
-        Some(series) => Monitor::with_series(&record, interval, series),
-        None => Monitor::new(&record, interval),
+    let series = args
+        .client_series
+        .clone()
+        .unwrap_or_else(|| crate::monitor::DEFAULT_SERIES.iter().map(|s| s.to_string()).collect());
+    let mut monitor = match (&record, pods) {
+        (AnyRecord::Kubernetes(kube), Some(pods)) => Monitor::of_pods(kube, interval, series, pods),
+        (AnyRecord::Local(local), _) => Monitor::with_series(local, interval, series),
+        (AnyRecord::Kubernetes(_), None) => {
+            return Err(format!(
+                "network `{name}` runs on Kubernetes, which this runner has no region of"
+            ))
+        }
     };
     if let Some(key) = &args.probe_key {
         let key =
@@ -287,20 +306,25 @@ async fn run(ctx: OperatorContext) -> Result<serde_json::Value, String> {
                 key.address()
             ),
         );
-        monitor = monitor.with_probe(&record, key, every, confirmations);
+        monitor = monitor.with_probe(nodes.clone(), record.chain().2, key, every, confirmations);
     }
     let mut schedule = Schedule::new(interval, duration.map(|d| Instant::now() + d));
     let mut pending: Vec<NodeSample> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_summary = Instant::now();
-    let mut was_up: Vec<Option<bool>> = vec![None; record.nodes.len()];
+    let mut was_up: Vec<Option<bool>> = vec![None; nodes.len()];
     let (mut ticks, mut dropped, mut down_readings, mut alerts_raised) = (0u64, 0u64, 0u64, 0u64);
     let mut probe_errors = 0u64;
+    let mut usage_warned = false;
     let mut ended = "its duration ended".to_string();
     let started = Instant::now();
     while schedule.next(&ctx.cancel).await {
         let readings = monitor.tick().await;
         ticks += 1;
+        if let Some(reason) = monitor.usage_error.as_ref().filter(|_| !usage_warned) {
+            usage_warned = true;
+            log.line("warning", "chain", &format!("no CPU and memory of the pods: {reason}"));
+        }
         for alert in monitor.follow_logs_with(&mut ship) {
             alerts_raised += 1;
             if let Some(webhook) = &webhook {

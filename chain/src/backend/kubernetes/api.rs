@@ -94,6 +94,11 @@ impl RegionApi {
         })
     }
 
+    /// The region's API client.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     fn error(&self, reason: String) -> Error {
         Error::Kube {
             region: self.region.name.clone(),

@@ -14,6 +14,7 @@ mod api;
 pub mod images;
 mod record;
 pub mod render;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use images::Images;
 pub use record::{KubeNode, KubeRecord};
+pub use watch::PodWatch;
 
 use super::ready::{self, Watched, WatchedNode};
 use super::{NodeBackend, NodeSignal, Progress, ReadyReport, TeardownReport};
@@ -898,6 +900,11 @@ impl NodeBackend for KubeBackend {
         let api = self.connect_named(&object.region).await?;
         api.delete_object(&object.namespace, &object.api_version, &object.kind, &object.name)
             .await
+    }
+
+    async fn pod_watch(&self, record: &KubeRecord) -> Result<Option<PodWatch>> {
+        let apis = self.connect_record(record).await?;
+        Ok(Some(PodWatch::new(record.clone(), apis)))
     }
 
     fn deploy_may_be_elsewhere(&self, _kind: &str, record: Option<&KubeRecord>) -> bool {

@@ -682,8 +682,22 @@ kube_dag:
         assert!(text.contains("StatefulSets of image example.org/anvil"), "{text}");
         assert!(text.contains("monitoring network `k-dag` (2 nodes)"), "{text}");
         assert_eq!(objects(&cluster, "k-dag"), Vec::<String>::new());
+
+        // The example DAG, as shipped, on Kubernetes: its check curls the node through the RPC Service.
+        let example =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags/deploy-anvil.yaml"))
+                .unwrap();
+        home.write_dag("deploy-anvil.yaml", &example);
+        let test = home.run(&["dags", "test", "deploy-anvil", "--conf", r#"{"backend": "kubernetes"}"#]);
+        let text = format!("{}{}", common::stdout(&test), common::stderr(&test));
+        assert!(test.status.success(), "{text}");
+        assert!(
+            text.contains("\"result\":\"0x7a69\""),
+            "eth_chainId 31337 through the Service: {text}"
+        );
+        assert_eq!(objects(&cluster, "k-dag"), Vec::<String>::new());
         drop(stop);
-        assert!(player.join().unwrap() >= 4);
+        assert!(player.join().unwrap() >= 5);
     });
 
     // A spec asking for Kubernetes where no region is configured: a clear error, nothing recorded running.

@@ -202,12 +202,9 @@ fn netem_direction(direction: Direction) -> &'static str {
 }
 
 fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec<(&'static str, Value)>, String> {
-    let with_device = |mut spec: Value, interface: &Option<String>| {
-        if let Some(device) = interface {
-            spec["device"] = json!(device);
-        }
-        spec
-    };
+    // `interface` names the node's peer links (pumba's `eth1` of a container on a second network); a pod's
+    // peer links are its own interface, which Chaos Mesh picks when no `device` is given.
+    let with_device = |spec: Value, _interface: &Option<String>| spec;
     let no_peers = Peers {
         target: None,
         external: Vec::new(),

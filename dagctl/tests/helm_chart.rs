@@ -263,3 +263,44 @@ fn the_rendered_chart_is_accepted_by_the_api_server_and_grants_least_privilege()
         );
     }
 }
+
+#[test]
+fn chain_networks_on_the_cluster_render_a_config_dagctl_accepts_and_a_chain_account_with_the_chain_role_only() {
+    let digest = format!("image.digest={DIGEST}");
+    let image = format!("chain.kubernetes.images.geth.1\\.13\\.15=ethereum/client-go:v1.13.15@{DIGEST}");
+    let sets = [digest.as_str(), "chain.kubernetes.enabled=true", image.as_str()];
+    let objects = render("dagctl", &sets);
+    let config = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "qa-dagctl-config")
+        .unwrap();
+    let toml = config["data"]["scheduler.toml"].as_str().unwrap();
+    assert!(toml.contains("[[chain.kubernetes.regions]]"), "{toml}");
+    assert!(toml.contains("task_service_accounts = [\"qa-dagctl-chain\"]"), "{toml}");
+    let mut home = common::Home::new();
+    home.unset.push("DAGCTL_DAGS_FOLDER");
+    std::fs::write(home.path().join("dagctl.toml"), toml).unwrap();
+    let out = home.run(&["dags", "list-import-errors"]);
+    assert!(out.status.success(), "{toml}\n{}", common::stderr(&out));
+
+    let role = objects
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "qa-dagctl-chain")
+        .unwrap();
+    let file = std::fs::read_to_string(chart().join("files/chain-role.yaml")).unwrap();
+    let wanted: Value = serde_saphyr::from_str(&file).unwrap();
+    assert_eq!(role["rules"], wanted["rules"]);
+    let account = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == "qa-dagctl-chain")
+        .unwrap();
+    assert_eq!(account["automountServiceAccountToken"], true);
+    let binding = objects
+        .iter()
+        .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == "qa-dagctl-chain")
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "qa-dagctl-chain");
+    // Off by default: no chain account, no chain rights.
+    let plain = render("dagctl", &[digest.as_str()]);
+    assert!(!plain.iter().any(|o| o["metadata"]["name"] == "qa-dagctl-chain"));
+}

@@ -1176,3 +1176,62 @@ fn a_network_on_kubernetes_is_monitored_through_its_services_the_metrics_api_and
     cluster.block_on(backend.stop(&any)).unwrap();
     assert!(objects(&cluster, "m-anvil").is_empty());
 }
+
+#[test]
+fn the_chain_role_is_all_the_backend_needs_to_deploy_fault_watch_and_tear_down() {
+    let cluster = Cluster::new("kube-rbac");
+    install_chaos_mesh(&cluster);
+    let role = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/dagctl/files/chain-role.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = cluster.service_account_kubeconfig("chain", &role, dir.path());
+    let mut east = region("east", &cluster, ServiceType::NodePort, Access::NodePort);
+    east.kubeconfig = Some(kubeconfig);
+    // Listing nodes is cluster-wide, beyond the Role: the region names its node address.
+    east.node_address = Some("127.0.0.1".into());
+    let backend = chain::Backends::new(
+        chain::local::LocalBackend::new(chain::local::LocalOptions::new(
+            dir.path().join("networks"),
+            chain::local::ClientBinaries {
+                dir: None,
+                path: None,
+                overrides: Default::default(),
+            },
+            "test-host".into(),
+        )),
+        Some(backend(vec![east])),
+    );
+    // (No `storage`: this cluster has no volume provisioner, so a claim would keep its pod Pending.)
+    let anvil = spec("r-anvil", Client::Anvil, Consensus::Interval);
+    let any = cluster
+        .block_on(backend.start(&anvil, &CancellationToken::new(), &quiet))
+        .unwrap();
+    let chain::AnyRecord::Kubernetes(record) = &any else {
+        panic!("{any:?}")
+    };
+    let _nodes: Vec<Anvil> = record.nodes.iter().map(|n| Anvil::start(node_port(&n.rpc))).collect();
+    cluster
+        .block_on(backend.wait_ready(&any, Duration::from_secs(60), &CancellationToken::new(), &quiet))
+        .unwrap();
+    let args: chain::chaos::spec::FaultArgs =
+        serde_json::from_value(serde_json::json!({"target": "node-1", "pause": {"duration": "1s"}})).unwrap();
+    let planned = chain::chaos::episode::plan(&any, &[args], 3).unwrap();
+    let ledger = MemoryLedger::default();
+    let never = CancellationToken::new();
+    let store = common::block_on(engine::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    )))
+    .unwrap();
+    cluster
+        .block_on(chain::chaos::episode::run(
+            &store, &backend, &ledger, "r-anvil", &planned, &never, &quiet,
+        ))
+        .unwrap();
+    assert!(cluster
+        .block_on(chain::NodeBackend::pod_watch(&backend, &any))
+        .unwrap()
+        .is_some());
+    cluster.block_on(backend.restart_node(&any, "node-2", &quiet)).unwrap();
+    cluster.block_on(backend.stop(&any)).unwrap();
+    assert!(objects(&cluster, "r-anvil").is_empty());
+}

@@ -126,3 +126,54 @@ pub(super) fn load_chain(file: Option<FileChain>) -> Result<Option<KubeSetup>> {
         kill_grace_seconds,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Option<KubeSetup>> {
+        let file: FileChain = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        load_chain(Some(file))
+    }
+
+    const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn regions_and_image_pins_are_checked_when_read() {
+        let setup = load(&format!(
+            "[kubernetes]\nkill_grace = \"5s\"\n[[kubernetes.regions]]\nname = \"east\"\nkubeconfig = \"/k\"\ncontext = \"c\"\n\
+             namespace = \"chain\"\nservice_type = \"NodePort\"\naccess = \"node-port\"\n\
+             [[kubernetes.regions]]\nname = \"west\"\n\
+             [kubernetes.images.geth]\n\"1.13.15\" = \"ethereum/client-go:v1.13.15@sha256:{DIGEST}\"\n"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(setup.regions.len(), 2);
+        assert_eq!(setup.regions[0].service_type, ServiceType::NodePort);
+        assert_eq!(setup.regions[1].namespace, "default");
+        assert_eq!(setup.regions[1].access, Access::Cluster);
+        assert_eq!(setup.kill_grace_seconds, 5);
+        assert_eq!(setup.images[0].0, chain::Client::Geth);
+        assert!(load("").unwrap().is_none());
+
+        for (text, wanted) in [
+            ("[kubernetes]\n", "no [[chain.kubernetes.regions]]"),
+            ("[[kubernetes.regions]]\nname = \"East\"\n", "regions[0].name"),
+            ("[[kubernetes.regions]]\nname = \"a\"\n[[kubernetes.regions]]\nname = \"a\"\n", "named twice"),
+            ("[[kubernetes.regions]]\nname = \"a\"\ncontext = \"c\"\n", "needs a kubeconfig"),
+            ("[[kubernetes.regions]]\nname = \"a\"\nservice_type = \"Ingress\"\n", "regions[0].service_type"),
+            ("[[kubernetes.regions]]\nname = \"a\"\naccess = \"vpn\"\n", "regions[0].access"),
+            (
+                "[[kubernetes.regions]]\nname = \"a\"\n[kubernetes.images.geth]\n\"1.13.15\" = \"ethereum/client-go:v1.13.15\"\n",
+                "not pinned by digest",
+            ),
+            (
+                "[[kubernetes.regions]]\nname = \"a\"\n[kubernetes.images.erigon]\n\"1\" = \"x\"\n",
+                "images.erigon: not a client",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
+    }
+}

@@ -65,6 +65,20 @@ fn backend(regions: Vec<KubeRegion>) -> KubeBackend {
     KubeBackend::new(options)
 }
 
+/// The engine's backends with `kube` for Kubernetes (the local one never runs a node in these tests).
+fn engine_backends(kube: KubeBackend) -> chain::Backends {
+    let local = chain::local::LocalBackend::new(chain::local::LocalOptions::new(
+        std::env::temp_dir().join("dagctl-kube-tests-unused"),
+        chain::local::ClientBinaries {
+            dir: None,
+            path: None,
+            overrides: Default::default(),
+        },
+        "test-host".into(),
+    ));
+    chain::Backends::new(local, Some(kube))
+}
+
 fn spec(name: &str, client: Client, consensus: Consensus) -> NetworkSpec {
     NetworkSpec {
         members: u32::from(client != Client::Anvil && consensus != Consensus::Raft),
@@ -801,23 +815,12 @@ fn faults_on_kubernetes_are_chaos_mesh_objects_the_api_server_validates_and_dele
     use chain::chaos::{episode, spec::FaultArgs};
     let cluster = Cluster::new("kube-chaos");
     install_chaos_mesh(&cluster);
-    let backend = chain::Backends::new(
-        chain::local::LocalBackend::new(chain::local::LocalOptions::new(
-            tempfile::tempdir().unwrap().path().to_path_buf(),
-            chain::local::ClientBinaries {
-                dir: None,
-                path: None,
-                overrides: Default::default(),
-            },
-            "test-host".into(),
-        )),
-        Some(backend(vec![region(
-            "east",
-            &cluster,
-            ServiceType::ClusterIp,
-            Access::Cluster,
-        )])),
-    );
+    let backend = engine_backends(backend(vec![region(
+        "east",
+        &cluster,
+        ServiceType::ClusterIp,
+        Access::Cluster,
+    )]));
     let mut geth = spec("c-geth", Client::Geth, Consensus::Clique);
     geth.nodes = 3;
     let record = match cluster
@@ -1054,18 +1057,7 @@ fn a_network_on_kubernetes_is_monitored_through_its_services_the_metrics_api_and
     install_metrics_api(&cluster);
     let mut east = region("east", &cluster, ServiceType::ClusterIp, Access::NodePort);
     east.node_address = Some("127.0.0.1".into());
-    let backend = chain::Backends::new(
-        chain::local::LocalBackend::new(chain::local::LocalOptions::new(
-            tempfile::tempdir().unwrap().path().to_path_buf(),
-            chain::local::ClientBinaries {
-                dir: None,
-                path: None,
-                overrides: Default::default(),
-            },
-            "test-host".into(),
-        )),
-        Some(backend(vec![east])),
-    );
+    let backend = engine_backends(backend(vec![east]));
     let anvil = spec("m-anvil", Client::Anvil, Consensus::Interval);
     let any = cluster
         .block_on(backend.start(&anvil, &CancellationToken::new(), &quiet))
@@ -1188,18 +1180,7 @@ fn the_chain_role_is_all_the_backend_needs_to_deploy_fault_watch_and_tear_down()
     east.kubeconfig = Some(kubeconfig);
     // Listing nodes is cluster-wide, beyond the Role: the region names its node address.
     east.node_address = Some("127.0.0.1".into());
-    let backend = chain::Backends::new(
-        chain::local::LocalBackend::new(chain::local::LocalOptions::new(
-            dir.path().join("networks"),
-            chain::local::ClientBinaries {
-                dir: None,
-                path: None,
-                overrides: Default::default(),
-            },
-            "test-host".into(),
-        )),
-        Some(backend(vec![east])),
-    );
+    let backend = engine_backends(backend(vec![east]));
     // (No `storage`: this cluster has no volume provisioner, so a claim would keep its pod Pending.)
     let anvil = spec("r-anvil", Client::Anvil, Consensus::Interval);
     let any = cluster

@@ -221,18 +221,23 @@ impl NetworkStore for Store {
         let (Some(dag_id), Some(run_id), Some(task_id)) = (&row.dag_id, &row.run_id, &row.task_id) else {
             return Ok(false);
         };
-        // Any instance of the task: a mapped task's instances share its networks' owner.
-        let run = match self.get_run(dag_id, run_id).await {
-            Ok(run) => run,
-            Err(engine::Error::NotFound(_)) => return Ok(false),
-            Err(err) => return Err(err.into()),
-        };
-        Ok(self
-            .task_tis(run.id, task_id)
-            .await?
-            .iter()
-            .any(|ti| ti.state.is_executing()))
+        task_executing(self, dag_id, run_id, task_id).await
     }
+}
+
+/// Whether an instance of task `task_id` of run `run_id` of `dag_id` is executing (a mapped task's instances
+/// share what the task owns).
+pub async fn task_executing(store: &Store, dag_id: &str, run_id: &str, task_id: &str) -> Result<bool> {
+    let run = match store.get_run(dag_id, run_id).await {
+        Ok(run) => run,
+        Err(engine::Error::NotFound(_)) => return Ok(false),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(store
+        .task_tis(run.id, task_id)
+        .await?
+        .iter()
+        .any(|ti| ti.state.is_executing()))
 }
 
 /// Network records through the task execution API, with the running try's token (see the module docs for

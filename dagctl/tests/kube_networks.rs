@@ -789,6 +789,9 @@ fn holds(got: &serde_json::Value, want: &serde_json::Value) -> bool {
         (serde_json::Value::Object(got), serde_json::Value::Object(want)) => {
             want.iter().all(|(k, v)| got.get(k).is_some_and(|g| holds(g, v)))
         }
+        (serde_json::Value::Array(got), serde_json::Value::Array(want)) if want.iter().any(|w| w.is_object()) => {
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| holds(g, w))
+        }
         _ => got == want,
     }
 }
@@ -837,62 +840,77 @@ fn faults_on_kubernetes_are_chaos_mesh_objects_the_api_server_validates_and_dele
     )))
     .unwrap();
 
-    // (fault, kind, what its spec must say)
-    let cases: Vec<(serde_json::Value, &str, serde_json::Value)> = vec![
+    let ip = |i: usize| record.nodes[i].peer.host.clone();
+    let picked = |names: &[&str]| serde_json::json!({"expressionSelectors": [{"values": names}]});
+    // (fault, kind, what each of its objects' specs must say)
+    let cases: Vec<(serde_json::Value, &str, Vec<serde_json::Value>)> = vec![
         (
             serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "delay": {"time": 100, "jitter": 10, "correlation": 25}}}),
             "NetworkChaos",
-            serde_json::json!({"action": "delay", "direction": "to", "delay": {"latency": "100ms", "jitter": "10ms"}}),
+            vec![
+                serde_json::json!({"action": "delay", "direction": "to", "delay": {"latency": "100ms", "jitter": "10ms"}}),
+            ],
         ),
         (
             serde_json::json!({"target": "validator-2", "netem": {"duration": "2s", "direction": "both", "rate": {"rate": "1mbit"}}}),
             "NetworkChaos",
-            serde_json::json!({"action": "bandwidth", "direction": "both", "bandwidth": {"rate": "125000bps"}}),
+            vec![
+                serde_json::json!({"action": "bandwidth", "direction": "to", "bandwidth": {"rate": "125000bps"}, "selector": picked(&["validator-2"])}),
+                serde_json::json!({"action": "bandwidth", "direction": "to", "externalTargets": [ip(1)],
+                    "selector": picked(&["validator-1", "validator-3", "member-1"])}),
+            ],
         ),
         (
             serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "loss": {"percent": 20}}}),
             "NetworkChaos",
-            serde_json::json!({"action": "loss", "loss": {"loss": "20"}}),
+            vec![serde_json::json!({"action": "loss", "loss": {"loss": "20"}})],
         ),
         (
             serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "duplicate": {"percent": 5}}}),
             "NetworkChaos",
-            serde_json::json!({"action": "duplicate"}),
+            vec![serde_json::json!({"action": "duplicate"})],
         ),
         (
             serde_json::json!({"target": "validator-1", "netem": {"duration": "2s", "corrupt": {"percent": 5}}}),
             "NetworkChaos",
-            serde_json::json!({"action": "corrupt"}),
+            vec![serde_json::json!({"action": "corrupt"})],
         ),
         (
             serde_json::json!({"target": "validator-1", "partition": {"duration": "2s", "from": "validator-2,validator-3"}}),
             "NetworkChaos",
-            serde_json::json!({"action": "partition", "direction": "both", "target": {"mode": "all"}}),
+            vec![
+                serde_json::json!({"action": "partition", "direction": "to", "externalTargets": [ip(1), ip(2)],
+                    "selector": picked(&["validator-1"])}),
+                serde_json::json!({"action": "partition", "direction": "to", "externalTargets": [ip(0)],
+                    "selector": picked(&["validator-2", "validator-3"])}),
+            ],
         ),
         (
             serde_json::json!({"target": "validator-3", "kill": {}}),
             "PodChaos",
-            serde_json::json!({"action": "pod-kill", "gracePeriod": 1}),
+            vec![serde_json::json!({"action": "pod-kill", "gracePeriod": 1})],
         ),
         (
             serde_json::json!({"target": "validator-3", "kill": {"restart_after": "2s"}}),
             "PodChaos",
-            serde_json::json!({"action": "pod-failure", "duration": "2s"}),
+            vec![serde_json::json!({"action": "pod-failure", "duration": "2s"})],
         ),
         (
             serde_json::json!({"target": "member-1", "pause": {"duration": "2s"}}),
             "PodChaos",
-            serde_json::json!({"action": "pod-failure"}),
+            vec![serde_json::json!({"action": "pod-failure"})],
         ),
         (
             serde_json::json!({"target": "f", "stress": {"duration": "2s", "cpu": 2, "cpu_load": 50, "vm": 1, "memory": "64M"}}),
             "StressChaos",
-            serde_json::json!({"stressors": {"cpu": {"workers": 2, "load": 50}, "memory": {"workers": 1, "size": "64MB"}}}),
+            vec![
+                serde_json::json!({"stressors": {"cpu": {"workers": 2, "load": 50}, "memory": {"workers": 1, "size": "64MiB"}}}),
+            ],
         ),
         (
             serde_json::json!({"target": "validator-2", "clock": {"offset": "-30s", "duration": "2s"}}),
             "TimeChaos",
-            serde_json::json!({"timeOffset": "-30s", "containerNames": ["node"]}),
+            vec![serde_json::json!({"timeOffset": "-30s", "containerNames": ["node"]})],
         ),
     ];
     for (fault, kind, expected) in cases {
@@ -906,7 +924,7 @@ fn faults_on_kubernetes_are_chaos_mesh_objects_the_api_server_validates_and_dele
             let look = async {
                 for _ in 0..40 {
                     let objects = tokio::task::block_in_place(|| chaos_objects(&cluster, "c-geth"));
-                    if !objects.is_empty() {
+                    if objects.len() >= expected.len() {
                         *seen.lock().unwrap() = Some(objects);
                         return;
                     }
@@ -923,12 +941,18 @@ fn faults_on_kubernetes_are_chaos_mesh_objects_the_api_server_validates_and_dele
             .unwrap()
             .take()
             .unwrap_or_else(|| panic!("{fault}: no object seen"));
-        assert_eq!(objects.len(), 1, "{fault}: {objects:?}");
-        assert_eq!(objects[0].0, kind, "{fault}");
-        let spec = &objects[0].1;
-        assert_eq!(spec["mode"], "all");
-        assert_eq!(spec["selector"]["namespaces"][0], cluster.namespace.as_str());
-        assert!(holds(spec, &expected), "{fault}: {spec} holds {expected}");
+        assert_eq!(objects.len(), expected.len(), "{fault}: {objects:?}");
+        for (object_kind, spec) in &objects {
+            assert_eq!(object_kind, kind, "{fault}");
+            assert_eq!(spec["mode"], "all");
+            assert_eq!(spec["selector"]["namespaces"][0], cluster.namespace.as_str());
+        }
+        for want in &expected {
+            assert!(
+                objects.iter().any(|(_, spec)| holds(spec, want)),
+                "{fault}: no object holds {want}: {objects:?}"
+            );
+        }
         assert!(
             chaos_objects(&cluster, "c-geth").is_empty(),
             "{fault}: deleted at its end"

@@ -47,8 +47,22 @@ failed() {
     exit 1
 }
 
+# A free port below the kernel's ephemeral range (and below Services' node ports, 30000-32767): a port the kernel
+# hands out (bind to 0) can be taken by an outgoing connection (the API server dials etcd often) before the
+# component meant to listen on it starts.
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+for _ in range(200):
+    port = random.randrange(20000, 30000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break
+'
 }
 etcd_port=$(free_port)
 etcd_peer_port=$(free_port)

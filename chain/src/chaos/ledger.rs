@@ -179,7 +179,7 @@ pub async fn recover<B: NodeBackend>(
 ) -> Result<Vec<String>> {
     let mut undone = Vec::new();
     for row in store.open_chaos_faults(None).await? {
-        if row.owner_host != backend.host_id() || (!all && owner_alive(&row)) {
+        if !ours_to_undo(store, backend, &row, all).await? {
             continue;
         }
         let what = format!("{}: {} ({})", row.network, row.part, row.kind);
@@ -203,6 +203,22 @@ pub async fn recover<B: NodeBackend>(
         }
     }
     Ok(undone)
+}
+
+/// Whether this engine undoes `row` now: a part of this host whose owner is gone (or any, with `all`), or a
+/// Chaos Mesh object made by a task on another host (a task pod of the Kubernetes executor) whose task no longer
+/// executes: a cluster object is deleted from wherever the cluster is reached.
+async fn ours_to_undo<B: NodeBackend>(store: &Store, backend: &B, row: &ChaosFaultRow, all: bool) -> Result<bool> {
+    if row.owner_host == backend.host_id() {
+        return Ok(all || !owner_alive(row));
+    }
+    let cluster_object = matches!(serde_json::from_str::<Undo>(&row.undo), Ok(Undo::ClusterObject(_)));
+    match (&row.dag_id, &row.run_id, &row.task_id) {
+        (Some(dag_id), Some(run_id), Some(task_id)) if cluster_object => {
+            Ok(!crate::registry::task_executing(store, dag_id, run_id, task_id).await?)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Undoes one part. A network that is no longer running has nothing left to undo.

@@ -61,12 +61,14 @@ fn percent(p: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A stress-ng size (`256M`, `1G`, `50%`) as Chaos Mesh's (`256MB`, `1GB`, `50%`).
+/// A stress-ng size (`256M`, `1G`, `512b`, `50%`; binary units) as Chaos Mesh's (`256MiB`, `1GiB`, `512B`, `50%`).
 fn memory_size(size: &str) -> String {
     let size = size.trim();
+    let number = &size[..size.len().saturating_sub(1)];
     match size.chars().last() {
+        Some('b' | 'B') => format!("{number}B"),
         Some(unit @ ('K' | 'M' | 'G' | 'T' | 'k' | 'm' | 'g' | 't')) => {
-            format!("{}{}B", &size[..size.len() - 1], unit.to_ascii_uppercase())
+            format!("{number}{}iB", unit.to_ascii_uppercase())
         }
         _ => size.to_string(),
     }
@@ -94,7 +96,7 @@ fn by_region<'a>(record: &'a KubeRecord, names: &[String]) -> Vec<(&'a str, &'a 
 }
 
 /// Renders `fault` on `nodes` of `record`; `others` is the other side of a partition, or the peers whose
-/// traffic an ingress or two-way netem fault shapes. An error says what Chaos Mesh cannot express.
+/// traffic to the targets an ingress or two-way netem fault shapes. An error says what Chaos Mesh cannot express.
 pub fn render(
     record: &KubeRecord,
     fault: &Fault,
@@ -102,130 +104,133 @@ pub fn render(
     others: &[String],
 ) -> std::result::Result<Vec<MeshObject>, String> {
     let mut objects = Vec::new();
-    for (region, namespace, targets) in by_region(record, nodes) {
-        let base = json!({
-            "selector": selector(&record.name, namespace, &targets),
-            "mode": "all",
-        });
-        let mut push = |kind: &'static str, what: &str, spec: Value| {
-            let mut full = base.clone();
-            if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
-                full.extend(extra.clone());
+    match fault {
+        Fault::Network(network) => {
+            for (side, what, spec) in network_specs(record, network, nodes, others)? {
+                push_for(record, &side, "NetworkChaos", what, spec, &mut objects);
             }
-            objects.push(MeshObject {
-                region: region.to_string(),
-                namespace: namespace.to_string(),
-                kind,
-                stem: format!("{}-{what}", record.name),
-                object: json!({
-                    "apiVersion": API_VERSION,
-                    "kind": kind,
-                    "metadata": {"labels": {NETWORK_LABEL: record.name}},
-                    "spec": full,
-                }),
-            });
-        };
-        match fault {
-            Fault::Network(network) => {
-                let peers = peers(record, region, others);
-                for (what, spec) in network_specs(network, &peers)? {
-                    push("NetworkChaos", what, spec);
-                }
-            }
-            Fault::Process(process) => {
-                let (what, spec) = pod_spec(process)?;
-                push("PodChaos", what, spec);
-            }
-            Fault::Stress(stress) => push("StressChaos", "stress", stress_spec(stress)?),
-            Fault::Clock {
-                offset_seconds,
-                duration: lasts,
-            } => push(
-                "TimeChaos",
-                "clock",
-                json!({
-                    "timeOffset": format!("{offset_seconds}s"),
-                    "clockIds": ["CLOCK_REALTIME"],
-                    "containerNames": ["node"],
-                    "duration": duration(*lasts),
-                }),
-            ),
         }
+        Fault::Process(process) => {
+            let (what, spec) = pod_spec(process, record.kill_grace_seconds)?;
+            push_for(record, nodes, "PodChaos", what, spec, &mut objects);
+        }
+        Fault::Stress(stress) => push_for(
+            record,
+            nodes,
+            "StressChaos",
+            "stress",
+            stress_spec(stress)?,
+            &mut objects,
+        ),
+        Fault::Clock {
+            offset_seconds,
+            duration: lasts,
+        } => push_for(
+            record,
+            nodes,
+            "TimeChaos",
+            "clock",
+            json!({
+                "timeOffset": format!("{offset_seconds}s"),
+                "clockIds": ["CLOCK_REALTIME"],
+                "containerNames": ["node"],
+                "duration": duration(*lasts),
+            }),
+            &mut objects,
+        ),
     }
     Ok(objects)
 }
 
-/// The other side of a network fault as seen from `region`: a pod selector for its nodes there, and the
-/// advertised addresses of its nodes elsewhere.
-struct Peers {
-    target: Option<Value>,
-    external: Vec<String>,
+/// One object of `kind` per region holding any of `selected`, selecting them there, with `spec`'s fields.
+fn push_for(
+    record: &KubeRecord,
+    selected: &[String],
+    kind: &'static str,
+    what: &str,
+    spec: Value,
+    objects: &mut Vec<MeshObject>,
+) {
+    for (region, namespace, names) in by_region(record, selected) {
+        let mut full = json!({"selector": selector(&record.name, namespace, &names), "mode": "all"});
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            full.extend(extra.clone());
+        }
+        objects.push(MeshObject {
+            region: region.to_string(),
+            namespace: namespace.to_string(),
+            kind,
+            stem: format!("{}-{what}", record.name),
+            object: json!({
+                "apiVersion": API_VERSION,
+                "kind": kind,
+                "metadata": {"labels": {NETWORK_LABEL: record.name}},
+                "spec": full,
+            }),
+        });
+    }
 }
 
-fn peers(record: &KubeRecord, region: &str, others: &[String]) -> Peers {
-    let mut local = Vec::new();
-    let mut external = Vec::new();
-    let mut namespace = "";
-    for node in record.nodes.iter().filter(|n| others.contains(&n.name)) {
-        if node.region == region {
-            local.push(node.name.as_str());
-            namespace = &node.namespace;
-        } else if !external.contains(&node.peer.host) {
-            external.push(node.peer.host.clone());
+/// Where peers dial `names`: the addresses in their enodes (cluster IPs in one region, node or load-balancer
+/// addresses across regions), which is what a node's packets to them carry (a Service's cluster IP is rewritten
+/// only after they leave the pod, where Chaos Mesh's rules act).
+fn addresses(record: &KubeRecord, names: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for node in record.nodes.iter().filter(|n| names.contains(&n.name)) {
+        if !hosts.contains(&node.peer.host) {
+            hosts.push(node.peer.host.clone());
         }
     }
-    Peers {
-        target: (!local.is_empty())
-            .then(|| json!({"selector": selector(&record.name, namespace, &local), "mode": "all"})),
-        external,
-    }
+    hosts
 }
 
-/// Where a netem fault acts: Chaos Mesh's `direction`, with the peers as `target` and `externalTargets`.
-fn aimed(mut spec: Value, direction: &str, peers: &Peers) -> Value {
-    spec["direction"] = json!(direction);
-    if let Some(target) = &peers.target {
-        spec["target"] = target.clone();
-    }
-    if !peers.external.is_empty() {
-        spec["externalTargets"] = json!(peers.external);
-    }
-    spec
-}
+/// One `NetworkChaos` of a network fault: the nodes it selects, its name's suffix, its spec.
+type Rule = (Vec<String>, &'static str, Value);
 
-fn netem_direction(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Egress => "to",
-        Direction::Ingress => "from",
-        Direction::Both => "both",
-    }
-}
-
-fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec<(&'static str, Value)>, String> {
-    // `interface` names the node's peer links (pumba's `eth1` of a container on a second network); a pod's
-    // peer links are its own interface, which Chaos Mesh picks when no `device` is given.
-    let with_device = |spec: Value, _interface: &Option<String>| spec;
-    let no_peers = Peers {
-        target: None,
-        external: Vec::new(),
+/// The `NetworkChaos` specs of a network fault, each with the nodes it selects. Every one acts on what its
+/// nodes send (`direction: to`): what a target receives is shaped as its peers send it (`externalTargets`, the
+/// targets' addresses), and a partition is one such rule on each side it cuts.
+fn network_specs(
+    record: &KubeRecord,
+    fault: &NetworkFault,
+    targets: &[String],
+    others: &[String],
+) -> std::result::Result<Vec<Rule>, String> {
+    // `interface` names the node's peer links (pumba's `eth1` of a container on a second network); a pod's peer
+    // links are its own interface, which Chaos Mesh picks when no `device` is given.
+    let outgoing = |spec: &Value| {
+        let mut spec = spec.clone();
+        spec["direction"] = json!("to");
+        spec
+    };
+    let towards = |spec: &Value, names: &[String]| {
+        let mut spec = outgoing(spec);
+        spec["externalTargets"] = json!(addresses(record, names));
+        spec
+    };
+    // (the nodes it acts on, name, spec) for a netem-like effect in `direction`.
+    let shaped = |direction: Direction, what: (&'static str, &'static str, &'static str), spec: Value| {
+        let mut specs = Vec::new();
+        if matches!(direction, Direction::Egress | Direction::Both) {
+            let name = if direction == Direction::Both { what.1 } else { what.0 };
+            specs.push((targets.to_vec(), name, outgoing(&spec)));
+        }
+        if matches!(direction, Direction::Ingress | Direction::Both) {
+            specs.push((others.to_vec(), what.2, towards(&spec, targets)));
+        }
+        specs
     };
     match fault {
         NetworkFault::Netem {
             duration: lasts,
-            interface,
             direction,
             shape,
+            ..
         } => {
             let Shape { delay, rate, cut } = *shape;
             if cut.is_some() {
                 return Err("a netem cut is a partition on Kubernetes: use `partition`".into());
             }
-            // Egress needs no peers (the targets' own traffic); the other directions shape traffic with peers.
-            let peers = if *direction == Direction::Egress {
-                &no_peers
-            } else {
-                peers
-            };
             let mut specs = Vec::new();
             if let Some(delay) = delay {
                 if delay.distribution != Distribution::Uniform {
@@ -244,10 +249,7 @@ fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec
                         "correlation": percent(delay.correlation * 100.0),
                     },
                 });
-                specs.push((
-                    "delay",
-                    with_device(aimed(spec, netem_direction(*direction), peers), interface),
-                ));
+                specs.extend(shaped(*direction, ("delay", "delay-out", "delay-in"), spec));
             }
             if let Some(rate) = rate {
                 let spec = json!({
@@ -255,10 +257,7 @@ fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec
                     "duration": duration(*lasts),
                     "bandwidth": {"rate": format!("{rate}bps"), "limit": BANDWIDTH_LIMIT, "buffer": BANDWIDTH_BUFFER},
                 });
-                specs.push((
-                    "rate",
-                    with_device(aimed(spec, netem_direction(*direction), peers), interface),
-                ));
+                specs.extend(shaped(*direction, ("rate", "rate-out", "rate-in"), spec));
             }
             if specs.is_empty() {
                 return Err("a netem fault with neither delay nor rate".into());
@@ -267,15 +266,10 @@ fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec
         }
         NetworkFault::Packets {
             duration: lasts,
-            interface,
             direction,
             effect,
+            ..
         } => {
-            let peers = if *direction == Direction::Egress {
-                &no_peers
-            } else {
-                peers
-            };
             let (share, correlation) = effect.share();
             let kind = effect.kind();
             let detail = match effect {
@@ -287,10 +281,12 @@ fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec
             };
             let mut spec = json!({"action": kind, "duration": duration(*lasts)});
             spec[kind] = detail;
-            Ok(vec![(
-                kind,
-                with_device(aimed(spec, netem_direction(*direction), peers), interface),
-            )])
+            let names = match effect {
+                PacketEffect::Loss { .. } => ("loss", "loss-out", "loss-in"),
+                PacketEffect::Duplicate { .. } => ("duplicate", "duplicate-out", "duplicate-in"),
+                PacketEffect::Corrupt { .. } => ("corrupt", "corrupt-out", "corrupt-in"),
+            };
+            Ok(shaped(*direction, names, spec))
         }
         NetworkFault::Partition {
             duration: lasts,
@@ -301,18 +297,23 @@ fn network_specs(fault: &NetworkFault, peers: &Peers) -> std::result::Result<Vec
             if *mode == Cut::Reset {
                 return Err("Chaos Mesh's partition drops packets; mode `reset` is not available on Kubernetes".into());
             }
-            let direction = match direction {
-                CutDirection::To => "to",
-                CutDirection::From => "from",
-                CutDirection::Both => "both",
-            };
             let spec = json!({"action": "partition", "duration": duration(*lasts)});
-            Ok(vec![("partition", aimed(spec, direction, peers))])
+            let mut specs = Vec::new();
+            if matches!(direction, CutDirection::To | CutDirection::Both) {
+                specs.push((targets.to_vec(), "partition-out", towards(&spec, others)));
+            }
+            if matches!(direction, CutDirection::From | CutDirection::Both) {
+                specs.push((others.to_vec(), "partition-in", towards(&spec, targets)));
+            }
+            Ok(specs)
         }
     }
 }
 
-fn pod_spec(fault: &ProcessFault) -> std::result::Result<(&'static str, Value), String> {
+/// `grace`: seconds a pod gets to stop (the backend's kill grace), never 0 (Chaos Mesh's default), which
+/// force-deletes the pod and may start the node again beside its old container (two signers with one key).
+fn pod_spec(fault: &ProcessFault, grace: u64) -> std::result::Result<(&'static str, Value), String> {
+    let grace = grace.max(1);
     Ok(match fault {
         // Down for a while, then back: the container's image swapped for a pause image until the end.
         ProcessFault::Kill {
@@ -327,7 +328,7 @@ fn pod_spec(fault: &ProcessFault) -> std::result::Result<(&'static str, Value), 
                 // Not 0: a grace of 0 force-deletes the pod, and its StatefulSet may start the node again
                 // while the old container still runs (two signers with one key).
                 NodeSignal::Kill => json!({"action": "pod-kill", "gracePeriod": 1}),
-                NodeSignal::Terminate => json!({"action": "pod-kill"}),
+                NodeSignal::Terminate => json!({"action": "pod-kill", "gracePeriod": grace}),
                 other => return Err(format!("a kill with {other} cannot be sent to a pod")),
             };
             ("kill", grace)
@@ -338,7 +339,7 @@ fn pod_spec(fault: &ProcessFault) -> std::result::Result<(&'static str, Value), 
         ProcessFault::Stop { duration: lasts } => {
             ("stop", json!({"action": "pod-failure", "duration": duration(*lasts)}))
         }
-        ProcessFault::Restart => ("restart", json!({"action": "pod-kill"})),
+        ProcessFault::Restart => ("restart", json!({"action": "pod-kill", "gracePeriod": grace})),
     })
 }
 
@@ -463,8 +464,9 @@ mod tests {
 
     #[test]
     fn sizes_durations_and_percentages_read_as_chaos_mesh_writes_them() {
-        assert_eq!(memory_size("256M"), "256MB");
-        assert_eq!(memory_size("1g"), "1GB");
+        assert_eq!(memory_size("256M"), "256MiB");
+        assert_eq!(memory_size("1g"), "1GiB");
+        assert_eq!(memory_size("512b"), "512B");
         assert_eq!(memory_size("50%"), "50%");
         assert_eq!(memory_size("1048576"), "1048576");
         assert_eq!(duration(Duration::from_secs(30)), "30s");

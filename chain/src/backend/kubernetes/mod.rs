@@ -413,6 +413,7 @@ impl KubeBackend {
             chain_id: network.settings.chain_id,
             image: image.to_string(),
             sealing_deferred,
+            kill_grace_seconds: shape.grace_seconds,
             deployer_host: self.options.host_id.clone(),
             deployer_pid: std::process::id(),
             regions: apis

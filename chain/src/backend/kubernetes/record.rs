@@ -48,12 +48,19 @@ pub struct KubeRecord {
     /// Clique signers start sealing over RPC once peered (see the local backend's `clique` module).
     #[serde(default)]
     pub sealing_deferred: bool,
+    /// Seconds a node's pod gets between SIGTERM and SIGKILL (also a pod-kill fault's grace).
+    #[serde(default = "default_grace")]
+    pub kill_grace_seconds: u64,
     /// The machine and process that deployed it; while that process lives the deploy may still be going on.
     pub deployer_host: String,
     pub deployer_pid: u32,
     /// Every region the network has objects in, with its namespace.
     pub regions: Vec<(String, String)>,
     pub nodes: Vec<KubeNode>,
+}
+
+fn default_grace() -> u64 {
+    10
 }
 
 impl KubeRecord {

@@ -3,10 +3,9 @@
 //! metrics-server serves), and each node's log from the pod log API, followed as it grows.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::AsyncBufReadExt;
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, LogParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -131,33 +130,58 @@ impl PodWatch {
 }
 
 /// Streams pod `pod`'s log into `sender` until the receiver is gone, reconnecting (once a second at most) when
-/// the stream ends: the pod was made again, or the API server closed it.
+/// the stream ends: the pod was made again, or the API server closed it. Lines carry the kubelet's timestamps:
+/// each reconnection asks from a little before the last line and skips what was already sent, so a line is sent
+/// once; bytes that are not UTF-8 are replaced, never the end of the stream.
 async fn follow(pods: Api<Pod>, pod: String, sender: mpsc::Sender<String>) {
-    let mut since = Instant::now();
-    let mut first = true;
+    // The newest timestamp sent, and how many lines carried it (lines may share one).
+    let mut last = chrono::Utc::now();
+    let mut sent_at_last = 0usize;
     while !sender.is_closed() {
+        let behind = (chrono::Utc::now() - last).num_seconds().max(0) + 1;
         let params = LogParams {
             container: Some("node".into()),
             follow: true,
-            // From now at first (older lines are not this watch's), then from where the last stream ended.
-            since_seconds: Some(if first { 1 } else { since.elapsed().as_secs() as i64 + 1 }),
+            timestamps: true,
+            since_seconds: Some(behind),
             ..LogParams::default()
         };
-        first = false;
         if let Ok(Ok(stream)) = tokio::time::timeout(CALL_TIMEOUT, pods.log_stream(&pod, &params)).await {
-            let mut lines = stream.lines();
+            let mut stream = std::pin::pin!(stream);
+            let mut bytes = Vec::new();
+            let mut seen_at_last = 0usize;
             loop {
-                tokio::select! {
+                bytes.clear();
+                let read = tokio::select! {
                     _ = sender.closed() => return,
-                    line = lines.next() => match line {
-                        Some(Ok(line)) => {
-                            since = Instant::now();
-                            // A full backlog drops the line rather than block the stream.
-                            let _ = sender.try_send(line);
-                        }
-                        _ => break,
-                    },
+                    read = stream.read_until(b'\n', &mut bytes) => read,
+                };
+                if !matches!(read, Ok(n) if n > 0) {
+                    break;
                 }
+                let text = String::from_utf8_lossy(&bytes);
+                let text = text.trim_end_matches(['\n', '\r']);
+                let (stamp, line) = text.split_once(' ').unwrap_or(("", text));
+                if let Ok(at) = chrono::DateTime::parse_from_rfc3339(stamp) {
+                    let at = at.with_timezone(&chrono::Utc);
+                    if at < last {
+                        continue;
+                    }
+                    if at == last {
+                        // Lines of the last timestamp this stream repeats are skipped; any beyond them are new.
+                        seen_at_last += 1;
+                        if seen_at_last <= sent_at_last {
+                            continue;
+                        }
+                        sent_at_last += 1;
+                    } else {
+                        last = at;
+                        sent_at_last = 1;
+                        seen_at_last = 1;
+                    }
+                }
+                // A full backlog drops the line rather than block the stream.
+                let _ = sender.try_send(line.to_string());
             }
         }
         tokio::select! {

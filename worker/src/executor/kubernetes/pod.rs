@@ -172,12 +172,15 @@ pub fn build(inputs: &PodInputs<'_>) -> Pod {
     if let Some(deadline) = inputs.active_deadline {
         spec.active_deadline_seconds = Some(deadline.as_secs().max(1) as i64);
     }
-    // Task pods need no Kubernetes credentials unless their template asks for them.
+    // Task pods need no Kubernetes credentials unless their template asks for them, or the task names one of
+    // the ServiceAccounts `task_service_accounts` allows: then that account's own automount setting decides (the
+    // chart's chain account mounts its token; the plain task account does not).
     if spec.automount_service_account_token.is_none() {
         spec.automount_service_account_token = Some(false);
     }
     if let Some(account) = &config.service_account_name {
         spec.service_account_name = Some(account.clone());
+        spec.automount_service_account_token = None;
     }
     if !config.node_selector.is_empty() {
         let selector = spec.node_selector.get_or_insert_with(BTreeMap::new);

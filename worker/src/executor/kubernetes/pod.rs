@@ -429,7 +429,8 @@ mod tests {
         assert_eq!(spec.service_account_name.as_deref(), Some("runner"));
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.active_deadline_seconds, Some(90));
-        assert_eq!(spec.automount_service_account_token, Some(false));
+        // A task that names an allowed account gets that account's own token setting.
+        assert_eq!(spec.automount_service_account_token, None);
         let labels = pod.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL_TI], "42", "dagctl's labels win over the template's");
         assert_eq!(labels["team"], "qa");

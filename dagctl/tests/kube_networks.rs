@@ -568,6 +568,15 @@ fn bad_input_is_refused_before_anything_is_made_and_a_half_made_network_is_delet
     assert_eq!(objects(&cluster, "bad"), Vec::<String>::new());
 }
 
+/// Sets its flag when dropped: a player stops when its test's scope ends, also by a failed assertion.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Plays the nodes of every network in the cluster's namespace until `done`: an anvil process on the node port
 /// of each Service's `rpc` as the Service appears (kwok runs no container).
 fn answer_services(cluster: &Cluster, done: &AtomicBool) -> usize {
@@ -638,13 +647,6 @@ kube_dag:
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let player = scope.spawn(|| answer_services(&cluster, &done));
-        // The player stops when this scope's body ends, also by a failed assertion.
-        struct Stop<'a>(&'a AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let stop = Stop(&done);
         let up = home.run(&[
             "net",
@@ -1239,4 +1241,72 @@ fn the_chain_role_is_all_the_backend_needs_to_deploy_fault_watch_and_tear_down()
     cluster.block_on(backend.restart_node(&any, "node-2", &quiet)).unwrap();
     cluster.block_on(backend.stop(&any)).unwrap();
     assert!(objects(&cluster, "r-anvil").is_empty());
+}
+
+#[test]
+fn after_an_engine_restart_a_network_on_kubernetes_is_re_attached_or_cleaned_up() {
+    let cluster = Cluster::new("kube-recover");
+    let mut east = region("east", &cluster, ServiceType::ClusterIp, Access::NodePort);
+    east.node_address = Some("127.0.0.1".into());
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::block_on(engine::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    )))
+    .unwrap();
+    let request = chain::lifecycle::DeployRequest {
+        spec: spec("re-anvil", Client::Anvil, Consensus::Interval),
+        ready_timeout: Duration::from_secs(60),
+        ttl: None,
+        owner: None,
+    };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let player = scope.spawn(|| answer_services(&cluster, &done));
+        let stop = Stop(&done);
+        let first = engine_backends(backend(vec![east.clone()]));
+        let deployed = cluster.block_on(chain::lifecycle::deploy(
+            &store,
+            &first,
+            &request,
+            &CancellationToken::new(),
+            &quiet,
+        ));
+        let deployed = deployed.unwrap();
+        assert!(matches!(deployed.record, chain::AnyRecord::Kubernetes(_)));
+        let row = common::block_on(store.get_network("re-anvil")).unwrap();
+        assert_eq!((row.backend.as_str(), row.host.as_str()), ("kubernetes", "kubernetes"));
+
+        // Another engine with the same regions finds it whole: re-attached.
+        let second = engine_backends(backend(vec![east.clone()]));
+        wait_until("both pods to run", Duration::from_secs(60), || {
+            cluster
+                .block_on(chain::NodeBackend::dead_nodes(&second, &deployed.record))
+                .unwrap()
+                .is_empty()
+        });
+        let recovery = cluster
+            .block_on(chain::lifecycle::recover(&store, &second, &quiet))
+            .unwrap();
+        assert_eq!(recovery.attached, ["re-anvil"]);
+
+        // A node lost while no engine watched: the next recovery cleans the network up.
+        let sets: Api<StatefulSet> = Api::namespaced(cluster.client(), &cluster.namespace);
+        cluster
+            .block_on(sets.delete("re-anvil-node-2", &Default::default()))
+            .unwrap();
+        wait_until("node-2's pod to go", Duration::from_secs(60), || {
+            let pods: Api<Pod> = Api::namespaced(cluster.client(), &cluster.namespace);
+            cluster.block_on(pods.get_opt("re-anvil-node-2-0")).unwrap().is_none()
+        });
+        let recovery = cluster
+            .block_on(chain::lifecycle::recover(&store, &second, &quiet))
+            .unwrap();
+        assert_eq!(recovery.cleaned, ["re-anvil"]);
+        let row = common::block_on(store.get_network("re-anvil")).unwrap();
+        assert_eq!(row.status, "removed");
+        assert!(objects(&cluster, "re-anvil").is_empty());
+        drop(stop);
+        player.join().unwrap();
+    });
 }

@@ -165,11 +165,11 @@ impl RegionApi {
         }
     }
 
-    /// The last `lines` lines of container `node` of pod `pod`.
-    pub async fn log_tail(&self, pod: &str, lines: i64) -> Result<String> {
+    /// The last `lines` lines of container `container` of pod `pod`.
+    pub async fn log_tail(&self, pod: &str, container: &str, lines: i64) -> Result<String> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.region.namespace);
         let params = LogParams {
-            container: Some("node".into()),
+            container: Some(container.into()),
             tail_lines: Some(lines),
             ..LogParams::default()
         };

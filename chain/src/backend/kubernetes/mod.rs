@@ -1,6 +1,10 @@
 //! The Kubernetes backend: each node a StatefulSet of one pod running the client's official image (pinned by
-//! digest) with the generated command line, its files in a ConfigMap, its keys in a Secret, and a Service for
-//! p2p, RPC, WS and metrics, in the configured regions (a kube context and namespace each).
+//! digest) with the generated command line, its files in a ConfigMap, its keys in a Secret, a peer Service (p2p)
+//! and an RPC Service (RPC, WS, metrics), in the configured regions (a kube context and namespace each).
+//!
+//! - [`settings`]: regions, options, image pins, what runners get; [`render`]: the objects as JSON;
+//!   [`api`]: one region's API server; [`reach`]: where peers and the engine reach a node; [`pods`]: pod status,
+//!   readiness's view and log tails; [`watch`]: pod usage and logs for monitors; [`record`]: what is stored.
 //!
 //! [`NodeBackend::start`] checks everything it can before creating anything (the regions are configured and
 //! answer, an image is pinned, names fit), then creates the Services first: their addresses (ClusterIP in one
@@ -12,210 +16,40 @@
 
 mod api;
 pub mod images;
+mod pods;
+mod reach;
 mod record;
 pub mod render;
+mod settings;
 pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
 use tokio_util::sync::CancellationToken;
 
 pub use images::Images;
 pub use record::{KubeNode, KubeRecord};
+pub use settings::{Access, ClusterObject, KubeOptions, KubeRegion, KubeSetup, ServiceType};
 pub use watch::PodWatch;
 
-use super::ready::{self, Watched, WatchedNode};
+use super::ready;
 use super::{NodeBackend, NodeSignal, Progress, ReadyReport, TeardownReport};
 use crate::error::{Error, Result};
-use crate::output::{NodeParams, PeerAddress};
-use crate::spec::{BackendKind, Client, Consensus, NetworkSpec, NodeSlot, Role, DEFAULT_REGION};
+use crate::output::NodeParams;
+use crate::spec::{BackendKind, NetworkSpec, NodeSlot, Role, DEFAULT_REGION};
 use api::RegionApi;
+use pods::{pod_running, Watch};
 use render::{object_name, PodShape, MAX_OBJECT_NAME};
 
-/// Log lines shown when a node fails.
-const TAIL_LINES: i64 = 25;
-/// Container waiting reasons that mean the node will not come up by itself.
-const STUCK: &[&str] = &[
-    "CrashLoopBackOff",
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-];
 /// How long a restarted node's new pod gets to run, and a restarted Clique signer to seal again.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The type of each node's Service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ServiceType {
-    #[serde(rename = "ClusterIP")]
-    ClusterIp,
-    NodePort,
-    LoadBalancer,
-}
-
-impl ServiceType {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "clusterip" => Some(Self::ClusterIp),
-            "nodeport" => Some(Self::NodePort),
-            "loadbalancer" => Some(Self::LoadBalancer),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClusterIp => "ClusterIP",
-            Self::NodePort => "NodePort",
-            Self::LoadBalancer => "LoadBalancer",
-        }
-    }
-}
-
-/// How the engine reaches a node's RPC and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// Through the Service's cluster DNS name (the engine runs in the cluster).
-    Cluster,
-    /// Through a node's address and the Service's node port.
-    NodePort,
-    /// Through the Service's load-balancer address.
-    LoadBalancer,
-}
-
-impl Access {
-    /// The type of a node's RPC Service this access needs.
-    pub fn service_type(self) -> ServiceType {
-        match self {
-            Access::Cluster => ServiceType::ClusterIp,
-            Access::NodePort => ServiceType::NodePort,
-            Access::LoadBalancer => ServiceType::LoadBalancer,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "cluster" => Some(Self::Cluster),
-            "node-port" | "nodeport" => Some(Self::NodePort),
-            "load-balancer" | "loadbalancer" => Some(Self::LoadBalancer),
-            _ => None,
-        }
-    }
-}
-
-/// One configured region: where its API server is and how its nodes are reached.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KubeRegion {
-    pub name: String,
-    /// None: the engine's own service account (in-cluster).
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-    pub namespace: String,
-    /// Type of the nodes' Services; across regions it must be `NodePort` or `LoadBalancer`.
-    pub service_type: ServiceType,
-    pub access: Access,
-    /// The address node ports are reached at; None: the first Ready node's.
-    pub node_address: Option<String>,
-    /// Who may reach the nodes' RPC load balancers (`access = "load-balancer"`): CIDRs; none means the cloud's
-    /// default (often everyone).
-    #[serde(default)]
-    pub rpc_source_ranges: Vec<String>,
-}
-
-/// Settings of the Kubernetes backend, built once by the caller.
-#[derive(Debug, Clone)]
-pub struct KubeOptions {
-    pub regions: Vec<KubeRegion>,
-    pub images: Images,
-    /// Name of this machine, recorded as the deployer's.
-    pub host_id: String,
-    /// Seconds a node's pod gets between SIGTERM and SIGKILL.
-    pub kill_grace: Duration,
-    /// How long load-balancer addresses and teardown may take.
-    pub object_timeout: Duration,
-}
-
-impl KubeOptions {
-    pub fn new(regions: Vec<KubeRegion>, images: Images, host_id: String) -> Self {
-        Self {
-            regions,
-            images,
-            host_id,
-            kill_grace: Duration::from_secs(10),
-            object_timeout: Duration::from_secs(120),
-        }
-    }
-
-    fn region(&self, name: &str) -> Result<&KubeRegion> {
-        self.regions.iter().find(|r| r.name == name).ok_or_else(|| Error::Kube {
-            region: name.to_string(),
-            reason: format!(
-                "is not configured ([[chain.kubernetes.regions]] has: {})",
-                if self.regions.is_empty() {
-                    "none".to_string()
-                } else {
-                    self.regions
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            ),
-        })
-    }
-}
-
-/// An object dagctl made in a region outside a network's own (a Chaos Mesh fault): enough to delete it later,
-/// from another process.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClusterObject {
-    pub region: String,
-    pub namespace: String,
-    pub api_version: String,
-    pub kind: String,
-    pub name: String,
-}
-
-/// The backend's settings as the configuration gives them (`[chain.kubernetes]`): serializable, so a task runner
-/// gets them from the engine as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KubeSetup {
-    pub regions: Vec<KubeRegion>,
-    /// `(client, version, image)` pins, each by digest.
-    pub images: Vec<(Client, String, String)>,
-    pub kill_grace_seconds: u64,
-}
-
-impl KubeSetup {
-    /// The backend these settings describe, recording `host` as the deployer's machine. Fails on an image not
-    /// pinned by digest.
-    pub fn backend(&self, host: String) -> Result<KubeBackend> {
-        let images = Images::new(self.images.iter().cloned())?;
-        let mut options = KubeOptions::new(self.regions.clone(), images, host);
-        options.kill_grace = Duration::from_secs(self.kill_grace_seconds);
-        Ok(KubeBackend::new(options))
-    }
-}
 
 /// Runs networks as pods.
 #[derive(Clone)]
 pub struct KubeBackend {
     options: KubeOptions,
-}
-
-/// The node Services' addresses, once they exist.
-struct Reached {
-    peer: PeerAddress,
-    rpc: String,
-    ws: Option<String>,
-    metrics: Option<String>,
 }
 
 impl KubeBackend {
@@ -424,139 +258,6 @@ impl KubeBackend {
         })
     }
 
-    /// How peers reach node `slot` (its peer Service) and the engine its RPC (its RPC Service).
-    async fn reach(
-        &self,
-        api: &RegionApi,
-        spec: &NetworkSpec,
-        slot: &NodeSlot,
-        across_regions: bool,
-        deadline: Instant,
-        cancel: &CancellationToken,
-    ) -> Result<Reached> {
-        let name = object_name(&spec.name, &slot.name);
-        let ports = render::container_ports(spec.client, spec.consensus);
-        let peer_service = self
-            .settled_service(api, &name, api.region.service_type, deadline, cancel)
-            .await?;
-        let rpc_name = render::rpc_service_name(&spec.name, &slot.name);
-        let rpc_service = self
-            .settled_service(api, &rpc_name, api.region.access.service_type(), deadline, cancel)
-            .await?;
-        let fail = |reason: String| Error::Kube {
-            region: api.region.name.clone(),
-            reason,
-        };
-        let node_port = |service: &Service, port_name: &str| -> Result<u16> {
-            service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .into_iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(port_name))
-                .and_then(|p| p.node_port)
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| {
-                    fail(format!(
-                        "Service {} has no node port `{port_name}`",
-                        service.metadata.name.as_deref().unwrap_or_default()
-                    ))
-                })
-        };
-        let needs_node_address = (across_regions && api.region.service_type == ServiceType::NodePort)
-            || api.region.access == Access::NodePort;
-        let node_address = match needs_node_address {
-            true => Some(api.node_address().await?),
-            false => None,
-        };
-        let peer = match (across_regions, api.region.service_type) {
-            (false, _) => PeerAddress {
-                host: peer_service
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.cluster_ip.clone())
-                    .filter(|ip| !ip.is_empty() && ip != "None")
-                    .ok_or_else(|| fail(format!("Service {name} has no cluster IP")))?,
-                p2p: ports.p2p,
-                raft: ports.raft,
-            },
-            (true, ServiceType::NodePort) => PeerAddress {
-                host: node_address.clone().unwrap_or_default(),
-                p2p: node_port(&peer_service, "p2p")?,
-                raft: ports.raft.map(|_| node_port(&peer_service, "raft")).transpose()?,
-            },
-            (true, _) => PeerAddress {
-                host: load_balancer_ip(api, &peer_service).await?,
-                p2p: ports.p2p,
-                raft: ports.raft,
-            },
-        };
-        let rpc_host = match api.region.access {
-            Access::Cluster => format!("{rpc_name}.{}.svc", api.region.namespace),
-            Access::NodePort => node_address.clone().unwrap_or_default(),
-            Access::LoadBalancer => load_balancer_address(&rpc_service).unwrap_or_default(),
-        };
-        let url = |scheme: &str, port_name: &str, port: u16| -> Result<String> {
-            let port = match api.region.access {
-                Access::NodePort => node_port(&rpc_service, port_name)?,
-                Access::Cluster | Access::LoadBalancer => port,
-            };
-            Ok(format!("{scheme}://{rpc_host}:{port}"))
-        };
-        let metrics_path = match spec.client {
-            Client::Geth | Client::Quorum => "/debug/metrics/prometheus",
-            _ => "/metrics",
-        };
-        Ok(Reached {
-            peer,
-            rpc: url("http", "rpc", ports.rpc)?,
-            ws: match (spec.client, ports.ws) {
-                // anvil serves WebSocket on its RPC port.
-                (Client::Anvil, _) => Some(url("ws", "rpc", ports.rpc)?),
-                (_, Some(ws)) => Some(url("ws", "ws", ws)?),
-                (_, None) => None,
-            },
-            metrics: match ports.metrics {
-                Some(m) => Some(format!("{}{metrics_path}", url("http", "metrics", m)?)),
-                None => None,
-            },
-        })
-    }
-
-    /// Service `name` once what its type promises is there (a load balancer's address can take a while), by
-    /// `deadline` and unless `cancel` fires first.
-    async fn settled_service(
-        &self,
-        api: &RegionApi,
-        name: &str,
-        service_type: ServiceType,
-        deadline: Instant,
-        cancel: &CancellationToken,
-    ) -> Result<Service> {
-        loop {
-            let service = api.service(name).await?;
-            if service_type != ServiceType::LoadBalancer || load_balancer_address(&service).is_some() {
-                return Ok(service);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Kube {
-                    region: api.region.name.clone(),
-                    reason: format!(
-                        "Service {name} got no load-balancer address in {:?}",
-                        self.options.object_timeout
-                    ),
-                });
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => {
-                    return Err(Error::Cancelled(format!("waiting for Service {name}'s load balancer")))
-                }
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-
     /// Deletes `network`'s objects in `regions` and waits until they are gone; how many StatefulSets there were.
     async fn remove(&self, network: &str, regions: &[String]) -> Result<usize> {
         let mut stateful_sets = 0;
@@ -590,154 +291,6 @@ impl KubeBackend {
             apis.insert(region.clone(), self.connect_named(region).await?);
         }
         Ok(apis)
-    }
-}
-
-/// A Service's load-balancer address (IP or host name), once it has one.
-fn load_balancer_address(service: &Service) -> Option<String> {
-    let ingress = service.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
-    ingress.iter().find_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-}
-
-/// A load balancer's address as an IP, for enodes: a host name (as some clouds give) is resolved once, here, since
-/// not every client resolves names in its peers' enodes.
-async fn load_balancer_ip(api: &RegionApi, service: &Service) -> Result<String> {
-    let address = load_balancer_address(service).unwrap_or_default();
-    if address.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(address);
-    }
-    let resolved = tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host((address.as_str(), 0))).await;
-    match resolved {
-        Ok(Ok(mut addresses)) => addresses.next().map(|a| a.ip().to_string()).ok_or_else(|| Error::Kube {
-            region: api.region.name.clone(),
-            reason: format!("load balancer `{address}` resolves to no address"),
-        }),
-        _ => Err(Error::Kube {
-            region: api.region.name.clone(),
-            reason: format!("load balancer `{address}` cannot be resolved to an IP for the enodes"),
-        }),
-    }
-}
-
-/// Why a node's pod will not serve by itself, if it will not.
-fn pod_gone(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    if status.phase.as_deref() == Some("Failed") {
-        return Some(format!(
-            "its pod failed: {} {}",
-            status.reason.as_deref().unwrap_or_default(),
-            status.message.as_deref().unwrap_or_default()
-        ));
-    }
-    let init = status.init_container_statuses.iter().flatten();
-    for container in init.chain(status.container_statuses.iter().flatten()) {
-        let state = container.state.as_ref();
-        if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
-            let reason = waiting.reason.as_deref().unwrap_or_default();
-            if STUCK.contains(&reason) {
-                return Some(format!(
-                    "its container {} is stuck: {reason} {}",
-                    container.name,
-                    waiting.message.as_deref().unwrap_or_default()
-                ));
-            }
-        }
-        if let Some(done) = state.and_then(|s| s.terminated.as_ref()) {
-            if container.name == "node" || done.exit_code != 0 {
-                return Some(format!(
-                    "its container {} exited with code {}{}",
-                    container.name,
-                    done.exit_code,
-                    done.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                ));
-            }
-        }
-        if container.name == "node" && container.restart_count > 0 {
-            return Some(format!("its container restarted {} times", container.restart_count));
-        }
-    }
-    None
-}
-
-fn pod_running(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && pod_gone(pod).is_none()
-}
-
-/// A record being waited for, with its regions connected.
-struct Watch<'a> {
-    record: &'a KubeRecord,
-    apis: BTreeMap<String, RegionApi>,
-}
-
-impl Watch<'_> {
-    /// Each node's pod as it is now (None: no pod yet).
-    async fn pods(&self) -> Result<Vec<Option<Pod>>> {
-        let mut by_name: BTreeMap<String, Pod> = BTreeMap::new();
-        for api in self.apis.values() {
-            for pod in api.pods(&self.record.name).await? {
-                by_name.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-            }
-        }
-        Ok(self.record.nodes.iter().map(|n| by_name.remove(&n.pod())).collect())
-    }
-}
-
-impl Watched for Watch<'_> {
-    fn network(&self) -> &str {
-        &self.record.name
-    }
-
-    fn client(&self) -> Client {
-        self.record.client
-    }
-
-    fn consensus(&self) -> Consensus {
-        self.record.consensus
-    }
-
-    fn sealing_deferred(&self) -> bool {
-        self.record.sealing_deferred
-    }
-
-    fn nodes(&self) -> Vec<WatchedNode<'_>> {
-        self.record
-            .nodes
-            .iter()
-            .map(|n| WatchedNode {
-                name: &n.name,
-                role: n.role,
-                rpc: &n.rpc,
-                address: &n.address,
-            })
-            .collect()
-    }
-
-    async fn gone(&self) -> Option<(usize, String)> {
-        // An API server that does not answer for a moment is not a node that is gone.
-        let pods = self.pods().await.ok()?;
-        pods.iter()
-            .enumerate()
-            .find_map(|(i, pod)| pod.as_ref().and_then(pod_gone).map(|why| (i, why)))
-    }
-
-    async fn log_tail(&self, index: usize) -> String {
-        let node = &self.record.nodes[index];
-        let Some(api) = self.apis.get(&node.region) else {
-            return String::new();
-        };
-        match api.log_tail(&node.pod(), TAIL_LINES).await {
-            Ok(text) if text.trim().is_empty() => format!("\n(log of pod {} is empty)", node.pod()),
-            Ok(text) => {
-                let lines: Vec<&str> = text.lines().collect();
-                let mut out = format!("\nlast {} lines of pod {}:", lines.len(), node.pod());
-                for line in lines {
-                    out.push_str("\n  ");
-                    out.push_str(line);
-                }
-                out
-            }
-            Err(err) => format!("\n(no log of pod {}: {err})", node.pod()),
-        }
     }
 }
 
@@ -781,10 +334,7 @@ impl NodeBackend for KubeBackend {
         cancel: &CancellationToken,
         progress: Progress<'_>,
     ) -> Result<ReadyReport> {
-        let watch = Watch {
-            record,
-            apis: self.connect_record(record).await?,
-        };
+        let watch = Watch::new(record, self.connect_record(record).await?);
         ready::wait_ready(&watch, timeout, cancel, progress).await
     }
 
@@ -871,17 +421,14 @@ impl NodeBackend for KubeBackend {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         if record.sealing_deferred && node.role == Role::Validator {
-            let watch = Watch { record, apis };
+            let watch = Watch::new(record, apis);
             ready::start_sealing(&watch, index, RESTART_TIMEOUT).await?;
         }
         Ok(record.clone())
     }
 
     async fn dead_nodes(&self, record: &KubeRecord) -> Result<Vec<String>> {
-        let watch = Watch {
-            record,
-            apis: self.connect_record(record).await?,
-        };
+        let watch = Watch::new(record, self.connect_record(record).await?);
         let pods = watch.pods().await?;
         Ok(record
             .nodes

@@ -394,6 +394,23 @@ fn node_port(url: &str) -> u16 {
     url.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// A two-node anvil network `name` on `backend` (reached through node ports), with an anvil process answering for
+/// each node's RPC Service, once ready.
+fn ready_anvil_network(cluster: &Cluster, backend: &chain::Backends, name: &str) -> (chain::AnyRecord, Vec<Anvil>) {
+    let anvil = spec(name, Client::Anvil, Consensus::Interval);
+    let any = cluster
+        .block_on(backend.start(&anvil, &CancellationToken::new(), &quiet))
+        .unwrap();
+    let chain::AnyRecord::Kubernetes(record) = &any else {
+        panic!("{any:?}")
+    };
+    let players = record.nodes.iter().map(|n| Anvil::start(node_port(&n.rpc))).collect();
+    cluster
+        .block_on(backend.wait_ready(&any, Duration::from_secs(60), &CancellationToken::new(), &quiet))
+        .unwrap();
+    (any, players)
+}
+
 #[test]
 fn a_network_across_two_regions_is_ready_through_node_ports_restarts_a_node_and_tears_down() {
     let east = Cluster::new("kube-east");
@@ -1084,17 +1101,10 @@ fn a_network_on_kubernetes_is_monitored_through_its_services_the_metrics_api_and
     let mut east = region("east", &cluster, ServiceType::ClusterIp, Access::NodePort);
     east.node_address = Some("127.0.0.1".into());
     let backend = engine_backends(backend(vec![east]));
-    let anvil = spec("m-anvil", Client::Anvil, Consensus::Interval);
-    let any = cluster
-        .block_on(backend.start(&anvil, &CancellationToken::new(), &quiet))
-        .unwrap();
+    let (any, _nodes) = ready_anvil_network(&cluster, &backend, "m-anvil");
     let chain::AnyRecord::Kubernetes(record) = &any else {
         panic!("{any:?}")
     };
-    let _nodes: Vec<Anvil> = record.nodes.iter().map(|n| Anvil::start(node_port(&n.rpc))).collect();
-    cluster
-        .block_on(backend.wait_ready(&any, Duration::from_secs(60), &CancellationToken::new(), &quiet))
-        .unwrap();
 
     // Usage as metrics-server reports it, per pod, labelled as the pod is.
     let metrics: Api<DynamicObject> = Api::namespaced_with(
@@ -1208,17 +1218,7 @@ fn the_chain_role_is_all_the_backend_needs_to_deploy_fault_watch_and_tear_down()
     east.node_address = Some("127.0.0.1".into());
     let backend = engine_backends(backend(vec![east]));
     // (No `storage`: this cluster has no volume provisioner, so a claim would keep its pod Pending.)
-    let anvil = spec("r-anvil", Client::Anvil, Consensus::Interval);
-    let any = cluster
-        .block_on(backend.start(&anvil, &CancellationToken::new(), &quiet))
-        .unwrap();
-    let chain::AnyRecord::Kubernetes(record) = &any else {
-        panic!("{any:?}")
-    };
-    let _nodes: Vec<Anvil> = record.nodes.iter().map(|n| Anvil::start(node_port(&n.rpc))).collect();
-    cluster
-        .block_on(backend.wait_ready(&any, Duration::from_secs(60), &CancellationToken::new(), &quiet))
-        .unwrap();
+    let (any, _nodes) = ready_anvil_network(&cluster, &backend, "r-anvil");
     let args: chain::chaos::spec::FaultArgs =
         serde_json::from_value(serde_json::json!({"target": "node-1", "pause": {"duration": "1s"}})).unwrap();
     let planned = chain::chaos::episode::plan(&any, &[args], 3).unwrap();

@@ -404,6 +404,10 @@ enum BenchCommand {
         /// else postgres://postgres:postgres@127.0.0.1:5432/postgres)
         #[arg(long)]
         pg_url: Option<String>,
+        /// Run only these scenarios (independent-1000-empty, independent-1000-bash, chain-40-empty,
+        /// chain-40-bash); all of them when none is given
+        #[arg(long)]
+        scenario: Vec<String>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -590,8 +594,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Scheduler {
             database,
             pg_url,
+            scenario,
             output,
-        }) => cmd::bench::scheduler(&config, database, pg_url, output).await,
+        }) => cmd::bench::scheduler(&config, database, pg_url, &scenario, output).await,
         Command::Load(flags) => cmd::load::load(&config, &flags).await,
         Command::Kpi(args) => cmd::kpi::kpi(&config, &args).await,
         Command::Audit(args) => cmd::audit::audit(&config, &args).await,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use engine::state::{TaskEvent, TaskState};
+use engine::state::TaskEvent;
 use engine::store::{ClaimLimits, FinishedTry, TiRow};
 use tracing::warn;
 use worker::LaunchRequest;
@@ -42,10 +42,22 @@ impl Scheduler {
                 };
             }
         }
+        if self.options.scope.is_none() {
+            // Best effort: on a store error the runners get the engines known before.
+            let _ = self.refresh_peers(now).await;
+        }
         let started_claim = Instant::now();
+        // Claimed and started in one transaction: each comes back running, with its new try number.
         let claim = self
             .store
-            .claim_scheduled(&self.options.id, open, &limits, self.options.scope.as_deref(), now)
+            .claim_and_start(
+                &self.options.id,
+                &self.options.hostname,
+                open,
+                &limits,
+                self.options.scope.as_deref(),
+                Utc::now(),
+            )
             .await?;
         self.metrics
             .critical_section_duration_us
@@ -83,24 +95,14 @@ impl Scheduler {
         if claim.queued.is_empty() {
             return Ok(claim.missing_pool.len());
         }
-        let ids: Vec<i64> = claim.queued.iter().map(|ti| ti.id).collect();
-        // The start is stamped after the claim read the store: runners end tries concurrently (through the
-        // execution API, with its own clock), and a start stamped with the step's earlier `now` could seem to
-        // overlap the end that made room for it.
-        let now = Utc::now();
-        if self.options.scope.is_none() {
-            // Best effort: on a store error the runners get the engines known before.
-            let _ = self.refresh_peers(now).await;
-        }
-        let started = self.store.start_tis(&ids, &self.options.hostname, now).await?;
+        let started = claim.queued.len();
         let mut runs: HashMap<i64, String> = HashMap::new();
         for ti in claim.queued {
-            let Some((_, try_number)) = started.iter().find(|(id, _)| *id == ti.id) else {
-                continue;
-            };
-            if let Some(queued_at) = ti.queued_at {
-                self.metrics
-                    .observe_queued_duration((now - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            // Queued and started at once: the wait is from being scheduled to the start.
+            if let Some(start) = ti.start_date {
+                self.metrics.observe_queued_duration(
+                    (start - ti.updated_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6,
+                );
             }
             let version_hash = match runs.get(&ti.run_pk) {
                 Some(hash) => hash.clone(),
@@ -110,15 +112,10 @@ impl Scheduler {
                     run.version_hash
                 }
             };
-            let mut ti = ti;
-            ti.try_number = *try_number;
-            ti.state = TaskState::Running;
-            ti.start_date = Some(now);
-            ti.hostname = Some(self.options.hostname.clone());
             self.launch_try(ti, &version_hash).await?;
         }
-        self.slots_full = started.len() >= open;
-        Ok(started.len())
+        self.slots_full = started >= open;
+        Ok(started)
     }
 
     /// Starts the runner of try `ti.try_number` (recorded as running) on the executor.

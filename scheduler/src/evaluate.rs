@@ -414,15 +414,33 @@ impl Scheduler {
                 .store
                 .lock_runs_for_eval(now, 50, self.options.scope.as_deref())
                 .await?;
-            if batch.runs.is_empty() {
+            if batch.runs.is_empty() && batch.waiting.is_empty() {
                 return Ok(false);
             }
-            let count = batch.runs.len();
+            let count = batch.runs.len() + batch.waiting.len();
+            // A run whose task instances are all in flight or done has nothing to decide, unless it may time out.
+            let mut idle = Vec::new();
+            for run in std::mem::take(&mut batch.waiting) {
+                let times_out = match self.spec(&run.version_hash).await {
+                    Ok(spec) => spec.dagrun_timeout.is_some(),
+                    Err(_) => true,
+                };
+                if times_out {
+                    let tis = batch.task_instances(run.id).await?;
+                    batch.runs.push((run, tis));
+                } else {
+                    idle.push(engine::store::runs::RunPlan {
+                        run_pk: run.id,
+                        ..Default::default()
+                    });
+                }
+            }
+            let loaded = batch.runs.len();
             // The task states of the run before, for runs of DAGs with `depends_on_past` tasks; the run's XCom,
             // for runs with mapped tasks that wait to expand over an upstream's output.
-            let mut pasts = Vec::with_capacity(count);
-            let mut xcoms = Vec::with_capacity(count);
-            for i in 0..count {
+            let mut pasts = Vec::with_capacity(loaded);
+            let mut xcoms = Vec::with_capacity(loaded);
+            for i in 0..loaded {
                 let (dag_id, logical_date, hash, run_pk) = {
                     let run = &batch.runs[i].0;
                     (run.dag_id.clone(), run.logical_date, run.version_hash.clone(), run.id)
@@ -453,7 +471,7 @@ impl Scheduler {
                     None
                 });
             }
-            let mut plans = Vec::with_capacity(count);
+            let mut plans = idle;
             let mut to_kill = Vec::new();
             for (((run, tis), past), xcom) in batch.runs.iter().zip(&pasts).zip(&xcoms) {
                 let spec = match self.spec(&run.version_hash).await {

@@ -87,8 +87,16 @@ pub async fn scheduler(
     config: &Config,
     database: Database,
     pg_url: Option<String>,
+    only: &[String],
     output: Format,
 ) -> Result<ExitCode> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|name| !SCENARIOS.iter().any(|s| s.name == name.as_str()))
+    {
+        let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        bail!("no scenario `{unknown}`; there are {}", names.join(", "));
+    }
     let db = bench_db(config, database, pg_url).await?;
     let logs = tempfile_dir()?;
     let mut bench_config = config.clone();
@@ -101,7 +109,10 @@ pub async fn scheduler(
     let parallel_spawns = bare_spawns_seconds(1000, cores)?;
     let roundtrip_baseline = store_roundtrip_seconds(&db.store, 200).await?;
     let mut rows = Vec::new();
-    for scenario in &SCENARIOS {
+    for scenario in SCENARIOS
+        .iter()
+        .filter(|s| only.is_empty() || only.iter().any(|name| name == s.name))
+    {
         eprintln!("running {} on {database_name} ...", scenario.name);
         let measured = run_scenario(&bench_config, &db.store, scenario).await?;
         let baseline = match (scenario.operator, scenario.chain) {

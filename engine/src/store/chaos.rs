@@ -63,7 +63,7 @@ impl Store {
         .bind(row.run_id.clone())
         .bind(row.task_id.clone())
         .bind(micros(row.applied_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -84,7 +84,7 @@ impl Store {
         .bind(part)
         .bind(error.unwrap_or(""))
         .bind(micros(at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -292,7 +292,7 @@ impl Store {
             .bind(next.map(|i| micros(i.start)))
             .bind(next.map(|i| micros(i.end)))
             .bind(dag_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -30,7 +30,7 @@ impl Store {
         .bind(row.task_id.as_str())
         .bind(micros(row.computed_at))
         .bind(row.kpis.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -252,7 +252,7 @@ impl Store {
             .bind(i64::from(pid))
             .bind(micros(now))
             .bind(api_url.map(str::to_string))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -263,7 +263,7 @@ impl Store {
         sqlx::query("UPDATE scheduler_job SET heartbeat_at = $1, state = 'running' WHERE id = $2")
             .bind(micros(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -272,7 +272,7 @@ impl Store {
         sqlx::query("UPDATE scheduler_job SET state = $1 WHERE id = $2")
             .bind(state)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -58,6 +58,10 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On SQLite, one connection of its own: writers of this process queue for it in turn
+    /// (woken at once) instead of colliding on the database's write lock, where SQLite's busy handler sleeps
+    /// 1, 2, 5, 10 ms ... before each retry. On PostgreSQL, the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
     bus: std::sync::Arc<events::Bus>,
 }
@@ -182,37 +186,32 @@ impl Store {
                 redact_url(url)
             )));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        let pool = match backend {
+        let connect_error = |err: sqlx::Error| Error::Database(format!("cannot connect to {}: {err}", redact_url(url)));
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_string()
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                options
-                    .max_connections(4)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            for pragma in [
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = NORMAL",
-                                "PRAGMA busy_timeout = 30000",
-                                "PRAGMA foreign_keys = ON",
-                            ] {
-                                sqlx::query(pragma).execute(&mut *conn).await?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await
+                // The writer first: it creates the file and sets WAL before readers open it.
+                let writer = sqlite_pool(1).connect(&url).await.map_err(connect_error)?;
+                let pool = sqlite_pool(3).connect(&url).await.map_err(connect_error)?;
+                (pool, writer)
             }
-            Backend::Postgres => options.max_connections(10).connect(url).await,
-        }
-        .map_err(|err| Error::Database(format!("cannot connect to {}: {err}", redact_url(url))))?;
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(10)
+                    .connect(url)
+                    .await
+                    .map_err(connect_error)?;
+                (pool.clone(), pool)
+            }
+        };
         let store = Store {
             pool,
+            writer,
             backend,
             bus: events::Bus::new(backend, url),
         };
@@ -227,6 +226,7 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Whether every migration is applied already (one read; the usual case for a CLI command).
@@ -285,8 +285,8 @@ impl Store {
     /// failing on upgrade).
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         };
         Ok(tx)
     }
@@ -298,6 +298,26 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
+}
+
+/// A pool of SQLite connections, each in WAL mode and waiting up to 30 s for another process's write lock.
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .max_connections(connections)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA busy_timeout = 30000",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 /// Hides the password of a database URL.

@@ -145,7 +145,7 @@ impl Store {
             .bind(nodes)
             .bind(micros(now))
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!("network `{name}`")));
@@ -346,7 +346,7 @@ mod tests {
             .bind(RunState::Success.to_string())
             .bind(micros(now))
             .bind(run.id)
-            .execute(&store.pool)
+            .execute(&store.writer)
             .await
             .unwrap();
         let due: Vec<String> = store

@@ -203,7 +203,7 @@ impl Store {
     pub async fn prune_samples(&self, before: DateTime<Utc>) -> Result<u64> {
         let result = sqlx::query("DELETE FROM node_sample WHERE at < $1")
             .bind(micros(before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected())
     }

@@ -77,7 +77,7 @@ impl Store {
         .bind(user.email.clone())
         .bind(user.external_id.clone())
         .bind(micros(user.created_at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -87,7 +87,7 @@ impl Store {
         sqlx::query("UPDATE app_user SET last_login_at = $1 WHERE username = $2")
             .bind(micros(at))
             .bind(username)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -142,7 +142,7 @@ impl Store {
             .bind(key)
             .bind(old)
             .bind(new)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -245,7 +245,7 @@ impl Store {
         .bind(new.1.map(str::to_string))
         .bind(new.0.is_some() as i64)
         .bind(new.1.is_some() as i64)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -241,28 +241,30 @@ async fn start(
     caller: CallerTry,
     JsonBody(body): JsonBody<StartRequest>,
 ) -> ApiResult<Response> {
-    let ti = match state
-        .store
-        .get_ti(&body.dag_id, &body.run_id, &body.task_id, body.map_index)
-        .await
-    {
-        Ok(ti) => ti,
-        Err(engine::Error::NotFound(what)) => return Err(ApiError::forbidden(format!("{what}: not this token's try"))),
-        Err(err) => return Err(err.into()),
-    };
-    if ti.id != caller.ti_id || body.try_number.is_some_and(|t| t != caller.try_number) {
+    if body.try_number.is_some_and(|t| t != caller.try_number) {
         return Err(ApiError::forbidden("the body names another try than this token's"));
     }
-    caller.check(&ti)?;
-    if !state
+    let key = (
+        body.dag_id.as_str(),
+        body.run_id.as_str(),
+        body.task_id.as_str(),
+        body.map_index,
+    );
+    let ti = match state
         .store
-        .set_runner(ti.id, caller.try_number, &body.hostname, body.pid, Utc::now())
+        .set_runner(
+            caller.ti_id,
+            key,
+            caller.try_number,
+            &body.hostname,
+            body.pid,
+            Utc::now(),
+        )
         .await?
     {
-        return Err(ApiError::forbidden(
-            "the try ended while it was starting, or another runner started it first",
-        ));
-    }
+        Some(ti) => ti,
+        None => return Err(start_refused(&state, &caller, &body).await),
+    };
     let run = state.store.get_run_by_pk(ti.run_pk).await?;
     let spec = state.spec(&run.version_hash).await?;
     let Some(task) = spec.task(&ti.task_id).cloned() else {
@@ -303,6 +305,27 @@ async fn start(
         heartbeat_interval_ms: state.heartbeat_interval.as_millis() as u64,
     });
     Ok((state.engines_header().await, context).into_response())
+}
+
+/// Why a start was refused (nothing was written): the body's task instance is not the token's, its try is
+/// not current or has ended, or another runner holds it.
+async fn start_refused(state: &ExecState, caller: &CallerTry, body: &StartRequest) -> ApiError {
+    let ti = match state
+        .store
+        .get_ti(&body.dag_id, &body.run_id, &body.task_id, body.map_index)
+        .await
+    {
+        Ok(ti) => ti,
+        Err(engine::Error::NotFound(what)) => return ApiError::forbidden(format!("{what}: not this token's try")),
+        Err(err) => return err.into(),
+    };
+    if ti.id != caller.ti_id {
+        return ApiError::forbidden("the body names another try than this token's");
+    }
+    match caller.check(&ti) {
+        Err(err) => err,
+        Ok(()) => ApiError::forbidden("the try ended while it was starting, or another runner started it first"),
+    }
 }
 
 /// `PUT …/heartbeat`: 204 while the try is current, 403 once it is not (the runner then stops).

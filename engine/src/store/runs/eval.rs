@@ -16,6 +16,11 @@ pub struct EvalBatch {
     store: Store,
     tx: Transaction<'static, Any>,
     pub runs: Vec<(RunRow, Vec<TiRow>)>,
+    /// Locked runs with nothing to decide but a timeout: every task instance is scheduled, queued, running or
+    /// finished, and one at least is not finished (their task instances are not read; see
+    /// [`EvalBatch::task_instances`]). A run of many task instances in flight is looked at after each try's end:
+    /// this spares reading all its task instances each time.
+    pub waiting: Vec<RunRow>,
 }
 
 /// What evaluation decided for one run.
@@ -104,6 +109,11 @@ impl EvalBatch {
         crate::store::misc::xcoms_of_run(&mut *self.tx, run_pk).await
     }
 
+    /// The task instances of a run of this batch (of one in `waiting`, when its plan needs them after all).
+    pub async fn task_instances(&mut self, run_pk: i64) -> Result<Vec<TiRow>> {
+        task_instances(&mut self.tx, run_pk).await
+    }
+
     /// Writes every plan and commits. Returns how many task instances changed.
     pub async fn apply(mut self, plans: &[RunPlan], now: DateTime<Utc>) -> Result<usize> {
         let mut changed = 0;
@@ -165,22 +175,31 @@ impl Store {
             .iter()
             .map(run_from_row)
             .collect::<Result<_>>()?;
+        // Per run: its task instances that evaluation would move (waiting for upstream, retry due, restarting)
+        // and those not finished.
+        let summary = format!(
+            "SELECT CAST(SUM(CASE WHEN state IN ({}) THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN state IN ({}) THEN 0 ELSE 1 END) AS BIGINT) FROM task_instance WHERE run_pk = $1",
+            states_sql(|s| matches!(s, TaskState::None | TaskState::UpForRetry | TaskState::Restarting)),
+            states_sql(TaskState::is_finished),
+        );
         let mut out = Vec::with_capacity(runs.len());
+        let mut waiting = Vec::new();
         for run in runs {
-            let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1");
-            let tis = sqlx::query(&sql)
-                .bind(run.id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(ti_from_row)
-                .collect::<Result<Vec<_>>>()?;
+            let (undecided, unfinished): (Option<i64>, Option<i64>) =
+                sqlx::query_as(&summary).bind(run.id).fetch_one(&mut *tx).await?;
+            if undecided.unwrap_or(0) == 0 && unfinished.unwrap_or(0) > 0 {
+                waiting.push(run);
+                continue;
+            }
+            let tis = task_instances(&mut tx, run.id).await?;
             out.push((run, tis));
         }
         Ok(EvalBatch {
             store: self.clone(),
             tx,
             runs: out,
+            waiting,
         })
     }
 
@@ -194,6 +213,27 @@ impl Store {
             .await?
             .is_some())
     }
+}
+
+/// The task states `keep` holds, as an SQL list.
+fn states_sql(keep: impl Fn(TaskState) -> bool) -> String {
+    TaskState::ALL
+        .iter()
+        .filter(|s| keep(**s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn task_instances(tx: &mut Transaction<'static, Any>, run_pk: i64) -> Result<Vec<TiRow>> {
+    let sql = format!("SELECT {TI_COLUMNS} FROM task_instance WHERE run_pk = $1");
+    sqlx::query(&sql)
+        .bind(run_pk)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(ti_from_row)
+        .collect()
 }
 
 /// The condition on `dag_run` (`$1`: now) of the running runs a scheduler evaluates: changed or due, and its

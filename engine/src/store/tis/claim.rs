@@ -43,6 +43,35 @@ impl Store {
         scope: Option<&[i64]>,
         now: DateTime<Utc>,
     ) -> Result<Claim> {
+        self.claim(scheduler_id, None, max_count, limits, scope, now).await
+    }
+
+    /// The claim of [`Store::claim_scheduled`] that also starts the next try of each task instance it takes,
+    /// in the same transaction (queued and running at `now` on `hostname`): `queued` holds them as they are
+    /// then, running with their new try number, `updated_at` left as read (when they became scheduled). Task
+    /// instances whose pool does not exist stay queued.
+    pub async fn claim_and_start(
+        &self,
+        scheduler_id: &str,
+        hostname: &str,
+        max_count: usize,
+        limits: &ClaimLimits,
+        scope: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
+        self.claim(scheduler_id, Some(hostname), max_count, limits, scope, now)
+            .await
+    }
+
+    async fn claim(
+        &self,
+        scheduler_id: &str,
+        start_on: Option<&str>,
+        max_count: usize,
+        limits: &ClaimLimits,
+        scope: Option<&[i64]>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
         let mut claim = Claim::default();
         if max_count == 0 {
             return Ok(claim);
@@ -67,6 +96,9 @@ impl Store {
             return Ok(claim);
         }
         let mut tx = self.begin().await?;
+        // A start is stamped once the write lock is held: a try whose end made room for this one (recorded by
+        // a runner, with its own clock) is then never seen to overlap it.
+        let now = if start_on.is_some() { Utc::now().max(now) } else { now };
         let lock = if self.backend == Backend::Postgres {
             " FOR UPDATE"
         } else {
@@ -78,23 +110,18 @@ impl Store {
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_>>()?;
-        let pool_sql = format!(
-            "SELECT pool, CAST(SUM(pool_slots) AS BIGINT) FROM task_instance WHERE state IN {EXECUTING} GROUP BY pool"
-        );
-        let mut pool_used: HashMap<String, i64> = sqlx::query(&pool_sql)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get::<Option<i64>, _>(1)?.unwrap_or(0))))
-            .collect::<Result<_>>()?;
-        let mut dag_active: HashMap<String, i64> = sqlx::query(&format!(
-            "SELECT dag_id, COUNT(*) FROM task_instance WHERE state IN {EXECUTING} GROUP BY dag_id"
+        // Slots used per pool and tries running per DAG, from one read.
+        let mut pool_used: HashMap<String, i64> = HashMap::new();
+        let mut dag_active: HashMap<String, i64> = HashMap::new();
+        for row in sqlx::query(&format!(
+            "SELECT pool, dag_id, CAST(SUM(pool_slots) AS BIGINT), COUNT(*) FROM task_instance WHERE state IN {EXECUTING} GROUP BY pool, dag_id"
         ))
         .fetch_all(&mut *tx)
         .await?
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_>>()?;
+        {
+            *pool_used.entry(row.try_get(0)?).or_insert(0) += row.try_get::<Option<i64>, _>(2)?.unwrap_or(0);
+            *dag_active.entry(row.try_get(1)?).or_insert(0) += row.try_get::<i64, _>(3)?;
+        }
         let mut task_active: HashMap<(String, String), i64> = HashMap::new();
         if !limits.per_task.is_empty() {
             for row in sqlx::query(&format!(
@@ -158,30 +185,63 @@ impl Store {
             *active += 1;
             chosen.push(ti);
         }
-        let to = next_task_state(TaskState::Scheduled, TaskEvent::Queue)?;
-        for group in [&mut chosen, &mut claim.missing_pool] {
-            let mut updated = Vec::new();
+        let queued = next_task_state(TaskState::Scheduled, TaskEvent::Queue)?;
+        let running = next_task_state(queued, TaskEvent::Start)?;
+        let mut runs = Vec::new();
+        for (group, start_on) in [(&mut chosen, start_on), (&mut claim.missing_pool, None)] {
+            let to = if start_on.is_some() { running } else { queued };
+            // (id, try number) of each row that moved.
+            let mut updated: HashMap<i64, i64> = HashMap::new();
             for chunk in group.chunks(CHUNK) {
+                let start = if start_on.is_some() {
+                    ", try_number = try_number + 1, start_date = $2, end_date = NULL, heartbeat_at = $2, hostname = $4, \
+                     pid = NULL, message = NULL, next_retry_at = NULL"
+                } else {
+                    ""
+                };
+                let first = if start_on.is_some() { 5 } else { 4 };
                 let sql = format!(
-                    "UPDATE task_instance SET state = $1, queued_at = $2, updated_at = $2, scheduler_id = $3 WHERE state = 'scheduled' AND id IN ({}) RETURNING id",
-                    placeholders(4, chunk.len())
+                    "UPDATE task_instance SET state = $1, queued_at = $2, updated_at = $2, scheduler_id = $3{start} \
+                     WHERE state = 'scheduled' AND id IN ({}) RETURNING id, try_number, run_pk",
+                    placeholders(first, chunk.len())
                 );
                 let mut query = sqlx::query(&sql).bind(to.as_str()).bind(micros(now)).bind(scheduler_id);
+                if let Some(hostname) = start_on {
+                    query = query.bind(hostname);
+                }
                 for ti in chunk {
                     query = query.bind(ti.id);
                 }
                 for row in query.fetch_all(&mut *tx).await? {
-                    updated.push(row.try_get::<i64, _>(0)?);
+                    updated.insert(row.try_get(0)?, row.try_get(1)?);
+                    if start_on.is_some() {
+                        runs.push(row.try_get::<i64, _>(2)?);
+                    }
                 }
             }
-            group.retain(|ti| updated.contains(&ti.id));
+            group.retain(|ti| updated.contains_key(&ti.id));
             for ti in group.iter_mut() {
                 ti.state = to;
                 ti.queued_at = Some(now);
                 ti.scheduler_id = Some(scheduler_id.to_string());
+                if let Some(hostname) = start_on {
+                    ti.try_number = updated[&ti.id];
+                    ti.start_date = Some(now);
+                    ti.end_date = None;
+                    ti.hostname = Some(hostname.to_string());
+                    ti.pid = None;
+                    ti.message = None;
+                    ti.next_retry_at = None;
+                    ti.heartbeat_at = Some(now);
+                }
             }
         }
+        runs.sort_unstable();
+        runs.dedup();
+        let changes: Vec<Change> = runs.into_iter().map(Change::TasksChanged).collect();
+        self.announce(&mut tx, &changes).await?;
         tx.commit().await?;
+        self.emit(&changes);
         claim.queued = chosen;
         Ok(claim)
     }

@@ -96,7 +96,7 @@ impl Store {
         let mut results = Vec::new();
         for done in tries {
             let row =
-                sqlx::query("SELECT state, try_number, start_date, hostname, pid FROM task_instance WHERE id = $1")
+                sqlx::query("SELECT state, try_number, start_date, hostname, pid, task_id, dag_id, run_id, map_index FROM task_instance WHERE id = $1")
                     .bind(done.ti_id)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -161,21 +161,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if to == TaskState::Success {
-                let ids = sqlx::query("SELECT task_id, dag_id, run_id, map_index FROM task_instance WHERE id = $1")
-                    .bind(done.ti_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let task_id: String = ids.try_get(0)?;
-                let map_index: i64 = ids.try_get(3)?;
+                let task_id: String = row.try_get(5)?;
+                let map_index: i64 = row.try_get(8)?;
                 // The assets it updates, with the success that updated them.
                 for uri in &done.outlets {
                     crate::store::assets::record_event(
                         &mut tx,
                         &crate::store::NewAssetEvent {
                             uri: Some(uri.clone()),
-                            source_dag_id: Some(ids.try_get(1)?),
+                            source_dag_id: Some(row.try_get(6)?),
                             source_task_id: Some(task_id.clone()),
-                            source_run_id: Some(ids.try_get(2)?),
+                            source_run_id: Some(row.try_get(7)?),
                             source_map_index: Some(map_index),
                             at: done.ended_at,
                             ..Default::default()

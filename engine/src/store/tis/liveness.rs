@@ -12,29 +12,39 @@ use crate::Result;
 const EXECUTING: &str = TaskState::EXECUTING_SQL;
 
 impl Store {
-    /// Records where a try's runner runs (its own report at start), when the try is still the current one and
-    /// no other runner started it first (a try relaunched after its scheduler died is held by one runner).
+    /// Records where a try's runner runs (its own report at start), when `key` names task instance `ti_id`,
+    /// `try_number` is its current, executing try and no other runner started it first (a try relaunched after
+    /// its scheduler died is held by one runner). Returns the task instance as it then is, else `None` (and
+    /// writes nothing).
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_runner(
         &self,
         ti_id: i64,
+        key: (&str, &str, &str, i64),
         try_number: i64,
         hostname: &str,
         pid: u32,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Option<TiRow>> {
+        let (dag_id, run_id, task_id, map_index) = key;
         let sql = format!(
             "UPDATE task_instance SET pid = $1, hostname = $2, heartbeat_at = $3 WHERE id = $4 AND try_number = $5 \
-             AND state IN {EXECUTING} AND (pid IS NULL OR (pid = $1 AND hostname = $2))"
+             AND state IN {EXECUTING} AND (pid IS NULL OR (pid = $1 AND hostname = $2)) \
+             AND dag_id = $6 AND run_id = $7 AND task_id = $8 AND map_index = $9 RETURNING {TI_COLUMNS}"
         );
-        let result = sqlx::query(&sql)
+        let row = sqlx::query(&sql)
             .bind(i64::from(pid))
             .bind(hostname)
             .bind(micros(now))
             .bind(ti_id)
             .bind(try_number)
-            .execute(&self.pool)
+            .bind(dag_id)
+            .bind(run_id)
+            .bind(task_id)
+            .bind(map_index)
+            .fetch_optional(&self.writer)
             .await?;
-        Ok(result.rows_affected() == 1)
+        row.as_ref().map(ti_from_row).transpose()
     }
 
     /// A runner's heartbeat: true while its try is still the current, executing one.
@@ -46,7 +56,7 @@ impl Store {
             .bind(micros(now))
             .bind(ti_id)
             .bind(try_number)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -64,7 +74,7 @@ impl Store {
             for id in chunk {
                 query = query.bind(*id);
             }
-            query.execute(&self.pool).await?;
+            query.execute(&self.writer).await?;
             let sql = format!(
                 "SELECT id, state FROM task_instance WHERE state <> 'running' AND id IN ({})",
                 placeholders(1, chunk.len())
@@ -111,7 +121,7 @@ impl Store {
             .bind(new_owner)
             .bind(ti_id)
             .bind(old_owner.map(str::to_string))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -1,6 +1,5 @@
 //! Claiming ready task instances within pools and limits, and launching their tries on the executor.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -96,7 +95,6 @@ impl Scheduler {
             return Ok(claim.missing_pool.len());
         }
         let started = claim.queued.len();
-        let mut runs: HashMap<i64, String> = HashMap::new();
         for ti in claim.queued {
             // Queued and started at once: the wait is from being scheduled to the start.
             if let Some(start) = ti.start_date {
@@ -104,13 +102,9 @@ impl Scheduler {
                     (start - ti.updated_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6,
                 );
             }
-            let version_hash = match runs.get(&ti.run_pk) {
+            let version_hash = match claim.versions.get(&ti.run_pk) {
                 Some(hash) => hash.clone(),
-                None => {
-                    let run = self.store.get_run_by_pk(ti.run_pk).await?;
-                    runs.insert(ti.run_pk, run.version_hash.clone());
-                    run.version_hash
-                }
+                None => self.store.get_run_by_pk(ti.run_pk).await?.version_hash,
             };
             self.launch_try(ti, &version_hash).await?;
         }

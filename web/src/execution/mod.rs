@@ -265,7 +265,12 @@ async fn start(
         Some(ti) => ti,
         None => return Err(start_refused(&state, &caller, &body).await),
     };
-    let run = state.store.get_run_by_pk(ti.run_pk).await?;
+    // The run and its XCom, read at once.
+    let (run, xcoms) = tokio::join!(
+        state.store.get_run_by_pk(ti.run_pk),
+        state.store.xcom_values_of_run(ti.run_pk)
+    );
+    let (run, xcoms) = (run?, xcoms?);
     let spec = state.spec(&run.version_hash).await?;
     let Some(task) = spec.task(&ti.task_id).cloned() else {
         return Err(ApiError::conflict(format!(
@@ -273,10 +278,7 @@ async fn start(
             run.run_id, ti.task_id
         )));
     };
-    let xcoms = state
-        .store
-        .xcom_values_of_run(run.id)
-        .await?
+    let xcoms = xcoms
         .into_iter()
         .map(|(task_id, key, map_index, value)| XcomValue {
             task_id,
@@ -389,8 +391,14 @@ async fn finish(
     }
     let ti = caller.authorize(&state, id).await?;
     let key = key_of(&ti, caller.try_number);
-    append(&state, ti.id, key.clone(), body.logs).await?;
-    let run = state.store.get_run_by_pk(ti.run_pk).await?;
+    // The last log lines are written before the end is recorded (a follower that sees the end has every line);
+    // the run is read meanwhile.
+    let (appended, run) = tokio::join!(
+        append(&state, ti.id, key.clone(), body.logs),
+        state.store.get_run_by_pk(ti.run_pk)
+    );
+    appended?;
+    let run = run?;
     let spec = state.spec(&run.version_hash).await.ok();
     let task = spec.as_ref().and_then(|s| s.task(&ti.task_id));
     let done = FinishedTry::by_policy(

@@ -17,6 +17,8 @@ const EXECUTING: &str = TaskState::EXECUTING_SQL;
 #[derive(Debug, Default)]
 pub struct Claim {
     pub queued: Vec<TiRow>,
+    /// The DAG version of each run the claimed task instances belong to, by run pk.
+    pub versions: HashMap<i64, String>,
     pub missing_pool: Vec<TiRow>,
 }
 
@@ -140,7 +142,7 @@ impl Store {
             .join(", ");
         let candidates_limit = (max_count * 4).max(64);
         let sql = format!(
-            "SELECT {columns} {ready} \
+            "SELECT {columns}, r.version_hash {ready} \
              ORDER BY ti.priority_weight DESC, r.run_after, ti.id LIMIT {candidates_limit}{}",
             // Rows another scheduler is changing right now are skipped, not waited for.
             if self.backend == Backend::Postgres {
@@ -149,12 +151,15 @@ impl Store {
                 ""
             }
         );
-        let candidates: Vec<TiRow> = sqlx::query(&sql)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(ti_from_row)
-            .collect::<Result<_>>()?;
+        let mut candidates: Vec<TiRow> = Vec::new();
+        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+            let ti = ti_from_row(&row)?;
+            if !claim.versions.contains_key(&ti.run_pk) {
+                let hash: String = row.try_get("version_hash")?;
+                claim.versions.insert(ti.run_pk, hash);
+            }
+            candidates.push(ti);
+        }
         let mut chosen = Vec::new();
         for ti in candidates {
             if chosen.len() + claim.missing_pool.len() >= max_count {

@@ -154,9 +154,8 @@ impl Store {
         let mut candidates: Vec<TiRow> = Vec::new();
         for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
             let ti = ti_from_row(&row)?;
-            if !claim.versions.contains_key(&ti.run_pk) {
-                let hash: String = row.try_get("version_hash")?;
-                claim.versions.insert(ti.run_pk, hash);
+            if let std::collections::hash_map::Entry::Vacant(entry) = claim.versions.entry(ti.run_pk) {
+                entry.insert(row.try_get::<String, _>("version_hash")?);
             }
             candidates.push(ti);
         }

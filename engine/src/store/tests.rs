@@ -118,27 +118,37 @@ async fn claim_respects_pools_and_compare_and_set(db: TestDb) {
         .collect();
     assert_eq!(batch.apply(&plans, Utc::now()).await.unwrap(), 3);
     let claim = store
-        .claim_scheduled("s1", 10, &Default::default(), None, Utc::now())
+        .claim_and_start("s1", "host", 10, &Default::default(), None, Utc::now())
         .await
         .unwrap();
     let claimed: Vec<&str> = claim.queued.iter().map(|ti| ti.task_id.as_str()).collect();
     assert_eq!(claimed, vec!["b"], "one slot in `small`, highest priority first");
     assert_eq!(claim.missing_pool.len(), 1);
+    assert_eq!(
+        claim.missing_pool[0].state,
+        TaskState::Queued,
+        "no pool: queued, not started"
+    );
+    assert_eq!(claim.versions.get(&run.id), Some(&run.version_hash));
     let again = store
-        .claim_scheduled("s2", 10, &Default::default(), None, Utc::now())
+        .claim_and_start("s2", "host", 10, &Default::default(), None, Utc::now())
         .await
         .unwrap();
     assert!(again.queued.is_empty(), "the pool is full and b is taken");
-    let started = store
-        .start_tis(&[claim.queued[0].id], "host", Utc::now())
-        .await
-        .unwrap();
-    assert_eq!(started, vec![(claim.queued[0].id, 1)]);
-    assert!(store
-        .start_tis(&[claim.queued[0].id], "host", Utc::now())
-        .await
-        .unwrap()
-        .is_empty());
+    // Claimed and started at once: try 1 runs on `host`, as the row says.
+    let stored = store.get_ti_by_id(claim.queued[0].id).await.unwrap();
+    for ti in [&claim.queued[0], &stored] {
+        assert_eq!(
+            (
+                ti.state,
+                ti.try_number,
+                ti.hostname.as_deref(),
+                ti.scheduler_id.as_deref()
+            ),
+            (TaskState::Running, 1, Some("host"), Some("s1"))
+        );
+    }
+    assert_eq!(stored.start_date, stored.queued_at);
     let done = FinishedTry {
         outlets: Vec::new(),
         ti_id: claim.queued[0].id,
@@ -210,12 +220,10 @@ async fn mapped_instances_keep_their_own_xcom(db: TestDb) {
         "no instance -1 once expanded"
     );
     let claim = store
-        .claim_scheduled("s1", 10, &Default::default(), None, Utc::now())
+        .claim_and_start("s1", "host", 10, &Default::default(), None, Utc::now())
         .await
         .unwrap();
     assert_eq!(claim.queued.len(), 3);
-    let ids: Vec<i64> = claim.queued.iter().map(|t| t.id).collect();
-    store.start_tis(&ids, "host", Utc::now()).await.unwrap();
     // Instances end in reverse order; each keeps its own XCom, pulled as one list in map_index order.
     let done: Vec<FinishedTry> = tis
         .iter()

@@ -1,5 +1,5 @@
-//! Claiming task instances: the critical section that queues ready task instances within pools and limits,
-//! and starting the next try of those queued.
+//! Claiming task instances: the critical section that queues ready task instances within pools and limits
+//! and starts their next try, in one transaction.
 
 use std::collections::HashMap;
 
@@ -34,24 +34,11 @@ pub struct ClaimLimits {
 
 impl Store {
     /// The critical section: picks `scheduled` task instances of running runs by priority, within pool slots,
-    /// each DAG's `max_active_tasks`, each task's `max_active_tis_per_dag` and `max_count`, and moves them to
-    /// `queued` for `scheduler_id`. On
-    /// PostgreSQL the pool rows are locked for the duration, so schedulers take turns here.
-    pub async fn claim_scheduled(
-        &self,
-        scheduler_id: &str,
-        max_count: usize,
-        limits: &ClaimLimits,
-        scope: Option<&[i64]>,
-        now: DateTime<Utc>,
-    ) -> Result<Claim> {
-        self.claim(scheduler_id, None, max_count, limits, scope, now).await
-    }
-
-    /// The claim of [`Store::claim_scheduled`] that also starts the next try of each task instance it takes,
-    /// in the same transaction (queued and running at `now` on `hostname`): `queued` holds them as they are
-    /// then, running with their new try number, `updated_at` left as read (when they became scheduled). Task
-    /// instances whose pool does not exist stay queued.
+    /// each DAG's `max_active_tasks`, each task's `max_active_tis_per_dag` and `max_count`, moves them to
+    /// `queued` for `scheduler_id` and starts their next try on `hostname`, in one transaction: `queued` holds
+    /// them as they are then (running, with their new try number; `updated_at` left as read, when they became
+    /// scheduled). Task instances whose pool does not exist are queued, not started. On PostgreSQL the pool
+    /// rows are locked for the duration, so schedulers take turns here.
     pub async fn claim_and_start(
         &self,
         scheduler_id: &str,
@@ -61,23 +48,12 @@ impl Store {
         scope: Option<&[i64]>,
         now: DateTime<Utc>,
     ) -> Result<Claim> {
-        self.claim(scheduler_id, Some(hostname), max_count, limits, scope, now)
-            .await
-    }
-
-    async fn claim(
-        &self,
-        scheduler_id: &str,
-        start_on: Option<&str>,
-        max_count: usize,
-        limits: &ClaimLimits,
-        scope: Option<&[i64]>,
-        now: DateTime<Utc>,
-    ) -> Result<Claim> {
         let mut claim = Claim::default();
         if max_count == 0 {
             return Ok(claim);
         }
+        // The claimed task instances start here; those whose pool does not exist are only queued.
+        let start_on = Some(hostname);
         let scope_clause = match scope {
             Some(ids) if !ids.is_empty() => format!(
                 " AND ti.run_pk IN ({})",
@@ -100,7 +76,7 @@ impl Store {
         let mut tx = self.begin().await?;
         // A start is stamped once the write lock is held: a try whose end made room for this one (recorded by
         // a runner, with its own clock) is then never seen to overlap it.
-        let now = if start_on.is_some() { Utc::now().max(now) } else { now };
+        let now = Utc::now().max(now);
         let lock = if self.backend == Backend::Postgres {
             " FOR UPDATE"
         } else {
@@ -248,36 +224,5 @@ impl Store {
         self.emit(&changes);
         claim.queued = chosen;
         Ok(claim)
-    }
-
-    /// Moves queued task instances to running and starts their next try. Returns (id, try number) of those
-    /// that moved (a task cleared or terminated meanwhile does not).
-    pub async fn start_tis(&self, ti_ids: &[i64], hostname: &str, now: DateTime<Utc>) -> Result<Vec<(i64, i64)>> {
-        let to = next_task_state(TaskState::Queued, TaskEvent::Start)?;
-        let mut tx = self.begin().await?;
-        let mut started = Vec::new();
-        let mut runs = Vec::new();
-        for chunk in ti_ids.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE task_instance SET state = $1, try_number = try_number + 1, start_date = $2, end_date = NULL, heartbeat_at = $2, \
-                 updated_at = $2, hostname = $3, pid = NULL, message = NULL, next_retry_at = NULL WHERE state = 'queued' AND id IN ({}) RETURNING id, try_number, run_pk",
-                placeholders(4, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(to.as_str()).bind(micros(now)).bind(hostname);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                started.push((row.try_get(0)?, row.try_get(1)?));
-                runs.push(row.try_get::<i64, _>(2)?);
-            }
-        }
-        runs.sort_unstable();
-        runs.dedup();
-        let changes: Vec<Change> = runs.into_iter().map(Change::TasksChanged).collect();
-        self.announce(&mut tx, &changes).await?;
-        tx.commit().await?;
-        self.emit(&changes);
-        Ok(started)
     }
 }

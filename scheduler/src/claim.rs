@@ -41,10 +41,6 @@ impl Scheduler {
                 };
             }
         }
-        if self.options.scope.is_none() {
-            // Best effort: on a store error the runners get the engines known before.
-            let _ = self.refresh_peers(now).await;
-        }
         let started_claim = Instant::now();
         // Claimed and started in one transaction: each comes back running, with its new try number.
         let claim = self
@@ -55,7 +51,7 @@ impl Scheduler {
                 open,
                 &limits,
                 self.options.scope.as_deref(),
-                Utc::now(),
+                now,
             )
             .await?;
         self.metrics
@@ -83,7 +79,8 @@ impl Scheduler {
                     )),
                     xcoms: vec![],
                     next_retry_at: None,
-                    ended_at: now,
+                    // After the claim's own stamp (taken under the write lock), never before it.
+                    ended_at: Utc::now(),
                 })
                 .collect();
             for ti in &claim.missing_pool {
@@ -93,6 +90,10 @@ impl Scheduler {
         }
         if claim.queued.is_empty() {
             return Ok(claim.missing_pool.len());
+        }
+        if self.options.scope.is_none() {
+            // The engines the new runners are told of. Best effort: on a store error they get those known before.
+            let _ = self.refresh_peers(now).await;
         }
         let started = claim.queued.len();
         for ti in claim.queued {

@@ -37,7 +37,8 @@ pub struct Metrics {
     pub dag_processing_dags: AtomicI64,
     /// Sum and count of task durations, seconds.
     task_duration: Mutex<(f64, u64)>,
-    /// Sum and count of queued durations (queued to start), seconds.
+    /// Sum and count of how long task instances waited from being scheduled (ready) to their try's start,
+    /// seconds (a claim queues and starts in one step, so this is Airflow's wait in `scheduled` and `queued`).
     queued_duration: Mutex<(f64, u64)>,
     dagrun_duration_success: Mutex<(f64, u64)>,
     dagrun_duration_failed: Mutex<(f64, u64)>,

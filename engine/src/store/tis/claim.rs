@@ -52,8 +52,6 @@ impl Store {
         if max_count == 0 {
             return Ok(claim);
         }
-        // The claimed task instances start here; those whose pool does not exist are only queued.
-        let start_on = Some(hostname);
         let scope_clause = match scope {
             Some(ids) if !ids.is_empty() => format!(
                 " AND ti.run_pk IN ({})",
@@ -168,7 +166,8 @@ impl Store {
         let queued = next_task_state(TaskState::Scheduled, TaskEvent::Queue)?;
         let running = next_task_state(queued, TaskEvent::Start)?;
         let mut runs = Vec::new();
-        for (group, start_on) in [(&mut chosen, start_on), (&mut claim.missing_pool, None)] {
+        // The claimed task instances start here, on `hostname`; those whose pool does not exist are only queued.
+        for (group, start_on) in [(&mut chosen, Some(hostname)), (&mut claim.missing_pool, None)] {
             let to = if start_on.is_some() { running } else { queued };
             // (id, try number) of each row that moved.
             let mut updated: HashMap<i64, i64> = HashMap::new();

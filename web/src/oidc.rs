@@ -173,6 +173,20 @@ fn flow_cookie(state: &WebState, value: &str, max_age: i64) -> HeaderValue {
     .expect("cookie values are URL-safe")
 }
 
+/// An error with the errors that caused it (`Request failed: error sending request: operation timed out`).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    // Bounded: a cause chain is short, but nothing stops one from being long.
+    for _ in 0..8 {
+        let Some(next) = cause else { break };
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 fn sso_failed(reason: &str) -> Response {
     tracing::warn!(reason, "single sign-on failed");
     Redirect::to("/login?error=sso").into_response()
@@ -266,7 +280,7 @@ async fn callback(
         Ok(t) => t,
         Err(err) => {
             oidc.forget().await;
-            return sso_failed(&format!("the token request failed: {err}"));
+            return sso_failed(&format!("the token request failed: {}", with_causes(&err)));
         }
     };
     let Some(id_token) = tokens.id_token() else {

@@ -128,6 +128,8 @@ pub async fn scheduler(
             "wall_s": round(measured.wall, 3),
             "ti_per_s": round(scenario.tasks as f64 / measured.wall, 1),
             "mean_hop_ms": measured.mean_hop.map(|h| round(h * 1000.0, 2)),
+            "mean_launch_ms": measured.stages.map(|s| round(s.launch * 1000.0, 2)),
+            "mean_run_ms": measured.stages.map(|s| round(s.run * 1000.0, 2)),
             "baseline": match (scenario.operator, scenario.chain) {
                 ("bash", true) => "bare bash -c true, in a row",
                 ("bash", false) => "bare bash -c true, over the cores",
@@ -148,6 +150,8 @@ pub async fn scheduler(
             "wall_s",
             "ti_per_s",
             "mean_hop_ms",
+            "mean_launch_ms",
+            "mean_run_ms",
             "baseline_s",
             "ratio_to_baseline",
             "state",
@@ -160,6 +164,10 @@ pub async fn scheduler(
             serial_spawns * 1000.0 / 40.0,
             parallel_spawns,
             roundtrip_baseline * 1000.0
+        );
+        println!(
+            "a chain's try: hop = its upstream's end to its claim (the scheduler's step); launch = claim to the \
+             runner's start call; run = start call to the recorded end (context, command, finish call)"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -214,7 +222,19 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 struct Measured {
     wall: f64,
     mean_hop: Option<f64>,
+    /// A chain's tries, stage by stage (mean seconds).
+    stages: Option<Stages>,
     state: String,
+}
+
+/// Where a chain's time goes, from the times the store recorded for each try (mean seconds per try): the
+/// scheduler's step from one try's end to the next one's claim (the hop), the claim to the runner's start
+/// call (claim committed, runner started, its first request served), and the start call to the end (context
+/// answered, operator run, end reported).
+#[derive(Debug, Clone, Copy)]
+struct Stages {
+    launch: f64,
+    run: f64,
 }
 
 async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Result<Measured> {
@@ -257,8 +277,12 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     let _ = server.await;
     result?;
     let run_row = store.get_run_by_pk(run.id).await?;
+    let tis = if scenario.chain {
+        store.tis_of_run(run.id).await?
+    } else {
+        Vec::new()
+    };
     let mean_hop = if scenario.chain {
-        let tis = store.tis_of_run(run.id).await?;
         let position = |id: &str| spec.tasks.iter().position(|t| t.task_id == id).unwrap_or(0);
         let mut ordered = tis.clone();
         ordered.sort_by_key(|ti| position(&ti.task_id));
@@ -273,13 +297,39 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     } else {
         None
     };
+    let stages = if scenario.chain && scenario.operator != "empty" {
+        stages_of(&tis)
+    } else {
+        None
+    };
     if run_row.state != RunState::Success {
         eprintln!("warning: {} ended {}", scenario.name, run_row.state);
     }
     Ok(Measured {
         wall,
         mean_hop,
+        stages,
         state: run_row.state.to_string(),
+    })
+}
+
+/// The mean stages of tries that ran a runner (the start call records its time as the first heartbeat).
+fn stages_of(tis: &[engine::store::TiRow]) -> Option<Stages> {
+    let seconds = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let each: Vec<(f64, f64)> = tis
+        .iter()
+        .filter_map(|ti| match (ti.start_date, ti.heartbeat_at, ti.end_date) {
+            (Some(start), Some(called), Some(end)) => Some((seconds(called - start), seconds(end - called))),
+            _ => None,
+        })
+        .collect();
+    if each.is_empty() {
+        return None;
+    }
+    let n = each.len() as f64;
+    Some(Stages {
+        launch: each.iter().map(|s| s.0).sum::<f64>() / n,
+        run: each.iter().map(|s| s.1).sum::<f64>() / n,
     })
 }
 

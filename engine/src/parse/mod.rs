@@ -11,6 +11,8 @@ mod layers;
 mod limits;
 mod task;
 mod task_list;
+mod task_mapping;
+mod task_values;
 mod typed;
 mod values;
 

@@ -364,4 +364,6 @@ fn placeholders(first: usize, count: usize) -> String {
 const CHUNK: usize = 500;
 
 #[cfg(test)]
+mod chain_tests;
+#[cfg(test)]
 mod tests;

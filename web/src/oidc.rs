@@ -173,7 +173,7 @@ fn flow_cookie(state: &WebState, value: &str, max_age: i64) -> HeaderValue {
     .expect("cookie values are URL-safe")
 }
 
-/// An error with the errors that caused it (`Request failed: error sending request: operation timed out`).
+/// An error with the errors that caused it (`error sending request for url (…): operation timed out`).
 fn with_causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();
@@ -280,7 +280,13 @@ async fn callback(
         Ok(t) => t,
         Err(err) => {
             oidc.forget().await;
-            return sso_failed(&format!("the token request failed: {}", with_causes(&err)));
+            // The transport's causes (refused, timed out) say what went wrong; a response that did not parse is
+            // said without its parser's text, which could quote claims (names, e-mail addresses) into the log.
+            let why = match &err {
+                openidconnect::RequestTokenError::Request(cause) => format!("{err}: {}", with_causes(cause)),
+                other => other.to_string(),
+            };
+            return sso_failed(&format!("the token request failed: {why}"));
         }
     };
     let Some(id_token) = tokens.id_token() else {

@@ -173,8 +173,9 @@ pub async fn scheduler(
             roundtrip_baseline * 1000.0
         );
         println!(
-            "a chain's try: hop = its upstream's end to its claim (the scheduler's step); launch = claim to the \
-             runner's start call; run = start call to the recorded end (context, command, finish call)"
+            "a chain's try: hop = its upstream's end to its claim (finish committed, scheduler woken, run evaluated); \
+             launch = claim to the runner's start call (claim committed, runner forked and started); run = start \
+             call to the recorded end (context, command, finish call)"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -234,10 +235,12 @@ struct Measured {
     state: String,
 }
 
-/// Where a chain's time goes, from the times the store recorded for each try (mean seconds per try): the
-/// scheduler's step from one try's end to the next one's claim (the hop), the claim to the runner's start
-/// call (claim committed, runner started, its first request served), and the start call to the end (context
-/// answered, operator run, end reported).
+/// Where a chain's time goes, from the times the store recorded for each try (mean seconds per try): the hop
+/// (the upstream's end, stamped in its finish call before that commits, to this try's claim, stamped once the
+/// claim holds the write lock: the finish committed, the scheduler woken, the run evaluated), the launch (the
+/// claim's writes and commit, the runner host's fork, the runner's start-up, its start call reaching the
+/// server) and the run (the start call's write and reads, rendering, the operator, the finish call up to its
+/// stamp).
 #[derive(Debug, Clone, Copy)]
 struct Stages {
     launch: f64,
@@ -320,13 +323,19 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     })
 }
 
-/// The mean stages of tries that ran a runner (the start call records its time as the first heartbeat).
+/// The mean stages of tries whose runner made its start call (which records the runner's pid and its time as
+/// the try's heartbeat). A try that ran past a heartbeat has a later heartbeat: only tries shorter than the
+/// runner's shortest heartbeat interval are counted (all of a chain of `bash true`); the scheduler's own
+/// heartbeat of running tries, every few seconds, can still land inside one and move its split.
 fn stages_of(tis: &[engine::store::TiRow]) -> Option<Stages> {
     let seconds = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1e6;
     let each: Vec<(f64, f64)> = tis
         .iter()
+        .filter(|ti| ti.pid.is_some())
         .filter_map(|ti| match (ti.start_date, ti.heartbeat_at, ti.end_date) {
-            (Some(start), Some(called), Some(end)) => Some((seconds(called - start), seconds(end - called))),
+            (Some(start), Some(called), Some(end)) if seconds(end - start) < 0.1 => {
+                Some((seconds(called - start), seconds(end - called)))
+            }
             _ => None,
         })
         .collect();

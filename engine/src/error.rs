@@ -2,6 +2,20 @@
 
 use std::fmt;
 
+/// An error and its sources, `outer: inner: ...`, without repeating a message its outer one already shows.
+pub fn chain_of(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let message = inner.to_string();
+        if !text.contains(&message) {
+            text = format!("{text}: {message}");
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// Where in a DAG file something went wrong: file, line, DAG, task and key, as far as known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {

@@ -173,20 +173,6 @@ fn flow_cookie(state: &WebState, value: &str, max_age: i64) -> HeaderValue {
     .expect("cookie values are URL-safe")
 }
 
-/// An error with the errors that caused it (`error sending request for url (…): operation timed out`).
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    // Bounded: a cause chain is short, but nothing stops one from being long.
-    for _ in 0..8 {
-        let Some(next) = cause else { break };
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
-
 fn sso_failed(reason: &str) -> Response {
     tracing::warn!(reason, "single sign-on failed");
     Redirect::to("/login?error=sso").into_response()
@@ -283,7 +269,9 @@ async fn callback(
             // The transport's causes (refused, timed out) say what went wrong; a response that did not parse is
             // said without its parser's text, which could quote claims (names, e-mail addresses) into the log.
             let why = match &err {
-                openidconnect::RequestTokenError::Request(cause) => format!("{err}: {}", with_causes(cause)),
+                openidconnect::RequestTokenError::Request(cause) => {
+                    format!("{err}: {}", engine::error::chain_of(cause))
+                }
                 other => other.to_string(),
             };
             return sso_failed(&format!("the token request failed: {why}"));

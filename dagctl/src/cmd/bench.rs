@@ -299,7 +299,7 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
         let hops: Vec<f64> = ordered
             .windows(2)
             .filter_map(|pair| match (pair[0].end_date, pair[1].start_date) {
-                (Some(end), Some(start)) => Some((start - end).num_microseconds().unwrap_or(0) as f64 / 1e6),
+                (Some(end), Some(start)) => Some(seconds(start - end)),
                 _ => None,
             })
             .collect();
@@ -307,11 +307,8 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
     } else {
         None
     };
-    let stages = if scenario.chain && scenario.operator != "empty" {
-        stages_of(&tis)
-    } else {
-        None
-    };
+    // None for `empty` tries (no runner) and for independent scenarios (no tries read).
+    let stages = stages_of(&tis);
     if run_row.state != RunState::Success {
         eprintln!("warning: {} ended {}", scenario.name, run_row.state);
     }
@@ -328,7 +325,6 @@ async fn run_scenario(config: &Config, store: &Store, scenario: &Scenario) -> Re
 /// runner's shortest heartbeat interval are counted (all of a chain of `bash true`); the scheduler's own
 /// heartbeat of running tries, every few seconds, can still land inside one and move its split.
 fn stages_of(tis: &[engine::store::TiRow]) -> Option<Stages> {
-    let seconds = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1e6;
     let each: Vec<(f64, f64)> = tis
         .iter()
         .filter(|ti| ti.pid.is_some())
@@ -347,6 +343,10 @@ fn stages_of(tis: &[engine::store::TiRow]) -> Option<Stages> {
         launch: each.iter().map(|s| s.0).sum::<f64>() / n,
         run: each.iter().map(|s| s.1).sum::<f64>() / n,
     })
+}
+
+fn seconds(duration: chrono::Duration) -> f64 {
+    duration.num_microseconds().unwrap_or(0) as f64 / 1e6
 }
 
 /// Wall seconds of a chain of `tasks` `bash true` run in this process by a scoped scheduler (the in-process

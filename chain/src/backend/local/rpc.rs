@@ -17,6 +17,8 @@ use alloy_rpc_client::RpcClient;
 use alloy_transport_http::Http;
 use serde_json::Value;
 
+use engine::error::chain_of;
+
 use crate::error::{Error, Result};
 
 /// Longest excerpt of an HTTP error body kept in an error message.
@@ -185,20 +187,6 @@ fn reason(err: &TransportError, timeout: Duration) -> String {
         }
         other => chain_of(other),
     }
-}
-
-/// An error and its sources, `outer: inner: ...`, without repeating a message its outer one already shows.
-fn chain_of(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let message = inner.to_string();
-        if !text.contains(&message) {
-            text = format!("{text}: {message}");
-        }
-        source = inner.source();
-    }
-    text
 }
 
 /// The innermost source of an error (for a refused connection: `Connection refused (os error 111)`).
